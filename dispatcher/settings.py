@@ -78,6 +78,16 @@ class Settings:
     max_attempts: int = 8
     #: Consecutive failed batches that pause a campaign.
     max_consecutive_failures: int = 5
+    #: First retry delay in seconds; doubles per failed attempt (with jitter) up to the maximum.
+    retry_backoff_s: float = 1.0
+    retry_backoff_max_s: float = 60.0
+    #: Seconds to wait after an unknown outcome before reconciling by clientId.
+    reconcile_delay_s: float = 5.0
+    #: Longest a worker waits in place for a rate-limit slot before rescheduling the batch.
+    max_slot_wait_s: float = 10.0
+    #: Seconds a claimed batch is held before another worker may take it over; 0 derives it from
+    #: the timeouts (it must outlast a slot wait plus two full requests).
+    batch_lease_s: float = 0.0
     #: Seconds a lookup result stays cached.
     hlr_cache_ttl_s: int = 30 * 24 * 3600
     #: Lookups in flight at once during the HLR pre-check.
@@ -88,6 +98,14 @@ class Settings:
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     flower_user: str = ""
     flower_password: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def lease_s(self) -> float:
+        """Seconds a worker holds a claimed batch (see ``batch_lease_s``)."""
+        if self.batch_lease_s:
+            return self.batch_lease_s
+        request = self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
+        return self.max_slot_wait_s + 2 * request + 5.0
 
     @property
     def effective_broker_url(self) -> str:
@@ -148,6 +166,11 @@ _ENV_NAMES = {
     "queue_window": "DISPATCHER_QUEUE_WINDOW",
     "max_attempts": "DISPATCHER_MAX_ATTEMPTS",
     "max_consecutive_failures": "DISPATCHER_MAX_CONSECUTIVE_FAILURES",
+    "retry_backoff_s": "DISPATCHER_RETRY_BACKOFF",
+    "retry_backoff_max_s": "DISPATCHER_RETRY_BACKOFF_MAX",
+    "reconcile_delay_s": "DISPATCHER_RECONCILE_DELAY",
+    "max_slot_wait_s": "DISPATCHER_MAX_SLOT_WAIT",
+    "batch_lease_s": "DISPATCHER_BATCH_LEASE",
     "hlr_cache_ttl_s": "DISPATCHER_HLR_CACHE_TTL",
     "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",

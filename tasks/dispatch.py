@@ -1,0 +1,54 @@
+"""Dispatch tasks. Each decodes ids, calls one function of ``dispatcher`` and decides retries."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis
+from celery import Task
+
+from dispatcher.batches import BatchOps
+from dispatcher.client import InstasentClient
+from dispatcher.keys import Keys
+from dispatcher.lifecycle import FINAL, State
+from dispatcher.ratelimit import RateLimiter
+from dispatcher.sending import Sender, send_batch
+from dispatcher.settings import Settings
+from dispatcher.store import CampaignStore
+from tasks.app import app
+
+_local = threading.local()
+
+
+def sender() -> Sender:
+    """The per-process (per-thread) sender: one Redis pool and one HTTP pool, built on first use."""
+    current: Sender | None = getattr(_local, "sender", None)
+    if current is None:
+        settings = Settings.from_env()
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+        keys = Keys(settings.key_prefix)
+        current = Sender(settings=settings, client=InstasentClient.from_settings(settings),
+                         store=CampaignStore(client, keys), ops=BatchOps(client, keys),
+                         limiter=RateLimiter(client, keys))
+        _local.sender = current
+    return current
+
+
+def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
+    """Queue one ``send_batch`` task per batch number."""
+    for n in numbers:
+        send_batch_task.apply_async((campaign_id, n))
+
+
+@app.task(name="dispatcher.send_batch", bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
+    """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
+    s = sender()
+    outcome = send_batch(s, campaign_id, int(batch))
+    enqueue_batches(campaign_id, outcome.enqueue)
+    if outcome.campaign_state in {state.value for state in FINAL}:
+        s.store.expire(campaign_id, s.settings.campaign_ttl_s)
+    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
+        raise self.retry(countdown=max(0.05, outcome.retry_in))
+    return outcome.summary
