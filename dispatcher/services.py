@@ -182,3 +182,39 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
     service = spawn("sandbox", argv, url, log_dir=log_dir)
     wait_until(http_ready(f"{url}/_sandbox/stats"), service, timeout_s=30)
     return service
+
+
+def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork",
+                loglevel: str = "INFO") -> list[str]:
+    """The ``celery worker`` command line with the project's settings."""
+    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(concurrency),
+            "--pool", pool, "--loglevel", loglevel, "-Q", "dispatcher", "--without-gossip", "--without-mingle"]
+    if events:
+        argv.append("--task-events")
+    return argv
+
+
+def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False, log_dir: Path | None = None,
+                 timeout_s: float = 60.0) -> Service:
+    """Start a Celery worker process and wait until it says it is ready."""
+    service = spawn("worker", worker_argv(concurrency, events), url="", env=env, log_dir=log_dir)
+    wait_until(lambda: "ready." in (service.log_tail(200)), service, timeout_s=timeout_s)
+    return service
+
+
+def flower_argv(port: int, address: str = "127.0.0.1") -> list[str]:
+    """The ``celery flower`` command line, bound to ``address``.
+
+    Basic auth goes through the ``FLOWER_BASIC_AUTH`` environment variable, never the command
+    line, where any local user could read it with ``ps``.
+    """
+    return [sys.executable, "-m", "celery", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}"]
+
+
+def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:
+    """Start Flower on loopback and wait until it answers."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = spawn("flower", flower_argv(port), url=url, env=env, log_dir=log_dir)
+    wait_until(http_ready(f"{url}/healthcheck"), service, timeout_s=60)
+    return service

@@ -1,0 +1,74 @@
+"""Campaign operations: submit, pause, resume, cancel.
+
+The queue is reached through an :class:`Enqueuer` passed in (the Celery one lives in
+``tasks.enqueue``), so this module, like the rest of ``dispatcher``, never imports Celery.
+Fan-out is windowed: a campaign keeps at most ``queue_window`` batches queued, and each batch
+that settles reserves the next ones (see ``dispatcher.batches``), so a million-message campaign
+never floods the broker and pause, cancel and other campaigns stay responsive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import pandas as pd
+
+from dispatcher.batches import BatchOps
+from dispatcher.lifecycle import State
+from dispatcher.settings import Settings
+from dispatcher.store import CampaignStore
+
+
+class Enqueuer(Protocol):
+    """Puts batch tasks on the queue."""
+
+    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
+        """Queue one task per batch number."""
+
+
+def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *, name: str,
+           messages: pd.DataFrame, cost: float = 0.0, currency: str = "", options: dict[str, Any] | None = None,
+           preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = ()) -> str:
+    """Store a prepared campaign and queue its first window of batches; returns the campaign id."""
+    cid = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
+                       options=options, preflight=preflight)
+    store.store_rejects(cid, rejects)
+    enqueuer.enqueue(cid, ops.reserve(cid))
+    return cid
+
+
+def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:
+    """Pause a campaign: batches not yet claimed stay unsent until ``resume``. Returns the old state."""
+    return store.transition(cid, State.PAUSED, reason)
+
+
+def resume(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, cid: str) -> list[int]:
+    """Resume a paused or failed campaign, or recover one whose workers died.
+
+    Re-queues every batch that was reserved and is not done (an extra task for a batch is
+    harmless: the claim lets one through), then tops the window up. Safe to run twice.
+    Returns the batch numbers queued.
+    """
+    info = store.get(cid)
+    if info.state != State.COMPLETED.value:
+        store.transition(cid, State.RUNNING, "")
+    store.redis.hset(store.keys.campaign(cid), "consec_fail", 0)
+    numbers = list(range(info.enqueued))
+    states = store.batch_states(cid, numbers)
+    open_batches = ops.reopen(cid, [n for n, st in zip(numbers, states, strict=True) if st != "d"])
+    queued = open_batches + list(ops.reserve(cid))
+    enqueuer.enqueue(cid, queued)
+    return queued
+
+
+def cancel(store: CampaignStore, ops: BatchOps, cid: str, ttl_s: int) -> int:
+    """Cancel a campaign: every message nobody is sending becomes ``cancelled``. Returns how many.
+
+    A batch in flight finishes (its messages may already be with Instasent); a batch whose
+    outcome is unknown is reconciled by its task and never resent.
+    """
+    store.transition(cid, State.CANCELLED, "cancelled by user")
+    cancelled = ops.cancel(cid, range(store.get(cid).batches))
+    store.expire(cid, ttl_s)
+    return cancelled

@@ -1,0 +1,177 @@
+"""Campaign commands: submit, status, list, report, pause, resume, cancel."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Task as ProgressTask
+from rich.table import Table
+from rich.text import Text
+
+from dispatcher import campaigns
+from dispatcher.batches import BatchOps
+from dispatcher.cli._app import app
+from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.keys import Keys
+from dispatcher.lifecycle import FINAL, State
+from dispatcher.report import build_report, write_report
+from dispatcher.settings import Settings
+from dispatcher.store import CampaignInfo, CampaignStore
+
+#: States in which ``--wait`` and ``--watch`` stop watching.
+_STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
+
+
+def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
+    client = connect_redis(settings)
+    keys = Keys(settings.key_prefix)
+    return CampaignStore(client, keys), BatchOps(client, keys)
+
+
+def load_enqueuer() -> campaigns.Enqueuer:
+    """The Celery enqueuer, imported by name so that ``dispatcher`` itself never imports Celery."""
+    module = importlib.import_module("tasks.enqueue")
+    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer()
+    return enqueuer
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(orjson.dumps(data).decode())
+
+
+class _RateColumn(ProgressColumn):
+    """Messages per second, as rich measures the task's speed."""
+
+    def render(self, task: ProgressTask) -> Text:
+        return Text(f"{task.speed:>8,.0f} msg/s" if task.speed else "       - msg/s")
+
+
+@app.command()
+def status(
+    campaign_id: str = typer.Argument(..., help="Campaign id (see `dispatcher list`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    watch: bool = typer.Option(False, "--watch", help="Show a live progress bar until the campaign stops."),
+) -> None:
+    """Show where every message of a campaign stands."""
+    store, _ = _store(load_settings())
+    if watch and not as_json:
+        show_progress(store, campaign_id)
+    info = store.get(campaign_id)
+    if as_json:
+        _print_json(info.to_json())
+    else:
+        print_status(info)
+
+
+@app.command("list")
+def list_campaigns(
+    limit: int = typer.Option(20, help="How many of the newest campaigns to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """List the newest campaigns."""
+    store, _ = _store(load_settings())
+    infos = store.recent(limit)
+    if as_json:
+        _print_json([i.to_json() for i in infos])
+        return
+    table = Table("id", "name", "state", "total", "sent", "rejected", "failed", "unknown", "pending", "created")
+    for i in infos:
+        c = i.counts
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(i.created_at))
+        table.add_row(i.id, i.name, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
+                      str(c["unknown"]), str(c["pending"]), created)
+    out.print(table)
+
+
+@app.command()
+def report(
+    campaign_id: str = typer.Argument(..., help="Campaign id."),
+    output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
+) -> None:
+    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
+    store, _ = _store(load_settings())
+    frame = build_report(store, campaign_id)
+    kind = write_report(frame, output)
+    out.print(f"Wrote {len(frame)} messages to {output} ({kind}).")
+
+
+@app.command()
+def pause(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
+    """Pause a campaign; batches already with Instasent finish, the rest wait for `resume`."""
+    store, _ = _store(load_settings())
+    campaigns.pause(store, campaign_id)
+    out.print(f"Campaign {campaign_id} paused.")
+
+
+@app.command()
+def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
+    """Resume a paused or failed campaign, or recover one whose workers died (safe to repeat)."""
+    store, ops = _store(load_settings())
+    queued = campaigns.resume(store, ops, load_enqueuer(), campaign_id)
+    out.print(f"Campaign {campaign_id} resumed; {len(queued)} batches queued.")
+
+
+@app.command()
+def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
+    """Cancel a campaign: every message not yet sent becomes `cancelled`."""
+    settings = load_settings()
+    store, ops = _store(settings)
+    n = campaigns.cancel(store, ops, campaign_id, settings.campaign_ttl_s)
+    out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
+
+
+def print_status(info: CampaignInfo) -> None:
+    """A readable summary of one campaign."""
+    table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
+    table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    table.add_row("messages", str(info.total))
+    for name, value in info.counts.items():
+        table.add_row(f"  {name}", str(value))
+    if info.started_at and info.processed:
+        end = info.finished_at or info.updated_at or time.time()
+        elapsed = max(1e-3, end - info.started_at)
+        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
+    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
+    out.print(table)
+
+
+def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> CampaignInfo:
+    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
+    info = store.get(cid)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               _RateColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[counts]}"))
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task(info.name or cid, total=info.total, counts="")
+        while True:
+            info = store.get(cid)
+            c = info.counts
+            counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
+                      f" [{info.state}]")
+            progress.update(task, completed=info.processed, counts=counts)
+            if info.state in _STOP:
+                break
+            time.sleep(poll_s)
+    return info
+
+
+def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
+    """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
+    if show:
+        return show_progress(store, cid)
+    while (info := store.get(cid)).state not in _STOP:
+        time.sleep(poll_s)
+    return info

@@ -1,0 +1,49 @@
+"""Process commands: ``worker``, ``flower`` and ``demo``."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from dispatcher.cli._app import app
+from dispatcher.cli._common import load_settings
+from dispatcher.services import flower_argv, worker_argv
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes."),
+    events: bool = typer.Option(True, "--events/--no-events",
+                                help="Send task events (Flower's task views need them; they cost throughput)."),
+    loglevel: str = typer.Option("INFO", help="Celery log level."),
+) -> None:
+    """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
+    load_settings()  # fail early, in one sentence, on a bad environment
+    argv = worker_argv(concurrency, events, loglevel=loglevel)
+    os.execv(argv[0], argv)
+
+
+@app.command()
+def flower(
+    port: int = typer.Option(5555, help="TCP port."),
+    address: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+) -> None:
+    """Start Flower on loopback; basic auth from FLOWER_USER and FLOWER_PASSWORD when both are set."""
+    settings = load_settings()
+    if settings.flower_user and settings.flower_password:
+        os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password.reveal()}"
+    argv = flower_argv(port, address)
+    os.execv(argv[0], argv)
+
+
+@app.command()
+def demo(
+    file: str = typer.Option("examples/campaign.csv", help="Recipient list to send."),
+    workers: int = typer.Option(2, help="Worker processes."),
+    flower_port: int = typer.Option(5555, help="Flower's port (a free one is used if taken)."),
+) -> None:
+    """Run a real campaign end to end on this machine: Redis, sandbox, workers, Flower, progress, report."""
+    from dispatcher.demo import run_demo
+
+    run_demo(file=file, workers=workers, flower_port=flower_port)
