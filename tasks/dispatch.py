@@ -18,6 +18,9 @@ from dispatcher.settings import Settings
 from dispatcher.store import CampaignStore
 from tasks.app import app
 
+#: Registered name of the batch task.
+SEND_BATCH = "dispatcher.send_batch"
+
 _local = threading.local()
 
 
@@ -41,7 +44,7 @@ def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
         send_batch_task.apply_async((campaign_id, n))
 
 
-@app.task(name="dispatcher.send_batch", bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
     s = sender()

@@ -102,7 +102,8 @@ def sender(redis_client: redis.Redis, fake: FakeInstasent) -> Iterator[Sender]:
         rate_limit_per_min=10**6, retry_backoff_s=0.01, reconcile_delay_s=0.01, max_attempts=3,
         max_consecutive_failures=2)
     keys = Keys(settings.key_prefix)
-    client = InstasentClient(token="t", base_url=settings.instasent_base_url, transport=httpx.MockTransport(fake.handler))
+    transport = httpx.MockTransport(fake.handler)
+    client = InstasentClient(token="t", base_url=settings.instasent_base_url, transport=transport)
     yield Sender(settings=settings, client=client, store=CampaignStore(redis_client, keys),
                  ops=BatchOps(redis_client, keys), limiter=RateLimiter(redis_client, keys))
     client.close()

@@ -41,10 +41,10 @@ def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
     return CampaignStore(client, keys), BatchOps(client, keys)
 
 
-def load_enqueuer() -> campaigns.Enqueuer:
+def load_enqueuer(settings: Settings) -> campaigns.Enqueuer:
     """The Celery enqueuer, imported by name so that ``dispatcher`` itself never imports Celery."""
     module = importlib.import_module("tasks.enqueue")
-    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer()
+    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer(settings)
     return enqueuer
 
 
@@ -119,8 +119,9 @@ def pause(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
 @app.command()
 def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Resume a paused or failed campaign, or recover one whose workers died (safe to repeat)."""
-    store, ops = _store(load_settings())
-    queued = campaigns.resume(store, ops, load_enqueuer(), campaign_id)
+    settings = load_settings()
+    store, ops = _store(settings)
+    queued = campaigns.resume(store, ops, load_enqueuer(settings), campaign_id)
     out.print(f"Campaign {campaign_id} resumed; {len(queued)} batches queued.")
 
 
