@@ -7,6 +7,8 @@ delivery harmless. JSON only: task arguments are ids, never recipients or tokens
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from dispatcher.settings import Settings
@@ -39,5 +41,8 @@ def make_app(settings: Settings | None = None) -> Celery:
     )
     return app
 
+
+# httpx logs every request at INFO; a worker sends hundreds a second.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 app = make_app()

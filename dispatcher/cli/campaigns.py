@@ -27,7 +27,6 @@ from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
 from dispatcher.keys import Keys
 from dispatcher.lifecycle import FINAL, State
-from dispatcher.report import build_report, write_report
 from dispatcher.settings import Settings
 from dispatcher.store import CampaignInfo, CampaignStore
 
@@ -102,6 +101,8 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
 ) -> None:
     """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
+    from dispatcher.report import build_report, write_report
+
     store, _ = _store(load_settings())
     frame = build_report(store, campaign_id)
     kind = write_report(frame, output)
