@@ -30,7 +30,7 @@ TOKEN = "bench-token"
 def recipients(n: int, offset: int) -> pd.DataFrame:
     """``n`` distinct Spanish mobiles with ~70-character texts."""
     numbers = [f"+346{offset + i:08d}" for i in range(n)]
-    text = "Hola {}, tu pedido sale hoy. Responde STOP para no recibir más mensajes."
+    text = "Hola {}, tu pedido sale hoy. Responde STOP para no recibir mas mensajes."
     return pd.DataFrame({"row": range(2, n + 2), "to": numbers, "text": [text.format(i) for i in range(n)],
                          "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n,
                          "price": [0.045] * n, "country": ["ES"] * n})

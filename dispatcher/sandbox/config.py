@@ -18,7 +18,8 @@ class Faults:
     error_after_accept_rate: float = 0.0
     #: The request is accepted and recorded, then the response is held ``timeout_hold_s``.
     timeout_rate: float = 0.0
-    #: 429 with an empty body, before anything is accepted (on top of the real rate limit).
+    #: 429 with an empty body, before anything is accepted (on top of the real rate limit); its
+    #: ``X-RateLimit-Reset`` is one second ahead rather than the end of the minute window.
     throttle_rate: float = 0.0
     #: Seconds a "timed out" response is held before it is finally sent.
     timeout_hold_s: float = 35.0
