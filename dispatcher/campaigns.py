@@ -16,6 +16,7 @@ import pandas as pd
 
 from dispatcher.batches import BatchOps
 from dispatcher.lifecycle import State
+from dispatcher.preflight import PreflightOptions, PreflightResult, check_budget
 from dispatcher.settings import Settings
 from dispatcher.store import CampaignStore
 
@@ -36,6 +37,22 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
     store.store_rejects(cid, rejects)
     enqueuer.enqueue(cid, ops.reserve(cid))
     return cid
+
+
+def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
+                     result: PreflightResult, options: PreflightOptions, name: str) -> str:
+    """Submit what a preflight accepted, after the same budget guard the preflight applies.
+
+    Raises:
+        BudgetExceeded: when the cost exceeds the balance or ``options.max_cost``.
+    """
+    check_budget(result, options.max_cost)
+    recorded_options = {"file": result.file, "text": options.text, "text_column": options.text_column,
+                        "sender": options.sender, "country": options.country, "hlr": options.hlr}
+    return submit(store, ops, enqueuer, settings, name=name, messages=result.messages, cost=result.cost,
+                  currency=result.currency, options=recorded_options,
+                  preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
+                  rejects=[r.to_json() for r in result.rejects] if result.rejects else [])
 
 
 def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:

@@ -38,7 +38,7 @@ def styled(rng: random.Random, number: phonenumbers.PhoneNumber, region: str) ->
         return e164
     if style < 0.7:
         return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
-    if style < 0.8:
+    if style < 0.8 and region not in ("US", "MX"):  # 00 is not the international prefix there
         return "00" + e164[1:]
     if style < 0.9 and region == "ES":
         return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL).replace(" ", ".")

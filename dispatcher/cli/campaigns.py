@@ -177,3 +177,45 @@ def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) ->
     while (info := store.get(cid)).state not in _STOP:
         time.sleep(poll_s)
     return info
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., help="Recipient list: CSV (also .csv.gz) or Excel .xlsx."),
+    text: str | None = typer.Option(None, "--text", help="Message text; {column} is replaced per row."),
+    text_column: str | None = typer.Option(None, "--text-column", help="Column holding each row's text."),
+    sender: str | None = typer.Option(None, "--from", help="Sender (1..11 characters) for rows without one."),
+    country: str | None = typer.Option(None, "--country", help="ISO country for numbers without +/00 (ES, GB...)."),
+    phone_column: str | None = typer.Option(None, "--phone-column", help="Column with the phone numbers."),
+    no_hlr: bool = typer.Option(False, "--no-hlr", help="Skip the HLR lookups."),
+    gsm_only: bool = typer.Option(False, "--gsm-only", help="Reject texts that need Unicode."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse if the cost exceeds this amount."),
+    name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
+    wait: bool = typer.Option(False, "--wait", help="Show progress until the campaign completes or stops."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
+) -> None:
+    """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
+    from dispatcher.cli.preflight import lookup_progress, print_summary
+    from dispatcher.client import InstasentClient
+    from dispatcher.preflight import PreflightOptions, run_preflight
+
+    options = PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
+                               phone_column=phone_column, hlr=not no_hlr, gsm_only=gsm_only,
+                               max_cost=max_cost).validated()
+    settings = load_settings()
+    store, ops = _store(settings)
+    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
+        result = run_preflight(file, options, settings=settings, redis=store.redis, client=client,
+                               progress=progress)
+    if not as_json:
+        print_summary(result)
+    cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
+                                     options=options, name=name or file.name)
+    if not as_json:
+        out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
+                  f"Watch it with `dispatcher status {cid} --watch`.")
+    info = wait_for(store, cid, show=not as_json) if wait else store.get(cid)
+    if as_json:
+        _print_json(info.to_json())
+    elif wait:
+        print_status(info)
