@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -61,6 +62,10 @@ class InstasentClient:
         secret = token if isinstance(token, Secret) else Secret(token)
         if not secret:
             raise ConfigurationError("INSTASENT_TOKEN is not set: export it with your Instasent API token.")
+        if not all("!" <= char <= "~" for char in secret.reveal()):
+            # httpx would fail later with an error that quotes the whole header, token included.
+            raise ConfigurationError("INSTASENT_TOKEN holds a character no API token has (a space, a control or "
+                                     "a non-ASCII character); check its value.")
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -224,14 +229,21 @@ class InstasentClient:
 
 def parse_rate_limit(headers: httpx.Headers) -> RateLimitInfo | None:
     """Read ``X-RateLimit-Limit/Remaining/Reset``; None when absent or unreadable."""
+    reset = _parse_reset(headers)
     try:
-        return RateLimitInfo(
-            limit=int(headers["x-ratelimit-limit"]),
-            remaining=int(headers["x-ratelimit-remaining"]),
-            reset=float(headers["x-ratelimit-reset"]),
-        )
+        limit, remaining = int(headers["x-ratelimit-limit"]), int(headers["x-ratelimit-remaining"])
     except (KeyError, ValueError):
         return None
+    return None if reset is None else RateLimitInfo(limit=limit, remaining=remaining, reset=reset)
+
+
+def _parse_reset(headers: httpx.Headers) -> float | None:
+    """``X-RateLimit-Reset`` as Unix seconds; None when absent or not a plausible time."""
+    try:
+        reset = float(headers["x-ratelimit-reset"])
+    except (KeyError, ValueError):
+        return None
+    return reset if math.isfinite(reset) and 0 <= reset < 1e11 else None
 
 
 @contextlib.contextmanager
@@ -239,15 +251,19 @@ def _translate_transport_error(endpoint: str) -> Iterator[None]:
     """Map httpx's transport errors to ours, by whether the request can have reached Instasent."""
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
         raise ConnectionFailed(f"Instasent could not be reached for {endpoint} ({type(exc).__name__}); "
                                "nothing was sent.") from exc
     except (httpx.WriteError, httpx.WriteTimeout) as exc:
         # The request body never fully left this machine, so Instasent cannot have acted on it.
         raise ConnectionFailed(f"sending {endpoint} to Instasent failed part-way ({type(exc).__name__}); "
                                "nothing was processed.") from exc
-    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise ConfigurationError(f"INSTASENT_BASE_URL cannot be used for {endpoint}: {exc}.") from exc
+    except httpx.LocalProtocolError as exc:
+        # Its message may quote a request header, i.e. the token: name the error only.
+        raise ConfigurationError(f"the request for {endpoint} could not be formed ({type(exc).__name__}); "
+                                 "check INSTASENT_BASE_URL and INSTASENT_TOKEN.") from None
     except httpx.TransportError as exc:
         # Read timeouts, dropped connections, protocol errors after the body was written.
         raise OutcomeUnknown(f"Instasent did not answer {endpoint} ({type(exc).__name__}); "
@@ -264,8 +280,7 @@ def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
     detail = _error_message(response)
     suffix = f": {detail}" if detail else ""
     if status == 429:
-        info = parse_rate_limit(response.headers)
-        reset_at = info.reset if info else None
+        reset_at = _parse_reset(response.headers)
         wait = f" until {time.strftime('%H:%M:%S', time.localtime(reset_at))}" if reset_at else ""
         raise RateLimited(f"Instasent's rate limit for {endpoint} is reached; wait{wait}.", reset_at)
     if status in (401, 403):
@@ -306,7 +321,7 @@ def _endpoint_name(path: str) -> str:
 
 
 def _path_part(value: str) -> str:
-    if not value or "/" in value or "?" in value or "#" in value:
+    if not value or value in {".", ".."} or "/" in value or "?" in value or "#" in value:
         raise ValueError(f"not an Instasent id: {value!r}")
     return value
 
@@ -353,14 +368,14 @@ def _match_bulk(body: Any, items: Sequence[SmsItem]) -> BulkResult:
             continue
         cid = raw.get("clientId")
         index = raw.get("index")
-        if cid not in known and isinstance(index, int) and 0 <= index < len(items):
-            cid = items[index].client_id
+        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(items):
+            cid = items[index].client_id  # by position only when the entry names no clientId
         errors = raw.get("errors") if isinstance(raw.get("errors"), dict) else {"item": [str(raw)]}
         rejected = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
                                 errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
                                         for k, v in (errors or {}).items()},
                                 index=index if isinstance(index, int) else None)
-        if cid in known:
+        if cid in known and cid not in result.accepted:
             result.rejected[str(cid)] = rejected
         else:
             result.unmatched.append(raw)

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def _str(value: Any) -> str:
+    """A wire value as text; a missing or null one is empty."""
+    return "" if value is None else str(value)
+
+
+def _number(value: Any, default: float) -> float:
+    """A wire number (possibly sent as a string); ``default`` when missing, null or unreadable."""
+    if value is None or value == "" or isinstance(value, bool):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +60,16 @@ class Sms:
     def from_wire(cls, data: dict[str, Any]) -> Sms:
         """Parse an SMS entity, ignoring unknown fields."""
         return cls(
-            id=str(data.get("id", "")),
-            client_id=data.get("clientId"),
-            to=str(data.get("to", "")),
-            status=str(data.get("status", "")),
-            text=str(data.get("text", "")),
-            sender=str(data.get("from", "")),
-            encoding=str(data.get("encoding", "")),
-            parts=int(data.get("parts") or 1),
-            price=float(data.get("price") or 0.0),
-            created_at=str(data.get("createdAt", "")),
+            id=_str(data.get("id")),
+            client_id=None if data.get("clientId") is None else _str(data.get("clientId")),
+            to=_str(data.get("to")),
+            status=_str(data.get("status")),
+            text=_str(data.get("text")),
+            sender=_str(data.get("from")),
+            encoding=_str(data.get("encoding")),
+            parts=int(_number(data.get("parts"), 1)) or 1,
+            price=_number(data.get("price"), 0.0),
+            created_at=_str(data.get("createdAt")),
         )
 
 
@@ -108,16 +125,16 @@ class Lookup:
     def from_wire(cls, data: dict[str, Any]) -> Lookup:
         """Parse a lookup entity, ignoring unknown fields."""
         return cls(
-            id=str(data.get("id", "")),
-            to=str(data.get("to", "")),
-            status=str(data.get("status", "")),
-            country=str(data.get("country") or ""),
-            mcc=str(data.get("mcc") or ""),
-            mnc=str(data.get("mnc") or ""),
-            network=str(data.get("network") or ""),
-            ported=bool(data.get("ported", False)),
-            price=float(data.get("price") or 0.0),
-            created_at=str(data.get("createdAt", "")),
+            id=_str(data.get("id")),
+            to=_str(data.get("to")),
+            status=_str(data.get("status")),
+            country=_str(data.get("country")),
+            mcc=_str(data.get("mcc")),
+            mnc=_str(data.get("mnc")),
+            network=_str(data.get("network")),
+            ported=data.get("ported") in (True, 1, "true", "True", "1"),
+            price=_number(data.get("price"), 0.0),
+            created_at=_str(data.get("createdAt")),
         )
 
 

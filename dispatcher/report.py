@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from dispatcher.errors import InputError
-from dispatcher.payload import client_id
 from dispatcher.rejects import safe_cell
 from dispatcher.store import CampaignStore
 
@@ -24,7 +23,7 @@ def build_report(store: CampaignStore, cid: str) -> pd.DataFrame:
             status = record.status if record else "pending"
             columns["row"].append(messages.rows[i])
             columns["to"].append(messages.to[i])
-            columns["clientId"].append(client_id(cid, messages.rows[i]))
+            columns["clientId"].append(messages.client_id(cid, i))
             columns["status"].append(status)
             columns["instasent_id"].append(record.instasent_id if record else "")
             columns["parts"].append(messages.parts[i])

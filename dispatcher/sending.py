@@ -106,7 +106,7 @@ class _Attempt:
         self.n = n
         self.claim = claim
         self.attempt = claim.attempts + 1
-        self.messages = payload.decode(claim.payload)
+        self.messages = payload.decode(claim.payload, n)
         self.records: list[tuple[int, str]] = []
         self.summary: dict[str, Any] = {"batch": n, "attempt": self.attempt, "accepted": 0, "rejected": 0,
                                         "reconciled": 0, "unknown": 0, "failed": 0}

@@ -6,7 +6,9 @@ the workers agree on rate limits and key prefixes. Real environment variables wi
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -199,6 +201,8 @@ def _convert(var: str, raw: str, default: Any, name: str) -> Any:
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
             raise ConfigurationError(f"{var} must be {noun}, got {raw!r}.") from None
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{var} must be a finite number, got {raw!r}.")
         if value < 0 or (name in _POSITIVE and value == 0):
             raise ConfigurationError(f"{var} must be greater than zero, got {raw!r}.")
         return value
@@ -218,7 +222,9 @@ def read_env_file(path: Path) -> dict[str, str]:
             continue
         key, _, value = line.removeprefix("export ").partition("=")
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        if value[:1] in ("'", '"') and value.find(value[0], 1) > 0:
+            value = value[1:value.find(value[0], 1)]  # a quoted value: anything after it is a comment
+        else:
+            value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()  # ``KEY=value  # comment``
         values[key.strip()] = value
     return values

@@ -194,7 +194,7 @@ class CampaignStore:
             for i, n in enumerate(numbers):
                 blob, ledger = replies[2 * i], replies[2 * i + 1]
                 records = {int(k): decode(v) for k, v in ledger.items()}
-                yield n, payload.decode(blob), records
+                yield n, payload.decode(blob, n), records
 
     # -- state changes ------------------------------------------------------------------------
     def transition(self, cid: str, target: State, reason: str = "") -> str:

@@ -132,7 +132,7 @@ def test_a_clean_batch_records_every_message_sent_with_its_instasent_id(sender: 
     info = sender.store.get(cid)
     assert info.counts["sent"] == 100 and info.state == "completed"
     _, _, records = next(sender.store.iter_batches(cid))
-    assert records[0].instasent_id == f"id-{cid}-2"
+    assert records[0].instasent_id == f"id-{cid}-0-0"
 
 
 def test_rejected_items_are_recorded_with_the_api_reason_and_the_rest_is_sent(sender: Sender) -> None:
@@ -170,7 +170,7 @@ def test_a_worker_killed_mid_post_leaves_a_batch_that_is_reconciled_after_its_le
     claim = sender.ops.claim(cid, 0, lease_s=0.0)
     assert claim.claimed
     fake.handler(httpx.Request("POST", "http://instasent.test/sms/bulk", content=orjson.dumps(
-        [{"from": "A", "to": f"+3460000{i:04d}", "text": "x", "clientId": f"{cid}-{i + 2}"} for i in range(30)])))
+        [{"from": "A", "to": f"+3460000{i:04d}", "text": "x", "clientId": f"{cid}-0-{i}"} for i in range(30)])))
     assert drive(sender, cid, 0) == ["done"]
     assert sender.store.get(cid).counts["sent"] == 30
     assert set(fake.accepted.values()) == {1}

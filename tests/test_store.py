@@ -31,7 +31,7 @@ def test_a_new_campaign_is_queued_with_its_messages_in_batches_of_100(store: Cam
     assert (info.state, info.total, info.batches, info.counts["pending"]) == ("queued", 250, 3, 250)
     batches = list(store.iter_batches(cid))
     assert [len(m) for _, m, _ in batches] == [100, 100, 50]
-    assert batches[2][1].text[0] == "Hola 200 ñ€" and batches[0][1].client_id(cid, 0) == f"{cid}-2"
+    assert batches[2][1].text[0] == "Hola 200 ñ€" and batches[1][1].client_id(cid, 3) == f"{cid}-1-3"
 
 
 def test_an_empty_campaign_completes_at_once(store: CampaignStore) -> None:
