@@ -45,6 +45,22 @@ class Keys:
         """Hash: the per-message records of batch ``n`` (field = index in the batch)."""
         return f"{self.prefix}:c:{cid}:m:{n}"
 
+    def delivery(self, cid: str, n: int) -> str:
+        """Hash: delivery reports of batch ``n`` (field = index, value ``status|eventAt|code``)."""
+        return f"{self.prefix}:c:{cid}:d:{n}"
+
+    def inbound(self, cid: str) -> str:
+        """List of JSON inbound messages (replies) received for a campaign."""
+        return f"{self.prefix}:c:{cid}:inbound"
+
+    def dlr_held(self) -> str:
+        """Hash: delivery reports that could not be matched yet (clientId -> JSON list)."""
+        return f"{self.prefix}:dlr:held"
+
+    def dlr_seen(self) -> str:
+        """Set-like key prefix guard for duplicate delivery reports (see ``dispatcher.delivery``)."""
+        return f"{self.prefix}:dlr:seen"
+
     def rejects(self, cid: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""
         return f"{self.prefix}:c:{cid}:rejects"

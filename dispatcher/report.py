@@ -11,15 +11,20 @@ from dispatcher.rejects import safe_cell
 from dispatcher.store import CampaignStore
 
 #: Report columns, in order.
-COLUMNS = ("row", "to", "clientId", "status", "instasent_id", "parts", "price", "attempts", "error")
+COLUMNS = ("row", "to", "clientId", "status", "instasent_id", "parts", "price", "attempts", "error", "delivery",
+           "delivered_at")
 
 
 def build_report(store: CampaignStore, cid: str) -> pd.DataFrame:
     """Every message of campaign ``cid`` with its status, Instasent id, parts, price and error."""
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
-    for _, messages, records in store.iter_batches(cid):
+    for n, messages, records in store.iter_batches(cid):
+        deliveries = store.deliveries(cid, n)
         for i in range(len(messages)):
             record = records.get(i)
+            delivery = deliveries.get(i, ("", "", ""))
+            columns["delivery"].append(delivery[0])
+            columns["delivered_at"].append(delivery[1])
             status = record.status if record else "pending"
             columns["row"].append(messages.rows[i])
             columns["to"].append(messages.to[i])

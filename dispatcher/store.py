@@ -71,6 +71,14 @@ class CampaignInfo:
     currency: str
     options: dict[str, Any] = field(default_factory=dict)
     preflight: dict[str, Any] = field(default_factory=dict)
+    #: Delivery reports: ``delivered`` and ``undelivered`` (failed, expired, rejected...) messages.
+    delivery: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Delivered share of the messages with a final delivery report; None before any."""
+        final = self.delivery.get("delivered", 0) + self.delivery.get("undelivered", 0)
+        return self.delivery.get("delivered", 0) / final if final else None
 
     @property
     def pending(self) -> int:
@@ -89,7 +97,8 @@ class CampaignInfo:
             "batches": self.batches, "settled_batches": self.settled, "counts": self.counts,
             "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
             "updated_at": self.updated_at, "cost": self.cost, "currency": self.currency,
-            "preflight": self.preflight,
+            "delivered": self.delivery.get("delivered", 0), "undelivered": self.delivery.get("undelivered", 0),
+            "delivery_rate": self.delivery_rate, "preflight": self.preflight,
         }
 
 
@@ -182,7 +191,7 @@ class CampaignStore:
     def iter_batches(
         self, cid: str, chunk: int = 200
     ) -> Iterator[tuple[int, payload.BatchMessages, dict[int, Record]]]:
-        """Yield ``(number, messages, records)`` for every batch, in order."""
+        """Yield ``(number, messages, records)`` for every batch, in order (see :meth:`iter_deliveries`)."""
         batches = self.get(cid).batches
         for start in range(0, batches, chunk):
             numbers = range(start, min(batches, start + chunk))
@@ -195,6 +204,11 @@ class CampaignStore:
                 blob, ledger = replies[2 * i], replies[2 * i + 1]
                 records = {int(k): decode(v) for k, v in ledger.items()}
                 yield n, payload.decode(blob, n), records
+
+    def deliveries(self, cid: str, n: int) -> dict[int, tuple[str, str, str]]:
+        """Delivery reports of batch ``n``: index -> ``(status, eventAt, code)``."""
+        raw = self.redis.hgetall(self.keys.delivery(cid, n))
+        return {int(k): _triple(v.decode()) for k, v in raw.items()}
 
     # -- state changes ------------------------------------------------------------------------
     def transition(self, cid: str, target: State, reason: str = "") -> str:
@@ -220,9 +234,11 @@ class CampaignStore:
         pipe = self.redis.pipeline(transaction=False)
         for key in (self.keys.campaign(cid), self.keys.rejects(cid), self.keys.client_ids(cid)):
             pipe.expire(key, ttl_s)
+        pipe.expire(self.keys.inbound(cid), ttl_s)
         for n in range(info.batches):
             pipe.expire(self.keys.batch(cid, n), ttl_s)
             pipe.expire(self.keys.ledger(cid, n), ttl_s)
+            pipe.expire(self.keys.delivery(cid, n), ttl_s)
         pipe.execute()
 
     def store_rejects(self, cid: str, rejects: Sequence[dict[str, Any]]) -> None:
@@ -257,4 +273,11 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         counts=counts, created_at=float(h.get("created_at", 0)), started_at=num("started_at"),
         finished_at=num("finished_at"), updated_at=num("updated_at"), cost=float(h.get("cost", 0)),
         currency=h.get("currency", ""), options=orjson.loads(h.get("options", "{}")), preflight=preflight,
+        delivery={"delivered": int(h.get("d:delivered", 0)), "undelivered": int(h.get("d:undelivered", 0))},
     )
+
+
+def _triple(value: str) -> tuple[str, str, str]:
+    status, _, rest = value.partition("|")
+    event_at, _, code = rest.partition("|")
+    return status, event_at, code

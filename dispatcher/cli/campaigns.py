@@ -146,6 +146,9 @@ def print_status(info: CampaignInfo) -> None:
         end = info.finished_at or info.updated_at or time.time()
         elapsed = max(1e-3, end - info.started_at)
         table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
+    if info.delivery_rate is not None:
+        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
+        table.add_row("undelivered", str(info.delivery["undelivered"]))
     table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
     out.print(table)
 
