@@ -25,7 +25,8 @@ import redis
 from dispatcher.keys import Keys
 
 # KEYS[1] campaign, KEYS[2] batch, KEYS[3] ledger; ARGV[1] lease (µs).
-# -> {'missing'} | {'done', tu} | {'busy', µs} | {'skip', state} | {mode, rc, att, payload, fails, ledger}
+# -> {'missing'} | {'done', tu} | {'busy', µs} | {'skip', state}
+#    | {mode, rc, att, payload, fails, ledger, send_window, expires_at, tz}
 _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -47,19 +48,22 @@ if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', t[1] .. '.' .. string.format('%06d', t[2]))
 end
 redis.call('HSET', KEYS[2], 'st', 'i', 'lease', string.format('%d', now + tonumber(ARGV[1])), 'rc', '1')
-return {mode, rc, b[4] or '0', redis.call('HGET', KEYS[2], 'p'), b[6] or '0', redis.call('HGETALL', KEYS[3])}
+local c = redis.call('HMGET', KEYS[1], 'send_window', 'expires_at')
+return {mode, rc, b[4] or '0', redis.call('HGET', KEYS[2], 'p'), b[6] or '0', redis.call('HGETALL', KEYS[3]),
+        c[1] or '', c[2] or '', redis.call('HGET', KEYS[2], 'tz') or ''}
 """
 
 # Shared tail: reserve the next batches for the queue window and complete the campaign.
 # Expects locals: now_s (string). KEYS[1] campaign, KEYS[2] batch.
 _RESERVE_AND_COMPLETE = """
 local function reserve_and_complete(now_s, mark_batch)
-  local c = redis.call('HMGET', KEYS[1], 'state', 'enqueued', 'settled', 'batches', 'window')
+  local c = redis.call('HMGET', KEYS[1], 'state', 'enqueued', 'settled', 'batches', 'window', 'parked')
   local state, enqueued, settled = c[1], tonumber(c[2]), tonumber(c[3])
-  local batches, window = tonumber(c[4]), tonumber(c[5])
+  local batches, window, parked = tonumber(c[4]), tonumber(c[5]), tonumber(c[6] or '0')
   local a, b = 0, 0
   if (state == 'running' or state == 'queued') and enqueued < batches then
-    local free = window - (enqueued - settled)
+    -- Batches parked for their send window do not hold a queue slot.
+    local free = window - (enqueued - settled - parked)
     if free > 0 then
       a = enqueued
       b = math.min(batches, enqueued + free)
@@ -132,6 +136,42 @@ end
 return {st, r[1], r[2], r[3]}
 """
 
+# KEYS[1] campaign, KEYS[2] batch, KEYS[3] all parked, KEYS[4] campaign's parked
+# ARGV[1] member 'cid:n', ARGV[2] release time (Unix s), ARGV[3] batch state to leave ('p' or 'u').
+# Park a claimed batch until its send window opens. -> {reserve_from, reserve_to, state}
+_PARK = _RESERVE_AND_COMPLETE + """
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[2], 'st', ARGV[3], 'rc', ARGV[3] == 'u' and '1' or '0', 'lease', '0')
+if redis.call('HGET', KEYS[2], 'parked') ~= '1' then
+  redis.call('HSET', KEYS[2], 'parked', '1')
+  redis.call('HINCRBY', KEYS[1], 'parked', 1)
+  redis.call('HINCRBY', KEYS[1], 'waiting', tonumber(redis.call('HGET', KEYS[2], 'size')))
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+return reserve_and_complete(t[1] .. '.' .. string.format('%06d', t[2]), false)
+"""
+
+# KEYS[1] all parked; ARGV[1] now (Unix s), ARGV[2] most to release, ARGV[3] key prefix.
+# Take the parked batches that are due out of the sets. -> {'cid:n', ...}
+_RELEASE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local sep = string.find(member, ':', 1, true)
+  local cid, n = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+  local campaign = ARGV[3] .. ':c:' .. cid
+  local batch = campaign .. ':b:' .. n
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', campaign .. ':parked', member)
+  if redis.call('HGET', batch, 'parked') == '1' then
+    redis.call('HSET', batch, 'parked', '0')
+    redis.call('HINCRBY', campaign, 'parked', -1)
+    redis.call('HINCRBY', campaign, 'waiting', -tonumber(redis.call('HGET', batch, 'size') or '0'))
+  end
+end
+return due
+"""
+
 # KEYS[1] campaign, KEYS[2] unused batch key. -> {reserve_from, reserve_to, state}
 _RESERVE = _RESERVE_AND_COMPLETE + """
 local t = redis.call('TIME')
@@ -194,6 +234,10 @@ class Claim:
     fails: int = 0
     #: Existing records of the batch: index -> encoded record.
     records: dict[int, str] = field(default_factory=dict)
+    #: The campaign's send window (JSON) and expiry (Unix s), and the batch's time zones.
+    send_window: str = ""
+    expires_at: float | None = None
+    zones: tuple[str, ...] = ()
 
     @property
     def claimed(self) -> bool:
@@ -218,6 +262,8 @@ class BatchOps:
         self._claim = client.register_script(_CLAIM)
         self._record = client.register_script(_RECORD)
         self._reserve = client.register_script(_RESERVE)
+        self._park = client.register_script(_PARK)
+        self._release = client.register_script(_RELEASE)
         self._reopen = client.register_script(_REOPEN)
         self._cancel = client.register_script(_CANCEL)
 
@@ -230,7 +276,9 @@ class BatchOps:
             flat = raw[5]
             records = {int(flat[i]): flat[i + 1].decode() for i in range(0, len(flat), 2)}
             return Claim(kind, must_reconcile=raw[1] == b"1", attempts=int(raw[2]), payload=bytes(raw[3] or b""),
-                         fails=int(raw[4]), records=records)
+                         fails=int(raw[4]), records=records, send_window=raw[6].decode(),
+                         expires_at=float(raw[7]) if raw[7] else None,
+                         zones=tuple(raw[8].decode().split(",")) if raw[8] else ())
         if kind == "done":
             return Claim(kind, reserved=_parse_range(raw[1]))
         if kind == "busy":
@@ -271,6 +319,21 @@ class BatchOps:
         """Reserve batches to fill the campaign's queue window; returns the batch numbers."""
         a, b, _ = self._reserve(keys=[self.keys.campaign(cid), self.keys.campaign(cid)], args=[])
         return range(int(a), int(b))
+
+    def park(self, cid: str, n: int, until: float, unknown: bool) -> range:
+        """Put a claimed batch aside until ``until`` (Unix s); returns batches reserved in its place."""
+        keys = [self.keys.campaign(cid), self.keys.batch(cid, n), self.keys.parked(), self.keys.parked_in(cid)]
+        a, b, _ = self._park(keys=keys, args=[f"{cid}:{n}", until, "u" if unknown else "p"])
+        return range(int(a), int(b))
+
+    def release_due(self, now: float, limit: int = 1000) -> list[tuple[str, int]]:
+        """Take every parked batch due at ``now`` (Unix s) out of the waiting sets: ``[(cid, n)]``."""
+        members = self._release(keys=[self.keys.parked()], args=[now, limit, self.keys.prefix])
+        released = []
+        for member in members:
+            cid, _, n = member.decode().partition(":")
+            released.append((cid, int(n)))
+        return released
 
     def reopen(self, cid: str, numbers: Sequence[int]) -> list[int]:
         """Give the not-done batches among ``numbers`` fresh attempts; returns those to enqueue."""

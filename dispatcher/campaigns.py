@@ -9,6 +9,7 @@ never floods the broker and pause, cancel and other campaigns stay responsive.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from dispatcher.lifecycle import State
 from dispatcher.preflight import PreflightOptions, PreflightResult, check_budget
 from dispatcher.settings import Settings
 from dispatcher.store import CampaignStore
+from dispatcher.windows import Window, zones_for
 
 
 class Enqueuer(Protocol):
@@ -30,17 +32,32 @@ class Enqueuer(Protocol):
 
 def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *, name: str,
            messages: pd.DataFrame, cost: float = 0.0, currency: str = "", options: dict[str, Any] | None = None,
-           preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = ()) -> str:
-    """Store a prepared campaign and queue its first window of batches; returns the campaign id."""
+           preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = (),
+           send_window: Window | None = None, expire_after_s: float | None = None,
+           now: float | None = None) -> str:
+    """Store a prepared campaign and queue its first window of batches; returns the campaign id.
+
+    With a ``send_window``, messages are grouped by their numbers' time zones so that every batch
+    is homogeneous; ``expire_after_s`` (seconds from now) turns what is unsent by then ``expired``.
+    """
+    zones = None
+    if send_window is not None and len(messages):
+        keys = [",".join(zones_for(to)) for to in messages["to"].tolist()]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order within a zone
+        messages = messages.iloc[order].reset_index(drop=True)
+        zones = [keys[i] for i in order]
+    expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
     cid = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
-                       options=options, preflight=preflight)
+                       options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
+                       zones=zones)
     store.store_rejects(cid, rejects)
     enqueuer.enqueue(cid, ops.reserve(cid))
     return cid
 
 
 def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
-                     result: PreflightResult, options: PreflightOptions, name: str) -> str:
+                     result: PreflightResult, options: PreflightOptions, name: str,
+                     send_window: Window | None = None, expire_after_s: float | None = None) -> str:
     """Submit what a preflight accepted, after the same budget guard the preflight applies.
 
     Raises:
@@ -52,7 +69,8 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
     return submit(store, ops, enqueuer, settings, name=name, messages=result.messages, cost=result.cost,
                   currency=result.currency, options=recorded_options,
                   preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
-                  rejects=[r.to_json() for r in result.rejects] if result.rejects else [])
+                  rejects=[r.to_json() for r in result.rejects] if result.rejects else [],
+                  send_window=send_window, expire_after_s=expire_after_s)
 
 
 def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:
@@ -89,3 +107,18 @@ def cancel(store: CampaignStore, ops: BatchOps, cid: str, ttl_s: int) -> int:
     cancelled = ops.cancel(cid, range(store.get(cid).batches))
     store.expire(cid, ttl_s)
     return cancelled
+
+
+def release_parked(ops: BatchOps, enqueuer: Enqueuer, now: float | None = None) -> int:
+    """Queue every batch whose send window has opened (or whose campaign expired); returns how many.
+
+    Called periodically (``dispatcher.release_windows`` on beat): batches never wait in the broker
+    with a long countdown, which the Redis transport would redeliver after its visibility timeout.
+    """
+    released = ops.release_due(time.time() if now is None else now)
+    by_campaign: dict[str, list[int]] = {}
+    for cid, n in released:
+        by_campaign.setdefault(cid, []).append(n)
+    for cid, numbers in by_campaign.items():
+        enqueuer.enqueue(cid, numbers)
+    return len(released)

@@ -69,6 +69,35 @@ class Keys:
         """Hash: ``clientId`` -> ``batch:index``, to match delivery reports to messages."""
         return f"{self.prefix}:c:{cid}:ids"
 
+    def parked_in(self, cid: str) -> str:
+        """Sorted set of this campaign's batches waiting for a send window (score: release time)."""
+        return f"{self.prefix}:c:{cid}:parked"
+
+    def parked(self) -> str:
+        """Sorted set of every campaign's parked batches, ``cid:n`` scored by release time (Unix s)."""
+        return f"{self.prefix}:parked"
+
+    # -- schedules ----------------------------------------------------------------------------
+    def schedule(self, name: str) -> str:
+        """Hash: a recurring campaign's definition and its last firing."""
+        return f"{self.prefix}:sched:{name}"
+
+    def schedules(self) -> str:
+        """Set of schedule names."""
+        return f"{self.prefix}:scheds"
+
+    def schedule_runs(self, name: str) -> str:
+        """List of JSON firing records of a schedule, newest first."""
+        return f"{self.prefix}:sched:{name}:runs"
+
+    def schedule_fired(self, name: str, due: int) -> str:
+        """Marker making one due time of a schedule fire at most once."""
+        return f"{self.prefix}:sched:{name}:fired:{due}"
+
+    def redbeat_prefix(self) -> str:
+        """Prefix of celery-redbeat's own keys."""
+        return f"{self.prefix}:redbeat"
+
     # -- rate limiting ------------------------------------------------------------------------
     def rate(self, lane: str) -> str:
         """GCRA state (theoretical arrival time, ms) of one rate-limit lane."""

@@ -18,9 +18,12 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from dispatcher import ledger, payload
 from dispatcher.batches import BatchOps, Claim
@@ -39,6 +42,7 @@ from dispatcher.models import BulkResult, SmsItem
 from dispatcher.ratelimit import Lane, RateLimiter
 from dispatcher.settings import Settings
 from dispatcher.store import CampaignStore
+from dispatcher.windows import Window, is_open, next_open
 
 #: Lane names of the endpoints a batch uses.
 BULK_LANE = "sms_bulk"
@@ -54,6 +58,8 @@ class Sender:
     store: CampaignStore
     ops: BatchOps
     limiter: RateLimiter
+    #: Current Unix time in seconds; tests inject their own to check send windows and expiry.
+    clock: Callable[[], float] = time.time
 
     @property
     def bulk_lane(self) -> Lane:
@@ -121,6 +127,12 @@ class _Attempt:
     # -- the attempt --------------------------------------------------------------------------
     def run(self) -> BatchOutcome:
         try:
+            now = self.s.clock()
+            expired = self.claim.expires_at is not None and now >= self.claim.expires_at
+            if not expired and self.claim.send_window and self.claim.zones:
+                waiting = self._wait_for_window(now)
+                if waiting is not None:
+                    return waiting
             if self.needs_reconcile and self.todo:
                 wait = self._reconcile()
                 if wait > 0:
@@ -128,6 +140,8 @@ class _Attempt:
                 if self.claim.kind == "reconcile":  # the campaign was cancelled: never resend
                     self.records += [(i, ledger.encode("cancelled", self.attempt - 1, "cancelled")) for i in self.todo]
                     return self._finish("done", otherwise="p")
+            if expired:
+                return self._expire("expired before it could be sent")
             if not self.todo:
                 return self._finish("done", otherwise="p")
             wait = self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
@@ -140,6 +154,32 @@ class _Attempt:
                                 retry_in=max(0.5, (exc.reset_at or time.time() + 1) - time.time()))
         except DispatcherError as exc:
             return self._on_error(exc, posted=False)
+
+    def _wait_for_window(self, now: float) -> BatchOutcome | None:
+        """Park the batch when its recipients' send window is closed; None when it is open."""
+        window = Window.from_json(orjson.loads(self.claim.send_window))
+        moment = datetime.fromtimestamp(now, UTC)
+        if is_open(window, self.claim.zones, moment):
+            return None
+        opening = next_open(window, self.claim.zones, moment)
+        if opening is None:
+            return self._expire("no hour is inside the send window in all of the number's time zones")
+        until = opening.timestamp()
+        if self.claim.expires_at is not None:
+            until = min(until, self.claim.expires_at)
+        reserved = self.s.ops.park(self.cid, self.n, until, unknown=self.needs_reconcile)
+        self.summary.update(action="waiting", until=opening.isoformat())
+        return BatchOutcome("waiting", enqueue=list(reserved), summary=self.summary)
+
+    def _expire(self, reason: str) -> BatchOutcome:
+        """Mark every unsent message ``expired`` (after resolving unknown ones: they may be sent)."""
+        if self.needs_reconcile and self.todo:
+            wait = self._reconcile()
+            if wait > 0:
+                return self._finish("rate_limited", otherwise=self._pending_state(), retry_in=wait)
+        self.records += [(i, ledger.encode("expired", self.attempt - 1, reason)) for i in self.todo]
+        self.summary["expired"] = len(self.todo)
+        return self._finish("expired", otherwise="p", give_up=True)
 
     def _reconcile(self) -> float:
         """Resolve messages whose earlier POST may have gone out, by asking Instasent by clientId.

@@ -24,6 +24,7 @@ from dispatcher.errors import InputError, InvalidTransition
 from dispatcher.keys import Keys
 from dispatcher.ledger import CODES, Record, decode
 from dispatcher.lifecycle import TRANSITIONS, State
+from dispatcher.windows import Window
 
 #: Messages per ``POST /sms/bulk``.
 BATCH_SIZE = 100
@@ -73,6 +74,10 @@ class CampaignInfo:
     preflight: dict[str, Any] = field(default_factory=dict)
     #: Delivery reports: ``delivered`` and ``undelivered`` (failed, expired, rejected...) messages.
     delivery: dict[str, int] = field(default_factory=dict)
+    #: Messages whose batch waits for its send window to open.
+    waiting: int = 0
+    expires_at: float | None = None
+    send_window: Window | None = None
 
     @property
     def delivery_rate(self) -> float | None:
@@ -98,7 +103,9 @@ class CampaignInfo:
             "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
             "updated_at": self.updated_at, "cost": self.cost, "currency": self.currency,
             "delivered": self.delivery.get("delivered", 0), "undelivered": self.delivery.get("undelivered", 0),
-            "delivery_rate": self.delivery_rate, "preflight": self.preflight,
+            "delivery_rate": self.delivery_rate, "waiting_for_window": self.waiting,
+            "expires_at": self.expires_at, "send_window": self.send_window.to_json() if self.send_window else None,
+            "preflight": self.preflight,
         }
 
 
@@ -113,15 +120,20 @@ class CampaignStore:
 
     # -- creation -----------------------------------------------------------------------------
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
-               options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None) -> str:
+               options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
+               send_window: Window | None = None, expires_at: float | None = None,
+               zones: list[str] | None = None) -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of ``BatchMessages`` (``row``, ``to``, ``text``, ``sender``,
         ``parts``, ``unicode``, ``price``, ``country``), one row per message, in sending order.
+        With ``zones`` (one time-zone key per message, equal keys contiguous), batches never mix
+        keys, so a batch's send window is one question. ``window`` is the queue window (batches).
         """
         cid = secrets.token_hex(5)
         total = len(messages)
-        batches = -(-total // BATCH_SIZE)
+        bounds = _batch_bounds(total, zones)
+        batches = len(bounds)
         columns: dict[str, list[Any]] = {
             "rows": [int(x) for x in messages["row"].tolist()],
             "to": [str(x) for x in messages["to"].tolist()],
@@ -132,15 +144,19 @@ class CampaignStore:
             "price": [float(x) for x in messages["price"].tolist()],
             "country": [str(x) for x in messages["country"].tolist()],
         }
-        self._write_batches(cid, columns, batches)
+        self._write_batches(cid, columns, bounds, zones)
         now = time.time()
         fields: dict[str, Any] = {
             "id": cid, "name": name, "state": State.QUEUED.value, "reason": "", "total": total,
             "batches": batches, "enqueued": 0, "settled": 0, "window": window, "consec_fail": 0,
             "created_at": now, "cost": cost, "currency": currency,
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
-            **{f: 0 for f in _COUNT_FIELDS},
+            "parked": 0, "waiting": 0, **{f: 0 for f in _COUNT_FIELDS},
         }
+        if send_window is not None:
+            fields["send_window"] = orjson.dumps(send_window.to_json())
+        if expires_at is not None:
+            fields["expires_at"] = expires_at
         pipe = self.redis.pipeline()
         pipe.hset(self.keys.campaign(cid), mapping=fields)
         pipe.zadd(self.keys.campaigns(), {cid: now})
@@ -149,14 +165,16 @@ class CampaignStore:
             self.transition(cid, State.COMPLETED, "nothing to send")
         return cid
 
-    def _write_batches(self, cid: str, columns: dict[str, list[Any]], batches: int) -> None:
+    def _write_batches(self, cid: str, columns: dict[str, list[Any]], bounds: list[tuple[int, int]],
+                       zones: list[str] | None) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        for n in range(batches):
-            lo, hi = n * BATCH_SIZE, (n + 1) * BATCH_SIZE
+        for n, (lo, hi) in enumerate(bounds):
             blob = payload.encode({k: v[lo:hi] for k, v in columns.items()})
-            size = len(columns["rows"][lo:hi])
-            pipe.hset(self.keys.batch(cid, n), mapping={"st": "p", "size": size, "att": 0, "fails": 0,
-                                                         "rc": "0", "settled": "0", "p": blob})
+            fields: dict[str, Any] = {"st": "p", "size": hi - lo, "att": 0, "fails": 0, "rc": "0", "settled": "0",
+                                      "p": blob}
+            if zones is not None:
+                fields["tz"] = zones[lo]
+            pipe.hset(self.keys.batch(cid, n), mapping=fields)
             if (n + 1) % _WRITE_CHUNK == 0:
                 pipe.execute()
         pipe.execute()
@@ -205,6 +223,11 @@ class CampaignStore:
                 records = {int(k): decode(v) for k, v in ledger.items()}
                 yield n, payload.decode(blob, n), records
 
+    def next_window_opening(self, cid: str) -> float | None:
+        """Unix time when the campaign's next parked batch is released, or None."""
+        first = self.redis.zrange(self.keys.parked_in(cid), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
     def deliveries(self, cid: str, n: int) -> dict[int, tuple[str, str, str]]:
         """Delivery reports of batch ``n``: index -> ``(status, eventAt, code)``."""
         raw = self.redis.hgetall(self.keys.delivery(cid, n))
@@ -235,6 +258,7 @@ class CampaignStore:
         for key in (self.keys.campaign(cid), self.keys.rejects(cid), self.keys.client_ids(cid)):
             pipe.expire(key, ttl_s)
         pipe.expire(self.keys.inbound(cid), ttl_s)
+        pipe.expire(self.keys.parked_in(cid), ttl_s)
         for n in range(info.batches):
             pipe.expire(self.keys.batch(cid, n), ttl_s)
             pipe.expire(self.keys.ledger(cid, n), ttl_s)
@@ -253,6 +277,21 @@ class CampaignStore:
     def rejects(self, cid: str) -> list[dict[str, Any]]:
         """The preflight's rejects stored with the campaign."""
         return [orjson.loads(x) for x in self.redis.lrange(self.keys.rejects(cid), 0, -1)]
+
+
+def _batch_bounds(total: int, zones: list[str] | None) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of each batch: at most ``BATCH_SIZE`` messages, never two zone keys in one."""
+    bounds: list[tuple[int, int]] = []
+    lo = 0
+    while lo < total:
+        hi = min(total, lo + BATCH_SIZE)
+        if zones is not None:
+            key = zones[lo]
+            cut = next((i for i in range(lo + 1, hi) if zones[i] != key), hi)
+            hi = cut
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
 
 
 def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
@@ -274,6 +313,8 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         finished_at=num("finished_at"), updated_at=num("updated_at"), cost=float(h.get("cost", 0)),
         currency=h.get("currency", ""), options=orjson.loads(h.get("options", "{}")), preflight=preflight,
         delivery={"delivered": int(h.get("d:delivered", 0)), "undelivered": int(h.get("d:undelivered", 0))},
+        waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
+        send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
     )
 
 

@@ -15,8 +15,16 @@ import httpx
 import pytest
 import redis
 
+from dispatcher.batches import BatchOps
+from dispatcher.client import InstasentClient
+from dispatcher.keys import Keys
+from dispatcher.ratelimit import RateLimiter
+from dispatcher.sending import Sender
 from dispatcher.services import Service, start_redis, start_sandbox
 from dispatcher.settings import Settings
+from dispatcher.store import CampaignStore
+
+from .fakes import FakeInstasent
 
 SANDBOX_TOKEN = "test-token"
 
@@ -121,3 +129,23 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("INSTASENT_", "DISPATCHER_")) or name in {"REDIS_URL", "CELERY_BROKER_URL"}:
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture()
+def fake() -> FakeInstasent:
+    return FakeInstasent()
+
+
+@pytest.fixture()
+def sender(redis_client: redis.Redis, fake: FakeInstasent) -> Iterator[Sender]:
+    """A batch sender on real Redis whose Instasent is the scripted :class:`FakeInstasent`."""
+    settings = Settings.from_env(environ={}, env_file=None).with_overrides(
+        instasent_token="t", instasent_base_url="http://instasent.test", key_prefix="dsptest",
+        rate_limit_per_min=10**6, retry_backoff_s=0.01, reconcile_delay_s=0.01, max_attempts=3,
+        max_consecutive_failures=2)
+    keys = Keys(settings.key_prefix)
+    transport = httpx.MockTransport(fake.handler)
+    client = InstasentClient(token="t", base_url=settings.instasent_base_url, transport=transport)
+    yield Sender(settings=settings, client=client, store=CampaignStore(redis_client, keys),
+                 ops=BatchOps(redis_client, keys), limiter=RateLimiter(redis_client, keys))
+    client.close()

@@ -1,0 +1,68 @@
+"""Test doubles shared by several test modules."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+Step = Callable[[list[dict[str, Any]]], httpx.Response | None]
+
+
+@dataclass
+class FakeInstasent:
+    """Accepts bulks like Instasent; ``script`` decides, per bulk request, what goes wrong."""
+
+    script: list[str] = field(default_factory=list)
+    accepted: dict[str, int] = field(default_factory=dict)
+    ids: itertools.count = field(default_factory=itertools.count)
+    bulk_requests: int = 0
+    list_requests: int = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/sms"):
+            self.list_requests += 1
+            wanted = request.url.params.get_list("clientId")
+            found = [{"id": f"id-{c}", "clientId": c, "to": "+34600000000", "status": "enqueued"}
+                     for c in wanted if c in self.accepted]
+            return httpx.Response(200, json={"entities": found})
+        assert path.endswith("/sms/bulk")
+        self.bulk_requests += 1
+        step = self.script.pop(0) if self.script else "ok"
+        items = orjson.loads(request.content)
+        if step == "connect":
+            raise httpx.ConnectError("refused", request=request)
+        if step == "429":
+            return httpx.Response(429, headers={"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0",
+                                                "X-RateLimit-Reset": "0"})
+        if step == "402":
+            return httpx.Response(402, json={"message": "Insufficient balance"})
+        if step == "401":
+            return httpx.Response(401, json={"message": "Unauthorized"})
+        if step == "413" and len(items) > 10:
+            return httpx.Response(413, json={"message": "too large"})
+        entities, errors = [], []
+        for index, item in enumerate(items):
+            cid = item["clientId"]
+            if item["to"] == "+34699999999":
+                errors.append({"index": index, "clientId": cid, "to": item["to"], "errors": {"to": ["invalid"]}})
+            elif cid in self.accepted:
+                self.accepted[cid] += 1  # counted, to prove we never resend an accepted message
+                errors.append({"index": index, "clientId": cid, "errors": {"clientId": ["already used"]}})
+            else:
+                self.accepted[cid] = 1
+                entities.append({"id": f"id-{cid}", "clientId": cid, "to": item["to"], "status": "enqueued"})
+        if step == "500-after-accept":
+            return httpx.Response(500, json={"message": "boom"})
+        if step == "timeout-after-accept":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if step == "drop-half":
+            entities = entities[: len(entities) // 2]
+        return httpx.Response(201, json={"entities": entities, "errors": errors})
+
+
