@@ -16,6 +16,7 @@ from rich.text import Text
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, err, load_settings, out
 from dispatcher.client import InstasentClient
+from dispatcher.errors import InputError
 from dispatcher.hlr import Progress as ProgressCallback
 from dispatcher.preflight import PreflightOptions, PreflightResult, check_budget, money, run_preflight
 from dispatcher.rejects import write_rejects
@@ -45,6 +46,8 @@ def preflight(
     options = PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
                                phone_column=phone_column, hlr=not no_hlr, gsm_only=gsm_only,
                                max_cost=max_cost).validated()
+    if rejects_out is not None and not rejects_out.parent.is_dir():
+        raise InputError(f"--rejects-out: the folder {rejects_out.parent} does not exist.")
     settings = load_settings()
     redis_client = connect_redis(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
@@ -64,10 +67,10 @@ def lookup_progress() -> Iterator[ProgressCallback]:
     """A progress bar for the lookups on stderr (shown only on a terminal)."""
     bar = Progress(TextColumn("HLR lookups"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=err, transient=True, disable=not err.is_terminal)
-    task = bar.add_task("lookups", total=None)
+    task = bar.add_task("lookups", total=None, visible=False)
 
     def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
+        bar.update(task, completed=done, total=total, visible=total > 0)
 
     with bar:
         yield update
