@@ -218,3 +218,16 @@ def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | N
     service = spawn("flower", flower_argv(port), url=url, env=env, log_dir=log_dir)
     wait_until(http_ready(f"{url}/healthcheck"), service, timeout_s=60)
     return service
+
+
+def beat_argv(loglevel: str = "INFO") -> list[str]:
+    """The ``celery beat`` command line with the redbeat scheduler (its lock allows one active beat)."""
+    return [sys.executable, "-m", "celery", "-A", "tasks.app", "beat", "-S", "redbeat.RedBeatScheduler",
+            "--loglevel", loglevel, "--max-interval", "1"]
+
+
+def start_beat(env: dict[str, str], log_dir: Path | None = None) -> Service:
+    """Start a beat process and wait until it has started its loop."""
+    service = spawn("beat", beat_argv(), url="", env=env, log_dir=log_dir)
+    wait_until(lambda: "beat: Starting" in service.log_tail(200), service, timeout_s=60)
+    return service

@@ -11,6 +11,7 @@ import logging
 
 from celery import Celery
 
+from dispatcher.keys import Keys
 from dispatcher.settings import Settings
 
 #: Queue every dispatch task goes to.
@@ -18,12 +19,14 @@ QUEUE = "dispatcher"
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
 VISIBILITY_TIMEOUT_S = 600
+#: Seconds between two looks at the batches waiting for their send window.
+RELEASE_EVERY_S = 5.0
 
 
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    app = Celery("dispatcher", broker=settings.effective_broker_url, include=["tasks.dispatch"])
+    app = Celery("dispatcher", broker=settings.effective_broker_url, include=["tasks.dispatch", "tasks.schedules"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -38,6 +41,14 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         task_send_sent_event=True,
         enable_utc=True,
+        # Beat: schedules live in Redis (celery-redbeat), editable at run time; one beat holds the lock.
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix=Keys(settings.key_prefix).redbeat_prefix() + ":",
+        redbeat_lock_timeout=RELEASE_EVERY_S * 5,
+        beat_max_loop_interval=1,
+        beat_schedule={
+            "release-windows": {"task": "dispatcher.release_windows", "schedule": RELEASE_EVERY_S},
+        },
     )
     return app
 

@@ -8,7 +8,7 @@ import typer
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_settings
-from dispatcher.services import flower_argv, worker_argv
+from dispatcher.services import beat_argv, flower_argv, worker_argv
 
 
 @app.command()
@@ -34,6 +34,14 @@ def flower(
     if settings.flower_user and settings.flower_password:
         os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password.reveal()}"
     argv = flower_argv(port, address)
+    os.execv(argv[0], argv)
+
+
+@app.command()
+def beat(loglevel: str = typer.Option("INFO", help="Celery log level.")) -> None:
+    """Start celery beat with the redbeat scheduler (schedules in Redis; two beats at once are safe)."""
+    load_settings()
+    argv = beat_argv(loglevel)
     os.execv(argv[0], argv)
 
 

@@ -1,0 +1,124 @@
+"""``dispatcher schedule add|list|remove|run``: recurring campaigns kept in Redis (celery-redbeat)."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from dispatcher.cli._app import app
+from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.keys import Keys
+from dispatcher.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.settings import Settings
+from dispatcher.windows import parse_duration
+
+schedule_app = typer.Typer(help="Recurring campaigns: each firing re-reads the file and submits it.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+def _glue() -> Any:
+    """``tasks.schedules``, imported by name so that ``dispatcher`` itself never imports Celery."""
+    return importlib.import_module("tasks.schedules")
+
+
+def _store(settings: Settings) -> ScheduleStore:
+    return ScheduleStore(connect_redis(settings), Keys(settings.key_prefix))
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+@schedule_app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Schedule name (letters, digits, - and _)."),
+    file: Path = typer.Argument(..., help="Recipient list, re-read at every firing."),
+    cron: str | None = typer.Option(None, "--cron", help="Cron expression, e.g. '0 9 * * MON'."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of --cron, e.g. Europe/Madrid."),
+    every_spec: str | None = typer.Option(None, "--every", help="Fixed interval instead: 90s, 10m, 1h, 1d."),
+    text: str | None = typer.Option(None, "--text", help="Message text; {column} is replaced per row."),
+    text_column: str | None = typer.Option(None, "--text-column", help="Column holding each row's text."),
+    sender: str | None = typer.Option(None, "--from", help="Sender (1..11 characters) for rows without one."),
+    country: str | None = typer.Option(None, "--country", help="ISO country for numbers without +/00."),
+    phone_column: str | None = typer.Option(None, "--phone-column", help="Column with the phone numbers."),
+    no_hlr: bool = typer.Option(False, "--no-hlr", help="Skip the HLR lookups."),
+    gsm_only: bool = typer.Option(False, "--gsm-only", help="Reject texts that need Unicode."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse a firing that would cost more."),
+    window: str | None = typer.Option(None, "--window", help="Local send window of each recipient: 09:00-21:00."),
+    days: str | None = typer.Option(None, "--days", help="Days of the send window: mon-fri."),
+    expire_after: str | None = typer.Option(None, "--expire-after", help="Unsent messages expire after: 6h."),
+    overlap: str = typer.Option("skip", "--overlap", help="When the previous run still sends: skip or queue."),
+    grace: float = typer.Option(DEFAULT_GRACE_S, "--grace", help="Seconds late before a firing counts as missed."),
+) -> None:
+    """Add or replace a schedule; beat picks it up without a restart."""
+    definition = ScheduleDef(
+        name=name, file=str(file.resolve()), cron=cron, tz=tz,
+        every_s=parse_duration(every_spec) if every_spec else None,
+        options={"text": text, "text_column": text_column, "sender": sender, "country": country,
+                 "phone_column": phone_column, "hlr": not no_hlr, "gsm_only": gsm_only, "max_cost": max_cost},
+        window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
+        overlap=overlap, grace_s=grace,
+    ).validated()
+    settings = load_settings()
+    _store(settings).save(definition)
+    _glue().save_entry(definition)
+    when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
+    out.print(f"Schedule {name} saved: {when}.")
+
+
+@schedule_app.command("list")
+def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """Show every schedule with its next run, its last run and that run's outcome."""
+    store = _store(load_settings())
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    for name in store.names():
+        definition = store.get(name)
+        state = store.state(name)
+        last_due = float(state["last_due"]) if state.get("last_due") else None
+        runs = store.runs(name, 5)
+        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
+                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
+                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
+                     "last_campaign": runs[0].campaign if runs else None,
+                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
+    if as_json:
+        typer.echo(orjson.dumps(rows).decode())
+        return
+    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
+    for r in rows:
+        when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
+        table.add_row(str(r["name"]), when, _when(r["next_run"]), _when(r["last_run"]),
+                      str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
+    out.print(table)
+
+
+@schedule_app.command("remove")
+def remove(name: str = typer.Argument(..., help="Schedule name.")) -> None:
+    """Delete a schedule; it never fires again (campaigns it created are kept)."""
+    settings = load_settings()
+    _store(settings).remove(name)
+    _glue().delete_entry(name)
+    out.print(f"Schedule {name} removed.")
+
+
+@schedule_app.command("run")
+def run_now(name: str = typer.Argument(..., help="Schedule name."),
+            as_json: bool = typer.Option(False, "--json", help="Print the firing record as JSON.")) -> None:
+    """Fire a schedule now, through the same preflight and guards as a timed firing."""
+    settings = load_settings()
+    firing = _glue().firer(settings).fire(name, manual=True)
+    if as_json:
+        typer.echo(orjson.dumps(firing.to_json()).decode())
+    else:
+        detail = firing.campaign or firing.reason
+        out.print(f"Schedule {name} fired: {firing.outcome}" + (f" ({detail})" if detail else "") + ".")
+    if firing.outcome in ("refused", "error"):
+        raise typer.Exit(3 if "cost" in firing.reason or "balance" in firing.reason else 1)

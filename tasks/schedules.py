@@ -1,0 +1,78 @@
+"""celery-redbeat glue: one redbeat entry per schedule triggers ``dispatcher.fire_schedule``; a
+static entry runs ``dispatcher.release_windows``. The decisions live in ``dispatcher.schedules``."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery.schedules import schedule as every
+from redbeat import RedBeatSchedulerEntry
+
+from dispatcher import campaigns
+from dispatcher.client import InstasentClient
+from dispatcher.keys import Keys
+from dispatcher.schedules import Firer, ScheduleDef, ScheduleStore
+from dispatcher.settings import Settings
+from tasks.app import app
+from tasks.dispatch import sender
+from tasks.enqueue import CeleryEnqueuer
+
+FIRE_SCHEDULE = "dispatcher.fire_schedule"
+RELEASE_WINDOWS = "dispatcher.release_windows"
+
+
+def entry_name(name: str) -> str:
+    return f"schedule:{name}"
+
+
+def save_entry(definition: ScheduleDef, celery_app: Celery = app) -> None:
+    """Create or update the redbeat entry of a schedule; beat picks it up without a restart."""
+    entry = RedBeatSchedulerEntry(entry_name(definition.name), FIRE_SCHEDULE,
+                                  every(timedelta(seconds=definition.trigger_every_s)),
+                                  args=[definition.name], app=celery_app)
+    entry.save()
+
+
+def delete_entry(name: str, celery_app: Celery = app) -> None:
+    """Remove the redbeat entry of a schedule (missing is fine)."""
+    key = celery_app.redbeat_conf.key_prefix + entry_name(name)
+    with contextlib.suppress(KeyError):
+        RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
+
+
+def firer(settings: Settings | None = None) -> Firer:
+    """A firer for this process: the worker's connections, or fresh ones for ``settings``."""
+    if settings is None:
+        s = sender()
+        settings, store, ops = s.settings, s.store, s.ops
+    else:
+        import redis
+
+        from dispatcher.batches import BatchOps
+        from dispatcher.store import CampaignStore
+
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = Keys(settings.key_prefix)
+        store, ops = CampaignStore(client, keys), BatchOps(client, keys)
+    chosen = settings
+    return Firer(settings=chosen, schedules=ScheduleStore(store.redis, store.keys), store=store, ops=ops,
+                 enqueuer=CeleryEnqueuer(chosen), client_factory=lambda: InstasentClient.from_settings(chosen))
+
+
+@app.task(name=FIRE_SCHEDULE, acks_late=True)
+def fire_schedule(name: str) -> dict[str, Any] | None:
+    """Fire schedule ``name`` if it is due; the result is the firing record (None for a quiet tick)."""
+    firing = firer().fire(name)
+    return firing.to_json() if firing else None
+
+
+@app.task(name=RELEASE_WINDOWS)
+def release_windows() -> dict[str, Any]:
+    """Queue batches whose send window opened, and campaigns queued behind a finished run."""
+    s = sender()
+    released = campaigns.release_parked(s.ops, CeleryEnqueuer(s.settings))
+    started = firer().start_queued()
+    return {"released": released, "started": started}
