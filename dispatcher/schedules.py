@@ -95,7 +95,10 @@ class ScheduleDef:
         assert self.every_s is not None
         if last_due is None:
             return now
-        steps = math.floor((now - last_due) / self.every_s)
+        # The ladder is anchored on when the first firing ran, a little after beat sent it, so the
+        # next trigger can arrive a hair "early": allow a quarter interval (at most a second).
+        tolerance = min(1.0, self.every_s / 4)
+        steps = math.floor((now - last_due + tolerance) / self.every_s)
         return last_due + steps * self.every_s if steps >= 1 else None
 
     def missed_between(self, last_due: float | None, due: float, cap: int = 10_000) -> int:
@@ -242,6 +245,9 @@ class Firer:
             cid = self._submit(definition, now, hold)
         except PermanentError as exc:
             return self.schedules.record(Firing(name, now, due, "refused", reason=str(exc)))
+        except OSError as exc:  # the file went missing or unreadable since the schedule was added
+            reason = f"cannot read {definition.file}: {exc.strerror or exc}"
+            return self.schedules.record(Firing(name, now, due, "refused", reason=reason))
         except DispatcherError as exc:
             return self.schedules.record(Firing(name, now, due, "error", reason=str(exc)))
         if hold:

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import schedule as every
 from redbeat import RedBeatSchedulerEntry
+from redbeat.schedulers import ensure_conf
 
 from dispatcher import campaigns
 from dispatcher.client import InstasentClient
@@ -38,7 +39,7 @@ def save_entry(definition: ScheduleDef, celery_app: Celery = app) -> None:
 
 def delete_entry(name: str, celery_app: Celery = app) -> None:
     """Remove the redbeat entry of a schedule (missing is fine)."""
-    key = celery_app.redbeat_conf.key_prefix + entry_name(name)
+    key = ensure_conf(celery_app).key_prefix + entry_name(name)
     with contextlib.suppress(KeyError):
         RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
 

@@ -69,10 +69,13 @@ def status(
     if watch and not as_json:
         show_progress(store, campaign_id)
     info = store.get(campaign_id)
+    opening = store.next_window_opening(campaign_id)
     if as_json:
-        _print_json(info.to_json())
+        _print_json({**info.to_json(), "next_window_opens_at": opening})
     else:
         print_status(info)
+        if opening:
+            out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
 
 
 @app.command("list")
@@ -146,6 +149,13 @@ def print_status(info: CampaignInfo) -> None:
         end = info.finished_at or info.updated_at or time.time()
         elapsed = max(1e-3, end - info.started_at)
         table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
+    if info.send_window is not None:
+        window = info.send_window.to_json()
+        table.add_row("send window", f"{window['start']}-{window['end']} local time")
+    if info.waiting:
+        table.add_row("waiting for window", f"{info.waiting} messages")
+    if info.expires_at:
+        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
     if info.delivery_rate is not None:
         table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
         table.add_row("undelivered", str(info.delivery["undelivered"]))
@@ -194,6 +204,9 @@ def submit(
     gsm_only: bool = typer.Option(False, "--gsm-only", help="Reject texts that need Unicode."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse if the cost exceeds this amount."),
     name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
+    window: str | None = typer.Option(None, "--window", help="Local send window of each recipient: 09:00-21:00."),
+    days: str | None = typer.Option(None, "--days", help="Days of the send window: mon-fri."),
+    expire_after: str | None = typer.Option(None, "--expire-after", help="Unsent messages expire after: 6h."),
     wait: bool = typer.Option(False, "--wait", help="Show progress until the campaign completes or stops."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
@@ -201,7 +214,10 @@ def submit(
     from dispatcher.cli.preflight import lookup_progress, print_summary
     from dispatcher.client import InstasentClient
     from dispatcher.preflight import PreflightOptions, run_preflight
+    from dispatcher.windows import parse_duration, parse_window
 
+    send_window = parse_window(window, days) if window else None
+    expire_after_s = parse_duration(expire_after) if expire_after else None
     options = PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
                                phone_column=phone_column, hlr=not no_hlr, gsm_only=gsm_only,
                                max_cost=max_cost).validated()
@@ -213,7 +229,8 @@ def submit(
     if not as_json:
         print_summary(result)
     cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
-                                     options=options, name=name or file.name)
+                                     options=options, name=name or file.name, send_window=send_window,
+                                     expire_after_s=expire_after_s)
     if not as_json:
         out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
                   f"Watch it with `dispatcher status {cid} --watch`.")
