@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/dispatcher demo
+	$(BIN)/dispatcher demo --schedule
 
 demo: run
 

@@ -25,7 +25,15 @@ from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight import PreflightOptions, run_preflight
 from dispatcher.report import build_report, write_report
-from dispatcher.services import Service, ensure_redis, free_port, start_flower, start_sandbox, start_worker
+from dispatcher.services import (
+    Service,
+    ensure_redis,
+    free_port,
+    start_beat,
+    start_flower,
+    start_sandbox,
+    start_worker,
+)
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
 from dispatcher.store import CampaignStore
 
@@ -57,7 +65,7 @@ def _services() -> Iterator[list[Service]]:
 
 
 def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port: int = 5555,
-             keep_running: bool = False) -> None:
+             keep_running: bool = False, schedule: bool = False) -> None:
     """Run the demo campaign; see the module docstring.
 
     Raises:
@@ -86,7 +94,11 @@ def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port:
         started.append(flower)
         out.print(f"Redis {redact_url(redis_url)} · sandbox {sandbox.url} · {workers} worker processes · "
                   f"Flower {flower.url}")
-        _campaign(Settings.from_env(env_file=None), path, flower.url)
+        settings = Settings.from_env(env_file=None)
+        _campaign(settings, path, flower.url)
+        if schedule:
+            started.append(start_beat(env, log_dir=logs))
+            _schedule(settings, path)
         if keep_running:
             out.print(f"Flower stays up at {flower.url} until you press Ctrl-C.")
             with contextlib.suppress(KeyboardInterrupt):
@@ -111,3 +123,42 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     write_report(build_report(store, cid), report_path)
     out.print(f"Report: {report_path} (one row per message) · Flower: {flower_url} · "
               f"logs in {OUT_DIR / 'demo-logs'}")
+
+
+def _schedule(settings: Settings, path: Path, every_s: float = 8.0, firings: int = 2) -> None:
+    """Add a recurring campaign, let beat fire it ``firings`` times, show the schedule list, remove it."""
+    import importlib
+    import time
+
+    from dispatcher.cli.schedule import list_schedules
+    from dispatcher.schedules import ScheduleDef, ScheduleStore
+
+    glue = importlib.import_module("tasks.schedules")  # the Celery side, imported by name
+    client = connect_redis(settings)
+    keys = Keys(settings.key_prefix)
+    schedules, store = ScheduleStore(client, keys), CampaignStore(client, keys)
+    definition = ScheduleDef(name="demo-recurring", file=str(path.resolve()), every_s=every_s,
+                             options={"text": DEMO_TEXT, "sender": "DEMOSHOP", "country": "ES"},
+                             window="00:00-23:59", expire_after_s=3600).validated()
+    schedules.save(definition)
+    glue.save_entry(definition)
+    out.print(f"\n[bold]Recurring campaign[/]: schedule {definition.name} fires every {every_s:g} s "
+              f"(beat + redbeat); waiting for {firings} firings...")
+    try:
+        deadline = time.monotonic() + every_s * (firings + 4)
+        while time.monotonic() < deadline:
+            created = [r for r in schedules.runs(definition.name) if r.outcome == "created"]
+            if len(created) >= firings and all(store.get(r.campaign).state == "completed" for r in created):
+                break
+            time.sleep(0.5)
+        list_schedules(as_json=False)
+        for run in reversed(schedules.runs(definition.name)):
+            detail = ""
+            if run.campaign:
+                info = store.get(run.campaign)
+                detail = f"campaign {run.campaign}: {info.state}, {info.counts['sent']} sent"
+            out.print(f"  firing at {time.strftime('%H:%M:%S', time.localtime(run.at))}: {run.outcome} "
+                      f"{detail or run.reason}")
+    finally:
+        schedules.remove(definition.name)
+        glue.delete_entry(definition.name)

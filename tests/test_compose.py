@@ -22,9 +22,9 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
 
 
-def test_compose_has_redis_a_scalable_worker_and_flower() -> None:
+def test_compose_has_redis_a_scalable_worker_beat_and_flower() -> None:
     services = compose()["services"]
-    assert {"redis", "worker", "flower"} <= set(services)
+    assert {"redis", "worker", "beat", "flower"} <= set(services)
     assert "container_name" not in services["worker"]  # `--scale worker=N` needs unnamed containers
     assert all(s.get("image") == "dispatcher:latest" for name, s in services.items() if name != "redis")
 

@@ -51,8 +51,9 @@ def demo(
     workers: int = typer.Option(2, help="Worker processes."),
     flower_port: int = typer.Option(5555, help="Flower's port (a free one is used if taken)."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Keep Flower and the rest up until Ctrl-C."),
+    schedule: bool = typer.Option(False, "--schedule", help="Also run beat and show a recurring campaign firing."),
 ) -> None:
     """Run a real campaign end to end on this machine: Redis, sandbox, workers, Flower, progress, report."""
     from dispatcher.demo import run_demo
 
-    run_demo(file=file, workers=workers, flower_port=flower_port, keep_running=keep_running)
+    run_demo(file=file, workers=workers, flower_port=flower_port, keep_running=keep_running, schedule=schedule)
