@@ -39,7 +39,6 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        task_send_sent_event=True,
         enable_utc=True,
         # Beat: schedules live in Redis (celery-redbeat), editable at run time; one beat holds the lock.
         redbeat_redis_url=settings.redis_url,
