@@ -202,3 +202,23 @@ def test_running_out_of_balance_pauses_the_campaign_for_insufficient_funds(harne
     campaigns.resume(harness.store, harness.ops, harness.enqueuer, cid)
     info = harness.wait(cid, finished)
     assert info.state == "completed" and info.counts["sent"] == 2000
+
+
+def _rabbitmq_up() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", 5672)) == 0
+
+
+@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_a_campaign_completes_with_rabbitmq_as_the_broker(harness: Harness) -> None:
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
+    harness.settings = harness.settings.with_overrides(broker_url=broker)
+    harness.enqueuer = CeleryEnqueuer(harness.settings)
+    harness.start_worker(CELERY_BROKER_URL=broker)
+    cid = harness.submit(recipients(1000))
+    info = harness.wait(cid, finished)
+    assert info.state == "completed" and info.counts["sent"] == 1000
+    assert_exactly_once(harness, cid, info)
