@@ -207,6 +207,11 @@ for i = 0, tonumber(b[3]) - 1 do
 end
 redis.call('HINCRBY', KEYS[1], 'n:cancelled', n)
 redis.call('HSET', KEYS[2], 'st', 'd', 'rc', '0')
+if redis.call('HGET', KEYS[2], 'parked') == '1' then
+  redis.call('HSET', KEYS[2], 'parked', '0')
+  redis.call('HINCRBY', KEYS[1], 'parked', -1)
+  redis.call('HINCRBY', KEYS[1], 'waiting', -tonumber(b[3]))
+end
 if b[5] ~= '1' then
   redis.call('HSET', KEYS[2], 'settled', '1')
   redis.call('HINCRBY', KEYS[1], 'settled', 1)

@@ -141,3 +141,19 @@ def test_durations_take_seconds_minutes_hours_and_days() -> None:
     assert [parse_duration(s) for s in ("90s", "30m", "6h", "2d")] == [90, 1800, 21600, 172800]
     with pytest.raises(InputError):
         parse_duration("soon")
+
+
+def test_cancelling_a_campaign_clears_what_waited_for_its_window(
+        sender: Sender, fake: FakeInstasent, clock: Clock) -> None:
+    queue, log = Queue(), []
+    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
+                           send_window=parse_window("09:00-21:00"), now=clock())
+    queue.drain(sender, log, fake)
+    assert sender.store.get(cid).waiting == 300
+    campaigns.cancel(sender.store, sender.ops, cid, ttl_s=60)
+    info = sender.store.get(cid)
+    assert (info.waiting, info.counts["cancelled"], info.counts["sent"]) == (0, 300, 150)
+    clock.at(15)
+    campaigns.release_parked(sender.ops, queue, now=clock())
+    queue.drain(sender, log, fake)
+    assert sender.store.get(cid).counts["sent"] == 150
