@@ -109,7 +109,11 @@ class Service:
 
 def spawn(name: str, argv: Sequence[str], url: str, env: dict[str, str] | None = None,
           log_dir: Path | None = None) -> Service:
-    """Start ``argv`` in its own process group with output sent to a log file."""
+    """Start ``argv`` in its own process group with output sent to a log file.
+
+    Without ``log_dir``, the log goes to a temporary directory that :meth:`Service.stop` removes.
+    """
+    own_dir = log_dir is None
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"dispatcher-{name}-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -118,7 +122,10 @@ def spawn(name: str, argv: Sequence[str], url: str, env: dict[str, str] | None =
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
-    return Service(name=name, process=process, url=url, workdir=log_dir, log_path=log_path)
+    service = Service(name=name, process=process, url=url, workdir=log_dir, log_path=log_path)
+    if own_dir:
+        service._cleanups.append(lambda: shutil.rmtree(log_dir, ignore_errors=True))
+    return service
 
 
 def wait_until(check: Callable[[], bool], service: Service, timeout_s: float = 30.0) -> None:
