@@ -37,7 +37,8 @@ if b[1] == 'd' then return {'done', b[5] or ''} end
 if b[1] == 'i' and tonumber(b[2] or '0') > now then return {'busy', tonumber(b[2]) - now} end
 local rc = b[3] or '0'
 local mode
-if state == 'queued' or state == 'running' then
+if state == 'queued' or state == 'running' or (state == 'completed' and rc == '1') then
+  -- A completed campaign still holding unknown messages is being reconciled: resolve, then send.
   mode = 'send'
 elseif state == 'cancelled' and rc == '1' then
   mode = 'reconcile'
@@ -113,7 +114,7 @@ local st = ARGV[1]
 if done >= size then st = 'd' end
 local rc = '0'
 if st == 'u' then rc = '1' end
-redis.call('HSET', KEYS[2], 'st', st, 'rc', rc, 'lease', '0')
+redis.call('HSET', KEYS[2], 'st', st, 'rc', rc, 'lease', '0', 'ut', now_s)
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'err', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'att', 1) end
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'fails', 1) end
@@ -354,6 +355,14 @@ class BatchOps:
             keys = [self.keys.campaign(cid), self.keys.batch(cid, n), self.keys.ledger(cid, n)]
             self._cancel(keys=keys, args=[], client=pipe)
         return sum(int(x) for x in pipe.execute())
+
+    def unknown_batches(self, cid: str, batches: int, older_than: float) -> list[int]:
+        """Batches whose outcome is unknown (``st`` u) and untouched since ``older_than`` (Unix s)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for n in range(batches):
+            pipe.hmget(self.keys.batch(cid, n), "st", "ut")
+        return [n for n, (st, ut) in enumerate(pipe.execute())
+                if st == b"u" and float(ut or 0) <= older_than]
 
     def reserved_but_unclaimed(self, cid: str, reserved: range) -> list[int]:
         """Of a range this batch reserved, the batches still pending and never attempted."""

@@ -53,13 +53,13 @@ class Keys:
         """List of JSON inbound messages (replies) received for a campaign."""
         return f"{self.prefix}:c:{cid}:inbound"
 
+    def inbound_unmatched(self) -> str:
+        """List of JSON inbound messages that name no campaign of ours."""
+        return f"{self.prefix}:inbound"
+
     def dlr_held(self) -> str:
         """Hash: delivery reports that could not be matched yet (clientId -> JSON list)."""
         return f"{self.prefix}:dlr:held"
-
-    def dlr_seen(self) -> str:
-        """Set-like key prefix guard for duplicate delivery reports (see ``dispatcher.delivery``)."""
-        return f"{self.prefix}:dlr:seen"
 
     def rejects(self, cid: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""

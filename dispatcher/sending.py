@@ -39,6 +39,7 @@ from dispatcher.errors import (
 )
 from dispatcher.lifecycle import State
 from dispatcher.models import BulkResult, SmsItem
+from dispatcher.optout import suppressed_indexes
 from dispatcher.ratelimit import Lane, RateLimiter
 from dispatcher.settings import Settings
 from dispatcher.store import CampaignStore
@@ -142,6 +143,7 @@ class _Attempt:
                     return self._finish("done", otherwise="p")
             if expired:
                 return self._expire("expired before it could be sent")
+            self._skip_suppressed()
             if not self.todo:
                 return self._finish("done", otherwise="p")
             wait = self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
@@ -154,6 +156,15 @@ class _Attempt:
                                 retry_in=max(0.5, (exc.reset_at or time.time() + 1) - time.time()))
         except DispatcherError as exc:
             return self._on_error(exc, posted=False)
+
+    def _skip_suppressed(self) -> None:
+        """Numbers put on the suppression list since the preflight (an opt-out) are not sent."""
+        numbers = [self.messages.to[i] for i in self.todo]
+        skipped = {self.todo[i] for i in suppressed_indexes(self.s.store.redis, self.s.store.keys, numbers)}
+        if skipped:
+            self.records += [(i, ledger.encode("suppressed", self.attempt - 1, "opted out")) for i in skipped]
+            self.todo = [i for i in self.todo if i not in skipped]
+            self.summary["suppressed"] = len(skipped)
 
     def _wait_for_window(self, now: float) -> BatchOutcome | None:
         """Park the batch when its recipients' send window is closed; None when it is open."""

@@ -1,0 +1,86 @@
+"""``dispatcher webhook``, ``inbound`` and ``reconcile``: delivery reports, replies, unknown outcomes."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import typer
+from rich.table import Table
+
+from dispatcher.batches import BatchOps
+from dispatcher.cli._app import app
+from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.errors import ConfigurationError
+from dispatcher.keys import Keys
+from dispatcher.store import CampaignStore
+
+
+@app.command()
+def webhook(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8788, help="TCP port to listen on."),
+) -> None:
+    """Receive Instasent's delivery reports and replies at /dlr/DISPATCHER_WEBHOOK_SECRET."""
+    settings = load_settings()
+    if not settings.webhook_secret:
+        raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is not set: choose a long random value and register "
+                                 "https://your-host/dlr/<that value> as the delivery-report URL in Instasent.")
+    if len(settings.webhook_secret.reveal()) < 16:
+        raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
+    connect_redis(settings).ping()
+    from dispatcher.webhook.server import serve
+
+    serve(settings, host, port)
+
+
+@app.command()
+def inbound(campaign_id: str = typer.Argument(..., help="Campaign id."),
+            as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """List the replies received for a campaign's messages (stop words are marked)."""
+    from dispatcher.optout import inbound_messages
+
+    settings = load_settings()
+    client = connect_redis(settings)
+    keys = Keys(settings.key_prefix)
+    CampaignStore(client, keys).get(campaign_id)
+    messages = inbound_messages(client, keys, campaign_id)
+    if as_json:
+        typer.echo(orjson.dumps(messages).decode())
+        return
+    table = Table("received", "from", "message", "opt-out")
+    for m in messages:
+        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["receivedAt"])), str(m["from"]),
+                      str(m["message"]), "yes" if m["stop"] else "")
+    out.print(table)
+
+
+@app.command()
+def reconcile(
+    campaign_id: str = typer.Argument(..., help="Campaign id."),
+    grace: float = typer.Option(60.0, "--grace", help="Leave alone batches updated less than this many seconds ago."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until no message is unknown (or 5 minutes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Resolve unknown outcomes by clientId (reports, then Instasent's records) and send only the rest."""
+    from dispatcher.cli.campaigns import load_enqueuer
+    from dispatcher.delivery import DeliveryBook
+    from dispatcher.reconcile import reconcile as run_reconcile
+
+    settings = load_settings()
+    client = connect_redis(settings)
+    keys = Keys(settings.key_prefix)
+    store = CampaignStore(client, keys)
+    result = run_reconcile(store, BatchOps(client, keys), DeliveryBook(client, keys), load_enqueuer(settings),
+                           campaign_id, grace_s=grace)
+    deadline = time.monotonic() + 300
+    while wait and store.get(campaign_id).counts["unknown"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    info = store.get(campaign_id)
+    summary = {"id": campaign_id, "held_reports_applied": result.held_applied, "batches": result.batches,
+               "unknown_before": result.unknown_before, "unknown": info.counts["unknown"], "counts": info.counts}
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+    else:
+        out.print(f"Campaign {campaign_id}: {len(result.batches)} batches handed back to the workers to "
+                  f"reconcile; unknown {result.unknown_before} -> {info.counts['unknown']}.")
