@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from dispatcher.services import (
     start_beat,
     start_flower,
     start_sandbox,
+    start_webhook,
     start_worker,
 )
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
@@ -80,8 +83,15 @@ def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port:
         redis_url, redis_service = ensure_redis(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, log_dir=logs)
         if redis_service:
             started.append(redis_service)
+        secret = secrets.token_urlsafe(24)
+        receiver = start_webhook({"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsp-demo",
+                                  "DISPATCHER_WEBHOOK_SECRET": secret}, log_dir=logs)
+        started.append(receiver)
         sandbox = start_sandbox("--rate-limit", str(DEMO_RATE_LIMIT), "--error-rate", "0.03",
                                 "--error-after-accept-rate", "0.03", "--seed", "7", "--latency-ms", "40",
+                                "--dlr-url", f"{receiver.url}/dlr/{secret}", "--dlr-delay-s", "0.3",
+                                "--dlr-failed-rate", "0.04", "--dlr-expired-rate", "0.02",
+                                "--dlr-duplicate-rate", "0.1", "--dlr-early-rate", "0.05",
                                 token=DEMO_TOKEN, log_dir=logs)
         started.append(sandbox)
         env = {"REDIS_URL": redis_url, "INSTASENT_TOKEN": DEMO_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
@@ -93,7 +103,7 @@ def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port:
         flower = start_flower(env, port=_port_or_free(flower_port), log_dir=logs)
         started.append(flower)
         out.print(f"Redis {redact_url(redis_url)} · sandbox {sandbox.url} · {workers} worker processes · "
-                  f"Flower {flower.url}")
+                  f"Flower {flower.url} · delivery reports to {receiver.url}/dlr/<secret>")
         settings = Settings.from_env(env_file=None)
         _campaign(settings, path, flower.url)
         if schedule:
@@ -117,6 +127,13 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
                                      options=options, name="demo: spring offer")
     out.print(f"\nSubmitted campaign [bold]{cid}[/]; sending...")
     info = show_progress(store, cid)
+    out.print("Waiting for the delivery reports...")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = store.get(cid)
+        if info.delivery["delivered"] + info.delivery["undelivered"] >= info.counts["sent"]:
+            break
+        time.sleep(0.3)
     print_status(info)
     OUT_DIR.mkdir(exist_ok=True)
     report_path = OUT_DIR / f"demo-report-{cid}.csv"
@@ -128,7 +145,6 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
 def _schedule(settings: Settings, path: Path, every_s: float = 8.0, firings: int = 2) -> None:
     """Add a recurring campaign, let beat fire it ``firings`` times, show the schedule list, remove it."""
     import importlib
-    import time
 
     from dispatcher.cli.schedule import list_schedules
     from dispatcher.schedules import ScheduleDef, ScheduleStore

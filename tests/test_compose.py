@@ -24,7 +24,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_has_redis_a_scalable_worker_beat_and_flower() -> None:
     services = compose()["services"]
-    assert {"redis", "worker", "beat", "flower"} <= set(services)
+    assert {"redis", "worker", "beat", "webhook", "flower"} <= set(services)
     assert "container_name" not in services["worker"]  # `--scale worker=N` needs unnamed containers
     assert all(s.get("image") == "dispatcher:latest" for name, s in services.items() if name != "redis")
 
@@ -52,7 +52,8 @@ def test_flower_needs_basic_auth_and_listens_on_loopback_only() -> None:
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 def test_docker_compose_accepts_the_file() -> None:
-    env = {**os.environ, "INSTASENT_TOKEN": "x", "FLOWER_USER": "u", "FLOWER_PASSWORD": "p"}
+    env = {**os.environ, "INSTASENT_TOKEN": "x", "FLOWER_USER": "u", "FLOWER_PASSWORD": "p",
+           "DISPATCHER_WEBHOOK_SECRET": "s" * 32}
     result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

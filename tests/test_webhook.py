@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import redis
 
 from dispatcher.keys import Keys
-from dispatcher.services import Service, free_port, http_ready, spawn, wait_until
+from dispatcher.services import Service, start_webhook
 from dispatcher.settings import Settings
 from dispatcher.store import CampaignInfo
 from dispatcher.suppression import SuppressionList
@@ -27,12 +26,9 @@ SECRET = "s3cret-webhook-path-0123456789"
 
 @pytest.fixture()
 def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]:
-    port = free_port()
     env = {"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
            "DISPATCHER_WEBHOOK_SECRET": SECRET}
-    service = spawn("webhook", [sys.executable, "-m", "dispatcher", "webhook", "--port", str(port)],
-                    url=f"http://127.0.0.1:{port}", env=env)
-    wait_until(http_ready(f"{service.url}/healthz"), service)
+    service = start_webhook(env)
     yield service
     service.stop()
 
