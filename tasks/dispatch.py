@@ -18,6 +18,8 @@ from dispatcher.settings import Settings
 from dispatcher.store import CampaignStore
 from tasks.app import app
 
+#: Retries of a batch task that failed for an unexpected reason (a bug), before it is left failed.
+UNEXPECTED_RETRIES = 8
 #: Registered name of the batch task.
 SEND_BATCH = "dispatcher.send_batch"
 
@@ -48,7 +50,16 @@ def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
     s = sender()
-    outcome = send_batch(s, campaign_id, int(batch))
+    try:
+        outcome = send_batch(s, campaign_id, int(batch))
+    except redis.exceptions.RedisError as exc:
+        # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
+        # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
+        raise self.retry(countdown=2.0, exc=exc) from exc
+    except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail loudly
+        if self.request.retries >= UNEXPECTED_RETRIES:
+            raise
+        raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
     enqueue_batches(campaign_id, outcome.enqueue)
     if outcome.campaign_state in {state.value for state in FINAL}:
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
