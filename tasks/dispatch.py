@@ -61,7 +61,8 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
             raise
         raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
     enqueue_batches(campaign_id, outcome.enqueue)
-    if outcome.campaign_state in {state.value for state in FINAL}:
+    if outcome.action not in ("skip", "busy") and outcome.campaign_state in {state.value for state in FINAL}:
+        # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
         raise self.retry(countdown=max(0.05, outcome.retry_in))

@@ -19,7 +19,7 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
-    load_settings()  # fail early, in one sentence, on a bad environment
+    load_settings().require_token()  # fail early, in one sentence, on a bad environment
     argv = worker_argv(concurrency, events, loglevel=loglevel)
     os.execv(argv[0], argv)
 
