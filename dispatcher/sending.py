@@ -130,7 +130,8 @@ class _Attempt:
         try:
             now = self.s.clock()
             expired = self.claim.expires_at is not None and now >= self.claim.expires_at
-            if not expired and self.claim.send_window and self.claim.zones:
+            # Reconciling a cancelled campaign's batch never sends, so it need not wait for a window.
+            if not expired and self.claim.kind == "send" and self.claim.send_window and self.claim.zones:
                 waiting = self._wait_for_window(now)
                 if waiting is not None:
                     return waiting
