@@ -25,6 +25,21 @@ from dispatcher import campaigns
 from dispatcher.batches import BatchOps
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._options import (
+    Country,
+    Days,
+    ExpireAfter,
+    File,
+    GsmOnly,
+    MaxCost,
+    MessageText,
+    MessageTextColumn,
+    NoHlr,
+    PhoneColumn,
+    Sender,
+    SendWindow,
+    preflight_options,
+)
 from dispatcher.keys import Keys
 from dispatcher.lifecycle import FINAL, State
 from dispatcher.settings import Settings
@@ -194,33 +209,31 @@ def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) ->
 
 @app.command()
 def submit(
-    file: Path = typer.Argument(..., help="Recipient list: CSV (also .csv.gz) or Excel .xlsx."),
-    text: str | None = typer.Option(None, "--text", help="Message text; {column} is replaced per row."),
-    text_column: str | None = typer.Option(None, "--text-column", help="Column holding each row's text."),
-    sender: str | None = typer.Option(None, "--from", help="Sender (1..11 characters) for rows without one."),
-    country: str | None = typer.Option(None, "--country", help="ISO country for numbers without +/00 (ES, GB...)."),
-    phone_column: str | None = typer.Option(None, "--phone-column", help="Column with the phone numbers."),
-    no_hlr: bool = typer.Option(False, "--no-hlr", help="Skip the HLR lookups."),
-    gsm_only: bool = typer.Option(False, "--gsm-only", help="Reject texts that need Unicode."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse if the cost exceeds this amount."),
+    file: File,
+    text: MessageText = None,
+    text_column: MessageTextColumn = None,
+    sender: Sender = None,
+    country: Country = None,
+    phone_column: PhoneColumn = None,
+    no_hlr: NoHlr = False,
+    gsm_only: GsmOnly = False,
+    max_cost: MaxCost = None,
     name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
-    window: str | None = typer.Option(None, "--window", help="Local send window of each recipient: 09:00-21:00."),
-    days: str | None = typer.Option(None, "--days", help="Days of the send window: mon-fri."),
-    expire_after: str | None = typer.Option(None, "--expire-after", help="Unsent messages expire after: 6h."),
+    window: SendWindow = None,
+    days: Days = None,
+    expire_after: ExpireAfter = None,
     wait: bool = typer.Option(False, "--wait", help="Show progress until the campaign completes or stops."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
     from dispatcher.cli.preflight import lookup_progress, print_summary
     from dispatcher.client import InstasentClient
-    from dispatcher.preflight import PreflightOptions, run_preflight
+    from dispatcher.preflight import run_preflight
     from dispatcher.windows import parse_duration, parse_window
 
     send_window = parse_window(window, days) if window else None
     expire_after_s = parse_duration(expire_after) if expire_after else None
-    options = PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
-                               phone_column=phone_column, hlr=not no_hlr, gsm_only=gsm_only,
-                               max_cost=max_cost).validated()
+    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
     settings = load_settings()
     store, ops = _store(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:

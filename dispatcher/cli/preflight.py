@@ -15,10 +15,21 @@ from rich.text import Text
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, err, load_settings, out
+from dispatcher.cli._options import (
+    Country,
+    File,
+    GsmOnly,
+    MaxCost,
+    MessageText,
+    MessageTextColumn,
+    NoHlr,
+    PhoneColumn,
+    Sender,
+    preflight_options,
+)
 from dispatcher.client import InstasentClient
-from dispatcher.errors import InputError
 from dispatcher.hlr import Progress as ProgressCallback
-from dispatcher.preflight import PreflightOptions, PreflightResult, check_budget, money, run_preflight
+from dispatcher.preflight import PreflightResult, check_budget, money, run_preflight
 from dispatcher.rejects import write_rejects
 
 #: Rejected rows listed in the readable summary (all of them go to --json and --rejects-out).
@@ -27,15 +38,15 @@ SHOWN_REJECTS = 15
 
 @app.command()
 def preflight(
-    file: Path = typer.Argument(..., help="Recipient list: CSV (also .csv.gz) or Excel .xlsx."),
-    text: str | None = typer.Option(None, "--text", help="Message text; {column} is replaced per row."),
-    text_column: str | None = typer.Option(None, "--text-column", help="Column holding each row's text."),
-    sender: str | None = typer.Option(None, "--from", help="Sender (1..11 characters) for rows without one."),
-    country: str | None = typer.Option(None, "--country", help="ISO country for numbers without +/00 (ES, GB...)."),
-    phone_column: str | None = typer.Option(None, "--phone-column", help="Column with the phone numbers."),
-    no_hlr: bool = typer.Option(False, "--no-hlr", help="Skip the HLR lookups."),
-    gsm_only: bool = typer.Option(False, "--gsm-only", help="Reject texts that need Unicode."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse if the cost exceeds this amount."),
+    file: File,
+    text: MessageText = None,
+    text_column: MessageTextColumn = None,
+    sender: Sender = None,
+    country: Country = None,
+    phone_column: PhoneColumn = None,
+    no_hlr: NoHlr = False,
+    gsm_only: GsmOnly = False,
+    max_cost: MaxCost = None,
     rejects_out: Path | None = typer.Option(None, "--rejects-out", help="Write rejected rows to this CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
@@ -43,11 +54,7 @@ def preflight(
 
     Exits 0 when the campaign can go, 2 on bad input, 3 when the cost exceeds the balance or --max-cost.
     """
-    options = PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
-                               phone_column=phone_column, hlr=not no_hlr, gsm_only=gsm_only,
-                               max_cost=max_cost).validated()
-    if rejects_out is not None and not rejects_out.parent.is_dir():
-        raise InputError(f"--rejects-out: the folder {rejects_out.parent} does not exist.")
+    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
     settings = load_settings()
     redis_client = connect_redis(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -13,6 +12,20 @@ from rich.table import Table
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._options import (
+    Country,
+    Days,
+    ExpireAfter,
+    File,
+    GsmOnly,
+    MaxCost,
+    MessageText,
+    MessageTextColumn,
+    NoHlr,
+    PhoneColumn,
+    Sender,
+    SendWindow,
+)
 from dispatcher.keys import Keys
 from dispatcher.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
 from dispatcher.settings import Settings
@@ -38,22 +51,22 @@ def _when(ts: float | None) -> str:
 
 @schedule_app.command("add")
 def add(
-    name: str = typer.Argument(..., help="Schedule name (letters, digits, - and _)."),
-    file: Path = typer.Argument(..., help="Recipient list, re-read at every firing."),
+    name: Annotated[str, typer.Argument(help="Schedule name (letters, digits, - and _).")],
+    file: File,
     cron: str | None = typer.Option(None, "--cron", help="Cron expression, e.g. '0 9 * * MON'."),
     tz: str = typer.Option("UTC", "--tz", help="Time zone of --cron, e.g. Europe/Madrid."),
     every_spec: str | None = typer.Option(None, "--every", help="Fixed interval instead: 90s, 10m, 1h, 1d."),
-    text: str | None = typer.Option(None, "--text", help="Message text; {column} is replaced per row."),
-    text_column: str | None = typer.Option(None, "--text-column", help="Column holding each row's text."),
-    sender: str | None = typer.Option(None, "--from", help="Sender (1..11 characters) for rows without one."),
-    country: str | None = typer.Option(None, "--country", help="ISO country for numbers without +/00."),
-    phone_column: str | None = typer.Option(None, "--phone-column", help="Column with the phone numbers."),
-    no_hlr: bool = typer.Option(False, "--no-hlr", help="Skip the HLR lookups."),
-    gsm_only: bool = typer.Option(False, "--gsm-only", help="Reject texts that need Unicode."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse a firing that would cost more."),
-    window: str | None = typer.Option(None, "--window", help="Local send window of each recipient: 09:00-21:00."),
-    days: str | None = typer.Option(None, "--days", help="Days of the send window: mon-fri."),
-    expire_after: str | None = typer.Option(None, "--expire-after", help="Unsent messages expire after: 6h."),
+    text: MessageText = None,
+    text_column: MessageTextColumn = None,
+    sender: Sender = None,
+    country: Country = None,
+    phone_column: PhoneColumn = None,
+    no_hlr: NoHlr = False,
+    gsm_only: GsmOnly = False,
+    max_cost: MaxCost = None,
+    window: SendWindow = None,
+    days: Days = None,
+    expire_after: ExpireAfter = None,
     overlap: str = typer.Option("skip", "--overlap", help="When the previous run still sends: skip or queue."),
     grace: float = typer.Option(DEFAULT_GRACE_S, "--grace", help="Seconds late before a firing counts as missed."),
 ) -> None:
