@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check dispatcher tasks tests bench
+	$(BIN)/ruff check dispatcher tasks tests bench tools
 	$(BIN)/mypy
 
 bench: install

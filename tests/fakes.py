@@ -49,7 +49,8 @@ class FakeInstasent:
 
     Bulk steps: ``ok``, ``connect`` (refused, nothing sent), ``429`` (throttled, with a real reset
     ``throttle_s`` ahead), ``402``, ``401``, ``413`` (when more than 10 items), ``500-after-accept``,
-    ``timeout-after-accept``, ``drop-half`` (half the accepted items missing from the answer).
+    ``timeout-after-accept``, ``drop-half`` (half the accepted items missing from the answer). A
+    ``:N`` suffix (``timeout-after-accept:6``) makes Instasent take only the first N items.
 
     ``GET /sms`` pages (newest first, ``per_page`` capped at ``page_cap``), honours the ``clientId``
     filter unless ``ignore_filter``, and follows ``list_script``: ``ok``, ``connect``, ``500``,
@@ -70,6 +71,8 @@ class FakeInstasent:
     invalid: dict[str, str] = field(default_factory=lambda: {BAD_NUMBER: "invalid"})
     #: Seconds ahead of now that a scripted 429's ``X-RateLimit-Reset`` points.
     throttle_s: float = 0.2
+    #: A scripted 429 carries only ``X-RateLimit-Reset`` (not ``-Limit`` and ``-Remaining``).
+    throttle_reset_only: bool = False
     list_script: list[str] = field(default_factory=list)
     list_lag: int = 0
     page_cap: int = 100
@@ -99,6 +102,13 @@ class FakeInstasent:
         self.throttled[endpoint] += 1
         return httpx.Response(429, headers=window.headers(now))
 
+    def _scripted_429(self, endpoint: str, window: Window, now: float) -> httpx.Response:
+        self.throttled[endpoint] += 1
+        headers = {"X-RateLimit-Reset": f"{now + self.throttle_s:.3f}"}
+        if not self.throttle_reset_only:
+            headers.update({"X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": "0"})
+        return httpx.Response(429, headers=headers)
+
     def _list(self, request: httpx.Request) -> httpx.Response:
         now = time.time()
         self.list_requests += 1
@@ -111,10 +121,7 @@ class FakeInstasent:
         if step == "timeout":
             raise httpx.ReadTimeout("timed out", request=request)
         if step == "429":
-            self.throttled["list"] += 1
-            return httpx.Response(429, headers={"X-RateLimit-Limit": str(self.list_window.limit),
-                                                "X-RateLimit-Remaining": "0",
-                                                "X-RateLimit-Reset": f"{now + self.throttle_s:.3f}"})
+            return self._scripted_429("list", self.list_window, now)
         if step == "500":
             return httpx.Response(500, json={"message": "boom"}, headers=self.list_window.headers(now))
         visible = [c for c in reversed(self.accepted) if self.hidden.get(c, 0) == 0]
@@ -136,15 +143,15 @@ class FakeInstasent:
         if throttled is not None:
             return throttled
         step = self.script.pop(0) if self.script else "ok"
+        step, _, take = step.partition(":")
         items = orjson.loads(request.content)
+        if take:  # Instasent took only the first ``take`` items before it failed
+            items = items[:int(take)]
         headers = self.bulk_window.headers(now)
         if step == "connect":
             raise httpx.ConnectError("refused", request=request)
         if step == "429":
-            self.throttled["bulk"] += 1
-            return httpx.Response(429, headers={"X-RateLimit-Limit": str(self.bulk_window.limit),
-                                                "X-RateLimit-Remaining": "0",
-                                                "X-RateLimit-Reset": f"{now + self.throttle_s:.3f}"})
+            return self._scripted_429("bulk", self.bulk_window, now)
         if step == "402":
             return httpx.Response(402, json={"message": "Insufficient balance"}, headers=headers)
         if step == "401":

@@ -46,10 +46,14 @@ def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: S
                                                                         fake: FakeInstasent) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     sender.ops.reserve(cid)
-    book.apply(report(cid, 1, "failed"))  # before the batch was even sent
+    fake.accept_directly([f"{cid}-0-1"])  # Instasent has message 1 (its report proves it)...
+    book.apply(report(cid, 1, "failed"))  # ...and its report arrives before the batch's outcome is recorded
     send_batch(sender, cid, 0)
     info = sender.store.get(cid)
     assert (info.counts["sent"], info.delivery["undelivered"], info.state) == (3, 1, "completed")
+    # Message 1 was not POSTed again: only the two messages without a record were.
+    assert fake.posted == {f"{cid}-0-0": 1, f"{cid}-0-1": 1, f"{cid}-0-2": 1}
+    assert fake.accepted == {f"{cid}-0-1": 1, f"{cid}-0-0": 1, f"{cid}-0-2": 1}
 
 
 def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: Sender, book: DeliveryBook) -> None:

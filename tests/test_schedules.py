@@ -106,6 +106,10 @@ def test_a_refused_firing_is_recorded_with_its_reason(firer: Firer, tmp_path: Pa
     firing = firer.fire("weekly", now=T0)
     assert firing is not None and firing.outcome == "refused"
     assert firer.schedules.runs("weekly")[0].reason
+    recorded = firer.schedules.runs("weekly")[0]
+    assert (recorded.outcome, recorded.reason) == ("refused", firing.reason)
+    assert "missing.csv" in recorded.reason and "No such file" in recorded.reason  # what and why
+    assert firer.store.recent() == []  # and nothing was created
 
 
 @pytest.mark.parametrize("changes", [{"cron": "nope"}, {"every_s": 0.5}, {"tz": "Mars/Base"}, {"overlap": "maybe"},

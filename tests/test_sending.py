@@ -6,14 +6,29 @@ matters: every message ends in exactly one recorded state and none is accepted t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import time
+
 import httpx
 import orjson
 import pandas as pd
 import pytest
+import redis
 
+from dispatcher import campaigns
+from dispatcher.batches import BatchOps
+from dispatcher.client import InstasentClient
+from dispatcher.delivery import DeliveryBook
+from dispatcher.ratelimit import RateLimiter
+from dispatcher.reconcile import reconcile
 from dispatcher.sending import Sender, send_batch
+from dispatcher.store import CampaignStore
+from dispatcher.windows import Window as SendWindow
 
-from .fakes import FakeInstasent
+from .fakes import FakeInstasent, Window
+from .test_windows import Clock, Queue
+
+Window9to10 = SendWindow(time(9), time(10))
 
 
 def messages(n: int, bad: int = 0) -> pd.DataFrame:
@@ -104,8 +119,14 @@ def test_connection_errors_are_retried_then_the_batch_is_failed(sender: Sender, 
     fake.script = ["connect"] * 3
     cid = create(sender, messages(10))
     assert drive(sender, cid, 0) == ["retry", "retry", "failed"]
-    counts = sender.store.get(cid).counts
+    info = sender.store.get(cid)
+    counts = info.counts
     assert counts["failed"] == 10 and counts["pending"] == 0
+    # Its only batch has settled, so the campaign is over; nothing reached Instasent.
+    assert (info.state, info.settled, counts["sent"], counts["unknown"]) == ("completed", 1, 0, 0)
+    assert fake.accepted == {}
+    _, _, records = next(sender.store.iter_batches(cid))
+    assert all("could not be reached" in r.error for r in records.values())
 
 
 def test_a_transient_error_then_success_sends_once(sender: Sender, fake: FakeInstasent) -> None:
@@ -118,8 +139,15 @@ def test_a_transient_error_then_success_sends_once(sender: Sender, fake: FakeIns
 def test_a_429_pauses_the_lane_and_does_not_count_as_an_attempt(sender: Sender, fake: FakeInstasent) -> None:
     fake.script = ["429", "429", "429", "429"]
     cid = create(sender, messages(10))
-    assert drive(sender, cid, 0) == ["rate_limited"] * 4 + ["done"]
+    first = send_batch(sender, cid, 0)
+    assert first.action == "rate_limited"
+    assert sender.limiter.paused_for(sender.bulk_lane) > 0  # until the reset Instasent gave
+    # More 429s than max_attempts (3), yet the batch is sent: none of them counted as an attempt.
+    assert [first.action, *drive(sender, cid, 0)] == ["rate_limited"] * 4 + ["done"]
     assert sender.store.get(cid).counts["sent"] == 10
+    assert fake.throttled["bulk"] == 4 and fake.bulk_requests == 5
+    _, _, records = next(sender.store.iter_batches(cid))
+    assert {r.attempts for r in records.values()} == {1}
 
 
 def test_a_413_splits_the_batch(sender: Sender, fake: FakeInstasent) -> None:
@@ -173,3 +201,177 @@ def test_a_completed_campaign_counts_every_message_once(sender: Sender) -> None:
     info = sender.store.get(cid)
     assert info.state == "completed"
     assert info.counts["sent"] + info.counts["rejected"] == 250 and info.counts["pending"] == 0
+
+
+# -- the promises the mutation audit found unguarded ------------------------------------------------
+
+def other_worker(sender: Sender, fake: FakeInstasent) -> Sender:
+    """A second worker process's sender: its own Redis connection and HTTP client, the same Instasent."""
+    connection = redis.Redis(connection_pool=sender.store.redis.connection_pool)
+    keys = sender.store.keys
+    client = InstasentClient(token="t", base_url=sender.settings.instasent_base_url,
+                             transport=httpx.MockTransport(fake.handler))
+    return Sender(settings=sender.settings, client=client, store=CampaignStore(connection, keys),
+                  ops=BatchOps(connection, keys), limiter=RateLimiter(connection, keys), clock=sender.clock)
+
+
+def client_ids(cid: str, batch: int, indexes: range) -> list[str]:
+    return [f"{cid}-{batch}-{i}" for i in indexes]
+
+
+def die_mid_post(sender: Sender, fake: FakeInstasent, cid: str, n: int, accepted: range) -> None:
+    """A worker claims batch ``n``, Instasent accepts ``accepted`` of it, the worker dies unrecorded."""
+    assert sender.ops.claim(cid, n, lease_s=0.0).claimed
+    fake.accept_directly(client_ids(cid, n, accepted))
+
+
+def lose_the_answer(sender: Sender, fake: FakeInstasent, cid: str, n: int, accepted: range) -> None:
+    """A POST of batch ``n`` times out after Instasent accepted ``accepted`` of it."""
+    fake.script = [f"timeout-after-accept:{len(accepted)}"]
+    assert send_batch(sender, cid, n).action == "unknown"
+
+
+def assert_within_limit(times: list[float], per_minute: int) -> None:
+    """In every 60 s window, at most ``per_minute`` requests."""
+    stamps = sorted(times)
+    worst = max((sum(1 for t in stamps if start <= t < start + 60.0) for start in stamps), default=0)
+    assert worst <= per_minute, f"{worst} requests in one 60 s window, over the limit of {per_minute}"
+
+
+@pytest.mark.parametrize("uncertainty", [die_mid_post, lose_the_answer])
+def test_a_cancelled_campaigns_uncertain_batch_is_reconciled_never_resent_and_every_message_ends_final(
+        sender: Sender, fake: FakeInstasent, uncertainty: Callable[..., None]) -> None:
+    cid = create(sender, messages(20))
+    uncertainty(sender, fake, cid, 0, range(12))  # Instasent has 12 of the 20
+    posts = fake.bulk_requests
+    campaigns.cancel(sender.store, sender.ops, cid, ttl_s=3600)
+    assert drive(sender, cid, 0) == ["done"]
+    info = sender.store.get(cid)
+    assert fake.bulk_requests == posts, "a cancelled campaign sent a message"
+    assert (info.counts["sent"], info.counts["cancelled"]) == (12, 8)
+    assert (info.counts["unknown"], info.counts["pending"]) == (0, 0)
+    _, _, records = next(sender.store.iter_batches(cid))
+    assert [records[i].status for i in range(20)] == ["sent"] * 12 + ["cancelled"] * 8
+
+
+def test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected(sender: Sender, fake: FakeInstasent) -> None:
+    # The answer is lost and Instasent's listing lags, so reconciling cannot see the messages: the
+    # batch is sent again, and Instasent answers "clientId already used" for every message.
+    fake.script, fake.list_lag = ["timeout-after-accept"], 1
+    cid = create(sender, messages(10))
+    assert drive(sender, cid, 0) == ["unknown", "done"]
+    assert set(fake.posted.values()) == {2}  # the resend did happen...
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["rejected"], info.state) == (10, 0, "completed")  # ...and proved sent
+    _, _, records = next(sender.store.iter_batches(cid))
+    assert {r.status for r in records.values()} == {"sent"} and not any(r.error for r in records.values())
+
+
+@pytest.mark.parametrize("uncertainty", [die_mid_post, lose_the_answer])
+def test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconcile_not_failed(
+        sender: Sender, fake: FakeInstasent, uncertainty: Callable[..., None]) -> None:
+    cid = create(sender, messages(10))
+    uncertainty(sender, fake, cid, 0, range(10))
+    fake.list_script = ["connect"] * 3  # Instasent cannot be asked until every attempt is spent
+    drive(sender, cid, 0)
+    info = sender.store.get(cid)
+    assert (info.counts["unknown"], info.counts["failed"], info.counts["sent"]) == (10, 0, 0)
+    # ...so `dispatcher reconcile` can still find them, and sends none of them again.
+    queue = Queue()
+    assert reconcile(sender.store, sender.ops, DeliveryBook(sender.store.redis, sender.store.keys), queue, cid,
+                     grace_s=0).batches == [0]
+    posts = dict(fake.posted)
+    assert queue.items == [(cid, 0)]
+    drive(sender, cid, 0)
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["unknown"], info.counts["failed"]) == (10, 0, 0)
+    assert dict(fake.posted) == posts
+
+
+def test_a_retry_posts_only_the_messages_without_a_final_record(sender: Sender, fake: FakeInstasent) -> None:
+    # A 413 splits the batch; the first half is accepted, the second half cannot connect.
+    fake.script = ["413", "ok", "connect"]
+    cid = create(sender, messages(40, bad=3))
+    assert drive(sender, cid, 0) == ["retry", "done"]
+    assert fake.posted == {c: 1 for c in client_ids(cid, 0, range(40))}, "a message was POSTed twice"
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["rejected"], info.state) == (37, 3, "completed")
+
+
+def test_an_expired_campaign_first_reconciles_what_may_have_been_sent(sender: Sender, fake: FakeInstasent) -> None:
+    clock = Clock(1_800_000_000.0)
+    sender.clock = clock
+    cid = sender.store.create("x", messages(10), window=4, expires_at=clock.now + 60)
+    sender.ops.reserve(cid)
+    lose_the_answer(sender, fake, cid, 0, range(6))
+    clock.now += 120  # the campaign expires before the outcome is known
+    assert drive(sender, cid, 0) == ["expired"]
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["expired"], info.counts["unknown"]) == (6, 4, 0)
+    assert fake.bulk_requests == 1
+
+
+def test_a_batch_whose_window_never_opens_is_reconciled_before_its_messages_expire(
+        sender: Sender, fake: FakeInstasent) -> None:
+    # 09:00-10:00 in Madrid and in Tokyo never overlap: the batch can only expire. A worker died
+    # holding it, and Instasent has 6 of its messages (however they got there, they were sent).
+    cid = sender.store.create("x", messages(10), window=4, send_window=Window9to10,
+                              zones=["Asia/Tokyo,Europe/Madrid"] * 10)
+    sender.ops.reserve(cid)
+    die_mid_post(sender, fake, cid, 0, range(6))
+    assert drive(sender, cid, 0) == ["expired"]
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["expired"], info.counts["unknown"]) == (6, 4, 0)
+    assert fake.bulk_requests == 0
+
+
+@pytest.mark.parametrize("reset_only", [False, True], ids=["with-every-header", "with-only-the-reset"])
+def test_a_429_pauses_the_lane_for_every_worker_until_its_reset(sender: Sender, fake: FakeInstasent,
+                                                                reset_only: bool) -> None:
+    fake.script, fake.throttle_s, fake.throttle_reset_only = ["429"], 30.0, reset_only
+    cid = create(sender, messages(200))
+    first = send_batch(sender, cid, 0)
+    assert first.action == "rate_limited" and first.retry_in is not None and first.retry_in > 20
+    # Another worker, with batch 1, waits for the reset instead of asking Instasent again.
+    other = send_batch(other_worker(sender, fake), cid, 1)
+    assert other.action == "rate_limited" and other.retry_in is not None and other.retry_in > 20
+    assert fake.bulk_requests == 1
+    assert sender.store.get(cid).counts["pending"] == 200
+
+
+def test_a_429_on_the_list_endpoint_pauses_reconciling_for_every_worker(sender: Sender, fake: FakeInstasent) -> None:
+    fake.list_script, fake.throttle_s = ["429"], 30.0
+    cid = create(sender, messages(200))
+    die_mid_post(sender, fake, cid, 0, range(100))
+    die_mid_post(sender, fake, cid, 1, range(100))
+    first = send_batch(sender, cid, 0)
+    assert first.action == "rate_limited" and first.retry_in is not None and first.retry_in > 20
+    other = send_batch(other_worker(sender, fake), cid, 1)
+    assert other.action == "rate_limited" and other.retry_in is not None and other.retry_in > 20
+    assert (fake.list_requests, fake.bulk_requests) == (1, 0)
+
+
+def test_a_response_with_no_requests_remaining_pauses_the_lane_before_any_429(
+        sender: Sender, fake: FakeInstasent) -> None:
+    fake.bulk_window = Window(limit=2)
+    cid = create(sender, messages(300))
+    assert [send_batch(sender, cid, n).action for n in (0, 1)] == ["done", "done"]
+    third = send_batch(other_worker(sender, fake), cid, 2)
+    assert third.action == "rate_limited" and third.retry_in is not None and third.retry_in > 30
+    assert fake.throttled["bulk"] == 0, "Instasent had to answer 429"
+    assert_within_limit(fake.request_times["bulk"], 2)
+    assert sender.store.get(cid).counts["sent"] == 200
+
+
+def test_reconciling_waits_for_the_list_endpoints_rate_limit(sender: Sender, fake: FakeInstasent) -> None:
+    sender.settings = sender.settings.with_overrides(rate_limit_per_min=1)
+    fake.list_window = Window(limit=1)
+    cid = create(sender, messages(200))
+    die_mid_post(sender, fake, cid, 0, range(100))
+    die_mid_post(sender, fake, cid, 1, range(100))
+    assert send_batch(sender, cid, 0).action == "done"  # found by one GET /sms
+    second = send_batch(other_worker(sender, fake), cid, 1)
+    assert second.action == "rate_limited" and second.retry_in is not None and second.retry_in > 30
+    assert fake.throttled["list"] == 0 and fake.list_requests == 1
+    assert_within_limit(fake.request_times["list"], 1)
+    assert fake.bulk_requests == 0
