@@ -46,7 +46,8 @@ class Keys:
         return f"{self.prefix}:c:{cid}:m:{n}"
 
     def delivery(self, cid: str, n: int) -> str:
-        """Hash: delivery reports of batch ``n`` (field = index, value ``status|eventAt|code``)."""
+        """Hash: delivery reports of batch ``n`` (field = index, value
+        ``status|eventAt|code|micros|rank``; see :mod:`dispatcher.delivery`)."""
         return f"{self.prefix}:c:{cid}:d:{n}"
 
     def inbound(self, cid: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from dispatcher import campaigns, ledger
-from dispatcher.delivery import DeliveryBook, Report, parse_reports
+from dispatcher.delivery import NO_TIME, DeliveryBook, Report, event_micros, parse_reports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.optout import handle_optout, inbound_messages, is_stop, keep_inbound
@@ -142,3 +142,101 @@ def test_malformed_reports_are_input_errors() -> None:
         with pytest.raises(InputError):
             parse_reports(body)
     assert len(parse_reports(b'[{"status":"delivered","clientId":"a-0-0"},{"message":"hi","from":"+1"}]')) == 2
+
+
+# -- ordering by meaning ----------------------------------------------------------------------------
+
+#: Every status Instasent documents, plus one it does not, from the lowest rank to the highest: at
+#: the same instant the later one in this list wins.
+ORDER = ["enqueued", "unknown", "sent", "accepted", "buffered", "stop",
+         "canceled", "expired", "rejected", "error", "failed", "delivered"]
+FINAL = {"canceled", "expired", "rejected", "error", "failed", "delivered"}
+#: Two instants half a second apart; the later one sorts *before* the earlier one as text.
+EARLY, LATE = "2026-11-23T10:00:05Z", "2026-11-23T10:00:05.500Z"
+#: EARLY again, written with an offset and a fraction.
+EARLY_AGAIN = "2026-11-23T11:00:05.000+01:00"
+INSTANT = {EARLY: 0, LATE: 1, EARLY_AGAIN: 0}
+
+
+def at(cid: str, k: int, status: str, when: str) -> Report:
+    return Report(instasent_id=f"i{k}", client_id=f"{cid}-{k // 100}-{k % 100}", status=status, code=0,
+                  event_at=when)
+
+
+def winner(first: tuple[str, str], second: tuple[str, str]) -> str:
+    """What the two reports mean, by the rules: final beats non-final, then later, then rank."""
+    def key(r: tuple[str, str]) -> tuple[bool, int, int]:
+        return r[0] in FINAL, INSTANT[r[1]], ORDER.index(r[0])
+    return max(first, second, key=key)[0]
+
+
+def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order_they_arrive_in(
+        sender: Sender, book: DeliveryBook) -> None:
+    cases = [((a, ta), (b, tb)) for a in ORDER for b in ORDER
+             for ta, tb in ((EARLY, LATE), (LATE, EARLY), (EARLY, EARLY_AGAIN))]
+    cid = sender.store.create("x", frame(2 * len(cases)), window=4)
+    expected: dict[int, str] = {}
+    for i, (one, two) in enumerate(cases):
+        for k, (first, second) in ((2 * i, (one, two)), (2 * i + 1, (two, one))):
+            book.apply(at(cid, k, *first))
+            book.apply(at(cid, k, *second))
+            expected[k] = winner(one, two)
+    kept = {100 * n + i: d[0] for n in range(sender.store.get(cid).batches)
+            for i, d in sender.store.deliveries(cid, n).items()}
+    wrong = {k: (cases[k // 2], kept[k], expected[k]) for k in expected if kept[k] != expected[k]}
+    assert not wrong, f"{len(wrong)} wrong, e.g. {list(wrong.values())[:3]}"
+    info = sender.store.get(cid)
+    winners = list(expected.values())
+    assert info.delivery == {"delivered": winners.count("delivered"),
+                             "undelivered": sum(1 for w in winners if w in FINAL - {"delivered"})}
+
+
+def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sender: Sender,
+                                                                               book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05Z"))
+    assert book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:06Z")) == "stale"
+    assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Z", "0")
+
+
+def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sender: Sender,
+                                                                             book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
+    assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05.500Z")) == "applied"
+    assert book.apply(report(cid, 0, "expired", "2026-11-23T10:00:05.250Z")) == "stale"
+    assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
+
+
+def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(2), window=4)
+    book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:05Z"))
+    book.apply(report(cid, 0, "sent", "2026-11-23T10:00:05Z"))
+    book.apply(report(cid, 1, "sent", "2026-11-23T10:00:05Z"))
+    book.apply(report(cid, 1, "accepted", "2026-11-23T11:00:05+01:00"))  # the same instant, elsewhere
+    assert [sender.store.deliveries(cid, 0)[i][0] for i in (0, 1)] == ["accepted", "accepted"]
+
+
+def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sender: Sender, book: DeliveryBook,
+                                                                         redis_client: redis.Redis) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    redis_client.hset(Keys("dsptest").delivery(cid, 0), "0", "buffered|2026-11-23T10:00:09Z|0")
+    assert sender.store.deliveries(cid, 0)[0] == ("buffered", "2026-11-23T10:00:09Z", "0")
+    assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:01Z")) in ("applied", "applied+sent")
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:01Z", "0")
+
+
+@pytest.mark.parametrize(("text", "micros"), [
+    ("2026-11-23T10:00:05Z", 1795428005_000000),
+    ("2026-11-23T10:00:05.5Z", 1795428005_500000),
+    ("2026-11-23T10:00:05.123456789Z", 1795428005_123456),
+    ("2026-11-23T11:00:05+01:00", 1795428005_000000),
+    ("2026-11-23T05:00:05.250-05:00", 1795428005_250000),
+    ("2026-11-23 10:00:05", 1795428005_000000),
+    ("2026-11-23t10:00:05z", 1795428005_000000),
+    ("1795428005.25", 1795428005_250000),
+    ("", NO_TIME), ("yesterday", NO_TIME), ("nan", NO_TIME), ("2026-13-40T10:00:00Z", NO_TIME),
+])
+def test_event_times_are_read_with_fractions_and_offsets(text: str, micros: int) -> None:
+    assert event_micros(text) == micros
