@@ -320,5 +320,5 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
 
 def _triple(value: str) -> tuple[str, str, str]:
     """``status|eventAt|code`` (and, since issue 9, ``|micros|rank``, for ordering only)."""
-    status, event_at, code = (value.split("|") + ["", ""])[:3]
+    status, event_at, code = [*value.split("|"), "", ""][:3]
     return status, event_at, code
