@@ -160,6 +160,24 @@ def test_faults_redeliveries_and_killed_workers_never_send_a_message_twice(harne
     print(f"faults survived: {stats}")
 
 
+def test_with_client_id_uniqueness_on_a_resend_answered_already_used_counts_as_sent(harness: Harness) -> None:
+    # Instasent enforces clientId uniqueness (the default), loses answers after accepting, and its
+    # listing lags, so reconciling misses messages that were sent: they are POSTed again, answered
+    # "clientId already used", and that answer must count as proof they were sent.
+    harness.sandbox.faults(error_after_accept_rate=0.2, timeout_rate=0.1, timeout_hold_s=1.5, list_lag_s=3.0)
+    harness.start_worker()
+    total = 3000
+    cid = harness.submit(recipients(total))
+    info = harness.wait(cid, finished, timeout_s=180)
+    assert info.state == "completed"
+    stats = harness.sandbox.stats()
+    assert stats["duplicate_submissions"] > 0  # the "already used" path really ran
+    assert stats["duplicate_accepted"] == 0
+    assert (info.counts["sent"], info.counts["rejected"], info.counts["failed"]) == (total, 0, 0)
+    assert_exactly_once(harness, cid, info)
+    assert stats["accepted"] == total
+
+
 def test_pause_stops_sending_and_resume_finishes_the_campaign(harness: Harness) -> None:
     harness.sandbox.faults(latency_ms=30)
     harness.start_worker()

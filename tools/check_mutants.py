@@ -38,7 +38,9 @@ MUTANTS = [
     Mutant("cancel-leaves-unknown", "dispatcher/sending.py", 143, 'ledger.encode("cancelled"',
            'ledger.encode("unknown"', (CANCEL,)),
     Mutant("already-used-rejected", "dispatcher/sending.py", 246, "if rejected.already_used:", "if False:",
-           (S + "test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected",)),
+           (S + "test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected",
+            "tests/test_dispatch_integration.py::"
+            "test_with_client_id_uniqueness_on_a_resend_answered_already_used_counts_as_sent")),
     Mutant("give-up-fails-uncertain", "dispatcher/sending.py", 279,
            "uncertain = set(self.todo) if self.needs_reconcile else self.unknown_before",
            "uncertain = self.unknown_before",
@@ -66,6 +68,7 @@ MUTANTS = [
 
 
 def run_tests(tree: Path, tests: tuple[str, ...]) -> int:
+    """Exit code of pytest over ``tests`` in ``tree``: 1 when one fails (the first failure stops it)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
     return subprocess.run(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
