@@ -240,3 +240,41 @@ def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sende
 ])
 def test_event_times_are_read_with_fractions_and_offsets(text: str, micros: int) -> None:
     assert event_micros(text) == micros
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"not json", "the body is not JSON"),
+    (b"[1]", "a report must be a JSON object"),
+    (b'"delivered"', "a report must be a JSON object"),
+    (b'{"clientId": "a-0-0"}', "a delivery report needs a status"),
+    (b'{"clientId": "a-0-0", "status": ""}', "a delivery report needs a status"),
+    (b'{"clientId": "a-0-0", "status": 5}', "a delivery report needs a status"),
+    (b'{"status": "delivered"}', "a delivery report needs a clientId"),
+    (b'{"status": "delivered", "clientId": 7}', "a delivery report needs a clientId"),
+    (b'{"status": "delivered", "clientId": "a-0-0", "code": "x"}', "code must be a number"),
+    (b'{"status": "delivered", "clientId": "a-0-0", "code": [1]}', "code must be a number"),
+])
+def test_a_malformed_report_is_refused_with_the_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_reports(body)
+    assert str(caught.value) == reason
+
+
+def test_a_delivery_report_is_read_field_by_field() -> None:
+    body = (b'{"id": "abc", "clientId": "c1-0-4", "status": "DELIVERED", "code": "3",'
+            b' "eventAt": "2026-11-23T10:00:05Z", "from": "ACME", "to": "+34600000004"}')
+    assert parse_reports(body) == [Report(instasent_id="abc", client_id="c1-0-4", status="delivered", code=3,
+                                          event_at="2026-11-23T10:00:05Z", message=None, sender="ACME",
+                                          to="+34600000004")]
+    bare = parse_reports(b'{"clientId": "c1-0-4", "status": "sent", "code": null}')[0]
+    assert (bare.instasent_id, bare.code, bare.event_at, bare.sender, bare.to, bare.is_inbound) == (
+        "", 0, "", "", "", False)
+
+
+def test_an_inbound_message_needs_neither_status_nor_client_id() -> None:
+    reply = parse_reports(b'{"message": "STOP", "from": "+34600000001", "to": "ACME", "id": 9}')[0]
+    assert reply == Report(instasent_id="9", client_id="", status="received", code=0, event_at="", message="STOP",
+                           sender="+34600000001", to="ACME")
+    assert reply.is_inbound
+    assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].message == "42"
+    assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].status == "stop"

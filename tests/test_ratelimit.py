@@ -12,7 +12,7 @@ from dispatcher.keys import Keys
 from dispatcher.models import RateLimitInfo
 from dispatcher.ratelimit import HEADROOM, Lane, RateLimiter
 
-Grant = tuple[float, float]
+from .limits import Grant, over_the_limit
 
 
 def _grab(url: str, lane: Lane, seconds: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -36,25 +36,6 @@ def _grab(url: str, lane: Lane, seconds: float, queue: multiprocessing.Queue) ->
 def _server_time(client: redis.Redis) -> float:
     seconds, micros = client.time()
     return seconds + micros / 1e6
-
-
-def over_the_limit(grants: list[Grant], per_minute: int) -> list[str]:
-    """Windows holding more requests than the limit allows them.
-
-    A window of ``w`` seconds may hold ``w * per_minute / 60`` requests (rounded up; for a 60 s window,
-    exactly the limit): nothing more, so a run of grants ``i..j`` must span at least
-    ``(j - i) * 60 / per_minute`` seconds. The span is measured generously (from the earliest time any
-    of them can have been granted to the latest), so a failure is a real excess, never noise.
-    """
-    ordered = sorted(grants)
-    problems = []
-    for i in range(len(ordered)):
-        earliest, latest = ordered[i][0], ordered[i][1]
-        for j in range(i + 1, len(ordered)):
-            earliest, latest = min(earliest, ordered[j][0]), max(latest, ordered[j][1])
-            if (j - i) * 60 / per_minute > latest - earliest:
-                problems.append(f"{j - i + 1} requests within {latest - earliest:.4f} s")
-    return problems
 
 
 def test_four_processes_together_never_exceed_the_lane_rate(redis_client: redis.Redis, redis_url: str) -> None:

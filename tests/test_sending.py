@@ -21,7 +21,7 @@ from dispatcher.client import InstasentClient
 from dispatcher.delivery import DeliveryBook
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.reconcile import reconcile
-from dispatcher.sending import Sender, send_batch
+from dispatcher.sending import Sender, backoff, send_batch
 from dispatcher.store import CampaignStore
 from dispatcher.windows import Window as SendWindow
 
@@ -375,3 +375,10 @@ def test_reconciling_waits_for_the_list_endpoints_rate_limit(sender: Sender, fak
     assert fake.throttled["list"] == 0 and fake.list_requests == 1
     assert_within_limit(fake.request_times["list"], 1)
     assert fake.bulk_requests == 0
+
+
+def test_backoff_doubles_per_failure_with_jitter_and_stops_at_its_cap() -> None:
+    for fails, full in ((0, 1.0), (1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 20.0), (40, 20.0)):
+        delays = [backoff(fails, 1.0, 20.0) for _ in range(200)]
+        assert all(full / 2 <= d <= full for d in delays), (fails, min(delays), max(delays))
+        assert max(delays) - min(delays) > full / 4  # jittered, not fixed

@@ -93,3 +93,66 @@ def test_ledger_records_round_trip() -> None:
     record = ledger.decode(ledger.encode("rejected", 2, "to: invalid | bad"))
     assert (record.status, record.attempts, record.error) == ("rejected", 2, "to: invalid | bad")
     assert ledger.decode(None).status == "pending"
+
+
+def test_expiring_a_campaign_gives_every_one_of_its_keys_the_ttl(store: CampaignStore,
+                                                                 redis_client: redis.Redis) -> None:
+    keys = Keys("dsptest")
+    cid = store.create("x", frame(150), window=4)
+    store.store_rejects(cid, [{"row": 9, "reason": "invalid"}])
+    redis_client.rpush(keys.inbound(cid), "a reply")
+    redis_client.zadd(keys.parked_in(cid), {f"{cid}:1": 1})
+    redis_client.hset(keys.client_ids(cid), f"{cid}-0-0", "0:0")
+    for n in range(2):
+        redis_client.hset(keys.ledger(cid, n), "0", ledger.encode("sent", 1, "id"))
+        redis_client.hset(keys.delivery(cid, n), "0", "delivered|2026-11-23T10:00:05Z|0")
+    store.expire(cid, 1000)
+    every = [keys.campaign(cid), keys.rejects(cid), keys.inbound(cid), keys.parked_in(cid), keys.client_ids(cid),
+             *(k(cid, n) for n in range(2) for k in (keys.batch, keys.ledger, keys.delivery))]
+    assert {k: 0 < redis_client.ttl(k) <= 1000 for k in every} == dict.fromkeys(every, True)
+
+
+def test_rejects_are_kept_with_the_campaign_in_order(store: CampaignStore) -> None:
+    cid = store.create("x", frame(1), window=4)
+    store.store_rejects(cid, [])
+    assert store.rejects(cid) == []
+    rejects = [{"row": i, "reason": f"bad {i}"} for i in range(12_001)]  # more than one write chunk
+    store.store_rejects(cid, rejects)
+    assert store.rejects(cid) == rejects
+
+
+def test_recent_lists_the_newest_campaigns_first_and_skips_expired_ones(store: CampaignStore,
+                                                                        redis_client: redis.Redis) -> None:
+    ids = [store.create(f"c{i}", frame(1), window=4) for i in range(3)]
+    assert [c.id for c in store.recent()] == ids[::-1]
+    assert [c.id for c in store.recent(limit=2)] == ids[:0:-1]
+    redis_client.delete(Keys("dsptest").campaign(ids[1]))
+    assert [c.name for c in store.recent()] == ["c2", "c0"]
+
+
+def test_batch_states_follow_each_batch(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(250), window=4)
+    ops.claim(cid, 1, lease_s=60)
+    ops.record(cid, 2, [(i, ledger.encode("sent", 1, "id")) for i in range(50)])
+    assert store.batch_states(cid, [0, 1, 2]) == ["p", "i", "d"]
+    assert store.batch_states(cid, [7]) == [""]
+
+
+def test_status_json_has_every_field_a_dashboard_reads(store: CampaignStore) -> None:
+    cid = store.create("spring", frame(3), window=4, cost=0.135, currency="EUR", options={"text": "Hola"},
+                       preflight={"valid": 3, "suppressed": 2}, expires_at=1_800_000_000.0)
+    BatchOps(store.redis, Keys("dsptest")).record(cid, 0, [(0, ledger.encode("sent", 1, "id")),
+                                                           (1, ledger.encode("rejected", 1, "bad"))])
+    shown = store.get(cid).to_json()
+    assert {k: shown[k] for k in ("id", "name", "state", "reason", "total", "batches", "settled_batches", "cost",
+                                  "currency", "delivered", "undelivered", "delivery_rate", "waiting_for_window",
+                                  "expires_at", "send_window", "preflight")} == {
+        "id": cid, "name": "spring", "state": "queued", "reason": "", "total": 3, "batches": 1, "settled_batches": 0,
+        "cost": 0.135, "currency": "EUR", "delivered": 0, "undelivered": 0, "delivery_rate": None,
+        "waiting_for_window": 0, "expires_at": 1_800_000_000.0, "send_window": None,
+        "preflight": {"valid": 3, "suppressed": 2}}
+    assert shown["counts"] == {"pending": 1, "sent": 1, "rejected": 1, "failed": 0, "unknown": 0, "cancelled": 0,
+                               "expired": 0, "suppressed": 2}
+    assert shown["created_at"] > 0 and shown["started_at"] is None and shown["finished_at"] is None
+    assert shown["updated_at"] is not None
