@@ -23,6 +23,7 @@ from dispatcher.ratelimit import RateLimiter
 from dispatcher.reconcile import reconcile
 from dispatcher.sending import Sender, backoff, send_batch
 from dispatcher.store import CampaignStore
+from dispatcher.suppression import SuppressionList
 from dispatcher.windows import Window as SendWindow
 
 from .fakes import FakeInstasent, Window
@@ -382,3 +383,114 @@ def test_backoff_doubles_per_failure_with_jitter_and_stops_at_its_cap() -> None:
         delays = [backoff(fails, 1.0, 20.0) for _ in range(200)]
         assert all(full / 2 <= d <= full for d in delays), (fails, min(delays), max(delays))
         assert max(delays) - min(delays) > full / 4  # jittered, not fixed
+
+
+# -- what each outcome tells: the summary (shown in Flower) and every message's record ----------------
+
+def ledger_of(sender: Sender, cid: str, n: int = 0) -> dict[int, tuple[str, int, str]]:
+    records = dict(list(sender.store.iter_batches(cid))[n][2])
+    return {i: (r.status, r.attempts, r.detail) for i, r in sorted(records.items())}
+
+
+def summary(**counts: object) -> dict[str, object]:
+    return {"batch": 0, "attempt": 1, "accepted": 0, "rejected": 0, "reconciled": 0, "unknown": 0, "failed": 0,
+            **counts}
+
+
+def test_a_batch_with_rejections_reports_each_message_and_a_summary(sender: Sender) -> None:
+    cid = create(sender, messages(5, bad=2))
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.summary == summary(accepted=3, rejected=2, action="done")
+    assert ledger_of(sender, cid) == {0: ("rejected", 1, "to: invalid"), 1: ("rejected", 1, "to: invalid"),
+                                      **{i: ("sent", 1, f"id-{cid}-0-{i}") for i in range(2, 5)}}
+
+
+def test_messages_missing_from_the_answer_are_recorded_unknown_then_sent_by_the_post_that_took_them(
+        sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["drop-half"]
+    cid = create(sender, messages(4))
+    first = send_batch(sender, cid, 0)
+    assert first.summary == summary(accepted=2, unknown=2, action="unknown")
+    assert first.retry_in == sender.settings.reconcile_delay_s
+    assert ledger_of(sender, cid)[3] == ("unknown", 1, "missing from Instasent's answer")
+    second = send_batch(sender, cid, 0)
+    assert second.summary == summary(attempt=2, reconciled=2, action="done")
+    assert ledger_of(sender, cid) == {i: ("sent", 1, f"id-{cid}-0-{i}") for i in range(4)}
+
+
+def test_an_already_used_answer_records_the_resend_that_proved_it(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script, fake.list_lag = ["timeout-after-accept"], 1
+    cid = create(sender, messages(3))
+    first = send_batch(sender, cid, 0)
+    assert first.summary == summary(unknown=3, action="unknown", error=first.summary["error"])
+    assert "did not answer POST /sms/bulk" in str(first.summary["error"])
+    assert ledger_of(sender, cid)[0] == ("unknown", 1, first.summary["error"])
+    second = send_batch(sender, cid, 0)
+    assert second.summary == summary(attempt=2, reconciled=3, action="done")
+    assert ledger_of(sender, cid) == {i: ("sent", 2, "") for i in range(3)}
+
+
+def test_failed_messages_carry_the_error_and_the_attempt(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["connect"] * 3
+    cid = create(sender, messages(2))
+    outcomes = [send_batch(sender, cid, 0) for _ in range(3)]
+    error = "Instasent could not be reached for POST /sms/bulk (ConnectError); nothing was sent."
+    assert [o.summary for o in outcomes] == [summary(action="retry", error=error)] * 2 + [
+        summary(failed=2, action="failed", error=error)]
+    assert [o.retry_in is None for o in outcomes] == [False, False, True]
+    assert ledger_of(sender, cid) == {0: ("failed", 1, error), 1: ("failed", 1, error)}
+
+
+def test_a_batch_given_up_with_unknown_outcome_keeps_them_unknown_with_the_error(
+        sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["500-after-accept:0"] * 3  # Instasent failed every time, before taking anything
+    cid = create(sender, messages(2))
+    actions = drive(sender, cid, 0)
+    assert actions == ["unknown"] * 3
+    info = sender.store.get(cid)
+    assert (info.counts["unknown"], info.settled, info.state) == (2, 1, "completed")
+    status, attempts, detail = ledger_of(sender, cid)[0]
+    assert (status, attempts) == ("unknown", 3) and "failed on POST /sms/bulk (500): boom" in detail
+
+
+def test_a_batch_that_gets_through_resets_the_failure_streak(sender: Sender, fake: FakeInstasent) -> None:
+    # Two failed batches in a row pause the campaign (max_consecutive_failures=2), but not when a
+    # good one comes between them.
+    fake.script = ["connect"] * 3 + ["ok"] + ["connect"] * 3
+    cid = create(sender, messages(400))
+    for n in range(3):
+        drive(sender, cid, n)
+    info = sender.store.get(cid)
+    assert (info.state, info.counts["failed"], info.counts["sent"]) == ("running", 200, 100)
+
+
+def test_batches_given_up_with_unknown_outcomes_count_as_failures_in_a_row(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["500-after-accept:0"] * 6
+    cid = create(sender, messages(300))
+    drive(sender, cid, 0)
+    drive(sender, cid, 1)
+    info = sender.store.get(cid)
+    assert (info.state, info.reason) == ("paused", "consecutive_failures")
+
+
+def test_expired_suppressed_and_cancelled_messages_say_why(sender: Sender, fake: FakeInstasent,
+                                                          redis_client: redis.Redis) -> None:
+    clock = Clock(1_800_000_000.0)
+    sender.clock = clock
+    cid = sender.store.create("x", messages(3), window=4, expires_at=clock.now + 60)
+    sender.ops.reserve(cid)
+    lose_the_answer(sender, fake, cid, 0, range(1))
+    clock.now += 120
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.summary == summary(attempt=2, reconciled=1, expired=2, action="expired")
+    late = ("expired", 1, "expired before it could be sent")
+    assert ledger_of(sender, cid) == {0: ("sent", 1, f"id-{cid}-0-0"), 1: late, 2: late}
+    third = create(sender, messages(2))
+    lose_the_answer(sender, fake, third, 0, range(1))
+    campaigns.cancel(sender.store, sender.ops, third, ttl_s=60)
+    assert send_batch(sender, third, 0).summary == summary(attempt=2, reconciled=1, action="done")
+    assert ledger_of(sender, third) == {0: ("sent", 1, f"id-{third}-0-0"), 1: ("cancelled", 1, "cancelled")}
+    other = create(sender, messages(2))
+    SuppressionList(redis_client, sender.store.keys).add(["+34600000000"])  # message 0's number
+    assert send_batch(sender, other, 0).summary == summary(accepted=1, suppressed=1, action="done")
+    assert ledger_of(sender, other)[0] == ("suppressed", 0, "opted out")
