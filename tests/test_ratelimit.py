@@ -100,3 +100,48 @@ def test_acquire_returns_the_remaining_wait_instead_of_blocking_too_long(redis_c
 def test_a_lane_needs_a_positive_rate() -> None:
     with pytest.raises(ValueError):
         Lane("x", per_minute=0)
+
+
+def test_one_worker_taking_every_slot_it_can_stays_within_the_limit(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, Keys("dsptest"))
+    lane = Lane("bulk", per_minute=3000)  # 50 per second
+    grants = []
+    deadline = time.time() + 1.0
+    while time.time() < deadline:
+        before = _server_time(redis_client)
+        wait = limiter.try_acquire(lane)
+        if wait == 0.0:
+            grants.append((before, _server_time(redis_client)))
+        else:
+            time.sleep(max(0.0, wait - 0.002))
+    assert over_the_limit(grants, lane.per_minute)[:5] == []
+    assert len(grants) >= 0.85 * 50 * HEADROOM
+
+
+def test_each_lane_has_its_own_slots(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, Keys("dsptest"))
+    bulk, listing = Lane("sms_bulk", per_minute=1), Lane("sms_list", per_minute=1)
+    assert limiter.try_acquire(bulk) == 0.0
+    assert limiter.try_acquire(listing) == 0.0
+    assert limiter.try_acquire(bulk) > 50 and limiter.try_acquire(listing) > 50
+
+
+def test_acquire_counts_the_messages_of_the_request(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, Keys("dsptest"))
+    lane = Lane("msgs", per_minute=10**6, messages_per_s=1000)
+    assert limiter.acquire(lane, 100) == 0.0
+    assert 0.05 < limiter.try_acquire(lane, 1) <= 0.1
+    assert limiter.acquire(Lane("few", per_minute=10**6, messages_per_s=1), 5, max_wait_s=0.1) == 0.0
+    assert 4.5 < limiter.acquire(Lane("few", per_minute=10**6, messages_per_s=1), 1, max_wait_s=0.1) <= 5.0
+
+
+def test_only_an_exhausted_window_with_a_future_reset_pauses_the_lane(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, Keys("dsptest"))
+    lane = Lane("bulk", per_minute=10**6)
+    assert limiter.paused_for(lane) == 0.0
+    limiter.observe(lane, None)
+    limiter.observe(lane, RateLimitInfo(limit=10, remaining=1, reset=time.time() + 30))
+    limiter.observe(lane, RateLimitInfo(limit=10, remaining=0, reset=time.time() - 1))
+    assert limiter.paused_for(lane) == 0.0 and limiter.try_acquire(lane) == 0.0
+    limiter.pause_until(lane, time.time() + 0.3)
+    assert 0.0 < limiter.paused_for(lane) <= 0.3
