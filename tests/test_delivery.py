@@ -146,9 +146,9 @@ def test_malformed_reports_are_input_errors() -> None:
 
 # -- ordering by meaning ----------------------------------------------------------------------------
 
-#: Every status Instasent documents, plus one it does not, from the lowest rank to the highest: at
-#: the same instant the later one in this list wins.
-ORDER = ["enqueued", "unknown", "sent", "accepted", "buffered", "stop",
+#: Every status Instasent documents, plus two it does not (they rank lowest, by name), from the
+#: lowest rank to the highest: at the same instant the later one in this list wins.
+ORDER = ["enqueued", "zeta", "unknown", "sent", "accepted", "buffered", "stop",
          "canceled", "expired", "rejected", "error", "failed", "delivered"]
 FINAL = {"canceled", "expired", "rejected", "error", "failed", "delivered"}
 #: Two instants half a second apart; the later one sorts *before* the earlier one as text.
@@ -278,3 +278,27 @@ def test_an_inbound_message_needs_neither_status_nor_client_id() -> None:
     assert reply.is_inbound
     assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].message == "42"
     assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].status == "stop"
+
+
+def test_a_report_for_a_client_id_that_is_not_ours_changes_nothing(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    assert book.apply(Report("i", "someone-else", "delivered", 0, "2026-11-23T10:00:05Z")) == "foreign"
+    assert sender.store.get(cid).delivery == {"delivered": 0, "undelivered": 0}
+
+
+def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    book.apply(report(cid, 0, "deli|vered", "2026-11-23T10:00:05Z|x"))
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Zx", "0")
+    assert sender.store.get(cid).delivery["delivered"] == 1
+
+
+def test_every_held_report_is_applied_once_its_campaign_exists(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
+    book.redis.delete(book.keys.campaign(cid))  # the reports arrive before this Redis knows the campaign
+    assert [book.apply(report(cid, i)) for i in range(3)] == ["held"] * 3
+    assert book.retry_held() == 0
+    book.redis.hset(book.keys.campaign(cid), "id", cid)
+    assert book.retry_held() == 3
+    assert book.retry_held() == 0
+    assert book.redis.hget(book.keys.campaign(cid), "d:delivered") == b"3"

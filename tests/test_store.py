@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 import redis
@@ -156,3 +158,59 @@ def test_status_json_has_every_field_a_dashboard_reads(store: CampaignStore) -> 
                                "expired": 0, "suppressed": 2}
     assert shown["created_at"] > 0 and shown["started_at"] is None and shown["finished_at"] is None
     assert shown["updated_at"] is not None
+
+
+def test_claiming_says_why_a_batch_cannot_be_taken(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    assert ops.claim("nosuchcampaign", 0, lease_s=60).kind == "missing"
+    cid = store.create("x", frame(250), window=4)
+    held = ops.claim(cid, 0, lease_s=60)
+    assert (held.kind, held.claimed, held.must_reconcile, held.attempts) == ("send", True, False, 0)
+    busy = ops.claim(cid, 0, lease_s=60)
+    assert busy.kind == "busy" and 55 < busy.wait_s <= 60
+    store.transition(cid, State.PAUSED, "by hand")
+    skipped = ops.claim(cid, 1, lease_s=60)
+    assert (skipped.kind, skipped.state, skipped.claimed) == ("skip", "paused", False)
+
+
+def test_reserving_fills_the_queue_window_from_where_it_stopped(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(1000), window=3)
+    assert ops.reserve(cid) == range(0, 3)
+    assert ops.reserve(cid) == range(0, 0)
+    ops.claim(cid, 0, lease_s=60)
+    recorded = ops.record(cid, 0, [(i, ledger.encode("sent", 1, "id")) for i in range(100)])
+    assert recorded.reserved == range(3, 4) and recorded.batch_state == "d"
+
+
+def test_unknown_batches_are_those_left_unknown_for_longer_than_the_grace(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(300), window=4)
+    ops.record(cid, 1, [(0, ledger.encode("unknown", 1))], otherwise="u")
+    ops.record(cid, 2, [(0, ledger.encode("sent", 1, "id"))], otherwise="p")
+    now = time.time()
+    assert ops.unknown_batches(cid, 3, older_than=now + 1) == [1]
+    assert ops.unknown_batches(cid, 3, older_than=now - 60) == []
+
+
+def test_only_reserved_batches_never_attempted_are_re_enqueued(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(400), window=4)
+    ops.claim(cid, 1, lease_s=0)
+    ops.record(cid, 1, [], posted=True)  # attempted once, back to pending
+    ops.claim(cid, 2, lease_s=60)  # in flight
+    assert ops.reserved_but_unclaimed(cid, range(0, 4)) == [0, 3]
+    assert ops.reserved_but_unclaimed(cid, range(0, 0)) == []
+
+
+def test_a_parked_batch_with_an_unknown_outcome_stays_unknown(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(200), window=1)
+    assert ops.reserve(cid) == range(0, 1)
+    ops.claim(cid, 0, lease_s=60)
+    assert ops.park(cid, 0, until=1.0, unknown=True) == range(1, 2)  # its queue slot goes to batch 1
+    ops.claim(cid, 1, lease_s=60)
+    ops.park(cid, 1, until=1.0, unknown=False)
+    assert store.batch_states(cid, [0, 1]) == ["u", "p"]
+    assert ops.claim(cid, 0, lease_s=60).must_reconcile
+    assert not ops.claim(cid, 1, lease_s=60).must_reconcile
