@@ -214,3 +214,30 @@ def test_a_parked_batch_with_an_unknown_outcome_stays_unknown(store: CampaignSto
     assert store.batch_states(cid, [0, 1]) == ["u", "p"]
     assert ops.claim(cid, 0, lease_s=60).must_reconcile
     assert not ops.claim(cid, 1, lease_s=60).must_reconcile
+
+
+def test_iterating_a_campaign_pairs_each_batch_with_its_own_records_past_the_read_chunk(
+        store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(20_150), window=4)  # 202 batches: more than one read chunk of 200
+    ops.record(cid, 1, [(5, ledger.encode("sent", 1, "one"))])
+    ops.record(cid, 201, [(7, ledger.encode("rejected", 1, "last"))])
+    seen = {n: (len(messages), records) for n, messages, records in store.iter_batches(cid)}
+    assert list(seen) == list(range(202))
+    assert seen[0] == (100, {}) and seen[201][0] == 50
+    assert seen[1][1] == {5: ledger.Record("sent", 1, "one")}
+    assert seen[201][1] == {7: ledger.Record("rejected", 1, "last")}
+
+
+def test_a_campaign_with_nothing_parked_has_no_window_opening(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(300), window=4)
+    assert store.next_window_opening(cid) is None
+    ops.park(cid, 2, until=2000.0, unknown=False)
+    ops.park(cid, 1, until=1000.0, unknown=False)
+    assert store.next_window_opening(cid) == 1000.0
+
+
+def test_moving_an_unknown_campaign_is_a_plain_error(store: CampaignStore) -> None:
+    with pytest.raises(InputError, match="no campaign with id 'nope'"):
+        store.transition("nope", State.PAUSED)
