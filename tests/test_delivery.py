@@ -223,6 +223,8 @@ def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sende
     cid = sender.store.create("x", frame(1), window=4)
     redis_client.hset(Keys("dsptest").delivery(cid, 0), "0", "buffered|2026-11-23T10:00:09Z|0")
     assert sender.store.deliveries(cid, 0)[0] == ("buffered", "2026-11-23T10:00:09Z", "0")
+    redis_client.hset(Keys("dsptest").delivery(cid, 0), "1", "delivered")
+    assert sender.store.deliveries(cid, 0)[1] == ("delivered", "", "")
     assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:01Z")) in ("applied", "applied+sent")
     assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:01Z", "0")
 

@@ -100,6 +100,10 @@ def test_acquire_returns_the_remaining_wait_instead_of_blocking_too_long(redis_c
 def test_a_lane_needs_a_positive_rate() -> None:
     with pytest.raises(ValueError):
         Lane("x", per_minute=0)
+    with pytest.raises(ValueError, match="^a lane needs at least one request per minute$"):
+        Lane("x", per_minute=0)
+    with pytest.raises(ValueError, match="^messages_per_s cannot be negative$"):
+        Lane("x", per_minute=1, messages_per_s=-1)
 
 
 def test_one_worker_taking_every_slot_it_can_stays_within_the_limit(redis_client: redis.Redis) -> None:

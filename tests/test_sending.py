@@ -7,7 +7,7 @@ matters: every message ends in exactly one recorded state and none is accepted t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import time
+from datetime import UTC, datetime, time
 
 import httpx
 import orjson
@@ -19,6 +19,7 @@ from dispatcher import campaigns
 from dispatcher.batches import BatchOps
 from dispatcher.client import InstasentClient
 from dispatcher.delivery import DeliveryBook
+from dispatcher.lifecycle import State
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.reconcile import reconcile
 from dispatcher.sending import Sender, backoff, send_batch
@@ -245,7 +246,7 @@ def test_a_cancelled_campaigns_uncertain_batch_is_reconciled_never_resent_and_ev
     cid = create(sender, messages(20))
     uncertainty(sender, fake, cid, 0, range(12))  # Instasent has 12 of the 20
     posts = fake.bulk_requests
-    campaigns.cancel(sender.store, sender.ops, cid, ttl_s=3600)
+    assert campaigns.cancel(sender.store, sender.ops, cid, ttl_s=3600) == 0  # nobody is sending... nothing idle
     assert drive(sender, cid, 0) == ["done"]
     info = sender.store.get(cid)
     assert fake.bulk_requests == posts, "a cancelled campaign sent a message"
@@ -287,6 +288,7 @@ def test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconci
     info = sender.store.get(cid)
     assert (info.counts["sent"], info.counts["unknown"], info.counts["failed"]) == (10, 0, 0)
     assert dict(fake.posted) == posts
+    assert (info.settled, info.state) == (1, "completed")  # settled once, though given up and reopened
 
 
 def test_a_retry_posts_only_the_messages_without_a_final_record(sender: Sender, fake: FakeInstasent) -> None:
@@ -494,3 +496,188 @@ def test_expired_suppressed_and_cancelled_messages_say_why(sender: Sender, fake:
     SuppressionList(redis_client, sender.store.keys).add(["+34600000000"])  # message 0's number
     assert send_batch(sender, other, 0).summary == summary(accepted=1, suppressed=1, action="done")
     assert ledger_of(sender, other)[0] == ("suppressed", 0, "opted out")
+
+
+# -- slots, pauses and notes: what the batch algorithm promises beyond the final states ---------------
+
+def slow_lanes(sender: Sender) -> None:
+    """Two requests a second per lane, and no waiting for a slot: a taken slot means come back later."""
+    sender.settings = sender.settings.with_overrides(rate_limit_per_min=120, max_slot_wait_s=0.0)
+
+
+def test_a_batch_never_posts_without_a_slot_however_short_the_wait(sender: Sender, fake: FakeInstasent) -> None:
+    slow_lanes(sender)
+    cid = create(sender, messages(10))
+    assert sender.limiter.try_acquire(sender.bulk_lane) == 0.0  # another worker just took the slot
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.action == "rate_limited" and outcome.retry_in is not None and 0 < outcome.retry_in <= 0.6
+    assert (fake.bulk_requests, fake.list_requests) == (0, 0)
+    assert sender.store.get(cid).counts["pending"] == 10
+
+
+@pytest.mark.parametrize("never_opens", [False, True], ids=["to-send", "to-expire"])
+def test_reconciling_never_lists_without_a_slot_however_short_the_wait(
+        sender: Sender, fake: FakeInstasent, never_opens: bool) -> None:
+    slow_lanes(sender)
+    if never_opens:
+        cid = sender.store.create("x", messages(10), window=4, send_window=Window9to10,
+                                  zones=["Asia/Tokyo,Europe/Madrid"] * 10)
+        sender.ops.reserve(cid)
+    else:
+        cid = create(sender, messages(10))
+    die_mid_post(sender, fake, cid, 0, range(4))
+    assert sender.limiter.try_acquire(sender.list_lane) == 0.0
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.action == "rate_limited" and outcome.retry_in is not None and 0 < outcome.retry_in <= 0.6
+    assert (fake.bulk_requests, fake.list_requests) == (0, 0)
+    assert sender.ops.claim(cid, 0, lease_s=60).must_reconcile  # still to be asked first
+    assert sender.store.get(cid).counts["expired"] == 0
+
+
+def test_messages_a_reconcile_proved_unsent_are_pending_again_before_they_are_resent(
+        sender: Sender, fake: FakeInstasent) -> None:
+    slow_lanes(sender)
+    cid = create(sender, messages(3))
+    lose_the_answer(sender, fake, cid, 0, range(1))
+    outcome = send_batch(sender, cid, 0)  # the POST above still holds the bulk lane's slot
+    assert outcome.action == "rate_limited" and fake.list_requests == 1
+    counts = sender.store.get(cid).counts
+    assert (counts["sent"], counts["unknown"], counts["pending"]) == (1, 0, 2)
+    assert not sender.ops.claim(cid, 0, lease_s=0).must_reconcile  # no need to ask Instasent again
+
+
+def test_a_message_rate_counts_every_message_of_the_batch(sender: Sender, fake: FakeInstasent) -> None:
+    sender.settings = sender.settings.with_overrides(message_rate_per_s=100.0)
+    cid = create(sender, messages(50))
+    assert send_batch(sender, cid, 0).action == "done"
+    assert 0.3 < sender.limiter.try_acquire(sender.bulk_lane, 1) <= 0.5  # 50 messages at 100/s
+
+
+def test_a_429_says_when_to_come_back_and_why(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script, fake.throttle_s = ["429"], 30.0
+    cid = create(sender, messages(10))
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.retry_in is not None and 25 < outcome.retry_in <= 30.01  # the reset, to the millisecond
+    assert "rate limit for POST /sms/bulk is reached" in str(outcome.summary["error"])
+
+
+def test_a_429_without_a_reset_time_pauses_the_lane_for_about_a_second(sender: Sender) -> None:
+    def throttled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429)
+
+    sender.client = InstasentClient(token="t", base_url="http://instasent.test",
+                                    transport=httpx.MockTransport(throttled))
+    cid = create(sender, messages(10))
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.action == "rate_limited" and outcome.retry_in is not None and 0.5 < outcome.retry_in <= 1.0
+    assert 0.0 < sender.limiter.paused_for(sender.bulk_lane) <= 1.0
+
+
+def test_a_429_after_reconciling_pauses_the_bulk_lane_not_the_list_lane(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script, fake.throttle_s = ["429"], 30.0
+    cid = create(sender, messages(10))
+    die_mid_post(sender, fake, cid, 0, range(6))
+    assert send_batch(sender, cid, 0).action == "rate_limited"
+    assert sender.limiter.paused_for(sender.bulk_lane) > 20 and sender.limiter.paused_for(sender.list_lane) == 0.0
+    assert sender.store.get(cid).counts["sent"] == 6
+
+
+def test_a_clean_batch_never_asks_instasent_what_it_has(sender: Sender, fake: FakeInstasent) -> None:
+    cid = create(sender, messages(10))
+    assert drive(sender, cid, 0) == ["done"]
+    assert fake.list_requests == 0
+
+
+def test_an_unknown_outcome_also_resets_the_failure_streak(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["connect"] * 3 + ["drop-half"] + ["connect"] * 3
+    cid = create(sender, messages(400))
+    for n in range(3):
+        drive(sender, cid, n)
+    assert sender.store.get(cid).state == "running"
+
+
+def test_configuration_and_funds_errors_are_named_in_the_outcome(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["402"]
+    paused = send_batch(sender, create(sender, messages(10)), 0)
+    assert paused.action == "paused" and "balance is too low" in str(paused.summary["error"])
+    fake.script = ["401"]
+    failed = send_batch(sender, create(sender, messages(10)), 0)
+    assert failed.action == "failed" and "refused the token" in str(failed.summary["error"])
+    assert failed.campaign_state == "running"  # recorded before the campaign was marked failed
+
+
+def test_a_campaign_expires_at_its_expiry_instant(sender: Sender, fake: FakeInstasent) -> None:
+    clock = Clock(1_800_000_000.0)
+    sender.clock = clock
+    cid = sender.store.create("x", messages(2), window=4, expires_at=clock.now)
+    sender.ops.reserve(cid)
+    assert send_batch(sender, cid, 0).action == "expired" and fake.bulk_requests == 0
+
+
+def test_outcomes_that_send_nothing_say_why(sender: Sender) -> None:
+    cid = create(sender, messages(300), window=1)
+    assert send_batch(sender, cid, 0).action == "done"
+    assert send_batch(sender, cid, 0).summary == {"batch": 0, "note": "already done"}
+    sender.ops.claim(cid, 1, lease_s=60)
+    assert send_batch(sender, cid, 1).summary == {"batch": 1, "note": "held by a worker"}
+    sender.store.transition(cid, State.PAUSED, "by hand")
+    skipped = send_batch(sender, cid, 2)
+    assert (skipped.summary, skipped.campaign_state) == ({"batch": 2, "note": "campaign paused"}, "paused")
+    assert send_batch(sender, "nosuchcampaign", 0).summary == {"batch": 0, "note": "campaign missing"}
+
+
+def test_a_closed_window_parks_the_batch_and_an_unknown_one_stays_to_be_reconciled(
+        sender: Sender, fake: FakeInstasent) -> None:
+    clock = Clock()
+    sender.clock = clock
+    clock.at(8, 30)  # 09:30 in Madrid: open
+    cid = sender.store.create("x", messages(3), window=4, send_window=SendWindow(time(9), time(10)),
+                              zones=["Europe/Madrid"] * 3)
+    sender.ops.reserve(cid)
+    lose_the_answer(sender, fake, cid, 0, range(3))
+    clock.at(10, 0)  # 11:00 in Madrid: closed
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.action == "waiting" and outcome.summary["action"] == "waiting"
+    assert str(outcome.summary["until"]).startswith("2026-11-24T08:00:00")
+    clock.now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC).timestamp()  # 09:00 in Madrid the next day
+    assert send_batch(sender, cid, 0).action == "done"
+    assert fake.bulk_requests == 1 and sender.store.get(cid).counts["sent"] == 3  # found, not resent
+
+
+def test_a_number_suppressed_while_a_batch_was_uncertain_keeps_what_reconcile_found(
+        sender: Sender, fake: FakeInstasent, redis_client: redis.Redis) -> None:
+    cid = create(sender, messages(3))
+    lose_the_answer(sender, fake, cid, 0, range(1))
+    SuppressionList(redis_client, sender.store.keys).add(["+34600000002"])
+    assert send_batch(sender, cid, 0).action == "done"
+    assert [s for s, _, _ in ledger_of(sender, cid).values()] == ["sent", "sent", "suppressed"]
+
+
+def test_429s_do_not_bring_a_batch_closer_to_giving_up(sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["429", "429", "connect", "connect"]  # max_attempts is 3
+    cid = create(sender, messages(10))
+    assert drive(sender, cid, 0) == ["rate_limited", "rate_limited", "retry", "retry", "done"]
+    assert sender.store.get(cid).counts["sent"] == 10
+
+
+def test_a_failure_after_part_of_a_split_batch_went_through_keeps_what_went_through(
+        sender: Sender, fake: FakeInstasent) -> None:
+    fake.script = ["413", "ok", "500-after-accept:0"]
+    cid = create(sender, messages(40))
+    assert send_batch(sender, cid, 0).action == "unknown"
+    counts = sender.store.get(cid).counts
+    assert (counts["sent"], counts["unknown"]) == (20, 20)
+    fake.script = ["connect", "connect", "413", "ok", "connect"]
+    other = create(sender, messages(40))
+    assert drive(sender, other, 0) == ["retry", "retry", "failed"]
+    counts = sender.store.get(other).counts
+    assert (counts["sent"], counts["failed"]) == (20, 20)
+
+
+def test_an_outcome_error_is_cut_to_200_characters(sender: Sender) -> None:
+    def broke(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(402, json={"message": "x" * 500})
+
+    sender.client = InstasentClient(token="t", base_url="http://instasent.test", transport=httpx.MockTransport(broke))
+    outcome = send_batch(sender, create(sender, messages(10)), 0)
+    assert len(outcome.summary["error"]) == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import time as dtime
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from dispatcher.errors import InputError, InvalidTransition
 from dispatcher.keys import Keys
 from dispatcher.lifecycle import State, check_transition
 from dispatcher.store import CampaignStore
+from dispatcher.windows import Window
 
 
 def frame(n: int) -> pd.DataFrame:
@@ -241,3 +243,53 @@ def test_a_campaign_with_nothing_parked_has_no_window_opening(store: CampaignSto
 def test_moving_an_unknown_campaign_is_a_plain_error(store: CampaignStore) -> None:
     with pytest.raises(InputError, match="no campaign with id 'nope'"):
         store.transition("nope", State.PAUSED)
+
+
+def test_a_campaign_hash_with_only_its_id_still_reads_with_plain_defaults(store: CampaignStore,
+                                                                          redis_client: redis.Redis) -> None:
+    redis_client.hset(Keys("dsptest").campaign("old"), "id", "old")  # written by an older version, say
+    info = store.get("old")
+    assert (info.name, info.state, info.reason, info.total, info.batches, info.enqueued, info.settled) == (
+        "", "", "", 0, 0, 0, 0)
+    assert info.counts == {"pending": 0, "sent": 0, "rejected": 0, "failed": 0, "unknown": 0, "cancelled": 0,
+                           "expired": 0, "suppressed": 0}
+    assert (info.created_at, info.started_at, info.finished_at, info.updated_at, info.cost, info.currency) == (
+        0.0, None, None, None, 0.0, "")
+    assert (info.options, info.preflight, info.delivery, info.waiting, info.expires_at, info.send_window) == (
+        {}, {}, {"delivered": 0, "undelivered": 0}, 0, None, None)
+
+
+def test_every_field_of_a_campaign_reads_back_as_written(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    window = Window(dtime(9), dtime(21), frozenset({0, 1, 2, 3, 4}))
+    messages = frame(3).assign(sender=["ACME", "Shop", "X"], unicode=[False, True, False],
+                               country=["ES", "PT", "FR"])
+    cid = store.create("x", messages, window=4, options={"text": "Hola"}, send_window=window,
+                       zones=["Europe/Lisbon", "Europe/Madrid", "Europe/Madrid"])
+    assert len(cid) == 10
+    assert [len(m) for _, m, _ in store.iter_batches(cid)] == [1, 2]  # never two time zones in a batch
+    batch = next(store.iter_batches(cid))[1]
+    assert (batch.sender, batch.unicode, batch.country) == (["ACME"], [False], ["ES"])
+    second = list(store.iter_batches(cid))[1][1]
+    assert (second.sender, second.unicode, second.country) == (["Shop", "X"], [True, False], ["PT", "FR"])
+    ops.reserve(cid)
+    ops.claim(cid, 0, lease_s=60)
+    store.transition(cid, State.CANCELLED, "by hand")
+    store.redis.hset(Keys("dsptest").campaign(cid), mapping={"d:delivered": 2, "d:undelivered": 1})
+    info = store.get(cid)
+    assert (info.enqueued, info.options, info.send_window, info.cost, info.currency) == (2, {"text": "Hola"}, window,
+                                                                                         0.0, "")
+    assert info.started_at is not None and info.finished_at is not None and info.finished_at >= info.started_at
+    shown = info.to_json()
+    assert (shown["delivered"], shown["undelivered"], shown["send_window"]) == (2, 1, window.to_json())
+
+
+def test_cancelling_idle_batches_marks_their_messages_and_frees_the_queue(store: CampaignStore) -> None:
+    ops = BatchOps(store.redis, Keys("dsptest"))
+    cid = store.create("x", frame(400), window=3)
+    assert ops.reserve(cid) == range(0, 3)
+    ops.claim(cid, 1, lease_s=60)  # in flight: left alone
+    assert ops.cancel(cid, [0, 2]) == 200
+    assert [r.status for r in dict(list(store.iter_batches(cid))[0][2]).values()] == ["cancelled"] * 100
+    assert ops.reserve(cid) == range(3, 4)  # two settled batches freed their slots; one batch was left
+    assert store.get(cid).counts["cancelled"] == 200
