@@ -100,9 +100,9 @@ def test_acquire_returns_the_remaining_wait_instead_of_blocking_too_long(redis_c
 def test_a_lane_needs_a_positive_rate() -> None:
     with pytest.raises(ValueError):
         Lane("x", per_minute=0)
-    with pytest.raises(ValueError, match="^a lane needs at least one request per minute$"):
+    with pytest.raises(ValueError, match=r"^a lane needs at least one request per minute$"):
         Lane("x", per_minute=0)
-    with pytest.raises(ValueError, match="^messages_per_s cannot be negative$"):
+    with pytest.raises(ValueError, match=r"^messages_per_s cannot be negative$"):
         Lane("x", per_minute=1, messages_per_s=-1)
 
 

@@ -290,6 +290,6 @@ def test_cancelling_idle_batches_marks_their_messages_and_frees_the_queue(store:
     assert ops.reserve(cid) == range(0, 3)
     ops.claim(cid, 1, lease_s=60)  # in flight: left alone
     assert ops.cancel(cid, [0, 2]) == 200
-    assert [r.status for r in dict(list(store.iter_batches(cid))[0][2]).values()] == ["cancelled"] * 100
+    assert [r.status for r in dict(next(iter(store.iter_batches(cid)))[2]).values()] == ["cancelled"] * 100
     assert ops.reserve(cid) == range(3, 4)  # two settled batches freed their slots; one batch was left
     assert store.get(cid).counts["cancelled"] == 200
