@@ -27,7 +27,7 @@ def equivalents() -> dict[str, str]:
     if path.exists():
         for line in path.read_text().splitlines():
             name, _, reason = line.partition("#")
-            if name.strip():
+            if name.strip() and not line.startswith("#"):
                 found[name.strip()] = reason.strip()
     return found
 
@@ -41,6 +41,8 @@ def main() -> int:
     killed: Counter[str] = Counter()
     total: Counter[str] = Counter()
     survivors: list[str] = []
+    killed_equivalents: list[str] = []
+    left_out = 0
     not_run = 0
     for meta in metas:
         module = meta.name.removesuffix(".meta")
@@ -50,6 +52,9 @@ def main() -> int:
                 not_run += 1
                 continue
             if name in equivalent:
+                if status in KILLED:
+                    killed_equivalents.append(name)
+                left_out += 1
                 continue
             total[module] += 1
             if status in KILLED:
@@ -60,7 +65,9 @@ def main() -> int:
         print(f"{module:14} {killed[module]:5} of {total[module]:5} killed ({killed[module] / total[module]:.1%})")
     all_killed, all_total = sum(killed.values()), sum(total.values())
     print(f"{'overall':14} {all_killed:5} of {all_total:5} killed ({all_killed / max(1, all_total):.1%}); "
-          f"{len(equivalent)} equivalent mutants left out; {not_run} not run")
+          f"{left_out} equivalent mutants left out; {not_run} not run")
+    if killed_equivalents:
+        print("listed as equivalent yet killed (take them off the list):", *killed_equivalents, sep="\n  ")
     print("survivors:", *survivors, sep="\n  ")
     return 0
 
