@@ -681,3 +681,17 @@ def test_an_outcome_error_is_cut_to_200_characters(sender: Sender) -> None:
     sender.client = InstasentClient(token="t", base_url="http://instasent.test", transport=httpx.MockTransport(broke))
     outcome = send_batch(sender, create(sender, messages(10)), 0)
     assert len(outcome.summary["error"]) == 200
+
+
+def test_a_402_for_a_campaign_cancelled_meanwhile_leaves_it_cancelled(sender: Sender) -> None:
+    cid = create(sender, messages(10))
+
+    def cancelled_then_402(request: httpx.Request) -> httpx.Response:
+        sender.store.transition(cid, State.CANCELLED, "cancelled by user")  # while the POST was on its way
+        return httpx.Response(402, json={"message": "Insufficient balance"})
+
+    sender.client = InstasentClient(token="t", base_url="http://instasent.test",
+                                    transport=httpx.MockTransport(cancelled_then_402))
+    assert send_batch(sender, cid, 0).action == "paused"
+    info = sender.store.get(cid)
+    assert (info.state, info.reason) == ("cancelled", "cancelled by user")
