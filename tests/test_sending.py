@@ -127,6 +127,7 @@ def test_connection_errors_are_retried_then_the_batch_is_failed(sender: Sender, 
     # Its only batch has settled, so the campaign is over; nothing reached Instasent.
     assert (info.state, info.settled, counts["sent"], counts["unknown"]) == ("completed", 1, 0, 0)
     assert fake.accepted == {}
+    assert fake.list_requests == 0  # nothing could have been sent, so nothing needed asking
     _, _, records = next(sender.store.iter_batches(cid))
     assert all("could not be reached" in r.error for r in records.values())
 
@@ -278,6 +279,7 @@ def test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconci
     drive(sender, cid, 0)
     info = sender.store.get(cid)
     assert (info.counts["unknown"], info.counts["failed"], info.counts["sent"]) == (10, 0, 0)
+    assert {a for _, a, _ in ledger_of(sender, cid).values()} == {1}  # one POST; the failed GETs are not attempts
     # ...so `dispatcher reconcile` can still find them, and sends none of them again.
     queue = Queue()
     assert reconcile(sender.store, sender.ops, DeliveryBook(sender.store.redis, sender.store.keys), queue, cid,

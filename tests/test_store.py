@@ -41,6 +41,7 @@ def test_a_new_campaign_is_queued_with_its_messages_in_batches_of_100(store: Cam
 def test_an_empty_campaign_completes_at_once(store: CampaignStore) -> None:
     cid = store.create("empty", frame(0), window=4)
     assert store.get(cid).state == "completed"
+    assert store.get(cid).reason == "nothing to send"
 
 
 def test_an_unknown_campaign_id_is_a_plain_error(store: CampaignStore) -> None:
@@ -224,8 +225,9 @@ def test_iterating_a_campaign_pairs_each_batch_with_its_own_records_past_the_rea
     cid = store.create("x", frame(20_150), window=4)  # 202 batches: more than one read chunk of 200
     ops.record(cid, 1, [(5, ledger.encode("sent", 1, "one"))])
     ops.record(cid, 201, [(7, ledger.encode("rejected", 1, "last"))])
-    seen = {n: (len(messages), records) for n, messages, records in store.iter_batches(cid)}
-    assert list(seen) == list(range(202))
+    read = [(n, len(messages), records) for n, messages, records in store.iter_batches(cid)]
+    assert [n for n, _, _ in read] == list(range(202))
+    seen = {n: (size, records) for n, size, records in read}
     assert seen[0] == (100, {}) and seen[201][0] == 50
     assert seen[1][1] == {5: ledger.Record("sent", 1, "one")}
     assert seen[201][1] == {7: ledger.Record("rejected", 1, "last")}
