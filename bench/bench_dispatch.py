@@ -16,12 +16,12 @@ import orjson
 import pandas as pd
 import redis
 
-from dispatcher import campaigns
-from dispatcher.batches import BatchOps
+from dispatcher.dev.services import Service, start_redis, start_sandbox, start_worker
 from dispatcher.keys import Keys
-from dispatcher.services import Service, start_redis, start_sandbox, start_worker
+from dispatcher.sending import campaigns
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.store import BATCH_SIZE, CampaignStore
 from dispatcher.settings import Settings
-from dispatcher.store import BATCH_SIZE, CampaignStore
 from tasks.enqueue import CeleryEnqueuer
 
 TOKEN = "bench-token"

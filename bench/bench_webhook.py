@@ -18,9 +18,9 @@ import httpx
 import pandas as pd
 import redis
 
+from dispatcher.dev.services import Service, free_port, http_ready, spawn, start_redis, start_webhook, wait_until
 from dispatcher.keys import Keys
-from dispatcher.services import Service, free_port, http_ready, spawn, start_redis, start_webhook, wait_until
-from dispatcher.store import CampaignStore
+from dispatcher.sending.store import CampaignStore
 
 SECRET = "bench-secret-0123456789abcdef"
 BASELINE = '''

@@ -1,7 +1,7 @@
 """The Celery application, configured from the project's settings.
 
 Late acknowledgement with reject-on-worker-lost and prefetch 1: a task whose worker dies is
-delivered again, and the batch claim in Redis (see ``dispatcher.batches``) makes the second
+delivered again, and the batch claim in Redis (see ``dispatcher.sending.batches``) makes the second
 delivery harmless. JSON only: task arguments are ids, never recipients or tokens.
 """
 

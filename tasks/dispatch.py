@@ -8,14 +8,14 @@ from typing import Any
 import redis
 from celery import Task
 
-from dispatcher.batches import BatchOps
-from dispatcher.client import InstasentClient
+from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.lifecycle import FINAL, State
-from dispatcher.ratelimit import RateLimiter
-from dispatcher.sending import Sender, send_batch
+from dispatcher.sending.attempt import Sender, send_batch
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.lifecycle import FINAL, State
+from dispatcher.sending.ratelimit import RateLimiter
+from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from dispatcher.store import CampaignStore
 from tasks.app import app
 
 #: Retries of a batch task that failed for an unexpected reason (a bug), before it is left failed.

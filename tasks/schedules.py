@@ -1,5 +1,5 @@
 """celery-redbeat glue: one redbeat entry per schedule triggers ``dispatcher.fire_schedule``; a
-static entry runs ``dispatcher.release_windows``. The decisions live in ``dispatcher.schedules``."""
+static entry runs ``dispatcher.release_windows``. The decisions live in ``dispatcher.sending.schedules``."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from celery.schedules import schedule as every
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
 
-from dispatcher import campaigns
-from dispatcher.client import InstasentClient
+from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.schedules import Firer, ScheduleDef, ScheduleStore
+from dispatcher.sending import campaigns
+from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.settings import Settings
 from tasks.app import app
 from tasks.dispatch import sender
@@ -52,8 +52,8 @@ def firer(settings: Settings | None = None) -> Firer:
     else:
         import redis
 
-        from dispatcher.batches import BatchOps
-        from dispatcher.store import CampaignStore
+        from dispatcher.sending.batches import BatchOps
+        from dispatcher.sending.store import CampaignStore
 
         client = redis.Redis.from_url(settings.redis_url)
         keys = Keys(settings.key_prefix)

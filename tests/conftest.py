@@ -15,16 +15,15 @@ import httpx
 import pytest
 import redis
 
-from dispatcher.batches import BatchOps
-from dispatcher.client import InstasentClient
+from dispatcher.dev.services import Service, start_redis, start_sandbox
+from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.ratelimit import RateLimiter
-from dispatcher.sending import Sender
-from dispatcher.services import Service, start_redis, start_sandbox
+from dispatcher.sending.attempt import Sender
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.ratelimit import RateLimiter
+from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from dispatcher.store import CampaignStore
-
-from .fakes import FakeInstasent
+from tests.fakes import FakeInstasent
 
 SANDBOX_TOKEN = "test-token"
 

@@ -21,8 +21,6 @@ from rich.progress import Task as ProgressTask
 from rich.table import Table
 from rich.text import Text
 
-from dispatcher import campaigns
-from dispatcher.batches import BatchOps
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
 from dispatcher.cli._options import (
@@ -41,9 +39,11 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.keys import Keys
-from dispatcher.lifecycle import FINAL, State
+from dispatcher.sending import campaigns
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.lifecycle import FINAL, State
+from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
-from dispatcher.store import CampaignInfo, CampaignStore
 
 #: States in which ``--wait`` and ``--watch`` stop watching.
 _STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
@@ -119,7 +119,7 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
 ) -> None:
     """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
-    from dispatcher.report import build_report, write_report
+    from dispatcher.sending.report import build_report, write_report
 
     store, _ = _store(load_settings())
     frame = build_report(store, campaign_id)
@@ -227,9 +227,9 @@ def submit(
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
     from dispatcher.cli.preflight import lookup_progress, print_summary
-    from dispatcher.client import InstasentClient
-    from dispatcher.preflight import run_preflight
-    from dispatcher.windows import parse_duration, parse_window
+    from dispatcher.instasent.client import InstasentClient
+    from dispatcher.preflight.check import run_preflight
+    from dispatcher.sending.windows import parse_duration, parse_window
 
     send_window = parse_window(window, days) if window else None
     expire_after_s = parse_duration(expire_after) if expire_after else None

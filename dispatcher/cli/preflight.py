@@ -27,10 +27,10 @@ from dispatcher.cli._options import (
     Sender,
     preflight_options,
 )
-from dispatcher.client import InstasentClient
-from dispatcher.hlr import Progress as ProgressCallback
-from dispatcher.preflight import PreflightResult, check_budget, money, run_preflight
-from dispatcher.rejects import write_rejects
+from dispatcher.instasent.client import InstasentClient
+from dispatcher.preflight.check import PreflightResult, check_budget, money, run_preflight
+from dispatcher.preflight.hlr import Progress as ProgressCallback
+from dispatcher.preflight.rejects import write_rejects
 
 #: Rejected rows listed in the readable summary (all of them go to --json and --rejects-out).
 SHOWN_REJECTS = 15

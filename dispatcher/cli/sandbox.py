@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.sandbox.config import Faults, SandboxConfig
+from dispatcher.instasent.sandbox.config import Faults, SandboxConfig
 
 
 @app.command()
@@ -36,7 +36,7 @@ def sandbox(
     unpriced: list[str] = typer.Option([], help="ISO country code with no SMS price (repeatable)."),
 ) -> None:
     """Run a local Instasent-compatible API for tests, demos and benchmarks."""
-    from dispatcher.sandbox.server import serve
+    from dispatcher.instasent.sandbox.server import serve
 
     config = SandboxConfig(
         token=token,

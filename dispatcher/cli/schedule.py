@@ -27,9 +27,9 @@ from dispatcher.cli._options import (
     SendWindow,
 )
 from dispatcher.keys import Keys
-from dispatcher.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
-from dispatcher.windows import parse_duration
 
 schedule_app = typer.Typer(help="Recurring campaigns: each firing re-reads the file and submits it.",
                            no_args_is_help=True)

@@ -8,7 +8,7 @@ import typer
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_settings
-from dispatcher.services import beat_argv, flower_argv, worker_argv
+from dispatcher.dev.services import beat_argv, flower_argv, worker_argv
 
 
 @app.command()
@@ -54,6 +54,6 @@ def demo(
     schedule: bool = typer.Option(False, "--schedule", help="Also run beat and show a recurring campaign firing."),
 ) -> None:
     """Run a real campaign end to end on this machine: Redis, sandbox, workers, Flower, progress, report."""
-    from dispatcher.demo import run_demo
+    from dispatcher.dev.demo import run_demo
 
     run_demo(file=file, workers=workers, flower_port=flower_port, keep_running=keep_running, schedule=schedule)

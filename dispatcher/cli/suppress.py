@@ -8,13 +8,13 @@ from pathlib import Path
 import pyarrow.compute as pc
 import typer
 
-from dispatcher import loader
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
-from dispatcher.phones import normalise, normalise_many, parse_region
-from dispatcher.suppression import SuppressionList, to_e164
+from dispatcher.preflight import loader
+from dispatcher.preflight.phones import normalise, normalise_many, parse_region
+from dispatcher.preflight.suppression import SuppressionList, to_e164
 
 suppress_app = typer.Typer(help="The suppression list: numbers that must never receive a message.",
                            no_args_is_help=True)

@@ -8,12 +8,12 @@ import orjson
 import typer
 from rich.table import Table
 
-from dispatcher.batches import BatchOps
 from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
 from dispatcher.errors import ConfigurationError
 from dispatcher.keys import Keys
-from dispatcher.store import CampaignStore
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.store import CampaignStore
 
 
 @app.command()
@@ -29,7 +29,7 @@ def webhook(
     if len(settings.webhook_secret.reveal()) < 16:
         raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
     connect_redis(settings).ping()
-    from dispatcher.webhook.server import serve
+    from dispatcher.delivery.webhook.server import serve
 
     serve(settings, host, port)
 
@@ -38,7 +38,7 @@ def webhook(
 def inbound(campaign_id: str = typer.Argument(..., help="Campaign id."),
             as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """List the replies received for a campaign's messages (stop words are marked)."""
-    from dispatcher.optout import inbound_messages
+    from dispatcher.delivery.optout import inbound_messages
 
     settings = load_settings()
     client = connect_redis(settings)
@@ -64,8 +64,8 @@ def reconcile(
 ) -> None:
     """Resolve unknown outcomes by clientId (reports, then Instasent's records) and send only the rest."""
     from dispatcher.cli.campaigns import load_enqueuer
-    from dispatcher.delivery import DeliveryBook
-    from dispatcher.reconcile import reconcile as run_reconcile
+    from dispatcher.delivery.reconcile import reconcile as run_reconcile
+    from dispatcher.delivery.reports import DeliveryBook
 
     settings = load_settings()
     client = connect_redis(settings)

@@ -1,0 +1,170 @@
+"""Delivery reports (DLRs): parse them and apply them to the per-message records, idempotently.
+
+A report names its message by ``clientId`` (``{campaign}-{batch}-{index}``, see
+``dispatcher.sending.payload``), which exists before the send, so a report can be applied even when it
+arrives before the send's outcome was recorded. Applying is one Lua script: the same report twice
+changes nothing, an older report never replaces a newer one, the ``delivered``/``undelivered``
+counters move only on a change of class, and because a report proves Instasent accepted the
+message, a missing or ``unknown`` send record becomes ``sent`` (a terminal record is never
+touched). Reports for a campaign this Redis does not know are held and retried later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from dispatcher.errors import InputError
+from dispatcher.keys import Keys
+from dispatcher.sending.payload import parse_client_id
+
+#: Final statuses, by counter class; the others (sent, accepted, buffered, unknown) are not final.
+DELIVERED = frozenset({"delivered"})
+UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
+#: Seconds a report for an unknown campaign is held.
+HOLD_TTL_S = 48 * 3600
+
+# KEYS[1] campaign, KEYS[2] delivery hash, KEYS[3] ledger
+# ARGV[1] index, ARGV[2] status, ARGV[3] eventAt (ISO 8601 UTC, comparable as text), ARGV[4] code,
+# ARGV[5] class ('d', 'u' or ''), ARGV[6] Instasent id.
+# -> 'missing' | 'duplicate' | 'stale' | 'applied' | 'applied+sent'
+_APPLY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local value = ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4]
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+local old_class = ''
+if old then
+  if old == value then return 'duplicate' end
+  local sep = string.find(old, '|', 1, true)
+  local rest = string.sub(old, sep + 1)
+  local old_at = string.sub(rest, 1, (string.find(rest, '|', 1, true) or 0) - 1)
+  if old_at > ARGV[3] then return 'stale' end
+  local old_status = string.sub(old, 1, sep - 1)
+  if old_status == 'delivered' then old_class = 'd'
+  elseif ({failed=1, expired=1, rejected=1, error=1, canceled=1})[old_status] then old_class = 'u' end
+end
+redis.call('HSET', KEYS[2], ARGV[1], value)
+if old_class ~= ARGV[5] then
+  if old_class == 'd' then redis.call('HINCRBY', KEYS[1], 'd:delivered', -1) end
+  if old_class == 'u' then redis.call('HINCRBY', KEYS[1], 'd:undelivered', -1) end
+  if ARGV[5] == 'd' then redis.call('HINCRBY', KEYS[1], 'd:delivered', 1) end
+  if ARGV[5] == 'u' then redis.call('HINCRBY', KEYS[1], 'd:undelivered', 1) end
+end
+local record = redis.call('HGET', KEYS[3], ARGV[1])
+local code = record and string.sub(record, 1, 1)
+if not record or code == 'u' then
+  if code == 'u' then redis.call('HINCRBY', KEYS[1], 'n:unknown', -1) end
+  redis.call('HSET', KEYS[3], ARGV[1], 's|0|' .. ARGV[6])
+  redis.call('HINCRBY', KEYS[1], 'n:sent', 1)
+  return 'applied+sent'
+end
+return 'applied'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One webhook call: a delivery report, or an inbound message when ``message`` is set."""
+
+    instasent_id: str
+    client_id: str
+    status: str
+    code: int
+    event_at: str
+    message: str | None = None
+    sender: str = ""
+    to: str = ""
+
+    @property
+    def is_inbound(self) -> bool:
+        return self.message is not None
+
+
+def parse_reports(body: bytes) -> list[Report]:
+    """Parse a webhook body: one JSON object, or a list of them.
+
+    Raises:
+        InputError: when the body is not JSON or an object lacks what a report needs.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InputError("the body is not JSON") from None
+    items = data if isinstance(data, list) else [data]
+    return [_report(item) for item in items]
+
+
+def _report(item: Any) -> Report:
+    if not isinstance(item, dict):
+        raise InputError("a report must be a JSON object")
+    message = item.get("message")
+    status = item.get("status")
+    if message is None and (not isinstance(status, str) or not status):
+        raise InputError("a delivery report needs a status")
+    if message is None and not isinstance(item.get("clientId"), str):
+        raise InputError("a delivery report needs a clientId")
+    try:
+        code = int(item.get("code") or 0)
+    except (TypeError, ValueError):
+        raise InputError("code must be a number") from None
+    return Report(instasent_id=str(item.get("id") or ""), client_id=str(item.get("clientId") or ""),
+                  status=str(status or "received").lower(), code=code, event_at=str(item.get("eventAt") or ""),
+                  message=None if message is None else str(message), sender=str(item.get("from") or ""),
+                  to=str(item.get("to") or ""))
+
+
+def status_class(status: str) -> str:
+    """``d`` for delivered, ``u`` for a final failure, ``""`` for anything not final."""
+    if status in DELIVERED:
+        return "d"
+    return "u" if status in UNDELIVERED else ""
+
+
+class DeliveryBook:
+    """Applies delivery reports to Redis; one instance per process."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis: Any = client
+        self.keys = keys
+        self._apply = client.register_script(_APPLY)
+
+    def apply(self, report: Report) -> str:
+        """Apply one delivery report; returns what happened (see ``_APPLY``, plus ``held``, ``foreign``)."""
+        where = parse_client_id(report.client_id)
+        if where is None:
+            return "foreign"
+        cid, n, index = where
+        keys = [self.keys.campaign(cid), self.keys.delivery(cid, n), self.keys.ledger(cid, n)]
+        args: list[str | int] = [index, report.status, report.event_at, report.code, status_class(report.status),
+                report.instasent_id]
+        outcome = str(self._apply(keys=keys, args=args).decode())
+        if outcome == "missing":
+            self.hold(report)
+            return "held"
+        return outcome
+
+    def hold(self, report: Report) -> None:
+        """Keep a report whose campaign is unknown here, to apply it when it can be."""
+        key = self.keys.dlr_held()
+        self.redis.hset(key, f"{report.client_id}|{report.status}|{report.event_at}",
+                        orjson.dumps(_as_dict(report)))
+        self.redis.expire(key, HOLD_TTL_S)
+
+    def retry_held(self) -> int:
+        """Apply held reports whose campaign now exists; returns how many were applied."""
+        applied = 0
+        for field, raw in self.redis.hgetall(self.keys.dlr_held()).items():
+            report = Report(**orjson.loads(raw))
+            where = parse_client_id(report.client_id)
+            if where and self.redis.exists(self.keys.campaign(where[0])):
+                self.redis.hdel(self.keys.dlr_held(), field)
+                self.apply(report)
+                applied += 1
+        return applied
+
+
+def _as_dict(report: Report) -> dict[str, Any]:
+    return {name: getattr(report, name) for name in Report.__slots__}

@@ -1,0 +1,180 @@
+"""``dispatcher demo`` (``make run``): one real campaign end to end on this machine.
+
+It uses ``REDIS_URL`` when a server answers there, else starts a private ``redis-server``; starts
+the sandbox (with a few injected faults, so retries and reconciliation show), two Celery worker
+processes and Flower, all on loopback; preflights and submits the example list; shows the live
+progress bar; prints the summary and writes the report. Everything it started is stopped on exit,
+Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from dispatcher.cli._common import connect_redis, out, redact_url
+from dispatcher.cli.campaigns import load_enqueuer, print_status, show_progress
+from dispatcher.cli.preflight import lookup_progress, print_summary
+from dispatcher.dev.services import (
+    Service,
+    ensure_redis,
+    free_port,
+    start_beat,
+    start_flower,
+    start_sandbox,
+    start_webhook,
+    start_worker,
+)
+from dispatcher.errors import InputError
+from dispatcher.instasent.client import InstasentClient
+from dispatcher.keys import Keys
+from dispatcher.preflight.check import PreflightOptions, run_preflight
+from dispatcher.sending import campaigns
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.report import build_report, write_report
+from dispatcher.sending.store import CampaignStore
+from dispatcher.settings import DEFAULT_REDIS_URL, Settings
+
+#: Token shared by the demo's sandbox and workers (a local, throwaway value).
+DEMO_TOKEN = "demo-token"
+#: Where the demo writes its logs and report.
+OUT_DIR = Path("out")
+#: The demo message: every column it names is in ``examples/campaign.csv``.
+DEMO_TEXT = "Hola {name}! Tu código {code} te da un 20% en nuestra tienda de {city}. Responde STOP para baja."
+#: Requests per minute per endpoint, for the sandbox and the workers alike.
+DEMO_RATE_LIMIT = 1200
+
+
+def _port_or_free(port: int) -> int:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) != 0:
+            return port
+    return free_port()
+
+
+@contextlib.contextmanager
+def _services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    try:
+        yield started
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port: int = 5555,
+             keep_running: bool = False, schedule: bool = False) -> None:
+    """Run the demo campaign; see the module docstring.
+
+    Raises:
+        InputError: when the example file is missing.
+    """
+    path = Path(file)
+    if not path.exists():
+        raise InputError(f"{file} does not exist; run the demo from the repository root.")
+    logs = OUT_DIR / "demo-logs"
+    with _services() as started:
+        out.print("[bold]dispatcher demo[/]: starting Redis, the Instasent sandbox, workers and Flower...")
+        redis_url, redis_service = ensure_redis(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, log_dir=logs)
+        if redis_service:
+            started.append(redis_service)
+        secret = secrets.token_urlsafe(24)
+        receiver = start_webhook({"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsp-demo",
+                                  "DISPATCHER_WEBHOOK_SECRET": secret}, log_dir=logs)
+        started.append(receiver)
+        sandbox = start_sandbox("--rate-limit", str(DEMO_RATE_LIMIT), "--error-rate", "0.03",
+                                "--error-after-accept-rate", "0.03", "--seed", "7", "--latency-ms", "40",
+                                "--dlr-url", f"{receiver.url}/dlr/{secret}", "--dlr-delay-s", "0.3",
+                                "--dlr-failed-rate", "0.04", "--dlr-expired-rate", "0.02",
+                                "--dlr-duplicate-rate", "0.1", "--dlr-early-rate", "0.05",
+                                token=DEMO_TOKEN, log_dir=logs)
+        started.append(sandbox)
+        env = {"REDIS_URL": redis_url, "INSTASENT_TOKEN": DEMO_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
+               "DISPATCHER_RATE_LIMIT": str(DEMO_RATE_LIMIT), "DISPATCHER_KEY_PREFIX": "dsp-demo",
+               "DISPATCHER_RETRY_BACKOFF": "0.2", "DISPATCHER_RECONCILE_DELAY": "0.5",
+               "DISPATCHER_QUEUE_WINDOW": "4", "CELERY_BROKER_URL": redis_url}
+        os.environ.update(env)
+        started.append(start_worker(env, concurrency=workers, events=True, log_dir=logs))
+        flower = start_flower(env, port=_port_or_free(flower_port), log_dir=logs)
+        started.append(flower)
+        out.print(f"Redis {redact_url(redis_url)} · sandbox {sandbox.url} · {workers} worker processes · "
+                  f"Flower {flower.url} · delivery reports to {receiver.url}/dlr/<secret>")
+        settings = Settings.from_env(env_file=None)
+        _campaign(settings, path, flower.url)
+        if schedule:
+            started.append(start_beat(env, log_dir=logs))
+            _schedule(settings, path)
+        if keep_running:
+            out.print(f"Flower stays up at {flower.url} until you press Ctrl-C.")
+            with contextlib.suppress(KeyboardInterrupt):
+                flower.process.wait()
+
+
+def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
+    client = connect_redis(settings)
+    keys = Keys(settings.key_prefix)
+    store, ops = CampaignStore(client, keys), BatchOps(client, keys)
+    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES").validated()
+    with InstasentClient.from_settings(settings) as api, lookup_progress() as progress:
+        result = run_preflight(path, options, settings=settings, redis=client, client=api, progress=progress)
+    print_summary(result)
+    cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
+                                     options=options, name="demo: spring offer")
+    out.print(f"\nSubmitted campaign [bold]{cid}[/]; sending...")
+    info = show_progress(store, cid)
+    out.print("Waiting for the delivery reports...")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = store.get(cid)
+        if info.delivery["delivered"] + info.delivery["undelivered"] >= info.counts["sent"]:
+            break
+        time.sleep(0.3)
+    print_status(info)
+    OUT_DIR.mkdir(exist_ok=True)
+    report_path = OUT_DIR / f"demo-report-{cid}.csv"
+    write_report(build_report(store, cid), report_path)
+    out.print(f"Report: {report_path} (one row per message) · Flower: {flower_url} · "
+              f"logs in {OUT_DIR / 'demo-logs'}")
+
+
+def _schedule(settings: Settings, path: Path, every_s: float = 8.0, firings: int = 2) -> None:
+    """Add a recurring campaign, let beat fire it ``firings`` times, show the schedule list, remove it."""
+    import importlib
+
+    from dispatcher.cli.schedule import list_schedules
+    from dispatcher.sending.schedules import ScheduleDef, ScheduleStore
+
+    glue = importlib.import_module("tasks.schedules")  # the Celery side, imported by name
+    client = connect_redis(settings)
+    keys = Keys(settings.key_prefix)
+    schedules, store = ScheduleStore(client, keys), CampaignStore(client, keys)
+    definition = ScheduleDef(name="demo-recurring", file=str(path.resolve()), every_s=every_s,
+                             options={"text": DEMO_TEXT, "sender": "DEMOSHOP", "country": "ES"},
+                             window="00:00-23:59", expire_after_s=3600).validated()
+    schedules.save(definition)
+    glue.save_entry(definition)
+    out.print(f"\n[bold]Recurring campaign[/]: schedule {definition.name} fires every {every_s:g} s "
+              f"(beat + redbeat); waiting for {firings} firings...")
+    try:
+        deadline = time.monotonic() + every_s * (firings + 4)
+        while time.monotonic() < deadline:
+            created = [r for r in schedules.runs(definition.name) if r.outcome == "created"]
+            if len(created) >= firings and all(store.get(r.campaign).state == "completed" for r in created):
+                break
+            time.sleep(0.5)
+        list_schedules(as_json=False)
+        for run in reversed(schedules.runs(definition.name)):
+            detail = ""
+            if run.campaign:
+                info = store.get(run.campaign)
+                detail = f"campaign {run.campaign}: {info.state}, {info.counts['sent']} sent"
+            out.print(f"  firing at {time.strftime('%H:%M:%S', time.localtime(run.at))}: {run.outcome} "
+                      f"{detail or run.reason}")
+    finally:
+        schedules.remove(definition.name)
+        glue.delete_entry(definition.name)

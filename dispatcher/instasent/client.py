@@ -1,0 +1,382 @@
+"""A synchronous client for Instasent's Transactional API.
+
+One ``httpx.Client`` (one connection pool, timeouts always set) is shared by every call and is
+safe to use from several threads. Every httpx error and every non-2xx status is translated into
+the project's exception tree in exactly one place, :func:`_translate_transport_error` and
+:func:`_raise_for_status`, which keep apart "nothing was sent" and "it may have been processed".
+The token lives only in the ``Authorization`` header: never in a URL, a repr, a log line or an
+exception message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+from dispatcher.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    ConnectionFailed,
+    InsufficientFunds,
+    NotFound,
+    OutcomeUnknown,
+    PayloadTooLarge,
+    RateLimited,
+    RequestRejected,
+)
+from dispatcher.instasent.models import Account, BulkResult, Lookup, Price, RateLimitInfo, RejectedItem, Sms, SmsItem
+from dispatcher.settings import Secret, Settings
+
+log = logging.getLogger(__name__)
+
+#: Most items Instasent takes in one ``POST /sms/bulk``.
+MAX_BULK_ITEMS = 100
+#: Most entities Instasent returns per page of a list.
+MAX_PER_PAGE = 100
+
+
+class InstasentClient:
+    """Speak Instasent's Transactional API over one pooled, timed-out HTTP client.
+
+    ``rate_limits`` maps an endpoint (``"POST /sms/bulk"``) to the latest ``X-RateLimit-*``
+    headers seen for it; ``last_rate_limit`` is the latest overall.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: Secret | str,
+        base_url: str,
+        timeout: httpx.Timeout | None = None,
+        max_connections: int = 64,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        secret = token if isinstance(token, Secret) else Secret(token)
+        if not secret:
+            raise ConfigurationError("INSTASENT_TOKEN is not set: export it with your Instasent API token.")
+        if not all("!" <= char <= "~" for char in secret.reveal()):
+            # httpx would fail later with an error that quotes the whole header, token included.
+            raise ConfigurationError("INSTASENT_TOKEN holds a character no API token has (a space, a control or "
+                                     "a non-ASCII character); check its value.")
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Bearer {secret.reveal()}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "User-Agent": "dispatcher/0.1",
+            },
+            timeout=timeout or httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.rate_limits: dict[str, RateLimitInfo] = {}
+        self.last_rate_limit: RateLimitInfo | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> InstasentClient:
+        """Build a client from settings.
+
+        Raises:
+            ConfigurationError: when ``INSTASENT_TOKEN`` is missing.
+        """
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.read_timeout_s,
+            write=settings.write_timeout_s,
+            pool=settings.connect_timeout_s,
+        )
+        return cls(token=Secret(settings.require_token()), base_url=settings.instasent_base_url,
+                   timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"InstasentClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> InstasentClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- SMS --------------------------------------------------------------------------------
+    def send_bulk(self, items: Sequence[SmsItem]) -> BulkResult:
+        """``POST /sms/bulk`` with 1..100 items; results matched back to input by ``clientId``.
+
+        Raises:
+            ValueError: with no items, more than 100, or items without a unique ``clientId``.
+            DispatcherError: see the module docstring for the mapping.
+        """
+        if not 1 <= len(items) <= MAX_BULK_ITEMS:
+            raise ValueError(f"a bulk takes 1..{MAX_BULK_ITEMS} items, got {len(items)}")
+        by_id = {item.client_id: item for item in items}
+        if len(by_id) != len(items) or "" in by_id:
+            raise ValueError("every bulk item needs a unique, non-empty clientId")
+        body = self._request("POST", "/sms/bulk", [item.to_wire() for item in items])
+        return _match_bulk(body, items)
+
+    def send(self, item: SmsItem) -> Sms:
+        """``POST /sms`` with one item; returns the accepted SMS."""
+        return Sms.from_wire(_entity(self._request("POST", "/sms", item.to_wire())))
+
+    def get_sms(self, sms_id: str) -> Sms:
+        """``GET /sms/{id}``.
+
+        Raises:
+            NotFound: when Instasent does not know the id.
+        """
+        return Sms.from_wire(_entity(self._request("GET", f"/sms/{_path_part(sms_id)}")))
+
+    def list_sms(self, page: int = 1, per_page: int = MAX_PER_PAGE,
+                 client_ids: Sequence[str] = ()) -> list[Sms]:
+        """One page of ``GET /sms`` (newest first), optionally filtered by ``clientId``.
+
+        The ``clientId`` filter is this project's convention (the sandbox honours it); callers must
+        still match results by ``clientId`` themselves, as a server may ignore the filter.
+        """
+        params: list[tuple[str, str | int | float | bool | None]] = [("page", page), ("per_page", per_page)]
+        params += [("clientId", cid) for cid in client_ids]
+        return [Sms.from_wire(e) for e in _entities(self._request("GET", "/sms", params=params))]
+
+    def find_by_client_ids(self, client_ids: Sequence[str], max_pages: int = 20) -> dict[str, Sms]:
+        """Find accepted messages by ``clientId``: ``{clientId: Sms}`` for those Instasent has.
+
+        Asks for at most 100 ids per request and follows pages while they come back full.
+        """
+        wanted = set(client_ids)
+        found: dict[str, Sms] = {}
+        ordered = list(dict.fromkeys(client_ids))
+        for start in range(0, len(ordered), MAX_PER_PAGE):
+            chunk = ordered[start:start + MAX_PER_PAGE]
+            for page in range(1, max_pages + 1):
+                entities = self.list_sms(page=page, per_page=MAX_PER_PAGE, client_ids=chunk)
+                for sms in entities:
+                    if sms.client_id in wanted:
+                        found.setdefault(sms.client_id, sms)
+                if len(entities) < MAX_PER_PAGE or all(cid in found for cid in chunk):
+                    break
+        return found
+
+    # -- lookups ----------------------------------------------------------------------------
+    def lookup(self, to: str) -> Lookup:
+        """``POST /lookup``: an HLR lookup of one E.164 number."""
+        return Lookup.from_wire(_entity(self._request("POST", "/lookup", {"to": to})))
+
+    def get_lookup(self, lookup_id: str) -> Lookup:
+        """``GET /lookup/{id}``."""
+        return Lookup.from_wire(_entity(self._request("GET", f"/lookup/{_path_part(lookup_id)}")))
+
+    def list_lookups(self, page: int = 1, per_page: int = MAX_PER_PAGE) -> list[Lookup]:
+        """One page of ``GET /lookup`` (newest first)."""
+        body = self._request("GET", "/lookup", params=[("page", page), ("per_page", per_page)])
+        return [Lookup.from_wire(e) for e in _entities(body)]
+
+    # -- account and prices -----------------------------------------------------------------
+    def account(self) -> Account:
+        """``GET /organization/account``: the available balance and its currency."""
+        entity = _entity(self._request("GET", "/organization/account"))
+        try:
+            return Account(available=float(entity["available"]), currency=str(entity.get("currency", "")))
+        except (KeyError, TypeError, ValueError):
+            raise OutcomeUnknown("Instasent's account answer has no readable balance.") from None
+
+    def sms_prices(self) -> list[Price]:
+        """``GET /sms/price-profile/me/countries``: price per message part, per country."""
+        return _prices(self._request("GET", "/sms/price-profile/me/countries"))
+
+    def lookup_prices(self) -> list[Price]:
+        """``GET /lookup/price-profile/me/countries``: price per lookup, per country."""
+        return _prices(self._request("GET", "/lookup/price-profile/me/countries"))
+
+    # -- the one place where HTTP becomes our errors -----------------------------------------
+    def _request(self, method: str, path: str, payload: Any = None,
+                 params: list[tuple[str, str | int | float | bool | None]] | None = None) -> Any:
+        endpoint = f"{method} {_endpoint_name(path)}"
+        content = None if payload is None else orjson.dumps(payload)
+        with _translate_transport_error(endpoint):
+            response = self._http.request(method, path, content=content, params=params)
+        self._remember_rate_limit(endpoint, response)
+        _raise_for_status(endpoint, response)
+        log.debug("instasent %s -> %d", endpoint, response.status_code)
+        if not response.content:
+            return {}
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise OutcomeUnknown(f"Instasent answered {endpoint} with a body that is not JSON.",
+                                 response.status_code) from None
+
+    def _remember_rate_limit(self, endpoint: str, response: httpx.Response) -> None:
+        info = parse_rate_limit(response.headers)
+        if info is not None:
+            self.rate_limits[endpoint] = info
+            self.last_rate_limit = info
+
+
+def parse_rate_limit(headers: httpx.Headers) -> RateLimitInfo | None:
+    """Read ``X-RateLimit-Limit/Remaining/Reset``; None when absent or unreadable."""
+    reset = _parse_reset(headers)
+    try:
+        limit, remaining = int(headers["x-ratelimit-limit"]), int(headers["x-ratelimit-remaining"])
+    except (KeyError, ValueError):
+        return None
+    return None if reset is None else RateLimitInfo(limit=limit, remaining=remaining, reset=reset)
+
+
+def _parse_reset(headers: httpx.Headers) -> float | None:
+    """``X-RateLimit-Reset`` as Unix seconds; None when absent or not a plausible time."""
+    try:
+        reset = float(headers["x-ratelimit-reset"])
+    except (KeyError, ValueError):
+        return None
+    return reset if math.isfinite(reset) and 0 <= reset < 1e11 else None
+
+
+@contextlib.contextmanager
+def _translate_transport_error(endpoint: str) -> Iterator[None]:
+    """Map httpx's transport errors to ours, by whether the request can have reached Instasent."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
+        raise ConnectionFailed(f"Instasent could not be reached for {endpoint} ({type(exc).__name__}); "
+                               "nothing was sent.") from exc
+    except (httpx.WriteError, httpx.WriteTimeout) as exc:
+        # The request body never fully left this machine, so Instasent cannot have acted on it.
+        raise ConnectionFailed(f"sending {endpoint} to Instasent failed part-way ({type(exc).__name__}); "
+                               "nothing was processed.") from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ConfigurationError(f"INSTASENT_BASE_URL cannot be used for {endpoint}: {exc}.") from exc
+    except httpx.LocalProtocolError as exc:
+        # Its message may quote a request header, i.e. the token: name the error only.
+        raise ConfigurationError(f"the request for {endpoint} could not be formed ({type(exc).__name__}); "
+                                 "check INSTASENT_BASE_URL and INSTASENT_TOKEN.") from None
+    except httpx.TransportError as exc:
+        # Read timeouts, dropped connections, protocol errors after the body was written.
+        raise OutcomeUnknown(f"Instasent did not answer {endpoint} ({type(exc).__name__}); "
+                             "it may have been processed.") from exc
+    except httpx.HTTPError as exc:
+        raise OutcomeUnknown(f"the answer to {endpoint} could not be read ({type(exc).__name__}).") from exc
+
+
+def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
+    """Raise the project's error for a non-2xx response."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = _error_message(response)
+    suffix = f": {detail}" if detail else ""
+    if status == 429:
+        reset_at = _parse_reset(response.headers)
+        wait = f" until {time.strftime('%H:%M:%S', time.localtime(reset_at))}" if reset_at else ""
+        raise RateLimited(f"Instasent's rate limit for {endpoint} is reached; wait{wait}.", reset_at)
+    if status in (401, 403):
+        raise AuthenticationFailed(f"Instasent refused the token ({status}){suffix}; check INSTASENT_TOKEN.")
+    if status == 402:
+        raise InsufficientFunds(f"Instasent says the balance is too low for {endpoint} (402){suffix}; "
+                                "top up the account, then resume.")
+    if status == 404:
+        raise NotFound(f"Instasent does not know {endpoint} (404){suffix}.", status)
+    if status == 413:
+        raise PayloadTooLarge(f"Instasent says {endpoint} is too large (413){suffix}.", status)
+    if status == 408:
+        raise ConnectionFailed(f"Instasent timed out waiting for {endpoint} (408); nothing was processed.")
+    if status >= 500:
+        raise OutcomeUnknown(f"Instasent failed on {endpoint} ({status}){suffix}; it may have been processed.",
+                             status)
+    if 300 <= status < 400:
+        raise ConfigurationError(f"Instasent redirected {endpoint} ({status}); check INSTASENT_BASE_URL.")
+    raise RequestRejected(f"Instasent rejected {endpoint} ({status}){suffix}.", status)
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The ``message`` of a JSON error body, shortened; empty when there is none."""
+    try:
+        body = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:200] if message else ""
+
+
+def _endpoint_name(path: str) -> str:
+    """A path with ids replaced, for rate-limit bookkeeping: ``/sms/abc`` -> ``/sms/{id}``."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 2 and parts[0] in {"sms", "lookup"} and parts[1] != "bulk":
+        return f"/{parts[0]}/{{id}}"
+    return "/" + "/".join(parts)
+
+
+def _path_part(value: str) -> str:
+    if not value or value in {".", ".."} or "/" in value or "?" in value or "#" in value:
+        raise ValueError(f"not an Instasent id: {value!r}")
+    return value
+
+
+def _entity(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict) and isinstance(body.get("entity"), dict):
+        return dict(body["entity"])
+    if isinstance(body, dict) and "id" in body:
+        return dict(body)
+    raise OutcomeUnknown("Instasent's answer has no entity.")
+
+
+def _entities(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and isinstance(body.get("entities"), list):
+        return [e for e in body["entities"] if isinstance(e, dict)]
+    if isinstance(body, list):
+        return [e for e in body if isinstance(e, dict)]
+    raise OutcomeUnknown("Instasent's answer has no list of entities.")
+
+
+def _prices(body: Any) -> list[Price]:
+    prices = []
+    for e in _entities(body):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            prices.append(Price(country=str(e["country"]).upper(), prefix=str(e.get("prefix", "")),
+                                price=float(e["price"]), currency=str(e.get("currency", ""))))
+    return prices
+
+
+def _match_bulk(body: Any, items: Sequence[SmsItem]) -> BulkResult:
+    """Match a bulk answer to the input: by ``clientId`` first, by index for errors without one."""
+    if not isinstance(body, dict):
+        raise OutcomeUnknown("Instasent's bulk answer is not an object; the batch may have been accepted.")
+    known = {item.client_id for item in items}
+    result = BulkResult()
+    for raw in body.get("entities") or []:
+        sms = Sms.from_wire(raw) if isinstance(raw, dict) else None
+        if sms is not None and sms.client_id in known:
+            result.accepted[sms.client_id] = sms
+        else:
+            result.unmatched.append(raw if isinstance(raw, dict) else {"value": raw})
+    for raw in body.get("errors") or []:
+        if not isinstance(raw, dict):
+            continue
+        cid = raw.get("clientId")
+        index = raw.get("index")
+        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(items):
+            cid = items[index].client_id  # by position only when the entry names no clientId
+        errors = raw.get("errors") if isinstance(raw.get("errors"), dict) else {"item": [str(raw)]}
+        rejected = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
+                                errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+                                        for k, v in (errors or {}).items()},
+                                index=index if isinstance(index, int) else None)
+        if cid in known and cid not in result.accepted:
+            result.rejected[str(cid)] = rejected
+        else:
+            result.unmatched.append(raw)
+    return result

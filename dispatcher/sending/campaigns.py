@@ -1,0 +1,124 @@
+"""Campaign operations: submit, pause, resume, cancel.
+
+The queue is reached through an :class:`Enqueuer` passed in (the Celery one lives in
+``tasks.enqueue``), so this module, like the rest of ``dispatcher``, never imports Celery.
+Fan-out is windowed: a campaign keeps at most ``queue_window`` batches queued, and each batch
+that settles reserves the next ones (see ``dispatcher.sending.batches``), so a million-message campaign
+never floods the broker and pause, cancel and other campaigns stay responsive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import pandas as pd
+
+from dispatcher.preflight.check import PreflightOptions, PreflightResult, check_budget
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.lifecycle import State
+from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.windows import Window, zones_for
+from dispatcher.settings import Settings
+
+
+class Enqueuer(Protocol):
+    """Puts batch tasks on the queue."""
+
+    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
+        """Queue one task per batch number."""
+
+
+def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *, name: str,
+           messages: pd.DataFrame, cost: float = 0.0, currency: str = "", options: dict[str, Any] | None = None,
+           preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = (),
+           send_window: Window | None = None, expire_after_s: float | None = None,
+           now: float | None = None) -> str:
+    """Store a prepared campaign and queue its first window of batches; returns the campaign id.
+
+    With a ``send_window``, messages are grouped by their numbers' time zones so that every batch
+    is homogeneous; ``expire_after_s`` (seconds from now) turns what is unsent by then ``expired``.
+    """
+    zones = None
+    if send_window is not None and len(messages):
+        keys = [",".join(zones_for(to)) for to in messages["to"].tolist()]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order within a zone
+        messages = messages.iloc[order].reset_index(drop=True)
+        zones = [keys[i] for i in order]
+    expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
+    cid = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
+                       options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
+                       zones=zones)
+    store.store_rejects(cid, rejects)
+    enqueuer.enqueue(cid, ops.reserve(cid))
+    return cid
+
+
+def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
+                     result: PreflightResult, options: PreflightOptions, name: str,
+                     send_window: Window | None = None, expire_after_s: float | None = None) -> str:
+    """Submit what a preflight accepted, after the same budget guard the preflight applies.
+
+    Raises:
+        BudgetExceeded: when the cost exceeds the balance or ``options.max_cost``.
+    """
+    check_budget(result, options.max_cost)
+    recorded_options = {"file": result.file, "text": options.text, "text_column": options.text_column,
+                        "sender": options.sender, "country": options.country, "hlr": options.hlr}
+    return submit(store, ops, enqueuer, settings, name=name, messages=result.messages, cost=result.cost,
+                  currency=result.currency, options=recorded_options,
+                  preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
+                  rejects=[r.to_json() for r in result.rejects] if result.rejects else [],
+                  send_window=send_window, expire_after_s=expire_after_s)
+
+
+def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:
+    """Pause a campaign: batches not yet claimed stay unsent until ``resume``. Returns the old state."""
+    return store.transition(cid, State.PAUSED, reason)
+
+
+def resume(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, cid: str) -> list[int]:
+    """Resume a paused or failed campaign, or recover one whose workers died.
+
+    Re-queues every batch that was reserved and is not done (an extra task for a batch is
+    harmless: the claim lets one through), then tops the window up. Safe to run twice.
+    Returns the batch numbers queued.
+    """
+    info = store.get(cid)
+    if info.state != State.COMPLETED.value:
+        store.transition(cid, State.RUNNING, "")
+    store.redis.hset(store.keys.campaign(cid), "consec_fail", 0)
+    numbers = list(range(info.enqueued))
+    states = store.batch_states(cid, numbers)
+    open_batches = ops.reopen(cid, [n for n, st in zip(numbers, states, strict=True) if st != "d"])
+    queued = open_batches + list(ops.reserve(cid))
+    enqueuer.enqueue(cid, queued)
+    return queued
+
+
+def cancel(store: CampaignStore, ops: BatchOps, cid: str, ttl_s: int) -> int:
+    """Cancel a campaign: every message nobody is sending becomes ``cancelled``. Returns how many.
+
+    A batch in flight finishes (its messages may already be with Instasent); a batch whose
+    outcome is unknown is reconciled by its task and never resent.
+    """
+    store.transition(cid, State.CANCELLED, "cancelled by user")
+    cancelled = ops.cancel(cid, range(store.get(cid).batches))
+    store.expire(cid, ttl_s)
+    return cancelled
+
+
+def release_parked(ops: BatchOps, enqueuer: Enqueuer, now: float | None = None) -> int:
+    """Queue every batch whose send window has opened (or whose campaign expired); returns how many.
+
+    Called periodically (``dispatcher.release_windows`` on beat): batches never wait in the broker
+    with a long countdown, which the Redis transport would redeliver after its visibility timeout.
+    """
+    released = ops.release_due(time.time() if now is None else now)
+    by_campaign: dict[str, list[int]] = {}
+    for cid, n in released:
+        by_campaign.setdefault(cid, []).append(n)
+    for cid, numbers in by_campaign.items():
+        enqueuer.enqueue(cid, numbers)
+    return len(released)

@@ -1,0 +1,120 @@
+"""One rate limiter in Redis, shared by every worker process on every host.
+
+Each lane (one Instasent endpoint) is a GCRA ("generic cell rate algorithm") with no burst: a
+request may go when the lane's theoretical arrival time has come, which spaces requests exactly
+``60 / limit`` seconds apart across all workers. Unlike a token bucket, that spacing can never put
+more than ``limit`` requests in any minute, whichever minute Instasent counts in, so we aim a hair
+under the limit (``HEADROOM``) only to absorb network jitter. An optional second GCRA caps
+messages per second. When Instasent answers 429 or ``X-RateLimit-Remaining`` reaches 0, the
+lane is paused until ``X-RateLimit-Reset`` for every worker at once.
+
+All time comes from the Redis server's clock (``TIME``), so hosts with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+from dispatcher.instasent.models import RateLimitInfo
+from dispatcher.keys import Keys
+
+#: Share of the configured limit we aim for: spacing jitter must not tip a minute over it.
+HEADROOM = 0.98
+
+# KEYS[1] request TAT, KEYS[2] message TAT, KEYS[3] lane pause (Unix µs)
+# ARGV[1] µs between requests, ARGV[2] µs per message (0: none), ARGV[3] messages in this request
+# Returns 0 when a slot was taken, else the µs to wait before asking again.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+if paused > now then return paused - now end
+local req_step = tonumber(ARGV[1])
+local msg_step = tonumber(ARGV[2]) * tonumber(ARGV[3])
+local req_tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local msg_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
+local wait = math.max(req_tat - now, msg_tat - now)
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], string.format('%d', req_tat + req_step), 'PX', 120000)
+if msg_step > 0 then
+  redis.call('SET', KEYS[2], string.format('%d', msg_tat + msg_step), 'PX', 120000)
+end
+return 0
+"""
+
+# KEYS[1] lane pause; ARGV[1] pause until (Unix µs). Only ever extends a pause.
+_PAUSE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local target = tonumber(ARGV[1])
+if target > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(1, math.floor((target - current) / 1000) + 1000))
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """A rate-limited lane: ``per_minute`` requests and optionally ``messages_per_s`` messages."""
+
+    name: str
+    per_minute: int
+    messages_per_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.per_minute < 1:
+            raise ValueError("a lane needs at least one request per minute")
+        if self.messages_per_s < 0:
+            raise ValueError("messages_per_s cannot be negative")
+
+
+class RateLimiter:
+    """Shared GCRA limiter. Create one per process and call :meth:`acquire` before each request."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._acquire = client.register_script(_ACQUIRE)
+        self._pause = client.register_script(_PAUSE)
+
+    def try_acquire(self, lane: Lane, messages: int = 1) -> float:
+        """Take a slot if one is free: 0.0 when taken, else seconds to wait before trying again."""
+        req_step = int(60_000_000 / (lane.per_minute * HEADROOM))
+        msg_step = int(1_000_000 / lane.messages_per_s) if lane.messages_per_s else 0
+        keys = [self._keys.rate(lane.name), self._keys.rate(lane.name + ":msgs"), self._keys.lane_pause(lane.name)]
+        wait_us = int(self._acquire(keys=keys, args=[req_step, msg_step, messages]))
+        return wait_us / 1_000_000
+
+    def acquire(self, lane: Lane, messages: int = 1, max_wait_s: float = 10.0) -> float:
+        """Block until a slot is taken, or until waiting longer would exceed ``max_wait_s``.
+
+        Returns 0.0 when a slot was taken, else the seconds still to wait (the caller should
+        retry later rather than hold a worker).
+        """
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            wait = self.try_acquire(lane, messages)
+            if wait <= 0:
+                return 0.0
+            if time.monotonic() + wait > deadline:
+                return wait
+            time.sleep(wait)
+
+    def pause_until(self, lane: Lane, until_unix_s: float) -> None:
+        """Pause ``lane`` for every worker until ``until_unix_s`` (never shortens a pause)."""
+        self._pause(keys=[self._keys.lane_pause(lane.name)], args=[int(until_unix_s * 1_000_000)])
+
+    def observe(self, lane: Lane, info: RateLimitInfo | None) -> None:
+        """Pause the lane until the window resets when Instasent says none are left."""
+        if info is not None and info.remaining <= 0 and info.reset > time.time():
+            self.pause_until(lane, info.reset)
+
+    def paused_for(self, lane: Lane) -> float:
+        """Seconds the lane stays paused (0.0 when it is not)."""
+        raw = self._redis.get(self._keys.lane_pause(lane.name))
+        if raw is None:
+            return 0.0
+        return max(0.0, int(raw) / 1_000_000 - time.time())

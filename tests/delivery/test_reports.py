@@ -1,0 +1,139 @@
+"""Applying delivery reports, opt-outs and reconciliation, in process against real Redis."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import redis
+
+from dispatcher.delivery.optout import handle_optout, inbound_messages, is_stop, keep_inbound
+from dispatcher.delivery.reconcile import reconcile
+from dispatcher.delivery.reports import DeliveryBook, Report, parse_reports
+from dispatcher.errors import InputError
+from dispatcher.keys import Keys
+from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.sending import campaigns, ledger
+from dispatcher.sending.attempt import Sender, send_batch
+from tests.fakes import FakeInstasent
+from tests.sending.test_windows import Queue
+
+
+def frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"row": range(2, n + 2), "to": [f"+3460000{i:04d}" for i in range(n)], "text": ["x"] * n,
+                         "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n,
+                         "country": ["ES"] * n})
+
+
+def report(cid: str, index: int, status: str = "delivered", at: str = "2026-11-23T10:00:00Z") -> Report:
+    return Report(instasent_id=f"i{index}", client_id=f"{cid}-0-{index}", status=status, code=0, event_at=at)
+
+
+@pytest.fixture()
+def book(redis_client: redis.Redis) -> DeliveryBook:
+    return DeliveryBook(redis_client, Keys("dsptest"))
+
+
+def test_a_report_twice_changes_nothing_the_second_time(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
+    assert book.apply(report(cid, 0)) == "applied+sent"
+    assert book.apply(report(cid, 0)) == "duplicate"
+    info = sender.store.get(cid)
+    assert (info.delivery["delivered"], info.counts["sent"]) == (1, 1)
+
+
+def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: Sender, book: DeliveryBook,
+                                                                        fake: FakeInstasent) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
+    sender.ops.reserve(cid)
+    book.apply(report(cid, 1, "failed"))  # before the batch was even sent
+    send_batch(sender, cid, 0)
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.delivery["undelivered"], info.state) == (3, 1, "completed")
+
+
+def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
+    book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:00Z"))
+    book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
+    assert book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:01Z")) == "stale"
+    book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:09Z"))
+    info = sender.store.get(cid)
+    assert info.delivery == {"delivered": 1, "undelivered": 0}
+    assert sender.store.deliveries(cid, 0)[0][0] == "delivered"
+
+
+def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: Sender, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(2), window=4)
+    sender.ops.record(cid, 0, [(0, ledger.encode("unknown", 1)), (1, ledger.encode("rejected", 1, "bad"))],
+                      otherwise="u")
+    book.apply(report(cid, 0))
+    book.apply(report(cid, 1))
+    counts = sender.store.get(cid).counts
+    assert (counts["sent"], counts["unknown"], counts["rejected"]) == (1, 0, 1)
+
+
+def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: Sender, book: DeliveryBook) -> None:
+    assert book.apply(report("feedbeef00", 0)) == "held"
+    assert book.retry_held() == 0
+    cid = sender.store.create("x", frame(1), window=4)
+    book.redis.hset(book.keys.dlr_held(), "other", book.redis.hget(book.keys.dlr_held(),
+                                                                   next(iter(book.redis.hkeys(book.keys.dlr_held())))))
+    book.redis.hdel(book.keys.dlr_held(), next(k for k in book.redis.hkeys(book.keys.dlr_held()) if k != b"other"))
+    # Rewrite the held report to name the campaign that now exists.
+    raw = book.redis.hget(book.keys.dlr_held(), "other").replace(b"feedbeef00", cid.encode())
+    book.redis.hset(book.keys.dlr_held(), "other", raw)
+    assert book.retry_held() == 1
+    assert sender.store.get(cid).delivery["delivered"] == 1
+
+
+def test_a_stop_report_and_an_inbound_stop_word_suppress_the_number(sender: Sender, redis_client: redis.Redis) -> None:
+    keys = Keys("dsptest")
+    cid = sender.store.create("x", frame(2), window=4)
+    handle_optout(redis_client, keys, report(cid, 1, "stop"))
+    inbound = Report("", f"{cid}-0-0", "received", 0, "2026-11-23T10:00:00Z", message="Baja, gracias",
+                     sender="+34600000000")
+    handle_optout(redis_client, keys, inbound)
+    keep_inbound(redis_client, keys, inbound)
+    suppressed = SuppressionList(redis_client, keys)
+    assert "+34600000001" in suppressed and "+34600000000" in suppressed
+    assert inbound_messages(redis_client, keys, cid)[0]["stop"] is True
+    assert is_stop("STOP") and is_stop(" stop please") and not is_stop("no stop")
+
+
+def test_a_number_suppressed_after_the_preflight_is_skipped_at_send_time(sender: Sender,
+                                                                          redis_client: redis.Redis) -> None:
+    cid = sender.store.create("x", frame(5), window=4)
+    sender.ops.reserve(cid)
+    SuppressionList(redis_client, Keys("dsptest")).add(["+34600000003"])
+    send_batch(sender, cid, 0)
+    counts = sender.store.get(cid).counts
+    assert (counts["sent"], counts["suppressed"]) == (4, 1)
+
+
+def test_reconcile_resolves_unknowns_and_resends_only_what_was_never_accepted(
+        sender: Sender, book: DeliveryBook, fake: FakeInstasent) -> None:
+    queue = Queue()
+    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="x", messages=frame(10))
+    queue.items.clear()
+    # A batch whose every answer was lost and whose retries gave up: all ten messages unknown,
+    # of which Instasent really accepted six.
+    assert sender.ops.claim(cid, 0, lease_s=0).claimed
+    sender.ops.record(cid, 0, [(i, ledger.encode("unknown", 3, "timed out")) for i in range(10)], otherwise="u",
+                      give_up=True)
+    fake.accepted = {f"{cid}-0-{i}": 1 for i in range(6)}
+    info = sender.store.get(cid)
+    assert info.counts["unknown"] == 10 and info.state == "completed"
+    result = reconcile(sender.store, sender.ops, book, queue, cid, grace_s=0)
+    assert result.batches == [0]
+    queue.drain(sender, [], fake)
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["unknown"]) == (10, 0)
+    assert set(fake.accepted.values()) == {1}
+
+
+def test_malformed_reports_are_input_errors() -> None:
+    for body in (b"not json", b"[1]", b'{"clientId": "a-0-0"}', b'{"status": "delivered"}',
+                 b'{"status": "delivered", "clientId": "a-0-0", "code": "x"}'):
+        with pytest.raises(InputError):
+            parse_reports(body)
+    assert len(parse_reports(b'[{"status":"delivered","clientId":"a-0-0"},{"message":"hi","from":"+1"}]')) == 2
