@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from dispatcher.errors import InputError
 from dispatcher.instasent.segments import GSM_BASIC, GSM_EXTENSION, GSM_LIMITS, UTF16_LIMITS, count_segments
-from dispatcher.preflight.loader import find_column
+from dispatcher.preflight.fileformat import find_column
 
 #: Sender length limits in characters (Instasent allows at most 11).
 SENDER_MIN, SENDER_MAX = 1, 11
