@@ -20,14 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers import PhoneMetadata
 
+from dispatcher.preflight.arrow import as_numpy, repeat, subset, texts
 from dispatcher.preflight.phone_metadata import (
     MIN_NSN,
     Settled,
-    as_numpy,
     metadata_for,
     re2_prefix,
-    repeat,
-    subset,
     validate,
 )
 from dispatcher.preflight.phones import Phone, normalise
@@ -59,7 +57,7 @@ def normalise_many(
     across calls (pass the same dict for every chunk of a file). The result equals
     ``[normalise(v, r) for v, r in zip(raw, regions)]``.
     """
-    raw = _as_large_string(raw)
+    raw = texts(raw)
     n = len(raw)
     memo = {} if memo is None else memo
     settled = _fast_path(pc.utf8_trim_whitespace(raw), _region_groups(regions, n))
@@ -81,19 +79,11 @@ def _strings(values: Iterable[str]) -> pa.Array:
     return pa.array(list(values), pa.large_string())
 
 
-def _as_large_string(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    if values.type != pa.large_string():
-        values = values.cast(pa.large_string())
-    return pc.fill_null(values, "")
-
-
 def _region_groups(regions: pa.Array | str | None, n: int) -> list[tuple[str | None, np.ndarray | None]]:
     """``[(region, row indices or None for all rows)]`` for the region-dependent parsing steps."""
     if regions is None or isinstance(regions, str):
         return [(regions or None, None)]
-    encoded = pc.dictionary_encode(_as_large_string(regions))
+    encoded = pc.dictionary_encode(texts(regions))
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     return [(code or None, np.flatnonzero(indices == i)) for i, code in enumerate(encoded.dictionary.to_pylist())]
 
@@ -101,7 +91,7 @@ def _region_groups(regions: pa.Array | str | None, n: int) -> list[tuple[str | N
 def _regions_at(regions: pa.Array | str | None, idx: np.ndarray) -> list[str | None]:
     if regions is None or isinstance(regions, str):
         return [regions or None] * len(idx)
-    return [code or None for code in _as_large_string(regions).take(pa.array(idx)).to_pylist()]
+    return [code or None for code in texts(regions).take(pa.array(idx)).to_pylist()]
 
 
 def _slow_path(raw: pa.Array, regions: list[str | None], memo: dict[tuple[str, str | None], Phone]) -> list[Phone]:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers import PhoneMetadata, PhoneNumberType
 
+from dispatcher.preflight.arrow import as_numpy, repeat, subset
 from dispatcher.preflight.phones import reason_invalid, reason_not_mobile
 
 #: phonenumbers raises below 2 national digits (before prefix stripping) and above 17 (after).
@@ -35,27 +36,6 @@ class Settled:
     e164: pa.Array
     country: pa.Array
     reason: pa.Array
-
-
-def repeat(value: str, n: int) -> pa.Array:
-    """``value`` ``n`` times, as a large-string array."""
-    return pa.repeat(pa.scalar(value, pa.large_string()), n)
-
-
-def subset(values: pa.Array, idx: np.ndarray) -> pa.Array:
-    """``values.take(idx)``, without copying when ``idx`` is every row in order."""
-    if len(idx) == len(values) and (len(idx) == 0 or (idx[0] == 0 and idx[-1] == len(idx) - 1)):
-        return values
-    return values.take(pa.array(idx))
-
-
-def as_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A boolean or integer Arrow array as numpy (nulls read as False/0)."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if values.null_count:
-        values = pc.fill_null(values, False if pa.types.is_boolean(values.type) else 0)
-    return values.to_numpy(zero_copy_only=False)
 
 
 def validate(rows: np.ndarray, nsn: pa.Array, cc: int, metadata: PhoneMetadata, *,
@@ -374,4 +354,3 @@ def _any_type(nsn: pa.Array, lengths: np.ndarray, rules: _Rules) -> np.ndarray:
         typed |= _matches(sub, sub_len, excluded)
     ok[idx] = typed
     return ok
-

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dispatcher.errors import InputError
-from dispatcher.preflight import fileformat, loader, render
+from dispatcher.preflight import arrow, fileformat, loader, render
 from dispatcher.preflight.phone_columns import normalise_many
 from dispatcher.preflight.phones import Phone, is_region, reason_unknown_country
 from dispatcher.preflight.rejects import Reject
@@ -71,15 +71,15 @@ KEPT_SCHEMA = pa.schema([("row", pa.int64()), ("to", pa.large_string()), ("count
 def judge_chunk(chunk: loader.Chunk, plan: Plan, memo: dict[tuple[str, str | None], Phone]) -> Judged:
     """Phone, text, sender and parts of every row of one chunk."""
     table = chunk.table
-    raw = _large(table.column(plan.phone))
+    raw = arrow.large_strings(table.column(plan.phone))
     regions, bad_country = _regions(table, plan)
     phones = normalise_many(raw, regions, memo)
-    phone_bad = _np_bool(pc.not_equal(phones.reason, ""))
+    phone_bad = arrow.as_numpy(pc.not_equal(phones.reason, ""))
     if plan.template is not None:
         texts = plan.template.render(table, plan.mapping)
     else:
         texts = render.column_texts(table, plan.text_column or "")
-    empty = _np_bool(pc.equal(pc.utf8_length(texts), 0))
+    empty = arrow.as_numpy(pc.equal(pc.utf8_length(texts), 0))
     senders, bad_sender = render.senders(table, plan.sender_column, plan.default_sender)
     candidate = ~(phone_bad | empty | bad_sender)
     idx = np.flatnonzero(candidate)
@@ -92,7 +92,7 @@ def judge_chunk(chunk: loader.Chunk, plan: Plan, memo: dict[tuple[str, str | Non
     take = pa.array(idx[kept_pos])
     kept = pa.table([
         pa.array(chunk.rows[idx[kept_pos]], pa.int64()), phones.e164.take(take), phones.country.take(take),
-        texts.take(take), _large(senders).take(take), pa.array(measured.parts[kept_pos], pa.int32()),
+        texts.take(take), arrow.large_strings(senders).take(take), pa.array(measured.parts[kept_pos], pa.int32()),
         pa.array(measured.unicode[kept_pos], pa.bool_()),
     ], schema=KEPT_SCHEMA)
     rejects = list(chunk.problems)
@@ -115,11 +115,11 @@ def _regions(table: pa.Table, plan: Plan) -> tuple[pa.Array | str | None, np.nda
     ``--country``) and, when there is a country column, a mask of cells that are not ISO codes."""
     if plan.country_column is None:
         return plan.default_region, None
-    cells = pc.utf8_upper(pc.utf8_trim_whitespace(_large(table.column(plan.country_column))))
+    cells = pc.utf8_upper(pc.utf8_trim_whitespace(arrow.large_strings(table.column(plan.country_column))))
     distinct = pc.unique(cells).to_pylist()
     known = pa.array([c for c in distinct if c and is_region(c)], pa.large_string())
-    valid = _np_bool(pc.is_in(cells, value_set=known))
-    blank = _np_bool(pc.equal(cells, ""))
+    valid = arrow.as_numpy(pc.is_in(cells, value_set=known))
+    blank = arrow.as_numpy(pc.equal(cells, ""))
     fallback = pa.scalar(plan.default_region or "", pa.large_string())
     regions = pc.if_else(pa.array(valid), cells, fallback)
     return regions, ~valid & ~blank
@@ -149,19 +149,3 @@ def _chunk_rejects(rows: np.ndarray, raw: pa.Array, phone_reasons: pa.Array,
     values = raw.take(take).to_pylist()
     return [Reject(row, value, reason)
             for row, value, reason in zip(rows[rejected].tolist(), values, reasons.tolist(), strict=True)]
-
-
-def _large(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    values = _combined(values)
-    return values.cast(pa.large_string()) if values.type != pa.large_string() else values
-
-
-def _combined(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    return values
-
-
-def _np_bool(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    values = _combined(values)
-    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
