@@ -8,8 +8,10 @@ delivery harmless. JSON only: task arguments are ids, never recipients or tokens
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
+from click import Option
 
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
@@ -49,7 +51,21 @@ def make_app(settings: Settings | None = None) -> Celery:
             "release-windows": {"task": "dispatcher.release_windows", "schedule": RELEASE_EVERY_S},
         },
     )
+    app.user_options["worker"].add(Option(
+        ["--in-flight"], type=int, default=0, show_default=True,
+        help="Batches in flight per worker process; 0 derives it from the rate limit and the observed latency."))
+    app.steps["worker"].add(InFlightStep)
     return app
+
+
+class InFlightStep(bootsteps.Step):
+    """Hands the worker's ``--in-flight`` option to the dispatch tasks before the pool starts."""
+
+    def __init__(self, parent: Any, in_flight: int = 0, **options: Any) -> None:
+        super().__init__(parent, **options)
+        import tasks.dispatch  # here, not at the top: tasks.dispatch imports this module
+
+        tasks.dispatch.fixed_in_flight = max(0, int(in_flight or 0))
 
 
 # httpx logs every request at INFO; a worker sends hundreds a second.

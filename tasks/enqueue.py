@@ -9,7 +9,7 @@ from celery import Celery
 
 from dispatcher.settings import Settings
 from tasks.app import app, make_app
-from tasks.dispatch import SEND_BATCH
+from tasks.dispatch import SEND_BATCHES, groups
 
 
 @lru_cache(maxsize=4)
@@ -28,9 +28,9 @@ class CeleryEnqueuer:
         self._app = _app_for((settings or Settings.from_env()).effective_broker_url)
 
     def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        """Queue ``send_batch`` for each batch number."""
+        """Queue ``send_batches`` tasks for the batch numbers, a group of them per task."""
         if not numbers:
             return
         with self._app.producer_or_acquire() as producer:
-            for n in numbers:
-                self._app.send_task(SEND_BATCH, args=(campaign_id, n), producer=producer)
+            for group in groups(list(numbers)):
+                self._app.send_task(SEND_BATCHES, args=(campaign_id, group), producer=producer)

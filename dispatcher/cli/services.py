@@ -13,14 +13,19 @@ from dispatcher.dev.services import beat_argv, flower_argv, worker_argv
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1,
+        help="Batches in flight at most (default: as many as the rate limit and the observed latency need)."),
+    pool: str = typer.Option("threads", help="Celery pool: threads (default) or prefork (one batch per process)."),
     events: bool = typer.Option(True, "--events/--no-events",
                                 help="Send task events (Flower's task views need them; they cost throughput)."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
     load_settings().require_token()  # fail early, in one sentence, on a bad environment
-    argv = worker_argv(concurrency, events, loglevel=loglevel)
+    if pool not in ("threads", "prefork"):
+        raise typer.BadParameter("choose threads or prefork", param_hint="--pool")
+    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel)
     os.execv(argv[0], argv)
 
 

@@ -191,18 +191,33 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
     return service
 
 
-def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork",
+#: Celery task slots of a default worker: enough groups of batches to reach the pump's ceiling.
+AUTO_TASK_SLOTS = 10
+
+
+def worker_argv(concurrency: int | None = None, events: bool = True, pool: str = "threads",
                 loglevel: str = "INFO") -> list[str]:
-    """The ``celery worker`` command line with the project's settings."""
-    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(concurrency),
-            "--pool", pool, "--loglevel", loglevel, "-Q", "dispatcher", "--without-gossip", "--without-mingle"]
+    """The ``celery worker`` command line with the project's settings.
+
+    Without ``concurrency`` the worker keeps as many batches in flight as the rate limit and the
+    observed latency call for (see :mod:`dispatcher.sending.pump`). With it, ``concurrency``
+    batches are in flight at most: on ``concurrency`` threads, or, with ``pool="prefork"``, in
+    ``concurrency`` processes sending one batch each.
+    """
+    if concurrency is None:
+        slots, in_flight = AUTO_TASK_SLOTS, 0
+    else:
+        slots, in_flight = concurrency, 1 if pool == "prefork" else concurrency
+    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(slots),
+            "--pool", pool, "--loglevel", loglevel, "-Q", "dispatcher", "--without-gossip", "--without-mingle",
+            "--in-flight", str(in_flight)]
     if events:
         argv.append("--task-events")
     return argv
 
 
-def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False, log_dir: Path | None = None,
-                 timeout_s: float = 60.0) -> Service:
+def start_worker(env: dict[str, str], concurrency: int | None = 2, events: bool = False,
+                 log_dir: Path | None = None, timeout_s: float = 60.0) -> Service:
     """Start a Celery worker process and wait until it says it is ready."""
     service = spawn("worker", worker_argv(concurrency, events), url="", env=env, log_dir=log_dir)
     wait_until(lambda: "ready." in (service.log_tail(200)), service, timeout_s=timeout_s)

@@ -47,7 +47,7 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
         messages = messages.iloc[order].reset_index(drop=True)
         zones = [keys[i] for i in order]
     expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
-    cid = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
+    cid = store.create(name, messages, window=settings.effective_queue_window, cost=cost, currency=currency,
                        options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
                        zones=zones)
     store.store_rejects(cid, rejects)

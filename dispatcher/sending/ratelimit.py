@@ -25,8 +25,10 @@ from dispatcher.keys import Keys
 HEADROOM = 0.98
 
 # KEYS[1] request TAT, KEYS[2] message TAT, KEYS[3] lane pause (Unix µs)
-# ARGV[1] µs between requests, ARGV[2] µs per message (0: none), ARGV[3] messages in this request
-# Returns 0 when a slot was taken, else the µs to wait before asking again.
+# ARGV[1] µs between requests, ARGV[2] µs per message (0: none), ARGV[3] messages in this request,
+# ARGV[4] µs ahead a slot may be booked (0: only a free slot now)
+# Returns 0 when a slot was taken now, -µs when the slot starting that much later was booked (the
+# caller sends only then), else the µs to wait before asking again.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -36,13 +38,13 @@ local req_step = tonumber(ARGV[1])
 local msg_step = tonumber(ARGV[2]) * tonumber(ARGV[3])
 local req_tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 local msg_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
-local wait = math.max(req_tat - now, msg_tat - now)
-if wait > 0 then return wait end
-redis.call('SET', KEYS[1], string.format('%d', req_tat + req_step), 'PX', 120000)
+local start = math.max(req_tat, msg_tat)
+if start - now > tonumber(ARGV[4] or '0') then return start - now end
+redis.call('SET', KEYS[1], string.format('%d', start + req_step), 'PX', 120000)
 if msg_step > 0 then
-  redis.call('SET', KEYS[2], string.format('%d', msg_tat + msg_step), 'PX', 120000)
+  redis.call('SET', KEYS[2], string.format('%d', start + msg_step), 'PX', 120000)
 end
-return 0
+return now - start
 """
 
 # KEYS[1] lane pause; ARGV[1] pause until (Unix µs). Only ever extends a pause.
@@ -82,22 +84,31 @@ class RateLimiter:
 
     def try_acquire(self, lane: Lane, messages: int = 1) -> float:
         """Take a slot if one is free: 0.0 when taken, else seconds to wait before trying again."""
+        return max(0.0, self._take(lane, messages, 0.0))
+
+    def _take(self, lane: Lane, messages: int, ahead_s: float) -> float:
+        """One try: 0.0 for a slot now, minus the seconds to a slot booked within ``ahead_s``, else
+        the seconds to wait before asking again."""
         req_step = int(60_000_000 / (lane.per_minute * HEADROOM))
         msg_step = int(1_000_000 / lane.messages_per_s) if lane.messages_per_s else 0
         keys = [self._keys.rate(lane.name), self._keys.rate(lane.name + ":msgs"), self._keys.lane_pause(lane.name)]
-        wait_us = int(self._acquire(keys=keys, args=[req_step, msg_step, messages]))
+        wait_us = int(self._acquire(keys=keys, args=[req_step, msg_step, messages, int(ahead_s * 1_000_000)]))
         return wait_us / 1_000_000
 
     def acquire(self, lane: Lane, messages: int = 1, max_wait_s: float = 10.0) -> float:
         """Block until a slot is taken, or until waiting longer would exceed ``max_wait_s``.
 
-        Returns 0.0 when a slot was taken, else the seconds still to wait (the caller should
-        retry later rather than hold a worker).
+        A slot less than ``max_wait_s`` away is booked in the same call and slept to, so callers
+        queueing for the lane ask Redis once each instead of polling it together. Returns 0.0 when
+        a slot was taken, else the seconds still to wait (the caller should retry later rather
+        than hold a worker).
         """
         deadline = time.monotonic() + max_wait_s
         while True:
-            wait = self.try_acquire(lane, messages)
+            wait = self._take(lane, messages, max(0.0, deadline - time.monotonic()))
             if wait <= 0:
+                if wait < 0:
+                    time.sleep(-wait)  # the booked slot starts then: sending earlier would break the spacing
                 return 0.0
             if time.monotonic() + wait > deadline:
                 return wait
