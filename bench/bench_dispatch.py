@@ -276,7 +276,7 @@ def busiest(stamps: Sequence[float], width_s: float) -> int:
 
 def report(runs: list[Run], bare: list[float]) -> None:
     print("\nDispatch by one worker host (machine shared and loaded: read the ratios)")
-    print(f"{'latency':>8} {'config':<11}{'limit/min':>10}{'msgs/s':>9}{'pace':>7}{'10s max':>9}{'429':>5}"
+    print(f"{'latency':>8} {'config':<20}{'limit/min':>10}{'msgs/s':>9}{'pace':>7}{'10s max':>9}{'429':>5}"
           f"{'vs bare':>9}  {'CPU s/1000 msgs: workers redis sandbox':<40}{'peak RSS':>9}")
     base = statistics.median(bare) if bare else 0.0
     for r in runs:
@@ -284,7 +284,7 @@ def report(runs: list[Run], bare: list[float]) -> None:
         window = f"{r.busiest_10s_share:8.0%}" if r.limit_per_min else "       -"
         ratio = f"{r.rate / base:8.2f}x" if not r.limit_per_min and base else "        -"
         cpu = r.cpu_per_1000
-        print(f"{r.latency_ms:>6}ms {r.config:<11}{r.limit_per_min or 'off':>10}{r.rate:>9,.0f}{pace:>7}{window}"
+        print(f"{r.latency_ms:>6}ms {r.config:<20}{r.limit_per_min or 'off':>10}{r.rate:>9,.0f}{pace:>7}{window}"
               f"{r.throttled:>5}{ratio}  {cpu['workers']:>7.3f} {cpu['redis']:>7.3f} {cpu['sandbox']:>7.3f}"
               f"{'':<16}{r.peak_rss_mb:>7.0f}MB")
     if bare:
