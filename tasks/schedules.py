@@ -13,7 +13,7 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
 
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.keys import Keys
+from dispatcher.resources import Resources
 from dispatcher.sending import campaigns
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.settings import Settings
@@ -50,14 +50,8 @@ def firer(settings: Settings | None = None) -> Firer:
         s = sender()
         settings, store, ops = s.settings, s.store, s.ops
     else:
-        import redis
-
-        from dispatcher.sending.batches import BatchOps
-        from dispatcher.sending.store import CampaignStore
-
-        client = redis.Redis.from_url(settings.redis_url)
-        keys = Keys(settings.key_prefix)
-        store, ops = CampaignStore(client, keys), BatchOps(client, keys)
+        resources = Resources.from_settings(settings)
+        store, ops = resources.store, resources.ops
     chosen = settings
     return Firer(settings=chosen, schedules=ScheduleStore(store.redis, store.keys), store=store, ops=ops,
                  enqueuer=CeleryEnqueuer(chosen), client_factory=lambda: InstasentClient.from_settings(chosen))

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Task as ProgressTask
 from rich.table import Table
-from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_enqueuer, load_settings
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -38,39 +27,21 @@ from dispatcher.cli._options import (
     SendWindow,
     preflight_options,
 )
-from dispatcher.keys import Keys
+from dispatcher.console import out, print_status, show_progress, wait_for
+from dispatcher.resources import Resources
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import FINAL, State
-from dispatcher.sending.store import CampaignInfo, CampaignStore
+from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-
-#: States in which ``--wait`` and ``--watch`` stop watching.
-_STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
 
 
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    return CampaignStore(client, keys), BatchOps(client, keys)
-
-
-def load_enqueuer(settings: Settings) -> campaigns.Enqueuer:
-    """The Celery enqueuer, imported by name so that ``dispatcher`` itself never imports Celery."""
-    module = importlib.import_module("tasks.enqueue")
-    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer(settings)
-    return enqueuer
+    resources = Resources.from_settings(settings)
+    return resources.store, resources.ops
 
 
 def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data).decode())
-
-
-class _RateColumn(ProgressColumn):
-    """Messages per second, as rich measures the task's speed."""
-
-    def render(self, task: ProgressTask) -> Text:
-        return Text(f"{task.speed:>8,.0f} msg/s" if task.speed else "       - msg/s")
 
 
 @app.command()
@@ -153,60 +124,6 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
-def print_status(info: CampaignInfo) -> None:
-    """A readable summary of one campaign."""
-    table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
-    table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
-    table.add_row("messages", str(info.total))
-    for name, value in info.counts.items():
-        table.add_row(f"  {name}", str(value))
-    if info.started_at and info.processed:
-        end = info.finished_at or info.updated_at or time.time()
-        elapsed = max(1e-3, end - info.started_at)
-        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
-    if info.send_window is not None:
-        window = info.send_window.to_json()
-        table.add_row("send window", f"{window['start']}-{window['end']} local time")
-    if info.waiting:
-        table.add_row("waiting for window", f"{info.waiting} messages")
-    if info.expires_at:
-        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
-    if info.delivery_rate is not None:
-        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
-        table.add_row("undelivered", str(info.delivery["undelivered"]))
-    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
-    out.print(table)
-
-
-def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> CampaignInfo:
-    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
-    info = store.get(cid)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               _RateColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[counts]}"))
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(info.name or cid, total=info.total, counts="")
-        while True:
-            info = store.get(cid)
-            c = info.counts
-            counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
-                      f" [{info.state}]")
-            progress.update(task, completed=info.processed, counts=counts)
-            if info.state in _STOP:
-                break
-            time.sleep(poll_s)
-    return info
-
-
-def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
-    """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
-    if show:
-        return show_progress(store, cid)
-    while (info := store.get(cid)).state not in _STOP:
-        time.sleep(poll_s)
-    return info
-
-
 @app.command()
 def submit(
     file: File,
@@ -226,7 +143,7 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
-    from dispatcher.cli.preflight import lookup_progress, print_summary
+    from dispatcher.console import lookup_progress, print_summary
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.check import run_preflight
     from dispatcher.sending.windows import parse_duration, parse_window

@@ -9,9 +9,9 @@ import pyarrow.compute as pc
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_resources
+from dispatcher.console import out
 from dispatcher.errors import InputError
-from dispatcher.keys import Keys
 from dispatcher.preflight import fileformat, loader
 from dispatcher.preflight.phone_columns import normalise_many
 from dispatcher.preflight.phones import normalise, parse_region
@@ -25,8 +25,7 @@ _COUNTRY_HELP = "ISO country for numbers written without +/00 (ES, GB...)."
 
 
 def _suppression() -> SuppressionList:
-    settings = load_settings()
-    return SuppressionList(connect_redis(settings), Keys(settings.key_prefix))
+    return load_resources().suppression
 
 
 @suppress_app.command("add")
