@@ -38,7 +38,7 @@ class Keys:
         return f"{self.prefix}:c:{cid}"
 
     def batch(self, cid: str, n: int) -> str:
-        """Hash: one batch's state, attempts, lease and compressed prepared messages."""
+        """Hash: one batch's state, attempts, lease and compressed messages (fields: see ``sending.batches``)."""
         return f"{self.prefix}:c:{cid}:b:{n}"
 
     def ledger(self, cid: str, n: int) -> str:
