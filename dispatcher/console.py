@@ -74,16 +74,16 @@ def print_status(info: CampaignInfo) -> None:
     out.print(table)
 
 
-def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> CampaignInfo:
+def show_progress(store: CampaignStore, campaign_id: str, poll_s: float = 0.5) -> CampaignInfo:
     """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
-    info = store.get(cid)
+    info = store.get(campaign_id)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[counts]}"))
     with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(info.name or cid, total=info.total, counts="")
+        task = progress.add_task(info.name or campaign_id, total=info.total, counts="")
         while True:
-            info = store.get(cid)
+            info = store.get(campaign_id)
             c = info.counts
             counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
                       f" [{info.state}]")
@@ -94,11 +94,11 @@ def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> Campai
     return info
 
 
-def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
+def wait_for(store: CampaignStore, campaign_id: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
     """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
     if show:
-        return show_progress(store, cid)
-    while (info := store.get(cid)).state not in STOP:
+        return show_progress(store, campaign_id)
+    while (info := store.get(campaign_id)).state not in STOP:
         time.sleep(poll_s)
     return info
 

@@ -17,7 +17,7 @@ from dispatcher.delivery.reports import DeliveryBook
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
-from dispatcher.sending.attempt import Sender
+from dispatcher.sending.attempt import SendContext
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.schedules import ScheduleStore
@@ -93,7 +93,7 @@ class Resources:
         """
         return InstasentClient.from_settings(self.settings)
 
-    def sender(self) -> Sender:
+    def send_context(self) -> SendContext:
         """What a worker needs to send batches, with an Instasent client of its own."""
-        return Sender(settings=self.settings, client=self.instasent(), store=self.store, ops=self.ops,
+        return SendContext(settings=self.settings, client=self.instasent(), store=self.store, ops=self.ops,
                       limiter=self.limiter)

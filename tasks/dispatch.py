@@ -9,7 +9,7 @@ import redis
 from celery import Task
 
 from dispatcher.resources import Resources
-from dispatcher.sending.attempt import Sender, send_batch
+from dispatcher.sending.attempt import SendContext, send_batch
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.settings import Settings
 from tasks.app import app
@@ -21,19 +21,19 @@ UNEXPECTED_RETRIES = 8
 _local = threading.local()
 
 
-def sender() -> Sender:
-    """The per-process (per-thread) sender: one Redis pool and one HTTP pool, built on first use."""
-    current: Sender | None = getattr(_local, "sender", None)
+def send_context() -> SendContext:
+    """This process's (thread's) send context: one Redis pool and one HTTP pool, built on first use."""
+    current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        current = Resources.from_settings(Settings.from_env()).sender()
-        _local.sender = current
+        current = Resources.from_settings(Settings.from_env()).send_context()
+        _local.context = current
     return current
 
 
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
-    s = sender()
+    s = send_context()
     try:
         outcome = send_batch(s, campaign_id, int(batch))
     except redis.exceptions.RedisError as exc:

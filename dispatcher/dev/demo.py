@@ -130,21 +130,21 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
         result = run_preflight(path, options, settings=settings, redis=resources.redis, client=api,
                                progress=progress)
     print_summary(result)
-    cid = campaigns.submit_preflight(store, resources.ops, CeleryEnqueuer(settings), settings, result=result,
+    campaign_id = campaigns.submit_preflight(store, resources.ops, CeleryEnqueuer(settings), settings, result=result,
                                      options=options, name="demo: spring offer")
-    out.print(f"\nSubmitted campaign [bold]{cid}[/]; sending...")
-    info = show_progress(store, cid)
+    out.print(f"\nSubmitted campaign [bold]{campaign_id}[/]; sending...")
+    info = show_progress(store, campaign_id)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        info = store.get(cid)
+        info = store.get(campaign_id)
         if info.delivery["delivered"] + info.delivery["undelivered"] >= info.counts["sent"]:
             break
         time.sleep(0.3)
     print_status(info)
     OUT_DIR.mkdir(exist_ok=True)
-    report_path = OUT_DIR / f"demo-report-{cid}.csv"
-    write_report(build_report(store, cid), report_path)
+    report_path = OUT_DIR / f"demo-report-{campaign_id}.csv"
+    write_report(build_report(store, campaign_id), report_path)
     out.print(f"Report: {report_path} (one row per message) · Flower: {flower_url} · "
               f"logs in {OUT_DIR / 'demo-logs'}")
 
