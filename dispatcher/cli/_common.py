@@ -6,8 +6,8 @@ from typing import Any
 
 import redis
 
-from dispatcher.console import err
 from dispatcher.resources import Resources
+from dispatcher.screens import err
 from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.settings import Settings
 

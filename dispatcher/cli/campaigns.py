@@ -27,8 +27,8 @@ from dispatcher.cli._options import (
     SendWindow,
     preflight_options,
 )
-from dispatcher.console import out, print_status, show_progress, wait_for
 from dispatcher.resources import Resources
+from dispatcher.screens import out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
@@ -143,9 +143,9 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
-    from dispatcher.console import lookup_progress, print_summary
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.check import run_preflight
+    from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.windows import parse_duration, parse_window
 
     send_window = parse_window(window, days) if window else None

@@ -21,10 +21,10 @@ from dispatcher.cli._options import (
     Sender,
     preflight_options,
 )
-from dispatcher.console import lookup_progress, print_summary
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.result import check_budget
+from dispatcher.screens import lookup_progress, print_summary
 
 
 @app.command()

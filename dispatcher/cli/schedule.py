@@ -24,8 +24,8 @@ from dispatcher.cli._options import (
     Sender,
     SendWindow,
 )
-from dispatcher.console import out, print_schedules, schedule_rows
 from dispatcher.resources import Resources
+from dispatcher.screens import out, print_schedules, schedule_rows
 from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings

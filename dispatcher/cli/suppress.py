@@ -10,12 +10,12 @@ import typer
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_resources
-from dispatcher.console import out
 from dispatcher.errors import InputError
 from dispatcher.preflight import fileformat, loader
 from dispatcher.preflight.phone_columns import normalise_many
 from dispatcher.preflight.phones import normalise, parse_region
 from dispatcher.preflight.suppression import SuppressionList, to_e164
+from dispatcher.screens import out
 
 suppress_app = typer.Typer(help="The suppression list: numbers that must never receive a message.",
                            no_args_is_help=True)

@@ -10,9 +10,9 @@ from rich.table import Table
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_enqueuer, load_resources, load_settings
-from dispatcher.console import out
 from dispatcher.errors import ConfigurationError
 from dispatcher.resources import Resources
+from dispatcher.screens import out
 
 
 @app.command()

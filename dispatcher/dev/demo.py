@@ -17,16 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dispatcher.console import (
-    lookup_progress,
-    out,
-    print_schedules,
-    print_status,
-    print_summary,
-    redact_url,
-    schedule_rows,
-    show_progress,
-)
 from dispatcher.dev.services import (
     Service,
     ensure_redis,
@@ -41,6 +31,16 @@ from dispatcher.errors import InputError
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.resources import Resources
+from dispatcher.screens import (
+    lookup_progress,
+    out,
+    print_schedules,
+    print_status,
+    print_summary,
+    redact_url,
+    schedule_rows,
+    show_progress,
+)
 from dispatcher.sending import campaigns
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
