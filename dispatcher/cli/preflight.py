@@ -27,10 +27,10 @@ from dispatcher.cli._options import (
     Sender,
     preflight_options,
 )
-from dispatcher.instasent.client import InstasentClient
-from dispatcher.preflight.check import PreflightResult, check_budget, money, run_preflight
+from dispatcher.preflight.check import PreflightResult, check_budget, money
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.rejects import write_rejects
+from dispatcher.sending.submission import preflight_file
 
 #: Rejected rows listed in the readable summary (all of them go to --json and --rejects-out).
 SHOWN_REJECTS = 15
@@ -56,10 +56,8 @@ def preflight(
     """
     options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
     settings = load_settings()
-    redis_client = connect_redis(settings)
-    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=settings, redis=redis_client, client=client,
-                               progress=progress)
+    with lookup_progress() as progress:
+        result = preflight_file(file, options, settings, connect_redis(settings), progress)
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

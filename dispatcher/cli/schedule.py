@@ -27,7 +27,14 @@ from dispatcher.cli._options import (
     SendWindow,
 )
 from dispatcher.keys import Keys
-from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.sending.schedules import (
+    DEFAULT_GRACE_S,
+    ScheduleDef,
+    ScheduleStore,
+    add_schedule,
+    remove_schedule,
+    schedule_rows,
+)
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
 
@@ -80,8 +87,7 @@ def add(
         overlap=overlap, grace_s=grace,
     ).validated()
     settings = load_settings()
-    _store(settings).save(definition)
-    _glue().save_entry(definition)
+    add_schedule(_store(settings), _glue(), definition)
     when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
     out.print(f"Schedule {name} saved: {when}.")
 
@@ -89,19 +95,7 @@ def add(
 @schedule_app.command("list")
 def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """Show every schedule with its next run, its last run and that run's outcome."""
-    store = _store(load_settings())
-    now = time.time()
-    rows: list[dict[str, Any]] = []
-    for name in store.names():
-        definition = store.get(name)
-        state = store.state(name)
-        last_due = float(state["last_due"]) if state.get("last_due") else None
-        runs = store.runs(name, 5)
-        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
-                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
-                     "last_campaign": runs[0].campaign if runs else None,
-                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
+    rows = schedule_rows(_store(load_settings()))
     if as_json:
         typer.echo(orjson.dumps(rows).decode())
         return
@@ -116,9 +110,7 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a J
 @schedule_app.command("remove")
 def remove(name: str = typer.Argument(..., help="Schedule name.")) -> None:
     """Delete a schedule; it never fires again (campaigns it created are kept)."""
-    settings = load_settings()
-    _store(settings).remove(name)
-    _glue().delete_entry(name)
+    remove_schedule(_store(load_settings()), _glue(), name)
     out.print(f"Schedule {name} removed.")
 
 
