@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+import httpx
 import redis
 from celery import Task
 
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.sending.attempt import Sender, send_batch
+from dispatcher.sending.attempt import BatchOutcome, Sender, send_batch
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings
 from tasks.app import app
 
@@ -37,7 +40,35 @@ def sender() -> Sender:
                          store=CampaignStore(client, keys), ops=BatchOps(client, keys),
                          limiter=RateLimiter(client, keys))
         _local.sender = current
+        _local.telemetry = _telemetry_for(current, client, keys)
     return current
+
+
+def _telemetry_for(s: Sender, client: redis.Redis, keys: Keys) -> Telemetry:
+    """Counters of this process's bulk answers, slot waits and batch durations, for ``/metrics``."""
+    telemetry = Telemetry(client, keys)
+
+    def count(response: httpx.Response) -> None:
+        if response.request.method == "POST" and response.request.url.path.endswith("/sms/bulk"):
+            telemetry.bulk_answered(response.status_code)
+
+    s.client.on_response(count)
+    return telemetry
+
+
+def timed_send(s: Sender, campaign_id: str, batch: int) -> BatchOutcome:
+    """``send_batch``, with its duration and slot waits added to the worker's telemetry."""
+    telemetry: Telemetry = _local.telemetry
+    started, waited = time.monotonic(), s.limiter.waited_s
+    outcome: BatchOutcome | None = None
+    try:
+        outcome = send_batch(s, campaign_id, batch)
+        return outcome
+    finally:
+        telemetry.waited(s.limiter.waited_s - waited)
+        if outcome is None or outcome.action not in ("skip", "busy", "done"):  # only real attempts
+            telemetry.batch_done(time.monotonic() - started)
+        telemetry.flush()
 
 
 def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
@@ -51,7 +82,7 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
     s = sender()
     try:
-        outcome = send_batch(s, campaign_id, int(batch))
+        outcome = timed_send(s, campaign_id, int(batch))
     except redis.exceptions.RedisError as exc:
         # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
         # lease, after which the retry reconciles. Keep trying; the store is the source of truth.

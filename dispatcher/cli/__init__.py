@@ -20,7 +20,7 @@ from dispatcher.errors import DispatcherError
 # Importing a command module registers its commands on ``app``.
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401  isort: skip
 
-for _name in ("preflight", "suppress", "campaigns", "services", "schedule", "webhook"):
+for _name in ("preflight", "suppress", "campaigns", "services", "schedule", "webhook", "console"):
     try:
         __import__(f"dispatcher.cli.{_name}")
     except ModuleNotFoundError as exc:  # a command group not built yet

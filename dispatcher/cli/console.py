@@ -1,0 +1,85 @@
+"""``dispatcher console`` and ``dispatcher token create|list|revoke``."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import orjson
+import typer
+from rich.table import Table
+
+from dispatcher.cli._app import app
+from dispatcher.cli._common import connect_redis, err, load_settings, out
+from dispatcher.console.auth import ROLES, TokenStore
+from dispatcher.keys import Keys
+from dispatcher.settings import Settings
+
+token_app = typer.Typer(help="API tokens of the console: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _tokens(settings: Settings) -> TokenStore:
+    return TokenStore(connect_redis(settings), Keys(settings.key_prefix))
+
+
+@app.command()
+def console(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8790, help="TCP port."),
+    public_metrics: bool = typer.Option(False, "--public-metrics",
+                                        help="Serve /metrics without a token (for a Prometheus on a trusted net)."),
+) -> None:
+    """Serve the campaign API, the live dashboard and Prometheus metrics (tokens: `dispatcher token create`)."""
+    from dispatcher.cli.campaigns import load_enqueuer
+    from dispatcher.console.context import Console
+    from dispatcher.console.server import serve
+    from dispatcher.sending.batches import BatchOps
+    from dispatcher.sending.schedules import ScheduleStore
+    from dispatcher.sending.store import CampaignStore
+
+    settings = load_settings()
+    client = connect_redis(settings)
+    client.ping()
+    keys = Keys(settings.key_prefix)
+    # Celery's enqueuer and redbeat's entries are loaded by name: the library never imports Celery.
+    entries = importlib.import_module("tasks.schedules").Entries(settings)
+    built = Console(settings=settings, store=CampaignStore(client, keys), ops=BatchOps(client, keys),
+                    schedules=ScheduleStore(client, keys), tokens=TokenStore(client, keys),
+                    enqueuer=load_enqueuer(settings), entries=entries, public_metrics=public_metrics)
+    if not built.tokens.list():
+        out.print("No API token exists yet: create one with `dispatcher token create NAME --role admin`.")
+    serve(built, host, port)
+
+
+@token_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="A name for the token (who or what uses it)."),
+    role: str = typer.Option("viewer", "--role", help="admin (may change things) or viewer (reads only)."),
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    if role not in ROLES:
+        raise typer.BadParameter("admin or viewer.", param_hint="--role")
+    token = _tokens(load_settings()).create(name, role)
+    typer.echo(token)
+    err.print(f"Token {name!r} ({role}) created. Keep it now: it cannot be shown again.", style="dim")
+
+
+@token_app.command("list")
+def list_tokens(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """List the tokens' names, roles and creation times (never the tokens)."""
+    tokens = _tokens(load_settings()).list()
+    if as_json:
+        typer.echo(orjson.dumps([t.to_json() for t in tokens]).decode())
+        return
+    table = Table("name", "role", "created")
+    for t in tokens:
+        table.add_row(t.name, t.role, time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created_at)))
+    out.print(table)
+
+
+@token_app.command("revoke")
+def revoke(name: str = typer.Argument(..., help="Token name.")) -> None:
+    """Revoke a token: its requests and dashboard sessions are refused from now on."""
+    _tokens(load_settings()).revoke(name)
+    out.print(f"Token {name!r} revoked.")
