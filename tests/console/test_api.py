@@ -132,8 +132,8 @@ def test_an_upload_over_the_cap_is_413_and_creates_nothing(api: ConsoleHandle) -
             yield big[start:start + 65536]
         yield b"\r\n--b--\r\n"
 
-    streamed = api.http.post("/api/preflight", headers={**api.as_admin(), "Content-Type": "multipart/form-data; boundary=b"},
-                             content=chunks())
+    form = {"Content-Type": "multipart/form-data; boundary=b"}
+    streamed = api.http.post("/api/preflight", headers={**api.as_admin(), **form}, content=chunks())
     assert streamed.status_code == 413
     assert api.console.store.count() == 0
 
