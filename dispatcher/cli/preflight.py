@@ -27,9 +27,9 @@ from dispatcher.cli._options import (
     Sender,
     preflight_options,
 )
-from dispatcher.preflight.check import PreflightResult, check_budget, money
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.rejects import write_rejects
+from dispatcher.preflight.result import PreflightResult, check_budget, money
 from dispatcher.sending.submission import preflight_file
 
 #: Rejected rows listed in the readable summary (all of them go to --json and --rejects-out).

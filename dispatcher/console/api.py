@@ -25,7 +25,7 @@ from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.console.series import pace_limit_per_s, pace_per_s, read_series
 from dispatcher.errors import BudgetExceeded, InputError
-from dispatcher.preflight.check import PreflightOptions, PreflightResult, check_budget
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import campaigns
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result

@@ -13,8 +13,9 @@ from pathlib import Path
 import redis
 
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.preflight.check import PreflightOptions, PreflightResult, run_preflight
+from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress
+from dispatcher.preflight.result import PreflightOptions, PreflightResult
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
