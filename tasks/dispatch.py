@@ -19,7 +19,7 @@ from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings
-from tasks.app import app
+from tasks.app import app, batch_label, campaign_name
 
 #: Retries of a batch task that failed for an unexpected reason (a bug), before it is left failed.
 UNEXPECTED_RETRIES = 8
@@ -73,8 +73,12 @@ def timed_send(s: Sender, campaign_id: str, batch: int) -> BatchOutcome:
 
 def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
     """Queue one ``send_batch`` task per batch number."""
+    if not numbers:
+        return
+    s = sender()
+    name = campaign_name(s.store.redis, s.store.keys, campaign_id)
     for n in numbers:
-        send_batch_task.apply_async((campaign_id, n))
+        send_batch_task.apply_async((campaign_id, n), shadow=batch_label(name, n))
 
 
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
@@ -97,4 +101,5 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
         raise self.retry(countdown=max(0.05, outcome.retry_in))
-    return outcome.summary
+    # Flower shows this as the task's result: which campaign, what happened, and the counts.
+    return {"campaign": campaign_id, "action": outcome.action, **outcome.summary}

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
+import redis
 from celery import Celery
 
+from dispatcher.keys import Keys
 from dispatcher.settings import Settings
-from tasks.app import app, make_app
+from tasks.app import app, batch_label, campaign_name, make_app
 from tasks.dispatch import SEND_BATCH
 
 
@@ -25,12 +27,17 @@ class CeleryEnqueuer:
     """Queue batch tasks on the broker of ``settings`` (default: the environment's)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self._app = _app_for((settings or Settings.from_env()).effective_broker_url)
+        settings = settings or Settings.from_env()
+        self._app = _app_for(settings.effective_broker_url)
+        self._redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
+        self._keys = Keys(settings.key_prefix)
 
     def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        """Queue ``send_batch`` for each batch number."""
+        """Queue ``send_batch`` for each batch number, labelled for Flower with the campaign's name."""
         if not numbers:
             return
+        name = campaign_name(self._redis, self._keys, campaign_id)
         with self._app.producer_or_acquire() as producer:
             for n in numbers:
-                self._app.send_task(SEND_BATCH, args=(campaign_id, n), producer=producer)
+                self._app.send_task(SEND_BATCH, args=(campaign_id, n), producer=producer,
+                                    shadow=batch_label(name, n))
