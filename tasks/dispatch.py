@@ -102,4 +102,4 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
         raise self.retry(countdown=max(0.05, outcome.retry_in))
     # Flower shows this as the task's result: which campaign, what happened, and the counts.
-    return {"campaign": campaign_id, "action": outcome.action, **outcome.summary}
+    return {"action": outcome.action, **outcome.summary, "campaign": campaign_id}

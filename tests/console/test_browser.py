@@ -123,6 +123,10 @@ def test_sign_in_upload_preflight_send_pause_resume_and_download_in_a_real_brows
         frame = pd.read_csv(report, dtype=str, keep_default_na=False)
         assert len(frame) == messages and set(frame["status"]) == {"sent"}
 
+        flower = browser.new_page(viewport={"width": 1600, "height": 760},
+                                  http_credentials={"username": FLOWER_LOGIN[0], "password": FLOWER_LOGIN[1]})
+        flower_tasks(flower, stack["flower"], "spring", shots)
+
         sandbox.faults(latency_ms=400)  # slow enough to pause mid-way
         upload_example(page, "autumn")
         page.click("#confirm")
@@ -142,9 +146,6 @@ def test_sign_in_upload_preflight_send_pause_resume_and_download_in_a_real_brows
         expect(page.locator(f"[data-testid=progress-{first}]")).to_have_text("100 %")
         page.screenshot(path=str(shots / "console.png"), full_page=True)
 
-        flower = browser.new_page(viewport={"width": 1360, "height": 760},
-                                  http_credentials={"username": FLOWER_LOGIN[0], "password": FLOWER_LOGIN[1]})
-        flower_tasks(flower, stack["flower"], "autumn", shots)
         browser.close()
 
 
