@@ -101,5 +101,13 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
         raise self.retry(countdown=max(0.05, outcome.retry_in))
-    # Flower shows this as the task's result: which campaign, what happened, and the counts.
-    return {"action": outcome.action, **outcome.summary, "campaign": campaign_id}
+    return flower_summary(campaign_id, outcome)
+
+
+def flower_summary(campaign_id: str, outcome: BatchOutcome) -> dict[str, Any]:
+    """The task's result as Flower shows it: what happened and the counts that are not zero first,
+    then the batch, the attempt and the campaign (Flower cuts long results off on the right)."""
+    tail = ("batch", "attempt")
+    counts = {k: v for k, v in outcome.summary.items() if k not in tail and k != "action" and v not in (0, "", None)}
+    return {"action": outcome.summary.get("action", outcome.action), **counts,
+            **{k: outcome.summary[k] for k in tail if k in outcome.summary}, "campaign": campaign_id}
