@@ -28,7 +28,6 @@ from rich.text import Text
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.result import PreflightResult, money
 from dispatcher.sending.lifecycle import FINAL, State
-from dispatcher.sending.schedules import ScheduleStore
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
 #: Console for normal output (stdout) and for errors (stderr).
@@ -192,24 +191,6 @@ def _first_rejects(result: PreflightResult) -> Table:
 
 
 # -- schedules -----------------------------------------------------------------------------------
-
-
-def schedule_rows(store: ScheduleStore, now: float | None = None) -> list[dict[str, Any]]:
-    """Every schedule with its next run (Unix seconds), its last run and that run's outcome, and its
-    five latest runs: the rows of ``dispatcher schedule list`` (``--json`` prints them as they are)."""
-    now = time.time() if now is None else now
-    rows: list[dict[str, Any]] = []
-    for name in store.names():
-        definition = store.get(name)
-        state = store.state(name)
-        last_due = float(state["last_due"]) if state.get("last_due") else None
-        runs = store.runs(name, 5)
-        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
-                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
-                     "last_campaign": runs[0].campaign if runs else None,
-                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
-    return rows
 
 
 def print_schedules(rows: list[dict[str, Any]]) -> None:

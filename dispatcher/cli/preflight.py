@@ -21,10 +21,10 @@ from dispatcher.cli._options import (
     Sender,
     preflight_options,
 )
-from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.result import check_budget
 from dispatcher.screens import lookup_progress, print_summary
+from dispatcher.sending.submission import preflight_file
 
 
 @app.command()
@@ -47,9 +47,8 @@ def preflight(
     """
     options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
     resources = load_resources()
-    with resources.instasent() as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=resources.settings, redis=resources.redis, client=client,
-                               progress=progress)
+    with lookup_progress() as progress:
+        result = preflight_file(file, options, resources.settings, resources.redis, progress)
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

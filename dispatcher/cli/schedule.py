@@ -25,8 +25,15 @@ from dispatcher.cli._options import (
     SendWindow,
 )
 from dispatcher.resources import Resources
-from dispatcher.screens import out, print_schedules, schedule_rows
-from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.screens import out, print_schedules
+from dispatcher.sending.schedules import (
+    DEFAULT_GRACE_S,
+    ScheduleDef,
+    ScheduleStore,
+    add_schedule,
+    remove_schedule,
+    schedule_rows,
+)
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
 
@@ -77,8 +84,7 @@ def add(
         overlap=overlap, grace_s=grace,
     ).validated()
     settings = load_settings()
-    _store(settings).save(definition)
-    _glue().save_entry(definition)
+    add_schedule(_store(settings), _glue(), definition)
     when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
     out.print(f"Schedule {name} saved: {when}.")
 
@@ -96,9 +102,7 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a J
 @schedule_app.command("remove")
 def remove(name: str = typer.Argument(..., help="Schedule name.")) -> None:
     """Delete a schedule; it never fires again (campaigns it created are kept)."""
-    settings = load_settings()
-    _store(settings).remove(name)
-    _glue().delete_entry(name)
+    remove_schedule(_store(load_settings()), _glue(), name)
     out.print(f"Schedule {name} removed.")
 
 
