@@ -1,101 +1,110 @@
 """Dispatch tasks. Each decodes ids, calls one function of ``dispatcher`` and decides retries.
 
-``dispatcher.send_batches(campaign_id, numbers)`` is the unit of work: a group of up to ``GROUP``
-batches that the process's :class:`~dispatcher.sending.pump.Pump` sends concurrently, each through
-:func:`~dispatcher.sending.attempt.send_batch`. One Celery message (and one Flower row, whose
-result lists what each batch did) per group instead of per batch, and the batches the group
-reserves are published as new groups. ``dispatcher.send_batch`` (one batch) stays for tasks
-queued by an older version.
+``dispatcher.send_batches(campaign_id, numbers)`` is the unit of work: a group of up to
+``tasks.enqueue.GROUP`` batches that the process's :class:`~dispatcher.sending.pump.Pump` sends
+concurrently, each through :func:`~dispatcher.sending.attempt.send_batch`. One Celery message (and
+one Flower row, whose result lists what each batch did) per group instead of per batch, and the
+batches the group reserves are published as new groups. ``dispatcher.send_batch`` (one batch)
+stays for tasks queued by an older version.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
+from collections import Counter
 from typing import Any, cast
 
+import httpx
 import redis
 from celery import Task
 
-from dispatcher.keys import Keys
-from dispatcher.sending.attempt import BatchOutcome, Sender, send_batch
-from dispatcher.sending.batches import BatchOps
+from dispatcher.resources import Resources
+from dispatcher.sending.attempt import BatchOutcome, SendContext, send_batch
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
-from dispatcher.sending.ratelimit import RateLimiter
-from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings
 from tasks.app import app
+from tasks.enqueue import SEND_BATCH, SEND_BATCHES, CeleryEnqueuer
 
 #: Retries of a batch that failed for an unexpected reason (a bug), before it is left failed.
 UNEXPECTED_RETRIES = 8
-#: Registered names of the batch tasks.
-SEND_BATCH = "dispatcher.send_batch"
-SEND_BATCHES = "dispatcher.send_batches"
-#: Batches per task: enough to make Celery's per-message cost small, few enough that a slow batch
-#: holds back little (a group's follow-ons are published when the whole group is done).
-GROUP = 8
 
-_sender_lock = threading.Lock()
-_sender: tuple[int, Sender] | None = None
-_pump_lock = threading.Lock()
-_pump: Pump | None = None
-_pump_pid = 0
+_local = threading.local()
+_shared_lock = threading.Lock()
+#: (pid, pump, HTTP client) of this process: threads do not survive a fork, so a child builds its own.
+_shared: tuple[int, Pump, TimedClient] | None = None
 #: Batches in flight per process, fixed by ``dispatcher worker --concurrency``; 0: from the limit.
 fixed_in_flight = 0
 
 
-def sender() -> Sender:
-    """The process's sender, shared by its threads: one Redis pool and one HTTP pool, built on first use.
-
-    Shared rather than per thread: the clients are thread-safe, and one HTTP client per pump
-    thread would cost a TLS context and a connection pool each.
-    """
-    global _sender
-    with _sender_lock:
-        if _sender is None or _sender[0] != os.getpid():  # a forked child builds its own
+def _process_parts() -> tuple[Pump, TimedClient]:
+    """The process's pump and its one Instasent client, built on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != os.getpid():
             settings = Settings.from_env()
-            client = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
-            keys = Keys(settings.key_prefix)
+            gate = Pump(requests_per_s(settings), fixed=fixed_in_flight)
+            # One client for every thread (it is thread-safe): one per pump thread would cost a
+            # TLS context and a connection pool each.
             http = cast(TimedClient, TimedClient.from_settings(settings))
-            http.on_round_trip = _observe
-            _sender = (os.getpid(), Sender(settings=settings, client=http, store=CampaignStore(client, keys),
-                                           ops=BatchOps(client, keys), limiter=RateLimiter(client, keys)))
-        return _sender[1]
-
-
-def _observe(round_trip_s: float) -> None:
-    pump().observe(round_trip_s)
+            http.on_round_trip = gate.observe
+            http.on_response(_count_bulk_answer)
+            _shared = (os.getpid(), gate, http)
+        return _shared[1], _shared[2]
 
 
 def pump() -> Pump:
-    """The process's pump, sized from the rate limit (built on first use)."""
-    global _pump, _pump_pid
-    with _pump_lock:
-        if _pump is None or _pump_pid != os.getpid():  # threads do not survive a fork
-            _pump_pid = os.getpid()
-            _pump = Pump(requests_per_s(Settings.from_env()), fixed=fixed_in_flight)
-        return _pump
+    """The process's pump, sized from the rate limit."""
+    return _process_parts()[0]
 
 
-def groups(numbers: list[int] | range) -> list[list[int]]:
-    """Batch numbers cut into task-sized groups, in order."""
-    ordered = list(numbers)
-    return [ordered[i:i + GROUP] for i in range(0, len(ordered), GROUP)]
+def send_context() -> SendContext:
+    """This thread's send context: its own Redis pool, limiter and telemetry, the process's HTTP client."""
+    current: SendContext | None = getattr(_local, "context", None)
+    if current is None:
+        resources = Resources.from_settings(Settings.from_env())
+        current = SendContext(settings=resources.settings, client=_process_parts()[1], store=resources.store,
+                              ops=resources.ops, limiter=resources.limiter)
+        _local.context = current
+        _local.telemetry = Telemetry(resources.redis, resources.keys)
+    return current
 
 
-def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
-    """Queue ``send_batches`` tasks for the batch numbers, ``GROUP`` per task."""
-    for group in groups(numbers):
-        send_batches_task.apply_async((campaign_id, group))
+def _count_bulk_answer(response: httpx.Response) -> None:
+    """Count a bulk answer in the telemetry of the thread that made the request (hooks run there)."""
+    telemetry: Telemetry | None = getattr(_local, "telemetry", None)
+    if telemetry is not None and response.request.method == "POST" \
+            and response.request.url.path.endswith("/sms/bulk"):
+        telemetry.bulk_answered(response.status_code)
 
 
-def _settle(campaign_id: str, outcome: BatchOutcome) -> float | None:
+def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutcome:
+    """``send_batch``, with its duration and slot waits added to the worker's telemetry."""
+    telemetry: Telemetry = _local.telemetry
+    started, waited = time.monotonic(), context.limiter.waited_s
+    outcome: BatchOutcome | None = None
+    try:
+        outcome = send_batch(context, campaign_id, batch)
+        return outcome
+    finally:
+        telemetry.waited(context.limiter.waited_s - waited)
+        if outcome is None or outcome.action not in ("skip", "busy", "done"):  # only real attempts
+            telemetry.batch_done(time.monotonic() - started)
+        telemetry.flush()
+
+
+def _send_one(campaign_id: str, batch: int) -> BatchOutcome:
+    return timed_send(send_context(), campaign_id, batch)
+
+
+def _settle(context: SendContext, campaign_id: str, outcome: BatchOutcome) -> float | None:
     """Side effects of one batch's outcome; returns the seconds after which to retry it, or None."""
-    s = sender()
     if outcome.action not in ("skip", "busy") and outcome.campaign_state in {state.value for state in FINAL}:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
-        s.store.expire(campaign_id, s.settings.campaign_ttl_s)
+        context.store.expire(campaign_id, context.settings.campaign_ttl_s)
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
         return max(0.05, outcome.retry_in)
     return None
@@ -106,13 +115,15 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
     """Send batches ``numbers`` of campaign ``campaign_id`` concurrently; the result says what each did.
 
     A batch that must wait (rate limit, backoff, a lease held elsewhere) is queued again alone with
-    a countdown; one that hit Redis errors is retried in 2 s; one that raised anything else is
+    a countdown; one that hit a Redis error is retried in 2 s; one that raised anything else is
     retried ``UNEXPECTED_RETRIES`` times, then this task fails loudly (after queueing the rest).
     """
     gate = pump()
-    futures = gate.map(lambda n: send_batch(sender(), campaign_id, int(n)), numbers)
+    context = send_context()
+    enqueuer = CeleryEnqueuer(context.settings)
+    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers)
     follow_ons: list[int] = []
-    summaries: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     broken: Exception | None = None
     for n, future in zip(numbers, futures, strict=True):
         try:
@@ -120,42 +131,55 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
         except redis.exceptions.RedisError as exc:
             # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
             # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
-            send_batches_task.apply_async((campaign_id, [n], tries), countdown=2.0)
-            summaries.append({"batch": n, "action": "retry", "error": str(exc)[:200]})
+            enqueuer.enqueue(campaign_id, [n], countdown=2.0, tries=tries)
+            results.append({"action": "retry", "batch": n, "error": type(exc).__name__})
             continue
         except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail
-            summaries.append({"batch": n, "action": "error", "error": repr(exc)[:200]})
+            results.append({"action": "error", "batch": n, "error": type(exc).__name__})
             if tries >= UNEXPECTED_RETRIES:
                 broken = exc
             else:
-                send_batches_task.apply_async((campaign_id, [n], tries + 1), countdown=min(60.0, 2.0 ** tries))
+                enqueuer.enqueue(campaign_id, [n], countdown=min(60.0, 2.0 ** tries), tries=tries + 1)
             continue
         follow_ons += outcome.enqueue
-        summaries.append(outcome.summary)
-        retry_in = _settle(campaign_id, outcome)
+        results.append(flower_summary(campaign_id, outcome, with_campaign=False))
+        retry_in = _settle(context, campaign_id, outcome)
         if retry_in is not None:
-            send_batches_task.apply_async((campaign_id, [n], tries), countdown=retry_in)
-    enqueue_batches(campaign_id, follow_ons)
+            enqueuer.enqueue(campaign_id, [n], countdown=retry_in, tries=tries)
+    enqueuer.enqueue(campaign_id, follow_ons)
     if broken is not None:
         raise broken
-    return {"campaign": campaign_id, "in_flight": gate.limit, "latency_ms": round(gate.latency_s * 1000, 1),
-            "batches": summaries}
+    actions = Counter(str(r["action"]) for r in results)
+    return {"action": ", ".join(f"{a} {k}" for a, k in actions.most_common()), "campaign": campaign_id,
+            "in_flight": gate.limit, "latency_ms": round(gate.latency_s * 1000, 1), "batches": results}
 
 
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
-    """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
-    s = sender()
+    """Send batch ``batch`` of campaign ``campaign_id`` (a task queued by an older version)."""
+    s = send_context()
     try:
-        outcome = send_batch(s, campaign_id, int(batch))
+        outcome = timed_send(s, campaign_id, int(batch))
     except redis.exceptions.RedisError as exc:
         raise self.retry(countdown=2.0, exc=exc) from exc
     except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail loudly
         if self.request.retries >= UNEXPECTED_RETRIES:
             raise
         raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
-    enqueue_batches(campaign_id, outcome.enqueue)
-    retry_in = _settle(campaign_id, outcome)
+    CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue)
+    retry_in = _settle(s, campaign_id, outcome)
     if retry_in is not None:
         raise self.retry(countdown=retry_in)
-    return outcome.summary
+    return flower_summary(campaign_id, outcome)
+
+
+def flower_summary(campaign_id: str, outcome: BatchOutcome, with_campaign: bool = True) -> dict[str, Any]:
+    """A batch's result as Flower shows it: what happened and the counts that are not zero first,
+    then the batch, the attempt and the campaign (Flower cuts long results off on the right)."""
+    tail = ("batch", "attempt")
+    counts = {k: v for k, v in outcome.summary.items() if k not in tail and k != "action" and v not in (0, "", None)}
+    summary = {"action": outcome.summary.get("action", outcome.action), **counts,
+               **{k: outcome.summary[k] for k in tail if k in outcome.summary}}
+    if with_campaign:
+        summary["campaign"] = campaign_id
+    return summary
