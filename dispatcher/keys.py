@@ -100,9 +100,13 @@ class Keys:
 
     # -- rate limiting ------------------------------------------------------------------------
     def rate(self, lane: str) -> str:
-        """GCRA state (theoretical arrival time, ms) of one rate-limit lane."""
+        """GCRA state (theoretical arrival time, µs) of one rate-limit lane."""
         return f"{self.prefix}:rl:{lane}"
 
+    def rate_messages(self, lane: str) -> str:
+        """GCRA state (theoretical arrival time, µs) of one lane's message-per-second cap."""
+        return f"{self.prefix}:rl:{lane}:msgs"
+
     def lane_pause(self, lane: str) -> str:
-        """Unix ms until which a lane is paused after a 429 or an exhausted window."""
+        """Unix µs until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"

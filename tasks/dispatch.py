@@ -10,7 +10,7 @@ from celery import Task
 
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.sending.attempt import Sender, send_batch
+from dispatcher.sending.attempt import Action, Sender, send_batch
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.ratelimit import RateLimiter
@@ -61,9 +61,9 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
             raise
         raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
     enqueue_batches(campaign_id, outcome.enqueue)
-    if outcome.action not in ("skip", "busy") and outcome.campaign_state in {state.value for state in FINAL}:
+    if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
-    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
+    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
         raise self.retry(countdown=max(0.05, outcome.retry_in))
     return outcome.summary

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -38,8 +39,8 @@ from dispatcher.errors import (
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import BulkResult, SmsItem
 from dispatcher.sending import ledger, payload
-from dispatcher.sending.batches import BatchOps, Claim
-from dispatcher.sending.lifecycle import State
+from dispatcher.sending.batches import BatchOps, Claim, ClaimKind, Streak
+from dispatcher.sending.lifecycle import BatchState, State
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, is_open, next_open
@@ -71,11 +72,26 @@ class Sender:
         return Lane(LIST_LANE, self.settings.rate_limit_per_min)
 
 
+class Action(StrEnum):
+    """What an attempt at a batch came to."""
+
+    DONE = "done"
+    BUSY = "busy"
+    SKIP = "skip"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
 @dataclass
 class BatchOutcome:
     """What the task must do next: retry in ``retry_in`` seconds (or not), enqueue ``enqueue``."""
 
-    action: str
+    action: Action
     retry_in: float | None = None
     enqueue: list[int] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -88,28 +104,29 @@ def backoff(fails: int, base_s: float, cap_s: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def send_batch(sender: Sender, cid: str, n: int) -> BatchOutcome:
-    """Do whatever batch ``n`` of campaign ``cid`` needs next, at most one POST's worth."""
-    claim = sender.ops.claim(cid, n, sender.settings.lease_s)
-    if claim.kind == "done":
+def send_batch(sender: Sender, campaign_id: str, n: int) -> BatchOutcome:
+    """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
+    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s)
+    if claim.kind == ClaimKind.DONE:
         # A redelivered task: re-enqueue what this batch reserved but nobody has started.
         reserved = range(*claim.reserved) if claim.reserved else range(0)
-        return BatchOutcome("done", enqueue=sender.ops.reserved_but_unclaimed(cid, reserved),
+        return BatchOutcome(Action.DONE, enqueue=sender.ops.reserved_but_unclaimed(campaign_id, reserved),
                             summary={"batch": n, "note": "already done"})
-    if claim.kind == "busy":
-        return BatchOutcome("busy", retry_in=claim.wait_s + 0.5, summary={"batch": n, "note": "held by a worker"})
+    if claim.kind == ClaimKind.BUSY:
+        return BatchOutcome(Action.BUSY, retry_in=claim.wait_s + 0.5,
+                            summary={"batch": n, "note": "held by a worker"})
     if not claim.claimed:
-        return BatchOutcome("skip", summary={"batch": n, "note": f"campaign {claim.state or 'missing'}"},
+        return BatchOutcome(Action.SKIP, summary={"batch": n, "note": f"campaign {claim.state or 'missing'}"},
                             campaign_state=claim.state)
-    return _Attempt(sender, cid, n, claim).run()
+    return _Attempt(sender, campaign_id, n, claim).run()
 
 
 class _Attempt:
     """One claimed attempt at a batch; every path ends in exactly one ``record`` call."""
 
-    def __init__(self, sender: Sender, cid: str, n: int, claim: Claim) -> None:
+    def __init__(self, sender: Sender, campaign_id: str, n: int, claim: Claim) -> None:
         self.s = sender
-        self.cid = cid
+        self.campaign_id = campaign_id
         self.n = n
         self.claim = claim
         self.attempt = claim.attempts + 1
@@ -131,29 +148,29 @@ class _Attempt:
             now = self.s.clock()
             expired = self.claim.expires_at is not None and now >= self.claim.expires_at
             # Reconciling a cancelled campaign's batch never sends, so it need not wait for a window.
-            if not expired and self.claim.kind == "send" and self.claim.send_window and self.claim.zones:
+            if not expired and self.claim.kind == ClaimKind.SEND and self.claim.send_window and self.claim.zones:
                 waiting = self._wait_for_window(now)
                 if waiting is not None:
                     return waiting
             if self.needs_reconcile and self.todo:
                 wait = self._reconcile()
                 if wait > 0:
-                    return self._finish("rate_limited", otherwise=self._pending_state(), retry_in=wait)
-                if self.claim.kind == "reconcile":  # the campaign was cancelled: never resend
+                    return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), retry_in=wait)
+                if self.claim.kind == ClaimKind.RECONCILE:  # the campaign was cancelled: never resend
                     self.records += [(i, ledger.encode("cancelled", self.attempt - 1, "cancelled")) for i in self.todo]
-                    return self._finish("done", otherwise="p")
+                    return self._finish(Action.DONE, otherwise=BatchState.PENDING)
             if expired:
                 return self._expire("expired before it could be sent")
             self._skip_suppressed()
             if not self.todo:
-                return self._finish("done", otherwise="p")
+                return self._finish(Action.DONE, otherwise=BatchState.PENDING)
             wait = self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
             if wait > 0:
-                return self._finish("rate_limited", otherwise="p", retry_in=wait)
+                return self._finish(Action.RATE_LIMITED, otherwise=BatchState.PENDING, retry_in=wait)
             return self._post()
         except RateLimited as exc:
             self.s.limiter.pause_until(self.lane, exc.reset_at or time.time() + 1)
-            return self._finish("rate_limited", otherwise=self._pending_state(), error=str(exc),
+            return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), error=str(exc),
                                 retry_in=max(0.5, (exc.reset_at or time.time() + 1) - time.time()))
         except DispatcherError as exc:
             return self._on_error(exc, posted=False)
@@ -179,19 +196,19 @@ class _Attempt:
         until = opening.timestamp()
         if self.claim.expires_at is not None:
             until = min(until, self.claim.expires_at)
-        reserved = self.s.ops.park(self.cid, self.n, until, unknown=self.needs_reconcile)
+        reserved = self.s.ops.park(self.campaign_id, self.n, until, unknown=self.needs_reconcile)
         self.summary.update(action="waiting", until=opening.isoformat())
-        return BatchOutcome("waiting", enqueue=list(reserved), summary=self.summary)
+        return BatchOutcome(Action.WAITING, enqueue=list(reserved), summary=self.summary)
 
     def _expire(self, reason: str) -> BatchOutcome:
         """Mark every unsent message ``expired`` (after resolving unknown ones: they may be sent)."""
         if self.needs_reconcile and self.todo:
             wait = self._reconcile()
             if wait > 0:
-                return self._finish("rate_limited", otherwise=self._pending_state(), retry_in=wait)
+                return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), retry_in=wait)
         self.records += [(i, ledger.encode("expired", self.attempt - 1, reason)) for i in self.todo]
         self.summary["expired"] = len(self.todo)
-        return self._finish("expired", otherwise="p", give_up=True)
+        return self._finish(Action.EXPIRED, otherwise=BatchState.PENDING, give_up=True)
 
     def _reconcile(self) -> float:
         """Resolve messages whose earlier POST may have gone out, by asking Instasent by clientId.
@@ -202,12 +219,12 @@ class _Attempt:
         wait = self.s.limiter.acquire(self.lane, 1, self.s.settings.max_slot_wait_s)
         if wait > 0:
             return wait
-        ids = {self.messages.client_id(self.cid, i): i for i in self.todo}
+        ids = {self.messages.client_id(self.campaign_id, i): i for i in self.todo}
         found = self.s.client.find_by_client_ids(list(ids))
         self.needs_reconcile = False
         self.lane = self.s.bulk_lane
-        for cid_value, sms in found.items():
-            self.records.append((ids[cid_value], ledger.encode("sent", self.attempt - 1, sms.id)))
+        for client_id, sms in found.items():
+            self.records.append((ids[client_id], ledger.encode("sent", self.attempt - 1, sms.id)))
         self.summary["reconciled"] = len(found)
         done = {ids[c] for c in found}
         # Not found: proven unsent, back to pending (their 'unknown' records are removed).
@@ -217,7 +234,7 @@ class _Attempt:
         return 0.0
 
     def _post(self) -> BatchOutcome:
-        items = [self.messages.item(self.cid, i) for i in self.todo]
+        items = [self.messages.item(self.campaign_id, i) for i in self.todo]
         index = {item.client_id: i for item, i in zip(items, self.todo, strict=True)}
         result, left, error = post_splitting(self.s.client, items)
         self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get("POST /sms/bulk"))
@@ -225,9 +242,9 @@ class _Attempt:
         missing = self._record_result(result, [index[c] for c in index if c not in left_ids])
         if error is None:
             if missing:
-                return self._finish("unknown", otherwise="u", posted=True, streak="ok",
+                return self._finish(Action.UNKNOWN, otherwise=BatchState.UNKNOWN, posted=True, streak=Streak.OK,
                                     retry_in=self.s.settings.reconcile_delay_s)
-            return self._finish("done", otherwise="p", posted=True, streak="ok")
+            return self._finish(Action.DONE, otherwise=BatchState.PENDING, posted=True, streak=Streak.OK)
         self.todo = [index[item.client_id] for item in left]
         if isinstance(error, RateLimited):
             raise error
@@ -237,12 +254,12 @@ class _Attempt:
         """Turn a bulk answer into records; returns how many items the answer did not mention."""
         missing = 0
         for i in sent_indexes:
-            cid_value = self.messages.client_id(self.cid, i)
-            if cid_value in result.accepted:
-                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[cid_value].id)))
+            client_id = self.messages.client_id(self.campaign_id, i)
+            if client_id in result.accepted:
+                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id].id)))
                 self.summary["accepted"] += 1
-            elif cid_value in result.rejected:
-                rejected = result.rejected[cid_value]
+            elif client_id in result.rejected:
+                rejected = result.rejected[client_id]
                 if rejected.already_used:  # proof that an earlier attempt was accepted
                     self.records.append((i, ledger.encode("sent", self.attempt, "")))
                     self.summary["reconciled"] += 1
@@ -260,11 +277,11 @@ class _Attempt:
         settings = self.s.settings
         error = str(exc)
         if isinstance(exc, InsufficientFunds):
-            outcome = self._finish("paused", otherwise=self._pending_state(), error=error)
+            outcome = self._finish(Action.PAUSED, otherwise=self._pending_state(), error=error)
             self._set_state(State.PAUSED, "insufficient_funds")
             return outcome
         if isinstance(exc, AuthenticationFailed):
-            outcome = self._finish("failed", otherwise=self._pending_state(), error=error)
+            outcome = self._finish(Action.FAILED, otherwise=self._pending_state(), error=error)
             self._set_state(State.FAILED, f"configuration error: {error}")
             return outcome
         fails = self.claim.fails + 1
@@ -273,8 +290,9 @@ class _Attempt:
             self.records += [(i, ledger.encode("unknown", self.attempt, error)) for i in self.todo]
             self.summary["unknown"] += len(self.todo)
             retry = None if give_up else max(settings.reconcile_delay_s, self._backoff(fails))
-            return self._finish("unknown", otherwise="u", error=error, posted=posted, failed_attempt=True,
-                                give_up=give_up, streak="failed" if give_up else "", retry_in=retry)
+            return self._finish(Action.UNKNOWN, otherwise=BatchState.UNKNOWN, error=error, posted=posted,
+                                failed_attempt=True, give_up=give_up,
+                                streak=Streak.FAILED if give_up else Streak.NONE, retry_in=retry)
         if give_up:
             uncertain = set(self.todo) if self.needs_reconcile else self.unknown_before
             pending = [i for i in self.todo if i not in uncertain]
@@ -282,14 +300,14 @@ class _Attempt:
             self.records += [(i, ledger.encode("unknown", self.attempt, error)) for i in self.todo
                              if i in uncertain and i not in self.unknown_before]
             self.summary["failed"] += len(pending)
-            return self._finish("failed", otherwise=self._pending_state(), error=error, failed_attempt=True,
-                                give_up=True, streak="failed")
-        return self._finish("retry", otherwise=self._pending_state(), error=error, failed_attempt=True,
+            return self._finish(Action.FAILED, otherwise=self._pending_state(), error=error, failed_attempt=True,
+                                give_up=True, streak=Streak.FAILED)
+        return self._finish(Action.RETRY, otherwise=self._pending_state(), error=error, failed_attempt=True,
                             retry_in=self._backoff(fails))
 
-    def _pending_state(self) -> str:
+    def _pending_state(self) -> BatchState:
         """Batch state when this attempt leaves messages unfinished: unknown ones need reconciling."""
-        return "u" if self.needs_reconcile or self.unknown_before else "p"
+        return BatchState.UNKNOWN if self.needs_reconcile or self.unknown_before else BatchState.PENDING
 
     def _backoff(self, fails: int) -> float:
         return backoff(fails, self.s.settings.retry_backoff_s, self.s.settings.retry_backoff_max_s)
@@ -297,17 +315,17 @@ class _Attempt:
     def _set_state(self, target: State, reason: str) -> None:
         # Another worker may already have moved it (paused, cancelled): nothing more to do then.
         with contextlib.suppress(DispatcherError):
-            self.s.store.transition(self.cid, target, reason)
+            self.s.store.transition(self.campaign_id, target, reason)
 
-    def _finish(self, action: str, *, otherwise: str, error: str = "", posted: bool = False,
-                failed_attempt: bool = False, give_up: bool = False, streak: str = "",
+    def _finish(self, action: Action, *, otherwise: BatchState, error: str = "", posted: bool = False,
+                failed_attempt: bool = False, give_up: bool = False, streak: Streak = Streak.NONE,
                 retry_in: float | None = None) -> BatchOutcome:
         recorded = self.s.ops.record(
-            self.cid, self.n, self.records, otherwise=otherwise, error=error, posted=posted,
+            self.campaign_id, self.n, self.records, otherwise=otherwise, error=error, posted=posted,
             failed_attempt=failed_attempt, give_up=give_up, streak=streak,
             max_consecutive_failures=self.s.settings.max_consecutive_failures,
         )
-        if recorded.batch_state == "d":
+        if recorded.batch_state == BatchState.DONE:
             retry_in = None
         self.summary["action"] = action
         if error:
