@@ -30,7 +30,8 @@ class FakeInstasent:
             wanted = request.url.params.get_list("clientId")
             found = [{"id": f"id-{c}", "clientId": c, "to": "+34600000000", "status": "enqueued"}
                      for c in wanted if c in self.accepted]
-            return httpx.Response(200, json={"entities": found})
+            page, per_page = int(request.url.params.get("page", 1)), int(request.url.params.get("per_page", 100))
+            return httpx.Response(200, json={"entities": found[(page - 1) * per_page:page * per_page]})
         assert path.endswith("/sms/bulk")
         self.bulk_requests += 1
         step = self.script.pop(0) if self.script else "ok"

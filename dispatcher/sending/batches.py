@@ -78,6 +78,8 @@ class Claim:
     send_window: str = ""
     expires_at: float | None = None
     zones: tuple[str, ...] = ()
+    #: The fencing token of this claim: only its holder may record, park or renew the batch.
+    token: str = ""
 
     @property
     def claimed(self) -> bool:
@@ -86,11 +88,19 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What recording did: the batch's new ``st``, the batches it reserved, the campaign's state."""
+    """What recording did: the batch's new ``st``, the batches it reserved, the campaign's state.
 
-    batch_state: BatchState
+    ``batch_state`` is None when the token was stale: only terminal records were added.
+    """
+
+    batch_state: BatchState | None
     reserved: range
     campaign_state: str
+
+    @property
+    def stale(self) -> bool:
+        """True when another claim had taken the batch: nothing but terminal records was written."""
+        return self.batch_state is None
 
 
 class BatchOps:
@@ -100,12 +110,13 @@ class BatchOps:
         self.redis: Any = client
         self.keys = keys
         self._claim = client.register_script(script("claim"))
-        self._record = client.register_script(script("reserve", "record"))
+        self._record = client.register_script(script("reserve", "cancel_rest", "record"))
         self._reserve = client.register_script(script("reserve", "reserve_only"))
-        self._park = client.register_script(script("reserve", "park"))
+        self._park = client.register_script(script("reserve", "cancel_rest", "park"))
         self._unpark = client.register_script(script("unpark"))
         self._reopen = client.register_script(script("reopen"))
-        self._cancel = client.register_script(script("cancel"))
+        self._cancel = client.register_script(script("cancel_rest", "cancel"))
+        self._renew = client.register_script(script("renew"))
 
     def claim(self, campaign_id: str, n: int, lease_s: float) -> Claim:
         """Try to take batch ``n`` for sending or reconciling, holding it for ``lease_s`` seconds."""
@@ -117,7 +128,7 @@ class BatchOps:
             return Claim(kind, must_reconcile=raw[1] == b"1", attempts=int(raw[2]), payload=bytes(raw[3] or b""),
                          fails=int(raw[4]), records=records, send_window=raw[6].decode(),
                          expires_at=float(raw[7]) if raw[7] else None,
-                         zones=tuple(raw[8].decode().split(",")) if raw[8] else ())
+                         zones=tuple(raw[8].decode().split(",")) if raw[8] else (), token=raw[9].decode())
         if kind == ClaimKind.DONE:
             return Claim(kind, reserved=_parse_range(raw[1]))
         if kind == ClaimKind.BUSY:
@@ -132,6 +143,7 @@ class BatchOps:
         n: int,
         records: Sequence[tuple[int, str]],
         *,
+        token: str,
         otherwise: BatchState = BatchState.PENDING,
         error: str = "",
         posted: bool = False,
@@ -144,26 +156,40 @@ class BatchOps:
 
         ``otherwise`` is the batch state when some messages are still not terminal: pending (send
         again later) or unknown (reconcile first). ``streak`` says how the failure streak moves.
+        ``token`` is the claim's: a stale one adds terminal records and changes nothing else.
         """
-        args: list[str | int] = [BatchState(otherwise).value, error[:300], int(posted), int(failed_attempt), int(give_up),
-                                 max_consecutive_failures, Streak(streak).value]
+        args: list[str | int] = [token, BatchState(otherwise).value, error[:300], int(posted), int(failed_attempt),
+                                 int(give_up), max_consecutive_failures, Streak(streak).value]
         for index, record in records:
             args += [index, record]
         st, a, b, state = self._record(keys=self._batch_keys(campaign_id, n), args=args)
-        return Recorded(BatchState(st.decode()), range(int(a), int(b)), state.decode())
+        batch_state = None if st == b"stale" else BatchState(st.decode())
+        return Recorded(batch_state, range(int(a), int(b)), state.decode())
+
+    def renew(self, campaign_id: str, n: int, token: str, lease_s: float) -> float:
+        """Extend the lease of a claimed batch to ``lease_s`` from now, if ``token`` still holds it.
+
+        Returns the seconds the lease now has left: 0.0 when it had already run out, -1.0 when
+        another claim took the batch. The caller must not POST unless it gets enough.
+        """
+        left_us = int(self._renew(keys=[self.keys.batch(campaign_id, n)], args=[token, int(lease_s * 1e6)]))
+        return -1.0 if left_us < 0 else left_us / 1e6
 
     def reserve(self, campaign_id: str) -> range:
         """Reserve batches to fill the campaign's queue window; returns the batch numbers."""
         a, b, _ = self._reserve(keys=[self.keys.campaign(campaign_id)], args=[])
         return range(int(a), int(b))
 
-    def park(self, campaign_id: str, n: int, until: float, unknown: bool) -> range:
-        """Put a claimed batch aside until ``until`` (Unix s); returns batches reserved in its place."""
-        keys = [self.keys.campaign(campaign_id), self.keys.batch(campaign_id, n), self.keys.parked(),
-                self.keys.parked_in(campaign_id)]
+    def park(self, campaign_id: str, n: int, until: float, unknown: bool, token: str) -> tuple[range, str]:
+        """Put a claimed batch aside until ``until`` (Unix s).
+
+        Returns the batches reserved in its place and what happened: ``parked``, ``stale`` (another
+        claim holds the batch: nothing changed) or ``cancelled`` (the campaign was cancelled).
+        """
+        keys = [*self._batch_keys(campaign_id, n), self.keys.parked(), self.keys.parked_in(campaign_id)]
         leave = BatchState.UNKNOWN if unknown else BatchState.PENDING
-        a, b, _ = self._park(keys=keys, args=[_member(campaign_id, n), until, leave.value])
-        return range(int(a), int(b))
+        a, b, _, what = self._park(keys=keys, args=[token, _member(campaign_id, n), until, leave.value])
+        return range(int(a), int(b)), what.decode()
 
     def due(self, now: float, limit: int = 1000) -> list[tuple[str, int]]:
         """Parked batches due at ``now`` (Unix s), left in the waiting sets: ``[(campaign_id, n)]``."""

@@ -150,11 +150,13 @@ class CampaignStore:
 
     def _write_batches(self, campaign_id: str, columns: dict[str, list[Any]], bounds: list[tuple[int, int]],
                        zones: list[str] | None) -> None:
+        # The Redis process that holds the batches now: a claim under another one reconciles first.
+        run_id = self.redis.info("server")["run_id"]
         pipe = self.redis.pipeline(transaction=False)
         for n, (lo, hi) in enumerate(bounds):
             blob = payload.encode({k: v[lo:hi] for k, v in columns.items()})
             fields: dict[str, Any] = {"st": BatchState.PENDING.value, "size": hi - lo, "att": 0, "fails": 0,
-                                      "rc": "0", "settled": "0", "p": blob}
+                                      "rc": "0", "settled": "0", "p": blob, "inc": run_id}
             if zones is not None:
                 fields["tz"] = zones[lo]
             pipe.hset(self.keys.batch(campaign_id, n), mapping=fields)
@@ -173,6 +175,10 @@ class CampaignStore:
         if not raw:
             raise InputError(f"no campaign with id {campaign_id!r}; `dispatcher list` shows the campaigns.")
         return _info(raw)
+
+    def known(self, campaign_id: str) -> bool:
+        """True when ``campaign_id`` was ever created here (its listing outlives its expired data)."""
+        return self.redis.zscore(self.keys.campaigns(), campaign_id) is not None
 
     def recent(self, limit: int = 50) -> list[CampaignInfo]:
         """The newest ``limit`` campaigns, newest first (expired ones are skipped)."""
