@@ -209,12 +209,6 @@ class BatchOps:
             self._unpark(keys=keys, args=[_member(campaign_id, n)], client=pipe)
         pipe.execute()
 
-    def release_due(self, now: float, limit: int = 1000) -> list[tuple[str, int]]:
-        """Take every parked batch due at ``now`` (Unix s) out of the waiting sets: ``[(campaign_id, n)]``."""
-        due = self.due(now, limit)
-        self.unpark(due)
-        return due
-
     def reopen(self, campaign_id: str, numbers: Sequence[int]) -> list[int]:
         """Give the not-done batches among ``numbers`` fresh attempts; returns those to enqueue."""
         pipe = self.redis.pipeline(transaction=False)

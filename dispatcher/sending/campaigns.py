@@ -112,13 +112,16 @@ def cancel(store: CampaignStore, ops: BatchOps, campaign_id: str, ttl_s: int) ->
 def release_parked(ops: BatchOps, enqueuer: Enqueuer, now: float | None = None) -> int:
     """Queue every batch whose send window has opened (or whose campaign expired); returns how many.
 
-    Called periodically (``dispatcher.release_windows`` on beat): batches never wait in the broker
-    with a long countdown, which the Redis transport would redeliver after its visibility timeout.
+    Called periodically (by the workers' watchdog, and ``dispatcher.release_windows`` on beat):
+    batches never wait in the broker with a long countdown, which the Redis transport would
+    redeliver after its visibility timeout. A batch leaves the parked set only once its task is
+    published, so a failed publish leaves it there for the next call.
     """
-    released = ops.release_due(time.time() if now is None else now)
+    due = ops.due(time.time() if now is None else now)
     by_campaign: dict[str, list[int]] = {}
-    for campaign_id, n in released:
+    for campaign_id, n in due:
         by_campaign.setdefault(campaign_id, []).append(n)
     for campaign_id, numbers in by_campaign.items():
         enqueuer.enqueue(campaign_id, numbers)
-    return len(released)
+        ops.unpark([(campaign_id, n) for n in numbers])
+    return len(due)
