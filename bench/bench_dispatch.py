@@ -81,7 +81,8 @@ def main() -> None:
             instasent_token=TOKEN, instasent_base_url=sandbox.url, redis_url=redis_service.url,
             rate_limit_per_min=10**7, queue_window=32)
         env = {"REDIS_URL": redis_service.url, "INSTASENT_TOKEN": TOKEN, "INSTASENT_BASE_URL": sandbox.url,
-               "DISPATCHER_RATE_LIMIT": str(10**7), "DISPATCHER_QUEUE_WINDOW": "32"}
+               "DISPATCHER_RATE_LIMIT": str(10**7), "DISPATCHER_QUEUE_WINDOW": "32",
+               "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
         client = redis.Redis.from_url(redis_service.url)
         keys = Keys(settings.key_prefix)
         store, ops = CampaignStore(client, keys), BatchOps(client, keys)

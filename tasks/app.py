@@ -8,8 +8,10 @@ delivery harmless. JSON only: task arguments are ids, never recipients or tokens
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
@@ -26,7 +28,8 @@ RELEASE_EVERY_S = 5.0
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    app = Celery("dispatcher", broker=settings.effective_broker_url, include=["tasks.dispatch", "tasks.schedules"])
+    app = Celery("dispatcher", broker=settings.effective_broker_url,
+                 include=["tasks.dispatch", "tasks.schedules", "tasks.watchdog"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -50,6 +53,14 @@ def make_app(settings: Settings | None = None) -> Celery:
         },
     )
     return app
+
+
+@worker_init.connect
+def _check_start(**_: Any) -> None:
+    """A worker refuses unsafe settings in one sentence before it takes any task."""
+    from tasks.watchdog import check_start
+
+    check_start(Settings.from_env())
 
 
 # httpx logs every request at INFO; a worker sends hundreds a second.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import redis
 from celery import Task
+from celery.exceptions import Reject, Retry
 
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
@@ -24,6 +28,7 @@ UNEXPECTED_RETRIES = 8
 SEND_BATCH = "dispatcher.send_batch"
 
 _local = threading.local()
+log = logging.getLogger(__name__)
 
 
 def sender() -> Sender:
@@ -46,6 +51,10 @@ def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
         send_batch_task.apply_async((campaign_id, n))
 
 
+class CampaignLost(Exception):
+    """The campaign of a task vanished from Redis without expiring: Redis lost data."""
+
+
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
@@ -55,15 +64,37 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     except redis.exceptions.RedisError as exc:
         # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
         # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
-        raise self.retry(countdown=2.0, exc=exc) from exc
+        _publish(partial(self.retry, countdown=2.0, exc=exc))
+        raise
     except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail loudly
         if self.request.retries >= UNEXPECTED_RETRIES:
             raise
-        raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
-    enqueue_batches(campaign_id, outcome.enqueue)
+        _publish(partial(self.retry, countdown=min(60.0, 2.0 ** self.request.retries), exc=exc))
+        raise
+    if outcome.action == Action.LOST:
+        # Not a success: the task failed because its campaign is gone (`dispatcher status` says why).
+        raise CampaignLost(f"campaign {campaign_id} is no longer in Redis although it never expired: "
+                           "Redis lost data; `dispatcher status` reports it.")
+    _publish(lambda: enqueue_batches(campaign_id, outcome.enqueue))
     if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
-        raise self.retry(countdown=max(0.05, outcome.retry_in))
+        _publish(lambda: self.retry(countdown=max(0.05, outcome.retry_in or 0.0)))
     return outcome.summary
+
+
+def _publish(publish: Callable[[], Any]) -> None:
+    """Run a publish (``enqueue_batches`` or ``self.retry``); never acknowledge a task whose follow-up was lost.
+
+    ``self.retry`` raises ``Retry`` once the new message is published, which is passed on. Any other
+    error means the broker did not take the message: the task is rejected back to its queue
+    instead of being acknowledged, and the watchdog re-drives it if the broker loses it too.
+    """
+    try:
+        publish()
+    except Retry:
+        raise
+    except Exception as exc:
+        log.warning("could not publish a follow-up task (%s); requeueing this one", type(exc).__name__)
+        raise Reject(f"publish failed: {type(exc).__name__}", requeue=True) from exc

@@ -85,12 +85,28 @@ def status(
         show_progress(store, campaign_id)
     info = store.get(campaign_id)
     opening = store.next_window_opening(campaign_id)
+    sweep = store.last_sweep()
     if as_json:
-        _print_json({**info.to_json(), "next_window_opens_at": opening})
+        _print_json({**info.to_json(), "next_window_opens_at": opening, "last_sweep": sweep})
     else:
         print_status(info)
         if opening:
             out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        print_watchdog(info, sweep)
+
+
+def print_watchdog(info: CampaignInfo, sweep: dict[str, Any] | None) -> None:
+    """One line on the watchdog: its last sweep anywhere, and its last re-drive of this campaign."""
+    if sweep is None:
+        out.print("Watchdog: no sweep yet (workers run one every DISPATCHER_WATCHDOG_EVERY seconds).")
+        return
+    line = f"Watchdog: last sweep at {time.strftime('%H:%M:%S', time.localtime(sweep['at']))}"
+    if info.watchdog:
+        at = time.strftime("%H:%M:%S", time.localtime(info.watchdog["at"]))
+        line += f"; it re-drove {int(info.watchdog['batches'])} stranded batch(es) of this campaign at {at}"
+    if sweep.get("data_lost"):
+        line += "; it found that Redis had lost its data"
+    out.print(line + ".")
 
 
 @app.command("list")
@@ -234,8 +250,12 @@ def submit(
     send_window = parse_window(window, days) if window else None
     expire_after_s = parse_duration(expire_after) if expire_after else None
     options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    from dispatcher.sending.durability import Epoch, check_persistence
+
     settings = load_settings()
     store, ops = _store(settings)
+    check_persistence(store.redis, settings)
+    Epoch(store.redis, store.keys).check()
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
         result = run_preflight(file, options, settings=settings, redis=store.redis, client=client,
                                progress=progress)

@@ -19,7 +19,13 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
-    load_settings().require_token()  # fail early, in one sentence, on a bad environment
+    from dispatcher.cli._common import connect_redis
+    from dispatcher.sending.durability import check_persistence
+
+    settings = load_settings()
+    settings.require_token()  # fail early, in one sentence, on a bad environment
+    settings.check_lease()
+    check_persistence(connect_redis(settings), settings)
     argv = worker_argv(concurrency, events, loglevel=loglevel)
     os.execv(argv[0], argv)
 

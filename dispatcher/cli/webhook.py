@@ -28,7 +28,9 @@ def webhook(
                                  "https://your-host/dlr/<that value> as the delivery-report URL in Instasent.")
     if len(settings.webhook_secret.reveal()) < 16:
         raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
-    connect_redis(settings).ping()
+    from dispatcher.sending.durability import check_persistence
+
+    check_persistence(connect_redis(settings), settings)  # opt-outs and reports must survive a restart
     from dispatcher.delivery.webhook.server import serve
 
     serve(settings, host, port)

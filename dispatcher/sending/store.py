@@ -61,6 +61,8 @@ class CampaignInfo:
     waiting: int = 0
     expires_at: float | None = None
     send_window: Window | None = None
+    #: The watchdog's last re-drive of this campaign: ``at`` (Unix s) and ``batches``, or empty.
+    watchdog: dict[str, float] = field(default_factory=dict)
 
     @property
     def delivery_rate(self) -> float | None:
@@ -88,7 +90,7 @@ class CampaignInfo:
             "delivered": self.delivery.get("delivered", 0), "undelivered": self.delivery.get("undelivered", 0),
             "delivery_rate": self.delivery_rate, "waiting_for_window": self.waiting,
             "expires_at": self.expires_at, "send_window": self.send_window.to_json() if self.send_window else None,
-            "preflight": self.preflight,
+            "preflight": self.preflight, "watchdog": self.watchdog,
         }
 
 
@@ -173,8 +175,25 @@ class CampaignStore:
         """
         raw = self.redis.hgetall(self.keys.campaign(campaign_id))
         if not raw:
-            raise InputError(f"no campaign with id {campaign_id!r}; `dispatcher list` shows the campaigns.")
+            raise InputError(f"no campaign with id {campaign_id!r}{self._loss_note()}; "
+                             "`dispatcher list` shows the campaigns.")
+        if b"id" not in raw or b"state" not in raw:
+            raise InputError(f"campaign {campaign_id}'s data in Redis is incomplete{self._loss_note()}; "
+                             "it cannot be shown or resumed.")
         return _info(raw)
+
+    def _loss_note(self) -> str:
+        """`` (Redis lost its data at ...)`` when a loss was recorded (see ``durability``), else empty."""
+        last = self.redis.lindex(self.keys.losses(), 0)
+        if last is None:
+            return ""
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(orjson.loads(last)["at"]))
+        return f" (Redis lost its data, noticed at {at})"
+
+    def last_sweep(self) -> dict[str, Any] | None:
+        """The watchdog's last sweep (see ``dispatcher.sending.watchdog``), or None before any."""
+        raw = self.redis.get(self.keys.watchdog_last())
+        return dict(orjson.loads(raw)) if raw else None
 
     def known(self, campaign_id: str) -> bool:
         """True when ``campaign_id`` was ever created here (its listing outlives its expired data)."""
@@ -186,7 +205,7 @@ class CampaignStore:
         pipe = self.redis.pipeline(transaction=False)
         for campaign_id in ids:
             pipe.hgetall(self.keys.campaign(campaign_id.decode()))
-        return [_info(raw) for raw in pipe.execute() if raw]
+        return [_info(raw) for raw in pipe.execute() if b"id" in raw and b"state" in raw]
 
     def batch_states(self, campaign_id: str, numbers: Sequence[int]) -> list[str]:
         """The ``st`` of each batch in ``numbers`` (``p``, ``i``, ``u``, ``d``)."""
@@ -303,6 +322,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         delivery={"delivered": int(h.get("d:delivered", 0)), "undelivered": int(h.get("d:undelivered", 0))},
         waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
+        watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
     )
 
 
