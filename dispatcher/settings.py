@@ -69,6 +69,8 @@ class Settings:
     broker_url: str = ""
     #: Prefix of every Redis key this project writes.
     key_prefix: str = "dsp"
+    #: Celery queue of the batch tasks (distinct names keep several deployments on one broker apart).
+    queue_name: str = "dispatcher"
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     write_timeout_s: float = 10.0
@@ -188,6 +190,7 @@ _ENV_NAMES = {
     "redis_url": "REDIS_URL",
     "broker_url": "CELERY_BROKER_URL",
     "key_prefix": "DISPATCHER_KEY_PREFIX",
+    "queue_name": "DISPATCHER_QUEUE",
     "connect_timeout_s": "DISPATCHER_CONNECT_TIMEOUT",
     "read_timeout_s": "DISPATCHER_READ_TIMEOUT",
     "write_timeout_s": "DISPATCHER_WRITE_TIMEOUT",

@@ -16,7 +16,7 @@ from celery.signals import worker_init
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
 
-#: Queue every dispatch task goes to.
+#: Queue every dispatch task goes to, unless ``DISPATCHER_QUEUE`` names another.
 QUEUE = "dispatcher"
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
@@ -38,7 +38,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.queue_name,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -26,7 +26,7 @@ def worker(
     settings.require_token()  # fail early, in one sentence, on a bad environment
     settings.check_lease()
     check_persistence(connect_redis(settings), settings)
-    argv = worker_argv(concurrency, events, loglevel=loglevel)
+    argv = worker_argv(concurrency, events, loglevel=loglevel, queue=settings.queue_name)
     os.execv(argv[0], argv)
 
 
