@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -205,6 +206,8 @@ def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False
                  timeout_s: float = 60.0) -> Service:
     """Start a Celery worker process and wait until it says it is ready."""
     argv = worker_argv(concurrency, events, queue=env.get("DISPATCHER_QUEUE", "dispatcher"))
+    # A node name of its own: two workers on one host would share RabbitMQ's exclusive pidbox queue.
+    argv += ["--hostname", f"dispatcher-{secrets.token_hex(4)}@%h"]
     service = spawn("worker", argv, url="", env=env, log_dir=log_dir)
     wait_until(lambda: "ready." in (service.log_tail(200)), service, timeout_s=timeout_s)
     return service
