@@ -13,14 +13,11 @@ import socket
 import threading
 from typing import Any
 
-import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from dispatcher.errors import ConfigurationError
-from dispatcher.keys import Keys
-from dispatcher.sending.batches import BatchOps
+from dispatcher.resources import Resources
 from dispatcher.sending.durability import check_persistence
-from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.watchdog import Watchdog
 from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer
@@ -35,7 +32,7 @@ def check_start(settings: Settings) -> None:
     Raises:
         SystemExit: with one sentence, when the lease or the Redis durability check fails.
     """
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = Resources.from_settings(settings).redis
     try:
         settings.require_token()
         settings.check_lease()
@@ -48,10 +45,8 @@ def check_start(settings: Settings) -> None:
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     """Sweep every ``settings.watchdog_every_s`` seconds until ``stop`` is set; errors are logged, not fatal."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
-    keys = Keys(settings.key_prefix)
-    dog = Watchdog(CampaignStore(client, keys), BatchOps(client, keys), CeleryEnqueuer(settings), settings,
-                   name=socket.gethostname())
+    resources = Resources.from_settings(settings)
+    dog = Watchdog(resources.store, resources.ops, CeleryEnqueuer(settings), settings, name=socket.gethostname())
     while not stop.wait(settings.watchdog_every_s):
         try:
             swept = dog.sweep()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -118,6 +118,10 @@ class InstasentClient:
 
     def __repr__(self) -> str:
         return f"InstasentClient(base_url={self.base_url!r})"
+
+    def on_response(self, hook: Callable[[httpx.Response], None]) -> None:
+        """Call ``hook`` with every response (before its body is read), e.g. to count statuses."""
+        self._http.event_hooks["response"] = [*self._http.event_hooks["response"], hook]
 
     def __enter__(self) -> InstasentClient:
         return self
@@ -282,9 +286,7 @@ class InstasentClient:
         thread that is abandoned at the deadline. Connecting and writing get a quarter of the time
         each, so a request that reaches Instasent at all reaches it well before the deadline.
 
-        Raises:
-            ConnectionFailed: when no time is left (nothing was sent).
-            OutcomeUnknown: when no answer came by the deadline.
+        Raises ConnectionFailed when no time is left (nothing sent), OutcomeUnknown when no answer came by then.
         """
         remaining = deadline - time.monotonic()
         if remaining <= 0:

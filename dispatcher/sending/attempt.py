@@ -50,7 +50,7 @@ LIST_LANE = "sms_list"
 
 
 @dataclass
-class Sender:
+class SendContext:
     """Everything a worker process needs to send batches; built once per process."""
 
     settings: Settings
@@ -70,9 +70,9 @@ class Sender:
         return Lane(LIST_LANE, self.settings.rate_limit_per_min)
 
 
-__all__ = ["Action", "BatchOutcome", "Sender", "backoff", "send_batch"]
+__all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
-def send_batch(sender: Sender, campaign_id: str, n: int) -> BatchOutcome:
+def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
     claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s)
     if claim.kind == ClaimKind.DONE:
@@ -95,7 +95,7 @@ def send_batch(sender: Sender, campaign_id: str, n: int) -> BatchOutcome:
 class _Attempt:
     """One claimed attempt at a batch; every path ends in exactly one ``record`` (or ``park``) call."""
 
-    def __init__(self, sender: Sender, campaign_id: str, n: int, claim: Claim) -> None:
+    def __init__(self, sender: SendContext, campaign_id: str, n: int, claim: Claim) -> None:
         self.s = sender
         self.campaign_id = campaign_id
         self.n = n

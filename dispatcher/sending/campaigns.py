@@ -73,6 +73,17 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
                   send_window=send_window, expire_after_s=expire_after_s)
 
 
+def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
+    """The ``status --json`` object of one campaign, with when its next send window opens (Unix s)
+    and the watchdog's last sweep.
+
+    Raises:
+        UnknownItem: when no campaign has that id.
+    """
+    return {**store.get(campaign_id).to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
+            "last_sweep": store.last_sweep()}
+
+
 def pause(store: CampaignStore, campaign_id: str, reason: str = "paused by user") -> str:
     """Pause a campaign: batches not yet claimed stay unsent until ``resume``. Returns the old state."""
     return store.transition(campaign_id, State.PAUSED, reason)

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import redis
 
-from dispatcher.errors import InputError, InvalidTransition
+from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.sending import payload
@@ -171,14 +171,14 @@ class CampaignStore:
         """Read one campaign.
 
         Raises:
-            InputError: when no campaign has that id.
+            UnknownItem: when no campaign has that id.
         """
         raw = self.redis.hgetall(self.keys.campaign(campaign_id))
         if not raw:
-            raise InputError(f"no campaign with id {campaign_id!r}{self._loss_note()}; "
+            raise UnknownItem(f"no campaign with id {campaign_id!r}{self._loss_note()}; "
                              "`dispatcher list` shows the campaigns.")
         if b"id" not in raw or b"state" not in raw:
-            raise InputError(f"campaign {campaign_id}'s data in Redis is incomplete{self._loss_note()}; "
+            raise UnknownItem(f"campaign {campaign_id}'s data in Redis is incomplete{self._loss_note()}; "
                              "it cannot be shown or resumed.")
         return _info(raw)
 
@@ -199,13 +199,17 @@ class CampaignStore:
         """True when ``campaign_id`` was ever created here (its listing outlives its expired data)."""
         return self.redis.zscore(self.keys.campaigns(), campaign_id) is not None
 
-    def recent(self, limit: int = 50) -> list[CampaignInfo]:
-        """The newest ``limit`` campaigns, newest first (expired ones are skipped)."""
-        ids = self.redis.zrevrange(self.keys.campaigns(), 0, limit - 1)
+    def recent(self, limit: int = 50, offset: int = 0) -> list[CampaignInfo]:
+        """The newest ``limit`` campaigns after skipping ``offset``, newest first (expired ones are skipped)."""
+        ids = self.redis.zrevrange(self.keys.campaigns(), offset, offset + limit - 1)
         pipe = self.redis.pipeline(transaction=False)
         for campaign_id in ids:
             pipe.hgetall(self.keys.campaign(campaign_id.decode()))
         return [_info(raw) for raw in pipe.execute() if b"id" in raw and b"state" in raw]
+
+    def count(self) -> int:
+        """How many campaigns are listed (some may have expired since)."""
+        return int(self.redis.zcard(self.keys.campaigns()))
 
     def batch_states(self, campaign_id: str, numbers: Sequence[int]) -> list[str]:
         """The ``st`` of each batch in ``numbers`` (``p``, ``i``, ``u``, ``d``)."""
@@ -246,13 +250,13 @@ class CampaignStore:
         """Move a campaign to ``target`` if its current state allows it; returns the old state.
 
         Raises:
-            InputError: when no campaign has that id.
+            UnknownItem: when no campaign has that id.
             InvalidTransition: when the current state cannot move to ``target``.
         """
         result = self._transition(keys=[self.keys.campaign(campaign_id)], args=[target.value, reason, time.time()])
         outcome = result[0].decode()
         if outcome == "missing":
-            raise InputError(f"no campaign with id {campaign_id!r}; `dispatcher list` shows the campaigns.")
+            raise UnknownItem(f"no campaign with id {campaign_id!r}; `dispatcher list` shows the campaigns.")
         old = result[1].decode()
         if outcome == "refused" and old != target.value:
             raise InvalidTransition(f"campaign {campaign_id} is {old} and cannot become {target.value}.")

@@ -15,7 +15,7 @@ from dispatcher.errors import ConfigurationError, OutcomeUnknown
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
 from dispatcher.sending import campaigns, ledger
-from dispatcher.sending.attempt import Action, Sender, send_batch
+from dispatcher.sending.attempt import Action, SendContext, send_batch
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.settings import Settings
 from tests.fakes import TOO_LARGE, FakeInstasent
@@ -29,13 +29,13 @@ def messages(n: int, to: dict[int, str] | None = None) -> pd.DataFrame:
                          "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n, "country": ["ES"] * n})
 
 
-def create(sender: Sender, frame: pd.DataFrame) -> str:
+def create(sender: SendContext, frame: pd.DataFrame) -> str:
     campaign_id = sender.store.create("test", frame, window=4)
     sender.ops.reserve(campaign_id)
     return campaign_id
 
 
-def drive(sender: Sender, campaign_id: str, n: int = 0, max_runs: int = 30) -> list[str]:
+def drive(sender: SendContext, campaign_id: str, n: int = 0, max_runs: int = 30) -> list[str]:
     actions = []
     for _ in range(max_runs):
         outcome = send_batch(sender, campaign_id, n)
@@ -60,13 +60,13 @@ class HookedLimiter(RateLimiter):
         return super().acquire(lane, messages, max_wait_s)
 
 
-def hook_limiter(sender: Sender, hook: Callable[[], None] = lambda: None) -> HookedLimiter:
+def hook_limiter(sender: SendContext, hook: Callable[[], None] = lambda: None) -> HookedLimiter:
     sender.limiter = HookedLimiter(sender.limiter, hook)
     return sender.limiter
 
 
 # -- (a) fencing ------------------------------------------------------------------------------------
-def test_a_stale_holder_cannot_reset_a_batch_that_another_worker_holds(sender: Sender) -> None:
+def test_a_stale_holder_cannot_reset_a_batch_that_another_worker_holds(sender: SendContext) -> None:
     campaign_id = create(sender, messages(3))
     stale = sender.ops.claim(campaign_id, 0, lease_s=0)
     current = sender.ops.claim(campaign_id, 0, lease_s=60)
@@ -85,7 +85,7 @@ def test_a_stale_holder_cannot_reset_a_batch_that_another_worker_holds(sender: S
 
 
 def test_an_attempt_whose_batch_was_claimed_by_another_worker_stops_without_posting(
-        sender: Sender, fake: FakeInstasent) -> None:
+        sender: SendContext, fake: FakeInstasent) -> None:
     campaign_id = create(sender, messages(10))
 
     def take_over() -> None:  # our lease runs out mid-attempt and another worker claims the batch
@@ -99,7 +99,7 @@ def test_an_attempt_whose_batch_was_claimed_by_another_worker_stops_without_post
     assert sender.store.batch_states(campaign_id, [0]) == ["i"]
 
 
-def test_an_attempt_with_too_little_lease_left_does_not_post(sender: Sender, fake: FakeInstasent) -> None:
+def test_an_attempt_with_too_little_lease_left_does_not_post(sender: SendContext, fake: FakeInstasent) -> None:
     campaign_id = create(sender, messages(10))
     hook_limiter(sender, lambda: sender.store.redis.hset(sender.ops.keys.batch(campaign_id, 0), "lease", 0))
     outcome = send_batch(sender, campaign_id, 0)
@@ -129,7 +129,8 @@ def test_settings_that_let_a_post_outlive_the_lease_are_refused_in_one_sentence(
 
 
 # -- (b) reconciliation proves absence or waits --------------------------------------------------------
-def test_an_incomplete_search_keeps_messages_unknown_and_sends_nothing(sender: Sender, fake: FakeInstasent) -> None:
+def test_an_incomplete_search_keeps_messages_unknown_and_sends_nothing(
+        sender: SendContext, fake: FakeInstasent) -> None:
     fake.script = ["timeout-after-accept"]
     campaign_id = create(sender, messages(10))
     assert send_batch(sender, campaign_id, 0).action == Action.UNKNOWN
@@ -157,7 +158,7 @@ def test_a_short_page_does_not_end_the_search(sandbox: Any, settings: Settings) 
 
 
 def test_every_resend_after_items_go_missing_counts_against_max_attempts(
-        sender: Sender, fake: FakeInstasent) -> None:
+        sender: SendContext, fake: FakeInstasent) -> None:
     fake.script = ["ignore-half"] * 20
     campaign_id = create(sender, messages(8))
     drive(sender, campaign_id)
@@ -171,7 +172,7 @@ def test_every_resend_after_items_go_missing_counts_against_max_attempts(
 
 
 # -- (g) 413 on a single item, slots for split chunks --------------------------------------------------
-def test_an_item_too_large_on_its_own_is_rejected_and_the_rest_is_sent(sender: Sender) -> None:
+def test_an_item_too_large_on_its_own_is_rejected_and_the_rest_is_sent(sender: SendContext) -> None:
     campaign_id = create(sender, messages(40, to={7: TOO_LARGE}))
     assert drive(sender, campaign_id) == ["done"]
     info = sender.store.get(campaign_id)
@@ -180,7 +181,7 @@ def test_an_item_too_large_on_its_own_is_rejected_and_the_rest_is_sent(sender: S
     assert records[7].status == "rejected" and "413" in records[7].error
 
 
-def test_every_split_chunk_takes_a_rate_limit_slot(sender: Sender, fake: FakeInstasent) -> None:
+def test_every_split_chunk_takes_a_rate_limit_slot(sender: SendContext, fake: FakeInstasent) -> None:
     fake.script = ["413", "413", "413"]
     limiter = hook_limiter(sender)
     campaign_id = create(sender, messages(40))
@@ -191,7 +192,7 @@ def test_every_split_chunk_takes_a_rate_limit_slot(sender: Sender, fake: FakeIns
 # -- (h) cancel race -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("step", ["429", "connect"])
 def test_a_batch_in_flight_during_cancel_ends_cancelled_not_pending(
-        sender: Sender, fake: FakeInstasent, step: str) -> None:
+        sender: SendContext, fake: FakeInstasent, step: str) -> None:
     fake.script = [step]
     campaign_id = create(sender, messages(10))
     hook_limiter(sender, lambda: campaigns.cancel(sender.store, sender.ops, campaign_id, ttl_s=60))
@@ -202,7 +203,7 @@ def test_a_batch_in_flight_during_cancel_ends_cancelled_not_pending(
 
 
 # -- (c) parked batches leave their set only once published ----------------------------------------------
-def test_parked_batches_stay_parked_until_their_tasks_are_published(sender: Sender) -> None:
+def test_parked_batches_stay_parked_until_their_tasks_are_published(sender: SendContext) -> None:
     campaign_id = create(sender, messages(10))
     claim = sender.ops.claim(campaign_id, 0, lease_s=60)
     sender.ops.park(campaign_id, 0, time.time() - 1, unknown=False, token=claim.token)

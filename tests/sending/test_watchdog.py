@@ -11,7 +11,7 @@ import redis
 
 from dispatcher.dev.services import start_redis
 from dispatcher.errors import ConfigurationError, InputError
-from dispatcher.sending.attempt import Action, Sender, send_batch
+from dispatcher.sending.attempt import Action, SendContext, send_batch
 from dispatcher.sending.durability import Epoch, check_persistence
 from dispatcher.sending.watchdog import Watchdog
 
@@ -30,14 +30,14 @@ def frame(n: int) -> pd.DataFrame:
                          "country": ["ES"] * n})
 
 
-def running_campaign(sender: Sender, n: int = 500) -> str:
+def running_campaign(sender: SendContext, n: int = 500) -> str:
     campaign_id = sender.store.create("test", frame(n), window=3)
     sender.ops.reserve(campaign_id)  # batches 0..2 reserved; their tasks were "lost"
     send_batch(sender, campaign_id, 0)  # the campaign runs; batch 0 done, batch 3 reserved
     return campaign_id
 
 
-def test_a_sweep_redrives_reserved_batches_that_no_task_carries_once_the_campaign_is_quiet(sender: Sender) -> None:
+def test_a_sweep_redrives_reserved_batches_that_no_task_carries_once_the_campaign_is_quiet(sender: SendContext) -> None:
     campaign_id = running_campaign(sender)
     queue = Queue()
     dog = Watchdog(sender.store, sender.ops, queue, sender.settings)
@@ -54,7 +54,7 @@ def test_a_sweep_redrives_reserved_batches_that_no_task_carries_once_the_campaig
     assert sender.store.get(campaign_id).counts["sent"] == 500
 
 
-def test_a_batch_under_a_live_lease_is_not_redriven_but_one_whose_holder_died_is(sender: Sender) -> None:
+def test_a_batch_under_a_live_lease_is_not_redriven_but_one_whose_holder_died_is(sender: SendContext) -> None:
     campaign_id = running_campaign(sender, 300)
     assert sender.ops.claim(campaign_id, 1, lease_s=3600).claimed
     assert sender.ops.claim(campaign_id, 2, lease_s=0).claimed  # its worker died
@@ -63,7 +63,7 @@ def test_a_batch_under_a_live_lease_is_not_redriven_but_one_whose_holder_died_is
     assert dog.stranded(info, time.time() + dog.stale_after_s + 1) == [2]
 
 
-def test_only_one_sweep_runs_at_a_time(sender: Sender) -> None:
+def test_only_one_sweep_runs_at_a_time(sender: SendContext) -> None:
     dog = Watchdog(sender.store, sender.ops, Queue(), sender.settings)
     sender.store.redis.set(sender.store.keys.watchdog_lock(), "another-worker")
     assert dog.sweep() is None
@@ -71,7 +71,7 @@ def test_only_one_sweep_runs_at_a_time(sender: Sender) -> None:
     assert dog.sweep() is not None and sender.store.last_sweep() is not None
 
 
-def test_a_sweep_releases_parked_batches_without_beat(sender: Sender) -> None:
+def test_a_sweep_releases_parked_batches_without_beat(sender: SendContext) -> None:
     campaign_id = running_campaign(sender)
     claim = sender.ops.claim(campaign_id, 1, lease_s=60)
     sender.ops.park(campaign_id, 1, time.time() - 1, unknown=False, token=claim.token)
@@ -80,7 +80,7 @@ def test_a_sweep_releases_parked_batches_without_beat(sender: Sender) -> None:
     assert swept is not None and swept.released == 1 and (campaign_id, 1) in queue.items
 
 
-def test_redis_losing_its_data_is_noticed_reported_and_never_a_silent_success(sender: Sender) -> None:
+def test_redis_losing_its_data_is_noticed_reported_and_never_a_silent_success(sender: SendContext) -> None:
     campaign_id = running_campaign(sender)
     dog = Watchdog(sender.store, sender.ops, Queue(), sender.settings)
     assert dog.sweep() is not None
@@ -92,7 +92,7 @@ def test_redis_losing_its_data_is_noticed_reported_and_never_a_silent_success(se
     assert send_batch(sender, campaign_id, 1).action == Action.LOST
 
 
-def test_orphan_keys_of_a_half_lost_campaign_give_a_sentence_not_a_key_error(sender: Sender) -> None:
+def test_orphan_keys_of_a_half_lost_campaign_give_a_sentence_not_a_key_error(sender: SendContext) -> None:
     campaign_id = running_campaign(sender)
     sender.store.redis.hdel(sender.store.keys.campaign(campaign_id), "id", "state")
     with pytest.raises(InputError, match="incomplete"):
@@ -100,21 +100,21 @@ def test_orphan_keys_of_a_half_lost_campaign_give_a_sentence_not_a_key_error(sen
     assert all(info.id != campaign_id for info in sender.store.recent())
 
 
-def test_a_first_look_at_an_empty_redis_is_not_a_loss(redis_client: redis.Redis, sender: Sender) -> None:
+def test_a_first_look_at_an_empty_redis_is_not_a_loss(redis_client: redis.Redis, sender: SendContext) -> None:
     epoch = Epoch(redis_client, sender.store.keys)
     assert not epoch.check() and not epoch.check()
     assert Epoch(redis_client, sender.store.keys).check() is False
 
 
 def test_a_redis_that_does_not_persist_is_refused_in_one_sentence_unless_allowed(
-        redis_client: redis.Redis, sender: Sender) -> None:
+        redis_client: redis.Redis, sender: SendContext) -> None:
     with pytest.raises(ConfigurationError, match="DISPATCHER_ALLOW_VOLATILE_REDIS=1") as raised:
         check_persistence(redis_client, sender.settings)
     assert "\n" not in str(raised.value)
     check_persistence(redis_client, sender.settings.with_overrides(allow_volatile_redis=True))
 
 
-def test_a_redis_with_an_append_only_file_is_accepted(sender: Sender) -> None:
+def test_a_redis_with_an_append_only_file_is_accepted(sender: SendContext) -> None:
     service = start_redis()
     try:
         client = redis.Redis.from_url(service.url)
