@@ -37,10 +37,11 @@ import psutil
 import redis
 
 from dispatcher.dev.services import Service, spawn, start_redis, start_sandbox, wait_until, worker_argv
+from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.store import BATCH_SIZE, CampaignStore
+from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer
 
@@ -79,8 +80,8 @@ def bare_httpx(url: str, frame: pd.DataFrame) -> float:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}",
                                              "Content-Type": "application/json"}, timeout=30) as client:
         started = time.perf_counter()
-        for lo in range(0, len(items), BATCH_SIZE):
-            client.post("/sms/bulk", content=orjson.dumps(items[lo:lo + BATCH_SIZE])).raise_for_status()
+        for lo in range(0, len(items), MAX_BULK_ITEMS):
+            client.post("/sms/bulk", content=orjson.dumps(items[lo:lo + MAX_BULK_ITEMS])).raise_for_status()
         return len(items) / (time.perf_counter() - started)
 
 
@@ -197,7 +198,8 @@ class Bench:
             extra = {"PYTHONPATH": self.baseline_dir, "PYTHONDONTWRITEBYTECODE": "1", "DISPATCHER_QUEUE_WINDOW": "16"}
         env = {**extra, "REDIS_URL": self.redis_service.url, "INSTASENT_TOKEN": TOKEN,
                "INSTASENT_BASE_URL": self.sandbox.url,
-               "DISPATCHER_RATE_LIMIT": str(limit or 10**7), "DISPATCHER_KEY_PREFIX": "bench"}
+               "DISPATCHER_RATE_LIMIT": str(limit or 10**7), "DISPATCHER_KEY_PREFIX": "bench",
+               "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
         argv = CONFIGS[config]
         if config.startswith("baseline"):  # run in the other checkout so its packages shadow ours
             argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', self.baseline_dir, *argv]
@@ -218,7 +220,7 @@ class Bench:
         rss = PeakRss(worker.pid)
         settings = self.settings(limit)
         try:
-            size = messages if not limit else int(limit / 60 * BATCH_SIZE * (seconds + 15))
+            size = messages if not limit else int(limit / 60 * MAX_BULK_ITEMS * (seconds + 15))
             frame = self.frame(size)
             if config.startswith("baseline"):
                 settings = settings.with_overrides(queue_window=16)
@@ -258,10 +260,12 @@ class Bench:
 class OneTaskPerBatch(CeleryEnqueuer):
     """The enqueuer of the baseline checkout: one ``dispatcher.send_batch`` task per batch."""
 
-    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
+    def enqueue(self, campaign_id: str, numbers: Sequence[int], *, countdown: float | None = None,
+                tries: int = 0) -> None:
         with self._app.producer_or_acquire() as producer:
             for n in numbers:
-                self._app.send_task("dispatcher.send_batch", args=(campaign_id, n), producer=producer)
+                self._app.send_task("dispatcher.send_batch", args=(campaign_id, n), producer=producer,
+                                    countdown=countdown)
 
 
 def busiest(stamps: Sequence[float], width_s: float) -> int:

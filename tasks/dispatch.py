@@ -10,18 +10,22 @@ stays for tasks queued by an older version.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import httpx
 import redis
 from celery import Task
+from celery.exceptions import Reject, Retry
 
 from dispatcher.resources import Resources
-from dispatcher.sending.attempt import BatchOutcome, SendContext, send_batch
+from dispatcher.sending.attempt import Action, BatchOutcome, SendContext, send_batch
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
 from dispatcher.sending.telemetry import Telemetry
@@ -38,6 +42,7 @@ _shared_lock = threading.Lock()
 _shared: tuple[int, Pump, TimedClient] | None = None
 #: Batches in flight per process, fixed by ``dispatcher worker --concurrency``; 0: from the limit.
 fixed_in_flight = 0
+log = logging.getLogger(__name__)
 
 
 def _process_parts() -> tuple[Pump, TimedClient]:
@@ -91,7 +96,7 @@ def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutco
         return outcome
     finally:
         telemetry.waited(context.limiter.waited_s - waited)
-        if outcome is None or outcome.action not in ("skip", "busy", "done"):  # only real attempts
+        if outcome is None or outcome.action not in (Action.SKIP, Action.BUSY, Action.DONE):  # only real attempts
             telemetry.batch_done(time.monotonic() - started)
         telemetry.flush()
 
@@ -102,12 +107,22 @@ def _send_one(campaign_id: str, batch: int) -> BatchOutcome:
 
 def _settle(context: SendContext, campaign_id: str, outcome: BatchOutcome) -> float | None:
     """Side effects of one batch's outcome; returns the seconds after which to retry it, or None."""
-    if outcome.action not in ("skip", "busy") and outcome.campaign_state in {state.value for state in FINAL}:
+    if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         context.store.expire(campaign_id, context.settings.campaign_ttl_s)
-    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
+    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
         return max(0.05, outcome.retry_in)
     return None
+
+
+class CampaignLost(Exception):
+    """The campaign of a task vanished from Redis without expiring: Redis lost data."""
+
+
+def _lost(campaign_id: str) -> CampaignLost:
+    # Not a success: the task fails because its campaign is gone (`dispatcher status` says why).
+    return CampaignLost(f"campaign {campaign_id} is no longer in Redis although it never expired: "
+                        "Redis lost data; `dispatcher status` reports it.")
 
 
 @app.task(name=SEND_BATCHES, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -117,12 +132,16 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
     A batch that must wait (rate limit, backoff, a lease held elsewhere) is queued again alone with
     a countdown; one that hit a Redis error is retried in 2 s; one that raised anything else is
     retried ``UNEXPECTED_RETRIES`` times, then this task fails loudly (after queueing the rest).
+    Every follow-up is published before the task ends; if the broker refuses one, the task is
+    requeued instead of acknowledged (its done batches then re-publish what they reserved).
     """
     gate = pump()
     context = send_context()
     enqueuer = CeleryEnqueuer(context.settings)
     futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers)
     follow_ons: list[int] = []
+    #: (batch numbers, countdown, tries) of the batches queued again alone.
+    again: list[tuple[list[int], float, int]] = []
     results: list[dict[str, Any]] = []
     broken: Exception | None = None
     for n, future in zip(numbers, futures, strict=True):
@@ -131,7 +150,7 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
         except redis.exceptions.RedisError as exc:
             # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
             # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
-            enqueuer.enqueue(campaign_id, [n], countdown=2.0, tries=tries)
+            again.append(([n], 2.0, tries))
             results.append({"action": "retry", "batch": n, "error": type(exc).__name__})
             continue
         except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail
@@ -139,14 +158,18 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
             if tries >= UNEXPECTED_RETRIES:
                 broken = exc
             else:
-                enqueuer.enqueue(campaign_id, [n], countdown=min(60.0, 2.0 ** tries), tries=tries + 1)
+                again.append(([n], min(60.0, 2.0 ** tries), tries + 1))
             continue
+        if outcome.action == Action.LOST:
+            broken = broken or _lost(campaign_id)
         follow_ons += outcome.enqueue
         results.append(flower_summary(campaign_id, outcome, with_campaign=False))
         retry_in = _settle(context, campaign_id, outcome)
         if retry_in is not None:
-            enqueuer.enqueue(campaign_id, [n], countdown=retry_in, tries=tries)
-    enqueuer.enqueue(campaign_id, follow_ons)
+            again.append(([n], retry_in, tries))
+    _publish(lambda: enqueuer.enqueue(campaign_id, follow_ons))
+    for batch, countdown, batch_tries in again:
+        _publish(partial(enqueuer.enqueue, campaign_id, batch, countdown=countdown, tries=batch_tries))
     if broken is not None:
         raise broken
     actions = Counter(str(r["action"]) for r in results)
@@ -161,16 +184,38 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     try:
         outcome = timed_send(s, campaign_id, int(batch))
     except redis.exceptions.RedisError as exc:
-        raise self.retry(countdown=2.0, exc=exc) from exc
+        # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
+        # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
+        _publish(partial(self.retry, countdown=2.0, exc=exc))
+        raise
     except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail loudly
         if self.request.retries >= UNEXPECTED_RETRIES:
             raise
-        raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
-    CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue)
+        _publish(partial(self.retry, countdown=min(60.0, 2.0 ** self.request.retries), exc=exc))
+        raise
+    if outcome.action == Action.LOST:
+        raise _lost(campaign_id)
+    _publish(lambda: CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue))
     retry_in = _settle(s, campaign_id, outcome)
     if retry_in is not None:
-        raise self.retry(countdown=retry_in)
+        _publish(partial(self.retry, countdown=retry_in))
     return flower_summary(campaign_id, outcome)
+
+
+def _publish(publish: Callable[[], Any]) -> None:
+    """Run a publish (an enqueue or ``self.retry``); never acknowledge a task whose follow-up was lost.
+
+    ``self.retry`` raises ``Retry`` once the new message is published, which is passed on. Any other
+    error means the broker did not take the message: the task is rejected back to its queue
+    instead of being acknowledged, and the watchdog re-drives it if the broker loses it too.
+    """
+    try:
+        publish()
+    except Retry:
+        raise
+    except Exception as exc:
+        log.warning("could not publish a follow-up task (%s); requeueing this one", type(exc).__name__)
+        raise Reject(f"publish failed: {type(exc).__name__}", requeue=True) from exc
 
 
 def flower_summary(campaign_id: str, outcome: BatchOutcome, with_campaign: bool = True) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def groups(numbers: Sequence[int]) -> list[list[int]]:
 def _app_for(settings: Settings) -> Celery:
     # The module-level app was configured from the environment at import; a caller with another
     # broker (a test, the demo) gets an app of its own, configured from its whole settings.
-    if settings.effective_broker_url == app.conf.broker_url:
+    if settings.effective_broker_url == app.conf.broker_url and settings.queue_name == app.conf.task_default_queue:
         return app
     return make_app(settings)
 

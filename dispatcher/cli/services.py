@@ -24,10 +24,16 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
-    load_settings().require_token()  # fail early, in one sentence, on a bad environment
+    from dispatcher.resources import Resources
+    from dispatcher.sending.durability import check_persistence
+
     if pool not in ("threads", "prefork"):
         raise typer.BadParameter("choose threads or prefork", param_hint="--pool")
-    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel)
+    settings = load_settings()
+    settings.require_token()  # fail early, in one sentence, on a bad environment
+    settings.check_lease()
+    check_persistence(Resources.from_settings(settings).redis, settings)
+    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel, queue=settings.queue_name)
     os.execv(argv[0], argv)
 
 

@@ -130,10 +130,10 @@ class TimedClient(InstasentClient):
 
     on_round_trip: Callable[[float], None] | None = None
 
-    def send_bulk(self, items: Sequence[SmsItem]) -> BulkResult:
+    def send_bulk(self, items: Sequence[SmsItem], deadline: float | None = None) -> BulkResult:
         """``POST /sms/bulk`` (see :meth:`InstasentClient.send_bulk`), timed."""
         started = time.perf_counter()
-        result = super().send_bulk(items)
+        result = super().send_bulk(items, deadline=deadline)
         if self.on_round_trip is not None:
             self.on_round_trip(time.perf_counter() - started)
         return result
