@@ -23,7 +23,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -167,6 +170,8 @@ class Bench:
         self.store, self.ops = CampaignStore(self.client, keys), BatchOps(self.client, keys)
         self.offset = 0
         self.baseline_dir = ""
+        #: Where py-spy writes a collapsed-stack profile of every run's worker host ("": no profile).
+        self.profile_dir = ""
 
     def settings(self, limit: int) -> Settings:
         return Settings.from_env(environ={}, env_file=None).with_overrides(
@@ -219,6 +224,7 @@ class Bench:
         worker = self.start_worker(config, limit)
         rss = PeakRss(worker.pid)
         settings = self.settings(limit)
+        spy: subprocess.Popen[bytes] | None = None
         try:
             size = messages if not limit else int(limit / 60 * MAX_BULK_ITEMS * (seconds + 15))
             frame = self.frame(size)
@@ -231,6 +237,8 @@ class Bench:
                 time.sleep(0.05)
             if limit:
                 time.sleep(2.0)  # past the start-up: the pace is a steady-state figure
+            if self.profile_dir:
+                spy = profile(worker.pid, os.path.join(self.profile_dir, f"{config}-{latency_ms}ms.txt"))
             before, t0, sent0 = self.cpu(worker), time.time(), self.store.get(cid).counts["sent"]
             if limit:
                 time.sleep(seconds)
@@ -241,6 +249,9 @@ class Bench:
                         raise RuntimeError(f"bench campaign stopped: {info}")
                     time.sleep(0.02)
             after, t1 = self.cpu(worker), time.time()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             result.messages, result.seconds = info.counts["sent"] - sent0, t1 - t0
             result.cpu_per_1000 = {k: (after[k] - before[k]) / max(1, result.messages) * 1000 for k in after}
             stamps = sorted(r["t"] for r in self.requests_log(t0) if r["t"] <= t1)
@@ -255,6 +266,13 @@ class Bench:
             worker.stop(timeout_s=30)
             result.peak_rss_mb = rss.stop() / 2**20
         return result
+
+
+def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """Start py-spy sampling a process tree (CPU only) into ``out`` (collapsed stacks, until SIGINT)."""
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
+                             "--nonblocking", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class OneTaskPerBatch(CeleryEnqueuer):
@@ -304,6 +322,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["defaults", "baseline"], choices=sorted(CONFIGS))
     parser.add_argument("--baseline-dir", default=os.environ.get("BENCH_BASELINE_DIR", ""),
                         help="checkout the 'baseline' configuration runs (e.g. `git archive main | tar -x -C DIR`)")
+    parser.add_argument("--profile-dir", default="", help="write a py-spy profile of each run's workers there")
     args = parser.parse_args()
     services: list[Service] = []
     runs: list[Run] = []
@@ -313,6 +332,9 @@ def main() -> None:
         services.append(sandbox := start_sandbox("--rate-limit", "0", "--balance", "1e12", token=TOKEN))
         bench = Bench(redis_service, sandbox)
         bench.baseline_dir = os.path.abspath(args.baseline_dir) if args.baseline_dir else ""
+        bench.profile_dir = args.profile_dir
+        if args.profile_dir:
+            os.makedirs(args.profile_dir, exist_ok=True)
         if not bench.baseline_dir:
             args.configs = [c for c in args.configs if not c.startswith("baseline")]
             print("(no --baseline-dir: the 'baseline' configuration is skipped)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 import time
 from collections import Counter
@@ -38,26 +39,20 @@ UNEXPECTED_RETRIES = 8
 
 _local = threading.local()
 _shared_lock = threading.Lock()
-#: (pid, pump, HTTP client) of this process: threads do not survive a fork, so a child builds its own.
-_shared: tuple[int, Pump, TimedClient] | None = None
+#: (pid, pump, TLS context) of this process: threads do not survive a fork, so a child builds its own.
+_shared: tuple[int, Pump, ssl.SSLContext] | None = None
 #: Batches in flight per process, fixed by ``dispatcher worker --concurrency``; 0: from the limit.
 fixed_in_flight = 0
 log = logging.getLogger(__name__)
 
 
-def _process_parts() -> tuple[Pump, TimedClient]:
-    """The process's pump and its one Instasent client, built on first use."""
+def _process_parts() -> tuple[Pump, ssl.SSLContext]:
+    """The process's pump and the TLS context its HTTP clients share, built on first use."""
     global _shared
     with _shared_lock:
         if _shared is None or _shared[0] != os.getpid():
-            settings = Settings.from_env()
-            gate = Pump(requests_per_s(settings), fixed=fixed_in_flight)
-            # One client for every thread (it is thread-safe): one per pump thread would cost a
-            # TLS context and a connection pool each.
-            http = cast(TimedClient, TimedClient.from_settings(settings))
-            http.on_round_trip = gate.observe
-            http.on_response(_count_bulk_answer)
-            _shared = (os.getpid(), gate, http)
+            gate = Pump(requests_per_s(Settings.from_env()), fixed=fixed_in_flight)
+            _shared = (os.getpid(), gate, httpx.create_ssl_context())
         return _shared[1], _shared[2]
 
 
@@ -67,11 +62,22 @@ def pump() -> Pump:
 
 
 def send_context() -> SendContext:
-    """This thread's send context: its own Redis pool, limiter and telemetry, the process's HTTP client."""
+    """This thread's send context: its own Redis connection, HTTP client, limiter and telemetry.
+
+    One of each per thread, not one pool per process: a pool shared by dozens of threads costs a
+    lock and a scan of every connection per request (httpcore) or per command (redis-py), and
+    a thread sends one request at a time anyway. The TLS context (its certificates) is shared.
+    """
     current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        resources = Resources.from_settings(Settings.from_env())
-        current = SendContext(settings=resources.settings, client=_process_parts()[1], store=resources.store,
+        gate, tls = _process_parts()
+        settings = Settings.from_env()
+        resources = Resources.from_settings(settings, single_connection=True)
+        # Two connections: a request abandoned at its deadline may still hold one.
+        http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
+        http.on_round_trip = gate.observe
+        http.on_response(_count_bulk_answer)
+        current = SendContext(settings=resources.settings, client=http, store=resources.store,
                               ops=resources.ops, limiter=resources.limiter)
         _local.context = current
         _local.telemetry = Telemetry(resources.redis, resources.keys)

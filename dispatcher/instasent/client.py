@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,7 @@ class InstasentClient:
         timeout: httpx.Timeout | None = None,
         max_connections: int = 64,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         secret = token if isinstance(token, Secret) else Secret(token)
         if not secret:
@@ -93,6 +95,7 @@ class InstasentClient:
             timeout=timeout or httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
+            verify=verify,
             follow_redirects=False,
         )
         self.rate_limits: dict[str, RateLimitInfo] = {}
@@ -101,8 +104,10 @@ class InstasentClient:
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> InstasentClient:
-        """Build a client from settings.
+    def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None, *,
+                      max_connections: int = 64, verify: ssl.SSLContext | bool = True) -> InstasentClient:
+        """Build a client from settings (``verify``: a TLS context to share between clients, whose
+        certificates then load once).
 
         Raises:
             ConfigurationError: when ``INSTASENT_TOKEN`` is missing.
@@ -114,7 +119,7 @@ class InstasentClient:
             pool=settings.connect_timeout_s,
         )
         return cls(token=Secret(settings.require_token()), base_url=settings.instasent_base_url,
-                   timeout=timeout, transport=transport)
+                   timeout=timeout, transport=transport, max_connections=max_connections, verify=verify)
 
     def __repr__(self) -> str:
         return f"InstasentClient(base_url={self.base_url!r})"
