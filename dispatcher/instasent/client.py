@@ -37,7 +37,7 @@ from dispatcher.errors import (
     RequestRejected,
 )
 from dispatcher.instasent import wire
-from dispatcher.instasent.models import Account, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
+from dispatcher.instasent.models import Account, BulkIds, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
 from dispatcher.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,22 @@ class InstasentClient:
             raise ValueError("every bulk item needs a unique, non-empty clientId")
         body = self._request("POST", "/sms/bulk", [item.to_wire() for item in items], deadline=deadline)
         return wire.match_bulk(body, items)
+
+    def send_bulk_wire(self, items: Sequence[dict[str, Any]], deadline: float | None = None) -> BulkIds:
+        """:meth:`send_bulk` for items already in wire form (:func:`~dispatcher.instasent.models.wire_item`),
+        answering only the Instasent id of each accepted item: no model object per message.
+
+        Raises:
+            ValueError: with no items, more than 100, or items without a unique ``clientId``.
+            DispatcherError: see the module docstring for the mapping.
+        """
+        if not 1 <= len(items) <= MAX_BULK_ITEMS:
+            raise ValueError(f"a bulk takes 1..{MAX_BULK_ITEMS} items, got {len(items)}")
+        client_ids = [item.get("clientId") or "" for item in items]
+        if len(set(client_ids)) != len(items) or "" in client_ids:
+            raise ValueError("every bulk item needs a unique, non-empty clientId")
+        body = self._request("POST", "/sms/bulk", items, deadline=deadline)
+        return wire.bulk_ids(body, client_ids)
 
     def send(self, item: SmsItem) -> Sms:
         """``POST /sms`` with one item; returns the accepted SMS."""

@@ -33,7 +33,7 @@ import orjson
 from dispatcher.delivery.optout import suppressed_indexes
 from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.instasent.models import BulkResult
+from dispatcher.instasent.models import BulkIds
 from dispatcher.sending import ledger, payload
 from dispatcher.sending.batches import BatchOps, Claim, ClaimKind, Streak
 from dispatcher.sending.lifecycle import BatchState, State
@@ -255,14 +255,14 @@ class _Attempt:
         return self._renew()
 
     def _post(self) -> BatchOutcome:
-        items = [self.messages.item(self.campaign_id, i) for i in self.todo]
-        index = {item.client_id: i for item, i in zip(items, self.todo, strict=True)}
+        items = self.messages.wire_items(self.campaign_id, self.todo)
+        index = {item["clientId"]: i for item, i in zip(items, self.todo, strict=True)}
         posted = post_splitting(self.s.client, items, self._before_post)
         self.posted = posted.requests > 0
         self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get("POST /sms/bulk"))
-        left_ids = {item.client_id for item in posted.left}
+        left_ids = {item["clientId"] for item in posted.left}
         missing = self._record_result(posted.result, [index[c] for c in index if c not in left_ids])
-        self.todo = [index[item.client_id] for item in posted.left]
+        self.todo = [index[item["clientId"]] for item in posted.left]
         if isinstance(posted.stop, LeaseLost):
             return self._lease_lost(posted.stop)
         if isinstance(posted.stop, NoSlot):
@@ -277,13 +277,13 @@ class _Attempt:
             raise posted.error
         return self._on_error(posted.error, posted=True)
 
-    def _record_result(self, result: BulkResult, sent_indexes: Sequence[int]) -> int:
+    def _record_result(self, result: BulkIds, sent_indexes: Sequence[int]) -> int:
         """Turn a bulk answer into records; returns how many items the answer did not mention."""
         missing = []
         for i in sent_indexes:
             client_id = self.messages.client_id(self.campaign_id, i)
             if client_id in result.accepted:
-                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id].id)))
+                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id])))
                 self.summary["accepted"] += 1
             elif client_id in result.rejected:
                 rejected = result.rejected[client_id]

@@ -20,10 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.instasent.models import BulkResult, SmsItem
+from dispatcher.instasent.models import BulkIds
 from dispatcher.settings import Settings
 
 T = TypeVar("T")
@@ -130,10 +130,10 @@ class TimedClient(InstasentClient):
 
     on_round_trip: Callable[[float], None] | None = None
 
-    def send_bulk(self, items: Sequence[SmsItem], deadline: float | None = None) -> BulkResult:
-        """``POST /sms/bulk`` (see :meth:`InstasentClient.send_bulk`), timed."""
+    def send_bulk_wire(self, items: Sequence[dict[str, Any]], deadline: float | None = None) -> BulkIds:
+        """``POST /sms/bulk`` (see :meth:`InstasentClient.send_bulk_wire`), timed."""
         started = time.perf_counter()
-        result = super().send_bulk(items, deadline=deadline)
+        result = super().send_bulk_wire(items, deadline=deadline)
         if self.on_round_trip is not None:
             self.on_round_trip(time.perf_counter() - started)
         return result
