@@ -20,6 +20,10 @@ class Keys:
         """Set of E.164 numbers that must never receive a message."""
         return f"{self.prefix}:suppressed"
 
+    def suppression_version(self) -> str:
+        """Counter of additions to the suppression list (a campaign remembers the one its preflight saw)."""
+        return f"{self.prefix}:suppressed:v"
+
     def hlr(self, e164: str) -> str:
         """Cached HLR answer for one number (JSON string, with a TTL)."""
         return f"{self.prefix}:hlr:{e164}"

@@ -92,6 +92,9 @@ class PreflightResult:
     by_country: dict[str, CountrySummary]
     rejects: list[Reject]
     messages: pd.DataFrame = field(repr=False)
+    #: The suppression list's version (``SuppressionList.version``) before the numbers were checked
+    #: against it: batches skip the check while it has not changed. None: unknown, always check.
+    suppression_version: int | None = None
 
     @property
     def message_count(self) -> int:

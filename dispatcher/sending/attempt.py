@@ -74,7 +74,8 @@ __all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
 def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
-    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s)
+    slot = sender.limiter.slot_request(sender.bulk_lane, sender.settings.max_slot_wait_s)
+    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s, slot=slot)
     if claim.kind == ClaimKind.DONE:
         # A redelivered task: re-enqueue what this batch reserved but nobody has started.
         reserved = range(*claim.reserved) if claim.reserved else range(0)
@@ -141,7 +142,7 @@ class _Attempt:
             if self.claim.fails >= self.s.settings.max_attempts:
                 # Re-driven after giving up (its unknown messages are now proven unsent): no more resends.
                 return self._give_up(f"not sent after {self.claim.fails} failed attempts")
-            wait = self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
+            wait = self._slot()
             if wait > 0:
                 return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), retry_in=wait)
             return self._post()
@@ -154,8 +155,17 @@ class _Attempt:
         except DispatcherError as exc:
             return self._on_error(exc, posted=False)
 
+    def _slot(self) -> float:
+        """Take the first request's slot (the one the claim took, if it did); 0.0 once taken,
+        else the seconds to wait before trying again."""
+        if self.claim.slot_s is not None:
+            self.s.limiter.hold(self.s.bulk_lane, self.claim.slot_s)
+        return self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
+
     def _skip_suppressed(self) -> None:
         """Numbers put on the suppression list since the preflight (an opt-out) are not sent."""
+        if not self.claim.check_suppression:
+            return
         numbers = [self.messages.to[i] for i in self.todo]
         skipped = {self.todo[i] for i in suppressed_indexes(self.s.store.redis, self.s.store.keys, numbers)}
         if skipped:

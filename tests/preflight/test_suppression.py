@@ -82,3 +82,13 @@ def test_suppressing_an_invalid_number_fails_in_one_sentence(redis_url: str, tmp
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "'12345' is not a number that can be suppressed" in done.stderr
+
+
+def test_the_version_grows_with_every_addition_and_not_with_a_removal(suppression: SuppressionList) -> None:
+    assert suppression.version() == 0
+    suppression.add(["+34600000001", "+34600000002"])
+    first = suppression.version()
+    suppression.remove(["+34600000001"])
+    assert suppression.version() == first > 0
+    suppression.add(["+34600000003"])
+    assert suppression.version() > first
