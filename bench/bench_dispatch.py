@@ -9,6 +9,9 @@ for ``--seconds``. Printed per run:
 * CPU-seconds per 1,000 messages of the worker host (every process of it), Redis and the sandbox;
 * the peak RSS of the worker host (all its processes together).
 
+``--profile-dir DIR`` also writes a py-spy profile (collapsed stacks, GIL-holding samples) of
+each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit.
+
 At no latency the limit is off and a campaign of ``--messages`` is timed to completion beside a
 bare httpx loop POSTing the same bulks in the same run (the ratio is the figure to read: this
 machine's speed drifts by 20-40 % over minutes). Configurations: ``defaults`` is
@@ -53,6 +56,8 @@ TOKEN = "bench-token"
 LIMITS = {0: 0, 50: 6000, 200: 6000, 500: 1200}
 _BASELINE = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--loglevel", "INFO", "-Q", "dispatcher",
              "--without-gossip", "--without-mingle", "--task-events"]
+#: Baseline configurations fed one ``send_batch`` task per batch (checkouts before the pump).
+ONE_TASK_PER_BATCH = {"baseline", "baseline-threads-32", "baseline-gevent-64"}
 #: Worker command lines by configuration name.
 CONFIGS: dict[str, list[str]] = {
     "defaults": worker_argv(),
@@ -63,6 +68,11 @@ CONFIGS: dict[str, list[str]] = {
     # The same checkout on Celery's other pools: many slots, still one batch per task.
     "baseline-threads-32": [*_BASELINE, "--pool", "threads", "--concurrency", "32"],
     "baseline-gevent-64": [*_BASELINE, "--pool", "gevent", "--concurrency", "64"],
+    # The baseline checkout's own ``dispatcher worker`` defaults, fed grouped tasks (its code must
+    # have them: an A/B of the sending code under one execution model).
+    "baseline-defaults": worker_argv(),
+    # Two worker hosts (two ``dispatcher worker`` processes with their defaults) sharing one limit.
+    "two-hosts": worker_argv(),
     "threads-32": worker_argv(concurrency=32, pool="threads"),
 }
 
@@ -123,7 +133,7 @@ class PeakRss:
     """Samples a process tree's RSS every 0.2 s in a thread; ``peak`` is the highest seen (bytes)."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
+        self.pid = pid  # one host: with two, the figure is the first host's
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -200,7 +210,9 @@ class Bench:
     def start_worker(self, config: str, limit: int) -> Service:
         extra: dict[str, str] = {}
         if config.startswith("baseline"):
-            extra = {"PYTHONPATH": self.baseline_dir, "PYTHONDONTWRITEBYTECODE": "1", "DISPATCHER_QUEUE_WINDOW": "16"}
+            extra = {"PYTHONPATH": self.baseline_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+        if config in ONE_TASK_PER_BATCH:
+            extra["DISPATCHER_QUEUE_WINDOW"] = "16"
         env = {**extra, "REDIS_URL": self.redis_service.url, "INSTASENT_TOKEN": TOKEN,
                "INSTASENT_BASE_URL": self.sandbox.url,
                "DISPATCHER_RATE_LIMIT": str(limit or 10**7), "DISPATCHER_KEY_PREFIX": "bench",
@@ -212,8 +224,8 @@ class Bench:
         wait_until(lambda: "ready." in service.log_tail(200), service, timeout_s=120)
         return service
 
-    def cpu(self, worker: Service) -> dict[str, float]:
-        return {"workers": tree_cpu(worker.pid), "redis": tree_cpu(self.redis_service.pid),
+    def cpu(self, workers: list[Service]) -> dict[str, float]:
+        return {"workers": sum(tree_cpu(w.pid) for w in workers), "redis": tree_cpu(self.redis_service.pid),
                 "sandbox": tree_cpu(self.sandbox.pid)}
 
     def run(self, config: str, latency_ms: int, seconds: float, messages: int) -> Run:
@@ -221,16 +233,17 @@ class Bench:
         limit = LIMITS[latency_ms]
         self.configure_sandbox(latency_ms, limit)
         result = Run(latency_ms, config, limit)
-        worker = self.start_worker(config, limit)
+        workers = [self.start_worker(config, limit) for _ in range(2 if config == "two-hosts" else 1)]
+        worker = workers[0]
         rss = PeakRss(worker.pid)
         settings = self.settings(limit)
         spy: subprocess.Popen[bytes] | None = None
         try:
             size = messages if not limit else int(limit / 60 * MAX_BULK_ITEMS * (seconds + 15))
             frame = self.frame(size)
-            if config.startswith("baseline"):
+            if config in ONE_TASK_PER_BATCH:
                 settings = settings.with_overrides(queue_window=16)
-            enqueuer = OneTaskPerBatch(settings) if config.startswith("baseline") else CeleryEnqueuer(settings)
+            enqueuer = OneTaskPerBatch(settings) if config in ONE_TASK_PER_BATCH else CeleryEnqueuer(settings)
             cid = campaigns.submit(self.store, self.ops, enqueuer, settings, name=config, messages=frame)
             deadline = time.monotonic() + 60
             while self.store.get(cid).counts["sent"] == 0 and time.monotonic() < deadline:
@@ -239,7 +252,7 @@ class Bench:
                 time.sleep(2.0)  # past the start-up: the pace is a steady-state figure
             if self.profile_dir:
                 spy = profile(worker.pid, os.path.join(self.profile_dir, f"{config}-{latency_ms}ms.txt"))
-            before, t0, sent0 = self.cpu(worker), time.time(), self.store.get(cid).counts["sent"]
+            before, t0, sent0 = self.cpu(workers), time.time(), self.store.get(cid).counts["sent"]
             if limit:
                 time.sleep(seconds)
                 info = self.store.get(cid)
@@ -248,7 +261,7 @@ class Bench:
                     if info.state in ("paused", "failed"):
                         raise RuntimeError(f"bench campaign stopped: {info}")
                     time.sleep(0.02)
-            after, t1 = self.cpu(worker), time.time()
+            after, t1 = self.cpu(workers), time.time()
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
@@ -263,7 +276,8 @@ class Bench:
             if limit:
                 campaigns.cancel(self.store, self.ops, cid, ttl_s=60)
         finally:
-            worker.stop(timeout_s=30)
+            for each in workers:
+                each.stop(timeout_s=30)
             result.peak_rss_mb = rss.stop() / 2**20
         return result
 
@@ -271,8 +285,10 @@ class Bench:
 def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
     """Start py-spy sampling a process tree (CPU only) into ``out`` (collapsed stacks, until SIGINT)."""
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
-                             "--nonblocking", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # --gil: only samples holding the GIL, i.e. the process's CPU (one interpreter: one core at most).
+    argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
+            "--nonblocking", "-o", out]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class OneTaskPerBatch(CeleryEnqueuer):
