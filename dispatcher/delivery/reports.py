@@ -14,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
@@ -123,6 +125,16 @@ def status_class(status: str) -> str:
     return "u" if status in UNDELIVERED else ""
 
 
+def apply_call(keys: Keys, report: Report) -> tuple[list[str], list[str | int]] | None:
+    """The keys and arguments of ``_APPLY`` for one report; None when its clientId is not one of ours."""
+    where = parse_client_id(report.client_id)
+    if where is None:
+        return None
+    cid, n, index = where
+    return ([keys.campaign(cid), keys.delivery(cid, n), keys.ledger(cid, n)],
+            [index, report.status, report.event_at, report.code, status_class(report.status), report.instasent_id])
+
+
 class DeliveryBook:
     """Applies delivery reports to Redis; one instance per process."""
 
@@ -133,14 +145,10 @@ class DeliveryBook:
 
     def apply(self, report: Report) -> str:
         """Apply one delivery report; returns what happened (see ``_APPLY``, plus ``held``, ``foreign``)."""
-        where = parse_client_id(report.client_id)
-        if where is None:
+        call = apply_call(self.keys, report)
+        if call is None:
             return "foreign"
-        cid, n, index = where
-        keys = [self.keys.campaign(cid), self.keys.delivery(cid, n), self.keys.ledger(cid, n)]
-        args: list[str | int] = [index, report.status, report.event_at, report.code, status_class(report.status),
-                report.instasent_id]
-        outcome = str(self._apply(keys=keys, args=args).decode())
+        outcome = str(self._apply(keys=call[0], args=call[1]).decode())
         if outcome == "missing":
             self.hold(report)
             return "held"
@@ -164,6 +172,29 @@ class DeliveryBook:
                 self.apply(report)
                 applied += 1
         return applied
+
+
+class AsyncDeliveryBook:
+    """:meth:`DeliveryBook.apply` on an asyncio client, for the receiver's event loop.
+
+    The same script on the same keys; the rare hold of a report for an unknown campaign goes
+    through ``book`` (blocking) in a worker thread.
+    """
+
+    def __init__(self, client: aioredis.Redis, book: DeliveryBook) -> None:
+        self.book = book
+        self._apply = client.register_script(_APPLY)
+
+    async def apply(self, report: Report) -> str:
+        """Apply one delivery report; returns what :meth:`DeliveryBook.apply` would."""
+        call = apply_call(self.book.keys, report)
+        if call is None:
+            return "foreign"
+        outcome = str((await self._apply(keys=call[0], args=call[1])).decode())
+        if outcome == "missing":
+            await anyio.to_thread.run_sync(self.book.hold, report)
+            return "held"
+        return outcome
 
 
 def _as_dict(report: Report) -> dict[str, Any]:
