@@ -90,6 +90,10 @@ class Keys:
         """List of JSON firing records of a schedule, newest first."""
         return f"{self.prefix}:sched:{name}:runs"
 
+    def schedule_held(self, name: str) -> str:
+        """List of campaign ids created by ``--overlap queue`` firings and waiting their turn, oldest first."""
+        return f"{self.prefix}:sched:{name}:held"
+
     def schedule_fired(self, name: str, due: int) -> str:
         """Marker making one due time of a schedule fire at most once."""
         return f"{self.prefix}:sched:{name}:fired:{due}"

@@ -140,12 +140,30 @@ class Firing:
         return asdict(self)
 
 
+# KEYS[1] schedule hash, KEYS[2] held list; ARGV[1] the current campaign the caller saw.
+# -> the campaign that becomes current, or nil. ``queued_campaign`` is where versions that held
+# one campaign at most kept it; it goes first.
+_TAKE_HELD = """
+if (redis.call('HGET', KEYS[1], 'last_campaign') or '') ~= ARGV[1] then return nil end
+local cid = redis.call('HGET', KEYS[1], 'queued_campaign')
+if cid and cid ~= '' then
+  redis.call('HDEL', KEYS[1], 'queued_campaign')
+else
+  cid = redis.call('LPOP', KEYS[2])
+end
+if not cid then return nil end
+redis.call('HSET', KEYS[1], 'last_campaign', cid)
+return cid
+"""
+
+
 class ScheduleStore:
     """Schedule definitions and firing records in Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
+        self._take = client.register_script(_TAKE_HELD)
 
     def save(self, definition: ScheduleDef) -> None:
         """Create or replace a schedule definition (its firing state is kept)."""
@@ -176,7 +194,7 @@ class ScheduleStore:
         """
         self.get(name)
         pipe = self.redis.pipeline()
-        pipe.delete(self.keys.schedule(name), self.keys.schedule_runs(name))
+        pipe.delete(self.keys.schedule(name), self.keys.schedule_runs(name), self.keys.schedule_held(name))
         pipe.srem(self.keys.schedules(), name)
         pipe.execute()
 
@@ -196,6 +214,22 @@ class ScheduleStore:
 
     def runs(self, name: str, limit: int = MAX_RUNS) -> list[Firing]:
         return [Firing(**orjson.loads(r)) for r in self.redis.lrange(self.keys.schedule_runs(name), 0, limit - 1)]
+
+    def hold(self, name: str, cid: str) -> None:
+        """Put a campaign created by an ``--overlap queue`` firing at the end of the schedule's line."""
+        self.redis.rpush(self.keys.schedule_held(name), cid)
+
+    def held(self, name: str) -> list[str]:
+        """The campaigns waiting their turn, oldest first."""
+        legacy = self.redis.hget(self.keys.schedule(name), "queued_campaign")
+        waiting = [c.decode() for c in self.redis.lrange(self.keys.schedule_held(name), 0, -1)]
+        return ([legacy.decode()] if legacy else []) + waiting
+
+    def take_held(self, name: str, last: str) -> str | None:
+        """Make the oldest held campaign the schedule's current one, if the current one is still
+        ``last`` (so two callers never start two); returns its id, or None."""
+        cid = self._take(keys=[self.keys.schedule(name), self.keys.schedule_held(name)], args=[last])
+        return cid.decode() if cid else None
 
     def claim_due(self, name: str, due: float) -> bool:
         """True once per (schedule, due time): a redelivered or doubled trigger gets False."""
@@ -237,10 +271,11 @@ class Firer:
             return self.schedules.record(Firing(name, now, due, "missed",
                                                 reason=f"{now - due:.0f} s late (grace {definition.grace_s:.0f} s)"))
         previous = state.get("last_campaign", "")
-        if previous and self._still_sending(previous) and definition.overlap == "skip":
+        held = self.schedules.held(name)
+        hold = bool(held) or (bool(previous) and self._still_sending(previous))
+        if hold and definition.overlap == "skip":
             return self.schedules.record(Firing(name, now, due, "skipped", campaign=previous,
                                                 reason=f"campaign {previous} of the previous run is still running"))
-        hold = bool(previous) and self._still_sending(previous)
         try:
             cid = self._submit(definition, now, hold)
         except PermanentError as exc:
@@ -251,25 +286,38 @@ class Firer:
         except DispatcherError as exc:
             return self.schedules.record(Firing(name, now, due, "error", reason=str(exc)))
         if hold:
-            self.schedules.set_state(name, queued_campaign=cid)
+            self.schedules.hold(name, cid)
             return self.schedules.record(Firing(name, now, due, "waiting", campaign=cid,
-                                                reason=f"queued behind campaign {previous}"))
+                                                reason=f"queued behind campaign {(held or [previous])[-1]}"))
         self.schedules.set_state(name, last_campaign=cid)
         return self.schedules.record(Firing(name, now, due, "created", campaign=cid))
 
     def start_queued(self) -> list[str]:
-        """Start campaigns held behind a previous run that has now finished; returns their ids."""
+        """Start campaigns held behind a previous run that has now finished, one at a time and in
+        the order they were created; returns their ids."""
         started = []
         for name in self.schedules.names():
-            state = self.schedules.state(name)
-            queued, previous = state.get("queued_campaign"), state.get("last_campaign", "")
-            if queued and not (previous and self._still_sending(previous)):
-                self.schedules.set_state(name, last_campaign=queued, queued_campaign="")
-                # Its first window was reserved at submit but never queued.
-                reserved = range(self.store.get(queued).enqueued)
-                self.enqueuer.enqueue(queued, [*reserved, *self.ops.reserve(queued)])
-                started.append(queued)
+            while True:
+                previous = self.schedules.state(name).get("last_campaign", "")
+                if previous and self._still_sending(previous):
+                    break
+                queued = self.schedules.take_held(name, previous)
+                if queued is None:
+                    break
+                if self._start(queued):
+                    started.append(queued)
+                if self._still_sending(queued):
+                    break  # the next one waits for this one
         return started
+
+    def _start(self, cid: str) -> bool:
+        """Queue a held campaign's batches; False when it is gone (expired after a cancel)."""
+        try:
+            reserved = range(self.store.get(cid).enqueued)  # its first window was reserved at submit
+        except InputError:
+            return False
+        self.enqueuer.enqueue(cid, [*reserved, *self.ops.reserve(cid)])
+        return True
 
     def _still_sending(self, cid: str) -> bool:
         try:

@@ -13,6 +13,7 @@ from dispatcher.errors import InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.lifecycle import State
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
@@ -95,9 +96,42 @@ def test_an_overlapping_firing_can_queue_behind_the_running_one(firer: Firer, tm
     queue: Queue = firer.enqueuer  # type: ignore[assignment]
     queued_before = list(queue.items)
     assert firer.start_queued() == []
-    firer.store.transition(first.campaign, __import__("dispatcher.sending.lifecycle").lifecycle.State.CANCELLED)
+    firer.store.transition(first.campaign, State.CANCELLED)
     assert firer.start_queued() == [second.campaign]
     assert {c for c, _ in queue.items} - {c for c, _ in queued_before} == {second.campaign}
+
+
+def test_every_firing_held_behind_a_running_one_starts_in_turn_and_none_is_left_queued(
+        firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    first, second, third = (firer.fire("weekly", now=T0 + 60 * i) for i in range(3))
+    assert first is not None and second is not None and third is not None
+    assert (second.outcome, third.outcome) == ("waiting", "waiting")
+    assert first.campaign in second.reason and second.campaign in third.reason
+    queue: Queue = firer.enqueuer  # type: ignore[assignment]
+    queued = lambda: {c for c, _ in queue.items}  # noqa: E731
+    assert firer.start_queued() == [] and queued() == {first.campaign}
+    firer.store.transition(first.campaign, State.CANCELLED)
+    assert firer.start_queued() == [second.campaign]  # the third waits for the second
+    assert queued() == {first.campaign, second.campaign}
+    fourth = firer.fire("weekly", now=T0 + 180)
+    assert fourth is not None and fourth.outcome == "waiting" and third.campaign in fourth.reason
+    firer.store.transition(second.campaign, State.CANCELLED)
+    assert firer.start_queued() == [third.campaign]
+    firer.store.transition(third.campaign, State.CANCELLED)
+    assert firer.start_queued() == [fourth.campaign]
+    assert firer.schedules.held("weekly") == [] and firer.start_queued() == []
+    assert queued() == {first.campaign, second.campaign, third.campaign, fourth.campaign}
+
+
+def test_a_held_campaign_that_expired_meanwhile_is_passed_over(firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    first, second, third = (firer.fire("weekly", now=T0 + 60 * i) for i in range(3))
+    assert first is not None and second is not None and third is not None
+    firer.store.transition(second.campaign, State.CANCELLED)
+    firer.store.redis.delete(firer.store.keys.campaign(second.campaign))  # its keys ran out after the cancel
+    firer.store.transition(first.campaign, State.CANCELLED)
+    assert firer.start_queued() == [third.campaign]
 
 
 def test_a_refused_firing_is_recorded_with_its_reason(firer: Firer, tmp_path: Path) -> None:
