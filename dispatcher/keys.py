@@ -58,8 +58,12 @@ class Keys:
         return f"{self.prefix}:inbound"
 
     def dlr_held(self) -> str:
-        """Hash: delivery reports that could not be matched yet (clientId -> JSON list)."""
+        """Hash: delivery reports that could not be matched yet (``clientId|status|eventAt`` -> JSON)."""
         return f"{self.prefix}:dlr:held"
+
+    def dlr_held_at(self) -> str:
+        """Sorted set: the fields of :meth:`dlr_held`, scored by when each was first held (Unix s)."""
+        return f"{self.prefix}:dlr:held:at"
 
     def rejects(self, cid: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""

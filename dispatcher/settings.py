@@ -98,6 +98,8 @@ class Settings:
     campaign_ttl_s: int = 30 * 24 * 3600
     #: Secret path segment of the DLR webhook (``/dlr/{secret}``).
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Seconds between the receiver's retries of reports held for an unknown campaign; 0 turns them off.
+    held_retry_s: float = 30.0
     flower_user: str = ""
     flower_password: Secret = field(default_factory=lambda: Secret(""))
 
@@ -177,6 +179,7 @@ _ENV_NAMES = {
     "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
     "webhook_secret": "DISPATCHER_WEBHOOK_SECRET",
+    "held_retry_s": "DISPATCHER_HELD_RETRY",
     "flower_user": "FLOWER_USER",
     "flower_password": "FLOWER_PASSWORD",
 }

@@ -19,6 +19,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from dispatcher.delivery.held import HeldReports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.sending.payload import parse_client_id
@@ -26,8 +27,6 @@ from dispatcher.sending.payload import parse_client_id
 #: Final statuses, by counter class; the others (sent, accepted, buffered, unknown) are not final.
 DELIVERED = frozenset({"delivered"})
 UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
-#: Seconds a report for an unknown campaign is held.
-HOLD_TTL_S = 48 * 3600
 
 # KEYS[1] campaign, KEYS[2] delivery hash, KEYS[3] ledger
 # ARGV[1] index, ARGV[2] status, ARGV[3] eventAt (ISO 8601 UTC, comparable as text), ARGV[4] code,
@@ -142,6 +141,7 @@ class DeliveryBook:
         self.redis: Any = client
         self.keys = keys
         self._apply = client.register_script(_APPLY)
+        self.held = HeldReports(client, keys)
 
     def apply(self, report: Report) -> str:
         """Apply one delivery report; returns what happened (see ``_APPLY``, plus ``held``, ``foreign``)."""
@@ -155,23 +155,12 @@ class DeliveryBook:
         return outcome
 
     def hold(self, report: Report) -> None:
-        """Keep a report whose campaign is unknown here, to apply it when it can be."""
-        key = self.keys.dlr_held()
-        self.redis.hset(key, f"{report.client_id}|{report.status}|{report.event_at}",
-                        orjson.dumps(_as_dict(report)))
-        self.redis.expire(key, HOLD_TTL_S)
+        """Keep a report whose campaign is unknown here, to apply it when it can be (see ``held``)."""
+        self.held.hold(f"{report.client_id}|{report.status}|{report.event_at}", orjson.dumps(_as_dict(report)))
 
     def retry_held(self) -> int:
-        """Apply held reports whose campaign now exists; returns how many were applied."""
-        applied = 0
-        for field, raw in self.redis.hgetall(self.keys.dlr_held()).items():
-            report = Report(**orjson.loads(raw))
-            where = parse_client_id(report.client_id)
-            if where and self.redis.exists(self.keys.campaign(where[0])):
-                self.redis.hdel(self.keys.dlr_held(), field)
-                self.apply(report)
-                applied += 1
-        return applied
+        """Apply held reports whose campaign now exists, dropping expired ones; returns how many were applied."""
+        return self.held.retry(lambda blob: self.apply(Report(**orjson.loads(blob))))
 
 
 class AsyncDeliveryBook:

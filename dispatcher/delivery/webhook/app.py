@@ -15,9 +15,13 @@ anything that is not 2xx, and applying is idempotent, so a retry is harmless.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
+from collections.abc import AsyncIterator
 
+import anyio.to_thread
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -63,13 +67,40 @@ async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
-def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str) -> Starlette:
+async def retry_held_forever(book: DeliveryBook, every_s: float) -> None:
+    """Every ``every_s`` seconds, apply the held reports whose campaign now exists (in a thread)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            applied = await anyio.to_thread.run_sync(book.retry_held)
+        except redis.exceptions.RedisError as exc:  # Redis is down for a moment: the next round tries again
+            log.warning("could not retry held delivery reports (%s); trying again in %g s", type(exc).__name__,
+                        every_s)
+            continue
+        if applied:
+            log.info("applied %d held delivery reports", applied)
+
+
+def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
+               held_retry_s: float = 30.0) -> Starlette:
     """The receiver for reports POSTed to ``/dlr/{secret}``.
 
     ``aio`` applies delivery reports on the event loop; ``client`` (same server) serves the rare
-    blocking work, opt-outs and inbound messages, in worker threads.
+    blocking work, opt-outs and inbound messages, in worker threads, and retries the reports held
+    for an unknown campaign every ``held_retry_s`` seconds (0: never), so nobody has to.
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        retrying = asyncio.create_task(retry_held_forever(book.book, held_retry_s)) if held_retry_s > 0 else None
+        try:
+            yield
+        finally:
+            if retrying is not None:
+                retrying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retrying
     expected = secret.encode()
 
     def inbound(report: Report) -> None:
@@ -101,4 +132,4 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[Route("/dlr/{secret}", dlr, methods=["POST"]),
-                             Route("/healthz", health, methods=["GET"])])
+                             Route("/healthz", health, methods=["GET"])], lifespan=lifespan)

@@ -18,7 +18,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Serve ``/dlr/{secret}`` on ``host:port`` until interrupted."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
     aio = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    app = create_app(client, aio, Keys(settings.key_prefix), settings.webhook_secret.reveal())
+    app = create_app(client, aio, Keys(settings.key_prefix), settings.webhook_secret.reveal(),
+                     held_retry_s=settings.held_retry_s)
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     print(f"dispatcher webhook listening on http://{host}:{port}/dlr/<secret>", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
