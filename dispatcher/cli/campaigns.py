@@ -229,6 +229,7 @@ def submit(
     from dispatcher.cli.preflight import lookup_progress, print_summary
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.check import run_preflight
+    from dispatcher.preflight.result import check_sendable
     from dispatcher.sending.windows import parse_duration, parse_window
 
     send_window = parse_window(window, days) if window else None
@@ -241,6 +242,7 @@ def submit(
                                progress=progress)
     if not as_json:
         print_summary(result)
+    check_sendable(result)
     cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
                                      options=options, name=name or file.name, send_window=send_window,
                                      expire_after_s=expire_after_s)

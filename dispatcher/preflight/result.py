@@ -1,10 +1,12 @@
 """What the preflight is asked (:class:`PreflightOptions`) and what it answers (:class:`PreflightResult`),
-and the budget guard the CLI applies to the answer."""
+and the guards the CLI applies to the answer: the budget, and a list that leaves nothing to send."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -142,3 +144,22 @@ def check_budget(result: PreflightResult, max_cost: float | None = None) -> None
     if max_cost is not None and cost > max_cost + 1e-9:
         raise BudgetExceeded(f"the campaign would cost {money(cost, currency)}, more than --max-cost "
                              f"{money(max_cost, currency)}.")
+
+
+def check_sendable(result: PreflightResult) -> None:
+    """Refuse a list that leaves no message to send (every row rejected, suppressed or empty).
+
+    Raises:
+        InputError: with the preflight's reasons, most frequent first (exit code 2).
+    """
+    if result.message_count:
+        return
+    reasons = Counter(reject.reason for reject in result.rejects).most_common()
+    parts = [f"{count:,} {reason}" for reason, count in reasons[:3]]
+    if len(reasons) > 3:
+        parts.append(f"{sum(count for _, count in reasons[3:]):,} for other reasons")
+    if result.suppressed:
+        parts.append(f"{result.suppressed:,} suppressed")
+    why = f" ({'; '.join(parts)})" if parts else ""
+    raise InputError(f"no row of {Path(result.file).name} can be sent{why}: fix the list (`dispatcher preflight "
+                     f"{result.file} --rejects-out rejects.csv` lists every rejected row) and submit it again.")

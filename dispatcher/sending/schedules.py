@@ -25,7 +25,7 @@ from dispatcher.errors import DispatcherError, InputError, PermanentError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.check import run_preflight
-from dispatcher.preflight.result import PreflightOptions
+from dispatcher.preflight.result import PreflightOptions, check_sendable
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import SENDING, State
@@ -334,6 +334,7 @@ class Firer:
         with self.client_factory() as client:
             result = run_preflight(definition.file, options, settings=self.settings, redis=self.store.redis,
                                    client=client)
+        check_sendable(result)
         return campaigns.submit_preflight(self.store, self.ops, enqueuer, self.settings, result=result,
                                           options=options, name=f"{definition.name} @ {stamp}",
                                           send_window=window, expire_after_s=definition.expire_after_s)

@@ -141,6 +141,15 @@ def test_a_refused_firing_is_recorded_with_its_reason(firer: Firer, tmp_path: Pa
     assert firer.schedules.runs("weekly")[0].reason
 
 
+def test_a_firing_whose_list_leaves_nothing_to_send_is_refused(firer: Firer, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("phone,name\n12345,a\nnot a phone,b\n")
+    define(firer, path, every_s=60)
+    firing = firer.fire("weekly", now=T0)
+    assert firing is not None and firing.outcome == "refused" and "no row of bad.csv" in firing.reason
+    assert firer.store.recent() == []
+
+
 @pytest.mark.parametrize("changes", [{"cron": "nope"}, {"every_s": 0.5}, {"tz": "Mars/Base"}, {"overlap": "maybe"},
                                      {"cron": "0 9 * * *", "every_s": 60.0}, {"name": "bad name!"}])
 def test_a_bad_definition_is_an_input_error(tmp_path: Path, changes: dict[str, object]) -> None:
