@@ -4,7 +4,7 @@ It uses ``REDIS_URL`` when a server answers there, else starts a private ``redis
 the sandbox (with a few injected faults, so retries and reconciliation show), two Celery worker
 processes and Flower, all on loopback; preflights and submits the example list; shows the live
 progress bar; prints the summary and writes the report. Everything it started is stopped on exit,
-Ctrl-C included.
+Ctrl-C, SIGTERM and SIGHUP included.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -58,14 +59,25 @@ def _port_or_free(port: int) -> int:
     return free_port()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 @contextlib.contextmanager
 def _services() -> Iterator[list[Service]]:
+    """A list to add started services to; each is stopped on the way out, whether by an error,
+    Ctrl-C, or SIGTERM/SIGHUP (``kill``, a closed terminal), which are handled like Ctrl-C."""
     started: list[Service] = []
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield started
     finally:
+        for sig in previous:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         for service in reversed(started):
             service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port: int = 5555,

@@ -131,16 +131,23 @@ def spawn(name: str, argv: Sequence[str], url: str, env: dict[str, str] | None =
 def wait_until(check: Callable[[], bool], service: Service, timeout_s: float = 30.0) -> None:
     """Poll ``check`` until it is true.
 
+    The service is stopped when it does not become ready, and when anything (Ctrl-C included)
+    interrupts the wait.
+
     Raises:
         ConfigurationError: when the service exits or ``timeout_s`` passes first.
     """
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not service.alive():
-            raise ConfigurationError(f"{service.name} exited at start-up:\n{service.log_tail()}")
-        time.sleep(0.05)
+    try:
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if not service.alive():
+                raise ConfigurationError(f"{service.name} exited at start-up:\n{service.log_tail()}")
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C or SIGTERM while it starts: its caller never gets it to stop
+        service.stop()
+        raise
     service.stop()
     raise ConfigurationError(f"{service.name} did not become ready within {timeout_s:.0f} s:\n{service.log_tail()}")
 
