@@ -73,6 +73,15 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
                   send_window=send_window, expire_after_s=expire_after_s)
 
 
+def status(store: CampaignStore, cid: str) -> dict[str, Any]:
+    """The ``status --json`` object of one campaign, with when its next send window opens (Unix s).
+
+    Raises:
+        UnknownItem: when no campaign has that id.
+    """
+    return {**store.get(cid).to_json(), "next_window_opens_at": store.next_window_opening(cid)}
+
+
 def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:
     """Pause a campaign: batches not yet claimed stay unsent until ``resume``. Returns the old state."""
     return store.transition(cid, State.PAUSED, reason)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-import redis
 import redis.asyncio as aioredis
 import uvicorn
 
 from dispatcher.delivery.webhook.app import create_app
-from dispatcher.keys import Keys
-from dispatcher.settings import Settings
+from dispatcher.resources import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, Resources
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(resources: Resources, host: str, port: int) -> None:
     """Serve ``/dlr/{secret}`` on ``host:port`` until interrupted."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    aio = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    app = create_app(client, aio, Keys(settings.key_prefix), settings.webhook_secret.reveal(),
+    settings = resources.settings
+    aio = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+                                  socket_timeout=REDIS_SOCKET_TIMEOUT_S)
+    app = create_app(resources.redis, aio, resources.keys, settings.webhook_secret.reveal(),
                      held_retry_s=settings.held_retry_s)
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     print(f"dispatcher webhook listening on http://{host}:{port}/dlr/<secret>", file=sys.stderr, flush=True)
