@@ -19,6 +19,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from dispatcher.delivery.batched import BatchedScript
 from dispatcher.delivery.held import HeldReports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
@@ -166,13 +167,14 @@ class DeliveryBook:
 class AsyncDeliveryBook:
     """:meth:`DeliveryBook.apply` on an asyncio client, for the receiver's event loop.
 
-    The same script on the same keys; the rare hold of a report for an unknown campaign goes
+    The same script on the same keys, pipelined with the other reports of the same event-loop
+    turn (``dispatcher.delivery.batched``); the rare hold of a report for an unknown campaign goes
     through ``book`` (blocking) in a worker thread.
     """
 
     def __init__(self, client: aioredis.Redis, book: DeliveryBook) -> None:
         self.book = book
-        self._apply = client.register_script(_APPLY)
+        self._apply = BatchedScript(client, _APPLY)
 
     async def apply(self, report: Report) -> str:
         """Apply one delivery report; returns what :meth:`DeliveryBook.apply` would."""
