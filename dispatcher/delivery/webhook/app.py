@@ -7,7 +7,7 @@ declares one, else as soon as the stream passes the cap, so no more than the cap
 A malformed body gets 400. None of these changes anything.
 
 Each report is applied with one Lua call (``dispatcher.delivery.reports``) on an asyncio Redis
-client, and the rare blocking work (opt-outs, inbound messages, holds) runs in worker threads, so
+client, pipelined with the other reports of the same event-loop turn, and the rare blocking work (opt-outs, inbound messages, holds) runs in worker threads, so
 Redis never blocks the event loop and a slow Redis cannot stall the other connections. The answer
 goes back in about a millisecond, far inside Instasent's 5 s. Instasent retries
 anything that is not 2xx, and applying is idempotent, so a retry is harmless.
