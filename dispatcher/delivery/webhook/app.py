@@ -7,10 +7,11 @@ declares one, else as soon as the stream passes the cap, so no more than the cap
 A malformed body gets 400. None of these changes anything.
 
 Each report is applied with one Lua call (``dispatcher.delivery.reports``) on an asyncio Redis
-client, pipelined with the other reports of the same event-loop turn, and the rare blocking work (opt-outs, inbound messages, holds) runs in worker threads, so
-Redis never blocks the event loop and a slow Redis cannot stall the other connections. The answer
-goes back in about a millisecond, far inside Instasent's 5 s. Instasent retries
-anything that is not 2xx, and applying is idempotent, so a retry is harmless.
+client, pipelined with the other reports of the same event-loop turn, and the rare blocking work
+(opt-outs, inbound messages, holds) runs in worker threads, so Redis never blocks the event loop
+and a slow Redis cannot stall the other connections. The answer goes back in about a millisecond,
+far inside Instasent's 5 s. Instasent retries anything that is not 2xx, and applying is
+idempotent, so a retry is harmless.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ async def retry_held_forever(book: DeliveryBook, every_s: float) -> None:
             log.warning("could not retry held delivery reports (%s); trying again in %g s", type(exc).__name__,
                         every_s)
             continue
+        except Exception:  # a bad held entry must not end the retries for good
+            log.exception("retrying held delivery reports failed; trying again in %g s", every_s)
+            continue
         if applied:
             log.info("applied %d held delivery reports", applied)
 
@@ -90,6 +94,7 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     for an unknown campaign every ``held_retry_s`` seconds (0: never), so nobody has to.
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
+    expected = secret.encode()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -101,7 +106,6 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
                 retrying.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retrying
-    expected = secret.encode()
 
     def inbound(report: Report) -> None:
         keep_inbound(client, keys, report)
