@@ -31,7 +31,7 @@ from dispatcher.resources import Resources
 from dispatcher.screens import out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 
 
@@ -62,6 +62,21 @@ def status(
         print_status(info)
         if opening:
             out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        print_watchdog(info, store.last_sweep())
+
+
+def print_watchdog(info: CampaignInfo, sweep: dict[str, Any] | None) -> None:
+    """One line on the watchdog: its last sweep anywhere, and its last re-drive of this campaign."""
+    if sweep is None:
+        out.print("Watchdog: no sweep yet (workers run one every DISPATCHER_WATCHDOG_EVERY seconds).")
+        return
+    line = f"Watchdog: last sweep at {time.strftime('%H:%M:%S', time.localtime(sweep['at']))}"
+    if info.watchdog:
+        at = time.strftime("%H:%M:%S", time.localtime(info.watchdog["at"]))
+        line += f"; it re-drove {int(info.watchdog['batches'])} stranded batch(es) of this campaign at {at}"
+    if sweep.get("data_lost"):
+        line += "; it found that Redis had lost its data"
+    out.print(line + ".")
 
 
 @app.command("list")
@@ -144,6 +159,7 @@ def submit(
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
     from dispatcher.screens import lookup_progress, print_summary
+    from dispatcher.sending.durability import Epoch, check_persistence
     from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
 
     options = SubmitOptions(
@@ -151,6 +167,8 @@ def submit(
         name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
+    check_persistence(store.redis, settings)
+    Epoch(store.redis, store.keys).check()
     with lookup_progress() as progress:
         result = preflight_file(file, options.preflight, settings, store.redis, progress)
     if not as_json:
