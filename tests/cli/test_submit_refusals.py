@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def env(redis_url: str, sandbox: SandboxHandle, redis_client: redis.Redis) -> dict[str, str]:
     return {"REDIS_URL": redis_url, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
-            "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000"}
+            "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
 
 
 def phones_csv(path: Path, phones: list[str]) -> Path:

@@ -91,7 +91,8 @@ def test_retrying_applies_a_held_report_once_its_campaign_exists(book: DeliveryB
 @pytest.fixture()
 def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]:
     service = start_webhook({"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
-                             "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_HELD_RETRY": "0.2"})
+                             "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_HELD_RETRY": "0.2",
+                             "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"})
     yield service
     service.stop()
 

@@ -26,7 +26,7 @@ MB = 1024 * 1024
 @pytest.fixture()
 def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]:
     service = start_webhook({"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
-                             "DISPATCHER_WEBHOOK_SECRET": SECRET})
+                             "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"})
     yield service
     service.stop()
 
