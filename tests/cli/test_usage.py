@@ -1,0 +1,40 @@
+"""Usage errors and the getting-started helpers, as a user types them."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.cli.test_campaigns import run
+
+
+@pytest.fixture()
+def env(redis_url: str, redis_client: redis.Redis) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest"}
+
+
+def test_a_mistyped_command_shows_the_usage_and_exits_2(env: dict[str, str]) -> None:
+    result = run(env, "nosuch")
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr and "No such command 'nosuch'" in result.stderr
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_mistyped_option_shows_the_usage_of_its_command_and_exits_2(env: dict[str, str]) -> None:
+    result = run(env, "submit", "--bogus")
+    assert result.returncode == 2
+    assert "Usage: dispatcher submit" in result.stderr and "No such option: --bogus" in result.stderr
+    assert "unexpected" not in result.stderr and "DISPATCHER_DEBUG" not in result.stderr
+
+
+def test_a_missing_argument_is_a_usage_error(env: dict[str, str]) -> None:
+    result = run(env, "status")
+    assert result.returncode == 2
+    assert "Missing argument" in result.stderr and "unexpected" not in result.stderr
+
+
+def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
+    import dispatcher
+
+    result = run(env, "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"dispatcher {dispatcher.__version__}"
