@@ -104,13 +104,27 @@ def list_campaigns(
     if as_json:
         _print_json([i.to_json() for i in infos])
         return
-    table = Table("id", "name", "state", "total", "sent", "rejected", "failed", "unknown", "pending", "created")
+    out.print(campaign_table(infos))
+
+
+def campaign_table(infos: list[CampaignInfo]) -> Table:
+    """The ``list`` table. The id, what a user copies from it, is never shortened: the name comes
+    last and wraps, the date omits the year (a finished campaign's data lives ``campaign_ttl`` days)."""
+    rows = []
     for i in infos:
         c = i.counts
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(i.created_at))
-        table.add_row(i.id, i.name, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
-                      str(c["unknown"]), str(c["pending"]), created)
-    out.print(table)
+        rows.append((i.id, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
+                     str(c["unknown"]), str(c["pending"]), time.strftime("%m-%d %H:%M", time.localtime(i.created_at)),
+                     i.name))
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
+    headings = ("id", "state", "total", "sent", "rej", "failed", "unk", "pending", "created")
+    for j, heading in enumerate(headings):
+        width = max([len(heading), *(len(r[j]) for r in rows)])
+        table.add_column(heading, no_wrap=True, min_width=width, justify="right" if 2 <= j <= 7 else "left")
+    table.add_column("name", overflow="fold")
+    for row in rows:
+        table.add_row(*row[:-1], Text(row[-1]))
+    return table
 
 
 @app.command()
