@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import redis
 from rich.console import Console
 
+from dispatcher.errors import InputError
 from dispatcher.settings import Settings
 
 #: Console for normal output (stdout) and for errors (stderr).
@@ -36,6 +39,23 @@ def redact_url(url: str) -> str:
 def connect_redis(settings: Settings) -> redis.Redis:
     """A Redis client for ``settings.redis_url`` (connection checked lazily by the first command)."""
     return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
+
+
+def writable_output(path: Path) -> Path:
+    """Check, before any work is done (or paid for), that a file can be written at ``path``.
+
+    Raises:
+        InputError: when its folder does not exist or is not writable, or ``path`` is a folder.
+    """
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder; give a file name such as {path / 'out.csv'}.")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: the folder {folder} does not exist; create it or choose "
+                         "another path.")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {path}: the folder {folder} is not writable.")
+    return path
 
 
 def describe_unexpected(exc: BaseException) -> tuple[str, int]:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, err, load_settings, out
+from dispatcher.cli._common import connect_redis, err, load_settings, out, writable_output
 from dispatcher.cli._options import (
     Country,
     File,
@@ -55,6 +55,8 @@ def preflight(
     Exits 0 when the campaign can go, 2 on bad input, 3 when the cost exceeds the balance or --max-cost.
     """
     options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    if rejects_out is not None:
+        writable_output(rejects_out)
     settings = load_settings()
     redis_client = connect_redis(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:

@@ -134,3 +134,13 @@ def test_an_unreachable_redis_exits_1_in_one_sentence(sandbox: SandboxHandle, re
                "--from", "Shop", "--country", "ES", "--no-hlr")
     assert done.returncode == 1
     assert "cannot reach Redis" in one_sentence(done.stderr)
+
+
+def test_rejects_out_into_a_missing_folder_names_the_folder_before_any_lookup(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path) -> None:
+    done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
+               "--country", "ES", "--rejects-out", "nodir/r.csv")
+    assert done.returncode == 2
+    message = one_sentence(done.stderr)
+    assert "folder nodir does not exist" in message and "file not found" not in message
+    assert sandbox.stats()["lookups"] == 0  # refused before anything was paid for
