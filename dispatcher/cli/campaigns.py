@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import connect_redis, load_settings, out, writable_output
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -130,13 +130,21 @@ def campaign_table(infos: list[CampaignInfo]) -> Table:
 @app.command()
 def report(
     campaign_id: str = typer.Argument(..., help="Campaign id."),
-    output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output",
+        help="Report file: .csv (for scripts), .xlsx (for spreadsheets) or .parquet. Without it: CSV on stdout."),
 ) -> None:
-    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
-    from dispatcher.sending.report import build_report, write_report
+    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery)."""
+    from dispatcher.sending.report import build_report, report_csv, report_format, write_report
 
+    if output is not None:
+        report_format(output)  # refuse an unknown format before reading anything
+        writable_output(output)
     store, _ = _store(load_settings())
     frame = build_report(store, campaign_id)
+    if output is None:
+        typer.echo(report_csv(frame), nl=False)
+        return
     kind = write_report(frame, output)
     out.print(f"Wrote {len(frame)} messages to {output} ({kind}).")
 
