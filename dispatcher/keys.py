@@ -106,3 +106,12 @@ class Keys:
     def lane_pause(self, lane: str) -> str:
         """Unix ms until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
+
+    # -- workers ------------------------------------------------------------------------------
+    def workers(self) -> str:
+        """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""
+        return f"{self.prefix}:workers"
+
+    def queue(self) -> str:
+        """The Celery queue of this install: prefixed too, so two installs on one broker stay apart."""
+        return f"{self.prefix}:tasks"

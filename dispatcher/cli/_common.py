@@ -24,6 +24,11 @@ def echo_error(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
 
 
+def echo_warning(message: str) -> None:
+    """Print one warning sentence on stderr."""
+    err.print(f"[bold yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and ``.env``, with CLI overrides that are not None."""
     settings = Settings.from_env()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out, writable_output
+from dispatcher.cli._common import connect_redis, echo_error, echo_warning, load_settings, out, writable_output
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -39,7 +40,7 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.keys import Keys
-from dispatcher.sending import campaigns
+from dispatcher.sending import campaigns, health
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
@@ -62,6 +63,10 @@ def load_enqueuer(settings: Settings) -> campaigns.Enqueuer:
     return enqueuer
 
 
+def _registry(settings: Settings) -> health.WorkerRegistry:
+    return health.WorkerRegistry(connect_redis(settings), Keys(settings.key_prefix))
+
+
 def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data).decode())
 
@@ -79,18 +84,25 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     watch: bool = typer.Option(False, "--watch", help="Show a live progress bar until the campaign stops."),
 ) -> None:
-    """Show where every message of a campaign stands."""
-    store, _ = _store(load_settings())
+    """Show where every message of a campaign stands (and say so when no worker runs)."""
+    settings = load_settings()
+    store, _ = _store(settings)
+    registry = _registry(settings)
     if watch and not as_json:
-        show_progress(store, campaign_id)
+        show_progress(store, registry, campaign_id)
     info = store.get(campaign_id)
     opening = store.next_window_opening(campaign_id)
+    workers = registry.alive()
+    error = health.last_error(store, campaign_id) if _has_failures(info) else ""
     if as_json:
-        _print_json({**info.to_json(), "next_window_opens_at": opening})
-    else:
-        print_status(info)
-        if opening:
-            out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        _print_json({**info.to_json(), "next_window_opens_at": opening, "workers": len(workers),
+                     "last_error": error or None})
+        return
+    print_status(info, error)
+    if opening:
+        out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+    if not workers and health.needs_worker(info):
+        echo_warning(f"{health.NO_WORKER}.")
 
 
 @app.command("list")
@@ -175,10 +187,12 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
-def print_status(info: CampaignInfo) -> None:
-    """A readable summary of one campaign."""
+def print_status(info: CampaignInfo, last_error: str = "") -> None:
+    """A readable summary of one campaign, with the last error a batch recorded when there is one."""
     table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
     table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    if last_error:
+        table.add_row("last error", Text(last_error, style="red"))
     table.add_row("messages", str(info.total))
     for name, value in info.counts.items():
         table.add_row(f"  {name}", str(value))
@@ -200,33 +214,71 @@ def print_status(info: CampaignInfo) -> None:
     out.print(table)
 
 
-def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> CampaignInfo:
-    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
+def show_progress(store: CampaignStore, registry: health.WorkerRegistry, cid: str,
+                  poll_s: float = 0.5) -> CampaignInfo:
+    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops.
+
+    Raises:
+        NoWorker: when no worker runs while the campaign has messages to send.
+    """
     info = store.get(cid)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[counts]}"))
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task(info.name or cid, total=info.total, counts="")
-        while True:
-            info = store.get(cid)
-            c = info.counts
+
+        def update(current: CampaignInfo) -> None:
+            c = current.counts
             counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
-                      f" [{info.state}]")
-            progress.update(task, completed=info.processed, counts=counts)
-            if info.state in _STOP:
-                break
-            time.sleep(poll_s)
-    return info
+                      f" [{current.state}]")
+            progress.update(task, completed=current.processed, counts=counts)
+
+        return wait_for(store, registry, cid, poll_s=poll_s, on_update=update)
 
 
-def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
-    """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
-    if show:
-        return show_progress(store, cid)
-    while (info := store.get(cid)).state not in _STOP:
+def wait_for(store: CampaignStore, registry: health.WorkerRegistry, cid: str, poll_s: float = 0.2,
+             on_update: Callable[[CampaignInfo], None] | None = None,
+             worker_check_s: float = 2.0) -> CampaignInfo:
+    """Block until the campaign completes or stops, calling ``on_update`` with each reading.
+
+    Every ``worker_check_s`` seconds it checks that a worker is alive (a first one gets
+    ``health.FIRST_HEARTBEAT_WAIT_S`` to show up), so that a missing worker is said within seconds.
+
+    Raises:
+        NoWorker: when no worker runs while the campaign has messages to send.
+    """
+    started = time.monotonic()
+    checked = started - worker_check_s
+    while True:
+        info = store.get(cid)
+        if on_update is not None:
+            on_update(info)
+        if info.state in _STOP:
+            return info
+        now = time.monotonic()
+        if now - started >= health.FIRST_HEARTBEAT_WAIT_S and now - checked >= worker_check_s:
+            checked = now
+            if health.needs_worker(info) and not registry.alive():
+                raise health.NoWorker(f"{health.NO_WORKER}; campaign {cid} is saved and starts when one does.")
         time.sleep(poll_s)
-    return info
+
+
+def _has_failures(info: CampaignInfo) -> bool:
+    c = info.counts
+    return bool(c.get("failed") or c.get("unknown") or c.get("rejected")) or health.stopped_badly(info)
+
+
+def _refuse_bad_end(store: CampaignStore, info: CampaignInfo, as_json: bool) -> None:
+    """Show a campaign that stopped without sending, and exit 1 (a script must not take it for a success)."""
+    error = health.last_error(store, info.id)
+    if as_json:
+        _print_json({**info.to_json(), "last_error": error or None})
+    else:
+        print_status(info, error)
+    what = "every message failed" if info.state == "completed" else f"it is {info.state} ({info.reason})"
+    echo_error(f"campaign {info.id} did not send: {what}" + (f"; last error: {error}" if error else "") + ".")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -269,8 +321,17 @@ def submit(
     if not as_json:
         out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
                   f"Watch it with `dispatcher status {cid} --watch`.")
-    info = wait_for(store, cid, show=not as_json) if wait else store.get(cid)
+    registry = _registry(settings)
+    if not wait:
+        if as_json:
+            _print_json(store.get(cid).to_json())
+        if not registry.alive():
+            echo_warning(f"{health.NO_WORKER}.")
+        return
+    info = wait_for(store, registry, cid) if as_json else show_progress(store, registry, cid)
+    if health.stopped_badly(info):
+        _refuse_bad_end(store, info, as_json)
     if as_json:
         _print_json(info.to_json())
-    elif wait:
-        print_status(info)
+    else:
+        print_status(info, health.last_error(store, cid) if _has_failures(info) else "")

@@ -36,6 +36,7 @@ from dispatcher.keys import Keys
 from dispatcher.preflight.check import PreflightOptions, run_preflight
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
@@ -126,7 +127,7 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
                                      options=options, name="demo: spring offer")
     out.print(f"\nSubmitted campaign [bold]{cid}[/]; sending...")
-    info = show_progress(store, cid)
+    info = show_progress(store, WorkerRegistry(client, keys), cid)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -193,9 +193,12 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
 
 def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork",
                 loglevel: str = "INFO") -> list[str]:
-    """The ``celery worker`` command line with the project's settings."""
+    """The ``celery worker`` command line with the project's settings.
+
+    No ``-Q``: the worker consumes its install's queue, named after ``DISPATCHER_KEY_PREFIX`` by ``tasks.app``.
+    """
     argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(concurrency),
-            "--pool", pool, "--loglevel", loglevel, "-Q", "dispatcher", "--without-gossip", "--without-mingle"]
+            "--pool", pool, "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
     if events:
         argv.append("--task-events")
     return argv
