@@ -35,7 +35,7 @@ def sandbox(
     dlr_early_rate: float = typer.Option(0.0, help="Share of delivery reports sent before the response."),
     unpriced: list[str] = typer.Option([], help="ISO country code with no SMS price (repeatable)."),
 ) -> None:
-    """Run a local Instasent-compatible API for tests, demos and benchmarks."""
+    """Run a local Instasent-compatible API for tests, demos and benchmarks (prints how to point the CLI at it)."""
     from dispatcher.instasent.sandbox.server import serve
 
     config = SandboxConfig(
@@ -61,4 +61,15 @@ def sandbox(
             latency_ms=latency_ms,
         ),
     )
+    print_exports(host, port, token)
     serve(config, host=host, port=port)
+
+
+def print_exports(host: str, port: int, token: str) -> None:
+    """Tell the user the exact lines that point the CLI and the workers at this sandbox.
+
+    The token is the sandbox's own throwaway value (``--token``), never an Instasent one.
+    """
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    typer.echo("Point the CLI and the workers at this sandbox (in each terminal you use):\n"
+               f"  export INSTASENT_BASE_URL=http://{reachable}:{port} INSTASENT_TOKEN={token}", err=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import redis
 
 from tests.cli.test_campaigns import run
+from tests.conftest import SANDBOX_TOKEN, SandboxHandle
 
 
 @pytest.fixture()
@@ -38,3 +41,10 @@ def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
 
     result = run(env, "--version")
     assert result.returncode == 0 and result.stdout.strip() == f"dispatcher {dispatcher.__version__}"
+
+
+def test_the_sandbox_prints_the_exports_that_point_the_cli_at_it(
+        start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    handle = start_own_sandbox()
+    log = handle.service.log_tail(20)
+    assert f"export INSTASENT_BASE_URL={handle.url} INSTASENT_TOKEN={SANDBOX_TOKEN}" in log
