@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import time
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -27,6 +29,7 @@ from dispatcher.cli._options import (
     SendWindow,
 )
 from dispatcher.keys import Keys
+from dispatcher.preflight.check import PreflightOptions, check_file
 from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
@@ -45,8 +48,13 @@ def _store(settings: Settings) -> ScheduleStore:
     return ScheduleStore(connect_redis(settings), Keys(settings.key_prefix))
 
 
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+def _when(ts: float | None, tz: str) -> str:
+    """``ts`` (Unix s) in the schedule's own zone, with the zone's abbreviation or offset."""
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
+
+
+def _iso(ts: float | None, tz: str) -> str | None:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="seconds") if ts else None
 
 
 @schedule_app.command("add")
@@ -79,6 +87,8 @@ def add(
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=overlap, grace_s=grace,
     ).validated()
+    # The firing checks again (the file may change), but a schedule that cannot work is refused now.
+    check_file(definition.file, PreflightOptions(**definition.options))
     settings = load_settings()
     _store(settings).save(definition)
     _glue().save_entry(definition)
@@ -96,10 +106,14 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a J
         definition = store.get(name)
         state = store.state(name)
         last_due = float(state["last_due"]) if state.get("last_due") else None
+        since = float(state["since"]) if state.get("since") else None
         runs = store.runs(name, 5)
+        next_run = definition.next_due(now, last_due, since)
+        last_run = runs[0].at if runs else None
         rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
-                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
+                     "every_s": definition.every_s, "next_run": next_run,
+                     "next_run_local": _iso(next_run, definition.tz), "last_run": last_run,
+                     "last_run_local": _iso(last_run, definition.tz), "last_outcome": runs[0].outcome if runs else None,
                      "last_campaign": runs[0].campaign if runs else None,
                      "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
     if as_json:
@@ -108,7 +122,7 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a J
     table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
     for r in rows:
         when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"]), _when(r["last_run"]),
+        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
                       str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
     out.print(table)
 

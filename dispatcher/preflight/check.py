@@ -584,3 +584,17 @@ def _combined(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _np_bool(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     values = _combined(values)
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def check_file(path: str | Path, options: PreflightOptions) -> None:
+    """Check, without reading the rows, paying or asking Instasent, that ``path`` is a recipient file
+    that ``options`` fit: it can be read, has a phone column, every column the text names, a sender.
+
+    Raises:
+        InputError: naming what is wrong (a missing file included).
+    """
+    try:
+        fmt = loader.sniff(path)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    _plan(fmt, options.validated())
