@@ -110,7 +110,8 @@ def child_preflight(path: str, sandbox_url: str, redis_url: str) -> dict[str, fl
     import redis
 
     from dispatcher.instasent.client import InstasentClient
-    from dispatcher.preflight.check import PreflightOptions, run_preflight
+    from dispatcher.preflight.check import run_preflight
+    from dispatcher.preflight.result import PreflightOptions
     from dispatcher.settings import Settings
 
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.preflight.check import PreflightOptions
+from dispatcher.preflight.result import PreflightOptions
 
 File = Annotated[Path, typer.Argument(help="Recipient list: CSV (also .csv.gz) or Excel .xlsx.")]
 MessageText = Annotated[str | None, typer.Option("--text", help="Message text; {column} is replaced per row.")]

@@ -28,9 +28,10 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.preflight.check import PreflightResult, check_budget, money, run_preflight
+from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.rejects import write_rejects
+from dispatcher.preflight.result import PreflightResult, check_budget, money
 
 #: Rejected rows listed in the readable summary (all of them go to --json and --rejects-out).
 SHOWN_REJECTS = 15

@@ -29,7 +29,8 @@ from dispatcher.cli._options import (
     SendWindow,
 )
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import PreflightOptions, check_file
+from dispatcher.preflight.check import check_file
+from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings

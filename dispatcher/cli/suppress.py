@@ -12,8 +12,9 @@ from dispatcher.cli._app import app
 from dispatcher.cli._common import connect_redis, load_settings, out
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
-from dispatcher.preflight import loader
-from dispatcher.preflight.phones import normalise, normalise_many, parse_region
+from dispatcher.preflight import fileformat, loader
+from dispatcher.preflight.phone_columns import normalise_many
+from dispatcher.preflight.phones import normalise, parse_region
 from dispatcher.preflight.suppression import SuppressionList, to_e164
 
 suppress_app = typer.Typer(help="The suppression list: numbers that must never receive a message.",
@@ -70,8 +71,8 @@ def import_file(
 ) -> None:
     """Add every valid number of a file to the suppression list; invalid rows are counted and skipped."""
     region = parse_region(country)
-    fmt = loader.sniff(file)
-    column = loader.require_column(fmt, phone_column, loader.PHONE_NAMES, "phone", "--phone-column")
+    fmt = fileformat.sniff(file)
+    column = fileformat.require_column(fmt, phone_column, fileformat.PHONE_NAMES, "phone", "--phone-column")
     suppression = _suppression()
     added = valid = 0
     skipped: Counter[str] = Counter()

@@ -33,7 +33,8 @@ from dispatcher.dev.services import (
 from dispatcher.errors import InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import PreflightOptions, run_preflight
+from dispatcher.preflight.check import run_preflight
+from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.health import WorkerRegistry

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from dispatcher.errors import InputError
 from dispatcher.instasent.segments import GSM_BASIC, GSM_EXTENSION, GSM_LIMITS, UTF16_LIMITS, count_segments
-from dispatcher.preflight.loader import find_column
+from dispatcher.preflight import arrow
+from dispatcher.preflight.fileformat import find_column
 
 #: Sender length limits in characters (Instasent allows at most 11).
 SENDER_MIN, SENDER_MAX = 1, 11
@@ -103,29 +104,19 @@ class Template:
         """The text of every row of ``table`` (cells are trimmed, the result too)."""
         if not self.placeholders:
             fixed = "".join(p for p in self.pieces if isinstance(p, str)).strip()
-            return pa.repeat(pa.scalar(fixed, pa.large_string()), table.num_rows)
+            return arrow.repeat(fixed, table.num_rows)
         parts = [
-            _large(pc.utf8_trim_whitespace(table.column(mapping[p.name]))) if isinstance(p, Placeholder)
+            arrow.large(pc.utf8_trim_whitespace(table.column(mapping[p.name]))) if isinstance(p, Placeholder)
             else pa.scalar(p, pa.large_string())
             for p in self.pieces
         ]
         joined = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
-        return _combine(pc.utf8_trim_whitespace(joined))
+        return arrow.combined(pc.utf8_trim_whitespace(joined))
 
 
 def column_texts(table: pa.Table, column: str) -> pa.Array:
     """The ``--text-column`` texts of every row, trimmed."""
-    return _combine(pc.utf8_trim_whitespace(_large(table.column(column))))
-
-
-def _large(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    return values.cast(pa.large_string()) if values.type != pa.large_string() else values
-
-
-def _combine(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    return values
+    return arrow.combined(pc.utf8_trim_whitespace(arrow.large(table.column(column))))
 
 
 # -- senders -------------------------------------------------------------------------------------
@@ -155,7 +146,7 @@ def senders(table: pa.Table, column: str | None, default: str | None) -> tuple[p
     if column is None:
         values = pa.repeat(fallback, n)
     else:
-        cells = _combine(pc.utf8_trim_whitespace(_large(table.column(column))))
+        cells = arrow.combined(pc.utf8_trim_whitespace(arrow.large(table.column(column))))
         values = pc.if_else(pc.equal(cells, ""), fallback, cells)
     lengths = pc.utf8_length(values).to_numpy(zero_copy_only=False)
     return values, (lengths < SENDER_MIN) | (lengths > SENDER_MAX)
@@ -184,20 +175,19 @@ class Measured:
 def measure(texts: pa.Array) -> Measured:
     """Count parts and encoding for every text, as :func:`count_segments` does, vectorised."""
     n = len(texts)
-    unicode = _np(pc.match_substring_regex(texts, _NOT_GSM_RE2))
+    unicode = arrow.as_numpy(pc.match_substring_regex(texts, _NOT_GSM_RE2))
     doubles = np.zeros(n, dtype=np.int64)
     for mask, pattern in ((~unicode, _GSM_EXT_RE2), (unicode, _ASTRAL_RE2)):
         idx = np.flatnonzero(mask)
         if len(idx):
-            subset = texts if len(idx) == n else texts.take(pa.array(idx))
-            doubles[idx] = _np(pc.count_substring_regex(subset, pattern))
+            doubles[idx] = arrow.as_numpy(pc.count_substring_regex(arrow.subset(texts, idx), pattern))
     return _measured(texts, unicode, doubles)
 
 
 def _measured(texts: pa.Array, unicode: np.ndarray, doubles: np.ndarray) -> Measured:
     """Parts from the encoding and the double characters: arithmetic, except texts with doubles
     that need several parts, which :func:`count_segments` splits exactly (a double never straddles)."""
-    lengths = _np(pc.utf8_length(texts)).astype(np.int64) + doubles
+    lengths = arrow.as_numpy(pc.utf8_length(texts)).astype(np.int64) + doubles
     single = np.where(unicode, UTF16_LIMITS[0], GSM_LIMITS[0])
     multi = np.where(unicode, UTF16_LIMITS[1], GSM_LIMITS[1])
     parts = np.where(lengths <= single, 1, -(-lengths // multi))
@@ -206,10 +196,3 @@ def _measured(texts: pa.Array, unicode: np.ndarray, doubles: np.ndarray) -> Meas
         for i, text in zip(exact, texts.take(pa.array(exact)).to_pylist(), strict=True):
             parts[i] = count_segments(text).parts
     return Measured(parts=parts.astype(np.int32), unicode=unicode.astype(bool))
-
-
-def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    values = _combine(values)
-    if values.null_count:
-        values = pc.fill_null(values, False if pa.types.is_boolean(values.type) else 0)
-    return np.asarray(values.to_numpy(zero_copy_only=False))

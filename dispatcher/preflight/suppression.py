@@ -18,6 +18,7 @@ import redis
 
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
+from dispatcher.preflight import arrow
 from dispatcher.preflight.phones import Phone, normalise
 
 #: Members per SADD/SREM/SMISMEMBER command.
@@ -67,7 +68,7 @@ class SuppressionList:
         if size <= max(len(values), BATCH):
             listed = pa.array(list(self.members()), pa.large_string())
             found = pc.is_in(values.cast(pa.large_string()), value_set=listed)
-            return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
+            return arrow.as_numpy(found)
         return self._ask(values.to_pylist())
 
     def _ask(self, numbers: list[str]) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from dispatcher.preflight.check import PreflightOptions, PreflightResult, check_budget
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import State
 from dispatcher.sending.store import CampaignStore

@@ -24,7 +24,8 @@ from croniter import croniter
 from dispatcher.errors import DispatcherError, InputError, PermanentError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import PreflightOptions, run_preflight
+from dispatcher.preflight.check import run_preflight
+from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import SENDING, State

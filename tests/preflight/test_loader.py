@@ -7,24 +7,33 @@ from pathlib import Path
 
 import numpy as np
 import openpyxl
+import pyarrow as pa
 import pytest
 
 from dispatcher.errors import InputError
-from dispatcher.preflight.loader import (
+from dispatcher.preflight.fileformat import (
     PHONE_NAMES,
-    Chunk,
+    FileFormat,
     find_column,
     normalise_name,
-    read_all,
     require_column,
-    scan,
     sniff,
     sniff_delimiter,
 )
+from dispatcher.preflight.loader import Chunk, scan
 
 
 def rows_of(chunk: Chunk, column: str) -> list[tuple[int, str]]:
     return list(zip(chunk.rows.tolist(), chunk.table.column(column).to_pylist(), strict=True))
+
+
+def read_all(fmt: FileFormat) -> Chunk:
+    """The whole file as one chunk."""
+    chunks = scan(fmt, lambda c: c)
+    if not chunks:
+        return Chunk(pa.table({c: pa.array([], pa.string()) for c in fmt.columns}), np.zeros(0, dtype=np.int64))
+    table = pa.concat_tables([c.table for c in chunks])
+    return Chunk(table, np.concatenate([c.rows for c in chunks]), [p for c in chunks for p in c.problems])
 
 
 def test_a_plain_utf8_csv_is_read_with_every_cell_as_text(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from dispatcher.errors import InputError
+from dispatcher.preflight.phone_columns import normalise_many
 from dispatcher.preflight.phones import (
     REASON_DECIMAL,
     REASON_EMPTY,
@@ -23,7 +24,6 @@ from dispatcher.preflight.phones import (
     REASON_UNKNOWN_CODE,
     Phone,
     normalise,
-    normalise_many,
     parse_region,
 )
 

@@ -1,0 +1,151 @@
+"""Step 2 of the preflight, one chunk of the file at a time: each row's phone number, text, sender
+and parts, and the reject reason of every row that fails one of them.
+
+:func:`plan_columns` settles once, from the header and the options, which column plays which part;
+:func:`judge_chunk` then keeps the good rows in a compact table (:data:`KEPT_SCHEMA`) and lists the
+others with the reason of the first check they fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dispatcher.errors import InputError
+from dispatcher.preflight import arrow, fileformat, loader, render
+from dispatcher.preflight.phone_columns import normalise_many
+from dispatcher.preflight.phones import Phone, is_region, reason_unknown_country
+from dispatcher.preflight.rejects import Reject
+from dispatcher.preflight.result import PreflightOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which columns play which part, settled once from the header and the options."""
+
+    phone: str
+    country_column: str | None
+    default_region: str | None
+    sender_column: str | None
+    default_sender: str | None
+    template: render.Template | None
+    mapping: dict[str, str]
+    text_column: str | None
+    gsm_only: bool
+
+
+def plan_columns(fmt: fileformat.FileFormat, options: PreflightOptions) -> Plan:
+    phone = fileformat.require_column(fmt, options.phone_column, fileformat.PHONE_NAMES, "phone", "--phone-column")
+    others = [c for c in fmt.columns if c != phone]
+    country = fileformat.find_column(others, None, fileformat.COUNTRY_NAMES)
+    sender = fileformat.find_column(others, None, fileformat.SENDER_NAMES)
+    if sender is None and options.sender is None:
+        raise InputError("no sender: give --from NAME (1..11 characters) or add a 'from' column.")
+    template = render.Template.parse(options.text) if options.text is not None else None
+    mapping = template.bind(fmt.columns) if template is not None else {}
+    text_column = None
+    if options.text_column is not None:
+        text_column = fileformat.require_column(fmt, options.text_column, (), "text", "--text-column")
+    return Plan(phone=phone, country_column=country, default_region=options.country, sender_column=sender,
+                 default_sender=options.sender, template=template, mapping=mapping, text_column=text_column,
+                 gsm_only=options.gsm_only)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One chunk after the per-row checks: data rows seen, rows kept (compact), rows rejected."""
+
+    rows: int
+    kept: pa.Table
+    rejects: list[Reject]
+
+
+KEPT_SCHEMA = pa.schema([("row", pa.int64()), ("to", pa.large_string()), ("country", pa.large_string()),
+                          ("text", pa.large_string()), ("sender", pa.large_string()), ("parts", pa.int32()),
+                          ("unicode", pa.bool_())])
+
+
+def judge_chunk(chunk: loader.Chunk, plan: Plan, memo: dict[tuple[str, str | None], Phone]) -> Judged:
+    """Phone, text, sender and parts of every row of one chunk."""
+    table = chunk.table
+    raw = arrow.large_strings(table.column(plan.phone))
+    regions, bad_country = _regions(table, plan)
+    phones = normalise_many(raw, regions, memo)
+    phone_bad = arrow.as_numpy(pc.not_equal(phones.reason, ""))
+    if plan.template is not None:
+        texts = plan.template.render(table, plan.mapping)
+    else:
+        texts = render.column_texts(table, plan.text_column or "")
+    empty = arrow.as_numpy(pc.equal(pc.utf8_length(texts), 0))
+    senders, bad_sender = render.senders(table, plan.sender_column, plan.default_sender)
+    candidate = ~(phone_bad | empty | bad_sender)
+    idx = np.flatnonzero(candidate)
+    measured = _measure(texts, idx)
+    needs_unicode = np.zeros(len(table), dtype=bool)
+    needs_unicode[idx] = measured.unicode
+    gsm_reject = needs_unicode & plan.gsm_only
+    keep = candidate & ~gsm_reject
+    kept_pos = np.flatnonzero(keep[idx])
+    take = pa.array(idx[kept_pos])
+    kept = pa.table([
+        pa.array(chunk.rows[idx[kept_pos]], pa.int64()), phones.e164.take(take), phones.country.take(take),
+        texts.take(take), arrow.large_strings(senders).take(take), pa.array(measured.parts[kept_pos], pa.int32()),
+        pa.array(measured.unicode[kept_pos], pa.bool_()),
+    ], schema=KEPT_SCHEMA)
+    rejects = list(chunk.problems)
+    country_cells = table.column(plan.country_column) if bad_country is not None and plan.country_column else None
+    rejects += _chunk_rejects(chunk.rows, raw, phones.reason, (bad_country, country_cells), phone_bad, empty,
+                              bad_sender, gsm_reject)
+    return Judged(rows=len(table) + len(chunk.problems), kept=kept, rejects=rejects)
+
+
+def _measure(texts: pa.Array, idx: np.ndarray) -> render.Measured:
+    """Parts and encoding of the rows ``idx`` (measured on every text when most rows count)."""
+    if len(idx) < len(texts) // 2:
+        return render.measure(texts.take(pa.array(idx)))
+    measured = render.measure(texts)
+    return render.Measured(parts=measured.parts[idx], unicode=measured.unicode[idx])
+
+
+def _regions(table: pa.Table, plan: Plan) -> tuple[pa.Array | str | None, np.ndarray | None]:
+    """The default region per row (the country column when it holds a known code, else
+    ``--country``) and, when there is a country column, a mask of cells that are not ISO codes."""
+    if plan.country_column is None:
+        return plan.default_region, None
+    cells = pc.utf8_upper(pc.utf8_trim_whitespace(arrow.large_strings(table.column(plan.country_column))))
+    distinct = pc.unique(cells).to_pylist()
+    known = pa.array([c for c in distinct if c and is_region(c)], pa.large_string())
+    valid = arrow.as_numpy(pc.is_in(cells, value_set=known))
+    blank = arrow.as_numpy(pc.equal(cells, ""))
+    fallback = pa.scalar(plan.default_region or "", pa.large_string())
+    regions = pc.if_else(pa.array(valid), cells, fallback)
+    return regions, ~valid & ~blank
+
+
+def _chunk_rejects(rows: np.ndarray, raw: pa.Array, phone_reasons: pa.Array,
+                   countries: tuple[np.ndarray | None, pa.ChunkedArray | None], phone_bad: np.ndarray,
+                   empty: np.ndarray, bad_sender: np.ndarray, gsm_reject: np.ndarray) -> list[Reject]:
+    """Rejects of one chunk; the first failing check gives the reason.
+
+    A rejected number whose row names an unknown country is blamed on that country cell.
+    """
+    rejected = np.flatnonzero(phone_bad | empty | bad_sender | gsm_reject)
+    if len(rejected) == 0:
+        return []
+    take = pa.array(rejected)
+    reasons = np.full(len(rejected), render.REASON_NEEDS_UNICODE, dtype=object)
+    reasons[bad_sender[rejected]] = render.REASON_BAD_SENDER
+    reasons[empty[rejected]] = render.REASON_EMPTY_TEXT
+    phone = phone_bad[rejected]
+    reasons[phone] = np.asarray(phone_reasons.take(take).filter(pa.array(phone)).to_pylist(), dtype=object)
+    bad_country, cells = countries
+    if bad_country is not None and cells is not None:
+        blamed = np.flatnonzero(phone & bad_country[rejected])
+        for i, cell in zip(blamed, cells.take(pa.array(rejected[blamed])).to_pylist(), strict=True):
+            reasons[i] = reason_unknown_country(cell.strip())
+    values = raw.take(take).to_pylist()
+    return [Reject(row, value, reason)
+            for row, value, reason in zip(rows[rejected].tolist(), values, reasons.tolist(), strict=True)]
