@@ -110,6 +110,8 @@ def _totals(result: PreflightResult) -> Table:
     table.add_row("Messages to send", f"{result.valid:,}")
     table.add_row("SMS parts", f"{result.parts:,} ({result.unicode:,} messages need Unicode)")
     table.add_row("Rejected rows", f"{result.rejected:,}")
+    if result.empty_values:
+        table.add_row("  of which an empty {placeholder}", f"{result.empty_values:,}")
     table.add_row("Duplicates (kept once)", f"{result.duplicates:,}")
     table.add_row("Suppressed", f"{result.suppressed:,}")
     table.add_row("HLR lookups", f"{result.lookups:,} paid, {result.lookups_cached:,} from cache")

@@ -40,7 +40,7 @@ import redis
 from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.models import Account
 from dispatcher.keys import Keys
-from dispatcher.preflight import fileformat, loader
+from dispatcher.preflight import fileformat, loader, render
 from dispatcher.preflight.hlr import HlrCache, LookupClient, Progress, check_numbers
 from dispatcher.preflight.phones import Phone
 from dispatcher.preflight.pricing import PriceClient, PriceList, balance, check_currency, price_list
@@ -50,6 +50,8 @@ from dispatcher.preflight.rows import KEPT_SCHEMA, Plan, judge_chunk, plan_colum
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.settings import Settings
 
+#: How every "empty value for {name}" reject reason starts.
+_EMPTY_VALUE = render.REASON_EMPTY_VALUE.partition("{{")[0]
 #: Chunks judged at once (threads: the work is in pyarrow kernels, which release the GIL).
 SCAN_WORKERS = 2
 
@@ -290,6 +292,7 @@ def _result(fmt: fileformat.FileFormat, plan: Plan, rows: int, rejects: list[Rej
         lookups_cached=lookups.cached, lookup_cost=lookups.cost, currency=pricing.currency,
         balance=pricing.account.available,
         by_country=by_country, rejects=rejects, messages=messages,
+        empty_values=sum(r.reason.startswith(_EMPTY_VALUE) for r in rejects),
     )
 
 

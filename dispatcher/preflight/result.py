@@ -92,6 +92,8 @@ class PreflightResult:
     by_country: dict[str, CountrySummary]
     rejects: list[Reject]
     messages: pd.DataFrame = field(repr=False)
+    #: Rejected rows with no value for a placeholder of the text (counted among ``rejected``).
+    empty_values: int = 0
 
     @property
     def message_count(self) -> int:
@@ -113,7 +115,7 @@ class PreflightResult:
             "lookups_cached": self.lookups_cached, "lookup_cost": _round(self.lookup_cost),
             "currency": self.currency, "balance": _round(self.balance),
             "by_country": {c: s.to_json() for c, s in sorted(self.by_country.items())},
-            "rejects": [r.to_json() for r in self.rejects],
+            "empty_values": self.empty_values, "rejects": [r.to_json() for r in self.rejects],
         }
 
 

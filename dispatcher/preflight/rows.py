@@ -77,11 +77,13 @@ def judge_chunk(chunk: loader.Chunk, plan: Plan, memo: dict[tuple[str, str | Non
     phone_bad = arrow.as_numpy(pc.not_equal(phones.reason, ""))
     if plan.template is not None:
         texts = plan.template.render(table, plan.mapping)
+        no_value = plan.template.missing_values(table, plan.mapping)
     else:
         texts = render.column_texts(table, plan.text_column or "")
+        no_value = np.full(len(table), "", dtype=object)
     empty = arrow.as_numpy(pc.equal(pc.utf8_length(texts), 0))
     senders, bad_sender = render.senders(table, plan.sender_column, plan.default_sender)
-    candidate = ~(phone_bad | empty | bad_sender)
+    candidate = ~(phone_bad | (no_value != "") | empty | bad_sender)
     idx = np.flatnonzero(candidate)
     measured = _measure(texts, idx)
     needs_unicode = np.zeros(len(table), dtype=bool)
@@ -97,8 +99,8 @@ def judge_chunk(chunk: loader.Chunk, plan: Plan, memo: dict[tuple[str, str | Non
     ], schema=KEPT_SCHEMA)
     rejects = list(chunk.problems)
     country_cells = table.column(plan.country_column) if bad_country is not None and plan.country_column else None
-    rejects += _chunk_rejects(chunk.rows, raw, phones.reason, (bad_country, country_cells), phone_bad, empty,
-                              bad_sender, gsm_reject)
+    rejects += _chunk_rejects(chunk.rows, raw, phones.reason, (bad_country, country_cells), phone_bad,
+                              no_value, empty, bad_sender, gsm_reject)
     return Judged(rows=len(table) + len(chunk.problems), kept=kept, rejects=rejects)
 
 
@@ -127,18 +129,22 @@ def _regions(table: pa.Table, plan: Plan) -> tuple[pa.Array | str | None, np.nda
 
 def _chunk_rejects(rows: np.ndarray, raw: pa.Array, phone_reasons: pa.Array,
                    countries: tuple[np.ndarray | None, pa.ChunkedArray | None], phone_bad: np.ndarray,
-                   empty: np.ndarray, bad_sender: np.ndarray, gsm_reject: np.ndarray) -> list[Reject]:
-    """Rejects of one chunk; the first failing check gives the reason.
+                   no_value: np.ndarray, empty: np.ndarray, bad_sender: np.ndarray,
+                   gsm_reject: np.ndarray) -> list[Reject]:
+    """Rejects of one chunk; the first failing check gives the reason (phone, placeholder values,
+    text, sender, encoding). ``no_value`` holds each row's empty-placeholder reason or ``""``.
 
     A rejected number whose row names an unknown country is blamed on that country cell.
     """
-    rejected = np.flatnonzero(phone_bad | empty | bad_sender | gsm_reject)
+    missing = no_value != ""
+    rejected = np.flatnonzero(phone_bad | missing | empty | bad_sender | gsm_reject)
     if len(rejected) == 0:
         return []
     take = pa.array(rejected)
     reasons = np.full(len(rejected), render.REASON_NEEDS_UNICODE, dtype=object)
     reasons[bad_sender[rejected]] = render.REASON_BAD_SENDER
     reasons[empty[rejected]] = render.REASON_EMPTY_TEXT
+    reasons[missing[rejected]] = no_value[rejected][missing[rejected]]
     phone = phone_bad[rejected]
     reasons[phone] = np.asarray(phone_reasons.take(take).filter(pa.array(phone)).to_pylist(), dtype=object)
     bad_country, cells = countries

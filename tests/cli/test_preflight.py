@@ -144,3 +144,17 @@ def test_rejects_out_into_a_missing_folder_names_the_folder_before_any_lookup(
     message = one_sentence(done.stderr)
     assert "folder nodir does not exist" in message and "file not found" not in message
     assert sandbox.stats()["lookups"] == 0  # refused before anything was paid for
+
+
+def test_an_empty_placeholder_value_is_a_reject_shown_in_the_summary(sandbox: SandboxHandle, redis_url: str,
+                                                                     redis_client: object, tmp_path: Path) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("phone,name,code\n+34612340001,Ana,H7\n+34612340002,,H8\n+34612340003,Eve\n")
+    done = run(sandbox, redis_url, tmp_path, str(path), "--text", "Hola {name}, code {code}", "--from", "Shop",
+               "--no-hlr")
+    assert done.returncode == 0, done.stderr
+    assert "empty value for {name}" in done.stdout and "empty value for {code}" in done.stdout
+    assert "of which an empty {placeholder}" in done.stdout
+    data = json.loads(run(sandbox, redis_url, tmp_path, str(path), "--text", "Hola {name}, code {code}", "--from",
+                          "Shop", "--no-hlr", "--json").stdout)
+    assert (data["valid"], data["empty_values"]) == (1, 2)

@@ -260,3 +260,21 @@ def test_the_budget_guard_gives_both_figures(tmp_path: Path, preflight: Any, san
     poor = preflight(path)
     with pytest.raises(BudgetExceeded, match=r"would cost 0\.09 EUR but the balance is only 0\.05 EUR\."):
         check_budget(poor)
+
+
+def test_rows_with_an_empty_placeholder_value_are_rejected_and_counted(tmp_path: Path, preflight: Any) -> None:
+    path = write(tmp_path, "phone,name,code\n+34612340001,Ana,A1\n+34612340002,,B2\n+34612340003,Eve\n"
+                           "+34612340004,Bob,\n")
+    result = preflight(path, text="Hola {name}, code {code}")
+    invariant(result)
+    assert result.valid == 1 and result.messages["text"].tolist() == ["Hola Ana, code A1"]
+    assert [(r.row, r.reason) for r in result.rejects] == [
+        (3, "empty value for {name}"), (4, "empty value for {code}"), (5, "empty value for {code}")]
+    assert result.empty_values == 3 and result.to_json()["empty_values"] == 3
+
+
+def test_a_template_default_or_an_explicit_blank_lets_those_rows_through(tmp_path: Path, preflight: Any) -> None:
+    path = write(tmp_path, "phone,name,code\n+34612340001,Ana,A1\n+34612340002,,B2\n+34612340003,Eve\n")
+    result = preflight(path, text="Hola {name|cliente}, code {code|}")
+    assert result.rejects == [] and result.empty_values == 0
+    assert result.messages["text"].tolist() == ["Hola Ana, code A1", "Hola cliente, code B2", "Hola Eve, code"]
