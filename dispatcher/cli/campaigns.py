@@ -30,13 +30,14 @@ from dispatcher.cli._options import (
     ExpireAfter,
     File,
     GsmOnly,
+    Hlr,
     MaxCost,
     MessageText,
     MessageTextColumn,
-    NoHlr,
     PhoneColumn,
     Sender,
     SendWindow,
+    confirm_lookups,
     preflight_options,
 )
 from dispatcher.keys import Keys
@@ -289,7 +290,7 @@ def submit(
     sender: Sender = None,
     country: Country = None,
     phone_column: PhoneColumn = None,
-    no_hlr: NoHlr = False,
+    hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
     name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
@@ -307,12 +308,12 @@ def submit(
 
     send_window = parse_window(window, days) if window else None
     expire_after_s = parse_duration(expire_after) if expire_after else None
-    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    options = preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost)
     settings = load_settings()
     store, ops = _store(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
         result = run_preflight(file, options, settings=settings, redis=store.redis, client=client,
-                               progress=progress)
+                               progress=progress, confirm=confirm_lookups(as_json))
     if not as_json:
         print_summary(result)
     cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,

@@ -19,12 +19,13 @@ from dispatcher.cli._options import (
     Country,
     File,
     GsmOnly,
+    Hlr,
     MaxCost,
     MessageText,
     MessageTextColumn,
-    NoHlr,
     PhoneColumn,
     Sender,
+    confirm_lookups,
     preflight_options,
 )
 from dispatcher.instasent.client import InstasentClient
@@ -45,7 +46,7 @@ def preflight(
     sender: Sender = None,
     country: Country = None,
     phone_column: PhoneColumn = None,
-    no_hlr: NoHlr = False,
+    hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
     rejects_out: Path | None = typer.Option(None, "--rejects-out", help="Write rejected rows to this CSV."),
@@ -55,14 +56,14 @@ def preflight(
 
     Exits 0 when the campaign can go, 2 on bad input, 3 when the cost exceeds the balance or --max-cost.
     """
-    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    options = preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost)
     if rejects_out is not None:
         writable_output(rejects_out)
     settings = load_settings()
     redis_client = connect_redis(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
         result = run_preflight(file, options, settings=settings, redis=redis_client, client=client,
-                               progress=progress)
+                               progress=progress, confirm=confirm_lookups(as_json))
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:
@@ -114,12 +115,21 @@ def _totals(result: PreflightResult) -> Table:
         table.add_row("  of which an empty {placeholder}", f"{result.empty_values:,}")
     table.add_row("Duplicates (kept once)", f"{result.duplicates:,}")
     table.add_row("Suppressed", f"{result.suppressed:,}")
-    table.add_row("HLR lookups", f"{result.lookups:,} paid, {result.lookups_cached:,} from cache")
+    table.add_row("HLR lookups", _lookups_line(result))
     table.add_row("Cost of messages", money(result.message_cost, currency))
     table.add_row("Cost of lookups", money(result.lookup_cost, currency))
     table.add_row("Total cost", Text(money(result.cost, currency), style="bold"))
     table.add_row("Balance", money(result.balance, currency))
     return table
+
+
+def _lookups_line(result: PreflightResult) -> Text:
+    """What the HLR step did, or what it would have cost: lookups are paid for only when asked."""
+    if result.hlr_done:
+        return Text(f"{result.lookups:,} paid, {result.lookups_cached:,} from cache")
+    if result.hlr_estimate is None:
+        return Text("not done (--no-hlr)")
+    return Text(f"not done: --hlr would check {result.hlr_estimate.sentence()}", style="yellow")
 
 
 def _countries(result: PreflightResult) -> Table:

@@ -121,7 +121,10 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     client = connect_redis(settings)
     keys = Keys(settings.key_prefix)
     store, ops = CampaignStore(client, keys), BatchOps(client, keys)
-    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES").validated()
+    # HLR lookups cost money, so `preflight` and `submit` make them only with --hlr (or a yes at a
+    # terminal); the demo asks for them explicitly, against the sandbox's free lookups.
+    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES", hlr=True).validated()
+    out.print("HLR lookups on (the demo asks for them; `preflight` and `submit` need --hlr to pay for lookups).")
     with InstasentClient.from_settings(settings) as api, lookup_progress() as progress:
         result = run_preflight(path, options, settings=settings, redis=client, client=api, progress=progress)
     print_summary(result)

@@ -46,7 +46,7 @@ def recipients(tmp_path: Path) -> Path:
 def test_json_output_has_the_counts_cost_and_every_reject(sandbox: SandboxHandle, redis_url: str,
                                                           redis_client: object, recipients: Path) -> None:
     done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
-               "--country", "ES", "--json")
+               "--country", "ES", "--hlr", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert {k: data[k] for k in ("rows", "valid", "rejected", "duplicates", "suppressed", "messages", "parts")} == {
@@ -62,7 +62,7 @@ def test_json_output_has_the_counts_cost_and_every_reject(sandbox: SandboxHandle
         {"row": 7, "value": "3.4612E+10", "reason": "mangled by a spreadsheet (scientific notation)"},
     ]
     again = json.loads(run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}",
-                           "--from", "Shop", "--country", "ES", "--json").stdout)
+                           "--from", "Shop", "--country", "ES", "--hlr", "--json").stdout)
     assert (again["lookups"], again["lookups_cached"]) == (0, 2)
     assert sandbox.stats()["lookups"] == 2
 
@@ -139,7 +139,7 @@ def test_an_unreachable_redis_exits_1_in_one_sentence(sandbox: SandboxHandle, re
 def test_rejects_out_into_a_missing_folder_names_the_folder_before_any_lookup(
         sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path) -> None:
     done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
-               "--country", "ES", "--rejects-out", "nodir/r.csv")
+               "--country", "ES", "--hlr", "--rejects-out", "nodir/r.csv")
     assert done.returncode == 2
     message = one_sentence(done.stderr)
     assert "folder nodir does not exist" in message and "file not found" not in message
@@ -158,3 +158,27 @@ def test_an_empty_placeholder_value_is_a_reject_shown_in_the_summary(sandbox: Sa
     data = json.loads(run(sandbox, redis_url, tmp_path, str(path), "--text", "Hola {name}, code {code}", "--from",
                           "Shop", "--no-hlr", "--json").stdout)
     assert (data["valid"], data["empty_values"]) == (1, 2)
+
+
+def test_a_script_never_pays_for_lookups_unasked_but_sees_their_estimate(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the summary's lines unwrapped
+    done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
+               "--country", "ES")
+    assert done.returncode == 0, done.stderr
+    assert "not done: --hlr would check 2 numbers: 2 lookups for 0.008 EUR, 0 answered by the cache" in done.stdout
+    assert sandbox.stats()["lookups"] == 0
+    data = json.loads(run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}",
+                          "--from", "Shop", "--country", "ES", "--json").stdout)
+    assert data["hlr"] is False and data["lookups"] == 0 and data["lookup_cost"] == 0
+    assert data["hlr_estimate"] == {"numbers": 2, "cached": 0, "to_pay": 2, "cost": pytest.approx(0.008),
+                                    "currency": "EUR"}
+    assert sandbox.stats()["lookups"] == 0
+    assert run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
+               "--country", "ES", "--hlr").returncode == 0
+    assert sandbox.stats()["lookups"] == 2
+    cached = json.loads(run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}",
+                            "--from", "Shop", "--country", "ES", "--json").stdout)
+    assert cached["hlr"] is True and cached["lookups_cached"] == 2  # free answers are used without asking
+    assert sandbox.stats()["lookups"] == 2
