@@ -138,3 +138,13 @@ def test_the_worker_command_line_leaves_the_queue_to_the_key_prefix() -> None:
 
     assert "-Q" not in worker_argv()
     assert make_app(Settings(key_prefix="acme")).conf.task_default_queue == "acme:tasks"
+
+
+def test_submit_in_a_script_pays_for_no_lookup_unless_given_hlr(env: dict[str, str], tmp_path: Path,
+                                                                sandbox: SandboxHandle) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 3)
+    shown = json_of(run(env, "submit", str(path), "--text", "Hola", "--from", "ACME", "--country", "ES", "--json"))
+    assert shown["total"] == 3 and sandbox.stats()["lookups"] == 0
+    assert json_of(run(env, "submit", str(path), "--text", "Hola", "--from", "ACME", "--country", "ES", "--hlr",
+                       "--json"))["total"] == 3
+    assert sandbox.stats()["lookups"] == 3

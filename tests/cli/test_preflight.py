@@ -182,3 +182,47 @@ def test_a_script_never_pays_for_lookups_unasked_but_sees_their_estimate(
                             "--from", "Shop", "--country", "ES", "--json").stdout)
     assert cached["hlr"] is True and cached["lookups_cached"] == 2  # free answers are used without asking
     assert sandbox.stats()["lookups"] == 2
+
+
+def run_on_a_terminal(sandbox: SandboxHandle, redis_url: str, answer: bytes, *args: str) -> str:
+    """Run ``dispatcher preflight`` on a pseudo-terminal, answer its question with ``answer``;
+    returns everything it wrote."""
+    import pty
+    import select
+    import time
+
+    env = {**os.environ, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url, "REDIS_URL": redis_url,
+           "DISPATCHER_KEY_PREFIX": "dsptest"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, with the terminal as stdin, stdout and stderr
+        os.execve(sys.executable, [sys.executable, "-m", "dispatcher", "preflight", *args], env)
+    output, answered, deadline = b"", False, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the command exited and closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"Pay for the HLR lookups?" in output:
+                os.write(fd, answer)
+                answered = True
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    return output.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "lookups"), [(b"n\n", 0), (b"y\n", 2)])
+def test_at_a_terminal_the_lookups_are_paid_for_only_after_a_yes(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path, answer: bytes,
+        lookups: int) -> None:
+    shown = run_on_a_terminal(sandbox, redis_url, answer, str(recipients), "--text", "Hola {name}", "--from",
+                              "Shop", "--country", "ES")
+    assert "Check 2 numbers: 2 lookups for 0.008 EUR, 0 answered by the cache." in shown
+    assert "Total cost" in shown
+    assert sandbox.stats()["lookups"] == lookups
