@@ -18,6 +18,7 @@ import redis
 from celery import Celery, signals
 
 from dispatcher.keys import Keys
+from dispatcher.resources import connect_redis
 from dispatcher.sending.health import HEARTBEAT_EVERY_S, WorkerRegistry
 from dispatcher.settings import Settings
 
@@ -64,8 +65,9 @@ class Heartbeat:
 
     def __init__(self, settings: Settings) -> None:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self._registry = WorkerRegistry(redis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                                             socket_connect_timeout=5), Keys(settings.key_prefix))
+        # Short timeouts: a heartbeat that cannot be written soon is simply tried again at the next beat.
+        client = connect_redis(settings.redis_url, connect_timeout_s=HEARTBEAT_EVERY_S, timeout_s=HEARTBEAT_EVERY_S)
+        self._registry = WorkerRegistry(client, Keys(settings.key_prefix))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher-heartbeat", daemon=True)
 

@@ -8,48 +8,32 @@ from typing import Any
 import redis
 from celery import Task
 
-from dispatcher.instasent.client import InstasentClient
-from dispatcher.keys import Keys
-from dispatcher.sending.attempt import Sender, send_batch
-from dispatcher.sending.batches import BatchOps
+from dispatcher.resources import Resources
+from dispatcher.sending.attempt import SendContext, send_batch
 from dispatcher.sending.lifecycle import FINAL, State
-from dispatcher.sending.ratelimit import RateLimiter
-from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tasks.app import app
+from tasks.enqueue import SEND_BATCH, CeleryEnqueuer
 
 #: Retries of a batch task that failed for an unexpected reason (a bug), before it is left failed.
 UNEXPECTED_RETRIES = 8
-#: Registered name of the batch task.
-SEND_BATCH = "dispatcher.send_batch"
 
 _local = threading.local()
 
 
-def sender() -> Sender:
-    """The per-process (per-thread) sender: one Redis pool and one HTTP pool, built on first use."""
-    current: Sender | None = getattr(_local, "sender", None)
+def send_context() -> SendContext:
+    """This process's (thread's) send context: one Redis pool and one HTTP pool, built on first use."""
+    current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        settings = Settings.from_env()
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
-        keys = Keys(settings.key_prefix)
-        current = Sender(settings=settings, client=InstasentClient.from_settings(settings),
-                         store=CampaignStore(client, keys), ops=BatchOps(client, keys),
-                         limiter=RateLimiter(client, keys))
-        _local.sender = current
+        current = Resources.from_settings(Settings.from_env()).send_context()
+        _local.context = current
     return current
-
-
-def enqueue_batches(campaign_id: str, numbers: list[int] | range) -> None:
-    """Queue one ``send_batch`` task per batch number."""
-    for n in numbers:
-        send_batch_task.apply_async((campaign_id, n))
 
 
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
-    s = sender()
+    s = send_context()
     try:
         outcome = send_batch(s, campaign_id, int(batch))
     except redis.exceptions.RedisError as exc:
@@ -60,7 +44,7 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
         if self.request.retries >= UNEXPECTED_RETRIES:
             raise
         raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
-    enqueue_batches(campaign_id, outcome.enqueue)
+    CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue)
     if outcome.action not in ("skip", "busy") and outcome.campaign_state in {state.value for state in FINAL}:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)

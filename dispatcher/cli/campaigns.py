@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Task as ProgressTask
-from rich.table import Table
-from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, echo_error, echo_warning, load_settings, out, writable_output
+from dispatcher.cli._common import echo_error, echo_warning, load_enqueuer, load_settings, writable_output
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -40,43 +27,26 @@ from dispatcher.cli._options import (
     confirm_lookups,
     preflight_options,
 )
-from dispatcher.keys import Keys
+from dispatcher.resources import Resources
+from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns, health
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 
-#: States in which ``--wait`` and ``--watch`` stop watching.
-_STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
-
 
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    return CampaignStore(client, keys), BatchOps(client, keys)
-
-
-def load_enqueuer(settings: Settings) -> campaigns.Enqueuer:
-    """The Celery enqueuer, imported by name so that ``dispatcher`` itself never imports Celery."""
-    module = importlib.import_module("tasks.enqueue")
-    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer(settings)
-    return enqueuer
+    resources = Resources.from_settings(settings)
+    return resources.store, resources.ops
 
 
 def _registry(settings: Settings) -> health.WorkerRegistry:
-    return health.WorkerRegistry(connect_redis(settings), Keys(settings.key_prefix))
+    resources = Resources.from_settings(settings)
+    return health.WorkerRegistry(resources.redis, resources.keys)
 
 
 def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data).decode())
-
-
-class _RateColumn(ProgressColumn):
-    """Messages per second, as rich measures the task's speed."""
-
-    def render(self, task: ProgressTask) -> Text:
-        return Text(f"{task.speed:>8,.0f} msg/s" if task.speed else "       - msg/s")
 
 
 @app.command()
@@ -118,26 +88,6 @@ def list_campaigns(
         _print_json([i.to_json() for i in infos])
         return
     out.print(campaign_table(infos))
-
-
-def campaign_table(infos: list[CampaignInfo]) -> Table:
-    """The ``list`` table. The id, what a user copies from it, is never shortened: the name comes
-    last and wraps, the date omits the year (a finished campaign's data lives ``campaign_ttl`` days)."""
-    rows = []
-    for i in infos:
-        c = i.counts
-        rows.append((i.id, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
-                     str(c["unknown"]), str(c["pending"]), time.strftime("%m-%d %H:%M", time.localtime(i.created_at)),
-                     i.name))
-    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
-    headings = ("id", "state", "total", "sent", "rej", "failed", "unk", "pending", "created")
-    for j, heading in enumerate(headings):
-        width = max([len(heading), *(len(r[j]) for r in rows)])
-        table.add_column(heading, no_wrap=True, min_width=width, justify="right" if 2 <= j <= 7 else "left")
-    table.add_column("name", overflow="fold")
-    for row in rows:
-        table.add_row(*row[:-1], Text(row[-1]))
-    return table
 
 
 @app.command()
@@ -188,83 +138,6 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
-def print_status(info: CampaignInfo, last_error: str = "") -> None:
-    """A readable summary of one campaign, with the last error a batch recorded when there is one."""
-    table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
-    table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
-    if last_error:
-        table.add_row("last error", Text(last_error, style="red"))
-    table.add_row("messages", str(info.total))
-    for name, value in info.counts.items():
-        table.add_row(f"  {name}", str(value))
-    if info.started_at and info.processed:
-        end = info.finished_at or info.updated_at or time.time()
-        elapsed = max(1e-3, end - info.started_at)
-        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
-    if info.send_window is not None:
-        window = info.send_window.to_json()
-        table.add_row("send window", f"{window['start']}-{window['end']} local time")
-    if info.waiting:
-        table.add_row("waiting for window", f"{info.waiting} messages")
-    if info.expires_at:
-        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
-    if info.delivery_rate is not None:
-        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
-        table.add_row("undelivered", str(info.delivery["undelivered"]))
-    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
-    out.print(table)
-
-
-def show_progress(store: CampaignStore, registry: health.WorkerRegistry, cid: str,
-                  poll_s: float = 0.5) -> CampaignInfo:
-    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops.
-
-    Raises:
-        NoWorker: when no worker runs while the campaign has messages to send.
-    """
-    info = store.get(cid)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               _RateColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[counts]}"))
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(info.name or cid, total=info.total, counts="")
-
-        def update(current: CampaignInfo) -> None:
-            c = current.counts
-            counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
-                      f" [{current.state}]")
-            progress.update(task, completed=current.processed, counts=counts)
-
-        return wait_for(store, registry, cid, poll_s=poll_s, on_update=update)
-
-
-def wait_for(store: CampaignStore, registry: health.WorkerRegistry, cid: str, poll_s: float = 0.2,
-             on_update: Callable[[CampaignInfo], None] | None = None,
-             worker_check_s: float = 2.0) -> CampaignInfo:
-    """Block until the campaign completes or stops, calling ``on_update`` with each reading.
-
-    Every ``worker_check_s`` seconds it checks that a worker is alive (a first one gets
-    ``health.FIRST_HEARTBEAT_WAIT_S`` to show up), so that a missing worker is said within seconds.
-
-    Raises:
-        NoWorker: when no worker runs while the campaign has messages to send.
-    """
-    started = time.monotonic()
-    checked = started - worker_check_s
-    while True:
-        info = store.get(cid)
-        if on_update is not None:
-            on_update(info)
-        if info.state in _STOP:
-            return info
-        now = time.monotonic()
-        if now - started >= health.FIRST_HEARTBEAT_WAIT_S and now - checked >= worker_check_s:
-            checked = now
-            if health.needs_worker(info) and not registry.alive():
-                raise health.NoWorker(f"{health.NO_WORKER}; campaign {cid} is saved and starts when one does.")
-        time.sleep(poll_s)
-
-
 def _has_failures(info: CampaignInfo) -> bool:
     c = info.counts
     return bool(c.get("failed") or c.get("unknown") or c.get("rejected")) or health.stopped_badly(info)
@@ -301,9 +174,9 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
-    from dispatcher.cli.preflight import lookup_progress, print_summary
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.check import run_preflight
+    from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.windows import parse_duration, parse_window
 
     send_window = parse_window(window, days) if window else None

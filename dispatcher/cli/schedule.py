@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import time
-from datetime import datetime
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from types import ModuleType
+from typing import Annotated
 
 import orjson
 import typer
-from rich.table import Table
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_settings
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -28,9 +24,10 @@ from dispatcher.cli._options import (
     Sender,
     SendWindow,
 )
-from dispatcher.keys import Keys
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.resources import Resources
+from dispatcher.screens import out, print_schedules, schedule_rows
 from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
@@ -40,22 +37,15 @@ schedule_app = typer.Typer(help="Recurring campaigns: each firing re-reads the f
 app.add_typer(schedule_app, name="schedule")
 
 
-def _glue() -> Any:
-    """``tasks.schedules``, imported by name so that ``dispatcher`` itself never imports Celery."""
-    return importlib.import_module("tasks.schedules")
+def _glue() -> ModuleType:
+    """``tasks.schedules`` (redbeat entries, the firer), imported only by the commands that need Celery."""
+    import tasks.schedules
+
+    return tasks.schedules
 
 
 def _store(settings: Settings) -> ScheduleStore:
-    return ScheduleStore(connect_redis(settings), Keys(settings.key_prefix))
-
-
-def _when(ts: float | None, tz: str) -> str:
-    """``ts`` (Unix s) in the schedule's own zone, with the zone's abbreviation or offset."""
-    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
-
-
-def _iso(ts: float | None, tz: str) -> str | None:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="seconds") if ts else None
+    return Resources.from_settings(settings).schedules
 
 
 @schedule_app.command("add")
@@ -102,32 +92,11 @@ def add(
 @schedule_app.command("list")
 def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """Show every schedule with its next run, its last run and that run's outcome."""
-    store = _store(load_settings())
-    now = time.time()
-    rows: list[dict[str, Any]] = []
-    for name in store.names():
-        definition = store.get(name)
-        state = store.state(name)
-        last_due = float(state["last_due"]) if state.get("last_due") else None
-        since = float(state["since"]) if state.get("since") else None
-        runs = store.runs(name, 5)
-        next_run = definition.next_due(now, last_due, since)
-        last_run = runs[0].at if runs else None
-        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": next_run,
-                     "next_run_local": _iso(next_run, definition.tz), "last_run": last_run,
-                     "last_run_local": _iso(last_run, definition.tz), "last_outcome": runs[0].outcome if runs else None,
-                     "last_campaign": runs[0].campaign if runs else None,
-                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
+    rows = schedule_rows(_store(load_settings()))
     if as_json:
         typer.echo(orjson.dumps(rows).decode())
         return
-    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
-    for r in rows:
-        when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
-                      str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
-    out.print(table)
+    print_schedules(rows)
 
 
 @schedule_app.command("remove")

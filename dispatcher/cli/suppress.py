@@ -10,11 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out, writable_output
-from dispatcher.keys import Keys
+from dispatcher.cli._common import load_resources, writable_output
 from dispatcher.preflight.phones import normalise, parse_region
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.suppression import SuppressionList, import_numbers, to_e164
+from dispatcher.screens import out
 
 suppress_app = typer.Typer(help="The suppression list: numbers that must never receive a message.",
                            no_args_is_help=True)
@@ -26,8 +26,7 @@ SHOWN_SKIPPED = 15
 
 
 def _suppression() -> SuppressionList:
-    settings = load_settings()
-    return SuppressionList(connect_redis(settings), Keys(settings.key_prefix))
+    return load_resources().suppression
 
 
 @suppress_app.command("add")

@@ -23,6 +23,7 @@ import httpx
 import redis
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.resources import connect_redis
 
 
 def free_port() -> int:
@@ -35,7 +36,7 @@ def free_port() -> int:
 def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
     """True when a Redis server answers PING at ``url``."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        client = connect_redis(url, connect_timeout_s=timeout_s, timeout_s=timeout_s)
         try:
             return bool(client.ping())
         finally:
