@@ -107,6 +107,32 @@ class Keys:
         """Unix ms until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
 
+    # -- console ------------------------------------------------------------------------------
+    def console_tokens(self) -> str:
+        """Hash: API token name -> JSON ``{hash, role, created_at}`` (the token itself is never stored)."""
+        return f"{self.prefix}:console:tokens"
+
+    def console_token_hashes(self) -> str:
+        """Hash: SHA-256 of an API token -> its name, to authenticate a request in one lookup."""
+        return f"{self.prefix}:console:token-hashes"
+
+    def console_session(self, session_id_hash: str) -> str:
+        """JSON of one dashboard session (token name, token hash, CSRF token), with a TTL."""
+        return f"{self.prefix}:console:session:{session_id_hash}"
+
+    def campaign_series(self, cid: str) -> str:
+        """List of JSON samples ``[t, sent, failed, delivered, undelivered]`` the console takes of a campaign."""
+        return f"{self.prefix}:c:{cid}:series"
+
+    def series_tick(self, second: int) -> str:
+        """Marker letting one console process take the samples of one second."""
+        return f"{self.prefix}:console:tick:{second}"
+
+    # -- telemetry ----------------------------------------------------------------------------
+    def telemetry(self) -> str:
+        """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""
+        return f"{self.prefix}:telemetry"
+
     # -- workers ------------------------------------------------------------------------------
     def workers(self) -> str:
         """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""

@@ -32,7 +32,6 @@ from dispatcher.preflight.result import PreflightResult, money
 from dispatcher.sending import health
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.lifecycle import FINAL, State
-from dispatcher.sending.schedules import ScheduleStore
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
 #: Console for normal output (stdout) and for errors (stderr).
@@ -253,28 +252,6 @@ def _first_rejects(result: PreflightResult) -> Table:
 # -- schedules -----------------------------------------------------------------------------------
 
 
-def schedule_rows(store: ScheduleStore, now: float | None = None) -> list[dict[str, Any]]:
-    """Every schedule with its next run (Unix seconds), its last run and that run's outcome, and its
-    five latest runs: the rows of ``dispatcher schedule list`` (``--json`` prints them as they are)."""
-    now = time.time() if now is None else now
-    rows: list[dict[str, Any]] = []
-    for name in store.names():
-        definition = store.get(name)
-        state = store.state(name)
-        last_due = float(state["last_due"]) if state.get("last_due") else None
-        since = float(state["since"]) if state.get("since") else None
-        runs = store.runs(name, 5)
-        next_run = definition.next_due(now, last_due, since)
-        last_run = runs[0].at if runs else None
-        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": next_run,
-                     "next_run_local": _iso(next_run, definition.tz), "last_run": last_run,
-                     "last_run_local": _iso(last_run, definition.tz), "last_outcome": runs[0].outcome if runs else None,
-                     "last_campaign": runs[0].campaign if runs else None,
-                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
-    return rows
-
-
 def print_schedules(rows: list[dict[str, Any]]) -> None:
     """The schedule table, from :func:`schedule_rows`."""
     table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
@@ -289,6 +266,3 @@ def _when(ts: float | None, tz: str) -> str:
     """``ts`` (Unix s) in the schedule's own zone, with the zone's abbreviation or offset."""
     return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
 
-
-def _iso(ts: float | None, tz: str) -> str | None:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="seconds") if ts else None

@@ -9,8 +9,9 @@ from functools import lru_cache
 from celery import Celery
 
 from dispatcher.keys import Keys
+from dispatcher.resources import Resources
 from dispatcher.settings import Settings
-from tasks.app import app, make_app
+from tasks.app import app, batch_label, campaign_name, make_app
 
 #: Registered name of the batch task (``tasks.dispatch.send_batch_task``).
 SEND_BATCH = "dispatcher.send_batch"
@@ -27,16 +28,27 @@ def _app_for(settings: Settings) -> Celery:
     return make_app(settings)
 
 
+@lru_cache(maxsize=4)
+def _resources_for(settings: Settings) -> Resources:
+    # One Redis pool per process for the campaign names in task labels, not one per enqueue.
+    return Resources.from_settings(settings)
+
+
 class CeleryEnqueuer:
     """Queue batch tasks on the broker of ``settings`` (default: the environment's)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self._app = _app_for(settings or Settings.from_env())
+        settings = settings or Settings.from_env()
+        self._app = _app_for(settings)
+        resources = _resources_for(settings)
+        self._redis, self._keys = resources.redis, resources.keys
 
     def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        """Queue one ``send_batch`` task per batch number (one broker connection for all of them)."""
+        """Queue ``send_batch`` for each batch number, labelled for Flower with the campaign's name."""
         if not numbers:
             return
+        name = campaign_name(self._redis, self._keys, campaign_id)
         with self._app.producer_or_acquire() as producer:
             for n in numbers:
-                self._app.send_task(SEND_BATCH, args=(campaign_id, n), producer=producer)
+                self._app.send_task(SEND_BATCH, args=(campaign_id, n), producer=producer,
+                                    shadow=batch_label(name, n))

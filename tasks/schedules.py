@@ -17,7 +17,7 @@ from dispatcher.resources import Resources
 from dispatcher.sending import campaigns
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.settings import Settings
-from tasks.app import app
+from tasks.app import app, make_app
 from tasks.dispatch import send_context
 from tasks.enqueue import CeleryEnqueuer
 
@@ -42,6 +42,19 @@ def delete_entry(name: str, celery_app: Celery = app) -> None:
     key = ensure_conf(celery_app).key_prefix + entry_name(name)
     with contextlib.suppress(KeyError):
         RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
+
+
+class Entries:
+    """``save_entry`` and ``delete_entry`` on the redbeat of ``settings`` (the console's ``ScheduleEntries``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._app = make_app(settings)
+
+    def save_entry(self, definition: ScheduleDef) -> None:
+        save_entry(definition, self._app)
+
+    def delete_entry(self, name: str) -> None:
+        delete_entry(name, self._app)
 
 
 def firer(settings: Settings | None = None) -> Firer:

@@ -61,18 +61,15 @@ def status(
     registry = _registry(settings)
     if watch and not as_json:
         show_progress(store, registry, campaign_id)
-    info = store.get(campaign_id)
-    opening = store.next_window_opening(campaign_id)
-    workers = registry.alive()
-    error = health.last_error(store, campaign_id) if _has_failures(info) else ""
+    data = campaigns.status(store, campaign_id)
     if as_json:
-        _print_json({**info.to_json(), "next_window_opens_at": opening, "workers": len(workers),
-                     "last_error": error or None})
+        _print_json(data)
         return
-    print_status(info, error)
+    print_status(store.get(campaign_id), data["last_error"] or "")
+    opening = data["next_window_opens_at"]
     if opening:
         out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
-    if not workers and health.needs_worker(info):
+    if data["no_worker"]:
         echo_warning(f"{health.NO_WORKER}.")
 
 
@@ -174,24 +171,20 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
-    from dispatcher.instasent.client import InstasentClient
-    from dispatcher.preflight.check import run_preflight
     from dispatcher.screens import lookup_progress, print_summary
-    from dispatcher.sending.windows import parse_duration, parse_window
+    from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
 
-    send_window = parse_window(window, days) if window else None
-    expire_after_s = parse_duration(expire_after) if expire_after else None
-    options = preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost)
+    options = SubmitOptions(
+        preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
+        name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
-    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=settings, redis=store.redis, client=client,
-                               progress=progress, confirm=confirm_lookups(as_json))
+    with lookup_progress() as progress:
+        result = preflight_file(file, options.preflight, settings, store.redis, progress,
+                                confirm=confirm_lookups(as_json))
     if not as_json:
         print_summary(result)
-    cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
-                                     options=options, name=name or file.name, send_window=send_window,
-                                     expire_after_s=expire_after_s)
+    cid = submit_result(store, ops, load_enqueuer(settings), settings, result, options)
     if not as_json:
         out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
                   f"Watch it with `dispatcher status {cid} --watch`.")

@@ -22,10 +22,10 @@ from dispatcher.cli._options import (
     confirm_lookups,
     preflight_options,
 )
-from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.result import check_budget
 from dispatcher.screens import lookup_progress, print_summary
+from dispatcher.sending.submission import preflight_file
 
 
 @app.command()
@@ -50,9 +50,9 @@ def preflight(
     if rejects_out is not None:
         writable_output(rejects_out)
     resources = load_resources()
-    with resources.instasent() as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=resources.settings, redis=resources.redis, client=client,
-                               progress=progress, confirm=confirm_lookups(as_json))
+    with lookup_progress() as progress:
+        result = preflight_file(file, options, resources.settings, resources.redis, progress,
+                                confirm=confirm_lookups(as_json))
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

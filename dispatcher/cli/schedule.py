@@ -24,11 +24,16 @@ from dispatcher.cli._options import (
     Sender,
     SendWindow,
 )
-from dispatcher.preflight.check import check_file
-from dispatcher.preflight.result import PreflightOptions
 from dispatcher.resources import Resources
-from dispatcher.screens import out, print_schedules, schedule_rows
-from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.screens import out, print_schedules
+from dispatcher.sending.schedules import (
+    DEFAULT_GRACE_S,
+    ScheduleDef,
+    ScheduleStore,
+    add_schedule,
+    remove_schedule,
+    schedule_rows,
+)
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
 
@@ -78,11 +83,8 @@ def add(
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=overlap, grace_s=grace,
     ).validated()
-    # The firing checks again (the file may change), but a schedule that cannot work is refused now.
-    check_file(definition.file, PreflightOptions(**definition.options))
     settings = load_settings()
-    _store(settings).save(definition)
-    _glue().save_entry(definition)
+    add_schedule(_store(settings), _glue(), definition)
     when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
     lookups = {True: "HLR lookups at each firing", False: "no HLR lookups",
                None: "HLR lookups only when cached (add --hlr to pay for them)"}[hlr]
@@ -102,9 +104,7 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a J
 @schedule_app.command("remove")
 def remove(name: str = typer.Argument(..., help="Schedule name.")) -> None:
     """Delete a schedule; it never fires again (campaigns it created are kept)."""
-    settings = load_settings()
-    _store(settings).remove(name)
-    _glue().delete_entry(name)
+    remove_schedule(_store(load_settings()), _glue(), name)
     out.print(f"Schedule {name} removed.")
 
 

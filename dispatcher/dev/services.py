@@ -213,13 +213,19 @@ def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False
     return service
 
 
+#: Flower's task-list columns: the name says campaign and batch, args hold the campaign id (search by
+#: it), the result says what the batch did.
+FLOWER_TASK_COLUMNS = "name,state,args,result,received,runtime,worker"
+
+
 def flower_argv(port: int, address: str = "127.0.0.1") -> list[str]:
     """The ``celery flower`` command line, bound to ``address``.
 
     Basic auth goes through the ``FLOWER_BASIC_AUTH`` environment variable, never the command
     line, where any local user could read it with ``ps``.
     """
-    return [sys.executable, "-m", "celery", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}"]
+    return [sys.executable, "-m", "celery", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}",
+            f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
 
 
 def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:

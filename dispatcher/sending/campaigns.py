@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.sending import health
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import State
 from dispatcher.sending.store import CampaignStore
@@ -71,6 +72,18 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
                   preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
                   rejects=[r.to_json() for r in result.rejects] if result.rejects else [],
                   send_window=send_window, expire_after_s=expire_after_s)
+
+
+def status(store: CampaignStore, cid: str) -> dict[str, Any]:
+    """The ``status --json`` object of one campaign, with when its next send window opens (Unix s),
+    the workers alive, whether it waits for a worker none runs, and its last error (see ``health``).
+
+    Raises:
+        UnknownItem: when no campaign has that id.
+    """
+    info = store.get(cid)
+    return {**info.to_json(), "next_window_opens_at": store.next_window_opening(cid),
+            **health.campaign_health(store, info)}
 
 
 def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:

@@ -115,3 +115,14 @@ def stopped_badly(info: CampaignInfo) -> bool:
     counts = info.counts
     return (info.state == State.COMPLETED.value and counts.get("sent", 0) == 0
             and counts.get("failed", 0) + counts.get("rejected", 0) > 0)
+
+
+def campaign_health(store: CampaignStore, info: CampaignInfo) -> dict[str, Any]:
+    """What ``status`` adds to a campaign: ``workers`` alive for this install, ``no_worker`` (True
+    when the campaign has messages only a worker can move and none runs) and ``last_error`` (the
+    last error a batch recorded, when some message failed or the campaign stopped badly; else None)."""
+    workers = len(WorkerRegistry(store.redis, store.keys).alive())
+    counts = info.counts
+    failures = bool(counts.get("failed") or counts.get("unknown") or counts.get("rejected")) or stopped_badly(info)
+    return {"workers": workers, "no_worker": workers == 0 and needs_worker(info),
+            "last_error": (last_error(store, info.id) or None) if failures else None}
