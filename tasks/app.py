@@ -66,7 +66,8 @@ def campaign_name(client: Any, keys: Keys, cid: str) -> str:
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    app = Celery("dispatcher", broker=settings.effective_broker_url, include=["tasks.dispatch", "tasks.schedules"])
+    app = Celery("dispatcher", broker=settings.effective_broker_url,
+                 include=["tasks.dispatch", "tasks.schedules", "tasks.watchdog"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -75,8 +76,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # The queue carries the key prefix: two installs sharing a broker never take each other's tasks.
-        task_default_queue=Keys(settings.key_prefix).queue(),
+        # The queue carries the key prefix (unless DISPATCHER_QUEUE names one): two installs sharing
+        # a broker never take each other's tasks.
+        task_default_queue=settings.task_queue,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -143,6 +145,14 @@ def _start_heartbeat(**_: Any) -> None:
 def _stop_heartbeat(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+
+
+@signals.worker_init.connect
+def _check_start(**_: Any) -> None:
+    """A worker refuses unsafe settings in one sentence before it takes any task."""
+    from tasks.watchdog import check_start
+
+    check_start(Settings.from_env())
 
 
 # httpx logs every request at INFO; a worker sends hundreds a second.

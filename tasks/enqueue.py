@@ -8,7 +8,6 @@ from functools import lru_cache
 
 from celery import Celery
 
-from dispatcher.keys import Keys
 from dispatcher.resources import Resources
 from dispatcher.settings import Settings
 from tasks.app import app, batch_label, campaign_name, make_app
@@ -20,10 +19,8 @@ SEND_BATCH = "dispatcher.send_batch"
 @lru_cache(maxsize=4)
 def _app_for(settings: Settings) -> Celery:
     # The module-level app was configured from the environment at import; a caller with another
-    # broker or key prefix (a test, the demo) gets an app of its own, configured from its whole
-    # settings: the queue carries the prefix.
-    if (settings.effective_broker_url == app.conf.broker_url
-            and Keys(settings.key_prefix).queue() == app.conf.task_default_queue):
+    # broker or queue (a test, the demo) gets an app of its own, configured from its whole settings.
+    if settings.effective_broker_url == app.conf.broker_url and settings.task_queue == app.conf.task_default_queue:
         return app
     return make_app(settings)
 

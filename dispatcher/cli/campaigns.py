@@ -65,12 +65,28 @@ def status(
     if as_json:
         _print_json(data)
         return
-    print_status(store.get(campaign_id), data["last_error"] or "")
+    info = store.get(campaign_id)
+    print_status(info, data["last_error"] or "")
     opening = data["next_window_opens_at"]
     if opening:
         out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+    print_watchdog(info, data["last_sweep"])
     if data["no_worker"]:
         echo_warning(f"{health.NO_WORKER}.")
+
+
+def print_watchdog(info: CampaignInfo, sweep: dict[str, Any] | None) -> None:
+    """One line on the watchdog: its last sweep anywhere, and its last re-drive of this campaign."""
+    if sweep is None:
+        out.print("Watchdog: no sweep yet (workers run one every DISPATCHER_WATCHDOG_EVERY seconds).")
+        return
+    line = f"Watchdog: last sweep at {time.strftime('%H:%M:%S', time.localtime(sweep['at']))}"
+    if info.watchdog:
+        at = time.strftime("%H:%M:%S", time.localtime(info.watchdog["at"]))
+        line += f"; it re-drove {int(info.watchdog['batches'])} stranded batch(es) of this campaign at {at}"
+    if sweep.get("data_lost"):
+        line += "; it found that Redis had lost its data"
+    out.print(line + ".")
 
 
 @app.command("list")
@@ -172,6 +188,7 @@ def submit(
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
     from dispatcher.screens import lookup_progress, print_summary
+    from dispatcher.sending.durability import Epoch, check_persistence
     from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
 
     options = SubmitOptions(
@@ -179,6 +196,8 @@ def submit(
         name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
+    check_persistence(store.redis, settings)
+    Epoch(store.redis, store.keys).check()
     with lookup_progress() as progress:
         result = preflight_file(file, options.preflight, settings, store.redis, progress,
                                 confirm=confirm_lookups(as_json))

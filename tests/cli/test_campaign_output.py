@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 def env(redis_url: str, sandbox: SandboxHandle, redis_client: redis.Redis) -> dict[str, str]:
     return {"REDIS_URL": redis_url, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
             "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000",
-            "DISPATCHER_RETRY_BACKOFF": "0.05", "DISPATCHER_RECONCILE_DELAY": "0.2"}
+            "DISPATCHER_RETRY_BACKOFF": "0.05", "DISPATCHER_RECONCILE_DELAY": "0.2",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
 
 
 def submitted(env: dict[str, str], path: Path, *options: str) -> str:
@@ -138,6 +139,7 @@ def test_the_worker_command_line_leaves_the_queue_to_the_key_prefix() -> None:
 
     assert "-Q" not in worker_argv()
     assert make_app(Settings(key_prefix="acme")).conf.task_default_queue == "acme:tasks"
+    assert make_app(Settings(key_prefix="acme", queue_name="shared")).conf.task_default_queue == "shared"
 
 
 def test_submit_in_a_script_pays_for_no_lookup_unless_given_hlr(env: dict[str, str], tmp_path: Path,
