@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from dispatcher.dev.services import start_sandbox
 from tests.cli.test_campaigns import run
 from tests.conftest import SANDBOX_TOKEN, SandboxHandle
 
@@ -43,8 +44,18 @@ def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"dispatcher {dispatcher.__version__}"
 
 
-def test_the_sandbox_prints_the_exports_that_point_the_cli_at_it(
+def test_the_sandbox_prints_the_exports_that_point_the_cli_at_it() -> None:
+    service = start_sandbox()  # the default token, which the README documents
+    try:
+        log = service.log_tail(20)
+        assert f"export INSTASENT_BASE_URL={service.url} INSTASENT_TOKEN=sandbox-token" in log
+    finally:
+        service.stop()
+
+
+def test_a_token_of_ones_own_is_not_printed_with_the_exports(
         start_own_sandbox: Callable[..., SandboxHandle]) -> None:
     handle = start_own_sandbox()
     log = handle.service.log_tail(20)
-    assert f"export INSTASENT_BASE_URL={handle.url} INSTASENT_TOKEN={SANDBOX_TOKEN}" in log
+    assert f"export INSTASENT_BASE_URL={handle.url} INSTASENT_TOKEN=<the --token you gave>" in log
+    assert SANDBOX_TOKEN not in log
