@@ -161,3 +161,12 @@ class Keys:
     def telemetry(self) -> str:
         """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""
         return f"{self.prefix}:telemetry"
+
+    # -- workers ------------------------------------------------------------------------------
+    def workers(self) -> str:
+        """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""
+        return f"{self.prefix}:workers"
+
+    def queue(self) -> str:
+        """The Celery queue of this install: prefixed too, so two installs on one broker stay apart."""
+        return f"{self.prefix}:tasks"

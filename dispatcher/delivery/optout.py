@@ -98,6 +98,11 @@ def inbound_messages(client: redis.Redis, keys: Keys, cid: str) -> list[dict[str
     return [orjson.loads(x) for x in client.lrange(keys.inbound(cid), 0, -1)]
 
 
+def unmatched_messages(client: redis.Redis, keys: Keys, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` inbound messages that name no campaign (no ``clientId``), oldest first."""
+    return [orjson.loads(x) for x in client.lrange(keys.inbound_unmatched(), -limit, -1)] if limit > 0 else []
+
+
 def suppressed_indexes(client: redis.Redis, keys: Keys, numbers: list[str]) -> set[int]:
     """Indexes of ``numbers`` on the suppression list now (one ``SMISMEMBER``)."""
     if not numbers:

@@ -42,6 +42,7 @@ from dispatcher.screens import (
     show_progress,
 )
 from dispatcher.sending import campaigns
+from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.sending.schedules import schedule_rows
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
@@ -140,7 +141,10 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
 
     resources = Resources.from_settings(settings)
     store = resources.store
-    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES").validated()
+    # HLR lookups cost money, so `preflight` and `submit` make them only with --hlr (or a yes at a
+    # terminal); the demo asks for them explicitly, against the sandbox's free lookups.
+    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES", hlr=True).validated()
+    out.print("HLR lookups on (the demo asks for them; `preflight` and `submit` need --hlr to pay for lookups).")
     with resources.instasent() as api, lookup_progress() as progress:
         result = run_preflight(path, options, settings=settings, redis=resources.redis, client=api,
                                progress=progress)
@@ -148,7 +152,7 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     campaign_id = campaigns.submit_preflight(store, resources.ops, CeleryEnqueuer(settings), settings, result=result,
                                      options=options, name="demo: spring offer")
     out.print(f"\nSubmitted campaign [bold]{campaign_id}[/]; sending...")
-    info = show_progress(store, campaign_id)
+    info = show_progress(store, WorkerRegistry(resources.redis, resources.keys), campaign_id)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

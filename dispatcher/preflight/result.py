@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,6 +15,9 @@ from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.preflight import render
 from dispatcher.preflight.phones import parse_region
 from dispatcher.preflight.rejects import Reject
+
+if TYPE_CHECKING:  # lookups imports money from here
+    from dispatcher.preflight.lookups import LookupEstimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,8 @@ class PreflightOptions:
     sender: str | None = None
     country: str | None = None
     phone_column: str | None = None
-    hlr: bool = True
+    #: HLR lookups: True looks up, False skips, None (not said) only when free or confirmed.
+    hlr: bool | None = None
     gsm_only: bool = False
     max_cost: float | None = None
 
@@ -94,6 +98,11 @@ class PreflightResult:
     by_country: dict[str, CountrySummary]
     rejects: list[Reject]
     messages: pd.DataFrame = field(repr=False)
+    #: Rejected rows with no value for a placeholder of the text (counted among ``rejected``).
+    empty_values: int = 0
+    #: Whether the HLR step ran, and what it would cost (made first; None with ``hlr`` off).
+    hlr_done: bool = False
+    hlr_estimate: LookupEstimate | None = None
 
     @property
     def message_count(self) -> int:
@@ -115,6 +124,8 @@ class PreflightResult:
             "lookups_cached": self.lookups_cached, "lookup_cost": _round(self.lookup_cost),
             "currency": self.currency, "balance": _round(self.balance),
             "by_country": {c: s.to_json() for c, s in sorted(self.by_country.items())},
+            "empty_values": self.empty_values, "hlr": self.hlr_done,
+            "hlr_estimate": self.hlr_estimate.to_json() if self.hlr_estimate is not None else None,
             "rejects": [r.to_json() for r in self.rejects],
         }
 

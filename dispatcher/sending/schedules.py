@@ -24,7 +24,7 @@ from croniter import croniter
 from dispatcher.errors import DispatcherError, InputError, PermanentError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import run_preflight
+from dispatcher.preflight.check import check_file, run_preflight
 from dispatcher.preflight.result import PreflightOptions, check_sendable
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
@@ -103,7 +103,9 @@ class ScheduleDef:
         return last_due + steps * self.every_s if steps >= 1 else None
 
     def missed_between(self, last_due: float | None, due: float, cap: int = 10_000) -> int:
-        """How many due times fell strictly between ``last_due`` and ``due`` (beat was down)."""
+        """How many due times fell strictly between ``last_due`` and ``due`` (beat was down).
+
+        ``last_due`` may also be when the schedule was saved: nothing before that counts."""
         if last_due is None:
             return 0
         if self.every_s is not None:
@@ -115,15 +117,20 @@ class ScheduleDef:
             count += 1
         return count
 
-    def next_due(self, now: float, last_due: float | None) -> float:
-        """The next due time after ``now`` (Unix s)."""
+    def next_due(self, now: float, last_due: float | None, since: float | None = None) -> float:
+        """The next due time after ``now`` (Unix s).
+
+        An ``every_s`` schedule that never fired is first due one interval after it was saved
+        (``since``), when beat first triggers it.
+        """
         if self.cron is not None:
             here = datetime.fromtimestamp(now, ZoneInfo(self.tz))
             return float(croniter(self.cron, here).get_next(datetime).timestamp())
         assert self.every_s is not None
-        if last_due is None:
+        anchor = last_due if last_due is not None else since
+        if anchor is None:
             return now
-        return last_due + (math.floor((now - last_due) / self.every_s) + 1) * self.every_s
+        return anchor + (math.floor((now - anchor) / self.every_s) + 1) * self.every_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +173,16 @@ class ScheduleStore:
         self.keys = keys
         self._take = client.register_script(_TAKE_HELD)
 
-    def save(self, definition: ScheduleDef) -> None:
-        """Create or replace a schedule definition (its firing state is kept)."""
+    def save(self, definition: ScheduleDef, now: float | None = None) -> None:
+        """Create or replace a schedule definition (its firing state is kept).
+
+        ``now`` (Unix s, default the clock) is recorded as ``since``: a due time before the
+        definition existed is never fired nor counted as missed, so an edit does not look late.
+        """
+        since = time.time() if now is None else now
         pipe = self.redis.pipeline()
-        pipe.hset(self.keys.schedule(definition.name), "def", orjson.dumps(asdict(definition)))
+        pipe.hset(self.keys.schedule(definition.name), mapping={"def": orjson.dumps(asdict(definition)),
+                                                                 "since": repr(since)})
         pipe.sadd(self.keys.schedules(), definition.name)
         pipe.execute()
 
@@ -254,17 +267,22 @@ class Firer:
         definition = self.schedules.get(name)
         state = self.schedules.state(name)
         last_due = float(state["last_due"]) if state.get("last_due") else None
+        since = float(state["since"]) if state.get("since") else None
         if manual:
             due = now
         else:
             latest = definition.latest_due(now, last_due)
             if latest is None or (last_due is not None and latest <= last_due):
                 return None
+            if since is not None and latest < since:
+                return None  # due before the schedule (or this edit of it) existed: never "missed"
             due = latest
         if not self.schedules.claim_due(name, due):
             return None
         self.schedules.set_state(name, last_due=due)
-        skipped = 0 if manual else definition.missed_between(last_due, due)
+        # A cron schedule's misses count from when it was saved; an interval's first due is its first trigger.
+        starts = [t for t in (last_due, since if definition.cron is not None else None) if t is not None]
+        skipped = 0 if manual else definition.missed_between(max(starts) if starts else None, due)
         if skipped:
             self.schedules.record(Firing(name, now, last_due, "missed",
                                          reason=f"{skipped} firing(s) missed while beat was not running"))
@@ -360,10 +378,14 @@ class ScheduleEntries(Protocol):
 def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef) -> ScheduleDef:
     """Validate, store and arm a schedule (a new one or a replacement); returns it validated.
 
+    The file is checked now (it can be read, has a phone column and every column the text names);
+    each firing checks it again, since it may change.
+
     Raises:
-        InputError: when the definition is malformed.
+        InputError: when the definition is malformed or its file unusable.
     """
     checked = definition.validated()
+    check_file(checked.file, PreflightOptions(**checked.options))
     schedules.save(checked)
     entries.save_entry(checked)
     return checked
@@ -380,17 +402,27 @@ def remove_schedule(schedules: ScheduleStore, entries: ScheduleEntries, name: st
 
 
 def schedule_rows(schedules: ScheduleStore, now: float | None = None) -> list[dict[str, Any]]:
-    """The ``schedule list --json`` rows: each schedule with its next and last firings (Unix s)."""
+    """The ``schedule list --json`` rows: each schedule with its next and last firings (Unix s, and
+    ISO 8601 in the schedule's own zone)."""
     now = time.time() if now is None else now
     rows: list[dict[str, Any]] = []
     for name in schedules.names():
         definition = schedules.get(name)
         state = schedules.state(name)
         last_due = float(state["last_due"]) if state.get("last_due") else None
+        since = float(state["since"]) if state.get("since") else None
         runs = schedules.runs(name, 5)
+        next_run = definition.next_due(now, last_due, since)
+        last_run = runs[0].at if runs else None
         rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
-                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
+                     "every_s": definition.every_s, "next_run": next_run,
+                     "next_run_local": _local(next_run, definition.tz), "last_run": last_run,
+                     "last_run_local": _local(last_run, definition.tz),
+                     "last_outcome": runs[0].outcome if runs else None,
                      "last_campaign": runs[0].campaign if runs else None,
                      "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
     return rows
+
+
+def _local(ts: float | None, tz: str) -> str | None:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="seconds") if ts else None

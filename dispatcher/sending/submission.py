@@ -15,6 +15,7 @@ import redis
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress
+from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_sendable
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
@@ -51,16 +52,20 @@ class SubmitOptions:
 
 
 def preflight_file(path: str | Path, options: PreflightOptions, settings: Settings, client: redis.Redis,
-                   progress: Progress | None = None) -> PreflightResult:
+                   progress: Progress | None = None, confirm: Confirm | None = None) -> PreflightResult:
     """Preflight the file at ``path`` with a fresh Instasent client (prices, balance, HLR).
+
+    HLR lookups are paid for only with ``options.hlr`` True, or when ``confirm`` (a person, shown
+    their estimate) says yes; without it they are only estimated (see ``preflight.lookups``).
 
     Raises:
         InputError: a file or option the user must fix.
-        BudgetExceeded: when the lookups alone would exceed the balance or ``max_cost``.
+        BudgetExceeded: when lookups asked for, with the messages, would exceed the balance or ``max_cost``.
         DispatcherError: Instasent or Redis trouble.
     """
     with InstasentClient.from_settings(settings) as instasent:
-        return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress)
+        return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress,
+                             confirm=confirm)
 
 
 def submit_result(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
