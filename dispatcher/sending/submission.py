@@ -15,7 +15,8 @@ import redis
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress
-from dispatcher.preflight.result import PreflightOptions, PreflightResult
+from dispatcher.preflight.lookups import Confirm
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_sendable
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
@@ -51,16 +52,20 @@ class SubmitOptions:
 
 
 def preflight_file(path: str | Path, options: PreflightOptions, settings: Settings, client: redis.Redis,
-                   progress: Progress | None = None) -> PreflightResult:
+                   progress: Progress | None = None, confirm: Confirm | None = None) -> PreflightResult:
     """Preflight the file at ``path`` with a fresh Instasent client (prices, balance, HLR).
+
+    HLR lookups are paid for only with ``options.hlr`` True, or when ``confirm`` (a person, shown
+    their estimate) says yes; without it they are only estimated (see ``preflight.lookups``).
 
     Raises:
         InputError: a file or option the user must fix.
-        BudgetExceeded: when the lookups alone would exceed the balance or ``max_cost``.
+        BudgetExceeded: when lookups asked for, with the messages, would exceed the balance or ``max_cost``.
         DispatcherError: Instasent or Redis trouble.
     """
     with InstasentClient.from_settings(settings) as instasent:
-        return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress)
+        return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress,
+                             confirm=confirm)
 
 
 def submit_result(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
@@ -70,8 +75,10 @@ def submit_result(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enque
     The campaign is named ``options.name``, else after the file.
 
     Raises:
+        InputError: when the list leaves no message to send, with the preflight's reasons.
         BudgetExceeded: when the cost exceeds the balance or ``max_cost``.
     """
+    check_sendable(result)
     checked = options.validated()  # idempotent: parsing twice costs nothing and keeps one path
     return campaigns.submit_preflight(store, ops, enqueuer, settings, result=result, options=checked.preflight,
                                       name=checked.name or Path(result.file).name,
