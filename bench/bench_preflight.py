@@ -6,7 +6,7 @@ It writes a recipient CSV (mostly unique numbers in 15 countries and the usual f
 duplicates, some junk, 10 % of names outside GSM-7), starts a private sandbox and Redis, then, in
 the same run and interleaved:
 
-* ``preflight``: :func:`dispatcher.preflight.run_preflight` with ``hlr=False`` in a fresh process;
+* ``preflight``: :func:`dispatcher.preflight.check.run_preflight` with ``hlr=False`` in a fresh process;
   time of the call and the process's peak RSS;
 * ``read_csv``: ``pandas.read_csv(engine="pyarrow", dtype=str, keep_default_na=False)`` of the
   same file in a fresh process;
@@ -109,8 +109,9 @@ def write_file(path: Path, rows: int, seed: int = 20261122) -> None:
 def child_preflight(path: str, sandbox_url: str, redis_url: str) -> dict[str, float]:
     import redis
 
-    from dispatcher.client import InstasentClient
-    from dispatcher.preflight import PreflightOptions, run_preflight
+    from dispatcher.instasent.client import InstasentClient
+    from dispatcher.preflight.check import run_preflight
+    from dispatcher.preflight.result import PreflightOptions
     from dispatcher.settings import Settings
 
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(
@@ -181,7 +182,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="Write the CSV here and keep it.")
     args = parser.parse_args()
 
-    from dispatcher.services import start_redis, start_sandbox
+    from dispatcher.dev.services import start_redis, start_sandbox
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-preflight-"))
     path = args.keep or workdir / "recipients.csv"

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from dispatcher.services import Service, free_port, http_ready, spawn, start_sandbox, wait_until
+from dispatcher.dev.services import Service, free_port, http_ready, spawn, start_sandbox, wait_until
 
 TOKEN = "bench-token"
 ITEMS_PER_BULK = 100

@@ -20,6 +20,10 @@ class Keys:
         """Set of E.164 numbers that must never receive a message."""
         return f"{self.prefix}:suppressed"
 
+    def suppression_version(self) -> str:
+        """Counter of additions to the suppression list (a campaign remembers the one its preflight saw)."""
+        return f"{self.prefix}:suppressed:v"
+
     def hlr(self, e164: str) -> str:
         """Cached HLR answer for one number (JSON string, with a TTL)."""
         return f"{self.prefix}:hlr:{e164}"
@@ -33,50 +37,71 @@ class Keys:
         """Sorted set of campaign ids scored by creation time (Unix seconds)."""
         return f"{self.prefix}:campaigns"
 
-    def campaign(self, cid: str) -> str:
+    def campaign(self, campaign_id: str) -> str:
         """Hash: the campaign's settings, state, counters and timestamps."""
-        return f"{self.prefix}:c:{cid}"
+        return f"{self.prefix}:c:{campaign_id}"
 
-    def batch(self, cid: str, n: int) -> str:
-        """Hash: one batch's state, attempts, lease and compressed prepared messages."""
-        return f"{self.prefix}:c:{cid}:b:{n}"
+    def batch(self, campaign_id: str, n: int) -> str:
+        """Hash: one batch's state, attempts, lease and compressed messages (fields: see ``sending.batches``)."""
+        return f"{self.prefix}:c:{campaign_id}:b:{n}"
 
-    def ledger(self, cid: str, n: int) -> str:
+    def ledger(self, campaign_id: str, n: int) -> str:
         """Hash: the per-message records of batch ``n`` (field = index in the batch)."""
-        return f"{self.prefix}:c:{cid}:m:{n}"
+        return f"{self.prefix}:c:{campaign_id}:m:{n}"
 
-    def delivery(self, cid: str, n: int) -> str:
+    def delivery(self, campaign_id: str, n: int) -> str:
         """Hash: delivery reports of batch ``n`` (field = index, value
-        ``status|eventAt|code|micros|rank``; see :mod:`dispatcher.delivery`)."""
-        return f"{self.prefix}:c:{cid}:d:{n}"
+        ``status|eventAt|code|micros|rank``; see :mod:`dispatcher.delivery.reports`)."""
+        return f"{self.prefix}:c:{campaign_id}:d:{n}"
 
-    def inbound(self, cid: str) -> str:
+    def inbound(self, campaign_id: str) -> str:
         """List of JSON inbound messages (replies) received for a campaign."""
-        return f"{self.prefix}:c:{cid}:inbound"
+        return f"{self.prefix}:c:{campaign_id}:inbound"
 
     def inbound_unmatched(self) -> str:
         """List of JSON inbound messages that name no campaign of ours."""
         return f"{self.prefix}:inbound"
 
     def dlr_held(self) -> str:
-        """Hash: delivery reports that could not be matched yet (clientId -> JSON list)."""
+        """Hash: delivery reports that could not be matched yet (``clientId|status|eventAt`` -> JSON)."""
         return f"{self.prefix}:dlr:held"
 
-    def rejects(self, cid: str) -> str:
+    def dlr_held_at(self) -> str:
+        """Sorted set: the fields of :meth:`dlr_held`, scored by when each was first held (Unix s)."""
+        return f"{self.prefix}:dlr:held:at"
+
+    def rejects(self, campaign_id: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""
-        return f"{self.prefix}:c:{cid}:rejects"
+        return f"{self.prefix}:c:{campaign_id}:rejects"
 
-    def client_ids(self, cid: str) -> str:
+    def client_ids(self, campaign_id: str) -> str:
         """Hash: ``clientId`` -> ``batch:index``, to match delivery reports to messages."""
-        return f"{self.prefix}:c:{cid}:ids"
+        return f"{self.prefix}:c:{campaign_id}:ids"
 
-    def parked_in(self, cid: str) -> str:
+    def parked_in(self, campaign_id: str) -> str:
         """Sorted set of this campaign's batches waiting for a send window (score: release time)."""
-        return f"{self.prefix}:c:{cid}:parked"
+        return f"{self.prefix}:c:{campaign_id}:parked"
 
     def parked(self) -> str:
         """Sorted set of every campaign's parked batches, ``cid:n`` scored by release time (Unix s)."""
         return f"{self.prefix}:parked"
+
+    # -- healing -----------------------------------------------------------------------------
+    def epoch(self) -> str:
+        """String set once per data set; its absence or change means Redis lost its data."""
+        return f"{self.prefix}:epoch"
+
+    def losses(self) -> str:
+        """List of JSON records of each time Redis was found to have lost its data, newest first."""
+        return f"{self.prefix}:losses"
+
+    def watchdog_lock(self) -> str:
+        """Lock held by the one worker running a watchdog sweep (value: a random token)."""
+        return f"{self.prefix}:watchdog:lock"
+
+    def watchdog_last(self) -> str:
+        """JSON record of the last watchdog sweep."""
+        return f"{self.prefix}:watchdog:last"
 
     # -- schedules ----------------------------------------------------------------------------
     def schedule(self, name: str) -> str:
@@ -91,6 +116,10 @@ class Keys:
         """List of JSON firing records of a schedule, newest first."""
         return f"{self.prefix}:sched:{name}:runs"
 
+    def schedule_held(self, name: str) -> str:
+        """List of campaign ids created by ``--overlap queue`` firings and waiting their turn, oldest first."""
+        return f"{self.prefix}:sched:{name}:held"
+
     def schedule_fired(self, name: str, due: int) -> str:
         """Marker making one due time of a schedule fire at most once."""
         return f"{self.prefix}:sched:{name}:fired:{due}"
@@ -101,9 +130,48 @@ class Keys:
 
     # -- rate limiting ------------------------------------------------------------------------
     def rate(self, lane: str) -> str:
-        """GCRA state (theoretical arrival time, ms) of one rate-limit lane."""
+        """GCRA state (theoretical arrival time, µs) of one rate-limit lane."""
         return f"{self.prefix}:rl:{lane}"
 
+    def rate_messages(self, lane: str) -> str:
+        """GCRA state (theoretical arrival time, µs) of one lane's message-per-second cap."""
+        return f"{self.prefix}:rl:{lane}:msgs"
+
     def lane_pause(self, lane: str) -> str:
-        """Unix ms until which a lane is paused after a 429 or an exhausted window."""
+        """Unix µs until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
+
+    # -- console ------------------------------------------------------------------------------
+    def console_tokens(self) -> str:
+        """Hash: API token name -> JSON ``{hash, role, created_at}`` (the token itself is never stored)."""
+        return f"{self.prefix}:console:tokens"
+
+    def console_token_hashes(self) -> str:
+        """Hash: SHA-256 of an API token -> its name, to authenticate a request in one lookup."""
+        return f"{self.prefix}:console:token-hashes"
+
+    def console_session(self, session_id_hash: str) -> str:
+        """JSON of one dashboard session (token name, token hash, CSRF token), with a TTL."""
+        return f"{self.prefix}:console:session:{session_id_hash}"
+
+    def campaign_series(self, cid: str) -> str:
+        """List of JSON samples ``[t, sent, failed, delivered, undelivered]`` the console takes of a campaign."""
+        return f"{self.prefix}:c:{cid}:series"
+
+    def series_tick(self, second: int) -> str:
+        """Marker letting one console process take the samples of one second."""
+        return f"{self.prefix}:console:tick:{second}"
+
+    # -- telemetry ----------------------------------------------------------------------------
+    def telemetry(self) -> str:
+        """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""
+        return f"{self.prefix}:telemetry"
+
+    # -- workers ------------------------------------------------------------------------------
+    def workers(self) -> str:
+        """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""
+        return f"{self.prefix}:workers"
+
+    def queue(self) -> str:
+        """The Celery queue of this install: prefixed too, so two installs on one broker stay apart."""
+        return f"{self.prefix}:tasks"

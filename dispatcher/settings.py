@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.keys import Keys
 
 #: Instasent's Transactional API base URL.
 DEFAULT_BASE_URL = "https://api.instasent.com/transactional/v1"
+#: Seconds of the request rate a campaign keeps queued by default (see ``Settings.effective_queue_window``).
+AUTO_WINDOW_S = 1.5
+#: Seconds a lease must outlast the POST deadline (to renew, record and absorb clock jitter).
+LEASE_MARGIN_S = 0.5
 #: Redis used when ``REDIS_URL`` is not set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -67,6 +72,8 @@ class Settings:
     broker_url: str = ""
     #: Prefix of every Redis key this project writes.
     key_prefix: str = "dsp"
+    #: Celery queue of the batch tasks; empty means ``{key_prefix}:tasks`` (see :attr:`task_queue`).
+    queue_name: str = ""
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     write_timeout_s: float = 10.0
@@ -74,8 +81,9 @@ class Settings:
     rate_limit_per_min: int = 6000
     #: Messages per second across all workers; 0 means no message limit.
     message_rate_per_s: float = 0.0
-    #: Batches a campaign keeps queued in the broker at once.
-    queue_window: int = 16
+    #: Batches a campaign keeps queued in the broker at once; 0 derives it from the rate limit
+    #: (see ``effective_queue_window``).
+    queue_window: int = 0
     #: Attempts per batch before its messages are marked ``failed``.
     max_attempts: int = 8
     #: Consecutive failed batches that pause a campaign.
@@ -90,6 +98,13 @@ class Settings:
     #: Seconds a claimed batch is held before another worker may take it over; 0 derives it from
     #: the timeouts (it must outlast a slot wait plus two full requests).
     batch_lease_s: float = 0.0
+    #: Longest a POST to Instasent may take, connection to last byte; 0 derives it from the timeouts.
+    #: It must end well inside the lease, which is renewed right before each POST.
+    post_deadline_s: float = 0.0
+    #: Seconds between two watchdog sweeps in each worker (one sweep at a time runs, under a lock).
+    watchdog_every_s: float = 15.0
+    #: Let workers, ``submit`` and ``webhook`` run on a Redis that does not persist (demo, tests).
+    allow_volatile_redis: bool = False
     #: Seconds a lookup result stays cached.
     hlr_cache_ttl_s: int = 30 * 24 * 3600
     #: Lookups in flight at once during the HLR pre-check.
@@ -98,8 +113,14 @@ class Settings:
     campaign_ttl_s: int = 30 * 24 * 3600
     #: Secret path segment of the DLR webhook (``/dlr/{secret}``).
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Seconds between the receiver's retries of reports held for an unknown campaign; 0 turns them off.
+    held_retry_s: float = 30.0
     flower_user: str = ""
     flower_password: Secret = field(default_factory=lambda: Secret(""))
+    #: Largest recipient file the console accepts, in MB (10**6 bytes); bigger uploads get 413.
+    max_upload_mb: float = 200.0
+    #: Directory where the console keeps files uploaded for schedules (the workers must read it too).
+    console_data_dir: str = "console-data"
 
     @property
     def lease_s(self) -> float:
@@ -108,6 +129,43 @@ class Settings:
             return self.batch_lease_s
         request = self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
         return self.max_slot_wait_s + 2 * request + 5.0
+
+    @property
+    def effective_queue_window(self) -> int:
+        """Batches a campaign keeps queued: ``queue_window``, or by default ``AUTO_WINDOW_S`` seconds
+        of the bulk request rate (at least 16, at most 512), so the batches in flight can cover a
+        round trip of up to about a second without the window holding the pace back."""
+        if self.queue_window:
+            return self.queue_window
+        rate = self.rate_limit_per_min / 60
+        if self.message_rate_per_s:
+            rate = min(rate, self.message_rate_per_s / 100)  # 100 messages per bulk request
+        return max(16, min(512, math.ceil(rate * AUTO_WINDOW_S)))
+
+    @property
+    def post_deadline(self) -> float:
+        """Seconds a POST may take in all (see ``post_deadline_s``)."""
+        if self.post_deadline_s:
+            return self.post_deadline_s
+        return self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
+
+    def check_lease(self) -> None:
+        """Refuse settings in which a POST could outlive the lease that fences it.
+
+        Raises:
+            ConfigurationError: when the lease is not longer than the POST deadline plus a margin.
+        """
+        if self.lease_s < self.post_deadline + LEASE_MARGIN_S:
+            raise ConfigurationError(
+                f"DISPATCHER_BATCH_LEASE ({self.lease_s:g} s) must exceed the POST deadline ({self.post_deadline:g} s, "
+                f"DISPATCHER_POST_DEADLINE or the sum of the three timeouts) by at least {LEASE_MARGIN_S:g} s; "
+                "raise the lease or lower the deadline.")
+
+    @property
+    def task_queue(self) -> str:
+        """The Celery queue: ``queue_name`` when set, else named after the key prefix, so that two
+        installs sharing a broker (with different prefixes) never take each other's tasks."""
+        return self.queue_name or Keys(self.key_prefix).queue()
 
     @property
     def effective_broker_url(self) -> str:
@@ -160,6 +218,7 @@ _ENV_NAMES = {
     "redis_url": "REDIS_URL",
     "broker_url": "CELERY_BROKER_URL",
     "key_prefix": "DISPATCHER_KEY_PREFIX",
+    "queue_name": "DISPATCHER_QUEUE",
     "connect_timeout_s": "DISPATCHER_CONNECT_TIMEOUT",
     "read_timeout_s": "DISPATCHER_READ_TIMEOUT",
     "write_timeout_s": "DISPATCHER_WRITE_TIMEOUT",
@@ -173,12 +232,18 @@ _ENV_NAMES = {
     "reconcile_delay_s": "DISPATCHER_RECONCILE_DELAY",
     "max_slot_wait_s": "DISPATCHER_MAX_SLOT_WAIT",
     "batch_lease_s": "DISPATCHER_BATCH_LEASE",
+    "post_deadline_s": "DISPATCHER_POST_DEADLINE",
+    "watchdog_every_s": "DISPATCHER_WATCHDOG_EVERY",
+    "allow_volatile_redis": "DISPATCHER_ALLOW_VOLATILE_REDIS",
     "hlr_cache_ttl_s": "DISPATCHER_HLR_CACHE_TTL",
     "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
     "webhook_secret": "DISPATCHER_WEBHOOK_SECRET",
+    "held_retry_s": "DISPATCHER_HELD_RETRY",
     "flower_user": "FLOWER_USER",
     "flower_password": "FLOWER_PASSWORD",
+    "max_upload_mb": "DISPATCHER_MAX_UPLOAD_MB",
+    "console_data_dir": "DISPATCHER_CONSOLE_DATA_DIR",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
@@ -186,7 +251,8 @@ ENV_VARS = tuple(_ENV_NAMES.values())
 
 _SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
-             "max_attempts", "max_consecutive_failures", "hlr_concurrency"}
+             "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
+             "watchdog_every_s"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:

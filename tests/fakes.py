@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import orjson
 
+#: A recipient whose item Instasent always finds too large (413), even alone.
+TOO_LARGE = "+34677777777"
+
 Step = Callable[[list[dict[str, Any]]], httpx.Response | None]
 
 #: The number the fake rejects unless told otherwise.
@@ -49,12 +52,14 @@ class FakeInstasent:
 
     Bulk steps: ``ok``, ``connect`` (refused, nothing sent), ``429`` (throttled, with a real reset
     ``throttle_s`` ahead), ``402``, ``401``, ``413`` (when more than 10 items), ``500-after-accept``,
-    ``timeout-after-accept``, ``drop-half`` (half the accepted items missing from the answer). A
-    ``:N`` suffix (``timeout-after-accept:6``) makes Instasent take only the first N items.
+    ``timeout-after-accept``, ``drop-half`` (half the accepted items missing from the answer),
+    ``ignore-half`` (the second half neither accepted nor mentioned); an item to :data:`TOO_LARGE`
+    always gets a 413. A ``:N`` suffix (``timeout-after-accept:6``) makes Instasent take only the
+    first N items.
 
     ``GET /sms`` pages (newest first, ``per_page`` capped at ``page_cap``), honours the ``clientId``
-    filter unless ``ignore_filter``, and follows ``list_script``: ``ok``, ``connect``, ``500``,
-    ``timeout`` or ``429``. A message accepted by a bulk is missing from the listing for the next
+    filter unless ``ignore_filter`` (then it lists everything, plus a stranger's message), and
+    follows ``list_script``: ``ok``, ``connect``, ``500``, ``timeout`` or ``429``. A message accepted by a bulk is missing from the listing for the next
     ``list_lag`` listing requests (Instasent's list is not instantly consistent).
 
     Every answer carries ``X-RateLimit-*`` headers from ``bulk_window`` / ``list_window``; a request
@@ -76,6 +81,7 @@ class FakeInstasent:
     list_script: list[str] = field(default_factory=list)
     list_lag: int = 0
     page_cap: int = 100
+    #: ``GET /sms`` ignores the clientId filter: it lists every visible message and a stranger's too.
     ignore_filter: bool = False
     bulk_window: Window = field(default_factory=Window)
     list_window: Window = field(default_factory=Window)
@@ -134,6 +140,8 @@ class FakeInstasent:
         page = int(request.url.params.get("page", "1"))
         chosen = visible[(page - 1) * per_page:page * per_page]
         found = [{"id": f"id-{c}", "clientId": c, "to": "+34600000000", "status": "enqueued"} for c in chosen]
+        if self.ignore_filter:
+            found.append({"id": "id-other", "clientId": "someone-else", "to": "+34600000001", "status": "sent"})
         return httpx.Response(200, json={"entities": found}, headers=self.list_window.headers(now))
 
     def _bulk(self, request: httpx.Request) -> httpx.Response:
@@ -156,7 +164,7 @@ class FakeInstasent:
             return httpx.Response(402, json={"message": "Insufficient balance"}, headers=headers)
         if step == "401":
             return httpx.Response(401, json={"message": "Unauthorized"}, headers=headers)
-        if step == "413" and len(items) > 10:
+        if (step == "413" and len(items) > 10) or any(item["to"] == TOO_LARGE for item in items):
             return httpx.Response(413, json={"message": "too large"}, headers=headers)
         entities, errors = [], []
         for index, item in enumerate(items):
@@ -178,6 +186,11 @@ class FakeInstasent:
         if step == "timeout-after-accept":
             raise httpx.ReadTimeout("timed out", request=request)
         if step == "drop-half":
+            entities = entities[: len(entities) // 2]
+        if step == "ignore-half":  # the second half is neither accepted nor mentioned
+            for entity in entities[len(entities) // 2:]:
+                del self.accepted[entity["clientId"]]
+                self.hidden.pop(entity["clientId"], None)
             entities = entities[: len(entities) // 2]
         return httpx.Response(201, json={"entities": entities, "errors": errors}, headers=headers)
 

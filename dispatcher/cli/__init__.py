@@ -17,25 +17,31 @@ from dispatcher.cli._app import app
 from dispatcher.cli._common import describe_unexpected, echo_error
 from dispatcher.errors import DispatcherError
 
-# Importing a command module registers its commands on ``app``.
+# Importing a command module registers its commands on ``app``, in this order in ``--help``.
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401  isort: skip
-
-for _name in ("preflight", "suppress", "campaigns", "services", "schedule", "webhook"):
-    try:
-        __import__(f"dispatcher.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command group not built yet
-        if exc.name != f"dispatcher.cli.{_name}":
-            raise
+from dispatcher.cli import preflight as _preflight  # noqa: F401  isort: skip
+from dispatcher.cli import suppress as _suppress  # noqa: F401  isort: skip
+from dispatcher.cli import campaigns as _campaigns  # noqa: F401  isort: skip
+from dispatcher.cli import services as _services  # noqa: F401  isort: skip
+from dispatcher.cli import schedule as _schedule  # noqa: F401  isort: skip
+from dispatcher.cli import webhook as _webhook  # noqa: F401  isort: skip
+from dispatcher.cli import console as _console  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its code; never lets a traceback reach the user."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="dispatcher")
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except (typer.TyperException, click.exceptions.ClickException) as exc:
+        # typer 0.29 bundles its own click: its usage errors are TyperExceptions, not click's.
+        # They are the user's to fix: the command's usage, the error, exit 2.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            echo_error(str(exc))
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         echo_error("Interrupted.")
         sys.exit(130)
     except (typer.Exit, click.exceptions.Exit) as exc:

@@ -1,24 +1,28 @@
-"""Helpers shared by the CLI commands: settings, Redis, output, error wording."""
+"""Helpers shared by the CLI commands: settings, resources, the enqueuer, error wording."""
 
 from __future__ import annotations
 
-import re
-import sys
+import os
+from pathlib import Path
 from typing import Any
 
 import redis
-from rich.console import Console
 
+from dispatcher.errors import InputError
+from dispatcher.resources import Resources
+from dispatcher.screens import err
+from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.settings import Settings
-
-#: Console for normal output (stdout) and for errors (stderr).
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
 def echo_error(message: str) -> None:
     """Print one error sentence on stderr."""
     err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def echo_warning(message: str) -> None:
+    """Print one warning sentence on stderr."""
+    err.print(f"[bold yellow]warning:[/] {message}", markup=True, soft_wrap=True)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -28,14 +32,33 @@ def load_settings(**overrides: Any) -> Settings:
     return settings.with_overrides(**changes) if changes else settings
 
 
-def redact_url(url: str) -> str:
-    """Hide the password of a URL such as ``redis://:secret@host:6379/0``."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+def load_resources(**overrides: Any) -> Resources:
+    """:func:`load_settings`, then the Redis client and stores for them (connected lazily)."""
+    return Resources.from_settings(load_settings(**overrides))
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
-    """A Redis client for ``settings.redis_url`` (connection checked lazily by the first command)."""
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
+def load_enqueuer(settings: Settings) -> Enqueuer:
+    """The Celery enqueuer for ``settings``; Celery is imported only by the commands that queue work."""
+    from tasks.enqueue import CeleryEnqueuer
+
+    return CeleryEnqueuer(settings)
+
+
+def writable_output(path: Path) -> Path:
+    """Check, before any work is done (or paid for), that a file can be written at ``path``.
+
+    Raises:
+        InputError: when its folder does not exist or is not writable, or ``path`` is a folder.
+    """
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder; give a file name such as {path / 'out.csv'}.")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: the folder {folder} does not exist; create it or choose "
+                         "another path.")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {path}: the folder {folder} is not writable.")
+    return path
 
 
 def describe_unexpected(exc: BaseException) -> tuple[str, int]:
@@ -54,8 +77,3 @@ def describe_unexpected(exc: BaseException) -> tuple[str, int]:
         return f"cannot use {exc.filename}: {exc.strerror}.", 2
     print_tip = "set DISPATCHER_DEBUG=1 and run again to see the details"
     return f"unexpected {type(exc).__name__}: {exc}; {print_tip}.", 1
-
-
-def is_tty() -> bool:
-    """True when stdout is a terminal (progress bars only then)."""
-    return sys.stdout.isatty()

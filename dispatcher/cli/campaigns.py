@@ -2,75 +2,51 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Task as ProgressTask
-from rich.table import Table
-from rich.text import Text
 
-from dispatcher import campaigns
-from dispatcher.batches import BatchOps
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import echo_error, echo_warning, load_enqueuer, load_settings, writable_output
 from dispatcher.cli._options import (
     Country,
     Days,
     ExpireAfter,
     File,
     GsmOnly,
+    Hlr,
     MaxCost,
     MessageText,
     MessageTextColumn,
-    NoHlr,
     PhoneColumn,
     Sender,
     SendWindow,
+    confirm_lookups,
     preflight_options,
 )
-from dispatcher.keys import Keys
-from dispatcher.lifecycle import FINAL, State
+from dispatcher.resources import Resources
+from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
+from dispatcher.sending import campaigns, health
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
-from dispatcher.store import CampaignInfo, CampaignStore
-
-#: States in which ``--wait`` and ``--watch`` stop watching.
-_STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
 
 
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    return CampaignStore(client, keys), BatchOps(client, keys)
+    resources = Resources.from_settings(settings)
+    return resources.store, resources.ops
 
 
-def load_enqueuer(settings: Settings) -> campaigns.Enqueuer:
-    """The Celery enqueuer, imported by name so that ``dispatcher`` itself never imports Celery."""
-    module = importlib.import_module("tasks.enqueue")
-    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer(settings)
-    return enqueuer
+def _registry(settings: Settings) -> health.WorkerRegistry:
+    resources = Resources.from_settings(settings)
+    return health.WorkerRegistry(resources.redis, resources.keys)
 
 
 def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data).decode())
-
-
-class _RateColumn(ProgressColumn):
-    """Messages per second, as rich measures the task's speed."""
-
-    def render(self, task: ProgressTask) -> Text:
-        return Text(f"{task.speed:>8,.0f} msg/s" if task.speed else "       - msg/s")
 
 
 @app.command()
@@ -79,18 +55,38 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     watch: bool = typer.Option(False, "--watch", help="Show a live progress bar until the campaign stops."),
 ) -> None:
-    """Show where every message of a campaign stands."""
-    store, _ = _store(load_settings())
+    """Show where every message of a campaign stands (and say so when no worker runs)."""
+    settings = load_settings()
+    store, _ = _store(settings)
+    registry = _registry(settings)
     if watch and not as_json:
-        show_progress(store, campaign_id)
-    info = store.get(campaign_id)
-    opening = store.next_window_opening(campaign_id)
+        show_progress(store, registry, campaign_id)
+    data = campaigns.status(store, campaign_id)
     if as_json:
-        _print_json({**info.to_json(), "next_window_opens_at": opening})
-    else:
-        print_status(info)
-        if opening:
-            out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        _print_json(data)
+        return
+    info = store.get(campaign_id)
+    print_status(info, data["last_error"] or "")
+    opening = data["next_window_opens_at"]
+    if opening:
+        out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+    print_watchdog(info, data["last_sweep"])
+    if data["no_worker"]:
+        echo_warning(f"{health.NO_WORKER}.")
+
+
+def print_watchdog(info: CampaignInfo, sweep: dict[str, Any] | None) -> None:
+    """One line on the watchdog: its last sweep anywhere, and its last re-drive of this campaign."""
+    if sweep is None:
+        out.print("Watchdog: no sweep yet (workers run one every DISPATCHER_WATCHDOG_EVERY seconds).")
+        return
+    line = f"Watchdog: last sweep at {time.strftime('%H:%M:%S', time.localtime(sweep['at']))}"
+    if info.watchdog:
+        at = time.strftime("%H:%M:%S", time.localtime(info.watchdog["at"]))
+        line += f"; it re-drove {int(info.watchdog['batches'])} stranded batch(es) of this campaign at {at}"
+    if sweep.get("data_lost"):
+        line += "; it found that Redis had lost its data"
+    out.print(line + ".")
 
 
 @app.command("list")
@@ -104,25 +100,27 @@ def list_campaigns(
     if as_json:
         _print_json([i.to_json() for i in infos])
         return
-    table = Table("id", "name", "state", "total", "sent", "rejected", "failed", "unknown", "pending", "created")
-    for i in infos:
-        c = i.counts
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(i.created_at))
-        table.add_row(i.id, i.name, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
-                      str(c["unknown"]), str(c["pending"]), created)
-    out.print(table)
+    out.print(campaign_table(infos))
 
 
 @app.command()
 def report(
     campaign_id: str = typer.Argument(..., help="Campaign id."),
-    output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output",
+        help="Report file: .csv (for scripts), .xlsx (for spreadsheets) or .parquet. Without it: CSV on stdout."),
 ) -> None:
-    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
-    from dispatcher.report import build_report, write_report
+    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery)."""
+    from dispatcher.sending.report import build_report, report_csv, report_format, write_report
 
+    if output is not None:
+        report_format(output)  # refuse an unknown format before reading anything
+        writable_output(output)
     store, _ = _store(load_settings())
     frame = build_report(store, campaign_id)
+    if output is None:
+        typer.echo(report_csv(frame), nl=False)
+        return
     kind = write_report(frame, output)
     out.print(f"Wrote {len(frame)} messages to {output} ({kind}).")
 
@@ -153,58 +151,21 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
-def print_status(info: CampaignInfo) -> None:
-    """A readable summary of one campaign."""
-    table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
-    table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
-    table.add_row("messages", str(info.total))
-    for name, value in info.counts.items():
-        table.add_row(f"  {name}", str(value))
-    if info.started_at and info.processed:
-        end = info.finished_at or info.updated_at or time.time()
-        elapsed = max(1e-3, end - info.started_at)
-        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
-    if info.send_window is not None:
-        window = info.send_window.to_json()
-        table.add_row("send window", f"{window['start']}-{window['end']} local time")
-    if info.waiting:
-        table.add_row("waiting for window", f"{info.waiting} messages")
-    if info.expires_at:
-        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
-    if info.delivery_rate is not None:
-        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
-        table.add_row("undelivered", str(info.delivery["undelivered"]))
-    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
-    out.print(table)
+def _has_failures(info: CampaignInfo) -> bool:
+    c = info.counts
+    return bool(c.get("failed") or c.get("unknown") or c.get("rejected")) or health.stopped_badly(info)
 
 
-def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> CampaignInfo:
-    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
-    info = store.get(cid)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               _RateColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[counts]}"))
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(info.name or cid, total=info.total, counts="")
-        while True:
-            info = store.get(cid)
-            c = info.counts
-            counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
-                      f" [{info.state}]")
-            progress.update(task, completed=info.processed, counts=counts)
-            if info.state in _STOP:
-                break
-            time.sleep(poll_s)
-    return info
-
-
-def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
-    """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
-    if show:
-        return show_progress(store, cid)
-    while (info := store.get(cid)).state not in _STOP:
-        time.sleep(poll_s)
-    return info
+def _refuse_bad_end(store: CampaignStore, info: CampaignInfo, as_json: bool) -> None:
+    """Show a campaign that stopped without sending, and exit 1 (a script must not take it for a success)."""
+    error = health.last_error(store, info.id)
+    if as_json:
+        _print_json({**info.to_json(), "last_error": error or None})
+    else:
+        print_status(info, error)
+    what = "every message failed" if info.state == "completed" else f"it is {info.state} ({info.reason})"
+    echo_error(f"campaign {info.id} did not send: {what}" + (f"; last error: {error}" if error else "") + ".")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -215,7 +176,7 @@ def submit(
     sender: Sender = None,
     country: Country = None,
     phone_column: PhoneColumn = None,
-    no_hlr: NoHlr = False,
+    hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
     name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
@@ -226,29 +187,37 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
-    from dispatcher.cli.preflight import lookup_progress, print_summary
-    from dispatcher.client import InstasentClient
-    from dispatcher.preflight import run_preflight
-    from dispatcher.windows import parse_duration, parse_window
+    from dispatcher.screens import lookup_progress, print_summary
+    from dispatcher.sending.durability import Epoch, check_persistence
+    from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
 
-    send_window = parse_window(window, days) if window else None
-    expire_after_s = parse_duration(expire_after) if expire_after else None
-    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    options = SubmitOptions(
+        preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
+        name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
-    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=settings, redis=store.redis, client=client,
-                               progress=progress)
+    check_persistence(store.redis, settings)
+    Epoch(store.redis, store.keys).check()
+    with lookup_progress() as progress:
+        result = preflight_file(file, options.preflight, settings, store.redis, progress,
+                                confirm=confirm_lookups(as_json))
     if not as_json:
         print_summary(result)
-    cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
-                                     options=options, name=name or file.name, send_window=send_window,
-                                     expire_after_s=expire_after_s)
+    cid = submit_result(store, ops, load_enqueuer(settings), settings, result, options)
     if not as_json:
         out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
                   f"Watch it with `dispatcher status {cid} --watch`.")
-    info = wait_for(store, cid, show=not as_json) if wait else store.get(cid)
+    registry = _registry(settings)
+    if not wait:
+        if as_json:
+            _print_json(store.get(cid).to_json())
+        if not registry.alive():
+            echo_warning(f"{health.NO_WORKER}.")
+        return
+    info = wait_for(store, registry, cid) if as_json else show_progress(store, registry, cid)
+    if health.stopped_badly(info):
+        _refuse_bad_end(store, info, as_json)
     if as_json:
         _print_json(info.to_json())
-    elif wait:
-        print_status(info)
+    else:
+        print_status(info, health.last_error(store, cid) if _has_failures(info) else "")

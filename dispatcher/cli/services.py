@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import typer
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_settings
-from dispatcher.services import beat_argv, flower_argv, worker_argv
+from dispatcher.dev.services import beat_argv, flower_argv, worker_argv
+from dispatcher.errors import ConfigurationError
 
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1,
+        help="Batches in flight at most (default: as many as the rate limit and the observed latency need)."),
+    pool: str = typer.Option("threads", help="Celery pool: threads (default) or prefork (one batch per process)."),
     events: bool = typer.Option(True, "--events/--no-events",
                                 help="Send task events (Flower's task views need them; they cost throughput)."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
-    load_settings().require_token()  # fail early, in one sentence, on a bad environment
-    argv = worker_argv(concurrency, events, loglevel=loglevel)
+    from dispatcher.resources import Resources
+    from dispatcher.sending.durability import check_persistence
+
+    if pool not in ("threads", "prefork"):
+        raise typer.BadParameter("choose threads or prefork", param_hint="--pool")
+    settings = load_settings()
+    settings.require_token()  # fail early, in one sentence, on a bad environment
+    settings.check_lease()
+    check_persistence(Resources.from_settings(settings).redis, settings)
+    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel, queue=settings.task_queue)
     os.execv(argv[0], argv)
 
 
@@ -33,8 +46,21 @@ def flower(
     settings = load_settings()
     if settings.flower_user and settings.flower_password:
         os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password.reveal()}"
+    elif not is_loopback(address):
+        raise ConfigurationError(f"Flower on {address} would show every task to anyone who can reach it: set "
+                                 "FLOWER_USER and FLOWER_PASSWORD, or keep the default --address 127.0.0.1.")
     argv = flower_argv(port, address)
     os.execv(argv[0], argv)
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()
@@ -54,6 +80,6 @@ def demo(
     schedule: bool = typer.Option(False, "--schedule", help="Also run beat and show a recurring campaign firing."),
 ) -> None:
     """Run a real campaign end to end on this machine: Redis, sandbox, workers, Flower, progress, report."""
-    from dispatcher.demo import run_demo
+    from dispatcher.dev.demo import run_demo
 
     run_demo(file=file, workers=workers, flower_port=flower_port, keep_running=keep_running, schedule=schedule)

@@ -7,13 +7,13 @@ import time
 import orjson
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from dispatcher.batches import BatchOps
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_enqueuer, load_resources, load_settings
 from dispatcher.errors import ConfigurationError
-from dispatcher.keys import Keys
-from dispatcher.store import CampaignStore
+from dispatcher.resources import Resources
+from dispatcher.screens import out
 
 
 @app.command()
@@ -28,30 +28,41 @@ def webhook(
                                  "https://your-host/dlr/<that value> as the delivery-report URL in Instasent.")
     if len(settings.webhook_secret.reveal()) < 16:
         raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
-    connect_redis(settings).ping()
-    from dispatcher.webhook.server import serve
+    resources = Resources.from_settings(settings)
+    from dispatcher.sending.durability import check_persistence
 
-    serve(settings, host, port)
+    check_persistence(resources.redis, settings)  # opt-outs and reports must survive a restart
+    from dispatcher.delivery.webhook.server import serve
+
+    serve(resources, host, port)
 
 
 @app.command()
-def inbound(campaign_id: str = typer.Argument(..., help="Campaign id."),
+def inbound(campaign_id: str | None = typer.Argument(
+                None, help="Campaign id; without it, the recent replies that name no campaign."),
+            limit: int = typer.Option(50, "--limit", help="Without an id: how many of the newest replies."),
             as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
-    """List the replies received for a campaign's messages (stop words are marked)."""
-    from dispatcher.optout import inbound_messages
+    """List the replies received for a campaign's messages, or those that name no campaign (stop words marked)."""
+    from dispatcher.delivery.optout import inbound_messages, unmatched_messages
 
-    settings = load_settings()
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    CampaignStore(client, keys).get(campaign_id)
-    messages = inbound_messages(client, keys, campaign_id)
+    resources = load_resources()
+    if campaign_id is None:
+        messages = unmatched_messages(resources.redis, resources.keys, limit)
+        title = "Replies that name no campaign (no clientId), newest last"
+    else:
+        resources.store.get(campaign_id)
+        messages = inbound_messages(resources.redis, resources.keys, campaign_id)
+        title = f"Replies to campaign {campaign_id}"
     if as_json:
         typer.echo(orjson.dumps(messages).decode())
         return
-    table = Table("received", "from", "message", "opt-out")
+    if not messages:
+        out.print("No replies" + (f" to campaign {campaign_id}." if campaign_id else " that name no campaign."))
+        return
+    table = Table("received", "from", "message", "opt-out", title=title, title_justify="left")
     for m in messages:
         table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["receivedAt"])), str(m["from"]),
-                      str(m["message"]), "yes" if m["stop"] else "")
+                      Text(str(m["message"])), "yes" if m["stop"] else "")
     out.print(table)
 
 
@@ -63,15 +74,11 @@ def reconcile(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Resolve unknown outcomes by clientId (reports, then Instasent's records) and send only the rest."""
-    from dispatcher.cli.campaigns import load_enqueuer
-    from dispatcher.delivery import DeliveryBook
-    from dispatcher.reconcile import reconcile as run_reconcile
+    from dispatcher.delivery.reconcile import reconcile as run_reconcile
 
-    settings = load_settings()
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    store = CampaignStore(client, keys)
-    result = run_reconcile(store, BatchOps(client, keys), DeliveryBook(client, keys), load_enqueuer(settings),
+    resources = load_resources()
+    store = resources.store
+    result = run_reconcile(store, resources.ops, resources.deliveries, load_enqueuer(resources.settings),
                            campaign_id, grace_s=grace)
     deadline = time.monotonic() + 300
     while wait and store.get(campaign_id).counts["unknown"] and time.monotonic() < deadline:

@@ -1,0 +1,111 @@
+"""Opt-outs: a ``stop`` report or an inbound stop word puts the number on the suppression list at
+once; inbound messages are kept per campaign; a batch skips numbers suppressed since its preflight.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from dispatcher.delivery.reports import Report
+from dispatcher.keys import Keys
+from dispatcher.preflight import phones
+from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.sending import payload
+
+#: First words of an inbound message that mean "stop texting me" (case and accents ignored).
+STOP_WORDS = frozenset({"stop", "stopall", "baja", "unsubscribe", "cancel", "end", "quit", "alto", "parar",
+                        "arret", "arrêt", "desuscribir", "fin"})
+#: Inbound messages kept per campaign.
+MAX_INBOUND = 10_000
+
+
+def is_stop(text: str) -> bool:
+    """True when the first word of ``text`` is a stop word."""
+    words = text.strip().lower().split()
+    return bool(words) and words[0].strip(".,!¡") in STOP_WORDS
+
+
+def recipient_of(client: redis.Redis, keys: Keys, client_id: str) -> str | None:
+    """The E.164 number a ``clientId`` of ours was sent to, or None."""
+    where = payload.parse_client_id(client_id)
+    if where is None:
+        return None
+    cid, n, index = where
+    blob = client.hget(keys.batch(cid, n), "p")
+    if not isinstance(blob, bytes):
+        return None
+    messages = payload.decode(blob, n)
+    return messages.to[index] if 0 <= index < len(messages) else None
+
+
+def sender_e164(client: redis.Redis, keys: Keys, report: Report) -> str:
+    """The ``from`` of an inbound message in E.164, as the preflight writes numbers, so that it
+    matches them on the suppression list; the value as given when it is not a valid number.
+
+    Instasent may give it without its ``+`` (``34612345678``) or, from some networks, with ``00``
+    or in national form; a national number is read in the country of the number we texted.
+    """
+    raw = report.sender.strip()
+    recipient = recipient_of(client, keys, report.client_id)
+    region = (phones.normalise(recipient).country or None) if recipient else None
+    digits = re.sub(r"[\s.\-()/]", "", raw)
+    candidates = [raw]
+    if digits.isascii() and digits.isdigit():
+        candidates.append("+" + (digits[2:] if digits.startswith("00") else digits))
+    for candidate in candidates:
+        phone = phones.normalise(candidate, region)
+        if phone.ok:
+            return phone.e164
+    return raw
+
+
+def handle_optout(client: redis.Redis, keys: Keys, report: Report) -> str | None:
+    """Suppress the number behind a ``stop`` report or an inbound stop word; returns it, else None."""
+    if report.is_inbound:
+        wants_out = is_stop(report.message or "") or report.status == "stop"
+        number = sender_e164(client, keys, report) if wants_out else None
+    elif report.status == "stop":
+        number = recipient_of(client, keys, report.client_id)
+    else:
+        number = None
+    if number:
+        SuppressionList(client, keys).add([number])
+    return number
+
+
+def keep_inbound(client: redis.Redis, keys: Keys, report: Report) -> str:
+    """Store an inbound message with its campaign (found by ``clientId``); returns the campaign id or ``""``."""
+    where = payload.parse_client_id(report.client_id)
+    cid = where[0] if where else ""
+    key = keys.inbound(cid) if cid else keys.inbound_unmatched()
+    entry = {"from": report.sender, "to": report.to, "message": report.message, "clientId": report.client_id,
+             "id": report.instasent_id, "eventAt": report.event_at, "receivedAt": time.time(),
+             "stop": is_stop(report.message or "") or report.status == "stop"}
+    pipe = client.pipeline()
+    pipe.rpush(key, orjson.dumps(entry))
+    pipe.ltrim(key, -MAX_INBOUND, -1)
+    pipe.execute()
+    return cid
+
+
+def inbound_messages(client: redis.Redis, keys: Keys, cid: str) -> list[dict[str, Any]]:
+    """The inbound messages kept for campaign ``cid``, oldest first."""
+    return [orjson.loads(x) for x in client.lrange(keys.inbound(cid), 0, -1)]
+
+
+def unmatched_messages(client: redis.Redis, keys: Keys, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` inbound messages that name no campaign (no ``clientId``), oldest first."""
+    return [orjson.loads(x) for x in client.lrange(keys.inbound_unmatched(), -limit, -1)] if limit > 0 else []
+
+
+def suppressed_indexes(client: redis.Redis, keys: Keys, numbers: list[str]) -> set[int]:
+    """Indexes of ``numbers`` on the suppression list now (one ``SMISMEMBER``)."""
+    if not numbers:
+        return set()
+    flags = client.smismember(keys.suppression(), numbers)
+    return {i for i, flag in enumerate(flags) if flag}

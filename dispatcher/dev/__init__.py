@@ -1,0 +1,1 @@
+"""Developer tooling: the local service launcher (Redis, sandbox, workers, Flower) and the demo."""

@@ -1,0 +1,268 @@
+"""What the CLI and the demo print: the consoles, a campaign's status and live progress, the
+preflight summary and the schedule table. Plain functions over the library's results, so that
+``dispatcher.dev`` shows the same screens without importing the CLI."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Task as ProgressTask
+from rich.table import Table
+from rich.text import Text
+
+from dispatcher.preflight.hlr import Progress as ProgressCallback
+from dispatcher.preflight.result import PreflightResult, money
+from dispatcher.sending import health
+from dispatcher.sending.health import WorkerRegistry
+from dispatcher.sending.lifecycle import FINAL, State
+from dispatcher.sending.store import CampaignInfo, CampaignStore
+
+#: Console for normal output (stdout) and for errors (stderr).
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+#: States in which ``--wait`` and ``--watch`` stop watching.
+STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
+#: Rejected rows listed in the readable preflight summary (all of them go to --json and --rejects-out).
+SHOWN_REJECTS = 15
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL such as ``redis://:secret@host:6379/0``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+
+
+# -- campaigns -----------------------------------------------------------------------------------
+
+
+def print_status(info: CampaignInfo, last_error: str = "") -> None:
+    """A readable summary of one campaign, with the last error a batch recorded when there is one."""
+    table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
+    table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    if last_error:
+        table.add_row("last error", Text(last_error, style="red"))
+    table.add_row("messages", str(info.total))
+    for name, value in info.counts.items():
+        table.add_row(f"  {name}", str(value))
+    if info.started_at and info.processed:
+        end = info.finished_at or info.updated_at or time.time()
+        elapsed = max(1e-3, end - info.started_at)
+        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
+    if info.send_window is not None:
+        window = info.send_window.to_json()
+        table.add_row("send window", f"{window['start']}-{window['end']} local time")
+    if info.waiting:
+        table.add_row("waiting for window", f"{info.waiting} messages")
+    if info.expires_at:
+        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
+    if info.delivery_rate is not None:
+        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
+        table.add_row("undelivered", str(info.delivery["undelivered"]))
+    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
+    out.print(table)
+
+
+def campaign_table(infos: list[CampaignInfo]) -> Table:
+    """The ``list`` table. The id, what a user copies from it, is never shortened: the name comes
+    last and wraps, the date omits the year (a finished campaign's data lives ``campaign_ttl`` days)."""
+    rows = []
+    for i in infos:
+        c = i.counts
+        rows.append((i.id, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
+                     str(c["unknown"]), str(c["pending"]), time.strftime("%m-%d %H:%M", time.localtime(i.created_at)),
+                     i.name))
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
+    headings = ("id", "state", "total", "sent", "rej", "failed", "unk", "pending", "created")
+    for j, heading in enumerate(headings):
+        width = max([len(heading), *(len(r[j]) for r in rows)])
+        table.add_column(heading, no_wrap=True, min_width=width, justify="right" if 2 <= j <= 7 else "left")
+    table.add_column("name", overflow="fold")
+    for row in rows:
+        table.add_row(*row[:-1], Text(row[-1]))
+    return table
+
+
+def show_progress(store: CampaignStore, registry: WorkerRegistry, campaign_id: str,
+                  poll_s: float = 0.5) -> CampaignInfo:
+    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops.
+
+    Raises:
+        NoWorker: when no worker runs while the campaign has messages to send.
+    """
+    info = store.get(campaign_id)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               _RateColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[counts]}"))
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task(info.name or campaign_id, total=info.total, counts="")
+
+        def update(current: CampaignInfo) -> None:
+            c = current.counts
+            counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
+                      f" [{current.state}]")
+            progress.update(task, completed=current.processed, counts=counts)
+
+        return wait_for(store, registry, campaign_id, poll_s=poll_s, on_update=update)
+
+
+def wait_for(store: CampaignStore, registry: WorkerRegistry, campaign_id: str, poll_s: float = 0.2,
+             on_update: Callable[[CampaignInfo], None] | None = None,
+             worker_check_s: float = 2.0) -> CampaignInfo:
+    """Block until the campaign completes or stops, calling ``on_update`` with each reading.
+
+    Every ``worker_check_s`` seconds it checks that a worker is alive (a first one gets
+    ``health.FIRST_HEARTBEAT_WAIT_S`` to show up), so that a missing worker is said within seconds.
+
+    Raises:
+        NoWorker: when no worker runs while the campaign has messages to send.
+    """
+    started = time.monotonic()
+    checked = started - worker_check_s
+    while True:
+        info = store.get(campaign_id)
+        if on_update is not None:
+            on_update(info)
+        if info.state in STOP:
+            return info
+        now = time.monotonic()
+        if now - started >= health.FIRST_HEARTBEAT_WAIT_S and now - checked >= worker_check_s:
+            checked = now
+            if health.needs_worker(info) and not registry.alive():
+                raise health.NoWorker(f"{health.NO_WORKER}; campaign {campaign_id} is saved and starts when "
+                                      "one does.")
+        time.sleep(poll_s)
+
+
+class _RateColumn(ProgressColumn):
+    """Messages per second, as rich measures the task's speed."""
+
+    def render(self, task: ProgressTask) -> Text:
+        return Text(f"{task.speed:>8,.0f} msg/s" if task.speed else "       - msg/s")
+
+
+# -- preflight -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def lookup_progress() -> Iterator[ProgressCallback]:
+    """A progress bar for the lookups on stderr (shown only on a terminal)."""
+    bar = Progress(TextColumn("HLR lookups"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, transient=True, disable=not err.is_terminal)
+    task = bar.add_task("lookups", total=None, visible=False)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, visible=total > 0)
+
+    with bar:
+        yield update
+
+
+def print_summary(result: PreflightResult, rejects_out: Path | None = None) -> None:
+    """The readable summary: totals, the countries, the reasons and the first rejected rows."""
+    out.print(_totals(result))
+    if result.by_country:
+        out.print(_countries(result))
+    if result.rejects:
+        out.print(_reasons(result))
+        out.print(_first_rejects(result))
+        if rejects_out is not None:
+            out.print(f"All {len(result.rejects):,} rejected rows were written to {rejects_out}.")
+        elif len(result.rejects) > SHOWN_REJECTS:
+            out.print("Use --rejects-out FILE.csv to get every rejected row.")
+
+
+def _totals(result: PreflightResult) -> Table:
+    table = Table(title=Text(f"Preflight of {result.file}"), show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    currency = result.currency
+    table.add_row("File", Text(f"{result.source}, phone column {result.phone_column!r}"))
+    table.add_row("Rows", f"{result.rows:,}")
+    table.add_row("Messages to send", f"{result.valid:,}")
+    table.add_row("SMS parts", f"{result.parts:,} ({result.unicode:,} messages need Unicode)")
+    table.add_row("Rejected rows", f"{result.rejected:,}")
+    if result.empty_values:
+        table.add_row("  of which an empty {placeholder}", f"{result.empty_values:,}")
+    table.add_row("Duplicates (kept once)", f"{result.duplicates:,}")
+    table.add_row("Suppressed", f"{result.suppressed:,}")
+    table.add_row("HLR lookups", _lookups_line(result))
+    table.add_row("Cost of messages", money(result.message_cost, currency))
+    table.add_row("Cost of lookups", money(result.lookup_cost, currency))
+    table.add_row("Total cost", Text(money(result.cost, currency), style="bold"))
+    table.add_row("Balance", money(result.balance, currency))
+    return table
+
+
+def _lookups_line(result: PreflightResult) -> Text:
+    """What the HLR step did, or what it would have cost: lookups are paid for only when asked."""
+    if result.hlr_done:
+        return Text(f"{result.lookups:,} paid, {result.lookups_cached:,} from cache")
+    if result.hlr_estimate is None:
+        return Text("not done (--no-hlr)")
+    return Text(f"not done: --hlr would check {result.hlr_estimate.sentence()}", style="yellow")
+
+
+def _countries(result: PreflightResult) -> Table:
+    table = Table(title="By country", title_justify="left")
+    for name in ("Country", "Messages", "Parts", "Lookups", "Cost"):
+        table.add_column(name, justify="left" if name == "Country" else "right")
+    for country, summary in sorted(result.by_country.items(), key=lambda item: -item[1].cost):
+        table.add_row(country, f"{summary.messages:,}", f"{summary.parts:,}", f"{summary.lookups:,}",
+                      money(summary.cost, result.currency))
+    return table
+
+
+def _reasons(result: PreflightResult) -> Table:
+    table = Table(title="Rejected rows by reason", title_justify="left")
+    table.add_column("Reason")
+    table.add_column("Rows", justify="right")
+    for reason, count in Counter(r.reason for r in result.rejects).most_common():
+        table.add_row(Text(reason), f"{count:,}")
+    return table
+
+
+def _first_rejects(result: PreflightResult) -> Table:
+    shown = result.rejects[:SHOWN_REJECTS]
+    table = Table(title=f"First {len(shown)} of {len(result.rejects):,} rejected rows", title_justify="left")
+    table.add_column("Row", justify="right")
+    table.add_column("Value")
+    table.add_column("Reason")
+    for reject in shown:
+        table.add_row(str(reject.row), Text(reject.value), Text(reject.reason))
+    return table
+
+
+# -- schedules -----------------------------------------------------------------------------------
+
+
+def print_schedules(rows: list[dict[str, Any]]) -> None:
+    """The schedule table, from :func:`schedule_rows`."""
+    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
+    for r in rows:
+        when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
+        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
+                      str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
+    out.print(table)
+
+
+def _when(ts: float | None, tz: str) -> str:
+    """``ts`` (Unix s) in the schedule's own zone, with the zone's abbreviation or offset."""
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
+

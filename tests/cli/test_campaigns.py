@@ -1,0 +1,142 @@
+"""The campaign commands as a user runs them: `python -m dispatcher ...` in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+import redis
+
+from dispatcher.dev.services import Service, free_port, start_worker
+from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def env(redis_url: str, sandbox: SandboxHandle, redis_client: redis.Redis) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
+            "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000",
+            "DISPATCHER_RETRY_BACKOFF": "0.05", "DISPATCHER_RECONCILE_DELAY": "0.2",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
+
+
+@pytest.fixture()
+def worker(env: dict[str, str]) -> Iterator[Service]:
+    service = start_worker(env, concurrency=2)
+    yield service
+    service.stop()
+
+
+def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("INSTASENT_", "DISPATCHER_")) and k not in ("REDIS_URL", "CELERY_BROKER_URL")}
+    return subprocess.run([sys.executable, "-m", "dispatcher", *args], env={**full_env, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=180)
+
+
+def recipients_csv(path: Path, n: int) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Teléfono", "name"])
+        for i in range(n):
+            writer.writerow([f"6{i:08d}"[:9] if i else "612345678", f"Cliente {i}"])
+        writer.writerow(["12345", "bad"])
+    return path
+
+
+def one_sentence_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error:"), result.stderr
+    return " ".join(lines)
+
+
+def json_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.returncode == 0, result.stderr
+    return dict(orjson.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_submit_wait_json_sends_the_list_and_reports_every_message(
+        env: dict[str, str], worker: Service, tmp_path: Path, sandbox: SandboxHandle) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 450)
+    status = json_of(run(env, "submit", str(path), "--text", "Hola {name}", "--from", "ACME", "--country", "ES",
+                         "--no-hlr", "--name", "spring", "--wait", "--json"))
+    assert status["state"] == "completed" and status["name"] == "spring"
+    assert status["total"] == 450 and status["counts"]["sent"] == 450 and status["counts"]["pending"] == 0
+    assert sandbox.stats()["accepted"] == 450
+    again = json_of(run(env, "status", status["id"], "--json"))
+    assert again["counts"] == status["counts"]
+    listed = orjson.loads(run(env, "list", "--json").stdout)
+    assert [c["id"] for c in listed] == [status["id"]]
+    report = tmp_path / "report.csv"
+    assert run(env, "report", status["id"], "-o", str(report)).returncode == 0
+    frame = pd.read_csv(report, dtype=str, keep_default_na=False)
+    assert len(frame) == 450 and set(frame["status"]) == {"sent"}
+    assert frame["to"].str.fullmatch(r"\+34[0-9]{9}").all()  # valid E.164 stays unquoted for scripts
+    parquet = tmp_path / "report.parquet"
+    assert run(env, "report", status["id"], "-o", str(parquet)).returncode == 0
+    assert len(pd.read_parquet(parquet)) == 450
+
+
+def test_submit_refuses_over_budget_with_exit_code_3(env: dict[str, str], tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 50)
+    result = run(env, "submit", str(path), "--text", "Hola", "--from", "ACME", "--country", "ES", "--no-hlr",
+                 "--max-cost", "0.01")
+    assert result.returncode == 3
+    assert "0.01" in one_sentence_error(result)
+    assert orjson.loads(run(env, "list", "--json").stdout) == []
+
+
+def test_lifecycle_commands_on_an_unknown_campaign_say_so_in_one_sentence(env: dict[str, str]) -> None:
+    for command in ("status", "pause", "resume", "cancel"):
+        result = run(env, command, "nope")
+        assert result.returncode == 2
+        assert "no campaign with id 'nope'" in one_sentence_error(result)
+
+
+def test_pause_resume_and_cancel_report_what_they_did(env: dict[str, str], tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 300)
+    cid = json_of(run(env, "submit", str(path), "--text", "Hola", "--from", "ACME", "--country", "ES",
+                      "--no-hlr", "--json"))["id"]
+    assert run(env, "pause", cid).returncode == 0
+    assert json_of(run(env, "status", cid, "--json"))["state"] == "paused"
+    assert "resumed" in run(env, "resume", cid).stdout
+    cancelled = run(env, "cancel", cid)
+    assert cancelled.returncode == 0 and "300 messages will not be sent" in cancelled.stdout
+    again = run(env, "cancel", cid)  # idempotent: nothing left to cancel
+    assert again.returncode == 0 and "0 messages will not be sent" in again.stdout
+    refused = run(env, "resume", cid)
+    assert refused.returncode == 2 and "cancelled and cannot become running" in one_sentence_error(refused)
+
+
+def test_an_unreachable_redis_is_one_sentence(env: dict[str, str]) -> None:
+    result = run({**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, "list")
+    assert result.returncode == 1
+    assert "cannot reach Redis" in one_sentence_error(result)
+
+
+def test_a_missing_token_names_the_variable(env: dict[str, str], tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 5)
+    result = run({k: v for k, v in env.items() if k != "INSTASENT_TOKEN"}, "submit", str(path), "--text", "x",
+                 "--from", "ACME", "--country", "ES", "--no-hlr", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "INSTASENT_TOKEN" in one_sentence_error(result)
+
+
+def test_a_wrong_token_is_a_configuration_error_without_the_token(env: dict[str, str], tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 5)
+    result = run({**env, "INSTASENT_TOKEN": "wrong-secret-token"}, "submit", str(path), "--text", "x",
+                 "--from", "ACME", "--country", "ES", "--no-hlr")
+    message = one_sentence_error(result)
+    assert result.returncode == 2 and "INSTASENT_TOKEN" in message
+    assert "wrong-secret-token" not in result.stderr + result.stdout
