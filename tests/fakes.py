@@ -59,8 +59,9 @@ class FakeInstasent:
 
     ``GET /sms`` pages (newest first, ``per_page`` capped at ``page_cap``), honours the ``clientId``
     filter unless ``ignore_filter`` (then it lists everything, plus a stranger's message), and
-    follows ``list_script``: ``ok``, ``connect``, ``500``, ``timeout`` or ``429``. A message accepted by a bulk is missing from the listing for the next
-    ``list_lag`` listing requests (Instasent's list is not instantly consistent).
+    follows ``list_script``: ``ok``, ``connect``, ``500``, ``timeout`` or ``429``. A message accepted
+    by a bulk is missing from the listing for the next ``list_lag`` listing requests (Instasent's
+    list is not instantly consistent).
 
     Every answer carries ``X-RateLimit-*`` headers from ``bulk_window`` / ``list_window``; a request
     over its window's limit gets a 429 with the window's real reset time and is not processed.

@@ -210,7 +210,7 @@ def winner(first: tuple[str, str], second: tuple[str, str]) -> str:
 
 
 def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order_they_arrive_in(
-        sender: Sender, book: DeliveryBook) -> None:
+        sender: SendContext, book: DeliveryBook) -> None:
     cases = [((a, ta), (b, tb)) for a in ORDER for b in ORDER
              for ta, tb in ((EARLY, LATE), (LATE, EARLY), (EARLY, EARLY_AGAIN))]
     cid = sender.store.create("x", frame(2 * len(cases)), window=4)
@@ -230,7 +230,7 @@ def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order
                              "undelivered": sum(1 for w in winners if w in FINAL - {"delivered"})}
 
 
-def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sender: Sender,
+def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sender: SendContext,
                                                                                book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
     book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05Z"))
@@ -239,7 +239,7 @@ def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sen
     assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Z", "0")
 
 
-def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sender: Sender,
+def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sender: SendContext,
                                                                              book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
     book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
@@ -248,7 +248,7 @@ def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sen
     assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
 
 
-def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: Sender, book: DeliveryBook) -> None:
+def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(2), window=4)
     book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:05Z"))
     book.apply(report(cid, 0, "sent", "2026-11-23T10:00:05Z"))
@@ -257,7 +257,7 @@ def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: Sender
     assert [sender.store.deliveries(cid, 0)[i][0] for i in (0, 1)] == ["accepted", "accepted"]
 
 
-def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sender: Sender, book: DeliveryBook,
+def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sender: SendContext, book: DeliveryBook,
                                                                          redis_client: redis.Redis) -> None:
     cid = sender.store.create("x", frame(1), window=4)
     redis_client.hset(Keys("dsptest").delivery(cid, 0), "0", "buffered|2026-11-23T10:00:09Z|0")
@@ -321,20 +321,20 @@ def test_an_inbound_message_needs_neither_status_nor_client_id() -> None:
     assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].status == "stop"
 
 
-def test_a_report_for_a_client_id_that_is_not_ours_changes_nothing(sender: Sender, book: DeliveryBook) -> None:
+def test_a_report_for_a_client_id_that_is_not_ours_changes_nothing(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
     assert book.apply(Report("i", "someone-else", "delivered", 0, "2026-11-23T10:00:05Z")) == "foreign"
     assert sender.store.get(cid).delivery == {"delivered": 0, "undelivered": 0}
 
 
-def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: Sender, book: DeliveryBook) -> None:
+def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
     book.apply(report(cid, 0, "deli|vered", "2026-11-23T10:00:05Z|x"))
     assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Zx", "0")
     assert sender.store.get(cid).delivery["delivered"] == 1
 
 
-def test_every_held_report_is_applied_once_its_campaign_exists(sender: Sender, book: DeliveryBook) -> None:
+def test_every_held_report_is_applied_once_its_campaign_exists(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     book.redis.delete(book.keys.campaign(cid))  # the reports arrive before this Redis knows the campaign
     assert [book.apply(report(cid, i)) for i in range(3)] == ["held"] * 3

@@ -11,7 +11,6 @@ import redis
 from dispatcher.instasent.models import RateLimitInfo
 from dispatcher.keys import Keys
 from dispatcher.sending.ratelimit import HEADROOM, Lane, RateLimiter
-
 from tests.limits import Grant, over_the_limit
 
 
