@@ -120,5 +120,5 @@ class BatchedScript:
         for call_keys, call_args in calls:
             keys.extend(call_keys)
             args.extend((len(call_keys), len(call_args), *call_args))
-        replies = await self.client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        replies = await self.client.evalsha(self.sha, len(keys), *keys, *args)
         return list(replies)  # a failed call's reply is a ResponseError instance in the list
