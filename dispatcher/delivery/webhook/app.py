@@ -123,11 +123,10 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
     expected = secret.encode()
-    retry_lock = f"{keys.dlr_held()}:retrying"
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        retrying = (asyncio.create_task(retry_held_forever(book.book, held_retry_s, retry_lock))
+        retrying = (asyncio.create_task(retry_held_forever(book.book, held_retry_s, keys.dlr_held_retrying()))
                     if held_retry_s > 0 else None)
         try:
             yield
