@@ -70,6 +70,10 @@ class Keys:
         """Sorted set: the fields of :meth:`dlr_held`, scored by when each was first held (Unix s)."""
         return f"{self.prefix}:dlr:held:at"
 
+    def dlr_held_retrying(self) -> str:
+        """Lock of the receiver process running this round of held-report retries (value: its pid)."""
+        return f"{self.prefix}:dlr:held:retrying"
+
     def rejects(self, campaign_id: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""
         return f"{self.prefix}:c:{campaign_id}:rejects"

@@ -275,11 +275,13 @@ def start_beat(env: dict[str, str], log_dir: Path | None = None) -> Service:
     return service
 
 
-def start_webhook(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:
-    """Start the delivery-report receiver on loopback and wait until it answers."""
+def start_webhook(env: dict[str, str], port: int | None = None, log_dir: Path | None = None,
+                  workers: int = 1) -> Service:
+    """Start the delivery-report receiver (``workers`` processes) on loopback and wait until it answers."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "dispatcher", "webhook", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "dispatcher", "webhook", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers)]
     service = spawn("webhook", argv, url=url, env=env, log_dir=log_dir)
     wait_until(http_ready(f"{url}/healthz"), service, timeout_s=30)
     return service
