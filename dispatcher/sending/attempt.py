@@ -285,7 +285,7 @@ class _Attempt:
             return self._finish(Action.DONE, otherwise=BatchState.PENDING, posted=True, streak=Streak.OK)
         if isinstance(posted.error, RateLimited):
             raise posted.error
-        return self._on_error(posted.error, posted=True)
+        return self._on_error(posted.error, posted=self.posted)
 
     def _record_result(self, result: BulkIds, sent_indexes: Sequence[int]) -> int:
         """Turn a bulk answer into records; returns how many items the answer did not mention."""

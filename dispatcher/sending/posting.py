@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.errors import DispatcherError, PayloadTooLarge
+from dispatcher.errors import ConnectionFailed, DispatcherError, PayloadTooLarge
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import BulkIds, RejectedItem
 
@@ -57,7 +57,7 @@ class Posted:
     error: DispatcherError | None = None
     #: Why the loop stopped before a request (``None`` when it did not).
     stop: StopPosting | None = None
-    #: Requests that reached Instasent (any answer, including errors).
+    #: Requests that reached Instasent (any answer, including errors; not one that could not connect).
     requests: int = 0
 
 
@@ -87,6 +87,8 @@ def post_splitting(client: InstasentClient, items: list[WireItem], before_post: 
             stack += [chunk[half:], chunk[:half]]
             continue
         except DispatcherError as exc:
+            if isinstance(exc, ConnectionFailed):
+                posted.requests -= 1  # it never reached Instasent: not a POST made
             posted.left, posted.error = [i for part in [chunk, *stack] for i in part], exc
             return posted
         posted.result.accepted.update(result.accepted)

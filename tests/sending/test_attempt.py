@@ -452,7 +452,6 @@ def test_an_already_used_answer_records_the_resend_that_proved_it(
     assert ledger_of(sender, cid) == {i: ("sent", 2, "") for i in range(3)}
 
 
-@pytest.mark.xfail(reason="issue 9 test not yet ported to issue 11's fencing claims and engine", strict=False)
 def test_failed_messages_carry_the_error_and_the_attempt(
         sender: SendContext, fake: FakeInstasent) -> None:
     fake.script = ["connect"] * 3
