@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import redis
 
-from dispatcher.errors import InputError, InvalidTransition
+from dispatcher.errors import InputError, InvalidTransition, UnknownItem
 from dispatcher.keys import Keys
 from dispatcher.sending import ledger
 from dispatcher.sending.batches import BatchOps
@@ -147,7 +147,6 @@ def test_batch_states_follow_each_batch(store: CampaignStore) -> None:
     assert store.batch_states(cid, [7]) == [""]
 
 
-@pytest.mark.xfail(reason="issue 9 test not yet ported to issue 11's fencing claims and engine", strict=False)
 def test_status_json_has_every_field_a_dashboard_reads(store: CampaignStore) -> None:
     cid = store.create("spring", frame(3), window=4, cost=0.135, currency="EUR", options={"text": "Hola"},
                        preflight={"valid": 3, "suppressed": 2}, expires_at=1_800_000_000.0)
@@ -164,7 +163,8 @@ def test_status_json_has_every_field_a_dashboard_reads(store: CampaignStore) -> 
         "preflight": {"valid": 3, "suppressed": 2}}
     assert shown["counts"] == {"pending": 1, "sent": 1, "rejected": 1, "failed": 0, "unknown": 0, "cancelled": 0,
                                "expired": 0, "suppressed": 2}
-    assert shown["created_at"] > 0 and shown["started_at"] is None and shown["finished_at"] is None
+    # The claim that moved it to running set its start time (issue 11); it is not finished.
+    assert shown["created_at"] > 0 and shown["started_at"] >= shown["created_at"] and shown["finished_at"] is None
     assert shown["updated_at"] is not None
 
 
@@ -181,13 +181,11 @@ def test_claiming_says_why_a_batch_cannot_be_taken(store: CampaignStore) -> None
     assert (skipped.kind, skipped.state, skipped.claimed) == ("skip", "paused", False)
 
 
-@pytest.mark.xfail(reason="issue 9 test not yet ported to issue 11's fencing claims and engine", strict=False)
 def test_reserving_fills_the_queue_window_from_where_it_stopped(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
     cid = store.create("x", frame(1000), window=3)
     assert ops.reserve(cid) == range(0, 3)
     assert ops.reserve(cid) == range(0, 0)
-    ops.claim(cid, 0, lease_s=60)
     recorded = ops.record(cid, 0, [(i, ledger.encode("sent", 1, "id")) for i in range(100)],
                           token=ops.claim(cid, 0, lease_s=60).token)
     assert recorded.reserved == range(3, 4) and recorded.batch_state == "d"
@@ -213,14 +211,12 @@ def test_only_reserved_batches_never_attempted_are_re_enqueued(store: CampaignSt
     assert ops.reserved_but_unclaimed(cid, range(0, 0)) == []
 
 
-@pytest.mark.xfail(reason="issue 9 test not yet ported to issue 11's fencing claims and engine", strict=False)
 def test_a_parked_batch_with_an_unknown_outcome_stays_unknown(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
     cid = store.create("x", frame(200), window=1)
     assert ops.reserve(cid) == range(0, 1)
-    ops.claim(cid, 0, lease_s=60)
-    assert ops.park(cid, 0, until=1.0, unknown=True) == range(1, 2)  # its queue slot goes to batch 1
-    ops.claim(cid, 1, lease_s=60)
+    parked = ops.park(cid, 0, until=1.0, unknown=True, token=ops.claim(cid, 0, lease_s=60).token)
+    assert parked == (range(1, 2), "parked")  # its queue slot goes to batch 1
     ops.park(cid, 1, until=1.0, unknown=False, token=ops.claim(cid, 1, lease_s=60).token)
     assert store.batch_states(cid, [0, 1]) == ["u", "p"]
     assert ops.claim(cid, 0, lease_s=60).must_reconcile
@@ -255,13 +251,16 @@ def test_moving_an_unknown_campaign_is_a_plain_error(store: CampaignStore) -> No
         store.transition("nope", State.PAUSED)
 
 
-@pytest.mark.xfail(reason="issue 9 test not yet ported to issue 11's fencing claims and engine", strict=False)
-def test_a_campaign_hash_with_only_its_id_still_reads_with_plain_defaults(store: CampaignStore,
-                                                                          redis_client: redis.Redis) -> None:
-    redis_client.hset(Keys("dsptest").campaign("old"), "id", "old")  # written by an older version, say
+def test_a_campaign_hash_without_its_state_reads_as_incomplete_and_one_with_it_reads_with_plain_defaults(
+        store: CampaignStore, redis_client: redis.Redis) -> None:
+    # Only an id left (Redis lost the rest, say): one plain sentence, never a KeyError (issue 11).
+    redis_client.hset(Keys("dsptest").campaign("old"), "id", "old")
+    with pytest.raises(UnknownItem, match="campaign old's data in Redis is incomplete; it cannot be shown"):
+        store.get("old")
+    redis_client.hset(Keys("dsptest").campaign("old"), "state", "running")  # written by an older version, say
     info = store.get("old")
     assert (info.name, info.state, info.reason, info.total, info.batches, info.enqueued, info.settled) == (
-        "", "", "", 0, 0, 0, 0)
+        "", "running", "", 0, 0, 0, 0)
     assert info.counts == {"pending": 0, "sent": 0, "rejected": 0, "failed": 0, "unknown": 0, "cancelled": 0,
                            "expired": 0, "suppressed": 0}
     assert (info.created_at, info.started_at, info.finished_at, info.updated_at, info.cost, info.currency) == (
