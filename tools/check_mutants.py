@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Mutant:
     name: str
     path: str
-    #: 1-based line as of 0199c25 (the pre-package layout; the line numbers were not re-anchored after
-    #: the engine changes of issues 11 and 13, so a mutant whose line moved is reported, not applied),
-    #: the text it must contain, and its replacement.
+    #: 1-based line in the current tree (re-anchored after the engine changes of issues 11 and 13;
+    #: the audit's 0199c25 lines are in issue 9's table), the text it must contain, and its
+    #: replacement. A mutant whose line moved again is reported, not applied.
     line: int
     old: str
     new: str
@@ -35,36 +35,36 @@ class Mutant:
 S = "tests/sending/test_attempt.py::"
 CANCEL = S + "test_a_cancelled_campaigns_uncertain_batch_is_reconciled_never_resent_and_every_message_ends_final"
 MUTANTS = [
-    Mutant("cancel-resends", "dispatcher/sending/attempt.py", 142, 'if self.claim.kind == "reconcile":', "if False:",
-           (CANCEL,)),
-    Mutant("cancel-leaves-unknown", "dispatcher/sending/attempt.py", 143, 'ledger.encode("cancelled"',
+    Mutant("cancel-resends", "dispatcher/sending/attempt.py", 134, "if self.claim.kind == ClaimKind.RECONCILE:",
+           "if False:", (CANCEL,)),
+    Mutant("cancel-leaves-unknown", "dispatcher/sending/attempt.py", 135, 'ledger.encode("cancelled"',
            'ledger.encode("unknown"', (CANCEL,)),
-    Mutant("already-used-rejected", "dispatcher/sending/attempt.py", 246, "if rejected.already_used:", "if False:",
+    Mutant("already-used-rejected", "dispatcher/sending/attempt.py", 300, "if rejected.already_used:", "if False:",
            (S + "test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected",
             "tests/sending/test_dispatch_integration.py::"
             "test_with_client_id_uniqueness_on_a_resend_answered_already_used_counts_as_sent")),
-    Mutant("give-up-fails-uncertain", "dispatcher/sending/attempt.py", 279,
-           "uncertain = set(self.todo) if self.needs_reconcile else self.unknown_before",
-           "uncertain = self.unknown_before",
+    Mutant("give-up-fails-uncertain", "dispatcher/sending/attempt.py", 334,
+           "uncertain = set(self.todo) if self.needs_reconcile else self.unknown",
+           "uncertain = self.unknown",
            (S + "test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconcile_not_failed",)),
-    Mutant("give-up-fails-all", "dispatcher/sending/attempt.py", 279,
-           "uncertain = set(self.todo) if self.needs_reconcile else self.unknown_before", "uncertain = set()",
+    Mutant("give-up-fails-all", "dispatcher/sending/attempt.py", 334,
+           "uncertain = set(self.todo) if self.needs_reconcile else self.unknown", "uncertain = set()",
            (S + "test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconcile_not_failed",)),
-    Mutant("retry-reposts-final", "dispatcher/sending/attempt.py", 122,
+    Mutant("retry-reposts-final", "dispatcher/sending/attempt.py", 111,
            'if i not in existing or existing[i].status == "unknown"]', "]",
            (S + "test_a_retry_posts_only_the_messages_without_a_final_record",)),
-    Mutant("expiry-skips-reconcile", "dispatcher/sending/attempt.py", 188, "if self.needs_reconcile and self.todo:",
+    Mutant("expiry-skips-reconcile", "dispatcher/sending/attempt.py", 196, "if self.needs_reconcile and self.todo:",
            "if False:", (S + "test_a_batch_whose_window_never_opens_is_reconciled_before_its_messages_expire",)),
-    Mutant("no-pause-after-429", "dispatcher/sending/attempt.py", 155, "self.s.limiter.pause_until(", "(",
+    Mutant("no-pause-after-429", "dispatcher/sending/attempt.py", 152, "self.s.limiter.pause_until(", "(",
            (S + "test_a_429_pauses_the_lane_for_every_worker_until_its_reset",
             S + "test_a_429_on_the_list_endpoint_pauses_reconciling_for_every_worker")),
-    Mutant("no-pause-at-remaining-0", "dispatcher/sending/attempt.py", 223,
+    Mutant("no-pause-at-remaining-0", "dispatcher/sending/attempt.py", 272,
            "self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get(\"POST /sms/bulk\"))", "pass",
            (S + "test_a_response_with_no_requests_remaining_pauses_the_lane_before_any_429",)),
-    Mutant("reconcile-skips-limiter", "dispatcher/sending/attempt.py", 202,
+    Mutant("reconcile-skips-limiter", "dispatcher/sending/attempt.py", 224,
            "wait = self.s.limiter.acquire(self.lane, 1, self.s.settings.max_slot_wait_s)", "wait = 0.0",
            (S + "test_reconciling_waits_for_the_list_endpoints_rate_limit",)),
-    Mutant("headroom-over-limit", "dispatcher/sending/ratelimit.py", 25, "HEADROOM = 0.98", "HEADROOM = 1.05",
+    Mutant("headroom-over-limit", "dispatcher/sending/ratelimit.py", 26, "HEADROOM = 0.98", "HEADROOM = 1.05",
            ("tests/sending/test_ratelimit.py::test_four_processes_together_never_exceed_the_lane_rate",)),
 ]
 
