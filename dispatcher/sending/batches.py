@@ -178,10 +178,10 @@ class BatchOps:
         again later) or unknown (reconcile first). ``streak`` says how the failure streak moves.
         ``token`` is the claim's: a stale one adds terminal records and changes nothing else.
         """
-        # One "index record" line per message (ledger records hold no newline): one argument to pack.
-        packed = "\n".join([f"{index} {record}" for index, record in records])
         args: list[str | int] = [token, BatchState(otherwise).value, error[:300], int(posted), int(failed_attempt),
-                                 int(give_up), max_consecutive_failures, Streak(streak).value, packed]
+                                 int(give_up), max_consecutive_failures, Streak(streak).value]
+        for index, record in records:
+            args += [index, record]
         st, a, b, state = self._record(keys=self._batch_keys(campaign_id, n), args=args)
         batch_state = None if st == b"stale" else BatchState(st.decode())
         return Recorded(batch_state, range(int(a), int(b)), state.decode())

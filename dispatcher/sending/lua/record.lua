@@ -2,21 +2,19 @@
 -- KEYS: campaign, batch, ledger.
 -- ARGV: token, otherwise (batch state when not all terminal: p or u), error, posted (0/1),
 --       failed attempt (0/1), give up (0/1), max consecutive failures, streak (ok, failed or ''),
---       records: one line per message, "index record" ('\n' between lines; a record never holds
---       one), record '-' taking an unknown message back to pending (reconciliation proved it was
---       not sent). One argument, not two per message: packing 200 arguments cost the worker more.
+--       then index, record pairs (record '-' takes an unknown message back to pending:
+--       reconciliation proved it was not sent).
 -- -> {batch state, reserve_from, reserve_to, campaign state}, batch state 'stale' when the
 --    token is no longer the batch's: then only terminal records were added, nothing else changed.
 local campaign, batch, ledger = KEYS[1], KEYS[2], KEYS[3]
 local token, otherwise, err, posted = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local failed_attempt, give_up, max_failures, streak = ARGV[5] == '1', ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8]
-local packed = ARGV[9]
+local FIRST_PAIR = 9
 
 local _, now_s = now_parts()
 local holder = redis.call('HGET', batch, 'tok') == token
-for line in string.gmatch(packed, '[^\n]+') do
-  local space = string.find(line, ' ', 1, true)
-  local index, record = string.sub(line, 1, space - 1), string.sub(line, space + 1)
+for i = FIRST_PAIR, #ARGV, 2 do
+  local index, record = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', ledger, index)
   local oc = old and string.sub(old, 1, 1)
   local nc = string.sub(record, 1, 1)
