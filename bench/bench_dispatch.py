@@ -7,7 +7,8 @@ for ``--seconds``. Printed per run:
 * the pace, as a share of the configured limit, from the sandbox's own request log (the busiest
   10 s window too, which must stay within the limit), and the number of 429s;
 * CPU-seconds per 1,000 messages of the worker host (every process of it), Redis and the sandbox;
-* the peak RSS of the worker host (all its processes together).
+* the peak RSS and PSS of the worker host (all its processes together; PSS counts a page
+  shared by several processes once, so it is the figure to read for forked processes).
 
 ``--profile-dir DIR`` also writes a py-spy profile (collapsed stacks, GIL-holding samples) of
 each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit.
@@ -70,7 +71,7 @@ CONFIGS: dict[str, list[str]] = {
     "baseline-gevent-64": [*_BASELINE, "--pool", "gevent", "--concurrency", "64"],
     # The baseline checkout's own ``dispatcher worker`` defaults, fed grouped tasks (its code must
     # have them: an A/B of the sending code under one execution model).
-    "baseline-defaults": worker_argv(processes=1),
+    "baseline-defaults": worker_argv(),
     # Two worker hosts (two ``dispatcher worker`` processes with their defaults) sharing one limit.
     "two-hosts": worker_argv(),
     "threads-32": worker_argv(concurrency=32, pool="threads"),
