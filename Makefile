@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench sandbox worker flower clean
+.PHONY: install run demo test lint bench mutate sandbox worker flower clean
 
 install: $(STAMP)
 
@@ -26,11 +26,19 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check dispatcher tasks tests bench
+	$(BIN)/ruff check dispatcher tasks tests bench tools
 	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Mutation testing (mutmut, configured in pyproject's [tool.mutmut]) of sending, batches, ratelimit,
+# delivery and store, with the fast tests only; not part of `make test`. Prints the kill rate.
+mutate: install
+	$(BIN)/python -m pip install -q -e '.[dev,mutate]'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 > /dev/null || true
+	$(BIN)/python tools/mutation_score.py
 
 sandbox: install
 	$(BIN)/dispatcher sandbox
@@ -42,4 +50,4 @@ flower: install
 	$(BIN)/dispatcher flower
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info mutants

@@ -50,7 +50,8 @@ class Keys:
         return f"{self.prefix}:c:{campaign_id}:m:{n}"
 
     def delivery(self, campaign_id: str, n: int) -> str:
-        """Hash: delivery reports of batch ``n`` (field = index, value ``status|eventAt|code``)."""
+        """Hash: delivery reports of batch ``n`` (field = index, value
+        ``status|eventAt|code|micros|rank``; see :mod:`dispatcher.delivery.reports`)."""
         return f"{self.prefix}:c:{campaign_id}:d:{n}"
 
     def inbound(self, campaign_id: str) -> str:

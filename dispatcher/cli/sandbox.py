@@ -25,6 +25,7 @@ def sandbox(
     timeout_rate: float = typer.Option(0.0, help="Share of sends accepted, then held past the timeout."),
     timeout_hold_s: float = typer.Option(35.0, help="Seconds a 'timed out' response is held."),
     throttle_rate: float = typer.Option(0.0, help="Share of sends answered 429 at random."),
+    list_lag_s: float = typer.Option(0.0, help="Seconds before an accepted message shows in GET /sms by clientId."),
     seed: int | None = typer.Option(None, help="Seed for the fault and delivery-report dice."),
     enforce_unique_client_id: bool = typer.Option(
         True, "--enforce-unique-client-id/--no-enforce-unique-client-id",
@@ -62,6 +63,7 @@ def sandbox(
             throttle_rate=throttle_rate,
             timeout_hold_s=timeout_hold_s,
             latency_ms=latency_ms,
+            list_lag_s=list_lag_s,
         ),
     )
     print_exports(host, port, token)

@@ -7,11 +7,21 @@ changes nothing, an older report never replaces a newer one, the ``delivered``/`
 counters move only on a change of class, and because a report proves Instasent accepted the
 message, a missing or ``unknown`` send record becomes ``sent`` (a terminal record is never
 touched). Reports for a campaign this Redis does not know are held and retried later.
+
+Order is by meaning, not by text. A report wins over the one already kept when, in this order:
+it is final and the kept one is not (a final status, ``delivered``, ``failed``, ``expired``...,
+is never replaced by a non-final one, whatever the time stamps say); it happened later
+(``eventAt`` parsed to microseconds, with fractions and offsets); it ranks higher (:data:`RANKS`,
+for two reports of the same instant). An ``eventAt`` that cannot be read counts as older than any
+real time. The delivery hash keeps ``status|eventAt|code|micros|rank`` per message (readers use
+the first three fields; a record of the older three-field form counts as older than any report).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -28,25 +38,46 @@ from dispatcher.sending.payload import parse_client_id
 #: Final statuses, by counter class; the others (sent, accepted, buffered, unknown) are not final.
 DELIVERED = frozenset({"delivered"})
 UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
+#: Tie-break between two reports of the same instant: the higher rank wins. Non-final statuses go
+#: by how far along a message is; among final ones, ``delivered`` (the handset has it) ranks top.
+#: A status not listed ranks 0, and two such statuses of the same instant go by their names.
+RANKS = {"unknown": 1, "sent": 2, "accepted": 3, "buffered": 4, "stop": 5,
+         "canceled": 10, "expired": 11, "rejected": 12, "error": 13, "failed": 14, "delivered": 15}
+#: ``event_micros`` of a report whose ``eventAt`` is missing or unreadable.
+NO_TIME = -1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 
 # KEYS[1] campaign, KEYS[2] delivery hash, KEYS[3] ledger
-# ARGV[1] index, ARGV[2] status, ARGV[3] eventAt (ISO 8601 UTC, comparable as text), ARGV[4] code,
-# ARGV[5] class ('d', 'u' or ''), ARGV[6] Instasent id.
+# ARGV[1] index, ARGV[2] status, ARGV[3] eventAt (as sent), ARGV[4] code, ARGV[5] class ('d', 'u' or
+# '' when not final), ARGV[6] Instasent id, ARGV[7] eventAt in Unix µs (-1: unknown), ARGV[8] rank.
 # -> 'missing' | 'duplicate' | 'stale' | 'applied' | 'applied+sent'
 _APPLY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-local value = ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4]
+local value = ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[7] .. '|' .. ARGV[8]
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 local old_class = ''
 if old then
   if old == value then return 'duplicate' end
-  local sep = string.find(old, '|', 1, true)
-  local rest = string.sub(old, sep + 1)
-  local old_at = string.sub(rest, 1, (string.find(rest, '|', 1, true) or 0) - 1)
-  if old_at > ARGV[3] then return 'stale' end
-  local old_status = string.sub(old, 1, sep - 1)
+  local f = {}
+  for part in string.gmatch(old .. '|', '([^|]*)|') do f[#f + 1] = part end
+  local old_status, old_t, old_rank = f[1], tonumber(f[4] or '') or -2, tonumber(f[5] or '') or -1
   if old_status == 'delivered' then old_class = 'd'
   elseif ({failed=1, expired=1, rejected=1, error=1, canceled=1})[old_status] then old_class = 'u' end
+  local new_t, new_rank = tonumber(ARGV[7]), tonumber(ARGV[8])
+  -- Compare (final, time, rank, status): the report that is greater wins.
+  local old_final, new_final = old_class ~= '', ARGV[5] ~= ''
+  if old_final ~= new_final then
+    if old_final then return 'stale' end
+  elseif old_t ~= new_t then
+    if old_t > new_t then return 'stale' end
+  elseif old_rank ~= new_rank then
+    if old_rank > new_rank then return 'stale' end
+  elseif old_status == ARGV[2] then
+    return 'duplicate'
+  elseif old_status > ARGV[2] then
+    return 'stale'
+  end
 end
 redis.call('HSET', KEYS[2], ARGV[1], value)
 if old_class ~= ARGV[5] then
@@ -125,14 +156,40 @@ def status_class(status: str) -> str:
     return "u" if status in UNDELIVERED else ""
 
 
+def event_micros(event_at: str) -> int:
+    """``eventAt`` as Unix microseconds: ISO 8601 with any fraction (cut to µs) and offset (none
+    means UTC), or a plain number of Unix seconds; :data:`NO_TIME` when it cannot be read."""
+    text = event_at.strip()
+    if not text:
+        return NO_TIME
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return round(seconds * 1_000_000) if math.isfinite(seconds) else NO_TIME
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        return NO_TIME
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICRO
+
+
 def apply_call(keys: Keys, report: Report) -> tuple[list[str], list[str | int]] | None:
-    """The keys and arguments of ``_APPLY`` for one report; None when its clientId is not one of ours."""
+    """The keys and arguments of ``_APPLY`` for one report; None when its clientId is not one of ours.
+
+    A ``|`` in the status or ``eventAt`` is dropped: it separates the fields of the kept record.
+    """
     where = parse_client_id(report.client_id)
     if where is None:
         return None
     cid, n, index = where
+    status, event_at = report.status.replace("|", ""), report.event_at.replace("|", "")
     return ([keys.campaign(cid), keys.delivery(cid, n), keys.ledger(cid, n)],
-            [index, report.status, report.event_at, report.code, status_class(report.status), report.instasent_id])
+            [index, status, event_at, report.code, status_class(status), report.instasent_id,
+             event_micros(event_at), RANKS.get(status, 0)])
 
 
 class DeliveryBook:

@@ -333,6 +333,6 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
 
 
 def _triple(value: str) -> tuple[str, str, str]:
-    status, _, rest = value.partition("|")
-    event_at, _, code = rest.partition("|")
+    """``status|eventAt|code`` (and, since issue 9, ``|micros|rank``, for ordering only)."""
+    status, event_at, code = [*value.split("|"), "", ""][:3]
     return status, event_at, code

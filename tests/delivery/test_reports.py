@@ -8,7 +8,7 @@ import redis
 
 from dispatcher.delivery.optout import handle_optout, inbound_messages, is_stop, keep_inbound
 from dispatcher.delivery.reconcile import reconcile
-from dispatcher.delivery.reports import DeliveryBook, Report, parse_reports
+from dispatcher.delivery.reports import NO_TIME, DeliveryBook, Report, event_micros, parse_reports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
@@ -46,10 +46,14 @@ def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: S
                                                                         fake: FakeInstasent) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     sender.ops.reserve(cid)
-    book.apply(report(cid, 1, "failed"))  # before the batch was even sent
+    fake.accept_directly([f"{cid}-0-1"])  # Instasent has message 1 (its report proves it)...
+    book.apply(report(cid, 1, "failed"))  # ...and its report arrives before the batch's outcome is recorded
     send_batch(sender, cid, 0)
     info = sender.store.get(cid)
     assert (info.counts["sent"], info.delivery["undelivered"], info.state) == (3, 1, "completed")
+    # Message 1 was not POSTed again: only the two messages without a record were.
+    assert fake.posted == {f"{cid}-0-0": 1, f"{cid}-0-1": 1, f"{cid}-0-2": 1}
+    assert fake.accepted == {f"{cid}-0-1": 1, f"{cid}-0-0": 1, f"{cid}-0-2": 1}
 
 
 def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: SendContext, book: DeliveryBook) -> None:
@@ -177,3 +181,165 @@ def test_malformed_reports_are_input_errors() -> None:
         with pytest.raises(InputError):
             parse_reports(body)
     assert len(parse_reports(b'[{"status":"delivered","clientId":"a-0-0"},{"message":"hi","from":"+1"}]')) == 2
+
+
+# -- ordering by meaning ----------------------------------------------------------------------------
+
+#: Every status Instasent documents, plus two it does not (they rank lowest, by name), from the
+#: lowest rank to the highest: at the same instant the later one in this list wins.
+ORDER = ["enqueued", "zeta", "unknown", "sent", "accepted", "buffered", "stop",
+         "canceled", "expired", "rejected", "error", "failed", "delivered"]
+FINAL = {"canceled", "expired", "rejected", "error", "failed", "delivered"}
+#: Two instants half a second apart; the later one sorts *before* the earlier one as text.
+EARLY, LATE = "2026-11-23T10:00:05Z", "2026-11-23T10:00:05.500Z"
+#: EARLY again, written with an offset and a fraction.
+EARLY_AGAIN = "2026-11-23T11:00:05.000+01:00"
+INSTANT = {EARLY: 0, LATE: 1, EARLY_AGAIN: 0}
+
+
+def at(cid: str, k: int, status: str, when: str) -> Report:
+    return Report(instasent_id=f"i{k}", client_id=f"{cid}-{k // 100}-{k % 100}", status=status, code=0,
+                  event_at=when)
+
+
+def winner(first: tuple[str, str], second: tuple[str, str]) -> str:
+    """What the two reports mean, by the rules: final beats non-final, then later, then rank."""
+    def key(r: tuple[str, str]) -> tuple[bool, int, int]:
+        return r[0] in FINAL, INSTANT[r[1]], ORDER.index(r[0])
+    return max(first, second, key=key)[0]
+
+
+def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order_they_arrive_in(
+        sender: SendContext, book: DeliveryBook) -> None:
+    cases = [((a, ta), (b, tb)) for a in ORDER for b in ORDER
+             for ta, tb in ((EARLY, LATE), (LATE, EARLY), (EARLY, EARLY_AGAIN))]
+    cid = sender.store.create("x", frame(2 * len(cases)), window=4)
+    expected: dict[int, str] = {}
+    for i, (one, two) in enumerate(cases):
+        for k, (first, second) in ((2 * i, (one, two)), (2 * i + 1, (two, one))):
+            book.apply(at(cid, k, *first))
+            book.apply(at(cid, k, *second))
+            expected[k] = winner(one, two)
+    kept = {100 * n + i: d[0] for n in range(sender.store.get(cid).batches)
+            for i, d in sender.store.deliveries(cid, n).items()}
+    wrong = {k: (cases[k // 2], kept[k], expected[k]) for k in expected if kept[k] != expected[k]}
+    assert not wrong, f"{len(wrong)} wrong, e.g. {list(wrong.values())[:3]}"
+    info = sender.store.get(cid)
+    winners = list(expected.values())
+    assert info.delivery == {"delivered": winners.count("delivered"),
+                             "undelivered": sum(1 for w in winners if w in FINAL - {"delivered"})}
+
+
+def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sender: SendContext,
+                                                                               book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05Z"))
+    assert book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:06Z")) == "stale"
+    assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Z", "0")
+
+
+def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sender: SendContext,
+                                                                             book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
+    assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05.500Z")) == "applied"
+    assert book.apply(report(cid, 0, "expired", "2026-11-23T10:00:05.250Z")) == "stale"
+    assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
+
+
+def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: SendContext, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(2), window=4)
+    book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:05Z"))
+    book.apply(report(cid, 0, "sent", "2026-11-23T10:00:05Z"))
+    book.apply(report(cid, 1, "sent", "2026-11-23T10:00:05Z"))
+    book.apply(report(cid, 1, "accepted", "2026-11-23T11:00:05+01:00"))  # the same instant, elsewhere
+    assert [sender.store.deliveries(cid, 0)[i][0] for i in (0, 1)] == ["accepted", "accepted"]
+
+
+def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sender: SendContext, book: DeliveryBook,
+                                                                         redis_client: redis.Redis) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    redis_client.hset(Keys("dsptest").delivery(cid, 0), "0", "buffered|2026-11-23T10:00:09Z|0")
+    assert sender.store.deliveries(cid, 0)[0] == ("buffered", "2026-11-23T10:00:09Z", "0")
+    redis_client.hset(Keys("dsptest").delivery(cid, 0), "1", "delivered")
+    assert sender.store.deliveries(cid, 0)[1] == ("delivered", "", "")
+    assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:01Z")) in ("applied", "applied+sent")
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:01Z", "0")
+
+
+@pytest.mark.parametrize(("text", "micros"), [
+    ("2026-11-23T10:00:05Z", 1795428005_000000),
+    ("2026-11-23T10:00:05.5Z", 1795428005_500000),
+    ("2026-11-23T10:00:05.123456789Z", 1795428005_123456),
+    ("2026-11-23T11:00:05+01:00", 1795428005_000000),
+    ("2026-11-23T05:00:05.250-05:00", 1795428005_250000),
+    ("2026-11-23 10:00:05", 1795428005_000000),
+    ("2026-11-23t10:00:05z", 1795428005_000000),
+    ("1795428005.25", 1795428005_250000),
+    ("", NO_TIME), ("yesterday", NO_TIME), ("nan", NO_TIME), ("2026-13-40T10:00:00Z", NO_TIME),
+])
+def test_event_times_are_read_with_fractions_and_offsets(text: str, micros: int) -> None:
+    assert event_micros(text) == micros
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"not json", "the body is not JSON"),
+    (b"[1]", "a report must be a JSON object"),
+    (b'"delivered"', "a report must be a JSON object"),
+    (b'{"clientId": "a-0-0"}', "a delivery report needs a status"),
+    (b'{"clientId": "a-0-0", "status": ""}', "a delivery report needs a status"),
+    (b'{"clientId": "a-0-0", "status": 5}', "a delivery report needs a status"),
+    (b'{"status": "delivered"}', "a delivery report needs a clientId"),
+    (b'{"status": "delivered", "clientId": 7}', "a delivery report needs a clientId"),
+    (b'{"status": "delivered", "clientId": "a-0-0", "code": "x"}', "code must be a number"),
+    (b'{"status": "delivered", "clientId": "a-0-0", "code": [1]}', "code must be a number"),
+])
+def test_a_malformed_report_is_refused_with_the_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_reports(body)
+    assert str(caught.value) == reason
+
+
+def test_a_delivery_report_is_read_field_by_field() -> None:
+    body = (b'{"id": "abc", "clientId": "c1-0-4", "status": "DELIVERED", "code": "3",'
+            b' "eventAt": "2026-11-23T10:00:05Z", "from": "ACME", "to": "+34600000004"}')
+    assert parse_reports(body) == [Report(instasent_id="abc", client_id="c1-0-4", status="delivered", code=3,
+                                          event_at="2026-11-23T10:00:05Z", message=None, sender="ACME",
+                                          to="+34600000004")]
+    bare = parse_reports(b'{"clientId": "c1-0-4", "status": "sent", "code": null}')[0]
+    assert (bare.instasent_id, bare.code, bare.event_at, bare.sender, bare.to, bare.is_inbound) == (
+        "", 0, "", "", "", False)
+
+
+def test_an_inbound_message_needs_neither_status_nor_client_id() -> None:
+    reply = parse_reports(b'{"message": "STOP", "from": "+34600000001", "to": "ACME", "id": 9}')[0]
+    assert reply == Report(instasent_id="9", client_id="", status="received", code=0, event_at="", message="STOP",
+                           sender="+34600000001", to="ACME")
+    assert reply.is_inbound
+    assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].message == "42"
+    assert parse_reports(b'{"message": 42, "status": "Stop"}')[0].status == "stop"
+
+
+def test_a_report_for_a_client_id_that_is_not_ours_changes_nothing(sender: SendContext, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    assert book.apply(Report("i", "someone-else", "delivered", 0, "2026-11-23T10:00:05Z")) == "foreign"
+    assert sender.store.get(cid).delivery == {"delivered": 0, "undelivered": 0}
+
+
+def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: SendContext, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    book.apply(report(cid, 0, "deli|vered", "2026-11-23T10:00:05Z|x"))
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Zx", "0")
+    assert sender.store.get(cid).delivery["delivered"] == 1
+
+
+def test_every_held_report_is_applied_once_its_campaign_exists(sender: SendContext, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
+    book.redis.delete(book.keys.campaign(cid))  # the reports arrive before this Redis knows the campaign
+    assert [book.apply(report(cid, i)) for i in range(3)] == ["held"] * 3
+    assert book.retry_held() == 0
+    book.redis.hset(book.keys.campaign(cid), "id", cid)
+    assert book.retry_held() == 3
+    assert book.retry_held() == 0
+    assert book.redis.hget(book.keys.campaign(cid), "d:delivered") == b"3"

@@ -140,6 +140,10 @@ def test_a_refused_firing_is_recorded_with_its_reason(firer: Firer, tmp_path: Pa
     firing = firer.fire("weekly", now=T0)
     assert firing is not None and firing.outcome == "refused"
     assert firer.schedules.runs("weekly")[0].reason
+    recorded = firer.schedules.runs("weekly")[0]
+    assert (recorded.outcome, recorded.reason) == ("refused", firing.reason)
+    assert "missing.csv" in recorded.reason and "No such file" in recorded.reason  # what and why
+    assert firer.store.recent() == []  # and nothing was created
 
 
 def test_a_firing_whose_list_leaves_nothing_to_send_is_refused(firer: Firer, tmp_path: Path) -> None:

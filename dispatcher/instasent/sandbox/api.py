@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from dispatcher.instasent.sandbox.clock import now
 from dispatcher.instasent.sandbox.state import SandboxState, SmsRow, sms_entity
 from dispatcher.instasent.sandbox.validation import check_to
 
@@ -177,6 +178,10 @@ async def list_sms(state: SandboxState, request: Request, _: str) -> Reply:
     client_ids = request.query_params.getlist("clientId")
     if client_ids and not state.roll(faults.ignore_client_id_filter_rate):
         found = state.find_sms(client_ids)
+        lag = state.config.faults.list_lag_s
+        if lag > 0:
+            newest = now() - lag
+            found = [sms for sms in found if sms.accepted_at <= newest]
         window = found[(page - 1) * per_page:page * per_page]
     else:
         window = state.sms_page(page, per_page)

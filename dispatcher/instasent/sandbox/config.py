@@ -25,6 +25,9 @@ class Faults:
     timeout_hold_s: float = 35.0
     #: Milliseconds added to every response.
     latency_ms: float = 0.0
+    #: ``GET /sms?clientId=`` leaves out messages accepted less than this many seconds ago (a listing that
+    #: lags behind acceptance, so reconciling can miss a message that was sent).
+    list_lag_s: float = 0.0
     #: Most entities a page of ``GET /sms`` holds, whatever ``per_page`` asks (0: the API's 100).
     list_per_page_cap: float = 0.0
     #: Probability that ``GET /sms`` ignores its ``clientId`` filter and lists everything.

@@ -114,3 +114,14 @@ def test_faults_given_to_a_reset_apply_until_the_next_reset(api: httpx.Client, s
     assert api.post("/sms/bulk", json=[sms(0)]).status_code == 500
     sandbox.reset()
     assert api.post("/sms/bulk", json=[sms(0)]).status_code == 201
+
+
+def test_a_lagging_listing_leaves_out_recently_accepted_messages_until_the_lag_is_over(
+        api: httpx.Client, sandbox: SandboxHandle) -> None:
+    assert api.post("/sms/bulk", json=[sms(0), sms(1)]).status_code == 201
+    sandbox.faults(list_lag_s=3600.0)
+    lagging = api.get("/sms", params=[("clientId", "fault-0"), ("clientId", "fault-1")])
+    assert lagging.status_code == 200 and lagging.json()["entities"] == []
+    sandbox.faults(list_lag_s=0.0)
+    caught_up = api.get("/sms", params=[("clientId", "fault-0"), ("clientId", "fault-1")])
+    assert sorted(e["clientId"] for e in caught_up.json()["entities"]) == ["fault-0", "fault-1"]
