@@ -7,7 +7,8 @@ for ``--seconds``. Printed per run:
 * the pace, as a share of the configured limit, from the sandbox's own request log (the busiest
   10 s window too, which must stay within the limit), and the number of 429s;
 * CPU-seconds per 1,000 messages of the worker host (every process of it), Redis and the sandbox;
-* the peak RSS of the worker host (all its processes together).
+* the peak RSS and PSS of the worker host (all its processes together; PSS counts a page
+  shared by several processes once, so it is the figure to read for forked processes).
 
 ``--profile-dir DIR`` also writes a py-spy profile (collapsed stacks, GIL-holding samples) of
 each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit.
@@ -115,18 +116,24 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its live descendants."""
+def tree_rss(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) bytes of a process and all its live descendants.
+
+    PSS splits each page shared by several processes (the pages a forked child shares with its
+    parent) among them, so the sum is the memory the tree really holds; RSS counts them in each.
+    """
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
-    return total
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            info = proc.memory_full_info()
+            rss += info.rss
+            pss += info.pss
+    return rss, pss
 
 
 class PeakRss:
@@ -135,13 +142,15 @@ class PeakRss:
     def __init__(self, pid: int) -> None:
         self.pid = pid  # one host: with two, the figure is the first host's
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            rss, pss = tree_rss(self.pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._stop.wait(0.2)
 
     def stop(self) -> int:
@@ -164,6 +173,7 @@ class Run:
     throttled: int = 0
     cpu_per_1000: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    peak_pss_mb: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -279,6 +289,7 @@ class Bench:
             for each in workers:
                 each.stop(timeout_s=30)
             result.peak_rss_mb = rss.stop() / 2**20
+            result.peak_pss_mb = rss.peak_pss / 2**20
         return result
 
 
@@ -315,7 +326,7 @@ def busiest(stamps: Sequence[float], width_s: float) -> int:
 def report(runs: list[Run], bare: list[float]) -> None:
     print("\nDispatch by one worker host (machine shared and loaded: read the ratios)")
     print(f"{'latency':>8} {'config':<20}{'limit/min':>10}{'msgs/s':>9}{'pace':>7}{'10s max':>9}{'429':>5}"
-          f"{'vs bare':>9}  {'CPU s/1000 msgs: workers redis sandbox':<40}{'peak RSS':>9}")
+          f"{'vs bare':>9}  {'CPU s/1000 msgs: workers redis sandbox':<40}{'peak RSS':>9}{'PSS':>7}")
     base = statistics.median(bare) if bare else 0.0
     for r in runs:
         pace = f"{r.pace_share:6.0%}" if r.limit_per_min else "     -"
@@ -324,7 +335,7 @@ def report(runs: list[Run], bare: list[float]) -> None:
         cpu = r.cpu_per_1000
         print(f"{r.latency_ms:>6}ms {r.config:<20}{r.limit_per_min or 'off':>10}{r.rate:>9,.0f}{pace:>7}{window}"
               f"{r.throttled:>5}{ratio}  {cpu['workers']:>7.3f} {cpu['redis']:>7.3f} {cpu['sandbox']:>7.3f}"
-              f"{'':<16}{r.peak_rss_mb:>7.0f}MB")
+              f"{'':<16}{r.peak_rss_mb:>7.0f}MB{r.peak_pss_mb:>5.0f}MB")
     if bare:
         print(f"bare httpx loop (no latency): {base:,.0f} msgs/s (median of {len(bare)})")
 
