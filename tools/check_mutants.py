@@ -25,7 +25,8 @@ class Mutant:
     path: str
     #: 1-based line in the current tree (re-anchored after the engine changes of issues 11 and 13;
     #: the audit's 0199c25 lines are in issue 9's table), the text it must contain, and its
-    #: replacement. A mutant whose line moved again is reported, not applied.
+    #: replacement. When the line moved, the one line that holds the text is used; a text found on
+    #: no line or on several is reported, not applied.
     line: int
     old: str
     new: str
@@ -35,33 +36,33 @@ class Mutant:
 S = "tests/sending/test_attempt.py::"
 CANCEL = S + "test_a_cancelled_campaigns_uncertain_batch_is_reconciled_never_resent_and_every_message_ends_final"
 MUTANTS = [
-    Mutant("cancel-resends", "dispatcher/sending/attempt.py", 134, "if self.claim.kind == ClaimKind.RECONCILE:",
+    Mutant("cancel-resends", "dispatcher/sending/attempt.py", 105, "if self.claim.kind == ClaimKind.RECONCILE:",
            "if False:", (CANCEL,)),
-    Mutant("cancel-leaves-unknown", "dispatcher/sending/attempt.py", 135, 'ledger.encode("cancelled"',
+    Mutant("cancel-leaves-unknown", "dispatcher/sending/attempt.py", 106, 'ledger.encode("cancelled"',
            'ledger.encode("unknown"', (CANCEL,)),
-    Mutant("already-used-rejected", "dispatcher/sending/attempt.py", 300, "if rejected.already_used:", "if False:",
+    Mutant("already-used-rejected", "dispatcher/sending/attempt.py", 287, "if rejected.already_used:", "if False:",
            (S + "test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected",
             "tests/sending/test_dispatch_integration.py::"
             "test_with_client_id_uniqueness_on_a_resend_answered_already_used_counts_as_sent")),
-    Mutant("give-up-fails-uncertain", "dispatcher/sending/attempt.py", 334,
+    Mutant("give-up-fails-uncertain", "dispatcher/sending/attempt.py", 321,
            "uncertain = set(self.todo) if self.needs_reconcile else self.unknown",
            "uncertain = self.unknown",
            (S + "test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconcile_not_failed",)),
-    Mutant("give-up-fails-all", "dispatcher/sending/attempt.py", 334,
+    Mutant("give-up-fails-all", "dispatcher/sending/attempt.py", 321,
            "uncertain = set(self.todo) if self.needs_reconcile else self.unknown", "uncertain = set()",
            (S + "test_giving_up_on_an_uncertain_batch_leaves_its_messages_unknown_for_reconcile_not_failed",)),
-    Mutant("retry-reposts-final", "dispatcher/sending/attempt.py", 111,
+    Mutant("retry-reposts-final", "dispatcher/sending/attempt.py", 82,
            'if i not in existing or existing[i].status == "unknown"]', "]",
            (S + "test_a_retry_posts_only_the_messages_without_a_final_record",)),
-    Mutant("expiry-skips-reconcile", "dispatcher/sending/attempt.py", 196, "if self.needs_reconcile and self.todo:",
+    Mutant("expiry-skips-reconcile", "dispatcher/sending/attempt.py", 167, "if self.needs_reconcile and self.todo:",
            "if False:", (S + "test_a_batch_whose_window_never_opens_is_reconciled_before_its_messages_expire",)),
-    Mutant("no-pause-after-429", "dispatcher/sending/attempt.py", 152, "self.s.limiter.pause_until(", "(",
+    Mutant("no-pause-after-429", "dispatcher/sending/attempt.py", 123, "self.s.limiter.pause_until(", "(",
            (S + "test_a_429_pauses_the_lane_for_every_worker_until_its_reset",
             S + "test_a_429_on_the_list_endpoint_pauses_reconciling_for_every_worker")),
-    Mutant("no-pause-at-remaining-0", "dispatcher/sending/attempt.py", 272,
+    Mutant("no-pause-at-remaining-0", "dispatcher/sending/attempt.py", 259,
            "self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get(\"POST /sms/bulk\"))", "pass",
            (S + "test_a_response_with_no_requests_remaining_pauses_the_lane_before_any_429",)),
-    Mutant("reconcile-skips-limiter", "dispatcher/sending/attempt.py", 224,
+    Mutant("reconcile-skips-limiter", "dispatcher/sending/attempt.py", 195,
            "wait = self.s.limiter.acquire(self.lane, 1, self.s.settings.max_slot_wait_s)", "wait = 0.0",
            (S + "test_reconciling_waits_for_the_list_endpoints_rate_limit",)),
     Mutant("headroom-over-limit", "dispatcher/sending/ratelimit.py", 26, "HEADROOM = 0.98", "HEADROOM = 1.05",
@@ -76,6 +77,14 @@ def run_tests(tree: Path, tests: tuple[str, ...]) -> int:
     return subprocess.run(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
 
+def locate(lines: list[str], mutant: Mutant) -> int | None:
+    """The 0-based index of the line to mutate: the anchored line, else the only line holding the text."""
+    if mutant.line <= len(lines) and mutant.old in lines[mutant.line - 1]:
+        return mutant.line - 1
+    holding = [i for i, line in enumerate(lines) if mutant.old in line]
+    return holding[0] if len(holding) == 1 else None
+
+
 def main(names: list[str]) -> int:
     chosen = [m for m in MUTANTS if not names or m.name in names]
     bad = 0
@@ -87,15 +96,16 @@ def main(names: list[str]) -> int:
             target = tree / mutant.path
             original = target.read_text()
             lines = original.splitlines(keepends=True)
-            if mutant.old not in lines[mutant.line - 1]:
-                print(f"{mutant.name}: line {mutant.line} of {mutant.path} no longer holds {mutant.old!r}")
+            index = locate(lines, mutant)
+            if index is None:
+                print(f"{mutant.name}: {mutant.path} holds {mutant.old!r} on no line, or on several")
                 bad += 1
                 continue
             if run_tests(tree, mutant.tests) != 0:
                 print(f"{mutant.name}: its test fails on the unmutated tree")
                 bad += 1
                 continue
-            lines[mutant.line - 1] = lines[mutant.line - 1].replace(mutant.old, mutant.new)
+            lines[index] = lines[index].replace(mutant.old, mutant.new)
             target.write_text("".join(lines))
             try:
                 code = run_tests(tree, mutant.tests)
@@ -103,7 +113,7 @@ def main(names: list[str]) -> int:
                 target.write_text(original)
             verdict = "killed" if code == 1 else f"SURVIVED (pytest exit {code})"
             bad += code != 1
-            print(f"{mutant.name}: {mutant.path}:{mutant.line} {mutant.old!r} -> {mutant.new!r}: {verdict}")
+            print(f"{mutant.name}: {mutant.path}:{index + 1} {mutant.old!r} -> {mutant.new!r}: {verdict}")
     return 1 if bad else 0
 
 

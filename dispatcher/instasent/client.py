@@ -41,6 +41,22 @@ MAX_BULK_ITEMS = 100
 MAX_PER_PAGE = 100
 
 
+@dataclass
+class _Deadlines:
+    """The deadline of each request of a multi-request search: the first is given, later ones are
+    asked of ``later`` (which may block for a rate-limit slot, or raise to stop the search)."""
+
+    first: float | None
+    later: Callable[[], float] | None
+    asked: int = 0
+
+    def next(self) -> float | None:
+        self.asked += 1
+        if self.asked == 1 or self.later is None:
+            return self.first
+        return self.later()
+
+
 @dataclass(frozen=True, slots=True)
 class ClientIdSearch:
     """What a search by ``clientId`` found, and whether it proves the others absent."""
@@ -198,27 +214,29 @@ class InstasentClient:
         """
         return self.search_client_ids(client_ids, max_pages).found
 
-    def search_client_ids(self, client_ids: Sequence[str], max_pages: int = 20,
-                          deadline: float | None = None) -> ClientIdSearch:
+    def search_client_ids(self, client_ids: Sequence[str], max_pages: int = 20, deadline: float | None = None,
+                          next_request: Callable[[], float] | None = None) -> ClientIdSearch:
         """Search accepted messages by ``clientId``, and say whether absence is proven.
 
         Asks for at most 100 ids per request and reads pages until one comes back empty (a server
         may cap ``per_page``, so a short page proves nothing) or every id is found. The search is
         incomplete when the server ignored the ``clientId`` filter (it answered other ids) or
         ``max_pages`` pages were read without reaching the end. ``deadline`` is a
-        ``time.monotonic()`` instant no request may outlive.
+        ``time.monotonic()`` instant the first request may not outlive; ``next_request`` is called
+        before every later one (to take its rate-limit slot, for instance) and returns its deadline.
         """
         found: dict[str, Sms] = {}
         ordered = list(dict.fromkeys(client_ids))
+        deadlines = _Deadlines(deadline, next_request)
         for start in range(0, len(ordered), MAX_PER_PAGE):
             chunk = ordered[start:start + MAX_PER_PAGE]
-            incomplete = self._search_chunk(chunk, found, max_pages, deadline)
+            incomplete = self._search_chunk(chunk, found, max_pages, deadlines)
             if incomplete:
                 return ClientIdSearch(found, complete=False, reason=incomplete)
         return ClientIdSearch(found, complete=True)
 
     def _search_chunk(self, chunk: list[str], found: dict[str, Sms], max_pages: int,
-                      deadline: float | None) -> str:
+                      deadlines: _Deadlines) -> str:
         """Read the pages for one chunk of ids into ``found``; returns why it is incomplete, or ''."""
         wanted = set(chunk)
         ignored = ""
@@ -226,7 +244,7 @@ class InstasentClient:
             params: list[tuple[str, str | int | float | bool | None]] = [("page", page), ("per_page", MAX_PER_PAGE)]
             params += [("clientId", c) for c in chunk]
             entities = [Sms.from_wire(e) for e in wire.entities(self._request("GET", "/sms", params=params,
-                                                                                deadline=deadline))]
+                                                                                deadline=deadlines.next()))]
             for sms in entities:
                 if sms.client_id in wanted:
                     found.setdefault(sms.client_id, sms)

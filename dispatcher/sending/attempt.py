@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,43 +31,15 @@ import orjson
 
 from dispatcher.delivery.optout import suppressed_indexes
 from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
-from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import BulkIds
 from dispatcher.sending import ledger, payload
-from dispatcher.sending.batches import BatchOps, Claim, ClaimKind, Streak
+from dispatcher.sending.batches import Claim, ClaimKind, Streak
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.lifecycle import BatchState, State
 from dispatcher.sending.outcome import Action, BatchOutcome, backoff
 from dispatcher.sending.posting import LeaseLost, NoSlot, post_splitting
-from dispatcher.sending.ratelimit import Lane, RateLimiter
-from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, is_open, next_open
-from dispatcher.settings import LEASE_MARGIN_S, Settings
-
-#: Lane names of the endpoints a batch uses.
-BULK_LANE = "sms_bulk"
-LIST_LANE = "sms_list"
-
-
-@dataclass
-class SendContext:
-    """Everything a worker process needs to send batches; built once per process."""
-
-    settings: Settings
-    client: InstasentClient
-    store: CampaignStore
-    ops: BatchOps
-    limiter: RateLimiter
-    #: Current Unix time in seconds; tests inject their own to check send windows and expiry.
-    clock: Callable[[], float] = time.time
-
-    @property
-    def bulk_lane(self) -> Lane:
-        return Lane(BULK_LANE, self.settings.rate_limit_per_min, self.settings.message_rate_per_s)
-
-    @property
-    def list_lane(self) -> Lane:
-        return Lane(LIST_LANE, self.settings.rate_limit_per_min)
-
+from dispatcher.settings import LEASE_MARGIN_S
 
 __all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
@@ -225,7 +196,11 @@ class _Attempt:
         if wait > 0:
             return wait
         ids = {self.messages.client_id(self.campaign_id, i): i for i in self.todo}
-        search = self.s.client.search_client_ids(list(ids), deadline=self._renew())
+        try:
+            search = self.s.client.search_client_ids(list(ids), deadline=self._renew(),
+                                                     next_request=self._next_list_request)
+        except NoSlot as slot:  # nothing concluded: the messages stay unknown, no attempt counted
+            return slot.wait_s
         self.lane = self.s.bulk_lane
         for client_id, sms in search.found.items():
             self.records.append((ids[client_id], ledger.encode("sent", self.attempt - 1, sms.id)))
@@ -241,6 +216,18 @@ class _Attempt:
         self.records += [(i, "-") for i in self.todo if i in self.unknown]
         self.unknown -= set(self.todo)
         return 0.0
+
+    def _next_list_request(self) -> float:
+        """Every page of a search takes its own ``GET /sms`` slot (a complete search needs at least
+        two: the results and the empty page after them); returns the request's deadline.
+
+        Raises:
+            NoSlot: when no slot is free within ``max_slot_wait``.
+        """
+        wait = self.s.limiter.acquire(self.s.list_lane, 1, self.s.settings.max_slot_wait_s)
+        if wait > 0:
+            raise NoSlot(wait)
+        return self._renew()
 
     def _renew(self) -> float:
         """Renew the lease before a request; returns the request's deadline (``time.monotonic()``).

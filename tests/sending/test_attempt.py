@@ -6,6 +6,7 @@ matters: every message ends in exactly one recorded state and none is accepted t
 
 from __future__ import annotations
 
+import time as clock
 from collections.abc import Callable
 from datetime import UTC, datetime, time
 
@@ -398,6 +399,19 @@ def test_reconciling_waits_for_the_list_endpoints_rate_limit(
     assert fake.bulk_requests == 0
 
 
+def test_every_page_of_a_reconciling_search_takes_its_own_list_slot(
+        sender: SendContext, fake: FakeInstasent) -> None:
+    sender.settings = sender.settings.with_overrides(rate_limit_per_min=1)
+    fake.list_window = Window(limit=1)
+    cid = create(sender, messages(100))
+    die_mid_post(sender, fake, cid, 0, range(50))  # half accepted: proving the rest unsent takes 2 pages
+    outcome = send_batch(sender, cid, 0)
+    assert outcome.action == "rate_limited" and outcome.retry_in is not None and outcome.retry_in > 30
+    assert fake.throttled["list"] == 0 and fake.list_requests == 1
+    assert_within_limit(fake.request_times["list"], 1)
+    assert fake.bulk_requests == 0  # nothing concluded, nothing resent
+
+
 def test_backoff_doubles_per_failure_with_jitter_and_stops_at_its_cap() -> None:
     for fails, full in ((0, 1.0), (1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 20.0), (40, 20.0)):
         delays = [backoff(fails, 1.0, 20.0) for _ in range(200)]
@@ -561,11 +575,14 @@ def test_reconciling_never_lists_without_a_slot_however_short_the_wait(
 def test_messages_a_reconcile_proved_unsent_are_pending_again_before_they_are_resent(
         sender: SendContext, fake: FakeInstasent) -> None:
     slow_lanes(sender)
+    sender.settings = sender.settings.with_overrides(max_slot_wait_s=1.0)  # each search page waits its slot
     cid = create(sender, messages(3))
     lose_the_answer(sender, fake, cid, 0, range(1))
-    outcome = send_batch(sender, cid, 0)  # the POST above still holds the bulk lane's slot
+    sender.limiter.pause_until(sender.bulk_lane, clock.time() + 60)  # and no resend may start yet
+    outcome = send_batch(sender, cid, 0)
     # One search: the page that finds message 0, then the empty page that proves 1 and 2 absent.
     assert outcome.action == "rate_limited" and fake.list_requests == 2
+    assert_within_limit(fake.request_times["list"], 120)
     counts = sender.store.get(cid).counts
     assert (counts["sent"], counts["unknown"], counts["pending"]) == (1, 0, 2)
     assert not sender.ops.claim(cid, 0, lease_s=0).must_reconcile  # no need to ask Instasent again
