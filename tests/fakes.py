@@ -94,6 +94,8 @@ class FakeInstasent:
     request_times: dict[str, list[float]] = field(default_factory=lambda: {"bulk": [], "list": []})
     #: clientId -> how many more listings miss it (see ``list_lag``).
     hidden: dict[str, int] = field(default_factory=dict)
+    #: Called once per ``GET /sms`` before it is answered: what happens elsewhere meanwhile.
+    on_list: Callable[[], None] | None = None
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -119,6 +121,8 @@ class FakeInstasent:
     def _list(self, request: httpx.Request) -> httpx.Response:
         now = time.time()
         self.list_requests += 1
+        if self.on_list is not None:
+            self.on_list()
         throttled = self._throttle("list", self.list_window, now)
         if throttled is not None:
             return throttled

@@ -39,7 +39,8 @@ MUTANTS = [
     Mutant("cancel-resends", "dispatcher/sending/attempt.py", 105, "if self.claim.kind == ClaimKind.RECONCILE:",
            "if False:", (CANCEL,)),
     Mutant("cancel-leaves-unknown", "dispatcher/sending/attempt.py", 106, 'ledger.encode("cancelled"',
-           'ledger.encode("unknown"', (CANCEL,)),
+           'ledger.encode("unknown"',
+           (CANCEL, S + "test_a_cancel_reconcile_whose_claim_was_taken_over_meanwhile_still_ends_every_message_final")),
     Mutant("already-used-rejected", "dispatcher/sending/attempt.py", 287, "if rejected.already_used:", "if False:",
            (S + "test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected",
             "tests/sending/test_dispatch_integration.py::"

@@ -266,6 +266,26 @@ def test_a_cancelled_campaigns_uncertain_batch_is_reconciled_never_resent_and_ev
     assert [records[i].status for i in range(20)] == ["sent"] * 12 + ["cancelled"] * 8
 
 
+def test_a_cancel_reconcile_whose_claim_was_taken_over_meanwhile_still_ends_every_message_final(
+        sender: SendContext, fake: FakeInstasent) -> None:
+    cid = create(sender, messages(20))
+    die_mid_post(sender, fake, cid, 0, range(12))  # Instasent has 12 of the 20
+    assert campaigns.cancel(sender.store, sender.ops, cid, ttl_s=3600) == 0
+
+    def take_over() -> None:  # our lease runs out during the search's last page; another worker claims it
+        if fake.list_requests == 2:
+            sender.store.redis.hset(sender.ops.keys.batch(cid, 0), "lease", 0)
+            assert sender.ops.claim(cid, 0, lease_s=60).claimed
+
+    fake.on_list = take_over
+    assert send_batch(sender, cid, 0).action == "stale"
+    # A stale holder may still add final records: the proof it found (sent) and the cancellation.
+    info = sender.store.get(cid)
+    assert fake.bulk_requests == 0, "a cancelled campaign sent a message"
+    assert (info.counts["sent"], info.counts["cancelled"], info.counts["unknown"], info.counts["pending"]) == (
+        12, 8, 0, 0)
+
+
 def test_an_already_used_answer_to_a_resend_counts_as_sent_not_rejected(
         sender: SendContext, fake: FakeInstasent) -> None:
     # The answer is lost and Instasent's listing lags, so reconciling cannot see the messages: the
