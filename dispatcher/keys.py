@@ -69,6 +69,10 @@ class Keys:
         """Hash: ``clientId`` -> ``batch:index``, to match delivery reports to messages."""
         return f"{self.prefix}:c:{cid}:ids"
 
+    def loader(self, cid: str) -> str:
+        """String: the lease of the process loading the campaign's list (token, expiring)."""
+        return f"{self.prefix}:c:{cid}:loader"
+
     def parked_in(self, cid: str) -> str:
         """Sorted set of this campaign's batches waiting for a send window (score: release time)."""
         return f"{self.prefix}:c:{cid}:parked"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -44,6 +44,9 @@ from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
+
+if TYPE_CHECKING:
+    from dispatcher.sending.loading import Loaded
 
 #: States in which ``--wait`` and ``--watch`` stop watching.
 _STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
@@ -86,9 +89,9 @@ def status(
     info = store.get(campaign_id)
     opening = store.next_window_opening(campaign_id)
     if as_json:
-        _print_json({**info.to_json(), "next_window_opens_at": opening})
+        _print_json({**status_json(store, info), "next_window_opens_at": opening})
     else:
-        print_status(info)
+        print_status(info, store)
         if opening:
             out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
 
@@ -119,12 +122,12 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
 ) -> None:
     """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
-    from dispatcher.sending.report import build_report, write_report
+    from dispatcher.sending.report import stream_report
 
     store, _ = _store(load_settings())
-    frame = build_report(store, campaign_id)
-    kind = write_report(frame, output)
-    out.print(f"Wrote {len(frame)} messages to {output} ({kind}).")
+    store.get(campaign_id)  # one sentence for an unknown id, before a file is made
+    kind, count = stream_report(store, campaign_id, output)
+    out.print(f"Wrote {count} messages to {output} ({kind}).")
 
 
 @app.command()
@@ -140,8 +143,28 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Resume a paused or failed campaign, or recover one whose workers died (safe to repeat)."""
     settings = load_settings()
     store, ops = _store(settings)
-    queued = campaigns.resume(store, ops, load_enqueuer(settings), campaign_id)
+    enqueuer = load_enqueuer(settings)
+    queued = campaigns.resume(store, ops, enqueuer, campaign_id)
     out.print(f"Campaign {campaign_id} resumed; {len(queued)} batches queued.")
+    _continue_loading(store, ops, enqueuer, settings, campaign_id)
+
+
+def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
+                      cid: str) -> None:
+    """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
+    from dispatcher.instasent.client import InstasentClient
+    from dispatcher.sending import loading
+
+    load = loading.progress(store, cid)
+    if load is None:
+        return
+    if not load.interrupted:
+        out.print(f"Its list is still loading in another process ({load.describe()}).")
+        return
+    out.print(f"Loading its list from row {load.loaded_row + 1:,} ({load.stored:,} messages already stored).")
+    with InstasentClient.from_settings(settings) as client:
+        loaded = loading.load(store, ops, enqueuer, cid, client=client, settings=settings)
+    out.print(_loaded_sentence(cid, loaded))
 
 
 @app.command()
@@ -153,10 +176,15 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
-def print_status(info: CampaignInfo) -> None:
-    """A readable summary of one campaign."""
+def print_status(info: CampaignInfo, store: CampaignStore | None = None) -> None:
+    """A readable summary of one campaign (with ``store``, also how its list is loading)."""
+    from dispatcher.sending.loading import progress
+
     table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
     table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    load = progress(store, info.id) if store is not None else None
+    if load is not None:
+        table.add_row("list", load.describe().replace("ID", info.id))
     table.add_row("messages", str(info.total))
     for name, value in info.counts.items():
         table.add_row(f"  {name}", str(value))
@@ -225,10 +253,15 @@ def submit(
     wait: bool = typer.Option(False, "--wait", help="Show progress until the campaign completes or stops."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
 ) -> None:
-    """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
+    """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
+
+    The list is checked in one pass that keeps no rows (the budget guard refuses before anything is
+    stored), then stored chunk by chunk: sending starts with the first chunk.
+    """
     from dispatcher.cli.preflight import lookup_progress, print_summary
     from dispatcher.instasent.client import InstasentClient
-    from dispatcher.preflight.check import run_preflight
+    from dispatcher.preflight.result import PreflightResult
+    from dispatcher.sending import loading
     from dispatcher.sending.windows import parse_duration, parse_window
 
     send_window = parse_window(window, days) if window else None
@@ -236,19 +269,39 @@ def submit(
     options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
     settings = load_settings()
     store, ops = _store(settings)
+
+    def counted(result: PreflightResult, cid: str) -> None:
+        if not as_json:
+            print_summary(result)
+            out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages); sending starts while "
+                      f"the list loads. Watch it with `dispatcher status {cid} --watch`.")
+
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=settings, redis=store.redis, client=client,
-                               progress=progress)
+        cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
+                                             options=options, client=client, name=name or file.name,
+                                             send_window=send_window, expire_after_s=expire_after_s,
+                                             progress_cb=progress, on_counted=counted)
     if not as_json:
-        print_summary(result)
-    cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
-                                     options=options, name=name or file.name, send_window=send_window,
-                                     expire_after_s=expire_after_s)
-    if not as_json:
-        out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
-                  f"Watch it with `dispatcher status {cid} --watch`.")
-    info = wait_for(store, cid, show=not as_json) if wait else store.get(cid)
+        out.print(_loaded_sentence(cid, loaded))
+    info = wait_for(store, cid, show=not as_json) if wait and loaded.outcome == "complete" else store.get(cid)
     if as_json:
-        _print_json(info.to_json())
+        _print_json(status_json(store, info))
     elif wait:
         print_status(info)
+
+
+def _loaded_sentence(cid: str, loaded: Loaded) -> str:
+    """What became of the loading, in one sentence."""
+    if loaded.outcome == "complete":
+        return f"Campaign {cid}: all {loaded.stored:,} messages stored."
+    if loaded.outcome == "stopped":
+        return f"Campaign {cid} is {loaded.state}: loading stopped; `dispatcher resume {cid}` continues it."
+    return f"Campaign {cid}: another process took over loading it."
+
+
+def status_json(store: CampaignStore, info: CampaignInfo) -> dict[str, Any]:
+    """``status --json``: the campaign, and its loading progress while its list still loads."""
+    from dispatcher.sending.loading import progress
+
+    load = progress(store, info.id)
+    return {**info.to_json(), "loading": load.to_json() if load else None}

@@ -28,10 +28,10 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.result import PreflightResult, check_budget, money
+from dispatcher.preflight.stream import preflight_streamed
 
 #: Rejected rows listed in the readable summary (all of them go to --json and --rejects-out).
 SHOWN_REJECTS = 15
@@ -48,7 +48,8 @@ def preflight(
     no_hlr: NoHlr = False,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
-    rejects_out: Path | None = typer.Option(None, "--rejects-out", help="Write rejected rows to this CSV."),
+    rejects_out: Path | None = typer.Option(None, "--rejects-out",
+                                            help="Write rejected rows to this file: .csv or .parquet."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Count messages, parts and cost of a campaign and list the rows that will not be sent.
@@ -59,8 +60,8 @@ def preflight(
     settings = load_settings()
     redis_client = connect_redis(settings)
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        result = run_preflight(file, options, settings=settings, redis=redis_client, client=client,
-                               progress=progress)
+        result = preflight_streamed(file, options, settings=settings, redis=redis_client, client=client,
+                                    progress=progress)
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

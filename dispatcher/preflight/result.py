@@ -4,6 +4,7 @@ and the budget guard the CLI applies to the answer."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -90,7 +91,7 @@ class PreflightResult:
     currency: str
     balance: float
     by_country: dict[str, CountrySummary]
-    rejects: list[Reject]
+    rejects: Sequence[Reject]
     messages: pd.DataFrame = field(repr=False)
 
     @property

@@ -58,7 +58,7 @@ class RejectSpill(Sequence[Reject]):
 
     def __getitem__(self, index: int | slice) -> Reject | Sequence[Reject]:
         if isinstance(index, slice):
-            start, stop, step = index.indices(self._count)
+            _, stop, _ = index.indices(self._count)
             if stop <= len(self._head):
                 return self._head[index]
             return list(self)[index]

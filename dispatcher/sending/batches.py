@@ -72,7 +72,9 @@ local function reserve_and_complete(now_s, mark_batch)
       if mark_batch then redis.call('HSET', KEYS[2], 'tu', a .. ':' .. b) end
     end
   end
-  if settled >= batches and (state == 'running' or state == 'queued' or state == 'paused') then
+  -- A campaign whose list is still loading (dispatcher.sending.loading) is never complete.
+  local loading = redis.call('HGET', KEYS[1], 'loading') == '1'
+  if settled >= batches and not loading and (state == 'running' or state == 'queued' or state == 'paused') then
     redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', now_s, 'reason', '')
     state = 'completed'
   end

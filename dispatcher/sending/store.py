@@ -122,7 +122,7 @@ class CampaignStore:
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
                options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
                send_window: Window | None = None, expires_at: float | None = None,
-               zones: list[str] | None = None) -> str:
+               zones: list[str] | None = None, loading: bool = False) -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of ``BatchMessages`` (``row``, ``to``, ``text``, ``sender``,
@@ -153,6 +153,8 @@ class CampaignStore:
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
             "parked": 0, "waiting": 0, **{f: 0 for f in _COUNT_FIELDS},
         }
+        if loading:
+            fields["loading"] = 1
         if send_window is not None:
             fields["send_window"] = orjson.dumps(send_window.to_json())
         if expires_at is not None:
@@ -161,7 +163,7 @@ class CampaignStore:
         pipe.hset(self.keys.campaign(cid), mapping=fields)
         pipe.zadd(self.keys.campaigns(), {cid: now})
         pipe.execute()
-        if batches == 0:
+        if batches == 0 and not loading:
             self.transition(cid, State.COMPLETED, "nothing to send")
         return cid
 
