@@ -167,18 +167,23 @@ def _batches(reader: Any) -> Iterator[pa.RecordBatch]:
 
 
 def _grouped(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[Chunk]:
-    """Join batches into chunks of about ``chunk_rows`` rows, numbered from row 2."""
+    """Cut batches into chunks of ``chunk_rows`` rows (the last may be shorter), numbered from row 2."""
     pending: list[pa.RecordBatch] = []
     size, next_row = 0, 2
     for batch in batches:
         pending.append(batch)
         size += batch.num_rows
-        if size >= chunk_rows:
-            chunk = _chunk(pa.Table.from_batches(pending), next_row)
-            next_row += size
-            pending, size = [], 0
+        if size < chunk_rows:
+            continue
+        table = pa.Table.from_batches(pending)
+        start = 0
+        while size - start >= chunk_rows:
+            chunk = _chunk(table.slice(start, chunk_rows), next_row)
+            start, next_row = start + chunk_rows, next_row + chunk_rows
             if chunk is not None:
                 yield chunk
+        pending = table.slice(start).to_batches() if start < size else []
+        size -= start
     if pending:
         chunk = _chunk(pa.Table.from_batches(pending), next_row)
         if chunk is not None:
