@@ -252,6 +252,8 @@ def submit(
     expire_after: ExpireAfter = None,
     wait: bool = typer.Option(False, "--wait", help="Show progress until the campaign completes or stops."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=100,
+                                   help="Rows read, checked and stored at a time (memory grows with it)."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
 
@@ -280,7 +282,7 @@ def submit(
         cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
                                              options=options, client=client, name=name or file.name,
                                              send_window=send_window, expire_after_s=expire_after_s,
-                                             progress_cb=progress, on_counted=counted)
+                                             progress_cb=progress, on_counted=counted, chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(cid, loaded))
     info = wait_for(store, cid, show=not as_json) if wait and loaded.outcome == "complete" else store.get(cid)

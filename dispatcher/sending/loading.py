@@ -18,6 +18,7 @@ lease's token and by the batch count it expects, so two loaders can never store 
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -45,8 +46,9 @@ from dispatcher.sending.store import BATCH_SIZE, CampaignStore
 from dispatcher.sending.windows import Window, zones_for
 from dispatcher.settings import Settings
 
-#: Seconds a loader's lease lasts without a refresh (refreshed every third of it).
-LEASE_S = 15.0
+#: Seconds a loader's lease lasts without a refresh (refreshed every third of it): how long after
+#: a ``submit`` dies its campaign shows as interrupted. ``DISPATCHER_LOAD_LEASE`` overrides it.
+LEASE_S = float(os.environ.get("DISPATCHER_LOAD_LEASE", "15"))
 #: Rows per chunk when loading (memory per chunk is roughly 1 KB per row, all steps included).
 LOAD_CHUNK_ROWS = 50_000
 
