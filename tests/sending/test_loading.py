@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import redis
 
@@ -14,6 +16,7 @@ from dispatcher.errors import BudgetExceeded
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending import campaigns, loading
+from dispatcher.sending.report import build_report, stream_report, write_report
 from dispatcher.settings import Settings
 from tests.conftest import SandboxHandle
 from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished
@@ -88,6 +91,15 @@ def test_a_streamed_list_is_sent_exactly_once_and_completes(harness: Harness, tm
     assert_exactly_once(harness, cid, info)
     assert loading.progress(harness.store, cid) is None
     assert len(harness.store.rejects(cid)) == 1
+    # Streamed in small pieces, the report is the one built whole.
+    write_report(build_report(harness.store, cid), tmp_path / "whole.csv")
+    assert stream_report(harness.store, cid, tmp_path / "streamed.csv", piece_rows=250) == ("csv", info.total)
+    assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "streamed.csv").read_bytes()
+    write_report(build_report(harness.store, cid), tmp_path / "whole.parquet")
+    stream_report(harness.store, cid, tmp_path / "streamed.parquet", piece_rows=250)
+    streamed = pq.ParquetFile(tmp_path / "streamed.parquet")
+    assert streamed.num_row_groups > 1
+    pd.testing.assert_frame_equal(streamed.read().to_pandas(), pd.read_parquet(tmp_path / "whole.parquet"))
 
 
 def test_a_bulk_is_accepted_while_the_list_still_loads(harness: Harness, tmp_path: Path) -> None:
