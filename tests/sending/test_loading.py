@@ -113,7 +113,7 @@ def test_a_bulk_is_accepted_while_the_list_still_loads(harness: Harness, tmp_pat
             seen.append(progress is not None and progress.loading and not progress.interrupted)
 
     path = recipients_csv(tmp_path / "list.csv", 2000)
-    cid, loaded = submit(harness, path, HookedEnqueuer(harness.enqueuer, after_first_chunk))
+    cid, _ = submit(harness, path, HookedEnqueuer(harness.enqueuer, after_first_chunk))
     assert seen == [True]
     assert harness.sandbox.stats()["accepted"] > 0
     info = harness.wait(cid, finished)
@@ -131,7 +131,7 @@ def test_a_campaign_is_never_completed_while_its_list_loads(harness: Harness, tm
             states.append(harness.store.get(cid).state)
 
     path = recipients_csv(tmp_path / "list.csv", 1500)
-    cid, loaded = submit(harness, path, HookedEnqueuer(harness.enqueuer, settle_everything_stored))
+    cid, _ = submit(harness, path, HookedEnqueuer(harness.enqueuer, settle_everything_stored))
     assert states == ["running", "running"]
     info = harness.wait(cid, finished)
     assert info.state == "completed" and info.counts["sent"] == 1500
