@@ -272,17 +272,21 @@ def submit(
     settings = load_settings()
     store, ops = _store(settings)
 
-    def counted(result: PreflightResult, cid: str) -> None:
+    def counted(result: PreflightResult) -> None:
         if not as_json:
             print_summary(result)
-            out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages); sending starts while "
-                      f"the list loads. Watch it with `dispatcher status {cid} --watch`.")
+
+    def created(cid: str) -> None:
+        if not as_json:
+            out.print(f"Submitted campaign [bold]{cid}[/]; sending starts while the list loads. "
+                      f"Watch it with `dispatcher status {cid} --watch`.")
 
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
         cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
                                              options=options, client=client, name=name or file.name,
                                              send_window=send_window, expire_after_s=expire_after_s,
-                                             progress_cb=progress, on_counted=counted, chunk_rows=chunk_rows)
+                                             progress_cb=progress, on_counted=counted, on_created=created,
+                                             chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(cid, loaded))
     info = wait_for(store, cid, show=not as_json) if wait and loaded.outcome == "complete" else store.get(cid)

@@ -177,12 +177,14 @@ class _Lease:
 def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
                 path: str | Path, options: PreflightOptions, client: PreflightClient, name: str,
                 send_window: Window | None = None, expire_after_s: float | None = None,
-                progress_cb: Progress | None = None, on_counted: Callable[[PreflightResult, str], None] | None = None,
+                progress_cb: Progress | None = None, on_counted: Callable[[PreflightResult], None] | None = None,
+                on_created: Callable[[str], None] | None = None,
                 chunk_rows: int = LOAD_CHUNK_ROWS) -> tuple[str, PreflightResult, Loaded]:
     """Count, guard, create and load a campaign from the file at ``path``.
 
-    ``on_counted(result, campaign_id)`` is called once the campaign exists, before loading (to
-    show the preflight). Returns ``(campaign id, the counted preflight, how loading ended)``.
+    ``on_counted(result)`` sees the counted preflight before the guard judges it (to show it);
+    ``on_created(campaign_id)`` runs once the campaign exists, before loading. Returns
+    ``(campaign id, the counted preflight, how loading ended)``.
 
     Raises:
         InputError: a file or option the user must fix (nothing is stored).
@@ -191,6 +193,8 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
     preflight = StreamedPreflight(path, options, settings=settings, redis=store.redis, client=client,
                                   progress=progress_cb, chunk_rows=chunk_rows)
     result = preflight.count(workers=2)
+    if on_counted is not None:
+        on_counted(result)
     check_budget(result, preflight.options.max_cost)
     expires_at = time.time() + expire_after_s if expire_after_s else None
     recorded = {"file": result.file, "text": options.text, "text_column": options.text_column,
@@ -201,8 +205,8 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
                        send_window=send_window, expires_at=expires_at, loading=True)
     store.redis.hset(store.keys.campaign(cid), mapping={
         "expected": result.valid, "load": orjson.dumps(_load_options(preflight.options, path, chunk_rows))})
-    if on_counted is not None:
-        on_counted(result, cid)
+    if on_created is not None:
+        on_created(cid)
     return cid, result, load(store, ops, enqueuer, cid, client=client, settings=settings, preflight=preflight)
 
 
