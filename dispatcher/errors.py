@@ -14,6 +14,7 @@
         ├── InsufficientFunds            402
         ├── RequestRejected              any other 4xx (``NotFound`` 404, ``PayloadTooLarge`` 413)
         ├── InputError                   a bad file, column, phone, option: the user's to fix
+        │   └── UnknownItem              no campaign or schedule has that id or name
         ├── BudgetExceeded               the preflight's balance or ``--max-cost`` guard
         └── InvalidTransition            a campaign state change that is not allowed
 
@@ -117,6 +118,10 @@ class InputError(PermanentError):
     """The user's input (file, column, phone, option) is unusable."""
 
     exit_code = 2
+
+
+class UnknownItem(InputError):
+    """No campaign or schedule has the id or name the user gave (HTTP 404 in the console)."""
 
 
 class BudgetExceeded(PermanentError):

@@ -33,25 +33,25 @@ class Keys:
         """Sorted set of campaign ids scored by creation time (Unix seconds)."""
         return f"{self.prefix}:campaigns"
 
-    def campaign(self, cid: str) -> str:
+    def campaign(self, campaign_id: str) -> str:
         """Hash: the campaign's settings, state, counters and timestamps."""
-        return f"{self.prefix}:c:{cid}"
+        return f"{self.prefix}:c:{campaign_id}"
 
-    def batch(self, cid: str, n: int) -> str:
-        """Hash: one batch's state, attempts, lease and compressed prepared messages."""
-        return f"{self.prefix}:c:{cid}:b:{n}"
+    def batch(self, campaign_id: str, n: int) -> str:
+        """Hash: one batch's state, attempts, lease and compressed messages (fields: see ``sending.batches``)."""
+        return f"{self.prefix}:c:{campaign_id}:b:{n}"
 
-    def ledger(self, cid: str, n: int) -> str:
+    def ledger(self, campaign_id: str, n: int) -> str:
         """Hash: the per-message records of batch ``n`` (field = index in the batch)."""
-        return f"{self.prefix}:c:{cid}:m:{n}"
+        return f"{self.prefix}:c:{campaign_id}:m:{n}"
 
-    def delivery(self, cid: str, n: int) -> str:
+    def delivery(self, campaign_id: str, n: int) -> str:
         """Hash: delivery reports of batch ``n`` (field = index, value ``status|eventAt|code``)."""
-        return f"{self.prefix}:c:{cid}:d:{n}"
+        return f"{self.prefix}:c:{campaign_id}:d:{n}"
 
-    def inbound(self, cid: str) -> str:
+    def inbound(self, campaign_id: str) -> str:
         """List of JSON inbound messages (replies) received for a campaign."""
-        return f"{self.prefix}:c:{cid}:inbound"
+        return f"{self.prefix}:c:{campaign_id}:inbound"
 
     def inbound_unmatched(self) -> str:
         """List of JSON inbound messages that name no campaign of ours."""
@@ -61,21 +61,21 @@ class Keys:
         """Hash: delivery reports that could not be matched yet (clientId -> JSON list)."""
         return f"{self.prefix}:dlr:held"
 
-    def rejects(self, cid: str) -> str:
+    def rejects(self, campaign_id: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""
-        return f"{self.prefix}:c:{cid}:rejects"
+        return f"{self.prefix}:c:{campaign_id}:rejects"
 
-    def client_ids(self, cid: str) -> str:
+    def client_ids(self, campaign_id: str) -> str:
         """Hash: ``clientId`` -> ``batch:index``, to match delivery reports to messages."""
-        return f"{self.prefix}:c:{cid}:ids"
+        return f"{self.prefix}:c:{campaign_id}:ids"
 
-    def loader(self, cid: str) -> str:
+    def loader(self, campaign_id: str) -> str:
         """String: the lease of the process loading the campaign's list (token, expiring)."""
-        return f"{self.prefix}:c:{cid}:loader"
+        return f"{self.prefix}:c:{campaign_id}:loader"
 
-    def parked_in(self, cid: str) -> str:
+    def parked_in(self, campaign_id: str) -> str:
         """Sorted set of this campaign's batches waiting for a send window (score: release time)."""
-        return f"{self.prefix}:c:{cid}:parked"
+        return f"{self.prefix}:c:{campaign_id}:parked"
 
     def parked(self) -> str:
         """Sorted set of every campaign's parked batches, ``cid:n`` scored by release time (Unix s)."""
@@ -110,3 +110,29 @@ class Keys:
     def lane_pause(self, lane: str) -> str:
         """Unix ms until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
+
+    # -- console ------------------------------------------------------------------------------
+    def console_tokens(self) -> str:
+        """Hash: API token name -> JSON ``{hash, role, created_at}`` (the token itself is never stored)."""
+        return f"{self.prefix}:console:tokens"
+
+    def console_token_hashes(self) -> str:
+        """Hash: SHA-256 of an API token -> its name, to authenticate a request in one lookup."""
+        return f"{self.prefix}:console:token-hashes"
+
+    def console_session(self, session_id_hash: str) -> str:
+        """JSON of one dashboard session (token name, token hash, CSRF token), with a TTL."""
+        return f"{self.prefix}:console:session:{session_id_hash}"
+
+    def campaign_series(self, cid: str) -> str:
+        """List of JSON samples ``[t, sent, failed, delivered, undelivered]`` the console takes of a campaign."""
+        return f"{self.prefix}:c:{cid}:series"
+
+    def series_tick(self, second: int) -> str:
+        """Marker letting one console process take the samples of one second."""
+        return f"{self.prefix}:console:tick:{second}"
+
+    # -- telemetry ----------------------------------------------------------------------------
+    def telemetry(self) -> str:
+        """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""
+        return f"{self.prefix}:telemetry"

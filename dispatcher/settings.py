@@ -100,6 +100,10 @@ class Settings:
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     flower_user: str = ""
     flower_password: Secret = field(default_factory=lambda: Secret(""))
+    #: Largest recipient file the console accepts, in MB (10**6 bytes); bigger uploads get 413.
+    max_upload_mb: float = 200.0
+    #: Directory where the console keeps files uploaded for schedules (the workers must read it too).
+    console_data_dir: str = "console-data"
 
     @property
     def lease_s(self) -> float:
@@ -179,6 +183,8 @@ _ENV_NAMES = {
     "webhook_secret": "DISPATCHER_WEBHOOK_SECRET",
     "flower_user": "FLOWER_USER",
     "flower_password": "FLOWER_PASSWORD",
+    "max_upload_mb": "DISPATCHER_MAX_UPLOAD_MB",
+    "console_data_dir": "DISPATCHER_CONSOLE_DATA_DIR",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
@@ -186,7 +192,7 @@ ENV_VARS = tuple(_ENV_NAMES.values())
 
 _SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
-             "max_attempts", "max_consecutive_failures", "hlr_concurrency"}
+             "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:

@@ -8,6 +8,8 @@ delivery harmless. JSON only: task arguments are ids, never recipients or tokens
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from celery import Celery
 
@@ -21,6 +23,39 @@ QUEUE = "dispatcher"
 VISIBILITY_TIMEOUT_S = 600
 #: Seconds between two looks at the batches waiting for their send window.
 RELEASE_EVERY_S = 5.0
+
+
+def redbeat_connection(redis_url: str) -> dict[str, Any]:
+    """``redbeat_redis_url`` without credentials, and ``redbeat_redis_options`` that carry them."""
+    parts = urlsplit(redis_url)
+    options: dict[str, Any] = {}
+    if parts.password is not None:
+        options["password"] = unquote(parts.password)
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return {"redbeat_redis_url": bare, "redbeat_redis_options": options}
+
+
+def batch_label(name: str, batch: int) -> str:
+    """How Flower lists a batch task (its ``shadow`` name): ``send_batch <campaign name> #<batch>``."""
+    return f"send_batch {name or '?'} #{batch}"
+
+
+_NAMES: dict[tuple[str, str], str] = {}
+
+
+def campaign_name(client: Any, keys: Keys, cid: str) -> str:
+    """A campaign's name, read once per process (names never change), for task labels."""
+    key = (keys.prefix, cid)
+    if key not in _NAMES:
+        if len(_NAMES) > 10_000:
+            _NAMES.clear()
+        raw = client.hget(keys.campaign(cid), "name")
+        _NAMES[key] = raw.decode() if raw else cid
+    return _NAMES[key]
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -41,7 +76,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         enable_utc=True,
         # Beat: schedules live in Redis (celery-redbeat), editable at run time; one beat holds the lock.
-        redbeat_redis_url=settings.redis_url,
+        # The password goes in the options, not the URL: Celery masks a "password" key in `inspect
+        # conf` and Flower's config tab, but shows any other setting, redbeat's URL included, as is.
+        **redbeat_connection(settings.redis_url),
         redbeat_key_prefix=Keys(settings.key_prefix).redbeat_prefix() + ":",
         redbeat_lock_timeout=RELEASE_EVERY_S * 5,
         beat_max_loop_interval=1,

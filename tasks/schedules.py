@@ -13,12 +13,12 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
 
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.keys import Keys
+from dispatcher.resources import Resources
 from dispatcher.sending import campaigns
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.settings import Settings
-from tasks.app import app
-from tasks.dispatch import sender
+from tasks.app import app, make_app
+from tasks.dispatch import send_context
 from tasks.enqueue import CeleryEnqueuer
 
 FIRE_SCHEDULE = "dispatcher.fire_schedule"
@@ -44,20 +44,27 @@ def delete_entry(name: str, celery_app: Celery = app) -> None:
         RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
 
 
+class Entries:
+    """``save_entry`` and ``delete_entry`` on the redbeat of ``settings`` (the console's ``ScheduleEntries``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._app = make_app(settings)
+
+    def save_entry(self, definition: ScheduleDef) -> None:
+        save_entry(definition, self._app)
+
+    def delete_entry(self, name: str) -> None:
+        delete_entry(name, self._app)
+
+
 def firer(settings: Settings | None = None) -> Firer:
     """A firer for this process: the worker's connections, or fresh ones for ``settings``."""
     if settings is None:
-        s = sender()
+        s = send_context()
         settings, store, ops = s.settings, s.store, s.ops
     else:
-        import redis
-
-        from dispatcher.sending.batches import BatchOps
-        from dispatcher.sending.store import CampaignStore
-
-        client = redis.Redis.from_url(settings.redis_url)
-        keys = Keys(settings.key_prefix)
-        store, ops = CampaignStore(client, keys), BatchOps(client, keys)
+        resources = Resources.from_settings(settings)
+        store, ops = resources.store, resources.ops
     chosen = settings
     return Firer(settings=chosen, schedules=ScheduleStore(store.redis, store.keys), store=store, ops=ops,
                  enqueuer=CeleryEnqueuer(chosen), client_factory=lambda: InstasentClient.from_settings(chosen))
@@ -73,7 +80,7 @@ def fire_schedule(name: str) -> dict[str, Any] | None:
 @app.task(name=RELEASE_WINDOWS)
 def release_windows() -> dict[str, Any]:
     """Queue batches whose send window opened, and campaigns queued behind a finished run."""
-    s = sender()
+    s = send_context()
     released = campaigns.release_parked(s.ops, CeleryEnqueuer(s.settings))
     started = firer().start_queued()
     return {"released": released, "started": started}

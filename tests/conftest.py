@@ -18,7 +18,7 @@ import redis
 from dispatcher.dev.services import Service, start_redis, start_sandbox
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.sending.attempt import Sender
+from dispatcher.sending.attempt import SendContext
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
@@ -136,7 +136,7 @@ def fake() -> FakeInstasent:
 
 
 @pytest.fixture()
-def sender(redis_client: redis.Redis, fake: FakeInstasent) -> Iterator[Sender]:
+def sender(redis_client: redis.Redis, fake: FakeInstasent) -> Iterator[SendContext]:
     """A batch sender on real Redis whose Instasent is the scripted :class:`FakeInstasent`."""
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(
         instasent_token="t", instasent_base_url="http://instasent.test", key_prefix="dsptest",
@@ -145,6 +145,6 @@ def sender(redis_client: redis.Redis, fake: FakeInstasent) -> Iterator[Sender]:
     keys = Keys(settings.key_prefix)
     transport = httpx.MockTransport(fake.handler)
     client = InstasentClient(token="t", base_url=settings.instasent_base_url, transport=transport)
-    yield Sender(settings=settings, client=client, store=CampaignStore(redis_client, keys),
+    yield SendContext(settings=settings, client=client, store=CampaignStore(redis_client, keys),
                  ops=BatchOps(redis_client, keys), limiter=RateLimiter(redis_client, keys))
     client.close()

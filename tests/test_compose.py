@@ -57,3 +57,14 @@ def test_docker_compose_accepts_the_file() -> None:
     result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_console_listens_on_loopback_and_shares_schedule_files_with_the_workers() -> None:
+    services = compose()["services"]
+    console = services["console"]
+    assert console["command"][0] == "console"
+    assert all(p.startswith("127.0.0.1:") for p in console["ports"])
+    data_dir = console["environment"]["DISPATCHER_CONSOLE_DATA_DIR"]
+    shared = {v.split(":")[0] for v in console["volumes"] if v.split(":")[1] == data_dir}
+    assert shared and all(any(v.startswith(f"{name}:{data_dir}") for v in services["worker"]["volumes"])
+                          for name in shared)

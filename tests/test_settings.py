@@ -211,3 +211,12 @@ def test_the_settings_repr_hides_every_secret() -> None:
         assert "hook-Qw9" not in text
         assert "flw-Pz7" not in text
         assert "instasent_token=Secret('********')" in text
+
+
+def test_the_readme_documents_every_environment_variable() -> None:
+    table = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = table[table.index("## Configuration"):table.index("## How it works")]
+    # Related variables share a row, later ones by suffix: `DISPATCHER_RETRY_BACKOFF` / `_RETRY_BACKOFF_MAX`.
+    missing = [var for var in ENV_VARS
+               if f"`{var}`" not in table and f"`{var.removeprefix('DISPATCHER')}`" not in table]
+    assert missing == []

@@ -17,15 +17,15 @@ from dispatcher.cli._app import app
 from dispatcher.cli._common import describe_unexpected, echo_error
 from dispatcher.errors import DispatcherError
 
-# Importing a command module registers its commands on ``app``.
+# Importing a command module registers its commands on ``app``, in this order in ``--help``.
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401  isort: skip
-
-for _name in ("preflight", "suppress", "campaigns", "services", "schedule", "webhook"):
-    try:
-        __import__(f"dispatcher.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command group not built yet
-        if exc.name != f"dispatcher.cli.{_name}":
-            raise
+from dispatcher.cli import preflight as _preflight  # noqa: F401  isort: skip
+from dispatcher.cli import suppress as _suppress  # noqa: F401  isort: skip
+from dispatcher.cli import campaigns as _campaigns  # noqa: F401  isort: skip
+from dispatcher.cli import services as _services  # noqa: F401  isort: skip
+from dispatcher.cli import schedule as _schedule  # noqa: F401  isort: skip
+from dispatcher.cli import webhook as _webhook  # noqa: F401  isort: skip
+from dispatcher.cli import console as _console  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

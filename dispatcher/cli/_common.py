@@ -1,19 +1,15 @@
-"""Helpers shared by the CLI commands: settings, Redis, output, error wording."""
+"""Helpers shared by the CLI commands: settings, resources, the enqueuer, error wording."""
 
 from __future__ import annotations
 
-import re
-import sys
 from typing import Any
 
 import redis
-from rich.console import Console
 
+from dispatcher.resources import Resources
+from dispatcher.screens import err
+from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.settings import Settings
-
-#: Console for normal output (stdout) and for errors (stderr).
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
 def echo_error(message: str) -> None:
@@ -28,14 +24,16 @@ def load_settings(**overrides: Any) -> Settings:
     return settings.with_overrides(**changes) if changes else settings
 
 
-def redact_url(url: str) -> str:
-    """Hide the password of a URL such as ``redis://:secret@host:6379/0``."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+def load_resources(**overrides: Any) -> Resources:
+    """:func:`load_settings`, then the Redis client and stores for them (connected lazily)."""
+    return Resources.from_settings(load_settings(**overrides))
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
-    """A Redis client for ``settings.redis_url`` (connection checked lazily by the first command)."""
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
+def load_enqueuer(settings: Settings) -> Enqueuer:
+    """The Celery enqueuer for ``settings``; Celery is imported only by the commands that queue work."""
+    from tasks.enqueue import CeleryEnqueuer
+
+    return CeleryEnqueuer(settings)
 
 
 def describe_unexpected(exc: BaseException) -> tuple[str, int]:
@@ -54,8 +52,3 @@ def describe_unexpected(exc: BaseException) -> tuple[str, int]:
         return f"cannot use {exc.filename}: {exc.strerror}.", 2
     print_tip = "set DISPATCHER_DEBUG=1 and run again to see the details"
     return f"unexpected {type(exc).__name__}: {exc}; {print_tip}.", 1
-
-
-def is_tty() -> bool:
-    """True when stdout is a terminal (progress bars only then)."""
-    return sys.stdout.isatty()

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Task as ProgressTask
 from rich.table import Table
-from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_enqueuer, load_settings
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -38,42 +27,21 @@ from dispatcher.cli._options import (
     SendWindow,
     preflight_options,
 )
-from dispatcher.keys import Keys
-from dispatcher.sending import campaigns
+from dispatcher.resources import Resources
+from dispatcher.screens import out, print_status, show_progress, wait_for
+from dispatcher.sending import campaigns, loading
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import FINAL, State
-from dispatcher.sending.store import CampaignInfo, CampaignStore
+from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-
-if TYPE_CHECKING:
-    from dispatcher.sending.loading import Loaded
-
-#: States in which ``--wait`` and ``--watch`` stop watching.
-_STOP = {s.value for s in FINAL} | {State.PAUSED.value, State.FAILED.value}
 
 
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    return CampaignStore(client, keys), BatchOps(client, keys)
-
-
-def load_enqueuer(settings: Settings) -> campaigns.Enqueuer:
-    """The Celery enqueuer, imported by name so that ``dispatcher`` itself never imports Celery."""
-    module = importlib.import_module("tasks.enqueue")
-    enqueuer: campaigns.Enqueuer = module.CeleryEnqueuer(settings)
-    return enqueuer
+    resources = Resources.from_settings(settings)
+    return resources.store, resources.ops
 
 
 def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data).decode())
-
-
-class _RateColumn(ProgressColumn):
-    """Messages per second, as rich measures the task's speed."""
-
-    def render(self, task: ProgressTask) -> Text:
-        return Text(f"{task.speed:>8,.0f} msg/s" if task.speed else "       - msg/s")
 
 
 @app.command()
@@ -86,12 +54,12 @@ def status(
     store, _ = _store(load_settings())
     if watch and not as_json:
         show_progress(store, campaign_id)
-    info = store.get(campaign_id)
-    opening = store.next_window_opening(campaign_id)
     if as_json:
-        _print_json({**status_json(store, info), "next_window_opens_at": opening})
+        _print_json(campaigns.status(store, campaign_id))
     else:
-        print_status(info, store)
+        info = store.get(campaign_id)
+        opening = store.next_window_opening(campaign_id)
+        print_status(info, loading.progress(store, campaign_id))
         if opening:
             out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
 
@@ -153,7 +121,6 @@ def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.E
                       cid: str) -> None:
     """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
     from dispatcher.instasent.client import InstasentClient
-    from dispatcher.sending import loading
 
     load = loading.progress(store, cid)
     if load is None:
@@ -174,65 +141,6 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     store, ops = _store(settings)
     n = campaigns.cancel(store, ops, campaign_id, settings.campaign_ttl_s)
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
-
-
-def print_status(info: CampaignInfo, store: CampaignStore | None = None) -> None:
-    """A readable summary of one campaign (with ``store``, also how its list is loading)."""
-    from dispatcher.sending.loading import progress
-
-    table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
-    table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
-    load = progress(store, info.id) if store is not None else None
-    if load is not None:
-        table.add_row("list", load.describe().replace("ID", info.id))
-    table.add_row("messages", str(info.total))
-    for name, value in info.counts.items():
-        table.add_row(f"  {name}", str(value))
-    if info.started_at and info.processed:
-        end = info.finished_at or info.updated_at or time.time()
-        elapsed = max(1e-3, end - info.started_at)
-        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
-    if info.send_window is not None:
-        window = info.send_window.to_json()
-        table.add_row("send window", f"{window['start']}-{window['end']} local time")
-    if info.waiting:
-        table.add_row("waiting for window", f"{info.waiting} messages")
-    if info.expires_at:
-        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
-    if info.delivery_rate is not None:
-        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
-        table.add_row("undelivered", str(info.delivery["undelivered"]))
-    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
-    out.print(table)
-
-
-def show_progress(store: CampaignStore, cid: str, poll_s: float = 0.5) -> CampaignInfo:
-    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
-    info = store.get(cid)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               _RateColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[counts]}"))
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(info.name or cid, total=info.total, counts="")
-        while True:
-            info = store.get(cid)
-            c = info.counts
-            counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
-                      f" [{info.state}]")
-            progress.update(task, completed=info.processed, counts=counts)
-            if info.state in _STOP:
-                break
-            time.sleep(poll_s)
-    return info
-
-
-def wait_for(store: CampaignStore, cid: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
-    """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
-    if show:
-        return show_progress(store, cid)
-    while (info := store.get(cid)).state not in _STOP:
-        time.sleep(poll_s)
-    return info
 
 
 @app.command()
@@ -260,15 +168,14 @@ def submit(
     The list is checked in one pass that keeps no rows (the budget guard refuses before anything is
     stored), then stored chunk by chunk: sending starts with the first chunk.
     """
-    from dispatcher.cli.preflight import lookup_progress, print_summary
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.result import PreflightResult
-    from dispatcher.sending import loading
-    from dispatcher.sending.windows import parse_duration, parse_window
+    from dispatcher.screens import lookup_progress, print_summary
+    from dispatcher.sending.submission import SubmitOptions
 
-    send_window = parse_window(window, days) if window else None
-    expire_after_s = parse_duration(expire_after) if expire_after else None
-    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    options = SubmitOptions(
+        preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost),
+        name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
 
@@ -283,31 +190,23 @@ def submit(
 
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
         cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
-                                             options=options, client=client, name=name or file.name,
-                                             send_window=send_window, expire_after_s=expire_after_s,
-                                             progress_cb=progress, on_counted=counted, on_created=created,
-                                             chunk_rows=chunk_rows)
+                                             options=options.preflight, client=client,
+                                             name=options.name or file.name, send_window=options.send_window,
+                                             expire_after_s=options.expire_after_s, progress_cb=progress,
+                                             on_counted=counted, on_created=created, chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(cid, loaded))
     info = wait_for(store, cid, show=not as_json) if wait and loaded.outcome == "complete" else store.get(cid)
     if as_json:
-        _print_json(status_json(store, info))
+        _print_json(campaigns.status(store, cid))
     elif wait:
         print_status(info)
 
 
-def _loaded_sentence(cid: str, loaded: Loaded) -> str:
+def _loaded_sentence(cid: str, loaded: loading.Loaded) -> str:
     """What became of the loading, in one sentence."""
     if loaded.outcome == "complete":
         return f"Campaign {cid}: all {loaded.stored:,} messages stored."
     if loaded.outcome == "stopped":
         return f"Campaign {cid} is {loaded.state}: loading stopped; `dispatcher resume {cid}` continues it."
     return f"Campaign {cid}: another process took over loading it."
-
-
-def status_json(store: CampaignStore, info: CampaignInfo) -> dict[str, Any]:
-    """``status --json``: the campaign, and its loading progress while its list still loads."""
-    from dispatcher.sending.loading import progress
-
-    load = progress(store, info.id)
-    return {**info.to_json(), "loading": load.to_json() if load else None}

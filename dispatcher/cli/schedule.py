@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import time
-from typing import Annotated, Any
+from types import ModuleType
+from typing import Annotated
 
 import orjson
 import typer
-from rich.table import Table
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_settings
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -26,8 +24,16 @@ from dispatcher.cli._options import (
     Sender,
     SendWindow,
 )
-from dispatcher.keys import Keys
-from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.resources import Resources
+from dispatcher.screens import out, print_schedules
+from dispatcher.sending.schedules import (
+    DEFAULT_GRACE_S,
+    ScheduleDef,
+    ScheduleStore,
+    add_schedule,
+    remove_schedule,
+    schedule_rows,
+)
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
 
@@ -36,17 +42,15 @@ schedule_app = typer.Typer(help="Recurring campaigns: each firing re-reads the f
 app.add_typer(schedule_app, name="schedule")
 
 
-def _glue() -> Any:
-    """``tasks.schedules``, imported by name so that ``dispatcher`` itself never imports Celery."""
-    return importlib.import_module("tasks.schedules")
+def _glue() -> ModuleType:
+    """``tasks.schedules`` (redbeat entries, the firer), imported only by the commands that need Celery."""
+    import tasks.schedules
+
+    return tasks.schedules
 
 
 def _store(settings: Settings) -> ScheduleStore:
-    return ScheduleStore(connect_redis(settings), Keys(settings.key_prefix))
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+    return Resources.from_settings(settings).schedules
 
 
 @schedule_app.command("add")
@@ -80,8 +84,7 @@ def add(
         overlap=overlap, grace_s=grace,
     ).validated()
     settings = load_settings()
-    _store(settings).save(definition)
-    _glue().save_entry(definition)
+    add_schedule(_store(settings), _glue(), definition)
     when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
     out.print(f"Schedule {name} saved: {when}.")
 
@@ -89,36 +92,17 @@ def add(
 @schedule_app.command("list")
 def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """Show every schedule with its next run, its last run and that run's outcome."""
-    store = _store(load_settings())
-    now = time.time()
-    rows: list[dict[str, Any]] = []
-    for name in store.names():
-        definition = store.get(name)
-        state = store.state(name)
-        last_due = float(state["last_due"]) if state.get("last_due") else None
-        runs = store.runs(name, 5)
-        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
-                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
-                     "last_campaign": runs[0].campaign if runs else None,
-                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
+    rows = schedule_rows(_store(load_settings()))
     if as_json:
         typer.echo(orjson.dumps(rows).decode())
         return
-    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
-    for r in rows:
-        when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"]), _when(r["last_run"]),
-                      str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
-    out.print(table)
+    print_schedules(rows)
 
 
 @schedule_app.command("remove")
 def remove(name: str = typer.Argument(..., help="Schedule name.")) -> None:
     """Delete a schedule; it never fires again (campaigns it created are kept)."""
-    settings = load_settings()
-    _store(settings).remove(name)
-    _glue().delete_entry(name)
+    remove_schedule(_store(load_settings()), _glue(), name)
     out.print(f"Schedule {name} removed.")
 
 

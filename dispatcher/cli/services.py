@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_settings
 from dispatcher.dev.services import beat_argv, flower_argv, worker_argv
+from dispatcher.errors import ConfigurationError
 
 
 @app.command()
@@ -33,8 +35,21 @@ def flower(
     settings = load_settings()
     if settings.flower_user and settings.flower_password:
         os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password.reveal()}"
+    elif not is_loopback(address):
+        raise ConfigurationError(f"Flower on {address} would show every task to anyone who can reach it: set "
+                                 "FLOWER_USER and FLOWER_PASSWORD, or keep the default --address 127.0.0.1.")
     argv = flower_argv(port, address)
     os.execv(argv[0], argv)
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()

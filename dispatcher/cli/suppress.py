@@ -9,13 +9,13 @@ import pyarrow.compute as pc
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_resources
 from dispatcher.errors import InputError
-from dispatcher.keys import Keys
 from dispatcher.preflight import fileformat, loader
 from dispatcher.preflight.phone_columns import normalise_many
 from dispatcher.preflight.phones import normalise, parse_region
 from dispatcher.preflight.suppression import SuppressionList, to_e164
+from dispatcher.screens import out
 
 suppress_app = typer.Typer(help="The suppression list: numbers that must never receive a message.",
                            no_args_is_help=True)
@@ -25,8 +25,7 @@ _COUNTRY_HELP = "ISO country for numbers written without +/00 (ES, GB...)."
 
 
 def _suppression() -> SuppressionList:
-    settings = load_settings()
-    return SuppressionList(connect_redis(settings), Keys(settings.key_prefix))
+    return load_resources().suppression
 
 
 @suppress_app.command("add")

@@ -9,11 +9,10 @@ import typer
 from rich.table import Table
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import connect_redis, load_settings, out
+from dispatcher.cli._common import load_enqueuer, load_resources, load_settings
 from dispatcher.errors import ConfigurationError
-from dispatcher.keys import Keys
-from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.store import CampaignStore
+from dispatcher.resources import Resources
+from dispatcher.screens import out
 
 
 @app.command()
@@ -28,10 +27,11 @@ def webhook(
                                  "https://your-host/dlr/<that value> as the delivery-report URL in Instasent.")
     if len(settings.webhook_secret.reveal()) < 16:
         raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
-    connect_redis(settings).ping()
+    resources = Resources.from_settings(settings)
+    resources.redis.ping()
     from dispatcher.delivery.webhook.server import serve
 
-    serve(settings, host, port)
+    serve(resources, host, port)
 
 
 @app.command()
@@ -40,11 +40,9 @@ def inbound(campaign_id: str = typer.Argument(..., help="Campaign id."),
     """List the replies received for a campaign's messages (stop words are marked)."""
     from dispatcher.delivery.optout import inbound_messages
 
-    settings = load_settings()
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    CampaignStore(client, keys).get(campaign_id)
-    messages = inbound_messages(client, keys, campaign_id)
+    resources = load_resources()
+    resources.store.get(campaign_id)
+    messages = inbound_messages(resources.redis, resources.keys, campaign_id)
     if as_json:
         typer.echo(orjson.dumps(messages).decode())
         return
@@ -63,15 +61,11 @@ def reconcile(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Resolve unknown outcomes by clientId (reports, then Instasent's records) and send only the rest."""
-    from dispatcher.cli.campaigns import load_enqueuer
     from dispatcher.delivery.reconcile import reconcile as run_reconcile
-    from dispatcher.delivery.reports import DeliveryBook
 
-    settings = load_settings()
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    store = CampaignStore(client, keys)
-    result = run_reconcile(store, BatchOps(client, keys), DeliveryBook(client, keys), load_enqueuer(settings),
+    resources = load_resources()
+    store = resources.store
+    result = run_reconcile(store, resources.ops, resources.deliveries, load_enqueuer(resources.settings),
                            campaign_id, grace_s=grace)
     deadline = time.monotonic() + 300
     while wait and store.get(campaign_id).counts["unknown"] and time.monotonic() < deadline:

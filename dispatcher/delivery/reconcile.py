@@ -29,20 +29,21 @@ class Reconciliation:
     unknown_before: int
 
 
-def reconcile(store: CampaignStore, ops: BatchOps, book: DeliveryBook, enqueuer: Enqueuer, cid: str,
+def reconcile(store: CampaignStore, ops: BatchOps, book: DeliveryBook, enqueuer: Enqueuer, campaign_id: str,
               grace_s: float = 60.0, now: float | None = None) -> Reconciliation:
-    """Resolve campaign ``cid``'s unknown messages; see the module docstring.
+    """Resolve campaign ``campaign_id``'s unknown messages; see the module docstring.
 
     Raises:
         InputError: when there is no such campaign.
         InvalidTransition: when the campaign is paused or failed (``resume`` it instead).
     """
-    info = store.get(cid)
+    info = store.get(campaign_id)
     if info.state in (State.PAUSED.value, State.FAILED.value):
-        raise InvalidTransition(f"campaign {cid} is {info.state}; `dispatcher resume {cid}` reconciles as it resumes.")
+        raise InvalidTransition(f"campaign {campaign_id} is {info.state}; "
+                                f"`dispatcher resume {campaign_id}` reconciles as it resumes.")
     held = book.retry_held()
     now = time.time() if now is None else now
-    batches = ops.unknown_batches(cid, info.batches, older_than=now - grace_s)
-    reopened = ops.reopen(cid, batches)
-    enqueuer.enqueue(cid, reopened)
-    return Reconciliation(cid, held, reopened, info.counts["unknown"])
+    batches = ops.unknown_batches(campaign_id, info.batches, older_than=now - grace_s)
+    reopened = ops.reopen(campaign_id, batches)
+    enqueuer.enqueue(campaign_id, reopened)
+    return Reconciliation(campaign_id, held, reopened, info.counts["unknown"])

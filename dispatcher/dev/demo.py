@@ -17,9 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dispatcher.cli._common import connect_redis, out, redact_url
-from dispatcher.cli.campaigns import load_enqueuer, print_status, show_progress
-from dispatcher.cli.preflight import lookup_progress, print_summary
 from dispatcher.dev.services import (
     Service,
     ensure_redis,
@@ -31,14 +28,21 @@ from dispatcher.dev.services import (
     start_worker,
 )
 from dispatcher.errors import InputError
-from dispatcher.instasent.client import InstasentClient
-from dispatcher.keys import Keys
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.resources import Resources
+from dispatcher.screens import (
+    lookup_progress,
+    out,
+    print_schedules,
+    print_status,
+    print_summary,
+    redact_url,
+    show_progress,
+)
 from dispatcher.sending import campaigns
-from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.report import build_report, write_report
-from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.schedules import schedule_rows
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
 
 #: Token shared by the demo's sandbox and workers (a local, throwaway value).
@@ -117,43 +121,41 @@ def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port:
 
 
 def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    store, ops = CampaignStore(client, keys), BatchOps(client, keys)
+    from tasks.enqueue import CeleryEnqueuer  # the Celery side: dev tools may import it, the library never does
+
+    resources = Resources.from_settings(settings)
+    store = resources.store
     options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES").validated()
-    with InstasentClient.from_settings(settings) as api, lookup_progress() as progress:
-        result = run_preflight(path, options, settings=settings, redis=client, client=api, progress=progress)
+    with resources.instasent() as api, lookup_progress() as progress:
+        result = run_preflight(path, options, settings=settings, redis=resources.redis, client=api,
+                               progress=progress)
     print_summary(result)
-    cid = campaigns.submit_preflight(store, ops, load_enqueuer(settings), settings, result=result,
+    campaign_id = campaigns.submit_preflight(store, resources.ops, CeleryEnqueuer(settings), settings, result=result,
                                      options=options, name="demo: spring offer")
-    out.print(f"\nSubmitted campaign [bold]{cid}[/]; sending...")
-    info = show_progress(store, cid)
+    out.print(f"\nSubmitted campaign [bold]{campaign_id}[/]; sending...")
+    info = show_progress(store, campaign_id)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        info = store.get(cid)
+        info = store.get(campaign_id)
         if info.delivery["delivered"] + info.delivery["undelivered"] >= info.counts["sent"]:
             break
         time.sleep(0.3)
     print_status(info)
     OUT_DIR.mkdir(exist_ok=True)
-    report_path = OUT_DIR / f"demo-report-{cid}.csv"
-    write_report(build_report(store, cid), report_path)
+    report_path = OUT_DIR / f"demo-report-{campaign_id}.csv"
+    write_report(build_report(store, campaign_id), report_path)
     out.print(f"Report: {report_path} (one row per message) · Flower: {flower_url} · "
               f"logs in {OUT_DIR / 'demo-logs'}")
 
 
 def _schedule(settings: Settings, path: Path, every_s: float = 8.0, firings: int = 2) -> None:
     """Add a recurring campaign, let beat fire it ``firings`` times, show the schedule list, remove it."""
-    import importlib
+    import tasks.schedules as glue  # the Celery side: dev tools may import it, the library never does
+    from dispatcher.sending.schedules import ScheduleDef
 
-    from dispatcher.cli.schedule import list_schedules
-    from dispatcher.sending.schedules import ScheduleDef, ScheduleStore
-
-    glue = importlib.import_module("tasks.schedules")  # the Celery side, imported by name
-    client = connect_redis(settings)
-    keys = Keys(settings.key_prefix)
-    schedules, store = ScheduleStore(client, keys), CampaignStore(client, keys)
+    resources = Resources.from_settings(settings)
+    schedules, store = resources.schedules, resources.store
     definition = ScheduleDef(name="demo-recurring", file=str(path.resolve()), every_s=every_s,
                              options={"text": DEMO_TEXT, "sender": "DEMOSHOP", "country": "ES"},
                              window="00:00-23:59", expire_after_s=3600).validated()
@@ -168,7 +170,7 @@ def _schedule(settings: Settings, path: Path, every_s: float = 8.0, firings: int
             if len(created) >= firings and all(store.get(r.campaign).state == "completed" for r in created):
                 break
             time.sleep(0.5)
-        list_schedules(as_json=False)
+        print_schedules(schedule_rows(schedules))
         for run in reversed(schedules.runs(definition.name)):
             detail = ""
             if run.campaign:

@@ -23,6 +23,7 @@ import httpx
 import redis
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.resources import connect_redis
 
 
 def free_port() -> int:
@@ -35,7 +36,7 @@ def free_port() -> int:
 def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
     """True when a Redis server answers PING at ``url``."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        client = connect_redis(url, connect_timeout_s=timeout_s, timeout_s=timeout_s)
         try:
             return bool(client.ping())
         finally:
@@ -209,13 +210,19 @@ def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False
     return service
 
 
+#: Flower's task-list columns: the name says campaign and batch, args hold the campaign id (search by
+#: it), the result says what the batch did.
+FLOWER_TASK_COLUMNS = "name,state,args,result,received,runtime,worker"
+
+
 def flower_argv(port: int, address: str = "127.0.0.1") -> list[str]:
     """The ``celery flower`` command line, bound to ``address``.
 
     Basic auth goes through the ``FLOWER_BASIC_AUTH`` environment variable, never the command
     line, where any local user could read it with ``ps``.
     """
-    return [sys.executable, "-m", "celery", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}"]
+    return [sys.executable, "-m", "celery", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}",
+            f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
 
 
 def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -101,6 +101,10 @@ class InstasentClient:
 
     def __repr__(self) -> str:
         return f"InstasentClient(base_url={self.base_url!r})"
+
+    def on_response(self, hook: Callable[[httpx.Response], None]) -> None:
+        """Call ``hook`` with every response (before its body is read), e.g. to count statuses."""
+        self._http.event_hooks["response"] = [*self._http.event_hooks["response"], hook]
 
     def __enter__(self) -> InstasentClient:
         return self

@@ -84,7 +84,8 @@ def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Sett
     rejects += numbers.reject(np.isnan(per_part), lambda i: f"no price for destination {numbers.country[i]}")
     lookups = _Lookups()
     if pricing.lookup is not None and numbers.alive.any():
-        lookups = _hlr(numbers, rejects, pricing, options, settings, redis, client, progress)
+        cache = HlrCache(redis, keys, settings.hlr_cache_ttl_s)
+        lookups = _hlr(numbers, rejects, pricing, options, settings, cache, client, progress)
     final = _filter_tables(tables, numbers.alive)
     price = final.column("parts").to_numpy() * per_part[numbers.alive]
     final = final.append_column("price", pa.array(price, pa.float64()))
@@ -237,14 +238,12 @@ class _Lookups:
 
 
 def _hlr(numbers: _Numbers, rejects: list[Reject], pricing: _Pricing, options: PreflightOptions,
-         settings: Settings, redis_client: redis.Redis, client: PreflightClient,
-         progress: Progress | None) -> _Lookups:
+         settings: Settings, cache: HlrCache, client: PreflightClient, progress: Progress | None) -> _Lookups:
     """Look the alive numbers up (cache first); ``invalid``/``unreachable`` ones become rejects."""
     prices = pricing.lookup or PriceList({}, pricing.currency)
     idx = np.flatnonzero(numbers.alive)
     alive = numbers.to.take(pa.array(idx)).to_pylist()
     countries = dict(zip(alive, numbers.country_array.take(pa.array(idx)).to_pylist(), strict=True))
-    cache = HlrCache(redis_client, Keys(settings.key_prefix), settings.hlr_cache_ttl_s)
     outcome = check_numbers(alive, client=client, cache=cache, concurrency=settings.hlr_concurrency,
                             progress=progress,
                             before_lookups=_lookup_guard(countries, prices, pricing.account, options.max_cost))

@@ -51,7 +51,7 @@ LIST_LANE = "sms_list"
 
 
 @dataclass
-class Sender:
+class SendContext:
     """Everything a worker process needs to send batches; built once per process."""
 
     settings: Settings
@@ -88,7 +88,7 @@ def backoff(fails: int, base_s: float, cap_s: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def send_batch(sender: Sender, cid: str, n: int) -> BatchOutcome:
+def send_batch(sender: SendContext, cid: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``cid`` needs next, at most one POST's worth."""
     claim = sender.ops.claim(cid, n, sender.settings.lease_s)
     if claim.kind == "done":
@@ -107,7 +107,7 @@ def send_batch(sender: Sender, cid: str, n: int) -> BatchOutcome:
 class _Attempt:
     """One claimed attempt at a batch; every path ends in exactly one ``record`` call."""
 
-    def __init__(self, sender: Sender, cid: str, n: int, claim: Claim) -> None:
+    def __init__(self, sender: SendContext, cid: str, n: int, claim: Claim) -> None:
         self.s = sender
         self.cid = cid
         self.n = n

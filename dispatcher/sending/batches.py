@@ -9,9 +9,12 @@ counters always change together. The rules that make sending exactly-once live h
   ``clientId`` before sending anything in the batch again;
 * a terminal record is never overwritten, and each batch is counted as settled exactly once.
 
-Batch hash fields: ``st`` (p pending, i in flight, u unknown, d done), ``size``, ``att`` (POSTs
-made), ``fails`` (failed attempts), ``lease`` (Unix µs), ``rc``, ``settled``, ``tu`` (the batch
-range this batch reserved when it settled, ``a:b``), ``err``, ``p`` (compressed messages).
+Batch hash fields: ``st`` (p pending, i in flight, u unknown, d done), ``size`` (messages), ``att``
+(POSTs made), ``fails`` (failed attempts), ``lease`` (Unix µs until which the claimer holds it),
+``rc`` (1: reconcile by ``clientId`` before sending), ``settled`` (1 once counted in the campaign's
+``settled``), ``parked`` (1 while it waits for its send window), ``ut`` (Unix s of the last
+record), ``tu`` (the batch range this batch reserved when it settled, ``a:b``), ``err`` (the last
+error), ``tz`` (its numbers' time zones, with a send window), ``p`` (compressed messages).
 """
 
 from __future__ import annotations

@@ -73,6 +73,20 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
                   send_window=send_window, expire_after_s=expire_after_s)
 
 
+def status(store: CampaignStore, cid: str) -> dict[str, Any]:
+    """The ``status --json`` object of one campaign, with when its next send window opens (Unix s)
+    and, while its list still loads, ``loading`` (see :func:`dispatcher.sending.loading.progress`).
+
+    Raises:
+        UnknownItem: when no campaign has that id.
+    """
+    from dispatcher.sending.loading import progress  # loading builds on this module
+
+    load = progress(store, cid)
+    return {**store.get(cid).to_json(), "next_window_opens_at": store.next_window_opening(cid),
+            "loading": load.to_json() if load else None}
+
+
 def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:
     """Pause a campaign: batches not yet claimed stay unsent until ``resume``. Returns the old state."""
     return store.transition(cid, State.PAUSED, reason)

@@ -57,11 +57,11 @@ def client_id(campaign_id: str, batch: int, index: int) -> str:
 
 def parse_client_id(value: str) -> tuple[str, int, int] | None:
     """``(campaign_id, batch, index)`` of one of our clientIds, or None for anything else."""
-    cid, _, rest = value.partition("-")
+    campaign_id, _, rest = value.partition("-")
     batch, _, index = rest.partition("-")
-    if not cid or not batch.isdigit() or not index.isdigit():
+    if not campaign_id or not batch.isdigit() or not index.isdigit():
         return None
-    return cid, int(batch), int(index)
+    return campaign_id, int(batch), int(index)
 
 
 def encode(columns: dict[str, list[Any]]) -> bytes:

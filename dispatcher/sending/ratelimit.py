@@ -79,6 +79,8 @@ class RateLimiter:
         self._keys = keys
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
+        #: Seconds this limiter has slept in :meth:`acquire` waiting for slots (for telemetry).
+        self.waited_s = 0.0
 
     def try_acquire(self, lane: Lane, messages: int = 1) -> float:
         """Take a slot if one is free: 0.0 when taken, else seconds to wait before trying again."""
@@ -101,6 +103,7 @@ class RateLimiter:
                 return 0.0
             if time.monotonic() + wait > deadline:
                 return wait
+            self.waited_s += wait
             time.sleep(wait)
 
     def pause_until(self, lane: Lane, until_unix_s: float) -> None:

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import redis
 from croniter import croniter
 
-from dispatcher.errors import DispatcherError, InputError, PermanentError
+from dispatcher.errors import DispatcherError, InputError, PermanentError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.check import run_preflight
@@ -159,11 +159,11 @@ class ScheduleStore:
         """Read one schedule.
 
         Raises:
-            InputError: when there is no such schedule.
+            UnknownItem: when there is no such schedule.
         """
         raw = self.redis.hget(self.keys.schedule(name), "def")
         if raw is None:
-            raise InputError(f"no schedule named {name!r}; `dispatcher schedule list` shows them.")
+            raise UnknownItem(f"no schedule named {name!r}; `dispatcher schedule list` shows them.")
         return ScheduleDef(**orjson.loads(raw))
 
     def names(self) -> list[str]:
@@ -173,7 +173,7 @@ class ScheduleStore:
         """Delete a schedule and its records.
 
         Raises:
-            InputError: when there is no such schedule.
+            UnknownItem: when there is no such schedule.
         """
         self.get(name)
         pipe = self.redis.pipeline()
@@ -296,3 +296,52 @@ class _Holding:
 
     def enqueue(self, campaign_id: str, numbers: Any) -> None:
         return None
+
+
+class ScheduleEntries(Protocol):
+    """The trigger side of schedules (celery-redbeat's entries, in ``tasks.schedules``)."""
+
+    def save_entry(self, definition: ScheduleDef) -> None:
+        """Create or update the trigger of a schedule."""
+
+    def delete_entry(self, name: str) -> None:
+        """Remove the trigger of a schedule (missing is fine)."""
+
+
+def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef) -> ScheduleDef:
+    """Validate, store and arm a schedule (a new one or a replacement); returns it validated.
+
+    Raises:
+        InputError: when the definition is malformed.
+    """
+    checked = definition.validated()
+    schedules.save(checked)
+    entries.save_entry(checked)
+    return checked
+
+
+def remove_schedule(schedules: ScheduleStore, entries: ScheduleEntries, name: str) -> None:
+    """Delete a schedule and its trigger (the campaigns it created are kept).
+
+    Raises:
+        UnknownItem: when there is no such schedule.
+    """
+    schedules.remove(name)
+    entries.delete_entry(name)
+
+
+def schedule_rows(schedules: ScheduleStore, now: float | None = None) -> list[dict[str, Any]]:
+    """The ``schedule list --json`` rows: each schedule with its next and last firings (Unix s)."""
+    now = time.time() if now is None else now
+    rows: list[dict[str, Any]] = []
+    for name in schedules.names():
+        definition = schedules.get(name)
+        state = schedules.state(name)
+        last_due = float(state["last_due"]) if state.get("last_due") else None
+        runs = schedules.runs(name, 5)
+        rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
+                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
+                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
+                     "last_campaign": runs[0].campaign if runs else None,
+                     "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
+    return rows

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import redis
 
-from dispatcher.errors import InputError, InvalidTransition
+from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.keys import Keys
 from dispatcher.sending import payload
 from dispatcher.sending.ledger import CODES, Record, decode
@@ -186,20 +186,24 @@ class CampaignStore:
         """Read one campaign.
 
         Raises:
-            InputError: when no campaign has that id.
+            UnknownItem: when no campaign has that id.
         """
         raw = self.redis.hgetall(self.keys.campaign(cid))
         if not raw:
-            raise InputError(f"no campaign with id {cid!r}; `dispatcher list` shows the campaigns.")
+            raise UnknownItem(f"no campaign with id {cid!r}; `dispatcher list` shows the campaigns.")
         return _info(raw)
 
-    def recent(self, limit: int = 50) -> list[CampaignInfo]:
-        """The newest ``limit`` campaigns, newest first (expired ones are skipped)."""
-        ids = self.redis.zrevrange(self.keys.campaigns(), 0, limit - 1)
+    def recent(self, limit: int = 50, offset: int = 0) -> list[CampaignInfo]:
+        """The newest ``limit`` campaigns after skipping ``offset``, newest first (expired ones are skipped)."""
+        ids = self.redis.zrevrange(self.keys.campaigns(), offset, offset + limit - 1)
         pipe = self.redis.pipeline(transaction=False)
         for cid in ids:
             pipe.hgetall(self.keys.campaign(cid.decode()))
         return [_info(raw) for raw in pipe.execute() if raw]
+
+    def count(self) -> int:
+        """How many campaigns are listed (some may have expired since)."""
+        return int(self.redis.zcard(self.keys.campaigns()))
 
     def batch_states(self, cid: str, numbers: Sequence[int]) -> list[str]:
         """The ``st`` of each batch in ``numbers`` (``p``, ``i``, ``u``, ``d``)."""
@@ -240,14 +244,14 @@ class CampaignStore:
         """Move a campaign to ``target`` if its current state allows it; returns the old state.
 
         Raises:
-            InputError: when no campaign has that id.
+            UnknownItem: when no campaign has that id.
             InvalidTransition: when the current state cannot move to ``target``.
         """
         allowed = [s.value for s, targets in TRANSITIONS.items() if target in targets]
         result = self._transition(keys=[self.keys.campaign(cid)], args=[target.value, reason, time.time(), *allowed])
         outcome = result[0].decode()
         if outcome == "missing":
-            raise InputError(f"no campaign with id {cid!r}; `dispatcher list` shows the campaigns.")
+            raise UnknownItem(f"no campaign with id {cid!r}; `dispatcher list` shows the campaigns.")
         old = result[1].decode()
         if outcome == "refused" and old != target.value:
             raise InvalidTransition(f"campaign {cid} is {old} and cannot become {target.value}.")

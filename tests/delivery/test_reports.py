@@ -13,7 +13,7 @@ from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import campaigns, ledger
-from dispatcher.sending.attempt import Sender, send_batch
+from dispatcher.sending.attempt import SendContext, send_batch
 from tests.fakes import FakeInstasent
 from tests.sending.test_windows import Queue
 
@@ -33,7 +33,7 @@ def book(redis_client: redis.Redis) -> DeliveryBook:
     return DeliveryBook(redis_client, Keys("dsptest"))
 
 
-def test_a_report_twice_changes_nothing_the_second_time(sender: Sender, book: DeliveryBook) -> None:
+def test_a_report_twice_changes_nothing_the_second_time(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     assert book.apply(report(cid, 0)) == "applied+sent"
     assert book.apply(report(cid, 0)) == "duplicate"
@@ -41,7 +41,7 @@ def test_a_report_twice_changes_nothing_the_second_time(sender: Sender, book: De
     assert (info.delivery["delivered"], info.counts["sent"]) == (1, 1)
 
 
-def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: Sender, book: DeliveryBook,
+def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: SendContext, book: DeliveryBook,
                                                                         fake: FakeInstasent) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     sender.ops.reserve(cid)
@@ -51,7 +51,7 @@ def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: S
     assert (info.counts["sent"], info.delivery["undelivered"], info.state) == (3, 1, "completed")
 
 
-def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: Sender, book: DeliveryBook) -> None:
+def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:00Z"))
     book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
@@ -62,7 +62,7 @@ def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: S
     assert sender.store.deliveries(cid, 0)[0][0] == "delivered"
 
 
-def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: Sender, book: DeliveryBook) -> None:
+def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(2), window=4)
     sender.ops.record(cid, 0, [(0, ledger.encode("unknown", 1)), (1, ledger.encode("rejected", 1, "bad"))],
                       otherwise="u")
@@ -72,7 +72,7 @@ def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: S
     assert (counts["sent"], counts["unknown"], counts["rejected"]) == (1, 0, 1)
 
 
-def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: Sender, book: DeliveryBook) -> None:
+def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: SendContext, book: DeliveryBook) -> None:
     assert book.apply(report("feedbeef00", 0)) == "held"
     assert book.retry_held() == 0
     cid = sender.store.create("x", frame(1), window=4)
@@ -86,7 +86,8 @@ def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: Send
     assert sender.store.get(cid).delivery["delivered"] == 1
 
 
-def test_a_stop_report_and_an_inbound_stop_word_suppress_the_number(sender: Sender, redis_client: redis.Redis) -> None:
+def test_a_stop_report_and_an_inbound_stop_word_suppress_the_number(sender: SendContext,
+                                                                    redis_client: redis.Redis) -> None:
     keys = Keys("dsptest")
     cid = sender.store.create("x", frame(2), window=4)
     handle_optout(redis_client, keys, report(cid, 1, "stop"))
@@ -100,7 +101,7 @@ def test_a_stop_report_and_an_inbound_stop_word_suppress_the_number(sender: Send
     assert is_stop("STOP") and is_stop(" stop please") and not is_stop("no stop")
 
 
-def test_a_number_suppressed_after_the_preflight_is_skipped_at_send_time(sender: Sender,
+def test_a_number_suppressed_after_the_preflight_is_skipped_at_send_time(sender: SendContext,
                                                                           redis_client: redis.Redis) -> None:
     cid = sender.store.create("x", frame(5), window=4)
     sender.ops.reserve(cid)
@@ -111,7 +112,7 @@ def test_a_number_suppressed_after_the_preflight_is_skipped_at_send_time(sender:
 
 
 def test_reconcile_resolves_unknowns_and_resends_only_what_was_never_accepted(
-        sender: Sender, book: DeliveryBook, fake: FakeInstasent) -> None:
+        sender: SendContext, book: DeliveryBook, fake: FakeInstasent) -> None:
     queue = Queue()
     cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="x", messages=frame(10))
     queue.items.clear()

@@ -13,6 +13,7 @@ from dispatcher.errors import InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.lifecycle import State
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
@@ -95,7 +96,7 @@ def test_an_overlapping_firing_can_queue_behind_the_running_one(firer: Firer, tm
     queue: Queue = firer.enqueuer  # type: ignore[assignment]
     queued_before = list(queue.items)
     assert firer.start_queued() == []
-    firer.store.transition(first.campaign, __import__("dispatcher.sending.lifecycle").lifecycle.State.CANCELLED)
+    firer.store.transition(first.campaign, State.CANCELLED)
     assert firer.start_queued() == [second.campaign]
     assert {c for c, _ in queue.items} - {c for c, _ in queued_before} == {second.campaign}
 

@@ -11,7 +11,7 @@ import pytest
 
 from dispatcher.errors import InputError
 from dispatcher.sending import campaigns
-from dispatcher.sending.attempt import Sender, send_batch
+from dispatcher.sending.attempt import SendContext, send_batch
 from dispatcher.sending.windows import Window, is_open, next_open, parse_days, parse_duration, parse_window, zones_for
 from tests.fakes import FakeInstasent
 
@@ -41,7 +41,7 @@ class Queue:
     def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
         self.items += [(campaign_id, n) for n in numbers]
 
-    def drain(self, sender: Sender, log: list[tuple[float, str]], fake: FakeInstasent) -> None:
+    def drain(self, sender: SendContext, log: list[tuple[float, str]], fake: FakeInstasent) -> None:
         while self.items:
             cid, n = self.items.pop(0)
             before = set(fake.accepted)
@@ -58,14 +58,14 @@ def three_zones(per_zone: int = 150) -> pd.DataFrame:
 
 
 @pytest.fixture()
-def clock(sender: Sender) -> Clock:
+def clock(sender: SendContext) -> Clock:
     clock = Clock()
     sender.clock = clock
     return clock
 
 
 def test_three_time_zones_are_released_in_order_and_never_outside_their_window(
-        sender: Sender, fake: FakeInstasent, clock: Clock) -> None:
+        sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     window = parse_window("09:00-21:00", "mon-fri")
     queue, log = Queue(), []
     cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
@@ -90,7 +90,7 @@ def test_three_time_zones_are_released_in_order_and_never_outside_their_window(
     assert first_sent["+819"] < first_sent["+346"] < first_sent["+120"]
 
 
-def test_parked_batches_do_not_hold_the_queue_window(sender: Sender, fake: FakeInstasent, clock: Clock) -> None:
+def test_parked_batches_do_not_hold_the_queue_window(sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     sender.settings = sender.settings.with_overrides(queue_window=1)
     queue, log = Queue(), []
     cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w",
@@ -99,7 +99,7 @@ def test_parked_batches_do_not_hold_the_queue_window(sender: Sender, fake: FakeI
     assert sender.store.get(cid).counts["sent"] == 250  # Tokyo's three batches went despite a window of 1
 
 
-def test_expiry_marks_what_is_unsent_expired(sender: Sender, fake: FakeInstasent, clock: Clock) -> None:
+def test_expiry_marks_what_is_unsent_expired(sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     queue, log = Queue(), []
     cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
                            send_window=parse_window("09:00-21:00"), expire_after_s=parse_duration("2h"),
@@ -143,7 +143,7 @@ def test_durations_take_seconds_minutes_hours_and_days() -> None:
 
 
 def test_cancelling_a_campaign_clears_what_waited_for_its_window(
-        sender: Sender, fake: FakeInstasent, clock: Clock) -> None:
+        sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     queue, log = Queue(), []
     cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
                            send_window=parse_window("09:00-21:00"), now=clock())

@@ -5,18 +5,15 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-import redis
 import uvicorn
 
 from dispatcher.delivery.webhook.app import create_app
-from dispatcher.keys import Keys
-from dispatcher.settings import Settings
+from dispatcher.resources import Resources
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(resources: Resources, host: str, port: int) -> None:
     """Serve ``/dlr/{secret}`` on ``host:port`` until interrupted."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    app = create_app(client, Keys(settings.key_prefix), settings.webhook_secret.reveal())
+    app = create_app(resources.redis, resources.keys, resources.settings.webhook_secret.reveal())
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     print(f"dispatcher webhook listening on http://{host}:{port}/dlr/<secret>", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,

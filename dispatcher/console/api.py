@@ -1,0 +1,241 @@
+"""The campaign API: preflight, submit, list, status, pause/resume/cancel, report and rejects.
+
+Every route calls the same library functions as the command line (``sending.submission``,
+``sending.campaigns``, ``sending.report``), so the validation, the refusals and the JSON shapes
+are the CLI's. Blocking work (Redis, Instasent, pandas) runs in the thread pool, off the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from dispatcher.console import uploads
+from dispatcher.console.context import JSON, ApiError, Console
+from dispatcher.console.series import pace_limit_per_s, pace_per_s, read_series
+from dispatcher.errors import BudgetExceeded, InputError
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.sending import campaigns
+from dispatcher.sending.report import build_report, write_report
+from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
+
+#: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
+PAGE = 20
+MAX_PAGE = 200
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def truthy(value: str | None) -> bool:
+    """A form field's boolean: ``1``, ``true``, ``yes`` or ``on`` (any case)."""
+    return (value or "").strip().lower() in _TRUE
+
+
+def _text(fields: dict[str, str], name: str) -> str | None:
+    value = fields.get(name, "").strip()
+    return value or None
+
+
+def _number(fields: dict[str, str], name: str) -> float | None:
+    raw = _text(fields, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{name} must be a number, got {raw!r}.") from None
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {raw!r}.")
+    return value
+
+
+def preflight_options(fields: dict[str, str]) -> PreflightOptions:
+    """The preflight options of a form: the CLI's option names without dashes (``from``, ``no_hlr``...).
+
+    Raises:
+        InputError: for malformed or contradictory options.
+    """
+    if "hlr" in fields:
+        hlr = truthy(fields["hlr"])
+    elif "no_hlr" in fields:
+        hlr = not truthy(fields["no_hlr"])
+    else:  # whatever the CLI does when neither option is given
+        hlr = next(bool(f.default) for f in dataclasses.fields(PreflightOptions) if f.name == "hlr")
+    return PreflightOptions(text=_text(fields, "text"), text_column=_text(fields, "text_column"),
+                            sender=_text(fields, "from"), country=_text(fields, "country"),
+                            phone_column=_text(fields, "phone_column"), hlr=hlr,
+                            gsm_only=truthy(fields.get("gsm_only")),
+                            max_cost=_number(fields, "max_cost")).validated()
+
+
+def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
+    """The submit options of a form (``name`` defaults to the uploaded file's name).
+
+    Raises:
+        InputError: for malformed or contradictory options.
+    """
+    return SubmitOptions(preflight_options(fields), name=_text(fields, "name") or filename,
+                         window=_text(fields, "window"), days=_text(fields, "days"),
+                         expire_after=_text(fields, "expire_after")).validated()
+
+
+async def _received(console: Console, request: Request) -> uploads.Upload:
+    try:
+        upload = await uploads.receive(request, console.upload_limit_bytes)
+    except uploads.UploadTooLarge as exc:
+        raise ApiError(413, str(exc)) from None
+    except InputError as exc:
+        raise ApiError(400, str(exc)) from None
+    if upload.path is None:
+        upload.close()
+        raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
+    return upload
+
+
+async def _preflight(console: Console, upload: uploads.Upload, options: PreflightOptions) -> PreflightResult:
+    assert upload.path is not None
+    redis_client = console.store.redis
+    result = await run_in_threadpool(preflight_file, upload.path, options, console.settings, redis_client)
+    result.file = upload.filename  # the user's name for the file, not our temporary path
+    return result
+
+
+def _refused(exc: BudgetExceeded, result: PreflightResult) -> ApiError:
+    return ApiError(422, str(exc), preflight=result.to_json())
+
+
+def routes(console: Console) -> list[Route]:
+    """The ``/api/...`` campaign routes bound to ``console``."""
+
+    async def preflight(request: Request) -> Response:
+        console.authorize(request, change=False)  # checks a file, changes nothing
+        upload = await _received(console, request)
+        try:
+            options = preflight_options(upload.fields)
+            result = await _preflight(console, upload, options)
+            try:
+                check_budget(result, options.max_cost)
+            except BudgetExceeded as exc:
+                raise _refused(exc, result) from None
+            return JSON(result.to_json())
+        finally:
+            upload.close()
+
+    async def create(request: Request) -> Response:
+        console.authorize(request)
+        upload = await _received(console, request)
+        try:
+            options = submit_options(upload.fields, upload.filename)
+            result = await _preflight(console, upload, options.preflight)
+            try:
+                cid = await run_in_threadpool(submit_result, console.store, console.ops, console.enqueuer,
+                                              console.settings, result, options)
+            except BudgetExceeded as exc:
+                raise _refused(exc, result) from None
+            body = await run_in_threadpool(campaigns.status, console.store, cid)
+            return JSON(body, status_code=201)
+        finally:
+            upload.close()
+
+    def listing(request: Request) -> Response:
+        console.authorize(request)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", PAGE, 1, MAX_PAGE)
+        infos = console.store.recent(limit, offset)
+        return JSON({
+            "campaigns": [i.to_json() for i in infos], "offset": offset, "limit": limit,
+            "total": console.store.count(), "pace_limit_per_s": pace_limit_per_s(console.settings),
+            "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
+        })
+
+    def show(request: Request) -> Response:
+        console.authorize(request)
+        return JSON(campaigns.status(console.store, request.path_params["cid"]))
+
+    def act(request: Request) -> Response:
+        console.authorize(request)
+        cid, action = request.path_params["cid"], request.path_params["action"]
+        if action == "pause":
+            campaigns.pause(console.store, cid)
+        elif action == "resume":
+            campaigns.resume(console.store, console.ops, console.enqueuer, cid)
+        elif action == "cancel":
+            campaigns.cancel(console.store, console.ops, cid, console.settings.campaign_ttl_s)
+        else:
+            raise ApiError(404, f"no action {action!r}: use pause, resume or cancel.")
+        return JSON(campaigns.status(console.store, cid))
+
+    def report(request: Request) -> Response:
+        console.authorize(request)
+        cid = request.path_params["cid"]
+        kind = request.query_params.get("format", "csv").lower()
+        if kind not in ("csv", "parquet"):
+            raise ApiError(400, f"format is csv or parquet, got {kind!r}.")
+        frame = build_report(console.store, cid)
+        handle, name = tempfile.mkstemp(prefix="dispatcher-report-", suffix=f".{kind}")
+        os.close(handle)
+        path = Path(name)
+        try:
+            write_report(frame, path)  # the CLI's writer: spreadsheet-safe CSV, or Parquet
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        media = "text/csv; charset=utf-8" if kind == "csv" else "application/vnd.apache.parquet"
+        return FileResponse(path, media_type=media, filename=f"campaign-{cid}.{kind}",
+                            background=BackgroundTask(_unlink, path))
+
+    def rejects(request: Request) -> Response:
+        console.authorize(request)
+        cid = request.path_params["cid"]
+        console.store.get(cid)  # 404 for an unknown campaign, not an empty list
+        rows = console.store.rejects(cid)
+        reasons = Counter(str(r.get("reason", "")) for r in rows)
+        return JSON({"total": len(rows), "reasons": dict(reasons.most_common()), "rejects": rows})
+
+    def series(request: Request) -> Response:
+        console.authorize(request)
+        cid = request.path_params["cid"]
+        console.store.get(cid)
+        samples = read_series(console.store, cid)
+        return JSON({"fields": ["t", "sent", "failed", "delivered", "undelivered", "processed"],
+                             "samples": samples, "pace_per_s": pace_per_s(samples[-10:]),
+                             "pace_limit_per_s": pace_limit_per_s(console.settings)})
+
+    return [
+        Route("/api/preflight", preflight, methods=["POST"]),
+        Route("/api/campaigns", create, methods=["POST"]),
+        Route("/api/campaigns", listing, methods=["GET"]),
+        Route("/api/campaigns/{cid}", show, methods=["GET"]),
+        Route("/api/campaigns/{cid}/report", report, methods=["GET"]),
+        Route("/api/campaigns/{cid}/rejects", rejects, methods=["GET"]),
+        Route("/api/campaigns/{cid}/series", series, methods=["GET"]),
+        Route("/api/campaigns/{cid}/{action}", act, methods=["POST"]),
+    ]
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {raw!r}.") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

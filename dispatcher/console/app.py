@@ -1,0 +1,112 @@
+"""The console's ASGI app: API, dashboard and metrics in one Starlette application.
+
+Errors become ``{"error": "one sentence"}`` with a fitting status: 400 a malformed request, 401
+no valid token, 403 not allowed, 404 no such campaign or schedule, 409 a state change the
+campaign's state refuses, 413 an upload over the cap, 422 options or a file the preflight
+refuses (with the preflight object when the budget guard refused), 503 Redis or Instasent away.
+A background task samples live campaigns once a second for the charts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from dispatcher.console import api, dashboard, metrics, schedules
+from dispatcher.console.context import JSON, ApiError, Console
+from dispatcher.console.openapi import spec
+from dispatcher.console.series import take_samples
+from dispatcher.errors import (
+    ConfigurationError,
+    DispatcherError,
+    InputError,
+    InvalidTransition,
+    RetryableError,
+    UnknownItem,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two samples of the live campaigns.
+SAMPLE_EVERY_S = 1.0
+
+
+def status_of(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and sentence for an error a route let through."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.message
+    if isinstance(exc, UnknownItem):
+        return 404, str(exc)
+    if isinstance(exc, InvalidTransition):
+        return 409, str(exc)
+    if isinstance(exc, InputError):
+        return 422, str(exc)
+    if isinstance(exc, ConfigurationError | RetryableError):
+        return 503, f"the console cannot do that now: {exc}"
+    if isinstance(exc, DispatcherError):
+        return 422, str(exc)
+    if isinstance(exc, redis.exceptions.RedisError):
+        return 503, f"Redis cannot be reached ({type(exc).__name__}); try again when it is back."
+    return 500, f"unexpected {type(exc).__name__}; the console's log has the details."
+
+
+def create_app(console: Console, sample: bool = True) -> Starlette:
+    """The console app for ``console``; ``sample`` runs the once-a-second sampler."""
+
+    async def openapi(request: Request) -> Response:
+        return JSON(spec())
+
+    async def health(_: Request) -> Response:
+        return JSON({"ok": True})
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        status, message = status_of(exc)
+        if status >= 500:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=status == 500)
+        extra = exc.extra if isinstance(exc, ApiError) else {}
+        return JSON({"error": message, **extra}, status_code=status)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = "no such page" if exc.status_code == 404 else str(exc.detail)
+        return JSON({"error": message}, status_code=exc.status_code)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sampler(console)) if sample else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    routes: list[BaseRoute] = [
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        *api.routes(console), *schedules.routes(console), *metrics.routes(console), *dashboard.routes(console),
+    ]
+    # Known errors are answered by the exception middleware; only a bug reaches the 500 handler.
+    handlers = {ApiError: on_error, DispatcherError: on_error, redis.exceptions.RedisError: on_error,
+                HTTPException: on_http, Exception: on_error}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+
+
+async def _sampler(console: Console) -> None:
+    while True:
+        try:
+            await run_in_threadpool(take_samples, console.store, console.settings.campaign_ttl_s)
+        except (redis.exceptions.RedisError, DispatcherError) as exc:  # Redis away: try again next second
+            log.warning("sampling skipped: %s", type(exc).__name__)
+        await asyncio.sleep(SAMPLE_EVERY_S)

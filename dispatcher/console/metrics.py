@@ -1,0 +1,114 @@
+"""``GET /metrics``: Prometheus text through ``prometheus_client``, read from Redis at each scrape.
+
+Campaign gauges come from the campaign store (the newest campaigns still kept); worker counters
+(bulk answers by status, 429s, slot waits, the batch-duration histogram) from the hash the
+workers add to (``dispatcher.sending.telemetry``). A custom collector reads both at scrape time,
+so every console replica exposes the same numbers and nothing is double-counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dispatcher.console.context import Console
+from dispatcher.sending import telemetry
+from dispatcher.sending.telemetry import BATCH_BUCKETS
+
+#: Campaigns whose per-message gauges are exported (the newest ones; older ones are in ``report``).
+EXPORTED_CAMPAIGNS = 200
+#: Hash field a watchdog may count its re-driven batches under (exported when present).
+REDRIVES_FIELD = "watchdog:redriven"
+
+
+class DispatcherCollector:
+    """Reads the campaign store and the workers' telemetry at every scrape."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def describe(self) -> list[Metric]:
+        return []  # metrics are built at collect time from Redis; nothing to pre-declare
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._campaigns()
+        yield from self._workers(telemetry.read(self.console.store.redis, self.console.store.keys))
+
+    def _campaigns(self) -> Iterator[Metric]:
+        messages = GaugeMetricFamily("dispatcher_campaign_messages", "Messages of a campaign by status.",
+                                     labels=["campaign", "name", "status"])
+        delivery = GaugeMetricFamily("dispatcher_campaign_deliveries",
+                                     "Messages of a campaign by final delivery report (delivered, undelivered).",
+                                     labels=["campaign", "name", "outcome"])
+        states = GaugeMetricFamily("dispatcher_campaigns", "Campaigns kept in Redis by state.", labels=["state"])
+        cost = GaugeMetricFamily("dispatcher_campaign_cost", "Estimated cost of a campaign.",
+                                 labels=["campaign", "name", "currency"])
+        by_state: dict[str, int] = {}
+        for info in self.console.store.recent(EXPORTED_CAMPAIGNS):
+            by_state[info.state] = by_state.get(info.state, 0) + 1
+            for status, n in info.counts.items():
+                messages.add_metric([info.id, info.name, status], n)
+            for outcome in ("delivered", "undelivered"):
+                delivery.add_metric([info.id, info.name, outcome], info.delivery.get(outcome, 0))
+            cost.add_metric([info.id, info.name, info.currency], info.cost)
+        for state, n in sorted(by_state.items()):
+            states.add_metric([state], n)
+        yield from (messages, delivery, states, cost)
+
+    def _workers(self, counters: dict[str, float]) -> Iterator[Metric]:
+        bulk = CounterMetricFamily("dispatcher_bulk_requests", "POST /sms/bulk answers by HTTP status.",
+                                   labels=["status"])
+        for name, value in sorted(counters.items()):
+            if name.startswith("bulk:"):
+                bulk.add_metric([name.removeprefix("bulk:")], value)
+        yield bulk
+        yield CounterMetricFamily("dispatcher_rate_limited", "Bulk requests Instasent answered 429.",
+                                  value=counters.get("bulk:429", 0.0))
+        yield CounterMetricFamily("dispatcher_limiter_wait_seconds",
+                                  "Seconds workers waited for a shared rate-limit slot.",
+                                  value=counters.get("limiter_wait_s", 0.0))
+        yield _histogram(counters)
+        if REDRIVES_FIELD in counters:
+            yield CounterMetricFamily("dispatcher_watchdog_redrives", "Batches the watchdog drove again.",
+                                      value=counters[REDRIVES_FIELD])
+
+
+def _histogram(counters: dict[str, float]) -> HistogramMetricFamily:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0.0
+    for bound in BATCH_BUCKETS:
+        cumulative += counters.get(f"batch:le:{bound:g}", 0.0)
+        buckets.append((f"{bound:g}", cumulative))
+    buckets.append(("+Inf", cumulative + counters.get("batch:le:+Inf", 0.0)))
+    return HistogramMetricFamily("dispatcher_batch_duration_seconds",
+                                 "Seconds one batch attempt took, from claim to recorded outcome.",
+                                 buckets=buckets, sum_value=counters.get("batch:sum", 0.0))
+
+
+def registry_for(console: Console) -> CollectorRegistry:
+    """A registry holding only the dispatcher collector (no process metrics of the console itself)."""
+    registry = CollectorRegistry(auto_describe=False)
+    collector: Any = DispatcherCollector(console)
+    registry.register(collector)
+    return registry
+
+
+def routes(console: Console) -> list[Route]:
+    """``GET /metrics``, behind the bearer token unless the console runs with ``--public-metrics``."""
+    registry = registry_for(console)
+
+    async def metrics(request: Request) -> Response:
+        if not console.public_metrics:
+            console.authorize(request, change=False)
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/metrics", metrics, methods=["GET"])]

@@ -1,0 +1,111 @@
+"""``GET /api/openapi.json``: an OpenAPI 3.1 description of every console route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"description": "{\"error\": \"one sentence\"}",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_STATUS = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}
+
+_SUBMIT_FIELDS: dict[str, Any] = {
+    "file": {"type": "string", "format": "binary", "description": "CSV (.csv.gz) or .xlsx recipient list."},
+    "text": {"type": "string", "description": "Message text; {column} is replaced per row."},
+    "text_column": {"type": "string"}, "from": {"type": "string", "description": "Sender, 1..11 characters."},
+    "country": {"type": "string", "description": "ISO country for numbers without +/00."},
+    "phone_column": {"type": "string"}, "no_hlr": {"type": "boolean"}, "hlr": {"type": "boolean"},
+    "gsm_only": {"type": "boolean"}, "max_cost": {"type": "number"}, "name": {"type": "string"},
+    "window": {"type": "string", "example": "09:00-21:00"}, "days": {"type": "string", "example": "mon-fri"},
+    "expire_after": {"type": "string", "example": "6h"},
+}
+_SCHEDULE_FIELDS: dict[str, Any] = {
+    **_SUBMIT_FIELDS, "name": {"type": "string", "description": "Schedule name."},
+    "cron": {"type": "string", "example": "0 9 * * MON"}, "tz": {"type": "string", "example": "Europe/Madrid"},
+    "every": {"type": "string", "example": "10m"}, "overlap": {"type": "string", "enum": ["skip", "queue"]},
+    "grace": {"type": "number", "description": "Seconds late before a firing counts as missed."},
+}
+
+
+def _form(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "properties": fields, "required": ["file"]}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _ERROR for code in (401, *codes)}
+
+
+def _op(summary: str, ok: str = "200", ok_body: dict[str, Any] | None = None, errors: tuple[int, ...] = (),
+        **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": {ok: {"description": "success", **(ok_body or _JSON)},
+                                               **_errors(*errors)}, **extra}
+
+
+_ID = [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def spec() -> dict[str, Any]:
+    """The OpenAPI document."""
+    paths: dict[str, Any] = {
+        "/api/session": {
+            "post": _op("Sign in with a token: sets an HttpOnly session cookie, returns the CSRF token.",
+                        errors=(400,), security=[]),
+            "get": _op("Who is signed in, with the CSRF token."),
+            "delete": _op("Sign out."),
+        },
+        "/api/preflight": {"post": _op("Preflight an uploaded file (the `preflight --json` object).",
+                                       errors=(400, 413, 422), requestBody=_form(_SUBMIT_FIELDS))},
+        "/api/campaigns": {
+            "post": _op("Preflight and submit an uploaded file (admin).", ok="201", ok_body=_STATUS,
+                        errors=(400, 403, 413, 422), requestBody=_form(_SUBMIT_FIELDS)),
+            "get": _op("Campaigns, newest first, paged with offset and limit.", errors=(400,), parameters=[
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
+        },
+        "/api/campaigns/{cid}": {"get": _op("One campaign (the `status --json` object).", ok_body=_STATUS,
+                                            errors=(404,), parameters=_ID)},
+        "/api/campaigns/{cid}/report": {"get": _op(
+            "One row per message: spreadsheet-safe CSV, or Parquet with format=parquet.", errors=(400, 404),
+            ok_body={"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+            parameters=[*_ID, {"name": "format", "in": "query", "schema": {"enum": ["csv", "parquet"]}}])},
+        "/api/campaigns/{cid}/rejects": {"get": _op("The rows the preflight rejected, with counts by reason.",
+                                                    errors=(404,), parameters=_ID)},
+        "/api/campaigns/{cid}/series": {"get": _op("Samples of the campaign's counters over time (charts).",
+                                                   errors=(404,), parameters=_ID)},
+        "/api/schedules": {
+            "get": _op("Schedules with their next and last firings."),
+            "post": _op("Add or replace a schedule with its file (admin).", ok="201", errors=(400, 403, 413, 422),
+                        requestBody=_form(_SCHEDULE_FIELDS)),
+        },
+        "/api/schedules/{name}": {"delete": _op("Remove a schedule (admin).", errors=(403, 404), parameters=[
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/metrics": {"get": _op("Prometheus metrics (public with --public-metrics).",
+                                ok_body={"content": {"text/plain": {}}})},
+    }
+    for action in ("pause", "resume", "cancel"):
+        paths[f"/api/campaigns/{{cid}}/{action}"] = {"post": _op(
+            f"{action.capitalize()} a campaign (admin); 409 when its state does not allow it.", ok_body=_STATUS,
+            errors=(403, 404, 409), parameters=_ID)}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "dispatcher console", "version": "1",
+                 "description": "Submit, follow and stop SMS campaigns. Errors are {\"error\": \"one sentence\"}."},
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "`dispatcher token create NAME --role admin|viewer`"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "dsp_session",
+                            "description": "Dashboard session; state changes also need X-CSRF-Token."},
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "string"}, "preflight": {"type": "object"}}},
+                "Status": {"type": "object", "required": ["id", "state", "counts"], "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "state": {"type": "string"},
+                    "total": {"type": "integer"}, "counts": {"type": "object"}, "cost": {"type": "number"}}},
+            },
+        },
+    }

@@ -1,0 +1,71 @@
+"""Counters the workers keep in Redis so that any process (the console's ``/metrics``) can show them.
+
+Each worker counts in memory while it sends a batch (bulk answers by HTTP status, seconds spent
+waiting for a rate-limit slot, the batch's duration) and adds the counts to one Redis hash in one
+pipelined call when the batch is done. Telemetry never fails a batch: a Redis error drops the
+counts of that batch and nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import Counter
+from typing import Any
+
+import redis
+
+from dispatcher.keys import Keys
+
+log = logging.getLogger(__name__)
+
+#: Upper bounds (seconds) of the batch-duration histogram's buckets; ``+Inf`` is implied.
+BATCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Telemetry:
+    """Per-process counters, flushed to ``keys.telemetry()``; one per worker process."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis: Any = client
+        self._key = keys.telemetry()
+        self._counts: Counter[str] = Counter()
+        self._seconds: dict[str, float] = {}
+
+    def bulk_answered(self, status: int) -> None:
+        """Count one ``POST /sms/bulk`` answered with HTTP ``status``."""
+        self._counts[f"bulk:{status}"] += 1
+
+    def waited(self, seconds: float) -> None:
+        """Add seconds spent waiting for a rate-limit slot."""
+        if seconds > 0:
+            self._seconds["limiter_wait_s"] = self._seconds.get("limiter_wait_s", 0.0) + seconds
+
+    def batch_done(self, seconds: float) -> None:
+        """Observe one batch attempt that took ``seconds`` from claim to record."""
+        index = bisect.bisect_left(BATCH_BUCKETS, seconds)
+        self._counts[f"batch:le:{BATCH_BUCKETS[index]:g}" if index < len(BATCH_BUCKETS) else "batch:le:+Inf"] += 1
+        self._counts["batch:count"] += 1
+        self._seconds["batch:sum"] = self._seconds.get("batch:sum", 0.0) + seconds
+
+    def flush(self) -> None:
+        """Add the counts to Redis and start again from zero."""
+        counts, seconds = self._counts, self._seconds
+        self._counts, self._seconds = Counter(), {}
+        if not counts and not seconds:
+            return
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for name, n in counts.items():
+                pipe.hincrby(self._key, name, n)
+            for name, value in seconds.items():
+                pipe.hincrbyfloat(self._key, name, value)
+            pipe.execute()
+        except redis.exceptions.RedisError as exc:  # telemetry must never fail or retry a batch
+            log.warning("telemetry not recorded: %s", type(exc).__name__)
+
+
+def read(client: redis.Redis, keys: Keys) -> dict[str, float]:
+    """Every counter the workers recorded, by name (``bulk:200``, ``limiter_wait_s``, ``batch:le:0.5``...)."""
+    raw: Any = client.hgetall(keys.telemetry())
+    return {k.decode(): float(v) for k, v in raw.items()}
