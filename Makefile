@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/dispatcher demo --schedule
+	DISPATCHER_ALLOW_VOLATILE_REDIS=1 $(BIN)/dispatcher demo --schedule
 
 demo: run
 

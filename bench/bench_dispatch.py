@@ -17,10 +17,11 @@ import pandas as pd
 import redis
 
 from dispatcher.dev.services import Service, start_redis, start_sandbox, start_worker
+from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.store import BATCH_SIZE, CampaignStore
+from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer
 
@@ -43,8 +44,8 @@ def bare_httpx(url: str, frame: pd.DataFrame) -> float:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}",
                                              "Content-Type": "application/json"}, timeout=30) as client:
         started = time.perf_counter()
-        for lo in range(0, len(items), BATCH_SIZE):
-            client.post("/sms/bulk", content=orjson.dumps(items[lo:lo + BATCH_SIZE])).raise_for_status()
+        for lo in range(0, len(items), MAX_BULK_ITEMS):
+            client.post("/sms/bulk", content=orjson.dumps(items[lo:lo + MAX_BULK_ITEMS])).raise_for_status()
         return len(items) / (time.perf_counter() - started)
 
 
@@ -80,7 +81,8 @@ def main() -> None:
             instasent_token=TOKEN, instasent_base_url=sandbox.url, redis_url=redis_service.url,
             rate_limit_per_min=10**7, queue_window=32)
         env = {"REDIS_URL": redis_service.url, "INSTASENT_TOKEN": TOKEN, "INSTASENT_BASE_URL": sandbox.url,
-               "DISPATCHER_RATE_LIMIT": str(10**7), "DISPATCHER_QUEUE_WINDOW": "32"}
+               "DISPATCHER_RATE_LIMIT": str(10**7), "DISPATCHER_QUEUE_WINDOW": "32",
+               "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
         client = redis.Redis.from_url(redis_service.url)
         keys = Keys(settings.key_prefix)
         store, ops = CampaignStore(client, keys), BatchOps(client, keys)

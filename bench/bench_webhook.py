@@ -106,7 +106,8 @@ def main() -> None:
         frame = pd.DataFrame({"row": range(2, n + 2), "to": [f"+346{i:08d}" for i in range(n)], "text": ["x"] * n,
                               "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n,
                               "price": [0.045] * n, "country": ["ES"] * n})
-        receiver = start_webhook({"REDIS_URL": redis_service.url, "DISPATCHER_WEBHOOK_SECRET": SECRET})
+        receiver = start_webhook({"REDIS_URL": redis_service.url, "DISPATCHER_WEBHOOK_SECRET": SECRET,
+                                  "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"})
         services.append(receiver)
         port = free_port()
         baseline = spawn("baseline", [sys.executable, "-c", BASELINE, str(port)], url=f"http://127.0.0.1:{port}")

@@ -81,6 +81,23 @@ class Keys:
         """Sorted set of every campaign's parked batches, ``cid:n`` scored by release time (Unix s)."""
         return f"{self.prefix}:parked"
 
+    # -- healing -----------------------------------------------------------------------------
+    def epoch(self) -> str:
+        """String set once per data set; its absence or change means Redis lost its data."""
+        return f"{self.prefix}:epoch"
+
+    def losses(self) -> str:
+        """List of JSON records of each time Redis was found to have lost its data, newest first."""
+        return f"{self.prefix}:losses"
+
+    def watchdog_lock(self) -> str:
+        """Lock held by the one worker running a watchdog sweep (value: a random token)."""
+        return f"{self.prefix}:watchdog:lock"
+
+    def watchdog_last(self) -> str:
+        """JSON record of the last watchdog sweep."""
+        return f"{self.prefix}:watchdog:last"
+
     # -- schedules ----------------------------------------------------------------------------
     def schedule(self, name: str) -> str:
         """Hash: a recurring campaign's definition and its last firing."""
@@ -104,11 +121,15 @@ class Keys:
 
     # -- rate limiting ------------------------------------------------------------------------
     def rate(self, lane: str) -> str:
-        """GCRA state (theoretical arrival time, ms) of one rate-limit lane."""
+        """GCRA state (theoretical arrival time, µs) of one rate-limit lane."""
         return f"{self.prefix}:rl:{lane}"
 
+    def rate_messages(self, lane: str) -> str:
+        """GCRA state (theoretical arrival time, µs) of one lane's message-per-second cap."""
+        return f"{self.prefix}:rl:{lane}:msgs"
+
     def lane_pause(self, lane: str) -> str:
-        """Unix ms until which a lane is paused after a 429 or an exhausted window."""
+        """Unix µs until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
 
     # -- console ------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from dispatcher.errors import ConfigurationError
 
 #: Instasent's Transactional API base URL.
 DEFAULT_BASE_URL = "https://api.instasent.com/transactional/v1"
+#: Seconds a lease must outlast the POST deadline (to renew, record and absorb clock jitter).
+LEASE_MARGIN_S = 0.5
 #: Redis used when ``REDIS_URL`` is not set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -67,6 +69,8 @@ class Settings:
     broker_url: str = ""
     #: Prefix of every Redis key this project writes.
     key_prefix: str = "dsp"
+    #: Celery queue of the batch tasks (distinct names keep several deployments on one broker apart).
+    queue_name: str = "dispatcher"
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     write_timeout_s: float = 10.0
@@ -90,6 +94,13 @@ class Settings:
     #: Seconds a claimed batch is held before another worker may take it over; 0 derives it from
     #: the timeouts (it must outlast a slot wait plus two full requests).
     batch_lease_s: float = 0.0
+    #: Longest a POST to Instasent may take, connection to last byte; 0 derives it from the timeouts.
+    #: It must end well inside the lease, which is renewed right before each POST.
+    post_deadline_s: float = 0.0
+    #: Seconds between two watchdog sweeps in each worker (one sweep at a time runs, under a lock).
+    watchdog_every_s: float = 15.0
+    #: Let workers, ``submit`` and ``webhook`` run on a Redis that does not persist (demo, tests).
+    allow_volatile_redis: bool = False
     #: Seconds a lookup result stays cached.
     hlr_cache_ttl_s: int = 30 * 24 * 3600
     #: Lookups in flight at once during the HLR pre-check.
@@ -112,6 +123,25 @@ class Settings:
             return self.batch_lease_s
         request = self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
         return self.max_slot_wait_s + 2 * request + 5.0
+
+    @property
+    def post_deadline(self) -> float:
+        """Seconds a POST may take in all (see ``post_deadline_s``)."""
+        if self.post_deadline_s:
+            return self.post_deadline_s
+        return self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
+
+    def check_lease(self) -> None:
+        """Refuse settings in which a POST could outlive the lease that fences it.
+
+        Raises:
+            ConfigurationError: when the lease is not longer than the POST deadline plus a margin.
+        """
+        if self.lease_s < self.post_deadline + LEASE_MARGIN_S:
+            raise ConfigurationError(
+                f"DISPATCHER_BATCH_LEASE ({self.lease_s:g} s) must exceed the POST deadline ({self.post_deadline:g} s, "
+                f"DISPATCHER_POST_DEADLINE or the sum of the three timeouts) by at least {LEASE_MARGIN_S:g} s; "
+                "raise the lease or lower the deadline.")
 
     @property
     def effective_broker_url(self) -> str:
@@ -164,6 +194,7 @@ _ENV_NAMES = {
     "redis_url": "REDIS_URL",
     "broker_url": "CELERY_BROKER_URL",
     "key_prefix": "DISPATCHER_KEY_PREFIX",
+    "queue_name": "DISPATCHER_QUEUE",
     "connect_timeout_s": "DISPATCHER_CONNECT_TIMEOUT",
     "read_timeout_s": "DISPATCHER_READ_TIMEOUT",
     "write_timeout_s": "DISPATCHER_WRITE_TIMEOUT",
@@ -177,6 +208,9 @@ _ENV_NAMES = {
     "reconcile_delay_s": "DISPATCHER_RECONCILE_DELAY",
     "max_slot_wait_s": "DISPATCHER_MAX_SLOT_WAIT",
     "batch_lease_s": "DISPATCHER_BATCH_LEASE",
+    "post_deadline_s": "DISPATCHER_POST_DEADLINE",
+    "watchdog_every_s": "DISPATCHER_WATCHDOG_EVERY",
+    "allow_volatile_redis": "DISPATCHER_ALLOW_VOLATILE_REDIS",
     "hlr_cache_ttl_s": "DISPATCHER_HLR_CACHE_TTL",
     "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
@@ -192,7 +226,8 @@ ENV_VARS = tuple(_ENV_NAMES.values())
 
 _SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
-             "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb"}
+             "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
+             "watchdog_every_s"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:

@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from celery import Celery
+from celery.signals import worker_init
 
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
 
-#: Queue every dispatch task goes to.
+#: Queue every dispatch task goes to, unless ``DISPATCHER_QUEUE`` names another.
 QUEUE = "dispatcher"
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
@@ -61,7 +62,8 @@ def campaign_name(client: Any, keys: Keys, cid: str) -> str:
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    app = Celery("dispatcher", broker=settings.effective_broker_url, include=["tasks.dispatch", "tasks.schedules"])
+    app = Celery("dispatcher", broker=settings.effective_broker_url,
+                 include=["tasks.dispatch", "tasks.schedules", "tasks.watchdog"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -70,7 +72,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.queue_name,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -87,6 +89,14 @@ def make_app(settings: Settings | None = None) -> Celery:
         },
     )
     return app
+
+
+@worker_init.connect
+def _check_start(**_: Any) -> None:
+    """A worker refuses unsafe settings in one sentence before it takes any task."""
+    from tasks.watchdog import check_start
+
+    check_start(Settings.from_env())
 
 
 # httpx logs every request at INFO; a worker sends hundreds a second.

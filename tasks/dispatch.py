@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
 import redis
 from celery import Task
+from celery.exceptions import Reject, Retry
 
 from dispatcher.resources import Resources
-from dispatcher.sending.attempt import BatchOutcome, SendContext, send_batch
+from dispatcher.sending.attempt import Action, BatchOutcome, SendContext, send_batch
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings
@@ -22,6 +26,7 @@ from tasks.enqueue import SEND_BATCH, CeleryEnqueuer
 UNEXPECTED_RETRIES = 8
 
 _local = threading.local()
+log = logging.getLogger(__name__)
 
 
 def send_context() -> SendContext:
@@ -57,9 +62,13 @@ def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutco
         return outcome
     finally:
         telemetry.waited(context.limiter.waited_s - waited)
-        if outcome is None or outcome.action not in ("skip", "busy", "done"):  # only real attempts
+        if outcome is None or outcome.action not in (Action.SKIP, Action.BUSY, Action.DONE):  # only real attempts
             telemetry.batch_done(time.monotonic() - started)
         telemetry.flush()
+
+
+class CampaignLost(Exception):
+    """The campaign of a task vanished from Redis without expiring: Redis lost data."""
 
 
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
@@ -71,18 +80,40 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
     except redis.exceptions.RedisError as exc:
         # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
         # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
-        raise self.retry(countdown=2.0, exc=exc) from exc
+        _publish(partial(self.retry, countdown=2.0, exc=exc))
+        raise
     except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail loudly
         if self.request.retries >= UNEXPECTED_RETRIES:
             raise
-        raise self.retry(countdown=min(60.0, 2.0 ** self.request.retries), exc=exc) from exc
-    CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue)
-    if outcome.action not in ("skip", "busy") and outcome.campaign_state in {state.value for state in FINAL}:
+        _publish(partial(self.retry, countdown=min(60.0, 2.0 ** self.request.retries), exc=exc))
+        raise
+    if outcome.action == Action.LOST:
+        # Not a success: the task failed because its campaign is gone (`dispatcher status` says why).
+        raise CampaignLost(f"campaign {campaign_id} is no longer in Redis although it never expired: "
+                           "Redis lost data; `dispatcher status` reports it.")
+    _publish(lambda: CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue))
+    if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         s.store.expire(campaign_id, s.settings.campaign_ttl_s)
-    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED.value, State.FAILED.value):
-        raise self.retry(countdown=max(0.05, outcome.retry_in))
+    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
+        _publish(partial(self.retry, countdown=max(0.05, outcome.retry_in)))
     return flower_summary(campaign_id, outcome)
+
+
+def _publish(publish: Callable[[], Any]) -> None:
+    """Run a publish (an enqueue or ``self.retry``); never acknowledge a task whose follow-up was lost.
+
+    ``self.retry`` raises ``Retry`` once the new message is published, which is passed on. Any other
+    error means the broker did not take the message: the task is rejected back to its queue
+    instead of being acknowledged, and the watchdog re-drives it if the broker loses it too.
+    """
+    try:
+        publish()
+    except Retry:
+        raise
+    except Exception as exc:
+        log.warning("could not publish a follow-up task (%s); requeueing this one", type(exc).__name__)
+        raise Reject(f"publish failed: {type(exc).__name__}", requeue=True) from exc
 
 
 def flower_summary(campaign_id: str, outcome: BatchOutcome) -> dict[str, Any]:

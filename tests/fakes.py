@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 import orjson
 
+#: A recipient whose item Instasent always finds too large (413), even alone.
+TOO_LARGE = "+34677777777"
+
 Step = Callable[[list[dict[str, Any]]], httpx.Response | None]
 
 
@@ -22,6 +25,8 @@ class FakeInstasent:
     ids: itertools.count = field(default_factory=itertools.count)
     bulk_requests: int = 0
     list_requests: int = 0
+    #: ``GET /sms`` lists a stranger's message too, as a server that ignores the clientId filter would.
+    ignore_filter: bool = False
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -30,7 +35,10 @@ class FakeInstasent:
             wanted = request.url.params.get_list("clientId")
             found = [{"id": f"id-{c}", "clientId": c, "to": "+34600000000", "status": "enqueued"}
                      for c in wanted if c in self.accepted]
-            return httpx.Response(200, json={"entities": found})
+            if self.ignore_filter:
+                found.append({"id": "id-other", "clientId": "someone-else", "to": "+34600000001", "status": "sent"})
+            page, per_page = int(request.url.params.get("page", 1)), int(request.url.params.get("per_page", 100))
+            return httpx.Response(200, json={"entities": found[(page - 1) * per_page:page * per_page]})
         assert path.endswith("/sms/bulk")
         self.bulk_requests += 1
         step = self.script.pop(0) if self.script else "ok"
@@ -44,7 +52,7 @@ class FakeInstasent:
             return httpx.Response(402, json={"message": "Insufficient balance"})
         if step == "401":
             return httpx.Response(401, json={"message": "Unauthorized"})
-        if step == "413" and len(items) > 10:
+        if (step == "413" and len(items) > 10) or any(item["to"] == TOO_LARGE for item in items):
             return httpx.Response(413, json={"message": "too large"})
         entities, errors = [], []
         for index, item in enumerate(items):
@@ -62,6 +70,10 @@ class FakeInstasent:
         if step == "timeout-after-accept":
             raise httpx.ReadTimeout("timed out", request=request)
         if step == "drop-half":
+            entities = entities[: len(entities) // 2]
+        if step == "ignore-half":  # the second half is neither accepted nor mentioned
+            for entity in entities[len(entities) // 2:]:
+                del self.accepted[entity["clientId"]]
             entities = entities[: len(entities) // 2]
         return httpx.Response(201, json={"entities": entities, "errors": errors})
 

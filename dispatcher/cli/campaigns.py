@@ -31,7 +31,7 @@ from dispatcher.resources import Resources
 from dispatcher.screens import out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns, loading
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 
 
@@ -62,6 +62,21 @@ def status(
         print_status(info, loading.progress(store, campaign_id))
         if opening:
             out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        print_watchdog(info, store.last_sweep())
+
+
+def print_watchdog(info: CampaignInfo, sweep: dict[str, Any] | None) -> None:
+    """One line on the watchdog: its last sweep anywhere, and its last re-drive of this campaign."""
+    if sweep is None:
+        out.print("Watchdog: no sweep yet (workers run one every DISPATCHER_WATCHDOG_EVERY seconds).")
+        return
+    line = f"Watchdog: last sweep at {time.strftime('%H:%M:%S', time.localtime(sweep['at']))}"
+    if info.watchdog:
+        at = time.strftime("%H:%M:%S", time.localtime(info.watchdog["at"]))
+        line += f"; it re-drove {int(info.watchdog['batches'])} stranded batch(es) of this campaign at {at}"
+    if sweep.get("data_lost"):
+        line += "; it found that Redis had lost its data"
+    out.print(line + ".")
 
 
 @app.command("list")
@@ -171,6 +186,7 @@ def submit(
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.result import PreflightResult
     from dispatcher.screens import lookup_progress, print_summary
+    from dispatcher.sending.durability import Epoch, check_persistence
     from dispatcher.sending.submission import SubmitOptions
 
     options = SubmitOptions(
@@ -178,6 +194,8 @@ def submit(
         name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
+    check_persistence(store.redis, settings)
+    Epoch(store.redis, store.keys).check()
 
     def counted(result: PreflightResult) -> None:
         if not as_json:

@@ -21,8 +21,14 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Start a Celery worker with the project's settings (a thin wrapper over `celery worker`)."""
-    load_settings().require_token()  # fail early, in one sentence, on a bad environment
-    argv = worker_argv(concurrency, events, loglevel=loglevel)
+    from dispatcher.resources import Resources
+    from dispatcher.sending.durability import check_persistence
+
+    settings = load_settings()
+    settings.require_token()  # fail early, in one sentence, on a bad environment
+    settings.check_lease()
+    check_persistence(Resources.from_settings(settings).redis, settings)
+    argv = worker_argv(concurrency, events, loglevel=loglevel, queue=settings.queue_name)
     os.execv(argv[0], argv)
 
 

@@ -28,7 +28,9 @@ def webhook(
     if len(settings.webhook_secret.reveal()) < 16:
         raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
     resources = Resources.from_settings(settings)
-    resources.redis.ping()
+    from dispatcher.sending.durability import check_persistence
+
+    check_persistence(resources.redis, settings)  # opt-outs and reports must survive a restart
     from dispatcher.delivery.webhook.server import serve
 
     serve(resources, host, port)

@@ -90,7 +90,8 @@ def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port:
             started.append(redis_service)
         secret = secrets.token_urlsafe(24)
         receiver = start_webhook({"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsp-demo",
-                                  "DISPATCHER_WEBHOOK_SECRET": secret}, log_dir=logs)
+                                  "DISPATCHER_WEBHOOK_SECRET": secret, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"},
+                                 log_dir=logs)
         started.append(receiver)
         sandbox = start_sandbox("--rate-limit", str(DEMO_RATE_LIMIT), "--error-rate", "0.03",
                                 "--error-after-accept-rate", "0.03", "--seed", "7", "--latency-ms", "40",
@@ -102,7 +103,9 @@ def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port:
         env = {"REDIS_URL": redis_url, "INSTASENT_TOKEN": DEMO_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
                "DISPATCHER_RATE_LIMIT": str(DEMO_RATE_LIMIT), "DISPATCHER_KEY_PREFIX": "dsp-demo",
                "DISPATCHER_RETRY_BACKOFF": "0.2", "DISPATCHER_RECONCILE_DELAY": "0.5",
-               "DISPATCHER_QUEUE_WINDOW": "4", "CELERY_BROKER_URL": redis_url}
+               "DISPATCHER_QUEUE_WINDOW": "4", "CELERY_BROKER_URL": redis_url,
+               # The demo's Redis is a throwaway one that does not persist.
+               "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
         os.environ.update(env)
         started.append(start_worker(env, concurrency=workers, events=True, log_dir=logs))
         flower = start_flower(env, port=_port_or_free(flower_port), log_dir=logs)

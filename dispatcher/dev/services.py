@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -193,10 +194,10 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
 
 
 def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork",
-                loglevel: str = "INFO") -> list[str]:
+                loglevel: str = "INFO", queue: str = "dispatcher") -> list[str]:
     """The ``celery worker`` command line with the project's settings."""
     argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(concurrency),
-            "--pool", pool, "--loglevel", loglevel, "-Q", "dispatcher", "--without-gossip", "--without-mingle"]
+            "--pool", pool, "--loglevel", loglevel, "-Q", queue, "--without-gossip", "--without-mingle"]
     if events:
         argv.append("--task-events")
     return argv
@@ -205,7 +206,10 @@ def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork"
 def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False, log_dir: Path | None = None,
                  timeout_s: float = 60.0) -> Service:
     """Start a Celery worker process and wait until it says it is ready."""
-    service = spawn("worker", worker_argv(concurrency, events), url="", env=env, log_dir=log_dir)
+    argv = worker_argv(concurrency, events, queue=env.get("DISPATCHER_QUEUE", "dispatcher"))
+    # A node name of its own: two workers on one host would share RabbitMQ's exclusive pidbox queue.
+    argv += ["--hostname", f"dispatcher-{secrets.token_hex(4)}@%h"]
+    service = spawn("worker", argv, url="", env=env, log_dir=log_dir)
     wait_until(lambda: "ready." in (service.log_tail(200)), service, timeout_s=timeout_s)
     return service
 

@@ -15,6 +15,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -32,7 +35,8 @@ from dispatcher.errors import (
     RateLimited,
     RequestRejected,
 )
-from dispatcher.instasent.models import Account, BulkResult, Lookup, Price, RateLimitInfo, RejectedItem, Sms, SmsItem
+from dispatcher.instasent import wire
+from dispatcher.instasent.models import Account, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
 from dispatcher.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,17 @@ log = logging.getLogger(__name__)
 MAX_BULK_ITEMS = 100
 #: Most entities Instasent returns per page of a list.
 MAX_PER_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdSearch:
+    """What a search by ``clientId`` found, and whether it proves the others absent."""
+
+    found: dict[str, Sms] = field(default_factory=dict)
+    #: True only when every page was read with the filter honoured: the ids not found were not accepted.
+    complete: bool = True
+    #: Why the search is incomplete (empty when complete).
+    reason: str = ""
 
 
 class InstasentClient:
@@ -82,6 +97,8 @@ class InstasentClient:
         )
         self.rate_limits: dict[str, RateLimitInfo] = {}
         self.last_rate_limit: RateLimitInfo | None = None
+        self._max_connections = max_connections
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> InstasentClient:
@@ -115,11 +132,15 @@ class InstasentClient:
 
     def close(self) -> None:
         """Close the connection pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
         self._http.close()
 
     # -- SMS --------------------------------------------------------------------------------
-    def send_bulk(self, items: Sequence[SmsItem]) -> BulkResult:
+    def send_bulk(self, items: Sequence[SmsItem], deadline: float | None = None) -> BulkResult:
         """``POST /sms/bulk`` with 1..100 items; results matched back to input by ``clientId``.
+
+        With ``deadline`` (a ``time.monotonic()`` instant), the whole exchange ends by then.
 
         Raises:
             ValueError: with no items, more than 100, or items without a unique ``clientId``.
@@ -130,12 +151,12 @@ class InstasentClient:
         by_id = {item.client_id: item for item in items}
         if len(by_id) != len(items) or "" in by_id:
             raise ValueError("every bulk item needs a unique, non-empty clientId")
-        body = self._request("POST", "/sms/bulk", [item.to_wire() for item in items])
-        return _match_bulk(body, items)
+        body = self._request("POST", "/sms/bulk", [item.to_wire() for item in items], deadline=deadline)
+        return wire.match_bulk(body, items)
 
     def send(self, item: SmsItem) -> Sms:
         """``POST /sms`` with one item; returns the accepted SMS."""
-        return Sms.from_wire(_entity(self._request("POST", "/sms", item.to_wire())))
+        return Sms.from_wire(wire.entity(self._request("POST", "/sms", item.to_wire())))
 
     def get_sms(self, sms_id: str) -> Sms:
         """``GET /sms/{id}``.
@@ -143,7 +164,7 @@ class InstasentClient:
         Raises:
             NotFound: when Instasent does not know the id.
         """
-        return Sms.from_wire(_entity(self._request("GET", f"/sms/{_path_part(sms_id)}")))
+        return Sms.from_wire(wire.entity(self._request("GET", f"/sms/{wire.path_part(sms_id)}")))
 
     def list_sms(self, page: int = 1, per_page: int = MAX_PER_PAGE,
                  client_ids: Sequence[str] = ()) -> list[Sms]:
@@ -154,45 +175,74 @@ class InstasentClient:
         """
         params: list[tuple[str, str | int | float | bool | None]] = [("page", page), ("per_page", per_page)]
         params += [("clientId", cid) for cid in client_ids]
-        return [Sms.from_wire(e) for e in _entities(self._request("GET", "/sms", params=params))]
+        return [Sms.from_wire(e) for e in wire.entities(self._request("GET", "/sms", params=params))]
 
     def find_by_client_ids(self, client_ids: Sequence[str], max_pages: int = 20) -> dict[str, Sms]:
         """Find accepted messages by ``clientId``: ``{clientId: Sms}`` for those Instasent has.
 
-        Asks for at most 100 ids per request and follows pages while they come back full.
+        Whether the search was complete is told by :meth:`search_client_ids`.
         """
-        wanted = set(client_ids)
+        return self.search_client_ids(client_ids, max_pages).found
+
+    def search_client_ids(self, client_ids: Sequence[str], max_pages: int = 20,
+                          deadline: float | None = None) -> ClientIdSearch:
+        """Search accepted messages by ``clientId``, and say whether absence is proven.
+
+        Asks for at most 100 ids per request and reads pages until one comes back empty (a server
+        may cap ``per_page``, so a short page proves nothing) or every id is found. The search is
+        incomplete when the server ignored the ``clientId`` filter (it answered other ids) or
+        ``max_pages`` pages were read without reaching the end. ``deadline`` is a
+        ``time.monotonic()`` instant no request may outlive.
+        """
         found: dict[str, Sms] = {}
         ordered = list(dict.fromkeys(client_ids))
         for start in range(0, len(ordered), MAX_PER_PAGE):
             chunk = ordered[start:start + MAX_PER_PAGE]
-            for page in range(1, max_pages + 1):
-                entities = self.list_sms(page=page, per_page=MAX_PER_PAGE, client_ids=chunk)
-                for sms in entities:
-                    if sms.client_id in wanted:
-                        found.setdefault(sms.client_id, sms)
-                if len(entities) < MAX_PER_PAGE or all(cid in found for cid in chunk):
-                    break
-        return found
+            incomplete = self._search_chunk(chunk, found, max_pages, deadline)
+            if incomplete:
+                return ClientIdSearch(found, complete=False, reason=incomplete)
+        return ClientIdSearch(found, complete=True)
+
+    def _search_chunk(self, chunk: list[str], found: dict[str, Sms], max_pages: int,
+                      deadline: float | None) -> str:
+        """Read the pages for one chunk of ids into ``found``; returns why it is incomplete, or ''."""
+        wanted = set(chunk)
+        ignored = ""
+        for page in range(1, max_pages + 1):
+            params: list[tuple[str, str | int | float | bool | None]] = [("page", page), ("per_page", MAX_PER_PAGE)]
+            params += [("clientId", c) for c in chunk]
+            entities = [Sms.from_wire(e) for e in wire.entities(self._request("GET", "/sms", params=params,
+                                                                                deadline=deadline))]
+            for sms in entities:
+                if sms.client_id in wanted:
+                    found.setdefault(sms.client_id, sms)
+                else:
+                    ignored = "Instasent ignored the clientId filter"
+            if wanted <= found.keys():
+                return ""
+            if not entities:
+                # The end of the list: what is not found was not accepted, if the list was ours.
+                return ignored
+        return f"the search stopped at its cap of {max_pages} pages"
 
     # -- lookups ----------------------------------------------------------------------------
     def lookup(self, to: str) -> Lookup:
         """``POST /lookup``: an HLR lookup of one E.164 number."""
-        return Lookup.from_wire(_entity(self._request("POST", "/lookup", {"to": to})))
+        return Lookup.from_wire(wire.entity(self._request("POST", "/lookup", {"to": to})))
 
     def get_lookup(self, lookup_id: str) -> Lookup:
         """``GET /lookup/{id}``."""
-        return Lookup.from_wire(_entity(self._request("GET", f"/lookup/{_path_part(lookup_id)}")))
+        return Lookup.from_wire(wire.entity(self._request("GET", f"/lookup/{wire.path_part(lookup_id)}")))
 
     def list_lookups(self, page: int = 1, per_page: int = MAX_PER_PAGE) -> list[Lookup]:
         """One page of ``GET /lookup`` (newest first)."""
         body = self._request("GET", "/lookup", params=[("page", page), ("per_page", per_page)])
-        return [Lookup.from_wire(e) for e in _entities(body)]
+        return [Lookup.from_wire(e) for e in wire.entities(body)]
 
     # -- account and prices -----------------------------------------------------------------
     def account(self) -> Account:
         """``GET /organization/account``: the available balance and its currency."""
-        entity = _entity(self._request("GET", "/organization/account"))
+        entity = wire.entity(self._request("GET", "/organization/account"))
         try:
             return Account(available=float(entity["available"]), currency=str(entity.get("currency", "")))
         except (KeyError, TypeError, ValueError):
@@ -200,19 +250,23 @@ class InstasentClient:
 
     def sms_prices(self) -> list[Price]:
         """``GET /sms/price-profile/me/countries``: price per message part, per country."""
-        return _prices(self._request("GET", "/sms/price-profile/me/countries"))
+        return wire.prices(self._request("GET", "/sms/price-profile/me/countries"))
 
     def lookup_prices(self) -> list[Price]:
         """``GET /lookup/price-profile/me/countries``: price per lookup, per country."""
-        return _prices(self._request("GET", "/lookup/price-profile/me/countries"))
+        return wire.prices(self._request("GET", "/lookup/price-profile/me/countries"))
 
     # -- the one place where HTTP becomes our errors -----------------------------------------
     def _request(self, method: str, path: str, payload: Any = None,
-                 params: list[tuple[str, str | int | float | bool | None]] | None = None) -> Any:
-        endpoint = f"{method} {_endpoint_name(path)}"
+                 params: list[tuple[str, str | int | float | bool | None]] | None = None,
+                 deadline: float | None = None) -> Any:
+        endpoint = f"{method} {wire.endpoint_name(path)}"
         content = None if payload is None else orjson.dumps(payload)
         with _translate_transport_error(endpoint):
-            response = self._http.request(method, path, content=content, params=params)
+            if deadline is None:
+                response = self._http.request(method, path, content=content, params=params)
+            else:
+                response = self._request_by(deadline, endpoint, method, path, content, params)
         self._remember_rate_limit(endpoint, response)
         _raise_for_status(endpoint, response)
         log.debug("instasent %s -> %d", endpoint, response.status_code)
@@ -223,6 +277,35 @@ class InstasentClient:
         except orjson.JSONDecodeError:
             raise OutcomeUnknown(f"Instasent answered {endpoint} with a body that is not JSON.",
                                  response.status_code) from None
+
+    def _request_by(self, deadline: float, endpoint: str, method: str, path: str, content: bytes | None,
+                    params: list[tuple[str, str | int | float | bool | None]] | None) -> httpx.Response:
+        """One request that ends by ``deadline`` (``time.monotonic()``), whatever the server does.
+
+        httpx's timeouts bound each read, not the whole exchange, so the request runs on a helper
+        thread that is abandoned at the deadline. Connecting and writing get a quarter of the time
+        each, so a request that reaches Instasent at all reaches it well before the deadline.
+
+        Raises ConnectionFailed when no time is left (nothing sent), OutcomeUnknown when no answer came by then.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ConnectionFailed(f"no time was left to send {endpoint}; nothing was sent.")
+        configured = self._http.timeout
+        quarter = remaining / 4
+        timeout = httpx.Timeout(connect=min(configured.connect or quarter, quarter),
+                                write=min(configured.write or quarter, quarter),
+                                pool=min(configured.pool or quarter, quarter),
+                                read=min(configured.read or remaining, remaining))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._max_connections, thread_name_prefix="instasent")
+        future = self._pool.submit(self._http.request, method, path, content=content, params=params,
+                                   timeout=timeout)
+        try:
+            return future.result(timeout=remaining)
+        except FutureTimeout:
+            raise OutcomeUnknown(f"Instasent did not answer {endpoint} within its {remaining:.1f} s deadline; "
+                                 "it may have been processed.") from None
 
     def _remember_rate_limit(self, endpoint: str, response: httpx.Response) -> None:
         info = parse_rate_limit(response.headers)
@@ -314,73 +397,3 @@ def _error_message(response: httpx.Response) -> str:
         return ""
     message = body.get("message") if isinstance(body, dict) else None
     return str(message)[:200] if message else ""
-
-
-def _endpoint_name(path: str) -> str:
-    """A path with ids replaced, for rate-limit bookkeeping: ``/sms/abc`` -> ``/sms/{id}``."""
-    parts = path.strip("/").split("/")
-    if len(parts) == 2 and parts[0] in {"sms", "lookup"} and parts[1] != "bulk":
-        return f"/{parts[0]}/{{id}}"
-    return "/" + "/".join(parts)
-
-
-def _path_part(value: str) -> str:
-    if not value or value in {".", ".."} or "/" in value or "?" in value or "#" in value:
-        raise ValueError(f"not an Instasent id: {value!r}")
-    return value
-
-
-def _entity(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and isinstance(body.get("entity"), dict):
-        return dict(body["entity"])
-    if isinstance(body, dict) and "id" in body:
-        return dict(body)
-    raise OutcomeUnknown("Instasent's answer has no entity.")
-
-
-def _entities(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, dict) and isinstance(body.get("entities"), list):
-        return [e for e in body["entities"] if isinstance(e, dict)]
-    if isinstance(body, list):
-        return [e for e in body if isinstance(e, dict)]
-    raise OutcomeUnknown("Instasent's answer has no list of entities.")
-
-
-def _prices(body: Any) -> list[Price]:
-    prices = []
-    for e in _entities(body):
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            prices.append(Price(country=str(e["country"]).upper(), prefix=str(e.get("prefix", "")),
-                                price=float(e["price"]), currency=str(e.get("currency", ""))))
-    return prices
-
-
-def _match_bulk(body: Any, items: Sequence[SmsItem]) -> BulkResult:
-    """Match a bulk answer to the input: by ``clientId`` first, by index for errors without one."""
-    if not isinstance(body, dict):
-        raise OutcomeUnknown("Instasent's bulk answer is not an object; the batch may have been accepted.")
-    known = {item.client_id for item in items}
-    result = BulkResult()
-    for raw in body.get("entities") or []:
-        sms = Sms.from_wire(raw) if isinstance(raw, dict) else None
-        if sms is not None and sms.client_id in known:
-            result.accepted[sms.client_id] = sms
-        else:
-            result.unmatched.append(raw if isinstance(raw, dict) else {"value": raw})
-    for raw in body.get("errors") or []:
-        if not isinstance(raw, dict):
-            continue
-        cid = raw.get("clientId")
-        index = raw.get("index")
-        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(items):
-            cid = items[index].client_id  # by position only when the entry names no clientId
-        errors = raw.get("errors") if isinstance(raw.get("errors"), dict) else {"item": [str(raw)]}
-        rejected = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
-                                errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
-                                        for k, v in (errors or {}).items()},
-                                index=index if isinstance(index, int) else None)
-        if cid in known and cid not in result.accepted:
-            result.rejected[str(cid)] = rejected
-        else:
-            result.unmatched.append(raw)
-    return result

@@ -7,43 +7,42 @@ Outcomes by error (see :mod:`dispatcher.errors`):
 * nothing was sent (connect error, 4xx): the batch goes back to pending and is retried with
   exponential backoff and jitter; after ``max_attempts`` its messages are ``failed``;
 * 429: the lane pauses for every worker until ``X-RateLimit-Reset``; no attempt is counted;
-* it may have been processed (timeout, dropped connection, 5xx, items missing from the answer):
-  the messages become ``unknown`` and the batch is reconciled by ``clientId`` before any resend;
-* 413: the batch is split in halves; 402 pauses the campaign (``insufficient_funds``); 401 fails
-  it (configuration error).
+* it may have been processed (timeout, dropped connection, 5xx, the POST deadline, items missing
+  from the answer): the messages become ``unknown`` and the batch is reconciled by ``clientId``
+  before any resend; a reconciliation that cannot prove absence (see
+  ``InstasentClient.search_client_ids``) keeps them ``unknown``; each such round is a failed attempt;
+* 413: the batch is split in halves, and an item too large on its own is ``rejected``; 402 pauses
+  the campaign (``insufficient_funds``); 401 fails it (configuration error).
+
+Fencing: every request to Instasent is preceded by a renewal of the claim's lease under its token
+(:meth:`BatchOps.renew`); when the token is stale or too little lease is left, the attempt stops
+without POSTing. A POST ends by its deadline (``Settings.post_deadline``), shorter than the lease.
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from dispatcher.delivery.optout import suppressed_indexes
-from dispatcher.errors import (
-    AuthenticationFailed,
-    DispatcherError,
-    InsufficientFunds,
-    OutcomeUnknown,
-    PayloadTooLarge,
-    PermanentError,
-    RateLimited,
-)
+from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.instasent.models import BulkResult, SmsItem
+from dispatcher.instasent.models import BulkResult
 from dispatcher.sending import ledger, payload
-from dispatcher.sending.batches import BatchOps, Claim
-from dispatcher.sending.lifecycle import State
+from dispatcher.sending.batches import BatchOps, Claim, ClaimKind, Streak
+from dispatcher.sending.lifecycle import BatchState, State
+from dispatcher.sending.outcome import Action, BatchOutcome, backoff
+from dispatcher.sending.posting import LeaseLost, NoSlot, post_splitting
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, is_open, next_open
-from dispatcher.settings import Settings
+from dispatcher.settings import LEASE_MARGIN_S, Settings
 
 #: Lane names of the endpoints a batch uses.
 BULK_LANE = "sms_bulk"
@@ -71,45 +70,34 @@ class SendContext:
         return Lane(LIST_LANE, self.settings.rate_limit_per_min)
 
 
-@dataclass
-class BatchOutcome:
-    """What the task must do next: retry in ``retry_in`` seconds (or not), enqueue ``enqueue``."""
+__all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
-    action: str
-    retry_in: float | None = None
-    enqueue: list[int] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    campaign_state: str = ""
-
-
-def backoff(fails: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with jitter: about ``base * 2**(fails-1)``, between half and all of it."""
-    delay = min(cap_s, base_s * 2 ** max(0, fails - 1))
-    return delay * random.uniform(0.5, 1.0)
-
-
-def send_batch(sender: SendContext, cid: str, n: int) -> BatchOutcome:
-    """Do whatever batch ``n`` of campaign ``cid`` needs next, at most one POST's worth."""
-    claim = sender.ops.claim(cid, n, sender.settings.lease_s)
-    if claim.kind == "done":
+def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
+    """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
+    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s)
+    if claim.kind == ClaimKind.DONE:
         # A redelivered task: re-enqueue what this batch reserved but nobody has started.
         reserved = range(*claim.reserved) if claim.reserved else range(0)
-        return BatchOutcome("done", enqueue=sender.ops.reserved_but_unclaimed(cid, reserved),
+        return BatchOutcome(Action.DONE, enqueue=sender.ops.reserved_but_unclaimed(campaign_id, reserved),
                             summary={"batch": n, "note": "already done"})
-    if claim.kind == "busy":
-        return BatchOutcome("busy", retry_in=claim.wait_s + 0.5, summary={"batch": n, "note": "held by a worker"})
+    if claim.kind == ClaimKind.BUSY:
+        return BatchOutcome(Action.BUSY, retry_in=claim.wait_s + 0.5,
+                            summary={"batch": n, "note": "held by a worker"})
+    if claim.kind == ClaimKind.MISSING and not sender.store.known(campaign_id):
+        # Never listed, so not expired either: Redis lost the campaign (see README, "Redis restarts").
+        return BatchOutcome(Action.LOST, summary={"batch": n, "note": "campaign lost from Redis"})
     if not claim.claimed:
-        return BatchOutcome("skip", summary={"batch": n, "note": f"campaign {claim.state or 'missing'}"},
+        return BatchOutcome(Action.SKIP, summary={"batch": n, "note": f"campaign {claim.state or 'expired'}"},
                             campaign_state=claim.state)
-    return _Attempt(sender, cid, n, claim).run()
+    return _Attempt(sender, campaign_id, n, claim).run()
 
 
 class _Attempt:
-    """One claimed attempt at a batch; every path ends in exactly one ``record`` call."""
+    """One claimed attempt at a batch; every path ends in exactly one ``record`` (or ``park``) call."""
 
-    def __init__(self, sender: SendContext, cid: str, n: int, claim: Claim) -> None:
+    def __init__(self, sender: SendContext, campaign_id: str, n: int, claim: Claim) -> None:
         self.s = sender
-        self.cid = cid
+        self.campaign_id = campaign_id
         self.n = n
         self.claim = claim
         self.attempt = claim.attempts + 1
@@ -120,10 +108,13 @@ class _Attempt:
         existing = {i: ledger.decode(r) for i, r in claim.records.items()}
         self.todo = [i for i in range(len(self.messages))
                      if i not in existing or existing[i].status == "unknown"]
-        self.unknown_before = {i for i, r in existing.items() if r.status == "unknown"}
-        # True until Instasent has been asked which of ``todo`` it already has.
+        #: Messages whose record is ``unknown`` now (before or by this attempt).
+        self.unknown = {i for i, r in existing.items() if r.status == "unknown"}
+        # True until Instasent has been asked which of ``todo`` it already has, with a complete answer.
         self.needs_reconcile = claim.must_reconcile
+        self.search_gap = ""
         self.lane = sender.bulk_lane
+        self.posted = False
 
     # -- the attempt --------------------------------------------------------------------------
     def run(self) -> BatchOutcome:
@@ -131,29 +122,34 @@ class _Attempt:
             now = self.s.clock()
             expired = self.claim.expires_at is not None and now >= self.claim.expires_at
             # Reconciling a cancelled campaign's batch never sends, so it need not wait for a window.
-            if not expired and self.claim.kind == "send" and self.claim.send_window and self.claim.zones:
+            if not expired and self.claim.kind == ClaimKind.SEND and self.claim.send_window and self.claim.zones:
                 waiting = self._wait_for_window(now)
                 if waiting is not None:
                     return waiting
             if self.needs_reconcile and self.todo:
-                wait = self._reconcile()
-                if wait > 0:
-                    return self._finish("rate_limited", otherwise=self._pending_state(), retry_in=wait)
-                if self.claim.kind == "reconcile":  # the campaign was cancelled: never resend
+                resolved = self._resolve()
+                if resolved is not None:
+                    return resolved
+                if self.claim.kind == ClaimKind.RECONCILE:  # the campaign was cancelled: never resend
                     self.records += [(i, ledger.encode("cancelled", self.attempt - 1, "cancelled")) for i in self.todo]
-                    return self._finish("done", otherwise="p")
+                    return self._finish(Action.DONE, otherwise=BatchState.PENDING)
             if expired:
                 return self._expire("expired before it could be sent")
             self._skip_suppressed()
             if not self.todo:
-                return self._finish("done", otherwise="p")
+                return self._finish(Action.DONE, otherwise=BatchState.PENDING)
+            if self.claim.fails >= self.s.settings.max_attempts:
+                # Re-driven after giving up (its unknown messages are now proven unsent): no more resends.
+                return self._give_up(f"not sent after {self.claim.fails} failed attempts")
             wait = self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
             if wait > 0:
-                return self._finish("rate_limited", otherwise="p", retry_in=wait)
+                return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), retry_in=wait)
             return self._post()
+        except LeaseLost as lost:
+            return self._lease_lost(lost)
         except RateLimited as exc:
             self.s.limiter.pause_until(self.lane, exc.reset_at or time.time() + 1)
-            return self._finish("rate_limited", otherwise=self._pending_state(), error=str(exc),
+            return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), error=str(exc),
                                 retry_in=max(0.5, (exc.reset_at or time.time() + 1) - time.time()))
         except DispatcherError as exc:
             return self._on_error(exc, posted=False)
@@ -179,70 +175,118 @@ class _Attempt:
         until = opening.timestamp()
         if self.claim.expires_at is not None:
             until = min(until, self.claim.expires_at)
-        reserved = self.s.ops.park(self.cid, self.n, until, unknown=self.needs_reconcile)
-        self.summary.update(action="waiting", until=opening.isoformat())
-        return BatchOutcome("waiting", enqueue=list(reserved), summary=self.summary)
+        reserved, what = self.s.ops.park(self.campaign_id, self.n, until, unknown=self.needs_reconcile,
+                                         token=self.claim.token)
+        action = {"stale": Action.STALE, "cancelled": Action.DONE}.get(what, Action.WAITING)
+        self.summary.update(action=action.value, until=opening.isoformat())
+        return BatchOutcome(action, enqueue=list(reserved), summary=self.summary)
 
     def _expire(self, reason: str) -> BatchOutcome:
         """Mark every unsent message ``expired`` (after resolving unknown ones: they may be sent)."""
         if self.needs_reconcile and self.todo:
-            wait = self._reconcile()
-            if wait > 0:
-                return self._finish("rate_limited", otherwise=self._pending_state(), retry_in=wait)
+            resolved = self._resolve()
+            if resolved is not None:
+                return resolved
         self.records += [(i, ledger.encode("expired", self.attempt - 1, reason)) for i in self.todo]
         self.summary["expired"] = len(self.todo)
-        return self._finish("expired", otherwise="p", give_up=True)
+        return self._finish(Action.EXPIRED, otherwise=BatchState.PENDING, give_up=True)
+
+    def _resolve(self) -> BatchOutcome | None:
+        """Reconcile; the outcome to return when that could not prove what happened, else None."""
+        wait = self._reconcile()
+        if wait > 0:
+            return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), retry_in=wait)
+        if not self.needs_reconcile:
+            return None
+        # The search was incomplete: what was not found may still have been sent. Keep it unknown
+        # and ask again later; each such round counts as a failed attempt, so it ends.
+        reason = f"reconciliation incomplete: {self.search_gap}"
+        self._mark_unknown(self.todo, self.attempt - 1, reason)
+        return self._retry_or_give_up(reason, posted=False)
 
     def _reconcile(self) -> float:
         """Resolve messages whose earlier POST may have gone out, by asking Instasent by clientId.
 
-        Returns 0.0 when done, else the seconds to wait for a ``GET /sms`` slot.
+        Returns 0.0 when asked (``needs_reconcile`` stays True if the answer was incomplete), else
+        the seconds to wait for a ``GET /sms`` slot.
         """
         self.lane = self.s.list_lane
         wait = self.s.limiter.acquire(self.lane, 1, self.s.settings.max_slot_wait_s)
         if wait > 0:
             return wait
-        ids = {self.messages.client_id(self.cid, i): i for i in self.todo}
-        found = self.s.client.find_by_client_ids(list(ids))
-        self.needs_reconcile = False
+        ids = {self.messages.client_id(self.campaign_id, i): i for i in self.todo}
+        search = self.s.client.search_client_ids(list(ids), deadline=self._renew())
         self.lane = self.s.bulk_lane
-        for cid_value, sms in found.items():
-            self.records.append((ids[cid_value], ledger.encode("sent", self.attempt - 1, sms.id)))
-        self.summary["reconciled"] = len(found)
-        done = {ids[c] for c in found}
-        # Not found: proven unsent, back to pending (their 'unknown' records are removed).
-        self.records += [(i, "-") for i in self.todo if i not in done and i in self.unknown_before]
-        self.unknown_before -= {i for i in self.todo if i not in done}
+        for client_id, sms in search.found.items():
+            self.records.append((ids[client_id], ledger.encode("sent", self.attempt - 1, sms.id)))
+        self.summary["reconciled"] = len(search.found)
+        done = {ids[c] for c in search.found}
         self.todo = [i for i in self.todo if i not in done]
+        self.unknown -= done
+        if not search.complete:
+            self.search_gap = search.reason
+            return 0.0
+        self.needs_reconcile = False
+        # Not found, and the search was complete: proven unsent, back to pending.
+        self.records += [(i, "-") for i in self.todo if i in self.unknown]
+        self.unknown -= set(self.todo)
         return 0.0
 
+    def _renew(self) -> float:
+        """Renew the lease before a request; returns the request's deadline (``time.monotonic()``).
+
+        Raises:
+            LeaseLost: when another claim holds the batch or too little lease is left for a request.
+        """
+        settings = self.s.settings
+        left = self.s.ops.renew(self.campaign_id, self.n, self.claim.token, settings.lease_s)
+        if left < 0:
+            raise LeaseLost(stale=True)
+        if left < settings.post_deadline + LEASE_MARGIN_S:
+            raise LeaseLost(stale=False)
+        return time.monotonic() + settings.post_deadline
+
+    def _before_post(self, size: int, first: bool) -> float:
+        """Take a slot for a split chunk (the first request's was taken in ``run``), renew the lease."""
+        if not first:
+            wait = self.s.limiter.acquire(self.s.bulk_lane, 0, self.s.settings.max_slot_wait_s)
+            if wait > 0:
+                raise NoSlot(wait)
+        return self._renew()
+
     def _post(self) -> BatchOutcome:
-        items = [self.messages.item(self.cid, i) for i in self.todo]
+        items = [self.messages.item(self.campaign_id, i) for i in self.todo]
         index = {item.client_id: i for item, i in zip(items, self.todo, strict=True)}
-        result, left, error = post_splitting(self.s.client, items)
+        posted = post_splitting(self.s.client, items, self._before_post)
+        self.posted = posted.requests > 0
         self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get("POST /sms/bulk"))
-        left_ids = {item.client_id for item in left}
-        missing = self._record_result(result, [index[c] for c in index if c not in left_ids])
-        if error is None:
+        left_ids = {item.client_id for item in posted.left}
+        missing = self._record_result(posted.result, [index[c] for c in index if c not in left_ids])
+        self.todo = [index[item.client_id] for item in posted.left]
+        if isinstance(posted.stop, LeaseLost):
+            return self._lease_lost(posted.stop)
+        if isinstance(posted.stop, NoSlot):
+            return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), posted=self.posted,
+                                retry_in=posted.stop.wait_s)
+        if posted.error is None:
             if missing:
-                return self._finish("unknown", otherwise="u", posted=True, streak="ok",
-                                    retry_in=self.s.settings.reconcile_delay_s)
-            return self._finish("done", otherwise="p", posted=True, streak="ok")
-        self.todo = [index[item.client_id] for item in left]
-        if isinstance(error, RateLimited):
-            raise error
-        return self._on_error(error, posted=True)
+                # Items missing from the answer may have been accepted: reconcile, and count the attempt.
+                return self._retry_or_give_up("missing from Instasent's answer", posted=True, streak=Streak.OK)
+            return self._finish(Action.DONE, otherwise=BatchState.PENDING, posted=True, streak=Streak.OK)
+        if isinstance(posted.error, RateLimited):
+            raise posted.error
+        return self._on_error(posted.error, posted=True)
 
     def _record_result(self, result: BulkResult, sent_indexes: Sequence[int]) -> int:
         """Turn a bulk answer into records; returns how many items the answer did not mention."""
-        missing = 0
+        missing = []
         for i in sent_indexes:
-            cid_value = self.messages.client_id(self.cid, i)
-            if cid_value in result.accepted:
-                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[cid_value].id)))
+            client_id = self.messages.client_id(self.campaign_id, i)
+            if client_id in result.accepted:
+                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id].id)))
                 self.summary["accepted"] += 1
-            elif cid_value in result.rejected:
-                rejected = result.rejected[cid_value]
+            elif client_id in result.rejected:
+                rejected = result.rejected[client_id]
                 if rejected.already_used:  # proof that an earlier attempt was accepted
                     self.records.append((i, ledger.encode("sent", self.attempt, "")))
                     self.summary["reconciled"] += 1
@@ -250,46 +294,70 @@ class _Attempt:
                     self.records.append((i, ledger.encode("rejected", self.attempt, rejected.reason)))
                     self.summary["rejected"] += 1
             else:
-                self.records.append((i, ledger.encode("unknown", self.attempt, "missing from Instasent's answer")))
-                missing += 1
-        self.summary["unknown"] += missing
-        return missing
+                missing.append(i)
+        self._mark_unknown(missing, self.attempt, "missing from Instasent's answer")
+        return len(missing)
+
+    def _mark_unknown(self, indexes: Sequence[int], attempts: int, reason: str) -> None:
+        """Record messages whose outcome is unknown (those already unknown keep their record)."""
+        fresh = [i for i in indexes if i not in self.unknown]
+        self.records += [(i, ledger.encode("unknown", attempts, reason)) for i in fresh]
+        self.unknown |= set(indexes)
+        self.summary["unknown"] += len(fresh)
 
     # -- errors ---------------------------------------------------------------------------------
     def _on_error(self, exc: DispatcherError, posted: bool) -> BatchOutcome:
-        settings = self.s.settings
         error = str(exc)
         if isinstance(exc, InsufficientFunds):
-            outcome = self._finish("paused", otherwise=self._pending_state(), error=error)
+            outcome = self._finish(Action.PAUSED, otherwise=self._pending_state(), error=error, posted=posted)
             self._set_state(State.PAUSED, "insufficient_funds")
             return outcome
         if isinstance(exc, AuthenticationFailed):
-            outcome = self._finish("failed", otherwise=self._pending_state(), error=error)
+            outcome = self._finish(Action.FAILED, otherwise=self._pending_state(), error=error, posted=posted)
             self._set_state(State.FAILED, f"configuration error: {error}")
             return outcome
-        fails = self.claim.fails + 1
-        give_up = fails >= settings.max_attempts or isinstance(exc, PermanentError)
         if exc.maybe_processed:
-            self.records += [(i, ledger.encode("unknown", self.attempt, error)) for i in self.todo]
-            self.summary["unknown"] += len(self.todo)
-            retry = None if give_up else max(settings.reconcile_delay_s, self._backoff(fails))
-            return self._finish("unknown", otherwise="u", error=error, posted=posted, failed_attempt=True,
-                                give_up=give_up, streak="failed" if give_up else "", retry_in=retry)
-        if give_up:
-            uncertain = set(self.todo) if self.needs_reconcile else self.unknown_before
+            self._mark_unknown(self.todo, self.attempt, error)
+            return self._retry_or_give_up(error, posted=posted, permanent=isinstance(exc, PermanentError))
+        fails = self.claim.fails + 1
+        if fails >= self.s.settings.max_attempts or isinstance(exc, PermanentError):
+            uncertain = set(self.todo) if self.needs_reconcile else self.unknown
             pending = [i for i in self.todo if i not in uncertain]
             self.records += [(i, ledger.encode("failed", self.attempt, error)) for i in pending]
-            self.records += [(i, ledger.encode("unknown", self.attempt, error)) for i in self.todo
-                             if i in uncertain and i not in self.unknown_before]
+            self._mark_unknown([i for i in self.todo if i in uncertain], self.attempt, error)
             self.summary["failed"] += len(pending)
-            return self._finish("failed", otherwise=self._pending_state(), error=error, failed_attempt=True,
-                                give_up=True, streak="failed")
-        return self._finish("retry", otherwise=self._pending_state(), error=error, failed_attempt=True,
-                            retry_in=self._backoff(fails))
+            return self._finish(Action.FAILED, otherwise=self._pending_state(), error=error, posted=posted,
+                                failed_attempt=True, give_up=True, streak=Streak.FAILED)
+        return self._finish(Action.RETRY, otherwise=self._pending_state(), error=error, posted=posted,
+                            failed_attempt=True, retry_in=self._backoff(fails))
 
-    def _pending_state(self) -> str:
+    def _retry_or_give_up(self, reason: str, *, posted: bool, streak: Streak = Streak.NONE,
+                          permanent: bool = False) -> BatchOutcome:
+        """Leave unknown messages to be reconciled later, as one failed attempt out of ``max_attempts``."""
+        settings = self.s.settings
+        fails = self.claim.fails + 1
+        give_up = permanent or fails >= settings.max_attempts
+        retry = None if give_up else max(settings.reconcile_delay_s, self._backoff(fails))
+        return self._finish(Action.UNKNOWN, otherwise=self._pending_state(), error=reason, posted=posted,
+                            failed_attempt=True, give_up=give_up, streak=Streak.FAILED if give_up else streak,
+                            retry_in=retry)
+
+    def _give_up(self, reason: str) -> BatchOutcome:
+        """Mark the messages proven unsent ``failed``: the batch has used all its attempts."""
+        self.records += [(i, ledger.encode("failed", self.attempt - 1, reason)) for i in self.todo]
+        self.summary["failed"] += len(self.todo)
+        return self._finish(Action.FAILED, otherwise=self._pending_state(), error=reason, give_up=True)
+
+    def _lease_lost(self, lost: LeaseLost) -> BatchOutcome:
+        """Stop without POSTing: keep what is known; a stale holder's record keeps only terminal records."""
+        if lost.stale:
+            return self._finish(Action.STALE, otherwise=self._pending_state(), posted=self.posted)
+        return self._finish(Action.RETRY, otherwise=self._pending_state(), error=str(lost), posted=self.posted,
+                            retry_in=0.1)
+
+    def _pending_state(self) -> BatchState:
         """Batch state when this attempt leaves messages unfinished: unknown ones need reconciling."""
-        return "u" if self.needs_reconcile or self.unknown_before else "p"
+        return BatchState.UNKNOWN if self.needs_reconcile or self.unknown else BatchState.PENDING
 
     def _backoff(self, fails: int) -> float:
         return backoff(fails, self.s.settings.retry_backoff_s, self.s.settings.retry_backoff_max_s)
@@ -297,47 +365,23 @@ class _Attempt:
     def _set_state(self, target: State, reason: str) -> None:
         # Another worker may already have moved it (paused, cancelled): nothing more to do then.
         with contextlib.suppress(DispatcherError):
-            self.s.store.transition(self.cid, target, reason)
+            self.s.store.transition(self.campaign_id, target, reason)
 
-    def _finish(self, action: str, *, otherwise: str, error: str = "", posted: bool = False,
-                failed_attempt: bool = False, give_up: bool = False, streak: str = "",
+    def _finish(self, action: Action, *, otherwise: BatchState, error: str = "", posted: bool = False,
+                failed_attempt: bool = False, give_up: bool = False, streak: Streak = Streak.NONE,
                 retry_in: float | None = None) -> BatchOutcome:
         recorded = self.s.ops.record(
-            self.cid, self.n, self.records, otherwise=otherwise, error=error, posted=posted,
-            failed_attempt=failed_attempt, give_up=give_up, streak=streak,
+            self.campaign_id, self.n, self.records, token=self.claim.token, otherwise=otherwise, error=error,
+            posted=posted, failed_attempt=failed_attempt, give_up=give_up, streak=streak,
             max_consecutive_failures=self.s.settings.max_consecutive_failures,
         )
-        if recorded.batch_state == "d":
+        if recorded.stale:
+            # Another worker claimed the batch meanwhile: it decides what happens next.
+            action, retry_in = Action.STALE, None
+        elif recorded.batch_state == BatchState.DONE:
             retry_in = None
-        self.summary["action"] = action
+        self.summary["action"] = action.value
         if error:
             self.summary["error"] = error[:200]
         return BatchOutcome(action, retry_in=retry_in, enqueue=list(recorded.reserved), summary=self.summary,
                             campaign_state=recorded.campaign_state)
-
-
-def post_splitting(client: InstasentClient, items: list[SmsItem]) -> tuple[BulkResult, list[SmsItem],
-                                                                          DispatcherError | None]:
-    """POST ``items``, halving any chunk Instasent finds too large (413).
-
-    Returns the merged result of the chunks that went through, the items not yet sent, and the
-    error that stopped sending (``None`` when everything went through).
-    """
-    merged = BulkResult()
-    stack = [items]
-    while stack:
-        chunk = stack.pop()
-        try:
-            result = client.send_bulk(chunk)
-        except PayloadTooLarge as exc:
-            if len(chunk) == 1:
-                return merged, [i for part in [chunk, *stack] for i in part], exc
-            half = len(chunk) // 2
-            stack += [chunk[half:], chunk[:half]]
-            continue
-        except (OutcomeUnknown, DispatcherError) as exc:
-            return merged, [i for part in [chunk, *stack] for i in part], exc
-        merged.accepted.update(result.accepted)
-        merged.rejected.update(result.rejected)
-        merged.unmatched.extend(result.unmatched)
-    return merged, [], None

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import State
+from dispatcher.sending.lifecycle import BatchState, State
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, zones_for
 from dispatcher.settings import Settings
@@ -47,12 +47,12 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
         messages = messages.iloc[order].reset_index(drop=True)
         zones = [keys[i] for i in order]
     expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
-    cid = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
+    campaign_id = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
                        options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
                        zones=zones)
-    store.store_rejects(cid, rejects)
-    enqueuer.enqueue(cid, ops.reserve(cid))
-    return cid
+    store.store_rejects(campaign_id, rejects)
+    enqueuer.enqueue(campaign_id, ops.reserve(campaign_id))
+    return campaign_id
 
 
 def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
@@ -73,66 +73,70 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
                   send_window=send_window, expire_after_s=expire_after_s)
 
 
-def status(store: CampaignStore, cid: str) -> dict[str, Any]:
-    """The ``status --json`` object of one campaign, with when its next send window opens (Unix s)
-    and, while its list still loads, ``loading`` (see :func:`dispatcher.sending.loading.progress`).
+def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
+    """The ``status --json`` object of one campaign, with when its next send window opens (Unix s),
+    the watchdog's last sweep and, while its list still loads, ``loading`` (see
+    :func:`dispatcher.sending.loading.progress`).
 
     Raises:
         UnknownItem: when no campaign has that id.
     """
     from dispatcher.sending.loading import progress  # loading builds on this module
 
-    load = progress(store, cid)
-    return {**store.get(cid).to_json(), "next_window_opens_at": store.next_window_opening(cid),
-            "loading": load.to_json() if load else None}
+    load = progress(store, campaign_id)
+    return {**store.get(campaign_id).to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
+            "last_sweep": store.last_sweep(), "loading": load.to_json() if load else None}
 
 
-def pause(store: CampaignStore, cid: str, reason: str = "paused by user") -> str:
+def pause(store: CampaignStore, campaign_id: str, reason: str = "paused by user") -> str:
     """Pause a campaign: batches not yet claimed stay unsent until ``resume``. Returns the old state."""
-    return store.transition(cid, State.PAUSED, reason)
+    return store.transition(campaign_id, State.PAUSED, reason)
 
 
-def resume(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, cid: str) -> list[int]:
+def resume(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, campaign_id: str) -> list[int]:
     """Resume a paused or failed campaign, or recover one whose workers died.
 
     Re-queues every batch that was reserved and is not done (an extra task for a batch is
     harmless: the claim lets one through), then tops the window up. Safe to run twice.
     Returns the batch numbers queued.
     """
-    info = store.get(cid)
-    if info.state != State.COMPLETED.value:
-        store.transition(cid, State.RUNNING, "")
-    store.redis.hset(store.keys.campaign(cid), "consec_fail", 0)
+    info = store.get(campaign_id)
+    if info.state != State.COMPLETED:
+        store.transition(campaign_id, State.RUNNING, "")
+    store.redis.hset(store.keys.campaign(campaign_id), "consec_fail", 0)
     numbers = list(range(info.enqueued))
-    states = store.batch_states(cid, numbers)
-    open_batches = ops.reopen(cid, [n for n, st in zip(numbers, states, strict=True) if st != "d"])
-    queued = open_batches + list(ops.reserve(cid))
-    enqueuer.enqueue(cid, queued)
+    states = store.batch_states(campaign_id, numbers)
+    open_batches = ops.reopen(campaign_id, [n for n, st in zip(numbers, states, strict=True) if st != BatchState.DONE])
+    queued = open_batches + list(ops.reserve(campaign_id))
+    enqueuer.enqueue(campaign_id, queued)
     return queued
 
 
-def cancel(store: CampaignStore, ops: BatchOps, cid: str, ttl_s: int) -> int:
+def cancel(store: CampaignStore, ops: BatchOps, campaign_id: str, ttl_s: int) -> int:
     """Cancel a campaign: every message nobody is sending becomes ``cancelled``. Returns how many.
 
     A batch in flight finishes (its messages may already be with Instasent); a batch whose
     outcome is unknown is reconciled by its task and never resent.
     """
-    store.transition(cid, State.CANCELLED, "cancelled by user")
-    cancelled = ops.cancel(cid, range(store.get(cid).batches))
-    store.expire(cid, ttl_s)
+    store.transition(campaign_id, State.CANCELLED, "cancelled by user")
+    cancelled = ops.cancel(campaign_id, range(store.get(campaign_id).batches))
+    store.expire(campaign_id, ttl_s)
     return cancelled
 
 
 def release_parked(ops: BatchOps, enqueuer: Enqueuer, now: float | None = None) -> int:
     """Queue every batch whose send window has opened (or whose campaign expired); returns how many.
 
-    Called periodically (``dispatcher.release_windows`` on beat): batches never wait in the broker
-    with a long countdown, which the Redis transport would redeliver after its visibility timeout.
+    Called periodically (by the workers' watchdog, and ``dispatcher.release_windows`` on beat):
+    batches never wait in the broker with a long countdown, which the Redis transport would
+    redeliver after its visibility timeout. A batch leaves the parked set only once its task is
+    published, so a failed publish leaves it there for the next call.
     """
-    released = ops.release_due(time.time() if now is None else now)
+    due = ops.due(time.time() if now is None else now)
     by_campaign: dict[str, list[int]] = {}
-    for cid, n in released:
-        by_campaign.setdefault(cid, []).append(n)
-    for cid, numbers in by_campaign.items():
-        enqueuer.enqueue(cid, numbers)
-    return len(released)
+    for campaign_id, n in due:
+        by_campaign.setdefault(campaign_id, []).append(n)
+    for campaign_id, numbers in by_campaign.items():
+        enqueuer.enqueue(campaign_id, numbers)
+        ops.unpark([(campaign_id, n) for n in numbers])
+    return len(due)

@@ -3,9 +3,9 @@
 ::
 
     queued ──► running ──► completed
-      │          │  ▲
-      │          ▼  │ resume
-      │        paused
+      │          │  ▲           ▲
+      │          ▼  │ resume    │ (its last batch settled while paused)
+      │        paused ──────────┘
       ▼          │
     cancelled ◄──┘ (from queued, running or paused)
     failed    ◄── queued, running or paused (401: configuration error); resume retries it
@@ -33,11 +33,24 @@ class State(StrEnum):
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.RUNNING, State.PAUSED, State.CANCELLED, State.FAILED, State.COMPLETED}),
     State.RUNNING: frozenset({State.PAUSED, State.COMPLETED, State.CANCELLED, State.FAILED}),
-    State.PAUSED: frozenset({State.RUNNING, State.CANCELLED, State.FAILED}),
+    State.PAUSED: frozenset({State.RUNNING, State.COMPLETED, State.CANCELLED, State.FAILED}),
     State.FAILED: frozenset({State.RUNNING, State.CANCELLED}),
     State.COMPLETED: frozenset(),
     State.CANCELLED: frozenset(),
 }
+
+class BatchState(StrEnum):
+    """Where one batch stands (the ``st`` field of its hash)."""
+
+    #: Not being sent: never tried, or waiting for a retry.
+    PENDING = "p"
+    #: Claimed by a worker whose lease has not expired (a POST may be in flight).
+    IN_FLIGHT = "i"
+    #: Some messages' outcome is unknown: reconcile by clientId before sending again.
+    UNKNOWN = "u"
+    #: Every message has a terminal record.
+    DONE = "d"
+
 
 #: States in which batches are sent.
 SENDING = frozenset({State.QUEUED, State.RUNNING})

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dispatcher.errors import InputError
+from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.preflight import loader as file_loader
 from dispatcher.preflight.check import PreflightClient
 from dispatcher.preflight.hlr import Progress
@@ -42,7 +43,7 @@ from dispatcher.sending import payload
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.sending.lifecycle import FINAL, State
-from dispatcher.sending.store import BATCH_SIZE, CampaignStore
+from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, zones_for
 from dispatcher.settings import Settings
 
@@ -54,7 +55,8 @@ LOAD_CHUNK_ROWS = 50_000
 
 # KEYS[1] campaign, KEYS[2] loader lease, KEYS[3] rejects, KEYS[4..] the new batches.
 # ARGV[1] lease token, ARGV[2] first batch number expected, ARGV[3] messages, ARGV[4] loaded row,
-# ARGV[5] rows read, ARGV[6] number of rejects R, ARGV[7..6+R] rejects (JSON),
+# ARGV[5] rows read, ARGV[6] Redis run id (the batches' ``inc``), ARGV[7] number of rejects R,
+# ARGV[8..7+R] rejects (JSON),
 # then per batch: size, blob, time zones ('' for none).
 # -> {'ok'} | {'lost'} (another loader holds the lease) | {'moved'} (batches already stored)
 #    | {'stopped', state} (paused, cancelled, failed...: store nothing)
@@ -63,13 +65,13 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
 local c = redis.call('HMGET', KEYS[1], 'state', 'batches')
 if c[1] ~= 'queued' and c[1] ~= 'running' then return {'stopped', c[1] or ''} end
 if tonumber(c[2]) ~= tonumber(ARGV[2]) then return {'moved'} end
-local r = tonumber(ARGV[6])
-for i = 7, 6 + r do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-local at = 7 + r
+local r = tonumber(ARGV[7])
+for i = 8, 7 + r do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+local at = 8 + r
 for k = 4, #KEYS do
   redis.call('DEL', KEYS[k])
   redis.call('HSET', KEYS[k], 'st', 'p', 'size', ARGV[at], 'att', 0, 'fails', 0, 'rc', '0', 'settled', '0',
-             'p', ARGV[at + 1])
+             'p', ARGV[at + 1], 'inc', ARGV[6])
   if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[k], 'tz', ARGV[at + 2]) end
   at = at + 3
 end
@@ -287,7 +289,10 @@ def _commit_chunk(store: CampaignStore, commit: Any, cid: str, token: str, chunk
     blobs = _blobs(messages, zones)
     keys = [store.keys.campaign(cid), store.keys.loader(cid), store.keys.rejects(cid),
             *(store.keys.batch(cid, first + n) for n in range(len(blobs)))]
-    args: list[Any] = [token, first, messages.num_rows, last_row, rows_read, len(chunk.rejects),
+    # The Redis process that holds the batches (as CampaignStore writes it): a claim under another
+    # one reconciles first.
+    run_id = store.redis.info("server")["run_id"]
+    args: list[Any] = [token, first, messages.num_rows, last_row, rows_read, run_id, len(chunk.rejects),
                        *(orjson.dumps(r.to_json()) for r in chunk.rejects)]
     for size, blob, zone in blobs:
         args += [size, blob, zone]
@@ -309,7 +314,7 @@ def _blobs(messages: pa.Table, zones: list[str] | None) -> list[tuple[int, bytes
     out = []
     lo, total = 0, messages.num_rows
     while lo < total:
-        hi = min(total, lo + BATCH_SIZE)
+        hi = min(total, lo + MAX_BULK_ITEMS)
         if zones is not None:
             hi = next((i for i in range(lo + 1, hi) if zones[i] != zones[lo]), hi)
         out.append((hi - lo, payload.encode({k: v[lo:hi] for k, v in columns.items()}),

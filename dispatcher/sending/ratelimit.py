@@ -24,33 +24,31 @@ from dispatcher.keys import Keys
 #: Share of the configured limit we aim for: spacing jitter must not tip a minute over it.
 HEADROOM = 0.98
 
-# KEYS[1] request TAT, KEYS[2] message TAT, KEYS[3] lane pause (Unix µs)
-# ARGV[1] µs between requests, ARGV[2] µs per message (0: none), ARGV[3] messages in this request
 # Returns 0 when a slot was taken, else the µs to wait before asking again.
 _ACQUIRE = """
+local request_tat_key, message_tat_key, pause_key = KEYS[1], KEYS[2], KEYS[3]
+local req_step, msg_step = tonumber(ARGV[1]), tonumber(ARGV[2]) * tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+local paused = tonumber(redis.call('GET', pause_key) or '0')
 if paused > now then return paused - now end
-local req_step = tonumber(ARGV[1])
-local msg_step = tonumber(ARGV[2]) * tonumber(ARGV[3])
-local req_tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local msg_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
+local req_tat = math.max(tonumber(redis.call('GET', request_tat_key) or '0'), now)
+local msg_tat = math.max(tonumber(redis.call('GET', message_tat_key) or '0'), now)
 local wait = math.max(req_tat - now, msg_tat - now)
 if wait > 0 then return wait end
-redis.call('SET', KEYS[1], string.format('%d', req_tat + req_step), 'PX', 120000)
+redis.call('SET', request_tat_key, string.format('%d', req_tat + req_step), 'PX', 120000)
 if msg_step > 0 then
-  redis.call('SET', KEYS[2], string.format('%d', msg_tat + msg_step), 'PX', 120000)
+  redis.call('SET', message_tat_key, string.format('%d', msg_tat + msg_step), 'PX', 120000)
 end
 return 0
 """
 
-# KEYS[1] lane pause; ARGV[1] pause until (Unix µs). Only ever extends a pause.
+# Only ever extends a pause.
 _PAUSE = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local target = tonumber(ARGV[1])
+local pause_key, target = KEYS[1], tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', pause_key) or '0')
 if target > current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(1, math.floor((target - current) / 1000) + 1000))
+  redis.call('SET', pause_key, ARGV[1], 'PX', math.max(1, math.floor((target - current) / 1000) + 1000))
 end
 return 0
 """
@@ -86,7 +84,8 @@ class RateLimiter:
         """Take a slot if one is free: 0.0 when taken, else seconds to wait before trying again."""
         req_step = int(60_000_000 / (lane.per_minute * HEADROOM))
         msg_step = int(1_000_000 / lane.messages_per_s) if lane.messages_per_s else 0
-        keys = [self._keys.rate(lane.name), self._keys.rate(lane.name + ":msgs"), self._keys.lane_pause(lane.name)]
+        keys = [self._keys.rate(lane.name), self._keys.rate_messages(lane.name), self._keys.lane_pause(lane.name)]
+        # ARGV: µs between requests, µs per message (0: no message cap), messages in this request.
         wait_us = int(self._acquire(keys=keys, args=[req_step, msg_step, messages]))
         return wait_us / 1_000_000
 
@@ -108,6 +107,7 @@ class RateLimiter:
 
     def pause_until(self, lane: Lane, until_unix_s: float) -> None:
         """Pause ``lane`` for every worker until ``until_unix_s`` (never shortens a pause)."""
+        # ARGV: pause until (Unix µs).
         self._pause(keys=[self._keys.lane_pause(lane.name)], args=[int(until_unix_s * 1_000_000)])
 
     def observe(self, lane: Lane, info: RateLimitInfo | None) -> None:

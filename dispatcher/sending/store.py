@@ -20,33 +20,16 @@ import pandas as pd
 import redis
 
 from dispatcher.errors import InvalidTransition, UnknownItem
+from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.sending import payload
 from dispatcher.sending.ledger import CODES, Record, decode
-from dispatcher.sending.lifecycle import TRANSITIONS, State
+from dispatcher.sending.lifecycle import BatchState, State
+from dispatcher.sending.scripts import script
 from dispatcher.sending.windows import Window
 
-#: Messages per ``POST /sms/bulk``.
-BATCH_SIZE = 100
 #: Batches written per Redis pipeline when a campaign is created.
 _WRITE_CHUNK = 500
-
-# KEYS[1] campaign; ARGV[1] target, ARGV[2] reason, ARGV[3] now, ARGV[4..] states allowed to move.
-# -> {'ok', old} | {'refused', old} | {'missing'}
-_TRANSITION = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing'} end
-for i = 4, #ARGV do
-  if state == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'updated_at', ARGV[3])
-    if ARGV[1] == 'completed' or ARGV[1] == 'cancelled' or ARGV[1] == 'failed' then
-      redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
-    end
-    return {'ok', state}
-  end
-end
-return {'refused', state}
-"""
 
 _COUNT_FIELDS = tuple(f"n:{name}" for name in CODES.values())
 
@@ -57,7 +40,7 @@ class CampaignInfo:
 
     id: str
     name: str
-    state: str
+    state: State
     reason: str
     total: int
     batches: int
@@ -78,6 +61,8 @@ class CampaignInfo:
     waiting: int = 0
     expires_at: float | None = None
     send_window: Window | None = None
+    #: The watchdog's last re-drive of this campaign: ``at`` (Unix s) and ``batches``, or empty.
+    watchdog: dict[str, float] = field(default_factory=dict)
 
     @property
     def delivery_rate(self) -> float | None:
@@ -105,7 +90,7 @@ class CampaignInfo:
             "delivered": self.delivery.get("delivered", 0), "undelivered": self.delivery.get("undelivered", 0),
             "delivery_rate": self.delivery_rate, "waiting_for_window": self.waiting,
             "expires_at": self.expires_at, "send_window": self.send_window.to_json() if self.send_window else None,
-            "preflight": self.preflight,
+            "preflight": self.preflight, "watchdog": self.watchdog,
         }
 
 
@@ -116,7 +101,7 @@ class CampaignStore:
         # redis-py's reply types are unions of every possible reply; we know ours, so use Any.
         self.redis: Any = client
         self.keys = keys
-        self._transition = client.register_script(_TRANSITION)
+        self._transition = client.register_script(script("transition"))
 
     # -- creation -----------------------------------------------------------------------------
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
@@ -128,9 +113,11 @@ class CampaignStore:
         ``messages`` has the columns of ``BatchMessages`` (``row``, ``to``, ``text``, ``sender``,
         ``parts``, ``unicode``, ``price``, ``country``), one row per message, in sending order.
         With ``zones`` (one time-zone key per message, equal keys contiguous), batches never mix
-        keys, so a batch's send window is one question. ``window`` is the queue window (batches).
+        keys, so a batch's send window is one question. ``window`` is the queue window (batches). With
+        ``loading``, the campaign's list is still being stored (see :mod:`dispatcher.sending.loading`):
+        it is never completed before that ends.
         """
-        cid = secrets.token_hex(5)
+        campaign_id = secrets.token_hex(5)
         total = len(messages)
         bounds = _batch_bounds(total, zones)
         batches = len(bounds)
@@ -144,10 +131,10 @@ class CampaignStore:
             "price": [float(x) for x in messages["price"].tolist()],
             "country": [str(x) for x in messages["country"].tolist()],
         }
-        self._write_batches(cid, columns, bounds, zones)
+        self._write_batches(campaign_id, columns, bounds, zones)
         now = time.time()
         fields: dict[str, Any] = {
-            "id": cid, "name": name, "state": State.QUEUED.value, "reason": "", "total": total,
+            "id": campaign_id, "name": name, "state": State.QUEUED.value, "reason": "", "total": total,
             "batches": batches, "enqueued": 0, "settled": 0, "window": window, "consec_fail": 0,
             "created_at": now, "cost": cost, "currency": currency,
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
@@ -160,137 +147,159 @@ class CampaignStore:
         if expires_at is not None:
             fields["expires_at"] = expires_at
         pipe = self.redis.pipeline()
-        pipe.hset(self.keys.campaign(cid), mapping=fields)
-        pipe.zadd(self.keys.campaigns(), {cid: now})
+        pipe.hset(self.keys.campaign(campaign_id), mapping=fields)
+        pipe.zadd(self.keys.campaigns(), {campaign_id: now})
         pipe.execute()
         if batches == 0 and not loading:
-            self.transition(cid, State.COMPLETED, "nothing to send")
-        return cid
+            self.transition(campaign_id, State.COMPLETED, "nothing to send")
+        return campaign_id
 
-    def _write_batches(self, cid: str, columns: dict[str, list[Any]], bounds: list[tuple[int, int]],
+    def _write_batches(self, campaign_id: str, columns: dict[str, list[Any]], bounds: list[tuple[int, int]],
                        zones: list[str] | None) -> None:
+        # The Redis process that holds the batches now: a claim under another one reconciles first.
+        run_id = self.redis.info("server")["run_id"]
         pipe = self.redis.pipeline(transaction=False)
         for n, (lo, hi) in enumerate(bounds):
             blob = payload.encode({k: v[lo:hi] for k, v in columns.items()})
-            fields: dict[str, Any] = {"st": "p", "size": hi - lo, "att": 0, "fails": 0, "rc": "0", "settled": "0",
-                                      "p": blob}
+            fields: dict[str, Any] = {"st": BatchState.PENDING.value, "size": hi - lo, "att": 0, "fails": 0,
+                                      "rc": "0", "settled": "0", "p": blob, "inc": run_id}
             if zones is not None:
                 fields["tz"] = zones[lo]
-            pipe.hset(self.keys.batch(cid, n), mapping=fields)
+            pipe.hset(self.keys.batch(campaign_id, n), mapping=fields)
             if (n + 1) % _WRITE_CHUNK == 0:
                 pipe.execute()
         pipe.execute()
 
     # -- reads --------------------------------------------------------------------------------
-    def get(self, cid: str) -> CampaignInfo:
+    def get(self, campaign_id: str) -> CampaignInfo:
         """Read one campaign.
 
         Raises:
             UnknownItem: when no campaign has that id.
         """
-        raw = self.redis.hgetall(self.keys.campaign(cid))
+        raw = self.redis.hgetall(self.keys.campaign(campaign_id))
         if not raw:
-            raise UnknownItem(f"no campaign with id {cid!r}; `dispatcher list` shows the campaigns.")
+            raise UnknownItem(f"no campaign with id {campaign_id!r}{self._loss_note()}; "
+                             "`dispatcher list` shows the campaigns.")
+        if b"id" not in raw or b"state" not in raw:
+            raise UnknownItem(f"campaign {campaign_id}'s data in Redis is incomplete{self._loss_note()}; "
+                             "it cannot be shown or resumed.")
         return _info(raw)
+
+    def _loss_note(self) -> str:
+        """`` (Redis lost its data at ...)`` when a loss was recorded (see ``durability``), else empty."""
+        last = self.redis.lindex(self.keys.losses(), 0)
+        if last is None:
+            return ""
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(orjson.loads(last)["at"]))
+        return f" (Redis lost its data, noticed at {at})"
+
+    def last_sweep(self) -> dict[str, Any] | None:
+        """The watchdog's last sweep (see ``dispatcher.sending.watchdog``), or None before any."""
+        raw = self.redis.get(self.keys.watchdog_last())
+        return dict(orjson.loads(raw)) if raw else None
+
+    def known(self, campaign_id: str) -> bool:
+        """True when ``campaign_id`` was ever created here (its listing outlives its expired data)."""
+        return self.redis.zscore(self.keys.campaigns(), campaign_id) is not None
 
     def recent(self, limit: int = 50, offset: int = 0) -> list[CampaignInfo]:
         """The newest ``limit`` campaigns after skipping ``offset``, newest first (expired ones are skipped)."""
         ids = self.redis.zrevrange(self.keys.campaigns(), offset, offset + limit - 1)
         pipe = self.redis.pipeline(transaction=False)
-        for cid in ids:
-            pipe.hgetall(self.keys.campaign(cid.decode()))
-        return [_info(raw) for raw in pipe.execute() if raw]
+        for campaign_id in ids:
+            pipe.hgetall(self.keys.campaign(campaign_id.decode()))
+        return [_info(raw) for raw in pipe.execute() if b"id" in raw and b"state" in raw]
 
     def count(self) -> int:
         """How many campaigns are listed (some may have expired since)."""
         return int(self.redis.zcard(self.keys.campaigns()))
 
-    def batch_states(self, cid: str, numbers: Sequence[int]) -> list[str]:
+    def batch_states(self, campaign_id: str, numbers: Sequence[int]) -> list[str]:
         """The ``st`` of each batch in ``numbers`` (``p``, ``i``, ``u``, ``d``)."""
         pipe = self.redis.pipeline(transaction=False)
         for n in numbers:
-            pipe.hget(self.keys.batch(cid, n), "st")
+            pipe.hget(self.keys.batch(campaign_id, n), "st")
         return [(st or b"").decode() for st in pipe.execute()]
 
     def iter_batches(
-        self, cid: str, chunk: int = 200
+        self, campaign_id: str, chunk: int = 200
     ) -> Iterator[tuple[int, payload.BatchMessages, dict[int, Record]]]:
         """Yield ``(number, messages, records)`` for every batch, in order (see :meth:`iter_deliveries`)."""
-        batches = self.get(cid).batches
+        batches = self.get(campaign_id).batches
         for start in range(0, batches, chunk):
             numbers = range(start, min(batches, start + chunk))
             pipe = self.redis.pipeline(transaction=False)
             for n in numbers:
-                pipe.hget(self.keys.batch(cid, n), "p")
-                pipe.hgetall(self.keys.ledger(cid, n))
+                pipe.hget(self.keys.batch(campaign_id, n), "p")
+                pipe.hgetall(self.keys.ledger(campaign_id, n))
             replies = pipe.execute()
             for i, n in enumerate(numbers):
                 blob, ledger = replies[2 * i], replies[2 * i + 1]
                 records = {int(k): decode(v) for k, v in ledger.items()}
                 yield n, payload.decode(blob, n), records
 
-    def next_window_opening(self, cid: str) -> float | None:
+    def next_window_opening(self, campaign_id: str) -> float | None:
         """Unix time when the campaign's next parked batch is released, or None."""
-        first = self.redis.zrange(self.keys.parked_in(cid), 0, 0, withscores=True)
+        first = self.redis.zrange(self.keys.parked_in(campaign_id), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    def deliveries(self, cid: str, n: int) -> dict[int, tuple[str, str, str]]:
+    def deliveries(self, campaign_id: str, n: int) -> dict[int, tuple[str, str, str]]:
         """Delivery reports of batch ``n``: index -> ``(status, eventAt, code)``."""
-        raw = self.redis.hgetall(self.keys.delivery(cid, n))
+        raw = self.redis.hgetall(self.keys.delivery(campaign_id, n))
         return {int(k): _triple(v.decode()) for k, v in raw.items()}
 
     # -- state changes ------------------------------------------------------------------------
-    def transition(self, cid: str, target: State, reason: str = "") -> str:
+    def transition(self, campaign_id: str, target: State, reason: str = "") -> str:
         """Move a campaign to ``target`` if its current state allows it; returns the old state.
 
         Raises:
             UnknownItem: when no campaign has that id.
             InvalidTransition: when the current state cannot move to ``target``.
         """
-        allowed = [s.value for s, targets in TRANSITIONS.items() if target in targets]
-        result = self._transition(keys=[self.keys.campaign(cid)], args=[target.value, reason, time.time(), *allowed])
+        result = self._transition(keys=[self.keys.campaign(campaign_id)], args=[target.value, reason, time.time()])
         outcome = result[0].decode()
         if outcome == "missing":
-            raise UnknownItem(f"no campaign with id {cid!r}; `dispatcher list` shows the campaigns.")
+            raise UnknownItem(f"no campaign with id {campaign_id!r}; `dispatcher list` shows the campaigns.")
         old = result[1].decode()
         if outcome == "refused" and old != target.value:
-            raise InvalidTransition(f"campaign {cid} is {old} and cannot become {target.value}.")
+            raise InvalidTransition(f"campaign {campaign_id} is {old} and cannot become {target.value}.")
         return old
 
-    def expire(self, cid: str, ttl_s: int) -> None:
+    def expire(self, campaign_id: str, ttl_s: int) -> None:
         """Make every key of a finished campaign expire in ``ttl_s`` seconds."""
-        info = self.get(cid)
+        info = self.get(campaign_id)
         pipe = self.redis.pipeline(transaction=False)
-        for key in (self.keys.campaign(cid), self.keys.rejects(cid), self.keys.client_ids(cid)):
+        for key in (self.keys.campaign(campaign_id), self.keys.rejects(campaign_id), self.keys.client_ids(campaign_id)):
             pipe.expire(key, ttl_s)
-        pipe.expire(self.keys.inbound(cid), ttl_s)
-        pipe.expire(self.keys.parked_in(cid), ttl_s)
+        pipe.expire(self.keys.inbound(campaign_id), ttl_s)
+        pipe.expire(self.keys.parked_in(campaign_id), ttl_s)
         for n in range(info.batches):
-            pipe.expire(self.keys.batch(cid, n), ttl_s)
-            pipe.expire(self.keys.ledger(cid, n), ttl_s)
-            pipe.expire(self.keys.delivery(cid, n), ttl_s)
+            pipe.expire(self.keys.batch(campaign_id, n), ttl_s)
+            pipe.expire(self.keys.ledger(campaign_id, n), ttl_s)
+            pipe.expire(self.keys.delivery(campaign_id, n), ttl_s)
         pipe.execute()
 
-    def store_rejects(self, cid: str, rejects: Sequence[dict[str, Any]]) -> None:
+    def store_rejects(self, campaign_id: str, rejects: Sequence[dict[str, Any]]) -> None:
         """Keep the preflight's rejects with the campaign (for ``report``)."""
         if not rejects:
             return
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(rejects), 5000):
-            pipe.rpush(self.keys.rejects(cid), *[orjson.dumps(r) for r in rejects[start:start + 5000]])
+            pipe.rpush(self.keys.rejects(campaign_id), *[orjson.dumps(r) for r in rejects[start:start + 5000]])
         pipe.execute()
 
-    def rejects(self, cid: str) -> list[dict[str, Any]]:
+    def rejects(self, campaign_id: str) -> list[dict[str, Any]]:
         """The preflight's rejects stored with the campaign."""
-        return [orjson.loads(x) for x in self.redis.lrange(self.keys.rejects(cid), 0, -1)]
+        return [orjson.loads(x) for x in self.redis.lrange(self.keys.rejects(campaign_id), 0, -1)]
 
 
 def _batch_bounds(total: int, zones: list[str] | None) -> list[tuple[int, int]]:
-    """``[lo, hi)`` of each batch: at most ``BATCH_SIZE`` messages, never two zone keys in one."""
+    """``[lo, hi)`` of each batch: at most ``MAX_BULK_ITEMS`` messages, never two zone keys in one."""
     bounds: list[tuple[int, int]] = []
     lo = 0
     while lo < total:
-        hi = min(total, lo + BATCH_SIZE)
+        hi = min(total, lo + MAX_BULK_ITEMS)
         if zones is not None:
             key = zones[lo]
             cut = next((i for i in range(lo + 1, hi) if zones[i] != key), hi)
@@ -313,7 +322,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
     preflight = orjson.loads(h.get("preflight", "{}"))
     counts["suppressed"] += int(preflight.get("suppressed", 0))
     return CampaignInfo(
-        id=h["id"], name=h.get("name", ""), state=h.get("state", ""), reason=h.get("reason", ""), total=total,
+        id=h["id"], name=h.get("name", ""), state=State(h["state"]), reason=h.get("reason", ""), total=total,
         batches=int(h.get("batches", 0)), enqueued=int(h.get("enqueued", 0)), settled=int(h.get("settled", 0)),
         counts=counts, created_at=float(h.get("created_at", 0)), started_at=num("started_at"),
         finished_at=num("finished_at"), updated_at=num("updated_at"), cost=float(h.get("cost", 0)),
@@ -321,6 +330,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         delivery={"delivered": int(h.get("d:delivered", 0)), "undelivered": int(h.get("d:undelivered", 0))},
         waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
+        watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
     )
 
 

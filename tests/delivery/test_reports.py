@@ -64,8 +64,9 @@ def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: S
 
 def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(2), window=4)
+    token = sender.ops.claim(cid, 0, lease_s=0).token
     sender.ops.record(cid, 0, [(0, ledger.encode("unknown", 1)), (1, ledger.encode("rejected", 1, "bad"))],
-                      otherwise="u")
+                      otherwise="u", token=token)
     book.apply(report(cid, 0))
     book.apply(report(cid, 1))
     counts = sender.store.get(cid).counts
@@ -118,9 +119,10 @@ def test_reconcile_resolves_unknowns_and_resends_only_what_was_never_accepted(
     queue.items.clear()
     # A batch whose every answer was lost and whose retries gave up: all ten messages unknown,
     # of which Instasent really accepted six.
-    assert sender.ops.claim(cid, 0, lease_s=0).claimed
+    claim = sender.ops.claim(cid, 0, lease_s=0)
+    assert claim.claimed
     sender.ops.record(cid, 0, [(i, ledger.encode("unknown", 3, "timed out")) for i in range(10)], otherwise="u",
-                      give_up=True)
+                      give_up=True, token=claim.token)
     fake.accepted = {f"{cid}-0-{i}": 1 for i in range(6)}
     info = sender.store.get(cid)
     assert info.counts["unknown"] == 10 and info.state == "completed"

@@ -26,7 +26,7 @@ SECRET = "s3cret-webhook-path-0123456789"
 @pytest.fixture()
 def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]:
     env = {"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
-           "DISPATCHER_WEBHOOK_SECRET": SECRET}
+           "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
     service = start_webhook(env)
     yield service
     service.stop()

@@ -41,6 +41,8 @@ def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
         "DISPATCHER_CONNECT_TIMEOUT": "1", "DISPATCHER_WRITE_TIMEOUT": "1", "DISPATCHER_RETRY_BACKOFF": "0.05",
         "DISPATCHER_RETRY_BACKOFF_MAX": "0.5", "DISPATCHER_RECONCILE_DELAY": "0.2",
         "DISPATCHER_MAX_SLOT_WAIT": "1", "DISPATCHER_BATCH_LEASE": "4", "DISPATCHER_QUEUE_WINDOW": "8",
+        # The tests' private Redis does not persist; the Redis-restart tests start one that does.
+        "DISPATCHER_ALLOW_VOLATILE_REDIS": "1",
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -72,7 +72,8 @@ def test_a_campaign_stores_about_a_hundred_bytes_per_message(store: CampaignStor
     cid = store.create("x", frame(1000), window=4)
     ops = BatchOps(redis_client, Keys("dsptest"))
     for n in range(10):
-        ops.record(cid, n, [(i, ledger.encode("sent", 1, "a" * 24)) for i in range(100)])
+        token = ops.claim(cid, n, lease_s=60).token
+        ops.record(cid, n, [(i, ledger.encode("sent", 1, "a" * 24)) for i in range(100)], token=token)
     used = sum(redis_client.memory_usage(k) or 0 for k in redis_client.keys(f"dsptest:c:{cid}*"))
     assert used / 1000 < 200
 
@@ -80,11 +81,12 @@ def test_a_campaign_stores_about_a_hundred_bytes_per_message(store: CampaignStor
 def test_records_never_overwrite_a_terminal_state(store: CampaignStore, redis_client: redis.Redis) -> None:
     cid = store.create("x", frame(2), window=4)
     ops = BatchOps(redis_client, Keys("dsptest"))
-    ops.record(cid, 0, [(0, ledger.encode("sent", 1, "id1"))])
-    ops.record(cid, 0, [(0, ledger.encode("failed", 2, "late")), (1, ledger.encode("unknown", 2))], otherwise="u")
+    ops.record(cid, 0, [(0, ledger.encode("sent", 1, "id1"))], token=ops.claim(cid, 0, lease_s=60).token)
+    ops.record(cid, 0, [(0, ledger.encode("failed", 2, "late")), (1, ledger.encode("unknown", 2))], otherwise="u",
+               token=ops.claim(cid, 0, lease_s=60).token)
     counts = store.get(cid).counts
     assert (counts["sent"], counts["failed"], counts["unknown"]) == (1, 0, 1)
-    ops.record(cid, 0, [(1, ledger.encode("sent", 3, "id2"))])
+    ops.record(cid, 0, [(1, ledger.encode("sent", 3, "id2"))], token=ops.claim(cid, 0, lease_s=60).token)
     info = store.get(cid)
     assert (info.counts["sent"], info.counts["unknown"], info.state) == (2, 0, "completed")
 

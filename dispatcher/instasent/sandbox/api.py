@@ -171,8 +171,11 @@ async def list_sms(state: SandboxState, request: Request, _: str) -> Reply:
     if paging is None:
         return message_reply(400, BAD_PAGING)
     page, per_page = paging
+    faults = state.config.faults
+    if faults.list_per_page_cap >= 1:
+        per_page = min(per_page, int(faults.list_per_page_cap))
     client_ids = request.query_params.getlist("clientId")
-    if client_ids:
+    if client_ids and not state.roll(faults.ignore_client_id_filter_rate):
         found = state.find_sms(client_ids)
         window = found[(page - 1) * per_page:page * per_page]
     else:

@@ -25,6 +25,10 @@ class Faults:
     timeout_hold_s: float = 35.0
     #: Milliseconds added to every response.
     latency_ms: float = 0.0
+    #: Most entities a page of ``GET /sms`` holds, whatever ``per_page`` asks (0: the API's 100).
+    list_per_page_cap: float = 0.0
+    #: Probability that ``GET /sms`` ignores its ``clientId`` filter and lists everything.
+    ignore_client_id_filter_rate: float = 0.0
 
 
 @dataclass(slots=True)

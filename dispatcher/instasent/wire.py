@@ -1,0 +1,92 @@
+"""Instasent's wire shapes: reading entities, prices and bulk answers, naming endpoints.
+
+Pure functions over decoded JSON, used by :mod:`dispatcher.instasent.client`; a body that is not
+what the API documents becomes :class:`OutcomeUnknown` here, never a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from dispatcher.errors import OutcomeUnknown
+from dispatcher.instasent.models import BulkResult, Price, RejectedItem, Sms, SmsItem
+
+
+def endpoint_name(path: str) -> str:
+    """A path with ids replaced, for rate-limit bookkeeping: ``/sms/abc`` -> ``/sms/{id}``."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 2 and parts[0] in {"sms", "lookup"} and parts[1] != "bulk":
+        return f"/{parts[0]}/{{id}}"
+    return "/" + "/".join(parts)
+
+
+def path_part(value: str) -> str:
+    """``value`` as one path segment of a URL.
+
+    Raises:
+        ValueError: when it could step outside its segment (``/``, ``..``, ``?``, ``#``) or is empty.
+    """
+    if not value or value in {".", ".."} or "/" in value or "?" in value or "#" in value:
+        raise ValueError(f"not an Instasent id: {value!r}")
+    return value
+
+
+def entity(body: Any) -> dict[str, Any]:
+    """The one entity of an answer (``{"entity": {...}}`` or the bare object); else OutcomeUnknown."""
+    if isinstance(body, dict) and isinstance(body.get("entity"), dict):
+        return dict(body["entity"])
+    if isinstance(body, dict) and "id" in body:
+        return dict(body)
+    raise OutcomeUnknown("Instasent's answer has no entity.")
+
+
+def entities(body: Any) -> list[dict[str, Any]]:
+    """The entities of a list answer; else OutcomeUnknown."""
+    if isinstance(body, dict) and isinstance(body.get("entities"), list):
+        return [e for e in body["entities"] if isinstance(e, dict)]
+    if isinstance(body, list):
+        return [e for e in body if isinstance(e, dict)]
+    raise OutcomeUnknown("Instasent's answer has no list of entities.")
+
+
+def prices(body: Any) -> list[Price]:
+    """Price entries of a price-profile answer, skipping unreadable ones."""
+    found = []
+    for e in entities(body):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            found.append(Price(country=str(e["country"]).upper(), prefix=str(e.get("prefix", "")),
+                                price=float(e["price"]), currency=str(e.get("currency", ""))))
+    return found
+
+
+def match_bulk(body: Any, items: Sequence[SmsItem]) -> BulkResult:
+    """Match a bulk answer to the input: by ``clientId`` first, by index for errors without one."""
+    if not isinstance(body, dict):
+        raise OutcomeUnknown("Instasent's bulk answer is not an object; the batch may have been accepted.")
+    known = {item.client_id for item in items}
+    result = BulkResult()
+    for raw in body.get("entities") or []:
+        sms = Sms.from_wire(raw) if isinstance(raw, dict) else None
+        if sms is not None and sms.client_id in known:
+            result.accepted[sms.client_id] = sms
+        else:
+            result.unmatched.append(raw if isinstance(raw, dict) else {"value": raw})
+    for raw in body.get("errors") or []:
+        if not isinstance(raw, dict):
+            continue
+        cid = raw.get("clientId")
+        index = raw.get("index")
+        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(items):
+            cid = items[index].client_id  # by position only when the entry names no clientId
+        errors = raw.get("errors") if isinstance(raw.get("errors"), dict) else {"item": [str(raw)]}
+        rejected = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
+                                errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+                                        for k, v in (errors or {}).items()},
+                                index=index if isinstance(index, int) else None)
+        if cid in known and cid not in result.accepted:
+            result.rejected[str(cid)] = rejected
+        else:
+            result.unmatched.append(raw)
+    return result
