@@ -180,7 +180,7 @@ def main() -> None:
     redis_service = start_redis()
     sandbox = start_sandbox("--rate-limit", "0", "--balance", "1e12", token=TOKEN)
     env = {"REDIS_URL": redis_service.url, "INSTASENT_TOKEN": TOKEN, "INSTASENT_BASE_URL": sandbox.url,
-           "DISPATCHER_KEY_PREFIX": "bench", "DISPATCHER_QUEUE_WINDOW": "32"}
+           "DISPATCHER_KEY_PREFIX": "bench", "DISPATCHER_QUEUE_WINDOW": "32", "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
     client = redis.Redis.from_url(redis_service.url)
     results: dict[str, dict[str, dict[str, Any]]] = {"old": {}, "new": {}}
     try:

@@ -31,7 +31,8 @@ ROWS = 60_000
 def env(redis_url: str, sandbox: SandboxHandle, redis_client: redis.Redis) -> dict[str, str]:
     return {"REDIS_URL": redis_url, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
             "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000",
-            "DISPATCHER_RETRY_BACKOFF": "0.05", "DISPATCHER_RECONCILE_DELAY": "0.2", "DISPATCHER_LOAD_LEASE": "1.5"}
+            "DISPATCHER_RETRY_BACKOFF": "0.05", "DISPATCHER_RECONCILE_DELAY": "0.2", "DISPATCHER_LOAD_LEASE": "1.5",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
 
 
 @pytest.fixture()
