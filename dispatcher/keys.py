@@ -58,8 +58,12 @@ class Keys:
         return f"{self.prefix}:inbound"
 
     def dlr_held(self) -> str:
-        """Hash: delivery reports that could not be matched yet (clientId -> JSON list)."""
+        """Hash: delivery reports that could not be matched yet (``clientId|status|eventAt`` -> JSON)."""
         return f"{self.prefix}:dlr:held"
+
+    def dlr_held_at(self) -> str:
+        """Sorted set: the fields of :meth:`dlr_held`, scored by when each was first held (Unix s)."""
+        return f"{self.prefix}:dlr:held:at"
 
     def rejects(self, campaign_id: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""
@@ -111,6 +115,10 @@ class Keys:
         """List of JSON firing records of a schedule, newest first."""
         return f"{self.prefix}:sched:{name}:runs"
 
+    def schedule_held(self, name: str) -> str:
+        """List of campaign ids created by ``--overlap queue`` firings and waiting their turn, oldest first."""
+        return f"{self.prefix}:sched:{name}:held"
+
     def schedule_fired(self, name: str, due: int) -> str:
         """Marker making one due time of a schedule fire at most once."""
         return f"{self.prefix}:sched:{name}:fired:{due}"
@@ -157,3 +165,12 @@ class Keys:
     def telemetry(self) -> str:
         """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""
         return f"{self.prefix}:telemetry"
+
+    # -- workers ------------------------------------------------------------------------------
+    def workers(self) -> str:
+        """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""
+        return f"{self.prefix}:workers"
+
+    def queue(self) -> str:
+        """The Celery queue of this install: prefixed too, so two installs on one broker stay apart."""
+        return f"{self.prefix}:tasks"

@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.progress import (
@@ -27,6 +29,8 @@ from rich.text import Text
 
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.result import PreflightResult, money
+from dispatcher.sending import health
+from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
@@ -51,12 +55,15 @@ def redact_url(url: str) -> str:
 # -- campaigns -----------------------------------------------------------------------------------
 
 
-def print_status(info: CampaignInfo, load: LoadProgress | None = None) -> None:
-    """A readable summary of one campaign (and of its list's loading, while it loads)."""
+def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | None = None) -> None:
+    """A readable summary of one campaign, with the last error a batch recorded when there is one
+    and how its list is loading while it loads."""
     table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
     table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
     if load is not None:
         table.add_row("list", load.describe().replace("ID", info.id))
+    if last_error:
+        table.add_row("last error", Text(last_error, style="red"))
     table.add_row("messages", str(info.total))
     for name, value in info.counts.items():
         table.add_row(f"  {name}", str(value))
@@ -78,33 +85,75 @@ def print_status(info: CampaignInfo, load: LoadProgress | None = None) -> None:
     out.print(table)
 
 
-def show_progress(store: CampaignStore, campaign_id: str, poll_s: float = 0.5) -> CampaignInfo:
-    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops."""
+def campaign_table(infos: list[CampaignInfo]) -> Table:
+    """The ``list`` table. The id, what a user copies from it, is never shortened: the name comes
+    last and wraps, the date omits the year (a finished campaign's data lives ``campaign_ttl`` days)."""
+    rows = []
+    for i in infos:
+        c = i.counts
+        rows.append((i.id, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
+                     str(c["unknown"]), str(c["pending"]), time.strftime("%m-%d %H:%M", time.localtime(i.created_at)),
+                     i.name))
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
+    headings = ("id", "state", "total", "sent", "rej", "failed", "unk", "pending", "created")
+    for j, heading in enumerate(headings):
+        width = max([len(heading), *(len(r[j]) for r in rows)])
+        table.add_column(heading, no_wrap=True, min_width=width, justify="right" if 2 <= j <= 7 else "left")
+    table.add_column("name", overflow="fold")
+    for row in rows:
+        table.add_row(*row[:-1], Text(row[-1]))
+    return table
+
+
+def show_progress(store: CampaignStore, registry: WorkerRegistry, campaign_id: str,
+                  poll_s: float = 0.5) -> CampaignInfo:
+    """Show a live progress bar (rate, ETA, counts) until the campaign completes or stops.
+
+    Raises:
+        NoWorker: when no worker runs while the campaign has messages to send.
+    """
     info = store.get(campaign_id)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[counts]}"))
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task(info.name or campaign_id, total=info.total, counts="")
-        while True:
-            info = store.get(campaign_id)
-            c = info.counts
+
+        def update(current: CampaignInfo) -> None:
+            c = current.counts
             counts = (f"sent {c['sent']} rejected {c['rejected']} failed {c['failed']} unknown {c['unknown']}"
-                      f" [{info.state}]")
-            progress.update(task, completed=info.processed, counts=counts)
-            if info.state in STOP:
-                break
-            time.sleep(poll_s)
-    return info
+                      f" [{current.state}]")
+            progress.update(task, completed=current.processed, counts=counts)
+
+        return wait_for(store, registry, campaign_id, poll_s=poll_s, on_update=update)
 
 
-def wait_for(store: CampaignStore, campaign_id: str, show: bool, poll_s: float = 0.2) -> CampaignInfo:
-    """Block until the campaign completes or stops; with ``show``, draw the progress bar."""
-    if show:
-        return show_progress(store, campaign_id)
-    while (info := store.get(campaign_id)).state not in STOP:
+def wait_for(store: CampaignStore, registry: WorkerRegistry, campaign_id: str, poll_s: float = 0.2,
+             on_update: Callable[[CampaignInfo], None] | None = None,
+             worker_check_s: float = 2.0) -> CampaignInfo:
+    """Block until the campaign completes or stops, calling ``on_update`` with each reading.
+
+    Every ``worker_check_s`` seconds it checks that a worker is alive (a first one gets
+    ``health.FIRST_HEARTBEAT_WAIT_S`` to show up), so that a missing worker is said within seconds.
+
+    Raises:
+        NoWorker: when no worker runs while the campaign has messages to send.
+    """
+    started = time.monotonic()
+    checked = started - worker_check_s
+    while True:
+        info = store.get(campaign_id)
+        if on_update is not None:
+            on_update(info)
+        if info.state in STOP:
+            return info
+        now = time.monotonic()
+        if now - started >= health.FIRST_HEARTBEAT_WAIT_S and now - checked >= worker_check_s:
+            checked = now
+            if health.needs_worker(info) and not registry.alive():
+                raise health.NoWorker(f"{health.NO_WORKER}; campaign {campaign_id} is saved and starts when "
+                                      "one does.")
         time.sleep(poll_s)
-    return info
 
 
 class _RateColumn(ProgressColumn):
@@ -155,14 +204,25 @@ def _totals(result: PreflightResult) -> Table:
     table.add_row("Messages to send", f"{result.valid:,}")
     table.add_row("SMS parts", f"{result.parts:,} ({result.unicode:,} messages need Unicode)")
     table.add_row("Rejected rows", f"{result.rejected:,}")
+    if result.empty_values:
+        table.add_row("  of which an empty {placeholder}", f"{result.empty_values:,}")
     table.add_row("Duplicates (kept once)", f"{result.duplicates:,}")
     table.add_row("Suppressed", f"{result.suppressed:,}")
-    table.add_row("HLR lookups", f"{result.lookups:,} paid, {result.lookups_cached:,} from cache")
+    table.add_row("HLR lookups", _lookups_line(result))
     table.add_row("Cost of messages", money(result.message_cost, currency))
     table.add_row("Cost of lookups", money(result.lookup_cost, currency))
     table.add_row("Total cost", Text(money(result.cost, currency), style="bold"))
     table.add_row("Balance", money(result.balance, currency))
     return table
+
+
+def _lookups_line(result: PreflightResult) -> Text:
+    """What the HLR step did, or what it would have cost: lookups are paid for only when asked."""
+    if result.hlr_done:
+        return Text(f"{result.lookups:,} paid, {result.lookups_cached:,} from cache")
+    if result.hlr_estimate is None:
+        return Text("not done (--no-hlr)")
+    return Text(f"not done: --hlr would check {result.hlr_estimate.sentence()}", style="yellow")
 
 
 def _countries(result: PreflightResult) -> Table:
@@ -203,10 +263,12 @@ def print_schedules(rows: list[dict[str, Any]]) -> None:
     table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
     for r in rows:
         when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"]), _when(r["last_run"]),
+        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
                       str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
     out.print(table)
 
 
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+def _when(ts: float | None, tz: str) -> str:
+    """``ts`` (Unix s) in the schedule's own zone, with the zone's abbreviation or offset."""
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
+

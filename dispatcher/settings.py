@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.keys import Keys
 
 #: Instasent's Transactional API base URL.
 DEFAULT_BASE_URL = "https://api.instasent.com/transactional/v1"
@@ -69,8 +70,8 @@ class Settings:
     broker_url: str = ""
     #: Prefix of every Redis key this project writes.
     key_prefix: str = "dsp"
-    #: Celery queue of the batch tasks (distinct names keep several deployments on one broker apart).
-    queue_name: str = "dispatcher"
+    #: Celery queue of the batch tasks; empty means ``{key_prefix}:tasks`` (see :attr:`task_queue`).
+    queue_name: str = ""
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     write_timeout_s: float = 10.0
@@ -109,6 +110,8 @@ class Settings:
     campaign_ttl_s: int = 30 * 24 * 3600
     #: Secret path segment of the DLR webhook (``/dlr/{secret}``).
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Seconds between the receiver's retries of reports held for an unknown campaign; 0 turns them off.
+    held_retry_s: float = 30.0
     flower_user: str = ""
     flower_password: Secret = field(default_factory=lambda: Secret(""))
     #: Largest recipient file the console accepts, in MB (10**6 bytes); bigger uploads get 413.
@@ -142,6 +145,12 @@ class Settings:
                 f"DISPATCHER_BATCH_LEASE ({self.lease_s:g} s) must exceed the POST deadline ({self.post_deadline:g} s, "
                 f"DISPATCHER_POST_DEADLINE or the sum of the three timeouts) by at least {LEASE_MARGIN_S:g} s; "
                 "raise the lease or lower the deadline.")
+
+    @property
+    def task_queue(self) -> str:
+        """The Celery queue: ``queue_name`` when set, else named after the key prefix, so that two
+        installs sharing a broker (with different prefixes) never take each other's tasks."""
+        return self.queue_name or Keys(self.key_prefix).queue()
 
     @property
     def effective_broker_url(self) -> str:
@@ -215,6 +224,7 @@ _ENV_NAMES = {
     "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
     "webhook_secret": "DISPATCHER_WEBHOOK_SECRET",
+    "held_retry_s": "DISPATCHER_HELD_RETRY",
     "flower_user": "FLOWER_USER",
     "flower_password": "FLOWER_PASSWORD",
     "max_upload_mb": "DISPATCHER_MAX_UPLOAD_MB",

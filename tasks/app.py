@@ -7,18 +7,22 @@ delivery harmless. JSON only: task arguments are ids, never recipients or tokens
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import threading
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from celery import Celery
-from celery.signals import worker_init
+import redis
+from celery import Celery, signals
 
 from dispatcher.keys import Keys
+from dispatcher.resources import connect_redis
+from dispatcher.sending.health import HEARTBEAT_EVERY_S, WorkerRegistry
 from dispatcher.settings import Settings
 
-#: Queue every dispatch task goes to, unless ``DISPATCHER_QUEUE`` names another.
-QUEUE = "dispatcher"
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
 VISIBILITY_TIMEOUT_S = 600
@@ -72,7 +76,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=settings.queue_name,
+        # The queue carries the key prefix (unless DISPATCHER_QUEUE names one): two installs sharing
+        # a broker never take each other's tasks.
+        task_default_queue=settings.task_queue,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -91,7 +97,57 @@ def make_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-@worker_init.connect
+class Heartbeat:
+    """A daemon thread that tells Redis this worker is alive, so that ``submit --wait`` and
+    ``status`` can say when no worker runs (see ``dispatcher.sending.health``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # Short timeouts: a heartbeat that cannot be written soon is simply tried again at the next beat.
+        client = connect_redis(settings.redis_url, connect_timeout_s=HEARTBEAT_EVERY_S, timeout_s=HEARTBEAT_EVERY_S)
+        self._registry = WorkerRegistry(client, Keys(settings.key_prefix))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dispatcher-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Write the first heartbeat now (before the worker says "ready"), then keep writing them."""
+        self._beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and leave the registry at once."""
+        self._stop.set()
+        with contextlib.suppress(redis.exceptions.RedisError):  # else the heartbeat runs out by itself
+            self._registry.leave(self.worker)
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY_S):
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            self._registry.beat(self.worker)
+        except redis.exceptions.RedisError:
+            logging.getLogger(__name__).warning("cannot write the worker heartbeat to Redis; retrying")
+
+
+_heartbeat: Heartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    global _heartbeat
+    _heartbeat = Heartbeat(Settings.from_env())
+    _heartbeat.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+@signals.worker_init.connect
 def _check_start(**_: Any) -> None:
     """A worker refuses unsafe settings in one sentence before it takes any task."""
     from tasks.watchdog import check_start

@@ -19,8 +19,8 @@ SEND_BATCH = "dispatcher.send_batch"
 @lru_cache(maxsize=4)
 def _app_for(settings: Settings) -> Celery:
     # The module-level app was configured from the environment at import; a caller with another
-    # broker (a test, the demo) gets an app of its own, configured from its whole settings.
-    if settings.effective_broker_url == app.conf.broker_url and settings.queue_name == app.conf.task_default_queue:
+    # broker or queue (a test, the demo) gets an app of its own, configured from its whole settings.
+    if settings.effective_broker_url == app.conf.broker_url and settings.task_queue == app.conf.task_default_queue:
         return app
     return make_app(settings)
 

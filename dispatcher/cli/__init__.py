@@ -32,10 +32,16 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its code; never lets a traceback reach the user."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="dispatcher")
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except (typer.TyperException, click.exceptions.ClickException) as exc:
+        # typer 0.29 bundles its own click: its usage errors are TyperExceptions, not click's.
+        # They are the user's to fix: the command's usage, the error, exit 2.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            echo_error(str(exc))
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         echo_error("Interrupted.")
         sys.exit(130)
     except (typer.Exit, click.exceptions.Exit) as exc:

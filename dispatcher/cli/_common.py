@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from dispatcher.errors import InputError
 from dispatcher.resources import Resources
 from dispatcher.screens import err
 from dispatcher.sending.campaigns import Enqueuer
@@ -15,6 +18,11 @@ from dispatcher.settings import Settings
 def echo_error(message: str) -> None:
     """Print one error sentence on stderr."""
     err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def echo_warning(message: str) -> None:
+    """Print one warning sentence on stderr."""
+    err.print(f"[bold yellow]warning:[/] {message}", markup=True, soft_wrap=True)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -34,6 +42,23 @@ def load_enqueuer(settings: Settings) -> Enqueuer:
     from tasks.enqueue import CeleryEnqueuer
 
     return CeleryEnqueuer(settings)
+
+
+def writable_output(path: Path) -> Path:
+    """Check, before any work is done (or paid for), that a file can be written at ``path``.
+
+    Raises:
+        InputError: when its folder does not exist or is not writable, or ``path`` is a folder.
+    """
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder; give a file name such as {path / 'out.csv'}.")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: the folder {folder} does not exist; create it or choose "
+                         "another path.")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {path}: the folder {folder} is not writable.")
+    return path
 
 
 def describe_unexpected(exc: BaseException) -> tuple[str, int]:

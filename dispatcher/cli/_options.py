@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from dispatcher.preflight.lookups import Confirm, LookupEstimate
 from dispatcher.preflight.result import PreflightOptions
 
 File = Annotated[Path, typer.Argument(help="Recipient list: CSV (also .csv.gz) or Excel .xlsx.")]
@@ -15,7 +17,10 @@ MessageTextColumn = Annotated[str | None, typer.Option("--text-column", help="Co
 Sender = Annotated[str | None, typer.Option("--from", help="Sender (1..11 characters) for rows without one.")]
 Country = Annotated[str | None, typer.Option("--country", help="ISO country for numbers without +/00 (ES, GB...).")]
 PhoneColumn = Annotated[str | None, typer.Option("--phone-column", help="Column with the phone numbers.")]
-NoHlr = Annotated[bool, typer.Option("--no-hlr", help="Skip the HLR lookups.")]
+Hlr = Annotated[bool | None, typer.Option(
+    "--hlr/--no-hlr",
+    help="Pay for HLR lookups (--hlr) or skip them. Without either, the cost is estimated and shown; lookups "
+         "are made only when free (all cached) or confirmed at a terminal, never in a script.")]
 GsmOnly = Annotated[bool, typer.Option("--gsm-only", help="Reject texts that need Unicode.")]
 MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Refuse if the cost exceeds this amount.")]
 SendWindow = Annotated[str | None, typer.Option("--window", help="Local send window of each recipient: 09:00-21:00.")]
@@ -23,8 +28,20 @@ Days = Annotated[str | None, typer.Option("--days", help="Days of the send windo
 ExpireAfter = Annotated[str | None, typer.Option("--expire-after", help="Unsent messages expire after: 6h.")]
 
 
+def confirm_lookups(as_json: bool = False) -> Confirm | None:
+    """A yes/no question about paying for HLR lookups, when a person is at a terminal (never with
+    ``--json`` or in a script, where an unasked lookup would spend money unattended)."""
+    if as_json or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def ask(estimate: LookupEstimate) -> bool:
+        return typer.confirm(f"Check {estimate.sentence()}. Pay for the HLR lookups?", default=False, err=True)
+
+    return ask
+
+
 def preflight_options(text: str | None, text_column: str | None, sender: str | None, country: str | None,
-                      phone_column: str | None, no_hlr: bool, gsm_only: bool,
+                      phone_column: str | None, hlr: bool | None, gsm_only: bool,
                       max_cost: float | None) -> PreflightOptions:
     """The validated preflight options of a command line.
 
@@ -32,5 +49,5 @@ def preflight_options(text: str | None, text_column: str | None, sender: str | N
         InputError: when they contradict each other or are malformed.
     """
     return PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
-                            phone_column=phone_column, hlr=not no_hlr, gsm_only=gsm_only,
+                            phone_column=phone_column, hlr=hlr, gsm_only=gsm_only,
                             max_cost=max_cost).validated()

@@ -8,28 +8,28 @@ from typing import Any
 
 import orjson
 import typer
-from rich.table import Table
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import load_enqueuer, load_settings
+from dispatcher.cli._common import echo_error, echo_warning, load_enqueuer, load_settings, writable_output
 from dispatcher.cli._options import (
     Country,
     Days,
     ExpireAfter,
     File,
     GsmOnly,
+    Hlr,
     MaxCost,
     MessageText,
     MessageTextColumn,
-    NoHlr,
     PhoneColumn,
     Sender,
     SendWindow,
+    confirm_lookups,
     preflight_options,
 )
 from dispatcher.resources import Resources
-from dispatcher.screens import out, print_status, show_progress, wait_for
-from dispatcher.sending import campaigns, loading
+from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
+from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
@@ -38,6 +38,11 @@ from dispatcher.settings import Settings
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
     resources = Resources.from_settings(settings)
     return resources.store, resources.ops
+
+
+def _registry(settings: Settings) -> health.WorkerRegistry:
+    resources = Resources.from_settings(settings)
+    return health.WorkerRegistry(resources.redis, resources.keys)
 
 
 def _print_json(data: Any) -> None:
@@ -50,19 +55,24 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     watch: bool = typer.Option(False, "--watch", help="Show a live progress bar until the campaign stops."),
 ) -> None:
-    """Show where every message of a campaign stands."""
-    store, _ = _store(load_settings())
+    """Show where every message of a campaign stands (and say so when no worker runs)."""
+    settings = load_settings()
+    store, _ = _store(settings)
+    registry = _registry(settings)
     if watch and not as_json:
-        show_progress(store, campaign_id)
+        show_progress(store, registry, campaign_id)
+    data = campaigns.status(store, campaign_id)
     if as_json:
-        _print_json(campaigns.status(store, campaign_id))
-    else:
-        info = store.get(campaign_id)
-        opening = store.next_window_opening(campaign_id)
-        print_status(info, loading.progress(store, campaign_id))
-        if opening:
-            out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
-        print_watchdog(info, store.last_sweep())
+        _print_json(data)
+        return
+    info = store.get(campaign_id)
+    print_status(info, data["last_error"] or "", loading.progress(store, campaign_id))
+    opening = data["next_window_opens_at"]
+    if opening:
+        out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+    print_watchdog(info, data["last_sweep"])
+    if data["no_worker"]:
+        echo_warning(f"{health.NO_WORKER}.")
 
 
 def print_watchdog(info: CampaignInfo, sweep: dict[str, Any] | None) -> None:
@@ -90,25 +100,28 @@ def list_campaigns(
     if as_json:
         _print_json([i.to_json() for i in infos])
         return
-    table = Table("id", "name", "state", "total", "sent", "rejected", "failed", "unknown", "pending", "created")
-    for i in infos:
-        c = i.counts
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(i.created_at))
-        table.add_row(i.id, i.name, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
-                      str(c["unknown"]), str(c["pending"]), created)
-    out.print(table)
+    out.print(campaign_table(infos))
 
 
 @app.command()
 def report(
     campaign_id: str = typer.Argument(..., help="Campaign id."),
-    output: Path = typer.Option(..., "-o", "--output", help="Report file: .csv or .parquet."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output",
+        help="Report file: .csv (for scripts), .xlsx (for spreadsheets) or .parquet. Without it: CSV on stdout."),
 ) -> None:
-    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error)."""
-    from dispatcher.sending.report import stream_report
+    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery)."""
+    from dispatcher.sending.report import iter_report_csv, report_format, stream_report
 
+    if output is not None:
+        report_format(output)  # refuse an unknown format before reading anything
+        writable_output(output)
     store, _ = _store(load_settings())
     store.get(campaign_id)  # one sentence for an unknown id, before a file is made
+    if output is None:
+        for piece in iter_report_csv(store, campaign_id):
+            typer.echo(piece, nl=False)
+        return
     kind, count = stream_report(store, campaign_id, output)
     out.print(f"Wrote {count} messages to {output} ({kind}).")
 
@@ -158,6 +171,23 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
+def _has_failures(info: CampaignInfo) -> bool:
+    c = info.counts
+    return bool(c.get("failed") or c.get("unknown") or c.get("rejected")) or health.stopped_badly(info)
+
+
+def _refuse_bad_end(store: CampaignStore, info: CampaignInfo, as_json: bool) -> None:
+    """Show a campaign that stopped without sending, and exit 1 (a script must not take it for a success)."""
+    error = health.last_error(store, info.id)
+    if as_json:
+        _print_json({**info.to_json(), "last_error": error or None})
+    else:
+        print_status(info, error)
+    what = "every message failed" if info.state == "completed" else f"it is {info.state} ({info.reason})"
+    echo_error(f"campaign {info.id} did not send: {what}" + (f"; last error: {error}" if error else "") + ".")
+    raise typer.Exit(1)
+
+
 @app.command()
 def submit(
     file: File,
@@ -166,7 +196,7 @@ def submit(
     sender: Sender = None,
     country: Country = None,
     phone_column: PhoneColumn = None,
-    no_hlr: NoHlr = False,
+    hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
     name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
@@ -190,7 +220,7 @@ def submit(
     from dispatcher.sending.submission import SubmitOptions
 
     options = SubmitOptions(
-        preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost),
+        preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
         name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
     store, ops = _store(settings)
@@ -211,14 +241,24 @@ def submit(
                                              options=options.preflight, client=client,
                                              name=options.name or file.name, send_window=options.send_window,
                                              expire_after_s=options.expire_after_s, progress_cb=progress,
-                                             on_counted=counted, on_created=created, chunk_rows=chunk_rows)
+                                             on_counted=counted, on_created=created,
+                                             confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(cid, loaded))
-    info = wait_for(store, cid, show=not as_json) if wait and loaded.outcome == "complete" else store.get(cid)
+    registry = _registry(settings)
+    if not wait or loaded.outcome != "complete":
+        if as_json:
+            _print_json(campaigns.status(store, cid))
+        if not registry.alive():
+            echo_warning(f"{health.NO_WORKER}.")
+        return
+    info = wait_for(store, registry, cid) if as_json else show_progress(store, registry, cid)
+    if health.stopped_badly(info):
+        _refuse_bad_end(store, info, as_json)
     if as_json:
         _print_json(campaigns.status(store, cid))
-    elif wait:
-        print_status(info)
+    else:
+        print_status(info, health.last_error(store, cid) if _has_failures(info) else "")
 
 
 def _loaded_sentence(cid: str, loaded: loading.Loaded) -> str:

@@ -8,17 +8,18 @@ import orjson
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import load_resources
+from dispatcher.cli._common import load_resources, writable_output
 from dispatcher.cli._options import (
     Country,
     File,
     GsmOnly,
+    Hlr,
     MaxCost,
     MessageText,
     MessageTextColumn,
-    NoHlr,
     PhoneColumn,
     Sender,
+    confirm_lookups,
     preflight_options,
 )
 from dispatcher.preflight.rejects import write_rejects
@@ -35,7 +36,7 @@ def preflight(
     sender: Sender = None,
     country: Country = None,
     phone_column: PhoneColumn = None,
-    no_hlr: NoHlr = False,
+    hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
     rejects_out: Path | None = typer.Option(None, "--rejects-out",
@@ -46,10 +47,13 @@ def preflight(
 
     Exits 0 when the campaign can go, 2 on bad input, 3 when the cost exceeds the balance or --max-cost.
     """
-    options = preflight_options(text, text_column, sender, country, phone_column, no_hlr, gsm_only, max_cost)
+    options = preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost)
+    if rejects_out is not None:
+        writable_output(rejects_out)
     resources = load_resources()
     with lookup_progress() as progress:
-        result = preflight_file(file, options, resources.settings, resources.redis, progress, streamed=True)
+        result = preflight_file(file, options, resources.settings, resources.redis, progress,
+                                confirm=confirm_lookups(as_json), streamed=True)
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

@@ -7,12 +7,15 @@ import typer
 from dispatcher.cli._app import app
 from dispatcher.instasent.sandbox.config import Faults, SandboxConfig
 
+#: The token the sandbox accepts unless told otherwise (a local, documented value, not a secret).
+DEFAULT_TOKEN = "sandbox-token"
+
 
 @app.command()
 def sandbox(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8787, help="TCP port to listen on."),
-    token: str = typer.Option("sandbox-token", envvar="SANDBOX_TOKEN", help="The only token accepted."),
+    token: str = typer.Option(DEFAULT_TOKEN, envvar="SANDBOX_TOKEN", help="The only token accepted."),
     balance: float = typer.Option(100000.0, help="Starting account balance."),
     currency: str = typer.Option("EUR", help="Account currency."),
     rate_limit: int = typer.Option(6000, help="Requests per minute per endpoint (0: no limit)."),
@@ -35,7 +38,7 @@ def sandbox(
     dlr_early_rate: float = typer.Option(0.0, help="Share of delivery reports sent before the response."),
     unpriced: list[str] = typer.Option([], help="ISO country code with no SMS price (repeatable)."),
 ) -> None:
-    """Run a local Instasent-compatible API for tests, demos and benchmarks."""
+    """Run a local Instasent-compatible API for tests, demos and benchmarks (prints how to point the CLI at it)."""
     from dispatcher.instasent.sandbox.server import serve
 
     config = SandboxConfig(
@@ -61,4 +64,17 @@ def sandbox(
             latency_ms=latency_ms,
         ),
     )
+    print_exports(host, port, token)
     serve(config, host=host, port=port)
+
+
+def print_exports(host: str, port: int, token: str) -> None:
+    """Tell the user the exact lines that point the CLI and the workers at this sandbox.
+
+    The default token (``sandbox-token``, documented) is printed as it is; a token of your own
+    (``--token`` or ``SANDBOX_TOKEN``) is not, since this output often ends up in a log file.
+    """
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = token if token == DEFAULT_TOKEN else "<the --token you gave>"
+    typer.echo("Point the CLI and the workers at this sandbox (in each terminal you use):\n"
+               f"  export INSTASENT_BASE_URL=http://{reachable}:{port} INSTASENT_TOKEN={shown}", err=True)

@@ -16,10 +16,10 @@ from dispatcher.cli._options import (
     ExpireAfter,
     File,
     GsmOnly,
+    Hlr,
     MaxCost,
     MessageText,
     MessageTextColumn,
-    NoHlr,
     PhoneColumn,
     Sender,
     SendWindow,
@@ -65,7 +65,7 @@ def add(
     sender: Sender = None,
     country: Country = None,
     phone_column: PhoneColumn = None,
-    no_hlr: NoHlr = False,
+    hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
     window: SendWindow = None,
@@ -79,14 +79,16 @@ def add(
         name=name, file=str(file.resolve()), cron=cron, tz=tz,
         every_s=parse_duration(every_spec) if every_spec else None,
         options={"text": text, "text_column": text_column, "sender": sender, "country": country,
-                 "phone_column": phone_column, "hlr": not no_hlr, "gsm_only": gsm_only, "max_cost": max_cost},
+                 "phone_column": phone_column, "hlr": hlr, "gsm_only": gsm_only, "max_cost": max_cost},
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=overlap, grace_s=grace,
     ).validated()
     settings = load_settings()
     add_schedule(_store(settings), _glue(), definition)
     when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
-    out.print(f"Schedule {name} saved: {when}.")
+    lookups = {True: "HLR lookups at each firing", False: "no HLR lookups",
+               None: "HLR lookups only when cached (add --hlr to pay for them)"}[hlr]
+    out.print(f"Schedule {name} saved: {when}; {lookups}.")
 
 
 @schedule_app.command("list")

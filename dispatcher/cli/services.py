@@ -28,7 +28,7 @@ def worker(
     settings.require_token()  # fail early, in one sentence, on a bad environment
     settings.check_lease()
     check_persistence(Resources.from_settings(settings).redis, settings)
-    argv = worker_argv(concurrency, events, loglevel=loglevel, queue=settings.queue_name)
+    argv = worker_argv(concurrency, events, loglevel=loglevel, queue=settings.task_queue)
     os.execv(argv[0], argv)
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.compute as pc
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import load_resources
-from dispatcher.errors import InputError
-from dispatcher.preflight import fileformat, loader
-from dispatcher.preflight.phone_columns import normalise_many
+from dispatcher.cli._common import load_resources, writable_output
 from dispatcher.preflight.phones import normalise, parse_region
-from dispatcher.preflight.suppression import SuppressionList, to_e164
+from dispatcher.preflight.rejects import write_rejects
+from dispatcher.preflight.suppression import SuppressionList, import_numbers, to_e164
 from dispatcher.screens import out
 
 suppress_app = typer.Typer(help="The suppression list: numbers that must never receive a message.",
@@ -22,6 +21,8 @@ suppress_app = typer.Typer(help="The suppression list: numbers that must never r
 app.add_typer(suppress_app, name="suppress")
 
 _COUNTRY_HELP = "ISO country for numbers written without +/00 (ES, GB...)."
+#: Skipped rows listed on screen (all of them go to --rejects-out).
+SHOWN_SKIPPED = 15
 
 
 def _suppression() -> SuppressionList:
@@ -66,31 +67,31 @@ def list_numbers() -> None:
 def import_file(
     file: Path = typer.Argument(..., help="CSV (also .csv.gz) or .xlsx with a phone column."),
     phone_column: str | None = typer.Option(None, "--phone-column", help="Column with the phone numbers."),
-    country: str | None = typer.Option(None, "--country", help=_COUNTRY_HELP),
+    country: str | None = typer.Option(None, "--country", help=_COUNTRY_HELP + " A 'country' column wins."),
+    rejects_out: Path | None = typer.Option(None, "--rejects-out", help="Write every skipped row to this CSV."),
 ) -> None:
-    """Add every valid number of a file to the suppression list; invalid rows are counted and skipped."""
+    """Add every number of a file that a preflight would accept (same phone and country columns); each
+    skipped row is reported with its reason."""
     region = parse_region(country)
-    fmt = fileformat.sniff(file)
-    column = fileformat.require_column(fmt, phone_column, fileformat.PHONE_NAMES, "phone", "--phone-column")
+    if rejects_out is not None:
+        writable_output(rejects_out)
     suppression = _suppression()
-    added = valid = 0
-    skipped: Counter[str] = Counter()
-
-    def load(chunk: loader.Chunk) -> tuple[list[str], Counter[str]]:
-        phones = normalise_many(chunk.table.column(column), region)
-        reasons = Counter(r for r in phones.reason.to_pylist() if r)
-        reasons.update(p.reason for p in chunk.problems)
-        good = pc.not_equal(phones.e164, "")
-        return phones.e164.filter(good).to_pylist(), reasons
-
-    for numbers, reasons in loader.scan(fmt, load):
-        valid += len(numbers)
-        added += suppression.add(numbers)
-        skipped.update(reasons)
-    if valid == 0 and not skipped:
-        raise InputError(f"{fmt.path.name} has no data rows, only a header.")
-    out.print(f"Imported {valid:,} number(s) from {fmt.path.name}: {added:,} new; "
+    done = import_numbers(file, suppression, phone_column=phone_column, region=region)
+    out.print(f"Imported {done.valid:,} number(s) from {done.file}: {done.added:,} new; "
               f"{suppression.count():,} on the list.")
-    if skipped:
-        detail = "; ".join(f"{reason}: {count:,}" for reason, count in skipped.most_common(5))
-        out.print(f"Skipped {sum(skipped.values()):,} row(s) ({detail}).")
+    if not done.skipped:
+        return
+    reasons = Counter(r.reason for r in done.skipped)
+    detail = "; ".join(f"{reason}: {count:,}" for reason, count in reasons.most_common(5))
+    out.print(f"Skipped {len(done.skipped):,} row(s) ({detail}).")
+    if rejects_out is not None:
+        write_rejects(rejects_out, done.skipped)
+        out.print(f"Every skipped row was written to {rejects_out}.")
+    shown = done.skipped[:SHOWN_SKIPPED]
+    table = Table("row", "value", "reason", title=f"Skipped rows ({len(shown)} of {len(done.skipped):,})",
+                  title_justify="left")
+    for reject in shown:
+        table.add_row(str(reject.row), Text(reject.value), Text(reject.reason))
+    out.print(table)
+    if len(done.skipped) > len(shown) and rejects_out is None:
+        out.print("Use --rejects-out FILE.csv to get every skipped row.")

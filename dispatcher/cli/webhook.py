@@ -7,6 +7,7 @@ import time
 import orjson
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_enqueuer, load_resources, load_settings
@@ -37,21 +38,31 @@ def webhook(
 
 
 @app.command()
-def inbound(campaign_id: str = typer.Argument(..., help="Campaign id."),
+def inbound(campaign_id: str | None = typer.Argument(
+                None, help="Campaign id; without it, the recent replies that name no campaign."),
+            limit: int = typer.Option(50, "--limit", help="Without an id: how many of the newest replies."),
             as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
-    """List the replies received for a campaign's messages (stop words are marked)."""
-    from dispatcher.delivery.optout import inbound_messages
+    """List the replies received for a campaign's messages, or those that name no campaign (stop words marked)."""
+    from dispatcher.delivery.optout import inbound_messages, unmatched_messages
 
     resources = load_resources()
-    resources.store.get(campaign_id)
-    messages = inbound_messages(resources.redis, resources.keys, campaign_id)
+    if campaign_id is None:
+        messages = unmatched_messages(resources.redis, resources.keys, limit)
+        title = "Replies that name no campaign (no clientId), newest last"
+    else:
+        resources.store.get(campaign_id)
+        messages = inbound_messages(resources.redis, resources.keys, campaign_id)
+        title = f"Replies to campaign {campaign_id}"
     if as_json:
         typer.echo(orjson.dumps(messages).decode())
         return
-    table = Table("received", "from", "message", "opt-out")
+    if not messages:
+        out.print("No replies" + (f" to campaign {campaign_id}." if campaign_id else " that name no campaign."))
+        return
+    table = Table("received", "from", "message", "opt-out", title=title, title_justify="left")
     for m in messages:
         table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["receivedAt"])), str(m["from"]),
-                      str(m["message"]), "yes" if m["stop"] else "")
+                      Text(str(m["message"])), "yes" if m["stop"] else "")
     out.print(table)
 
 

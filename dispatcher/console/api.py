@@ -8,7 +8,6 @@ are the CLI's. Blocking work (Redis, Instasent, pandas) runs in the thread pool,
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import tempfile
@@ -35,6 +34,10 @@ PAGE = 20
 MAX_PAGE = 200
 _TRUE = {"1", "true", "yes", "on"}
 
+
+#: Report formats the API serves, with their media types.
+_REPORT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet",
+                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 def truthy(value: str | None) -> bool:
     """A form field's boolean: ``1``, ``true``, ``yes`` or ``on`` (any case)."""
@@ -65,12 +68,13 @@ def preflight_options(fields: dict[str, str]) -> PreflightOptions:
     Raises:
         InputError: for malformed or contradictory options.
     """
+    hlr: bool | None
     if "hlr" in fields:
         hlr = truthy(fields["hlr"])
     elif "no_hlr" in fields:
         hlr = not truthy(fields["no_hlr"])
-    else:  # whatever the CLI does when neither option is given
-        hlr = next(bool(f.default) for f in dataclasses.fields(PreflightOptions) if f.name == "hlr")
+    else:  # as the CLI in a script: lookups estimated, paid for only when free (all cached)
+        hlr = None
     return PreflightOptions(text=_text(fields, "text"), text_column=_text(fields, "text_column"),
                             sender=_text(fields, "from"), country=_text(fields, "country"),
                             phone_column=_text(fields, "phone_column"), hlr=hlr,
@@ -179,19 +183,18 @@ def routes(console: Console) -> list[Route]:
         console.authorize(request)
         cid = request.path_params["cid"]
         kind = request.query_params.get("format", "csv").lower()
-        if kind not in ("csv", "parquet"):
-            raise ApiError(400, f"format is csv or parquet, got {kind!r}.")
+        if kind not in _REPORT_TYPES:
+            raise ApiError(400, f"format is csv, xlsx or parquet, got {kind!r}.")
         frame = build_report(console.store, cid)
         handle, name = tempfile.mkstemp(prefix="dispatcher-report-", suffix=f".{kind}")
         os.close(handle)
         path = Path(name)
         try:
-            write_report(frame, path)  # the CLI's writer: spreadsheet-safe CSV, or Parquet
+            write_report(frame, path)  # the CLI's writer: CSV for scripts, real .xlsx, or Parquet
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        media = "text/csv; charset=utf-8" if kind == "csv" else "application/vnd.apache.parquet"
-        return FileResponse(path, media_type=media, filename=f"campaign-{cid}.{kind}",
+        return FileResponse(path, media_type=_REPORT_TYPES[kind], filename=f"campaign-{cid}.{kind}",
                             background=BackgroundTask(_unlink, path))
 
     def rejects(request: Request) -> Response:

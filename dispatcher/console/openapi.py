@@ -66,9 +66,10 @@ def spec() -> dict[str, Any]:
         "/api/campaigns/{cid}": {"get": _op("One campaign (the `status --json` object).", ok_body=_STATUS,
                                             errors=(404,), parameters=_ID)},
         "/api/campaigns/{cid}/report": {"get": _op(
-            "One row per message: spreadsheet-safe CSV, or Parquet with format=parquet.", errors=(400, 404),
+            "One row per message: CSV (E.164 numbers as they are, other outside cells spreadsheet-safe), "
+            ".xlsx with format=xlsx (numbers as text), or Parquet with format=parquet.", errors=(400, 404),
             ok_body={"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
-            parameters=[*_ID, {"name": "format", "in": "query", "schema": {"enum": ["csv", "parquet"]}}])},
+            parameters=[*_ID, {"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx", "parquet"]}}])},
         "/api/campaigns/{cid}/rejects": {"get": _op("The rows the preflight rejected, with counts by reason.",
                                                     errors=(404,), parameters=_ID)},
         "/api/campaigns/{cid}/series": {"get": _op("Samples of the campaign's counters over time (charts).",

@@ -4,6 +4,7 @@ once; inbound messages are kept per campaign; a batch skips numbers suppressed s
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import redis
 
 from dispatcher.delivery.reports import Report
 from dispatcher.keys import Keys
+from dispatcher.preflight import phones
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import payload
 
@@ -41,10 +43,32 @@ def recipient_of(client: redis.Redis, keys: Keys, client_id: str) -> str | None:
     return messages.to[index] if 0 <= index < len(messages) else None
 
 
+def sender_e164(client: redis.Redis, keys: Keys, report: Report) -> str:
+    """The ``from`` of an inbound message in E.164, as the preflight writes numbers, so that it
+    matches them on the suppression list; the value as given when it is not a valid number.
+
+    Instasent may give it without its ``+`` (``34612345678``) or, from some networks, with ``00``
+    or in national form; a national number is read in the country of the number we texted.
+    """
+    raw = report.sender.strip()
+    recipient = recipient_of(client, keys, report.client_id)
+    region = (phones.normalise(recipient).country or None) if recipient else None
+    digits = re.sub(r"[\s.\-()/]", "", raw)
+    candidates = [raw]
+    if digits.isascii() and digits.isdigit():
+        candidates.append("+" + (digits[2:] if digits.startswith("00") else digits))
+    for candidate in candidates:
+        phone = phones.normalise(candidate, region)
+        if phone.ok:
+            return phone.e164
+    return raw
+
+
 def handle_optout(client: redis.Redis, keys: Keys, report: Report) -> str | None:
     """Suppress the number behind a ``stop`` report or an inbound stop word; returns it, else None."""
     if report.is_inbound:
-        number = report.sender if is_stop(report.message or "") or report.status == "stop" else None
+        wants_out = is_stop(report.message or "") or report.status == "stop"
+        number = sender_e164(client, keys, report) if wants_out else None
     elif report.status == "stop":
         number = recipient_of(client, keys, report.client_id)
     else:
@@ -72,6 +96,11 @@ def keep_inbound(client: redis.Redis, keys: Keys, report: Report) -> str:
 def inbound_messages(client: redis.Redis, keys: Keys, cid: str) -> list[dict[str, Any]]:
     """The inbound messages kept for campaign ``cid``, oldest first."""
     return [orjson.loads(x) for x in client.lrange(keys.inbound(cid), 0, -1)]
+
+
+def unmatched_messages(client: redis.Redis, keys: Keys, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` inbound messages that name no campaign (no ``clientId``), oldest first."""
+    return [orjson.loads(x) for x in client.lrange(keys.inbound_unmatched(), -limit, -1)] if limit > 0 else []
 
 
 def suppressed_indexes(client: redis.Redis, keys: Keys, numbers: list[str]) -> set[int]:

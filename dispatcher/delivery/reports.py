@@ -14,9 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import orjson
 import redis
+import redis.asyncio as aioredis
 
+from dispatcher.delivery.batched import BatchedScript
+from dispatcher.delivery.held import HeldReports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.sending.payload import parse_client_id
@@ -24,8 +28,6 @@ from dispatcher.sending.payload import parse_client_id
 #: Final statuses, by counter class; the others (sent, accepted, buffered, unknown) are not final.
 DELIVERED = frozenset({"delivered"})
 UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
-#: Seconds a report for an unknown campaign is held.
-HOLD_TTL_S = 48 * 3600
 
 # KEYS[1] campaign, KEYS[2] delivery hash, KEYS[3] ledger
 # ARGV[1] index, ARGV[2] status, ARGV[3] eventAt (ISO 8601 UTC, comparable as text), ARGV[4] code,
@@ -123,6 +125,16 @@ def status_class(status: str) -> str:
     return "u" if status in UNDELIVERED else ""
 
 
+def apply_call(keys: Keys, report: Report) -> tuple[list[str], list[str | int]] | None:
+    """The keys and arguments of ``_APPLY`` for one report; None when its clientId is not one of ours."""
+    where = parse_client_id(report.client_id)
+    if where is None:
+        return None
+    cid, n, index = where
+    return ([keys.campaign(cid), keys.delivery(cid, n), keys.ledger(cid, n)],
+            [index, report.status, report.event_at, report.code, status_class(report.status), report.instasent_id])
+
+
 class DeliveryBook:
     """Applies delivery reports to Redis; one instance per process."""
 
@@ -130,40 +142,50 @@ class DeliveryBook:
         self.redis: Any = client
         self.keys = keys
         self._apply = client.register_script(_APPLY)
+        self.held = HeldReports(client, keys)
 
     def apply(self, report: Report) -> str:
         """Apply one delivery report; returns what happened (see ``_APPLY``, plus ``held``, ``foreign``)."""
-        where = parse_client_id(report.client_id)
-        if where is None:
+        call = apply_call(self.keys, report)
+        if call is None:
             return "foreign"
-        cid, n, index = where
-        keys = [self.keys.campaign(cid), self.keys.delivery(cid, n), self.keys.ledger(cid, n)]
-        args: list[str | int] = [index, report.status, report.event_at, report.code, status_class(report.status),
-                report.instasent_id]
-        outcome = str(self._apply(keys=keys, args=args).decode())
+        outcome = str(self._apply(keys=call[0], args=call[1]).decode())
         if outcome == "missing":
             self.hold(report)
             return "held"
         return outcome
 
     def hold(self, report: Report) -> None:
-        """Keep a report whose campaign is unknown here, to apply it when it can be."""
-        key = self.keys.dlr_held()
-        self.redis.hset(key, f"{report.client_id}|{report.status}|{report.event_at}",
-                        orjson.dumps(_as_dict(report)))
-        self.redis.expire(key, HOLD_TTL_S)
+        """Keep a report whose campaign is unknown here, to apply it when it can be (see ``held``)."""
+        self.held.hold(f"{report.client_id}|{report.status}|{report.event_at}", orjson.dumps(_as_dict(report)))
 
     def retry_held(self) -> int:
-        """Apply held reports whose campaign now exists; returns how many were applied."""
-        applied = 0
-        for field, raw in self.redis.hgetall(self.keys.dlr_held()).items():
-            report = Report(**orjson.loads(raw))
-            where = parse_client_id(report.client_id)
-            if where and self.redis.exists(self.keys.campaign(where[0])):
-                self.redis.hdel(self.keys.dlr_held(), field)
-                self.apply(report)
-                applied += 1
-        return applied
+        """Apply held reports whose campaign now exists, dropping expired ones; returns how many were applied."""
+        return self.held.retry(lambda blob: self.apply(Report(**orjson.loads(blob))))
+
+
+class AsyncDeliveryBook:
+    """:meth:`DeliveryBook.apply` on an asyncio client, for the receiver's event loop.
+
+    The same script on the same keys, pipelined with the other reports of the same event-loop
+    turn (``dispatcher.delivery.batched``); the rare hold of a report for an unknown campaign goes
+    through ``book`` (blocking) in a worker thread.
+    """
+
+    def __init__(self, client: aioredis.Redis, book: DeliveryBook) -> None:
+        self.book = book
+        self._apply = BatchedScript(client, _APPLY)
+
+    async def apply(self, report: Report) -> str:
+        """Apply one delivery report; returns what :meth:`DeliveryBook.apply` would."""
+        call = apply_call(self.book.keys, report)
+        if call is None:
+            return "foreign"
+        outcome = str((await self._apply(keys=call[0], args=call[1])).decode())
+        if outcome == "missing":
+            await anyio.to_thread.run_sync(self.book.hold, report)
+            return "held"
+        return outcome
 
 
 def _as_dict(report: Report) -> dict[str, Any]:

@@ -4,7 +4,7 @@ It uses ``REDIS_URL`` when a server answers there, else starts a private ``redis
 the sandbox (with a few injected faults, so retries and reconciliation show), two Celery worker
 processes and Flower, all on loopback; preflights and submits the example list; shows the live
 progress bar; prints the summary and writes the report. Everything it started is stopped on exit,
-Ctrl-C included.
+Ctrl-C, SIGTERM and SIGHUP included.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from dispatcher.screens import (
     show_progress,
 )
 from dispatcher.sending import campaigns
+from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.sending.schedules import schedule_rows
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
@@ -62,14 +64,25 @@ def _port_or_free(port: int) -> int:
     return free_port()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 @contextlib.contextmanager
 def _services() -> Iterator[list[Service]]:
+    """A list to add started services to; each is stopped on the way out, whether by an error,
+    Ctrl-C, or SIGTERM/SIGHUP (``kill``, a closed terminal), which are handled like Ctrl-C."""
     started: list[Service] = []
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield started
     finally:
+        for sig in previous:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         for service in reversed(started):
             service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(file: str = "examples/campaign.csv", workers: int = 2, flower_port: int = 5555,
@@ -128,7 +141,10 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
 
     resources = Resources.from_settings(settings)
     store = resources.store
-    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES").validated()
+    # HLR lookups cost money, so `preflight` and `submit` make them only with --hlr (or a yes at a
+    # terminal); the demo asks for them explicitly, against the sandbox's free lookups.
+    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES", hlr=True).validated()
+    out.print("HLR lookups on (the demo asks for them; `preflight` and `submit` need --hlr to pay for lookups).")
     with resources.instasent() as api, lookup_progress() as progress:
         result = run_preflight(path, options, settings=settings, redis=resources.redis, client=api,
                                progress=progress)
@@ -136,7 +152,7 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     campaign_id = campaigns.submit_preflight(store, resources.ops, CeleryEnqueuer(settings), settings, result=result,
                                      options=options, name="demo: spring offer")
     out.print(f"\nSubmitted campaign [bold]{campaign_id}[/]; sending...")
-    info = show_progress(store, campaign_id)
+    info = show_progress(store, WorkerRegistry(resources.redis, resources.keys), campaign_id)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

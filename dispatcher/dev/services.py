@@ -133,16 +133,23 @@ def spawn(name: str, argv: Sequence[str], url: str, env: dict[str, str] | None =
 def wait_until(check: Callable[[], bool], service: Service, timeout_s: float = 30.0) -> None:
     """Poll ``check`` until it is true.
 
+    The service is stopped when it does not become ready, and when anything (Ctrl-C included)
+    interrupts the wait.
+
     Raises:
         ConfigurationError: when the service exits or ``timeout_s`` passes first.
     """
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not service.alive():
-            raise ConfigurationError(f"{service.name} exited at start-up:\n{service.log_tail()}")
-        time.sleep(0.05)
+    try:
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if not service.alive():
+                raise ConfigurationError(f"{service.name} exited at start-up:\n{service.log_tail()}")
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C or SIGTERM while it starts: its caller never gets it to stop
+        service.stop()
+        raise
     service.stop()
     raise ConfigurationError(f"{service.name} did not become ready within {timeout_s:.0f} s:\n{service.log_tail()}")
 
@@ -194,10 +201,15 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
 
 
 def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork",
-                loglevel: str = "INFO", queue: str = "dispatcher") -> list[str]:
-    """The ``celery worker`` command line with the project's settings."""
+                loglevel: str = "INFO", queue: str | None = None) -> list[str]:
+    """The ``celery worker`` command line with the project's settings.
+
+    Without ``queue`` there is no ``-Q``: the worker consumes its install's queue as ``tasks.app``
+    names it from the settings (``DISPATCHER_QUEUE``, else after ``DISPATCHER_KEY_PREFIX``).
+    """
     argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(concurrency),
-            "--pool", pool, "--loglevel", loglevel, "-Q", queue, "--without-gossip", "--without-mingle"]
+            "--pool", pool, "--loglevel", loglevel, *(["-Q", queue] if queue else []), "--without-gossip",
+            "--without-mingle"]
     if events:
         argv.append("--task-events")
     return argv
@@ -206,7 +218,7 @@ def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork"
 def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False, log_dir: Path | None = None,
                  timeout_s: float = 60.0) -> Service:
     """Start a Celery worker process and wait until it says it is ready."""
-    argv = worker_argv(concurrency, events, queue=env.get("DISPATCHER_QUEUE", "dispatcher"))
+    argv = worker_argv(concurrency, events, queue=env.get("DISPATCHER_QUEUE") or None)
     # A node name of its own: two workers on one host would share RabbitMQ's exclusive pidbox queue.
     argv += ["--hostname", f"dispatcher-{secrets.token_hex(4)}@%h"]
     service = spawn("worker", argv, url="", env=env, log_dir=log_dir)

@@ -27,7 +27,7 @@ the summary.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -37,19 +37,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from dispatcher.errors import BudgetExceeded, InputError
+from dispatcher.errors import InputError
 from dispatcher.instasent.models import Account
 from dispatcher.keys import Keys
-from dispatcher.preflight import fileformat, loader
-from dispatcher.preflight.hlr import HlrCache, LookupClient, Progress, check_numbers
+from dispatcher.preflight import fileformat, loader, render
+from dispatcher.preflight.hlr import HlrCache, LookupClient, Progress
+from dispatcher.preflight.lookups import Confirm, HlrStep, LookupSummary
 from dispatcher.preflight.phones import Phone
 from dispatcher.preflight.pricing import PriceClient, PriceList, balance, check_currency, price_list
 from dispatcher.preflight.rejects import Reject
-from dispatcher.preflight.result import MESSAGE_COLUMNS, CountrySummary, PreflightOptions, PreflightResult, money
+from dispatcher.preflight.result import MESSAGE_COLUMNS, CountrySummary, PreflightOptions, PreflightResult
 from dispatcher.preflight.rows import KEPT_SCHEMA, Plan, judge_chunk, plan_columns
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.settings import Settings
 
+#: How every "empty value for {name}" reject reason starts.
+_EMPTY_VALUE = render.REASON_EMPTY_VALUE.partition("{{")[0]
 #: Chunks judged at once (threads: the work is in pyarrow kernels, which release the GIL).
 SCAN_WORKERS = 2
 
@@ -63,12 +66,15 @@ class PreflightClient(LookupClient, PriceClient, Protocol):
 
 def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
                   client: PreflightClient, progress: Progress | None = None,
-                  chunk_rows: int = loader.DEFAULT_CHUNK_ROWS) -> PreflightResult:
+                  chunk_rows: int = loader.DEFAULT_CHUNK_ROWS, confirm: Confirm | None = None) -> PreflightResult:
     """Preflight the recipient file at ``path``.
+
+    HLR lookups are paid for only with ``options.hlr`` True, or, when it is None, if they cost
+    nothing or ``confirm`` (shown their estimate) says yes (see :mod:`dispatcher.preflight.lookups`).
 
     Raises:
         InputError: a file or option the user must fix (exit code 2).
-        BudgetExceeded: when the lookups alone would exceed the balance or ``max_cost``.
+        BudgetExceeded: when lookups asked for, with the messages, would exceed the balance or ``max_cost``.
         DispatcherError: Instasent or Redis trouble, as the client and store raise it.
     """
     options = options.validated()
@@ -79,13 +85,14 @@ def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Sett
     numbers = _Numbers.of(tables)
     duplicates = numbers.drop(~_first_occurrences(numbers.to))
     suppressed = numbers.drop(_suppressed(numbers, SuppressionList(redis, keys)))
-    pricing = _Pricing.fetch(client, redis, keys, lookups=options.hlr)
+    pricing = _Pricing.fetch(client, redis, keys, lookups=options.hlr is not False)
     per_part = pricing.sms.lookup(numbers.country_array)
     rejects += numbers.reject(np.isnan(per_part), lambda i: f"no price for destination {numbers.country[i]}")
-    lookups = _Lookups()
-    if pricing.lookup is not None and numbers.alive.any():
-        cache = HlrCache(redis, keys, settings.hlr_cache_ttl_s)
-        lookups = _hlr(numbers, rejects, pricing, options, settings, cache, client, progress)
+    step = HlrStep(hlr=options.hlr, prices=pricing.lookup or PriceList({}, pricing.currency),
+                   account=pricing.account, currency=pricing.currency, max_cost=options.max_cost,
+                   cache=HlrCache(redis, keys, settings.hlr_cache_ttl_s), client=client,
+                   concurrency=settings.hlr_concurrency, progress=progress, confirm=confirm)
+    lookups = _hlr(numbers, rejects, step, per_part)
     final = _filter_tables(tables, numbers.alive)
     price = final.column("parts").to_numpy() * per_part[numbers.alive]
     final = final.append_column("price", pa.array(price, pa.float64()))
@@ -142,9 +149,10 @@ class _Numbers:
     (texts, senders) is filtered once at the end.
     """
 
-    def __init__(self, row: np.ndarray, to: pa.Array, country: pa.Array) -> None:
+    def __init__(self, row: np.ndarray, to: pa.Array, country: pa.Array, parts: np.ndarray | None = None) -> None:
         self.row = row
         self.to = to
+        self.parts = parts if parts is not None else np.ones(len(row), dtype=np.int64)
         self.country_array = country
         self.alive = np.ones(len(row), dtype=bool)
         self._country: list[str] | None = None
@@ -157,7 +165,8 @@ class _Numbers:
             return pa.concat_arrays([c for t in tables for c in t.column(name).chunks]) if tables else \
                 pa.array([], KEPT_SCHEMA.field(name).type)
 
-        return cls(column("row").to_numpy(zero_copy_only=False), column("to"), column("country"))
+        return cls(column("row").to_numpy(zero_copy_only=False), column("to"), column("country"),
+                   column("parts").to_numpy(zero_copy_only=False))
 
     @property
     def country(self) -> list[str]:
@@ -218,67 +227,23 @@ def _suppressed(numbers: _Numbers, suppression: SuppressionList) -> np.ndarray:
     return mask
 
 
-@dataclass(frozen=True, slots=True)
-class _Lookups:
-    """Lookups paid for in this run, per country, and their cost."""
-
-    by_country: dict[str, int] = field(default_factory=dict)
-    cost_by_country: dict[str, float] = field(default_factory=dict)
-    cached: int = 0
-
-    @property
-    def count(self) -> int:
-        """Lookups paid for."""
-        return sum(self.by_country.values())
-
-    @property
-    def cost(self) -> float:
-        """Their cost in the account currency."""
-        return sum(self.cost_by_country.values())
-
-
-def _hlr(numbers: _Numbers, rejects: list[Reject], pricing: _Pricing, options: PreflightOptions,
-         settings: Settings, cache: HlrCache, client: PreflightClient, progress: Progress | None) -> _Lookups:
-    """Look the alive numbers up (cache first); ``invalid``/``unreachable`` ones become rejects."""
-    prices = pricing.lookup or PriceList({}, pricing.currency)
+def _hlr(numbers: _Numbers, rejects: list[Reject], step: HlrStep, per_part: np.ndarray) -> LookupSummary:
+    """Run the HLR step on the alive numbers; ``invalid``/``unreachable`` ones become rejects."""
     idx = np.flatnonzero(numbers.alive)
     alive = numbers.to.take(pa.array(idx)).to_pylist()
     countries = dict(zip(alive, numbers.country_array.take(pa.array(idx)).to_pylist(), strict=True))
-    outcome = check_numbers(alive, client=client, cache=cache, concurrency=settings.hlr_concurrency,
-                            progress=progress,
-                            before_lookups=_lookup_guard(countries, prices, pricing.account, options.max_cost))
-    by_country: dict[str, int] = {}
-    for number in outcome.looked_up:
-        by_country[countries[number]] = by_country.get(countries[number], 0) + 1
-    costs = {country: count * (prices.get(country) or 0.0) for country, count in by_country.items()}
-    bad = np.zeros(len(numbers.alive), dtype=bool)
-    bad[idx] = [not outcome.answers[n].usable for n in alive]
-    position = dict(zip(idx.tolist(), alive, strict=True))
-    rejects += numbers.reject(bad, lambda i: outcome.answers[position[i]].reason)
-    return _Lookups(by_country=by_country, cost_by_country=costs, cached=outcome.cached)
-
-
-def _lookup_guard(countries: dict[str, str], prices: PriceList, account: Account,
-                  max_cost: float | None) -> Callable[[list[str]], None]:
-    """Refuse to pay for lookups that alone would exceed the balance or ``max_cost`` (a country
-    without a lookup price counts as free)."""
-    limits = [(account.available, "the balance")]
-    if max_cost is not None:
-        limits.append((max_cost, "--max-cost"))
-
-    def guard(missing: list[str]) -> None:
-        cost = sum(prices.get(countries[n]) or 0.0 for n in missing)
-        currency = account.currency or prices.currency
-        for limit, what in limits:
-            if cost > limit + 1e-9:
-                raise BudgetExceeded(f"the {len(missing)} HLR lookups alone would cost {money(cost, currency)}, "
-                                     f"more than {what} ({money(limit, currency)}); run with --no-hlr or raise it.")
-
-    return guard
+    message_cost = float(np.sum(numbers.parts[idx] * per_part[idx]))
+    summary = step.run(alive, countries, message_cost)
+    if summary.rejected:
+        bad = np.zeros(len(numbers.alive), dtype=bool)
+        bad[idx] = [n in summary.rejected for n in alive]
+        position = dict(zip(idx.tolist(), alive, strict=True))
+        rejects += numbers.reject(bad, lambda i: summary.rejected[position[i]])
+    return summary
 
 
 def _result(fmt: fileformat.FileFormat, plan: Plan, rows: int, rejects: list[Reject], duplicates: int,
-            suppressed: int, kept: pa.Table, lookups: _Lookups, pricing: _Pricing) -> PreflightResult:
+            suppressed: int, kept: pa.Table, lookups: LookupSummary, pricing: _Pricing) -> PreflightResult:
     messages = _messages_frame(kept)
     by_country = _by_country(kept, lookups)
     return PreflightResult(
@@ -289,6 +254,8 @@ def _result(fmt: fileformat.FileFormat, plan: Plan, rows: int, rejects: list[Rej
         lookups_cached=lookups.cached, lookup_cost=lookups.cost, currency=pricing.currency,
         balance=pricing.account.available,
         by_country=by_country, rejects=rejects, messages=messages,
+        empty_values=sum(r.reason.startswith(_EMPTY_VALUE) for r in rejects), hlr_done=lookups.done,
+        hlr_estimate=lookups.estimate,
     )
 
 
@@ -297,7 +264,7 @@ def _messages_frame(kept: pa.Table) -> pd.DataFrame:
     return frame.astype({"row": "int64", "parts": "int64", "unicode": "bool", "price": "float64"})
 
 
-def _by_country(kept: pa.Table, lookups: _Lookups) -> dict[str, CountrySummary]:
+def _by_country(kept: pa.Table, lookups: LookupSummary) -> dict[str, CountrySummary]:
     out: dict[str, CountrySummary] = {}
     if kept.num_rows:
         grouped = kept.group_by("country").aggregate([("row", "count"), ("parts", "sum"), ("price", "sum")])
@@ -313,3 +280,17 @@ def _by_country(kept: pa.Table, lookups: _Lookups) -> dict[str, CountrySummary]:
 def _add_lookups(summary: CountrySummary | None, count: int, cost: float) -> CountrySummary:
     base = summary or CountrySummary(messages=0, parts=0, cost=0.0)
     return CountrySummary(messages=base.messages, parts=base.parts, cost=base.cost + cost, lookups=count)
+
+
+def check_file(path: str | Path, options: PreflightOptions) -> None:
+    """Check, without reading the rows, paying or asking Instasent, that ``path`` is a recipient file
+    that ``options`` fit: it can be read, has a phone column, every column the text names, a sender.
+
+    Raises:
+        InputError: naming what is wrong (a missing file included).
+    """
+    try:
+        fmt = fileformat.sniff(path)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    plan_columns(fmt, options.validated())

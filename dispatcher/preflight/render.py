@@ -2,7 +2,10 @@
 
 A template is plain text with ``{column}`` placeholders; ``{{`` and ``}}`` are literal braces. A
 placeholder is only ever looked up as a column name (exactly, else ignoring case and accents):
-nothing in it is evaluated, so ``{name.upper}`` or ``{x[0]}`` are simply unknown columns. Filling a
+nothing in it is evaluated, so ``{name.upper}`` or ``{x[0]}`` are simply unknown columns. A row
+whose cell for a placeholder is missing or blank is rejected ("empty value for {code}") unless the
+placeholder names a default after a bar: ``{name|cliente}`` fills in ``cliente``, ``{code|}`` sends
+it blank on purpose. Filling a
 column is vectorised over a whole chunk; so is counting parts (:func:`measure`), which agrees with
 :func:`dispatcher.instasent.segments.count_segments` for every text.
 """
@@ -25,15 +28,19 @@ from dispatcher.preflight.fileformat import find_column
 SENDER_MIN, SENDER_MAX = 1, 11
 
 REASON_EMPTY_TEXT = "empty text"
+#: Reject reason of a row with no value for a placeholder that has no default.
+REASON_EMPTY_VALUE = "empty value for {{{name}}}"
 REASON_NEEDS_UNICODE = "text needs Unicode (--gsm-only)"
 REASON_BAD_SENDER = f"sender must be {SENDER_MIN}..{SENDER_MAX} characters"
 
 
 @dataclass(frozen=True, slots=True)
 class Placeholder:
-    """A ``{name}`` in a template."""
+    """A ``{name}`` in a template; ``{name|default}`` has a ``default`` for rows without a value
+    (``{name|}``: blank on purpose). Without one, such a row is a reject."""
 
     name: str
+    default: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +79,11 @@ class Template:
             if literal:
                 pieces.append("".join(literal))
                 literal = []
-            pieces.append(Placeholder(inner.strip()))
+            name, bar, default = inner.partition("|")
+            if not name.strip():
+                raise InputError(f"the text has a placeholder {{{inner}}} without a column name: "
+                                 f"write {{name|{default}}}.")
+            pieces.append(Placeholder(name.strip(), default if bar else None))
             i = end + 1
         if literal:
             pieces.append("".join(literal))
@@ -105,13 +116,29 @@ class Template:
         if not self.placeholders:
             fixed = "".join(p for p in self.pieces if isinstance(p, str)).strip()
             return arrow.repeat(fixed, table.num_rows)
-        parts = [
-            arrow.large(pc.utf8_trim_whitespace(table.column(mapping[p.name]))) if isinstance(p, Placeholder)
-            else pa.scalar(p, pa.large_string())
-            for p in self.pieces
-        ]
+        parts = [self._cells(table, mapping, p) if isinstance(p, Placeholder) else pa.scalar(p, pa.large_string())
+                 for p in self.pieces]
         joined = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
         return arrow.combined(pc.utf8_trim_whitespace(joined))
+
+    def missing_values(self, table: pa.Table, mapping: dict[str, str]) -> np.ndarray:
+        """Per row, ``"empty value for {name}"`` for the first placeholder without a default whose
+        cell is missing or blank, else ``""`` (an object array of reject reasons)."""
+        reasons = np.full(table.num_rows, "", dtype=object)
+        required = dict.fromkeys(p.name for p in self.pieces if isinstance(p, Placeholder) and p.default is None)
+        for name in required:
+            cells = pc.utf8_trim_whitespace(arrow.texts(table.column(mapping[name])))
+            blank = arrow.as_numpy(pc.equal(pc.utf8_length(cells), 0)) & (reasons == "")
+            reasons[blank] = REASON_EMPTY_VALUE.format(name=name)
+        return reasons
+
+    @staticmethod
+    def _cells(table: pa.Table, mapping: dict[str, str], placeholder: Placeholder) -> pa.Array:
+        cells = pc.utf8_trim_whitespace(arrow.texts(table.column(mapping[placeholder.name])))
+        if placeholder.default is None:
+            return cells
+        blank = pc.equal(pc.utf8_length(cells), 0)
+        return pc.if_else(blank, pa.scalar(placeholder.default.strip(), pa.large_string()), cells)
 
 
 def column_texts(table: pa.Table, column: str) -> pa.Array:

@@ -1,12 +1,14 @@
 """What the preflight is asked (:class:`PreflightOptions`) and what it answers (:class:`PreflightResult`),
-and the budget guard the CLI applies to the answer."""
+and the guards the CLI applies to the answer: the budget, and a list that leaves nothing to send."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,6 +16,9 @@ from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.preflight import render
 from dispatcher.preflight.phones import parse_region
 from dispatcher.preflight.rejects import Reject
+
+if TYPE_CHECKING:  # lookups imports money from here
+    from dispatcher.preflight.lookups import LookupEstimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +32,8 @@ class PreflightOptions:
     sender: str | None = None
     country: str | None = None
     phone_column: str | None = None
-    hlr: bool = True
+    #: HLR lookups: True looks up, False skips, None (not said) only when free or confirmed.
+    hlr: bool | None = None
     gsm_only: bool = False
     max_cost: float | None = None
 
@@ -93,6 +99,11 @@ class PreflightResult:
     by_country: dict[str, CountrySummary]
     rejects: Sequence[Reject]
     messages: pd.DataFrame = field(repr=False)
+    #: Rejected rows with no value for a placeholder of the text (counted among ``rejected``).
+    empty_values: int = 0
+    #: Whether the HLR step ran, and what it would cost (made first; None with ``hlr`` off).
+    hlr_done: bool = False
+    hlr_estimate: LookupEstimate | None = None
 
     @property
     def message_count(self) -> int:
@@ -114,6 +125,8 @@ class PreflightResult:
             "lookups_cached": self.lookups_cached, "lookup_cost": _round(self.lookup_cost),
             "currency": self.currency, "balance": _round(self.balance),
             "by_country": {c: s.to_json() for c, s in sorted(self.by_country.items())},
+            "empty_values": self.empty_values, "hlr": self.hlr_done,
+            "hlr_estimate": self.hlr_estimate.to_json() if self.hlr_estimate is not None else None,
             "rejects": [r.to_json() for r in self.rejects],
         }
 
@@ -143,3 +156,22 @@ def check_budget(result: PreflightResult, max_cost: float | None = None) -> None
     if max_cost is not None and cost > max_cost + 1e-9:
         raise BudgetExceeded(f"the campaign would cost {money(cost, currency)}, more than --max-cost "
                              f"{money(max_cost, currency)}.")
+
+
+def check_sendable(result: PreflightResult) -> None:
+    """Refuse a list that leaves no message to send (every row rejected, suppressed or empty).
+
+    Raises:
+        InputError: with the preflight's reasons, most frequent first (exit code 2).
+    """
+    if result.message_count:
+        return
+    reasons = Counter(reject.reason for reject in result.rejects).most_common()
+    parts = [f"{count:,} {reason}" for reason, count in reasons[:3]]
+    if len(reasons) > 3:
+        parts.append(f"{sum(count for _, count in reasons[3:]):,} for other reasons")
+    if result.suppressed:
+        parts.append(f"{result.suppressed:,} suppressed")
+    why = f" ({'; '.join(parts)})" if parts else ""
+    raise InputError(f"no row of {Path(result.file).name} can be sent{why}: fix the list (`dispatcher preflight "
+                     f"{result.file} --rejects-out rejects.csv` lists every rejected row) and submit it again.")

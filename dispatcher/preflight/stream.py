@@ -29,15 +29,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from dispatcher.errors import BudgetExceeded, InputError
+from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight import fileformat, loader
-from dispatcher.preflight.check import PreflightClient, _Pricing
+from dispatcher.preflight.check import _EMPTY_VALUE, PreflightClient, _Pricing
 from dispatcher.preflight.dedup import SeenNumbers
 from dispatcher.preflight.hlr import HlrCache, Progress, check_numbers
+from dispatcher.preflight.lookups import Confirm, HlrStep, LookupEstimate
 from dispatcher.preflight.phones import Phone
+from dispatcher.preflight.pricing import PriceList
 from dispatcher.preflight.rejects import Reject
-from dispatcher.preflight.result import MESSAGE_COLUMNS, CountrySummary, PreflightOptions, PreflightResult, money
+from dispatcher.preflight.result import MESSAGE_COLUMNS, CountrySummary, PreflightOptions, PreflightResult
 from dispatcher.preflight.rows import KEPT_SCHEMA, Judged, judge_chunk, plan_columns
 from dispatcher.preflight.spill import RejectSpill
 from dispatcher.preflight.suppression import SuppressionList
@@ -92,10 +94,12 @@ class Totals:
     lookups: dict[str, int] = field(default_factory=dict)
     lookups_cached: int = 0
     missing: dict[str, int] = field(default_factory=dict)
+    empty_values: int = 0
 
     def add(self, chunk: Priced) -> None:
         """Count one chunk."""
         self.rows += chunk.rows
+        self.empty_values += sum(r.reason.startswith(_EMPTY_VALUE) for r in chunk.rejects)
         self.duplicates += chunk.duplicates
         self.suppressed += chunk.suppressed
         self.lookups_cached += chunk.lookups_cached
@@ -128,16 +132,23 @@ class StreamedPreflight:
 
     def __init__(self, path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
                  client: PreflightClient, progress: Progress | None = None,
-                 chunk_rows: int = loader.DEFAULT_CHUNK_ROWS) -> None:
+                 chunk_rows: int = loader.DEFAULT_CHUNK_ROWS, confirm: Confirm | None = None) -> None:
         self.options = options.validated()
         self.fmt = fileformat.sniff(path)
         self.plan = plan_columns(self.fmt, self.options)
         self.settings, self.redis, self.client, self.progress = settings, redis, client, progress
         self.chunk_rows = chunk_rows
         self.keys = Keys(settings.key_prefix)
-        self.pricing = _Pricing.fetch(client, redis, self.keys, lookups=self.options.hlr)
+        self.pricing = _Pricing.fetch(client, redis, self.keys, lookups=self.options.hlr is not False)
         self.suppression = SuppressionList(redis, self.keys)
         self.cache = HlrCache(redis, self.keys, settings.hlr_cache_ttl_s)
+        currency = self.pricing.currency
+        self.step = HlrStep(hlr=self.options.hlr, prices=self.pricing.lookup or PriceList({}, currency),
+                            account=self.pricing.account, currency=currency, max_cost=self.options.max_cost,
+                            cache=self.cache, client=client, concurrency=settings.hlr_concurrency,
+                            progress=progress, confirm=confirm)
+        #: Whether the counting pass had the numbers looked up (the storing pass then reads the cache).
+        self.hlr_done = False
         #: Whether the file needs Python's tolerant CSV reader (learnt by the first pass).
         self.tolerant = False
 
@@ -150,13 +161,31 @@ class StreamedPreflight:
             InputError: when the file has no data rows.
             BudgetExceeded: when the HLR lookups alone would exceed the balance or ``max_cost``.
         """
-        if self.options.hlr:
-            probe, _ = self._totals("probe", workers, keep_rejects=False)
-            self._lookup_guard(probe.missing)
-        totals, rejects = self._totals("lookup" if self.options.hlr else "off", workers, keep_rejects=True)
+        estimate = self._estimate(workers) if self.options.hlr is not False else None
+        totals, rejects = self._totals("lookup" if self.hlr_done else "off", workers, keep_rejects=True)
         if totals.rows == 0:
             raise InputError(f"{self.fmt.path.name} has no data rows, only a header.")
-        return self._result(totals, rejects)
+        return self._result(totals, rejects, estimate)
+
+    def _estimate(self, workers: int) -> LookupEstimate | None:
+        """The HLR step's decision over the whole file, as :class:`~dispatcher.preflight.lookups.HlrStep`
+        makes it: a pass that only asks the cache prices the lookups, then they are done when asked
+        for (or confirmed), after the guard on lookups plus messages; nothing is paid before.
+
+        Raises:
+            BudgetExceeded: when lookups asked for, with the messages, exceed the balance or ``max_cost``.
+        """
+        probe, _ = self._totals("probe", workers, keep_rejects=False)
+        if probe.messages == 0:
+            return None
+        prices = self.step.prices
+        cost = sum(n * (prices.get(country) or 0.0) for country, n in probe.missing.items())
+        estimate = LookupEstimate(probe.messages, probe.lookups_cached, cost, self.pricing.currency)
+        if self.options.hlr is None and estimate.to_pay and not self.step._confirmed(estimate, probe.message_cost):
+            return estimate
+        self.step._guard(estimate.cost, estimate.to_pay, probe.message_cost)
+        self.hlr_done = True
+        return estimate
 
     def chunks(self, hlr: HlrMode | None = None) -> Iterator[Priced]:
         """Every chunk, priced, in file order.
@@ -165,7 +194,7 @@ class StreamedPreflight:
             RaggedRows: (:mod:`dispatcher.preflight.loader`) when the file turns out to need the
                 tolerant reader (:meth:`count` learns that first): set :attr:`tolerant`, read again.
         """
-        yield from self._pass(hlr or ("lookup" if self.options.hlr else "off"))
+        yield from self._pass(hlr or ("lookup" if self.hlr_done else "off"))
 
     def _totals(self, mode: HlrMode, workers: int, *, keep_rejects: bool) -> tuple[Totals, RejectSpill]:
         """Run one whole pass and count it (starting over with the tolerant reader if needed)."""
@@ -220,6 +249,7 @@ class StreamedPreflight:
         country_of = {number: countries[i] for number, i in zip(numbers, idx.tolist(), strict=True)}
         if mode == "probe":
             cached = self.cache.get_many(numbers)
+            out.lookups_cached = len(cached)
             for number in numbers:
                 if number not in cached:
                     out.missing[country_of[number]] = out.missing.get(country_of[number], 0) + 1
@@ -234,28 +264,7 @@ class StreamedPreflight:
         position = dict(zip(idx.tolist(), numbers, strict=True))
         out.rejects += _reject(kept, alive, bad, lambda i: outcome.answers[position[i]].reason)
 
-    def _lookup_guard(self, missing: dict[str, int]) -> None:
-        """Refuse lookups that alone would exceed the balance or ``max_cost`` (as
-        :func:`dispatcher.preflight.check._lookup_guard`, over the whole file).
-
-        Raises:
-            BudgetExceeded: in one sentence with both figures.
-        """
-        prices, account = self.pricing.lookup, self.pricing.account
-        if prices is None:
-            return
-        count = sum(missing.values())
-        cost = sum(n * (prices.get(country) or 0.0) for country, n in missing.items())
-        limits = [(account.available, "the balance")]
-        if self.options.max_cost is not None:
-            limits.append((self.options.max_cost, "--max-cost"))
-        currency = account.currency or prices.currency
-        for limit, what in limits:
-            if cost > limit + 1e-9:
-                raise BudgetExceeded(f"the {count} HLR lookups alone would cost {money(cost, currency)}, "
-                                     f"more than {what} ({money(limit, currency)}); run with --no-hlr or raise it.")
-
-    def _result(self, totals: Totals, rejects: RejectSpill) -> PreflightResult:
+    def _result(self, totals: Totals, rejects: RejectSpill, estimate: LookupEstimate | None) -> PreflightResult:
         lookup_prices = self.pricing.lookup
         lookup_costs = {c: n * ((lookup_prices.get(c) if lookup_prices else None) or 0.0)
                         for c, n in totals.lookups.items()}
@@ -272,7 +281,8 @@ class StreamedPreflight:
             message_cost=totals.message_cost, lookups=sum(totals.lookups.values()),
             lookups_cached=totals.lookups_cached, lookup_cost=sum(lookup_costs.values()),
             currency=self.pricing.currency, balance=self.pricing.account.available, by_country=by_country,
-            rejects=rejects, messages=empty_messages())
+            rejects=rejects, messages=empty_messages(), empty_values=totals.empty_values,
+            hlr_done=self.hlr_done, hlr_estimate=estimate)
 
 
 def _drop(alive: np.ndarray, flags_of_alive: np.ndarray) -> int:
@@ -303,7 +313,7 @@ def empty_messages() -> pd.DataFrame:
 
 def preflight_streamed(path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
                        client: PreflightClient, progress: Progress | None = None,
-                       chunk_rows: int = loader.DEFAULT_CHUNK_ROWS) -> PreflightResult:
+                       chunk_rows: int = loader.DEFAULT_CHUNK_ROWS, confirm: Confirm | None = None) -> PreflightResult:
     """:func:`dispatcher.preflight.check.run_preflight` in bounded memory: the same totals and
     rejects (``rejects`` is a :class:`RejectSpill`; ``messages`` is empty).
 
@@ -313,4 +323,4 @@ def preflight_streamed(path: str | Path, options: PreflightOptions, *, settings:
         DispatcherError: Instasent or Redis trouble.
     """
     return StreamedPreflight(path, options, settings=settings, redis=redis, client=client, progress=progress,
-                             chunk_rows=chunk_rows).count()
+                             chunk_rows=chunk_rows, confirm=confirm).count()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,7 @@ from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight import arrow
 from dispatcher.preflight.phones import Phone, normalise
+from dispatcher.preflight.rejects import Reject
 
 #: Members per SADD/SREM/SMISMEMBER command.
 BATCH = 10_000
@@ -105,3 +107,54 @@ def to_e164(values: Iterable[str], region: str | None) -> list[str]:
             raise InputError(f"{value!r} is not a number that can be suppressed: {phone.reason}.")
         out.append(phone.e164)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What :func:`import_numbers` did: valid numbers read, how many were new, rows skipped."""
+
+    file: str
+    valid: int
+    added: int
+    skipped: list[Reject]
+
+
+def import_numbers(path: str | Path, suppression: SuppressionList, *, phone_column: str | None = None,
+                   region: str | None = None) -> Imported:
+    """Add every number of a recipient-style file to the suppression list.
+
+    Numbers are read exactly as the preflight reads them (same phone and per-row country columns,
+    same normalisation, ``region`` for rows without a country), so everything a preflight would
+    send to can be opted out. Rows that are not such a number are skipped with their reason.
+
+    Raises:
+        InputError: when the file cannot be read, has no phone column or no data rows.
+        FileNotFoundError, PermissionError: as ``open`` raises them.
+    """
+    from dispatcher.preflight import fileformat, loader  # the loader is heavy: only for an import
+    from dispatcher.preflight.rows import NumberColumns, judge_numbers
+
+    fmt = fileformat.sniff(path)
+    columns = NumberColumns.of(fmt, phone_column, region)
+    memo: dict[tuple[str, str | None], Phone] = {}
+
+    def load(chunk: loader.Chunk) -> tuple[list[str], list[Reject]]:
+        numbers = judge_numbers(chunk.table, columns, memo)
+        bad = numbers.bad
+        idx = np.flatnonzero(bad)
+        values = numbers.raw.take(pa.array(idx)).to_pylist()
+        skipped = list(chunk.problems) + [
+            Reject(int(row), value, reason)
+            for row, value, reason in zip(chunk.rows[idx].tolist(), values, numbers.reasons(idx), strict=True)]
+        return numbers.phones.e164.filter(pa.array(~bad)).to_pylist(), skipped
+
+    valid = added = 0
+    skipped: list[Reject] = []
+    for good, rejects in loader.scan(fmt, load):
+        valid += len(good)
+        added += suppression.add(good)
+        skipped += rejects
+    if valid == 0 and not skipped:
+        raise InputError(f"{fmt.path.name} has no data rows, only a header.")
+    skipped.sort(key=lambda r: r.row)
+    return Imported(file=fmt.path.name, valid=valid, added=added, skipped=skipped)

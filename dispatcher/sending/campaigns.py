@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.sending import health
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import BatchState, State
 from dispatcher.sending.store import CampaignStore
@@ -75,7 +76,8 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
 
 def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
     """The ``status --json`` object of one campaign, with when its next send window opens (Unix s),
-    the watchdog's last sweep and, while its list still loads, ``loading`` (see
+    the watchdog's last sweep, the workers alive, whether it waits for a worker none runs, and its
+    last error (see ``health``) and, while its list still loads, ``loading`` (see
     :func:`dispatcher.sending.loading.progress`).
 
     Raises:
@@ -83,9 +85,11 @@ def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
     """
     from dispatcher.sending.loading import progress  # loading builds on this module
 
+    info = store.get(campaign_id)
     load = progress(store, campaign_id)
-    return {**store.get(campaign_id).to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
-            "last_sweep": store.last_sweep(), "loading": load.to_json() if load else None}
+    return {**info.to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
+            "last_sweep": store.last_sweep(), **health.campaign_health(store, info),
+            "loading": load.to_json() if load else None}
 
 
 def pause(store: CampaignStore, campaign_id: str, reason: str = "paused by user") -> str:

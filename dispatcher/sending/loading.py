@@ -37,7 +37,8 @@ from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.preflight import loader as file_loader
 from dispatcher.preflight.check import PreflightClient
 from dispatcher.preflight.hlr import Progress
-from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.preflight.lookups import Confirm
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget, check_sendable
 from dispatcher.preflight.stream import Priced, StreamedPreflight, empty_messages
 from dispatcher.sending import payload
 from dispatcher.sending.batches import BatchOps
@@ -180,7 +181,7 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
                 path: str | Path, options: PreflightOptions, client: PreflightClient, name: str,
                 send_window: Window | None = None, expire_after_s: float | None = None,
                 progress_cb: Progress | None = None, on_counted: Callable[[PreflightResult], None] | None = None,
-                on_created: Callable[[str], None] | None = None,
+                on_created: Callable[[str], None] | None = None, confirm: Confirm | None = None,
                 chunk_rows: int = LOAD_CHUNK_ROWS) -> tuple[str, PreflightResult, Loaded]:
     """Count, guard, create and load a campaign from the file at ``path``.
 
@@ -189,14 +190,16 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
     ``(campaign id, the counted preflight, how loading ended)``.
 
     Raises:
-        InputError: a file or option the user must fix (nothing is stored).
+        InputError: a file or option the user must fix, or a list with no message to send (nothing
+            is stored).
         BudgetExceeded: when the cost exceeds the balance or ``max_cost`` (nothing is stored).
     """
     preflight = StreamedPreflight(path, options, settings=settings, redis=store.redis, client=client,
-                                  progress=progress_cb, chunk_rows=chunk_rows)
+                                  progress=progress_cb, chunk_rows=chunk_rows, confirm=confirm)
     result = preflight.count(workers=2)
     if on_counted is not None:
         on_counted(result)
+    check_sendable(result)
     check_budget(result, preflight.options.max_cost)
     expires_at = time.time() + expire_after_s if expire_after_s else None
     recorded = {"file": result.file, "text": options.text, "text_column": options.text_column,
@@ -205,8 +208,8 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
                        options=recorded,
                        preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
                        send_window=send_window, expires_at=expires_at, loading=True)
-    store.redis.hset(store.keys.campaign(cid), mapping={
-        "expected": result.valid, "load": orjson.dumps(_load_options(preflight.options, path, chunk_rows))})
+    saved = _load_options(preflight.options, path, chunk_rows, preflight.hlr_done)
+    store.redis.hset(store.keys.campaign(cid), mapping={"expected": result.valid, "load": orjson.dumps(saved)})
     if on_created is not None:
         on_created(cid)
     return cid, result, load(store, ops, enqueuer, cid, client=client, settings=settings, preflight=preflight)
@@ -225,6 +228,7 @@ def load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, cid: str, *, c
             raise InputError(f"campaign {cid} has no list to load.")
         preflight = StreamedPreflight(saved["path"], PreflightOptions(**saved["options"]), settings=settings,
                                       redis=store.redis, client=client, chunk_rows=int(saved["chunk_rows"]))
+        preflight.hlr_done = bool(saved.get("hlr_done"))  # as the counting pass decided (answers cached)
     lease = _Lease(store, cid)
     if not lease.acquire():
         raise InputError(f"campaign {cid} is being loaded by another process; `dispatcher status {cid}` shows it.")
@@ -323,9 +327,9 @@ def _blobs(messages: pa.Table, zones: list[str] | None) -> list[tuple[int, bytes
     return out
 
 
-def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int) -> dict[str, Any]:
+def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int, hlr_done: bool) -> dict[str, Any]:
     """What :func:`load` needs to read the file again after an interruption."""
-    return {"path": str(Path(path).resolve()), "chunk_rows": chunk_rows,
+    return {"path": str(Path(path).resolve()), "chunk_rows": chunk_rows, "hlr_done": hlr_done,
             "options": {"text": options.text, "text_column": options.text_column, "sender": options.sender,
                         "country": options.country, "phone_column": options.phone_column, "hlr": options.hlr,
                         "gsm_only": options.gsm_only, "max_cost": options.max_cost}}

@@ -24,8 +24,8 @@ from croniter import croniter
 from dispatcher.errors import DispatcherError, InputError, PermanentError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import run_preflight
-from dispatcher.preflight.result import PreflightOptions
+from dispatcher.preflight.check import check_file, run_preflight
+from dispatcher.preflight.result import PreflightOptions, check_sendable
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import SENDING, State
@@ -103,7 +103,9 @@ class ScheduleDef:
         return last_due + steps * self.every_s if steps >= 1 else None
 
     def missed_between(self, last_due: float | None, due: float, cap: int = 10_000) -> int:
-        """How many due times fell strictly between ``last_due`` and ``due`` (beat was down)."""
+        """How many due times fell strictly between ``last_due`` and ``due`` (beat was down).
+
+        ``last_due`` may also be when the schedule was saved: nothing before that counts."""
         if last_due is None:
             return 0
         if self.every_s is not None:
@@ -115,15 +117,20 @@ class ScheduleDef:
             count += 1
         return count
 
-    def next_due(self, now: float, last_due: float | None) -> float:
-        """The next due time after ``now`` (Unix s)."""
+    def next_due(self, now: float, last_due: float | None, since: float | None = None) -> float:
+        """The next due time after ``now`` (Unix s).
+
+        An ``every_s`` schedule that never fired is first due one interval after it was saved
+        (``since``), when beat first triggers it.
+        """
         if self.cron is not None:
             here = datetime.fromtimestamp(now, ZoneInfo(self.tz))
             return float(croniter(self.cron, here).get_next(datetime).timestamp())
         assert self.every_s is not None
-        if last_due is None:
+        anchor = last_due if last_due is not None else since
+        if anchor is None:
             return now
-        return last_due + (math.floor((now - last_due) / self.every_s) + 1) * self.every_s
+        return anchor + (math.floor((now - anchor) / self.every_s) + 1) * self.every_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +148,41 @@ class Firing:
         return asdict(self)
 
 
+# KEYS[1] schedule hash, KEYS[2] held list; ARGV[1] the current campaign the caller saw.
+# -> the campaign that becomes current, or nil. ``queued_campaign`` is where versions that held
+# one campaign at most kept it; it goes first.
+_TAKE_HELD = """
+if (redis.call('HGET', KEYS[1], 'last_campaign') or '') ~= ARGV[1] then return nil end
+local cid = redis.call('HGET', KEYS[1], 'queued_campaign')
+if cid and cid ~= '' then
+  redis.call('HDEL', KEYS[1], 'queued_campaign')
+else
+  cid = redis.call('LPOP', KEYS[2])
+end
+if not cid then return nil end
+redis.call('HSET', KEYS[1], 'last_campaign', cid)
+return cid
+"""
+
+
 class ScheduleStore:
     """Schedule definitions and firing records in Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
+        self._take = client.register_script(_TAKE_HELD)
 
-    def save(self, definition: ScheduleDef) -> None:
-        """Create or replace a schedule definition (its firing state is kept)."""
+    def save(self, definition: ScheduleDef, now: float | None = None) -> None:
+        """Create or replace a schedule definition (its firing state is kept).
+
+        ``now`` (Unix s, default the clock) is recorded as ``since``: a due time before the
+        definition existed is never fired nor counted as missed, so an edit does not look late.
+        """
+        since = time.time() if now is None else now
         pipe = self.redis.pipeline()
-        pipe.hset(self.keys.schedule(definition.name), "def", orjson.dumps(asdict(definition)))
+        pipe.hset(self.keys.schedule(definition.name), mapping={"def": orjson.dumps(asdict(definition)),
+                                                                 "since": repr(since)})
         pipe.sadd(self.keys.schedules(), definition.name)
         pipe.execute()
 
@@ -177,7 +208,7 @@ class ScheduleStore:
         """
         self.get(name)
         pipe = self.redis.pipeline()
-        pipe.delete(self.keys.schedule(name), self.keys.schedule_runs(name))
+        pipe.delete(self.keys.schedule(name), self.keys.schedule_runs(name), self.keys.schedule_held(name))
         pipe.srem(self.keys.schedules(), name)
         pipe.execute()
 
@@ -197,6 +228,22 @@ class ScheduleStore:
 
     def runs(self, name: str, limit: int = MAX_RUNS) -> list[Firing]:
         return [Firing(**orjson.loads(r)) for r in self.redis.lrange(self.keys.schedule_runs(name), 0, limit - 1)]
+
+    def hold(self, name: str, cid: str) -> None:
+        """Put a campaign created by an ``--overlap queue`` firing at the end of the schedule's line."""
+        self.redis.rpush(self.keys.schedule_held(name), cid)
+
+    def held(self, name: str) -> list[str]:
+        """The campaigns waiting their turn, oldest first."""
+        legacy = self.redis.hget(self.keys.schedule(name), "queued_campaign")
+        waiting = [c.decode() for c in self.redis.lrange(self.keys.schedule_held(name), 0, -1)]
+        return ([legacy.decode()] if legacy else []) + waiting
+
+    def take_held(self, name: str, last: str) -> str | None:
+        """Make the oldest held campaign the schedule's current one, if the current one is still
+        ``last`` (so two callers never start two); returns its id, or None."""
+        cid = self._take(keys=[self.keys.schedule(name), self.keys.schedule_held(name)], args=[last])
+        return cid.decode() if cid else None
 
     def claim_due(self, name: str, due: float) -> bool:
         """True once per (schedule, due time): a redelivered or doubled trigger gets False."""
@@ -220,17 +267,22 @@ class Firer:
         definition = self.schedules.get(name)
         state = self.schedules.state(name)
         last_due = float(state["last_due"]) if state.get("last_due") else None
+        since = float(state["since"]) if state.get("since") else None
         if manual:
             due = now
         else:
             latest = definition.latest_due(now, last_due)
             if latest is None or (last_due is not None and latest <= last_due):
                 return None
+            if since is not None and latest < since:
+                return None  # due before the schedule (or this edit of it) existed: never "missed"
             due = latest
         if not self.schedules.claim_due(name, due):
             return None
         self.schedules.set_state(name, last_due=due)
-        skipped = 0 if manual else definition.missed_between(last_due, due)
+        # A cron schedule's misses count from when it was saved; an interval's first due is its first trigger.
+        starts = [t for t in (last_due, since if definition.cron is not None else None) if t is not None]
+        skipped = 0 if manual else definition.missed_between(max(starts) if starts else None, due)
         if skipped:
             self.schedules.record(Firing(name, now, last_due, "missed",
                                          reason=f"{skipped} firing(s) missed while beat was not running"))
@@ -238,10 +290,11 @@ class Firer:
             return self.schedules.record(Firing(name, now, due, "missed",
                                                 reason=f"{now - due:.0f} s late (grace {definition.grace_s:.0f} s)"))
         previous = state.get("last_campaign", "")
-        if previous and self._still_sending(previous) and definition.overlap == "skip":
+        held = self.schedules.held(name)
+        hold = bool(held) or (bool(previous) and self._still_sending(previous))
+        if hold and definition.overlap == "skip":
             return self.schedules.record(Firing(name, now, due, "skipped", campaign=previous,
                                                 reason=f"campaign {previous} of the previous run is still running"))
-        hold = bool(previous) and self._still_sending(previous)
         try:
             cid = self._submit(definition, now, hold)
         except PermanentError as exc:
@@ -252,25 +305,38 @@ class Firer:
         except DispatcherError as exc:
             return self.schedules.record(Firing(name, now, due, "error", reason=str(exc)))
         if hold:
-            self.schedules.set_state(name, queued_campaign=cid)
+            self.schedules.hold(name, cid)
             return self.schedules.record(Firing(name, now, due, "waiting", campaign=cid,
-                                                reason=f"queued behind campaign {previous}"))
+                                                reason=f"queued behind campaign {(held or [previous])[-1]}"))
         self.schedules.set_state(name, last_campaign=cid)
         return self.schedules.record(Firing(name, now, due, "created", campaign=cid))
 
     def start_queued(self) -> list[str]:
-        """Start campaigns held behind a previous run that has now finished; returns their ids."""
+        """Start campaigns held behind a previous run that has now finished, one at a time and in
+        the order they were created; returns their ids."""
         started = []
         for name in self.schedules.names():
-            state = self.schedules.state(name)
-            queued, previous = state.get("queued_campaign"), state.get("last_campaign", "")
-            if queued and not (previous and self._still_sending(previous)):
-                self.schedules.set_state(name, last_campaign=queued, queued_campaign="")
-                # Its first window was reserved at submit but never queued.
-                reserved = range(self.store.get(queued).enqueued)
-                self.enqueuer.enqueue(queued, [*reserved, *self.ops.reserve(queued)])
-                started.append(queued)
+            while True:
+                previous = self.schedules.state(name).get("last_campaign", "")
+                if previous and self._still_sending(previous):
+                    break
+                queued = self.schedules.take_held(name, previous)
+                if queued is None:
+                    break
+                if self._start(queued):
+                    started.append(queued)
+                if self._still_sending(queued):
+                    break  # the next one waits for this one
         return started
+
+    def _start(self, cid: str) -> bool:
+        """Queue a held campaign's batches; False when it is gone (expired after a cancel)."""
+        try:
+            reserved = range(self.store.get(cid).enqueued)  # its first window was reserved at submit
+        except InputError:
+            return False
+        self.enqueuer.enqueue(cid, [*reserved, *self.ops.reserve(cid)])
+        return True
 
     def _still_sending(self, cid: str) -> bool:
         try:
@@ -286,6 +352,7 @@ class Firer:
         with self.client_factory() as client:
             result = run_preflight(definition.file, options, settings=self.settings, redis=self.store.redis,
                                    client=client)
+        check_sendable(result)
         return campaigns.submit_preflight(self.store, self.ops, enqueuer, self.settings, result=result,
                                           options=options, name=f"{definition.name} @ {stamp}",
                                           send_window=window, expire_after_s=definition.expire_after_s)
@@ -311,10 +378,14 @@ class ScheduleEntries(Protocol):
 def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef) -> ScheduleDef:
     """Validate, store and arm a schedule (a new one or a replacement); returns it validated.
 
+    The file is checked now (it can be read, has a phone column and every column the text names);
+    each firing checks it again, since it may change.
+
     Raises:
-        InputError: when the definition is malformed.
+        InputError: when the definition is malformed or its file unusable.
     """
     checked = definition.validated()
+    check_file(checked.file, PreflightOptions(**checked.options))
     schedules.save(checked)
     entries.save_entry(checked)
     return checked
@@ -331,17 +402,27 @@ def remove_schedule(schedules: ScheduleStore, entries: ScheduleEntries, name: st
 
 
 def schedule_rows(schedules: ScheduleStore, now: float | None = None) -> list[dict[str, Any]]:
-    """The ``schedule list --json`` rows: each schedule with its next and last firings (Unix s)."""
+    """The ``schedule list --json`` rows: each schedule with its next and last firings (Unix s, and
+    ISO 8601 in the schedule's own zone)."""
     now = time.time() if now is None else now
     rows: list[dict[str, Any]] = []
     for name in schedules.names():
         definition = schedules.get(name)
         state = schedules.state(name)
         last_due = float(state["last_due"]) if state.get("last_due") else None
+        since = float(state["since"]) if state.get("since") else None
         runs = schedules.runs(name, 5)
+        next_run = definition.next_due(now, last_due, since)
+        last_run = runs[0].at if runs else None
         rows.append({"name": name, "file": definition.file, "cron": definition.cron, "tz": definition.tz,
-                     "every_s": definition.every_s, "next_run": definition.next_due(now, last_due),
-                     "last_run": runs[0].at if runs else None, "last_outcome": runs[0].outcome if runs else None,
+                     "every_s": definition.every_s, "next_run": next_run,
+                     "next_run_local": _local(next_run, definition.tz), "last_run": last_run,
+                     "last_run_local": _local(last_run, definition.tz),
+                     "last_outcome": runs[0].outcome if runs else None,
                      "last_campaign": runs[0].campaign if runs else None,
                      "last_reason": runs[0].reason if runs else None, "runs": [r.to_json() for r in runs]})
     return rows
+
+
+def _local(ts: float | None, tz: str) -> str | None:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="seconds") if ts else None

@@ -15,7 +15,8 @@ import redis
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress
-from dispatcher.preflight.result import PreflightOptions, PreflightResult
+from dispatcher.preflight.lookups import Confirm
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_sendable
 from dispatcher.preflight.stream import preflight_streamed
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
@@ -52,22 +53,27 @@ class SubmitOptions:
 
 
 def preflight_file(path: str | Path, options: PreflightOptions, settings: Settings, client: redis.Redis,
-                   progress: Progress | None = None, *, streamed: bool = False) -> PreflightResult:
+                   progress: Progress | None = None, confirm: Confirm | None = None, *,
+                   streamed: bool = False) -> PreflightResult:
     """Preflight the file at ``path`` with a fresh Instasent client (prices, balance, HLR).
+
+    HLR lookups are paid for only with ``options.hlr`` True, or when ``confirm`` (a person, shown
+    their estimate) says yes; without it they are only estimated (see ``preflight.lookups``).
 
     ``streamed`` reads it chunk by chunk in bounded memory (:mod:`dispatcher.preflight.stream`):
     the same totals and rejects, but no ``messages`` (nothing to submit from it).
 
     Raises:
         InputError: a file or option the user must fix.
-        BudgetExceeded: when the lookups alone would exceed the balance or ``max_cost``.
+        BudgetExceeded: when lookups asked for, with the messages, would exceed the balance or ``max_cost``.
         DispatcherError: Instasent or Redis trouble.
     """
     with InstasentClient.from_settings(settings) as instasent:
         if streamed:
             return preflight_streamed(path, options, settings=settings, redis=client, client=instasent,
-                                      progress=progress)
-        return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress)
+                                      progress=progress, confirm=confirm)
+        return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress,
+                             confirm=confirm)
 
 
 def submit_result(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
@@ -77,8 +83,10 @@ def submit_result(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enque
     The campaign is named ``options.name``, else after the file.
 
     Raises:
+        InputError: when the list leaves no message to send, with the preflight's reasons.
         BudgetExceeded: when the cost exceeds the balance or ``max_cost``.
     """
+    check_sendable(result)
     checked = options.validated()  # idempotent: parsing twice costs nothing and keeps one path
     return campaigns.submit_preflight(store, ops, enqueuer, settings, result=result, options=checked.preflight,
                                       name=checked.name or Path(result.file).name,

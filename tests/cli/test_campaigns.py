@@ -82,7 +82,7 @@ def test_submit_wait_json_sends_the_list_and_reports_every_message(
     assert run(env, "report", status["id"], "-o", str(report)).returncode == 0
     frame = pd.read_csv(report, dtype=str, keep_default_na=False)
     assert len(frame) == 450 and set(frame["status"]) == {"sent"}
-    assert frame["to"].str.startswith("'+34").all()  # neutralised for spreadsheets
+    assert frame["to"].str.fullmatch(r"\+34[0-9]{9}").all()  # valid E.164 stays unquoted for scripts
     parquet = tmp_path / "report.parquet"
     assert run(env, "report", status["id"], "-o", str(parquet)).returncode == 0
     assert len(pd.read_parquet(parquet)) == 450

@@ -46,7 +46,7 @@ def recipients(tmp_path: Path) -> Path:
 def test_json_output_has_the_counts_cost_and_every_reject(sandbox: SandboxHandle, redis_url: str,
                                                           redis_client: object, recipients: Path) -> None:
     done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
-               "--country", "ES", "--json")
+               "--country", "ES", "--hlr", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert {k: data[k] for k in ("rows", "valid", "rejected", "duplicates", "suppressed", "messages", "parts")} == {
@@ -62,7 +62,7 @@ def test_json_output_has_the_counts_cost_and_every_reject(sandbox: SandboxHandle
         {"row": 7, "value": "3.4612E+10", "reason": "mangled by a spreadsheet (scientific notation)"},
     ]
     again = json.loads(run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}",
-                           "--from", "Shop", "--country", "ES", "--json").stdout)
+                           "--from", "Shop", "--country", "ES", "--hlr", "--json").stdout)
     assert (again["lookups"], again["lookups_cached"]) == (0, 2)
     assert sandbox.stats()["lookups"] == 2
 
@@ -134,3 +134,95 @@ def test_an_unreachable_redis_exits_1_in_one_sentence(sandbox: SandboxHandle, re
                "--from", "Shop", "--country", "ES", "--no-hlr")
     assert done.returncode == 1
     assert "cannot reach Redis" in one_sentence(done.stderr)
+
+
+def test_rejects_out_into_a_missing_folder_names_the_folder_before_any_lookup(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path) -> None:
+    done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
+               "--country", "ES", "--hlr", "--rejects-out", "nodir/r.csv")
+    assert done.returncode == 2
+    message = one_sentence(done.stderr)
+    assert "folder nodir does not exist" in message and "file not found" not in message
+    assert sandbox.stats()["lookups"] == 0  # refused before anything was paid for
+
+
+def test_an_empty_placeholder_value_is_a_reject_shown_in_the_summary(sandbox: SandboxHandle, redis_url: str,
+                                                                     redis_client: object, tmp_path: Path) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("phone,name,code\n+34612340001,Ana,H7\n+34612340002,,H8\n+34612340003,Eve\n")
+    done = run(sandbox, redis_url, tmp_path, str(path), "--text", "Hola {name}, code {code}", "--from", "Shop",
+               "--no-hlr")
+    assert done.returncode == 0, done.stderr
+    assert "empty value for {name}" in done.stdout and "empty value for {code}" in done.stdout
+    assert "of which an empty {placeholder}" in done.stdout
+    data = json.loads(run(sandbox, redis_url, tmp_path, str(path), "--text", "Hola {name}, code {code}", "--from",
+                          "Shop", "--no-hlr", "--json").stdout)
+    assert (data["valid"], data["empty_values"]) == (1, 2)
+
+
+def test_a_script_never_pays_for_lookups_unasked_but_sees_their_estimate(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the summary's lines unwrapped
+    done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
+               "--country", "ES")
+    assert done.returncode == 0, done.stderr
+    assert "not done: --hlr would check 2 numbers: 2 lookups for 0.008 EUR, 0 answered by the cache" in done.stdout
+    assert sandbox.stats()["lookups"] == 0
+    data = json.loads(run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}",
+                          "--from", "Shop", "--country", "ES", "--json").stdout)
+    assert data["hlr"] is False and data["lookups"] == 0 and data["lookup_cost"] == 0
+    assert data["hlr_estimate"] == {"numbers": 2, "cached": 0, "to_pay": 2, "cost": pytest.approx(0.008),
+                                    "currency": "EUR"}
+    assert sandbox.stats()["lookups"] == 0
+    assert run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
+               "--country", "ES", "--hlr").returncode == 0
+    assert sandbox.stats()["lookups"] == 2
+    cached = json.loads(run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}",
+                            "--from", "Shop", "--country", "ES", "--json").stdout)
+    assert cached["hlr"] is True and cached["lookups_cached"] == 2  # free answers are used without asking
+    assert sandbox.stats()["lookups"] == 2
+
+
+def run_on_a_terminal(sandbox: SandboxHandle, redis_url: str, answer: bytes, *args: str) -> str:
+    """Run ``dispatcher preflight`` on a pseudo-terminal, answer its question with ``answer``;
+    returns everything it wrote."""
+    import pty
+    import select
+    import time
+
+    env = {**os.environ, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url, "REDIS_URL": redis_url,
+           "DISPATCHER_KEY_PREFIX": "dsptest"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, with the terminal as stdin, stdout and stderr
+        os.execve(sys.executable, [sys.executable, "-m", "dispatcher", "preflight", *args], env)
+    output, answered, deadline = b"", False, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the command exited and closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"Pay for the HLR lookups?" in output:
+                os.write(fd, answer)
+                answered = True
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    return output.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "lookups"), [(b"n\n", 0), (b"y\n", 2)])
+def test_at_a_terminal_the_lookups_are_paid_for_only_after_a_yes(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path, answer: bytes,
+        lookups: int) -> None:
+    shown = run_on_a_terminal(sandbox, redis_url, answer, str(recipients), "--text", "Hola {name}", "--from",
+                              "Shop", "--country", "ES")
+    assert "Check 2 numbers: 2 lookups for 0.008 EUR, 0 answered by the cache." in shown
+    assert "Total cost" in shown
+    assert sandbox.stats()["lookups"] == lookups

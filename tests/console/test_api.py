@@ -167,7 +167,10 @@ def test_the_report_is_spreadsheet_safe_csv_or_parquet(api: ConsoleHandle) -> No
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert f"campaign-{cid}.csv" in response.headers["content-disposition"]
     frame = pd.read_csv(io.BytesIO(response.content), dtype=str, keep_default_na=False)
-    assert len(frame) == 120 and frame["to"].str.startswith("'+34").all()
+    assert len(frame) == 120 and frame["to"].str.fullmatch(r"\+34[0-9]{9}").all()  # E.164 stays as it is
+    xlsx = api.http.get(f"/api/campaigns/{cid}/report?format=xlsx", headers=api.as_viewer())
+    assert xlsx.status_code == 200 and f"campaign-{cid}.xlsx" in xlsx.headers["content-disposition"]
+    assert len(pd.read_excel(io.BytesIO(xlsx.content), dtype=str)) == 120
     parquet = api.http.get(f"/api/campaigns/{cid}/report?format=parquet", headers=api.as_viewer())
     assert parquet.status_code == 200 and len(pd.read_parquet(io.BytesIO(parquet.content))) == 120
     assert api.http.get(f"/api/campaigns/{cid}/report?format=xml", headers=api.as_viewer()).status_code == 400

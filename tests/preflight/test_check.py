@@ -260,3 +260,69 @@ def test_the_budget_guard_gives_both_figures(tmp_path: Path, preflight: Any, san
     poor = preflight(path)
     with pytest.raises(BudgetExceeded, match=r"would cost 0\.09 EUR but the balance is only 0\.05 EUR\."):
         check_budget(poor)
+
+
+def test_rows_with_an_empty_placeholder_value_are_rejected_and_counted(tmp_path: Path, preflight: Any) -> None:
+    path = write(tmp_path, "phone,name,code\n+34612340001,Ana,A1\n+34612340002,,B2\n+34612340003,Eve\n"
+                           "+34612340004,Bob,\n")
+    result = preflight(path, text="Hola {name}, code {code}")
+    invariant(result)
+    assert result.valid == 1 and result.messages["text"].tolist() == ["Hola Ana, code A1"]
+    assert [(r.row, r.reason) for r in result.rejects] == [
+        (3, "empty value for {name}"), (4, "empty value for {code}"), (5, "empty value for {code}")]
+    assert result.empty_values == 3 and result.to_json()["empty_values"] == 3
+
+
+def test_a_template_default_or_an_explicit_blank_lets_those_rows_through(tmp_path: Path, preflight: Any) -> None:
+    path = write(tmp_path, "phone,name,code\n+34612340001,Ana,A1\n+34612340002,,B2\n+34612340003,Eve\n")
+    result = preflight(path, text="Hola {name|cliente}, code {code|}")
+    assert result.rejects == [] and result.empty_values == 0
+    assert result.messages["text"].tolist() == ["Hola Ana, code A1", "Hola cliente, code B2", "Hola Eve, code"]
+
+
+def test_without_a_choice_lookups_are_only_estimated(tmp_path: Path, preflight: Any, sandbox: SandboxHandle) -> None:
+    path = write(tmp_path, "phone,name\n612345600,A\n612345613,B\n+447911123456,C\n")
+    result = preflight(path, hlr=None)
+    assert (result.valid, result.lookups, result.lookup_cost, result.hlr_done) == (3, 0, 0.0, False)
+    assert result.hlr_estimate is not None
+    assert (result.hlr_estimate.numbers, result.hlr_estimate.cached, result.hlr_estimate.to_pay) == (3, 0, 3)
+    assert result.hlr_estimate.cost == pytest.approx(3 * 0.004)
+    assert sandbox.stats()["lookups"] == 0
+
+
+def test_a_confirmation_sees_the_estimate_and_decides(tmp_path: Path, settings: Settings,
+                                                      redis_client: redis.Redis, client: InstasentClient,
+                                                      sandbox: SandboxHandle) -> None:
+    path = write(tmp_path, "phone,name\n612345600,A\n612345613,B\n")
+    seen: list[Any] = []
+
+    def answer(yes: bool) -> Any:
+        def confirm(estimate: Any) -> bool:
+            seen.append(estimate)
+            return yes
+        return confirm
+
+    options = PreflightOptions(text="Hola {name}", sender="Shop", country="ES")
+    declined = run_preflight(path, options, settings=settings, redis=redis_client, client=client,
+                             confirm=answer(False))
+    assert (declined.hlr_done, declined.valid, sandbox.stats()["lookups"]) == (False, 2, 0)
+    accepted = run_preflight(path, options, settings=settings, redis=redis_client, client=client,
+                             confirm=answer(True))
+    assert (accepted.hlr_done, accepted.valid, accepted.lookups, sandbox.stats()["lookups"]) == (True, 1, 2, 2)
+    assert [(e.to_pay, e.cached) for e in seen] == [(2, 0), (2, 0)]
+    again = run_preflight(path, options, settings=settings, redis=redis_client, client=client,
+                          confirm=answer(False))
+    assert (again.hlr_done, again.valid, again.lookups_cached) == (True, 1, 2)  # all cached: free, not asked
+    assert len(seen) == 2
+
+
+def test_the_budget_guard_counts_lookups_and_messages_before_paying(tmp_path: Path, preflight: Any,
+                                                                    sandbox: SandboxHandle) -> None:
+    # Five messages cost 0.225 EUR and their lookups 0.02 EUR: each fits 0.23, together they do not.
+    sandbox.reset(balance=0.23)
+    path = write(tmp_path, "phone,name\n" + "".join(f"61234560{i},N\n" for i in range(5)))
+    with pytest.raises(BudgetExceeded, match=r"would cost up to 0\.245 EUR \(0\.225 EUR for messages and "
+                                             r"0\.02 EUR for 5 HLR lookups\), more than the balance"):
+        preflight(path, hlr=True)
+    assert sandbox.stats()["lookups"] == 0
+    assert preflight(path, hlr=None).hlr_estimate.to_pay == 5  # not asked for: goes on, without lookups

@@ -97,3 +97,26 @@ def test_vectorised_counting_agrees_with_count_segments(texts: list[str]) -> Non
     expected = [count_segments(t) for t in texts]
     assert measured.parts.tolist() == [s.parts for s in expected]
     assert measured.unicode.tolist() == [s.needs_unicode for s in expected]
+
+
+def test_a_row_with_a_missing_or_blank_placeholder_value_is_named_per_placeholder() -> None:
+    table = pa.table({"name": ["Ana", "  ", "Eve", None], "code": ["A1", "B2", "", "D4"]})
+    template = Template.parse("Hola {name}, code {code}")
+    assert template.missing_values(table, template.bind(table.column_names)).tolist() == [
+        "", "empty value for {name}", "empty value for {code}", "empty value for {name}"]
+
+
+def test_a_default_fills_a_blank_value_and_an_empty_default_allows_it() -> None:
+    table = pa.table({"name": ["Ana", " ", None], "code": ["A1", "", "C3"]})
+    template = Template.parse("Hola {name|cliente}, code {code|}")
+    assert template.pieces[1] == Placeholder("name", "cliente") and template.pieces[3] == Placeholder("code", "")
+    mapping = template.bind(table.column_names)
+    assert mapping == {"name": "name", "code": "code"}
+    assert template.missing_values(table, mapping).tolist() == ["", "", ""]
+    assert template.render(table, mapping).to_pylist() == ["Hola Ana, code A1", "Hola cliente, code",
+                                                           "Hola cliente, code C3"]
+
+
+def test_a_default_without_a_column_name_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="without a column name"):
+        Template.parse("Hola {|cliente}")

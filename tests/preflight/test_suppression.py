@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList, to_e164
+from tests.conftest import SandboxHandle
 
 
 @pytest.fixture()
@@ -53,8 +56,10 @@ def test_typed_numbers_are_normalised_and_bad_ones_refused() -> None:
         to_e164(["612345678", "12"], "ES")
 
 
-def run_cli(redis_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest", "INSTASENT_TOKEN": "test-token"}
+def run_cli(redis_url: str, *args: str, cwd: Path,
+            extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest", "INSTASENT_TOKEN": "test-token",
+           **(extra or {})}
     return subprocess.run([sys.executable, "-m", "dispatcher", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=60, check=False)
 
@@ -82,3 +87,43 @@ def test_suppressing_an_invalid_number_fails_in_one_sentence(redis_url: str, tmp
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "'12345' is not a number that can be suppressed" in done.stderr
+
+
+MIXED = ("phone,name,country\n"
+         "612340001,Ana,ES\n"
+         "01512 3456789,Hans,DE\n"
+         "+44 7911 123456,Bob,\n"
+         "07911 123457,Jim,GB\n"
+         "06 12 34 56 78,Zoe,FR\n")
+
+
+@pytest.mark.parametrize("country", [[], ["--country", "ES"]])
+def test_import_takes_every_number_a_preflight_accepts_with_the_per_row_country(
+        redis_client: redis.Redis, redis_url: str, tmp_path: Path, sandbox: SandboxHandle,
+        country: list[str]) -> None:
+    path = tmp_path / "optouts.csv"
+    path.write_text(MIXED)
+    env = {"INSTASENT_BASE_URL": sandbox.url}
+    checked = run_cli(redis_url, "preflight", str(path), "--text", "x", "--from", "ACME", "--no-hlr", "--json",
+                      *country, cwd=tmp_path, extra=env)
+    assert orjson.loads(checked.stdout)["valid"] == 5, checked.stderr
+    imported = run_cli(redis_url, "suppress", "import", str(path), *country, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 5 number(s)" in imported.stdout and "Skipped" not in imported.stdout
+    assert sorted(SuppressionList(redis_client, Keys("dsptest")).members()) == [
+        "+33612345678", "+34612340001", "+447911123456", "+447911123457", "+4915123456789"]
+
+
+def test_import_reports_each_skipped_row_with_its_reason(redis_client: redis.Redis, redis_url: str,
+                                                         tmp_path: Path) -> None:
+    path = tmp_path / "optouts.csv"
+    path.write_text("phone,country\n612340001,ES\nn/a,ES\n612340002,XX\n912345678,ES\n")
+    rejects = tmp_path / "skipped.csv"
+    imported = run_cli(redis_url, "suppress", "import", str(path), "--rejects-out", str(rejects), cwd=tmp_path,
+                       extra={"COLUMNS": "200"})
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 1 number(s)" in imported.stdout and "Skipped 3 row(s)" in imported.stdout
+    for row, reason in ((3, "not a phone number"), (4, "XX"), (5, "not a mobile number (fixed line)")):
+        assert re.search(rf"│\s*{row}\s*│[^\n]*{re.escape(reason)}", imported.stdout), (row, imported.stdout)
+    with open(rejects, encoding="utf-8-sig") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()] == ["row", "3", "4", "5"]

@@ -38,11 +38,12 @@ def firer(settings: Settings, redis_client: redis.Redis) -> Firer:
                  client_factory=lambda: InstasentClient.from_settings(settings))
 
 
-def define(firer: Firer, path: Path, **kwargs: object) -> ScheduleDef:
+def define(firer: Firer, path: Path, saved_at: float = T0 - 86400, **kwargs: object) -> ScheduleDef:
+    """Save a schedule as if added at ``saved_at`` (default: the day before T0)."""
     base: dict[str, object] = {"name": "weekly", "file": str(path),
                                "options": {"text": "Hola {name}", "sender": "ACME", "hlr": False}}
     definition = ScheduleDef(**{**base, **kwargs}).validated()  # type: ignore[arg-type]
-    firer.schedules.save(definition)
+    firer.schedules.save(definition, now=saved_at)
     return definition
 
 
@@ -101,11 +102,53 @@ def test_an_overlapping_firing_can_queue_behind_the_running_one(firer: Firer, tm
     assert {c for c, _ in queue.items} - {c for c, _ in queued_before} == {second.campaign}
 
 
+def test_every_firing_held_behind_a_running_one_starts_in_turn_and_none_is_left_queued(
+        firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    first, second, third = (firer.fire("weekly", now=T0 + 60 * i) for i in range(3))
+    assert first is not None and second is not None and third is not None
+    assert (second.outcome, third.outcome) == ("waiting", "waiting")
+    assert first.campaign in second.reason and second.campaign in third.reason
+    queue: Queue = firer.enqueuer  # type: ignore[assignment]
+    queued = lambda: {c for c, _ in queue.items}  # noqa: E731
+    assert firer.start_queued() == [] and queued() == {first.campaign}
+    firer.store.transition(first.campaign, State.CANCELLED)
+    assert firer.start_queued() == [second.campaign]  # the third waits for the second
+    assert queued() == {first.campaign, second.campaign}
+    fourth = firer.fire("weekly", now=T0 + 180)
+    assert fourth is not None and fourth.outcome == "waiting" and third.campaign in fourth.reason
+    firer.store.transition(second.campaign, State.CANCELLED)
+    assert firer.start_queued() == [third.campaign]
+    firer.store.transition(third.campaign, State.CANCELLED)
+    assert firer.start_queued() == [fourth.campaign]
+    assert firer.schedules.held("weekly") == [] and firer.start_queued() == []
+    assert queued() == {first.campaign, second.campaign, third.campaign, fourth.campaign}
+
+
+def test_a_held_campaign_that_expired_meanwhile_is_passed_over(firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    first, second, third = (firer.fire("weekly", now=T0 + 60 * i) for i in range(3))
+    assert first is not None and second is not None and third is not None
+    firer.store.transition(second.campaign, State.CANCELLED)
+    firer.store.redis.delete(firer.store.keys.campaign(second.campaign))  # its keys ran out after the cancel
+    firer.store.transition(first.campaign, State.CANCELLED)
+    assert firer.start_queued() == [third.campaign]
+
+
 def test_a_refused_firing_is_recorded_with_its_reason(firer: Firer, tmp_path: Path) -> None:
     define(firer, tmp_path / "missing.csv", every_s=60)
     firing = firer.fire("weekly", now=T0)
     assert firing is not None and firing.outcome == "refused"
     assert firer.schedules.runs("weekly")[0].reason
+
+
+def test_a_firing_whose_list_leaves_nothing_to_send_is_refused(firer: Firer, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("phone,name\n12345,a\nnot a phone,b\n")
+    define(firer, path, every_s=60)
+    firing = firer.fire("weekly", now=T0)
+    assert firing is not None and firing.outcome == "refused" and "no row of bad.csv" in firing.reason
+    assert firer.store.recent() == []
 
 
 @pytest.mark.parametrize("changes", [{"cron": "nope"}, {"every_s": 0.5}, {"tz": "Mars/Base"}, {"overlap": "maybe"},
@@ -115,3 +158,46 @@ def test_a_bad_definition_is_an_input_error(tmp_path: Path, changes: dict[str, o
                                "options": {"text": "x", "sender": "ACME"}}
     with pytest.raises(InputError):
         ScheduleDef(**{**base, **changes}).validated()  # type: ignore[arg-type]
+
+
+MONDAY_16_17 = datetime(2026, 11, 23, 16, 17, 0, tzinfo=UTC).timestamp()
+
+
+def test_a_cron_schedule_added_after_its_due_time_is_not_missed_but_waits_for_the_next(
+        firer: Firer, tmp_path: Path) -> None:
+    # `0 9 * * MON` in Madrid added on a Monday at 16:17 UTC: this morning's 09:00 predates it.
+    define(firer, recipients(tmp_path / "l.csv"), saved_at=MONDAY_16_17, cron="0 9 * * MON", tz="Europe/Madrid")
+    assert firer.fire("weekly", now=MONDAY_16_17 + 30) is None
+    assert firer.fire("weekly", now=MONDAY_16_17 + 3600) is None  # every tick until next Monday is quiet
+    assert firer.schedules.runs("weekly") == []
+    next_monday = datetime(2026, 11, 30, 8, 0, 5, tzinfo=UTC).timestamp()  # 09:00:05 in Madrid
+    firing = firer.fire("weekly", now=next_monday)
+    assert firing is not None and firing.outcome == "created"
+    assert [r.outcome for r in firer.schedules.runs("weekly")] == ["created"]
+
+
+def test_an_edit_does_not_make_the_new_cron_look_late(firer: Firer, tmp_path: Path) -> None:
+    path = recipients(tmp_path / "l.csv")
+    define(firer, path, cron="0 10 * * MON", tz="Europe/Madrid")
+    first = firer.fire("weekly", now=T0)
+    assert first is not None and first.outcome == "created"
+    firer.store.transition(first.campaign, State.CANCELLED)  # not still sending when the next one is due
+    # Edited at 16:17 to 08:00 daily: today's 08:00 came before the edit, so it is neither fired nor missed.
+    define(firer, path, saved_at=MONDAY_16_17, cron="0 8 * * *", tz="Europe/Madrid")
+    assert firer.fire("weekly", now=MONDAY_16_17 + 30) is None
+    tuesday = datetime(2026, 11, 24, 7, 0, 5, tzinfo=UTC).timestamp()
+    assert firer.fire("weekly", now=tuesday).outcome == "created"  # type: ignore[union-attr]
+    assert "missed" not in [r.outcome for r in firer.schedules.runs("weekly")]
+
+
+def test_cron_firings_missed_after_the_schedule_was_added_still_count(firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), saved_at=T0 - 8 * 86400, cron="0 10 * * MON", tz="Europe/Madrid")
+    firing = firer.fire("weekly", now=T0)  # beat was down for the Monday before: one missed
+    assert firing is not None and firing.outcome == "created"
+    assert "1 firing(s) missed" in firer.schedules.runs("weekly")[1].reason
+
+
+def test_an_interval_schedule_is_next_due_one_interval_after_it_was_added(firer: Firer, tmp_path: Path) -> None:
+    definition = define(firer, recipients(tmp_path / "l.csv"), saved_at=T0, every_s=600)
+    assert definition.next_due(T0 + 10, None, since=T0) == T0 + 600
+    assert definition.next_due(T0 + 599, None, since=T0) == T0 + 600

@@ -1,0 +1,132 @@
+"""Delivery reports held for a campaign this Redis does not know yet, bounded in age and number.
+
+A report can name a campaign that is not here yet (it is being created) or no longer (its data
+expired, or it belongs to another install using the same Instasent token). Such reports are
+kept in a hash (field ``clientId|status|eventAt``, value the report as JSON) with an index of
+when each was first held (a sorted set). Every hold drops the entries older than
+:data:`HOLD_TTL_S` and then the oldest beyond :data:`MAX_HELD`, so the hold cannot grow without
+bound, and a report held again keeps its first time, so a report retried forever still expires.
+The receiver retries the hold on a timer (``dispatcher.delivery.webhook.app``); ``reconcile``
+retries it too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import redis
+
+from dispatcher.keys import Keys
+from dispatcher.sending.payload import parse_client_id
+
+#: Seconds a report is held at most, counted from when it was first held.
+HOLD_TTL_S = 48 * 3600
+#: Reports held at most; the oldest go first (about 250 bytes each in Redis).
+MAX_HELD = 100_000
+#: Fields read per ``HSCAN`` step while retrying.
+SCAN_COUNT = 1000
+
+_TRIM = """
+local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff)
+local over = redis.call('ZCARD', KEYS[2]) - #gone - tonumber(ARGV[3])
+if over > 0 then
+  for _, field in ipairs(redis.call('ZRANGE', KEYS[2], #gone, #gone + over - 1)) do gone[#gone + 1] = field end
+end
+for i = 1, #gone, 500 do
+  local part = {unpack(gone, i, math.min(i + 499, #gone))}
+  redis.call('HDEL', KEYS[1], unpack(part))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
+return #gone
+"""
+# KEYS[1] held hash, KEYS[2] index (field -> first held, Unix s)
+# ARGV[1] now, ARGV[2] HOLD_TTL_S, ARGV[3] MAX_HELD, ARGV[4] field, ARGV[5] report JSON -> entries dropped
+_HOLD = """
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
+redis.call('PERSIST', KEYS[1])  -- versions before this one kept a single TTL on the whole hash
+redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[4])
+""" + _TRIM
+# Same keys and ARGV[1..3]: adopt fields held by earlier versions (no index entry), then trim.
+_SWEEP = """
+if redis.call('HLEN', KEYS[1]) > redis.call('ZCARD', KEYS[2]) then
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+    cursor = page[1]
+    for i = 1, #page[2], 2 do redis.call('ZADD', KEYS[2], 'NX', ARGV[1], page[2][i]) end
+  until cursor == '0'
+end
+""" + _TRIM
+
+
+class HeldReports:
+    """The hold of one key prefix. Entries are ``(field, JSON)``; see the module docstring."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: float = HOLD_TTL_S, cap: int = MAX_HELD) -> None:
+        self.redis: Any = client
+        self.keys = [keys.dlr_held(), keys.dlr_held_at()]
+        self.ttl_s = ttl_s
+        self.cap = cap
+        self._hold = client.register_script(_HOLD)
+        self._sweep = client.register_script(_SWEEP)
+        self._campaign = keys.campaign
+
+    def hold(self, field: str, blob: bytes, now: float | None = None) -> int:
+        """Hold one report; returns how many old entries were dropped to stay within the bounds."""
+        now = time.time() if now is None else now
+        return int(self._hold(keys=self.keys, args=[now, self.ttl_s, self.cap, field, blob]))
+
+    def count(self) -> int:
+        """Reports held now."""
+        return int(self.redis.hlen(self.keys[0]))
+
+    def retry(self, apply: Callable[[bytes], object], now: float | None = None) -> int:
+        """Drop what is too old, then take out and ``apply`` each report whose campaign now exists.
+
+        Returns how many were applied. A report taken out by another process at the same time is
+        applied once (``HDEL`` decides who has it).
+        """
+        now = time.time() if now is None else now
+        self._sweep(keys=self.keys, args=[now, self.ttl_s, self.cap])
+        applied = 0
+        for page in self._pages():
+            for _, blob in self._claim(page):
+                apply(blob)
+                applied += 1
+        return applied
+
+    def _pages(self) -> Iterator[list[tuple[bytes, bytes]]]:
+        page: list[tuple[bytes, bytes]] = []
+        for field, blob in self.redis.hscan_iter(self.keys[0], count=SCAN_COUNT):
+            page.append((field, blob))
+            if len(page) >= SCAN_COUNT:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _claim(self, page: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The entries of ``page`` whose campaign exists, removed from the hold."""
+        campaigns = {}
+        for field, blob in page:
+            where = parse_client_id(str(orjson.loads(blob).get("client_id", "")))
+            if where is not None:
+                campaigns[field] = where[0]
+        distinct = sorted(set(campaigns.values()))
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in distinct:
+            pipe.exists(self._campaign(cid))
+        known = {cid for cid, found in zip(distinct, pipe.execute(), strict=True) if found}
+        ready = [(field, blob) for field, blob in page if campaigns.get(field) in known]
+        if not ready:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for field, _ in ready:
+            pipe.hdel(self.keys[0], field)
+            pipe.zrem(self.keys[1], field)
+        taken = pipe.execute()[::2]
+        return [entry for entry, removed in zip(ready, taken, strict=True) if removed]

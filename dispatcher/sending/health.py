@@ -1,0 +1,128 @@
+"""Is anything going to happen? Worker heartbeats, and why a campaign sent nothing.
+
+Workers write a heartbeat (``tasks.app`` runs a thread for it) into a sorted set under the key
+prefix, scored by when it runs out, in Redis' own clock so that hosts with skewed clocks agree.
+The CLI (and anything else) reads it to tell "no worker is running" from "the workers are busy".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from dispatcher.errors import DispatcherError
+from dispatcher.keys import Keys
+from dispatcher.sending.lifecycle import SENDING, State
+from dispatcher.sending.store import CampaignInfo, CampaignStore
+
+#: Seconds between two heartbeats of a worker.
+HEARTBEAT_EVERY_S = 5.0
+#: Seconds a heartbeat counts: three missed beats and the worker is taken for gone.
+HEARTBEAT_TTL_S = 15.0
+#: Seconds a command waits for a first heartbeat before it says that no worker runs
+#: (a worker started a moment ago may not have written one yet).
+FIRST_HEARTBEAT_WAIT_S = 3.0
+#: What to tell a user when no worker consumes this install's queue.
+NO_WORKER = "no worker is running: start one with `dispatcher worker` (it runs in the foreground, in its own terminal)"
+
+# KEYS[1] workers; ARGV[1] worker id, ARGV[2] ttl (s). Scores in Redis' clock; drops expired entries.
+_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) * 4)
+return 1
+"""
+
+# KEYS[1] workers -> ids of the workers whose heartbeat has not run out.
+_ALIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+
+
+class NoWorker(DispatcherError):
+    """No worker consumes this install's queue, so nothing queued will be sent."""
+
+
+class WorkerRegistry:
+    """Heartbeats of the workers of one install (one key prefix)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis: Any = client
+        self.keys = keys
+        self._beat = client.register_script(_BEAT)
+        self._alive = client.register_script(_ALIVE)
+
+    def beat(self, worker: str, ttl_s: float = HEARTBEAT_TTL_S) -> None:
+        """Say that ``worker`` is alive for the next ``ttl_s`` seconds."""
+        self._beat(keys=[self.keys.workers()], args=[worker, ttl_s])
+
+    def leave(self, worker: str) -> None:
+        """Remove ``worker`` at once (a clean shutdown)."""
+        self.redis.zrem(self.keys.workers(), worker)
+
+    def alive(self) -> list[str]:
+        """Ids of the workers whose heartbeat has not run out."""
+        return sorted(w.decode() for w in self._alive(keys=[self.keys.workers()]))
+
+    def wait_for_any(self, timeout_s: float = FIRST_HEARTBEAT_WAIT_S, poll_s: float = 0.25) -> bool:
+        """True as soon as one worker is alive; False when none is after ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while not self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
+
+def needs_worker(info: CampaignInfo) -> bool:
+    """True when the campaign has messages that only a worker can move on."""
+    unsettled = info.pending + info.counts.get("unknown", 0)
+    return info.state in {s.value for s in SENDING} and unsettled > info.waiting
+
+
+def last_error(store: CampaignStore, cid: str, chunk: int = 100) -> str:
+    """The error recorded by the highest-numbered batch that recorded one, or ``""``.
+
+    Batches settle roughly in order, so this is the most recent reason a batch was not sent (an
+    unreachable API, a wrong base URL, a refused token). Reads ``chunk`` batches per round trip.
+    """
+    info = store.get(cid)
+    top = info.enqueued or info.batches
+    for high in range(top, 0, -chunk):
+        numbers = range(high - 1, max(-1, high - 1 - chunk), -1)
+        pipe = store.redis.pipeline(transaction=False)
+        for n in numbers:
+            pipe.hget(store.keys.batch(cid, n), "err")
+        for raw in pipe.execute():
+            if raw:
+                return str(raw.decode())
+    return ""
+
+
+def stopped_badly(info: CampaignInfo) -> bool:
+    """True when a campaign stopped on its own without sending: it completed and every message failed
+    or was rejected by Instasent (none sent), or the dispatcher (not a person) paused or failed it."""
+    if info.state == State.FAILED.value:
+        return True
+    if info.state == State.PAUSED.value and info.reason not in ("", "paused by user"):
+        return True
+    counts = info.counts
+    return (info.state == State.COMPLETED.value and counts.get("sent", 0) == 0
+            and counts.get("failed", 0) + counts.get("rejected", 0) > 0)
+
+
+def campaign_health(store: CampaignStore, info: CampaignInfo) -> dict[str, Any]:
+    """What ``status`` adds to a campaign: ``workers`` alive for this install, ``no_worker`` (True
+    when the campaign has messages only a worker can move and none runs) and ``last_error`` (the
+    last error a batch recorded, when some message failed or the campaign stopped badly; else None)."""
+    workers = len(WorkerRegistry(store.redis, store.keys).alive())
+    counts = info.counts
+    failures = bool(counts.get("failed") or counts.get("unknown") or counts.get("rejected")) or stopped_badly(info)
+    return {"workers": workers, "no_worker": workers == 0 and needs_worker(info),
+            "last_error": (last_error(store, info.id) or None) if failures else None}

@@ -1,0 +1,66 @@
+"""``dispatcher schedule add|list`` as a user types them: refusals at add, times in the schedule's zone."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+import redis
+from croniter import croniter
+
+from tests.cli.test_campaigns import one_sentence_error, run
+from tests.sending.test_schedules import recipients
+
+
+@pytest.fixture()
+def env(redis_url: str, redis_client: redis.Redis) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest"}
+
+
+def listed(env: dict[str, str]) -> list[dict[str, object]]:
+    result = run(env, "schedule", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return list(orjson.loads(result.stdout))
+
+
+def test_adding_a_schedule_for_a_missing_file_is_refused_with_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    result = run(env, "schedule", "add", "x", str(tmp_path / "nofile.csv"), "--every", "10m", "--text", "Hola",
+                 "--from", "ACME")
+    assert result.returncode == 2
+    assert "nofile.csv" in one_sentence_error(result) and "saved" not in result.stdout
+    assert listed(env) == []
+
+
+def test_adding_a_schedule_whose_text_names_a_missing_column_is_refused(env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    result = run(env, "schedule", "add", "x", str(recipients(tmp_path / "l.csv", 3)), "--every", "10m",
+                 "--text", "Hola {surname}", "--from", "ACME")
+    assert result.returncode == 2
+    assert "{surname}" in one_sentence_error(result)
+    assert listed(env) == []
+
+
+def test_schedule_list_shows_times_in_the_schedules_own_zone(env: dict[str, str], tmp_path: Path) -> None:
+    added = run(env, "schedule", "add", "weekly", str(recipients(tmp_path / "l.csv", 3)), "--cron", "0 9 * * MON",
+                "--tz", "Europe/Madrid", "--text", "Hola {name}", "--from", "ACME")
+    assert added.returncode == 0, added.stderr
+    madrid = ZoneInfo("Europe/Madrid")
+    expected = croniter("0 9 * * MON", datetime.now(madrid)).get_next(datetime)
+    (row,) = listed(env)
+    assert row["next_run_local"] == expected.isoformat(timespec="seconds")
+    table = run({**env, "COLUMNS": "200"}, "schedule", "list")
+    assert f"{expected:%Y-%m-%d} 09:00:00 {expected:%Z}" in table.stdout, table.stdout
+
+
+def test_an_interval_schedule_shows_its_real_next_run_during_its_first_interval(env: dict[str, str],
+                                                                                tmp_path: Path) -> None:
+    before = time.time()
+    added = run(env, "schedule", "add", "often", str(recipients(tmp_path / "l.csv", 3)), "--every", "10m",
+                "--text", "Hola {name}", "--from", "ACME")
+    assert added.returncode == 0, added.stderr
+    (row,) = listed(env)
+    assert before + 600 <= float(row["next_run"]) <= time.time() + 600  # type: ignore[arg-type]
