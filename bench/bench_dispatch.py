@@ -1,22 +1,48 @@
-"""Dispatch throughput: messages/s through 1, 2 and 4 Celery worker processes to the sandbox,
-beside the same bulks POSTed by a bare httpx loop in the same run, plus Redis bytes per message.
+"""Dispatch pace and cost: one worker host against the sandbox at 0, 50, 200 and 500 ms of latency.
 
-Run: ``.venv/bin/python bench/bench_dispatch.py [--messages 100000] [--repeat 3]``.
-The machine's speed drifts by 20-40 % over minutes, so read the ratio, not the absolute figure.
+For each latency the sandbox enforces the rate limit a real account would have (6,000 bulk
+requests/min up to 200 ms, 1,200/min at 500 ms) and each worker configuration sends one campaign
+for ``--seconds``. Printed per run:
+
+* the pace, as a share of the configured limit, from the sandbox's own request log (the busiest
+  10 s window too, which must stay within the limit), and the number of 429s;
+* CPU-seconds per 1,000 messages of the worker host (every process of it), Redis and the sandbox;
+* the peak RSS of the worker host (all its processes together).
+
+``--profile-dir DIR`` also writes a py-spy profile (collapsed stacks, GIL-holding samples) of
+each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit.
+
+At no latency the limit is off and a campaign of ``--messages`` is timed to completion beside a
+bare httpx loop POSTing the same bulks in the same run (the ratio is the figure to read: this
+machine's speed drifts by 20-40 % over minutes). Configurations: ``defaults`` is
+``dispatcher worker`` as shipped; ``prefork-2`` is the model before issue 13 (prefork, 2
+processes, one batch per process), kept as the baseline of the same run.
+
+Run: ``.venv/bin/python bench/bench_dispatch.py [--latencies 0 200] [--configs defaults prefork-2]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import httpx
 import orjson
 import pandas as pd
+import psutil
 import redis
 
-from dispatcher.dev.services import Service, start_redis, start_sandbox, start_worker
+from dispatcher.dev.services import Service, spawn, start_redis, start_sandbox, wait_until, worker_argv
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.sending import campaigns
@@ -26,6 +52,29 @@ from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer
 
 TOKEN = "bench-token"
+#: Bulk requests per minute the sandbox allows at each latency (ms); 0 = no limit.
+LIMITS = {0: 0, 50: 6000, 200: 6000, 500: 1200}
+_BASELINE = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--loglevel", "INFO", "-Q", "dispatcher",
+             "--without-gossip", "--without-mingle", "--task-events"]
+#: Baseline configurations fed one ``send_batch`` task per batch (checkouts before the pump).
+ONE_TASK_PER_BATCH = {"baseline", "baseline-threads-32", "baseline-gevent-64"}
+#: Worker command lines by configuration name.
+CONFIGS: dict[str, list[str]] = {
+    "defaults": worker_argv(),
+    "prefork-2": worker_argv(concurrency=2, pool="prefork"),
+    # The code and defaults of another checkout (``--baseline-dir``, e.g. ``git archive main``):
+    # ``dispatcher worker`` as it was, fed one ``send_batch`` task per batch.
+    "baseline": [*_BASELINE, "--concurrency", "2"],
+    # The same checkout on Celery's other pools: many slots, still one batch per task.
+    "baseline-threads-32": [*_BASELINE, "--pool", "threads", "--concurrency", "32"],
+    "baseline-gevent-64": [*_BASELINE, "--pool", "gevent", "--concurrency", "64"],
+    # The baseline checkout's own ``dispatcher worker`` defaults, fed grouped tasks (its code must
+    # have them: an A/B of the sending code under one execution model).
+    "baseline-defaults": worker_argv(),
+    # Two worker hosts (two ``dispatcher worker`` processes with their defaults) sharing one limit.
+    "two-hosts": worker_argv(),
+    "threads-32": worker_argv(concurrency=32, pool="threads"),
+}
 
 
 def recipients(n: int, offset: int) -> pd.DataFrame:
@@ -49,77 +98,275 @@ def bare_httpx(url: str, frame: pd.DataFrame) -> float:
         return len(items) / (time.perf_counter() - started)
 
 
-def dispatched(settings: Settings, frame: pd.DataFrame, store: CampaignStore, ops: BatchOps) -> tuple[float, float]:
-    """Submit one campaign and time it to completion: (messages/s, Redis bytes per message)."""
-    cid = campaigns.submit(store, ops, CeleryEnqueuer(settings), settings, name="bench", messages=frame)
-    started = time.perf_counter()
-    while (info := store.get(cid)).state != "completed":
-        if info.state in ("paused", "failed"):
-            raise RuntimeError(f"bench campaign stopped: {info}")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    assert info.counts["sent"] == len(frame), info.counts
-    client: redis.Redis = store.redis
-    keys = list(client.scan_iter(f"{settings.key_prefix}:c:{cid}*", count=1000))
-    used = sum(client.memory_usage(k) or 0 for k in keys)
-    return len(frame) / elapsed, used / len(frame)
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total
+
+
+class PeakRss:
+    """Samples a process tree's RSS every 0.2 s in a thread; ``peak`` is the highest seen (bytes)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid  # one host: with two, the figure is the first host's
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self._stop.wait(0.2)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+@dataclass
+class Run:
+    """One campaign sent by one worker configuration at one latency."""
+
+    latency_ms: int
+    config: str
+    limit_per_min: int
+    messages: int = 0
+    seconds: float = 0.0
+    pace_share: float = 0.0
+    busiest_10s_share: float = 0.0
+    throttled: int = 0
+    cpu_per_1000: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+class Bench:
+    """The services of one benchmark run and the campaigns sent through them."""
+
+    def __init__(self, redis_service: Service, sandbox: Service) -> None:
+        self.redis_service, self.sandbox = redis_service, sandbox
+        self.client = redis.Redis.from_url(redis_service.url)
+        keys = Keys("bench")
+        self.store, self.ops = CampaignStore(self.client, keys), BatchOps(self.client, keys)
+        self.offset = 0
+        self.baseline_dir = ""
+        #: Where py-spy writes a collapsed-stack profile of every run's worker host ("": no profile).
+        self.profile_dir = ""
+
+    def settings(self, limit: int) -> Settings:
+        return Settings.from_env(environ={}, env_file=None).with_overrides(
+            instasent_token=TOKEN, instasent_base_url=self.sandbox.url, redis_url=self.redis_service.url,
+            key_prefix="bench", rate_limit_per_min=limit or 10**7)
+
+    def frame(self, n: int) -> pd.DataFrame:
+        self.offset += n
+        return recipients(n, self.offset - n)
+
+    def configure_sandbox(self, latency_ms: int, limit: int) -> None:
+        http = httpx.Client(base_url=self.sandbox.url, timeout=60)
+        http.post("/_sandbox/reset", json={"balance": 1e12, "rate_limit_per_min": limit}).raise_for_status()
+        http.post("/_sandbox/faults", json={"latency_ms": latency_ms}).raise_for_status()
+
+    def requests_log(self, since: float) -> list[dict[str, float]]:
+        rows: list[dict[str, float]] = []
+        while True:
+            page = httpx.get(f"{self.sandbox.url}/_sandbox/requests",
+                             params={"since": since, "offset": len(rows), "limit": 100_000}, timeout=60).json()
+            batch = [r for r in page["requests"]]
+            rows += batch
+            if len(batch) < 100_000:
+                return [r for r in rows if r["endpoint"] == "POST /sms/bulk"]
+
+    def start_worker(self, config: str, limit: int) -> Service:
+        extra: dict[str, str] = {}
+        if config.startswith("baseline"):
+            extra = {"PYTHONPATH": self.baseline_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+        if config in ONE_TASK_PER_BATCH:
+            extra["DISPATCHER_QUEUE_WINDOW"] = "16"
+        env = {**extra, "REDIS_URL": self.redis_service.url, "INSTASENT_TOKEN": TOKEN,
+               "INSTASENT_BASE_URL": self.sandbox.url,
+               "DISPATCHER_RATE_LIMIT": str(limit or 10**7), "DISPATCHER_KEY_PREFIX": "bench",
+               "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
+        argv = CONFIGS[config]
+        if config.startswith("baseline"):  # run in the other checkout so its packages shadow ours
+            argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', self.baseline_dir, *argv]
+        service = spawn("worker", argv, url="", env=env)
+        wait_until(lambda: "ready." in service.log_tail(200), service, timeout_s=120)
+        return service
+
+    def cpu(self, workers: list[Service]) -> dict[str, float]:
+        return {"workers": sum(tree_cpu(w.pid) for w in workers), "redis": tree_cpu(self.redis_service.pid),
+                "sandbox": tree_cpu(self.sandbox.pid)}
+
+    def run(self, config: str, latency_ms: int, seconds: float, messages: int) -> Run:
+        """Send one campaign; with a limit, measure ``seconds`` of steady sending, else time it to the end."""
+        limit = LIMITS[latency_ms]
+        self.configure_sandbox(latency_ms, limit)
+        result = Run(latency_ms, config, limit)
+        workers = [self.start_worker(config, limit) for _ in range(2 if config == "two-hosts" else 1)]
+        worker = workers[0]
+        rss = PeakRss(worker.pid)
+        settings = self.settings(limit)
+        spy: subprocess.Popen[bytes] | None = None
+        try:
+            size = messages if not limit else int(limit / 60 * MAX_BULK_ITEMS * (seconds + 15))
+            frame = self.frame(size)
+            if config in ONE_TASK_PER_BATCH:
+                settings = settings.with_overrides(queue_window=16)
+            enqueuer = OneTaskPerBatch(settings) if config in ONE_TASK_PER_BATCH else CeleryEnqueuer(settings)
+            cid = campaigns.submit(self.store, self.ops, enqueuer, settings, name=config, messages=frame)
+            deadline = time.monotonic() + 60
+            while self.store.get(cid).counts["sent"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if limit:
+                time.sleep(2.0)  # past the start-up: the pace is a steady-state figure
+            if self.profile_dir:
+                spy = profile(worker.pid, os.path.join(self.profile_dir, f"{config}-{latency_ms}ms.txt"))
+            before, t0, sent0 = self.cpu(workers), time.time(), self.store.get(cid).counts["sent"]
+            if limit:
+                time.sleep(seconds)
+                info = self.store.get(cid)
+            else:
+                while (info := self.store.get(cid)).state != "completed":
+                    if info.state in ("paused", "failed"):
+                        raise RuntimeError(f"bench campaign stopped: {info}")
+                    time.sleep(0.02)
+            after, t1 = self.cpu(workers), time.time()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+            result.messages, result.seconds = info.counts["sent"] - sent0, t1 - t0
+            result.cpu_per_1000 = {k: (after[k] - before[k]) / max(1, result.messages) * 1000 for k in after}
+            stamps = sorted(r["t"] for r in self.requests_log(t0) if r["t"] <= t1)
+            result.throttled = sum(1 for r in self.requests_log(0) if r["status"] == 429)
+            if limit and len(stamps) > 1:
+                result.pace_share = (len(stamps) - 1) / (stamps[-1] - stamps[0]) * 60 / limit
+                all_stamps = sorted(r["t"] for r in self.requests_log(0))
+                result.busiest_10s_share = busiest(all_stamps, 10.0) / (limit / 6)
+            if limit:
+                campaigns.cancel(self.store, self.ops, cid, ttl_s=60)
+        finally:
+            for each in workers:
+                each.stop(timeout_s=30)
+            result.peak_rss_mb = rss.stop() / 2**20
+        return result
+
+
+def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """Start py-spy sampling a process tree (CPU only) into ``out`` (collapsed stacks, until SIGINT)."""
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    # --gil: only samples holding the GIL, i.e. the process's CPU (one interpreter: one core at most).
+    argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
+            "--nonblocking", "-o", out]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class OneTaskPerBatch(CeleryEnqueuer):
+    """The enqueuer of the baseline checkout: one ``dispatcher.send_batch`` task per batch."""
+
+    def enqueue(self, campaign_id: str, numbers: Sequence[int], *, countdown: float | None = None,
+                tries: int = 0) -> None:
+        with self._app.producer_or_acquire() as producer:
+            for n in numbers:
+                self._app.send_task("dispatcher.send_batch", args=(campaign_id, n), producer=producer,
+                                    countdown=countdown)
+
+
+def busiest(stamps: Sequence[float], width_s: float) -> int:
+    """Most timestamps inside any window of ``width_s`` seconds (``stamps`` sorted)."""
+    best, lo = 0, 0
+    for hi, t in enumerate(stamps):
+        while t - stamps[lo] >= width_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def report(runs: list[Run], bare: list[float]) -> None:
+    print("\nDispatch by one worker host (machine shared and loaded: read the ratios)")
+    print(f"{'latency':>8} {'config':<20}{'limit/min':>10}{'msgs/s':>9}{'pace':>7}{'10s max':>9}{'429':>5}"
+          f"{'vs bare':>9}  {'CPU s/1000 msgs: workers redis sandbox':<40}{'peak RSS':>9}")
+    base = statistics.median(bare) if bare else 0.0
+    for r in runs:
+        pace = f"{r.pace_share:6.0%}" if r.limit_per_min else "     -"
+        window = f"{r.busiest_10s_share:8.0%}" if r.limit_per_min else "       -"
+        ratio = f"{r.rate / base:8.2f}x" if not r.limit_per_min and base else "        -"
+        cpu = r.cpu_per_1000
+        print(f"{r.latency_ms:>6}ms {r.config:<20}{r.limit_per_min or 'off':>10}{r.rate:>9,.0f}{pace:>7}{window}"
+              f"{r.throttled:>5}{ratio}  {cpu['workers']:>7.3f} {cpu['redis']:>7.3f} {cpu['sandbox']:>7.3f}"
+              f"{'':<16}{r.peak_rss_mb:>7.0f}MB")
+    if bare:
+        print(f"bare httpx loop (no latency): {base:,.0f} msgs/s (median of {len(bare)})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--messages", type=int, default=50_000, help="campaign size at no latency")
+    parser.add_argument("--seconds", type=float, default=20.0, help="steady sending measured per limited run")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--latencies", type=int, nargs="+", default=[0, 50, 200, 500], choices=sorted(LIMITS))
+    parser.add_argument("--configs", nargs="+", default=["defaults", "baseline"], choices=sorted(CONFIGS))
+    parser.add_argument("--baseline-dir", default=os.environ.get("BENCH_BASELINE_DIR", ""),
+                        help="checkout the 'baseline' configuration runs (e.g. `git archive main | tar -x -C DIR`)")
+    parser.add_argument("--profile-dir", default="", help="write a py-spy profile of each run's workers there")
     args = parser.parse_args()
     services: list[Service] = []
+    runs: list[Run] = []
+    bare: list[float] = []
     try:
-        redis_service = start_redis()
-        services.append(redis_service)
-        sandbox = start_sandbox("--rate-limit", "0", "--balance", "1e12", token=TOKEN)
-        services.append(sandbox)
-        settings = Settings.from_env(environ={}, env_file=None).with_overrides(
-            instasent_token=TOKEN, instasent_base_url=sandbox.url, redis_url=redis_service.url,
-            rate_limit_per_min=10**7, queue_window=32)
-        env = {"REDIS_URL": redis_service.url, "INSTASENT_TOKEN": TOKEN, "INSTASENT_BASE_URL": sandbox.url,
-               "DISPATCHER_RATE_LIMIT": str(10**7), "DISPATCHER_QUEUE_WINDOW": "32",
-               "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
-        client = redis.Redis.from_url(redis_service.url)
-        keys = Keys(settings.key_prefix)
-        store, ops = CampaignStore(client, keys), BatchOps(client, keys)
-        results: dict[str, list[float]] = {"bare httpx loop": []}
-        bytes_per_message: list[float] = []
-        offset = 0
-        for concurrency in args.workers:
-            worker = start_worker(env, concurrency=concurrency, events=False)
-            label = f"{concurrency} worker process{'es' if concurrency > 1 else ''}"
-            results[label] = []
-            try:
-                for _ in range(args.repeat):
-                    frame = recipients(args.messages, offset)
-                    offset += args.messages
-                    rate, per_message = dispatched(settings, frame, store, ops)
-                    results[label].append(rate)
-                    bytes_per_message.append(per_message)
-                    results["bare httpx loop"].append(bare_httpx(sandbox.url, recipients(20_000, offset)))
-                    offset += 20_000
-                    sandbox_reset(sandbox.url)
-            finally:
-                worker.stop()
-        baseline = statistics.median(results["bare httpx loop"])
-        print(f"\nDispatch of {args.messages:,} messages (median of {args.repeat}; sandbox, no latency)")
-        print(f"{'configuration':<24}{'messages/s':>12}{'vs bare httpx':>16}")
-        for label, rates in results.items():
-            median = statistics.median(rates)
-            print(f"{label:<24}{median:>12,.0f}{median / baseline:>15.2f}x")
-        print(f"Redis bytes per message (campaign + batches + ledger): {statistics.median(bytes_per_message):.0f}")
+        services.append(redis_service := start_redis())
+        services.append(sandbox := start_sandbox("--rate-limit", "0", "--balance", "1e12", token=TOKEN))
+        bench = Bench(redis_service, sandbox)
+        bench.baseline_dir = os.path.abspath(args.baseline_dir) if args.baseline_dir else ""
+        bench.profile_dir = args.profile_dir
+        if args.profile_dir:
+            os.makedirs(args.profile_dir, exist_ok=True)
+        if not bench.baseline_dir:
+            args.configs = [c for c in args.configs if not c.startswith("baseline")]
+            print("(no --baseline-dir: the 'baseline' configuration is skipped)")
+        for latency in args.latencies:
+            for _ in range(args.repeat):
+                for config in args.configs:  # interleaved, so drift hits every configuration alike
+                    runs.append(bench.run(config, latency, args.seconds, args.messages))
+                    print(f"  {latency} ms {config}: {runs[-1].rate:,.0f} msgs/s, pace {runs[-1].pace_share:.0%}",
+                          flush=True)
+                if latency == 0:
+                    bench.configure_sandbox(0, 0)
+                    bare.append(bare_httpx(sandbox.url, bench.frame(20_000)))
+        report(runs, bare)
     finally:
         for service in reversed(services):
             service.stop()
-
-
-def sandbox_reset(url: str) -> None:
-    """Forget the sandbox's messages so its memory stays flat between runs."""
-    httpx.post(f"{url}/_sandbox/reset", json={"balance": 1e12}, timeout=30).raise_for_status()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Receiver throughput: delivery reports per second through the real ``dispatcher webhook`` process,
 beside a trivial starlette endpoint (same server settings) in the same run.
 
-Run: ``.venv/bin/python bench/bench_webhook.py [--reports 20000] [--concurrency 8] [--repeat 3]``.
+Run: ``.venv/bin/python bench/bench_webhook.py [--reports 20000] [--concurrency 8] [--repeat 3] [--workers 1]``
+(``--workers``: receiver processes, as ``dispatcher webhook --workers``; the trivial endpoint keeps one).
 The load comes from ``wrk`` when it is installed (``apt-get install wrk``): Python clients are
 slower than the receiver here, so without wrk the figure is the client's ceiling, not the server's.
 """
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     services: list[Service] = []
     try:
@@ -107,13 +109,14 @@ def main() -> None:
                               "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n,
                               "price": [0.045] * n, "country": ["ES"] * n})
         receiver = start_webhook({"REDIS_URL": redis_service.url, "DISPATCHER_WEBHOOK_SECRET": SECRET,
-                                  "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"})
+                                  "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}, workers=args.workers)
         services.append(receiver)
         port = free_port()
         baseline = spawn("baseline", [sys.executable, "-c", BASELINE, str(port)], url=f"http://127.0.0.1:{port}")
         services.append(baseline)
         wait_until(http_ready(f"{baseline.url}/healthz"), baseline)
-        rates: dict[str, list[float]] = {"trivial starlette endpoint": [], "dispatcher webhook": []}
+        webhook = "dispatcher webhook" + (f" --workers {args.workers}" if args.workers > 1 else "")
+        rates: dict[str, list[float]] = {"trivial starlette endpoint": [], webhook: []}
         for _ in range(args.repeat):
             cid = store.create("bench", frame, window=1)
             bodies: list[dict[str, object]] = [
@@ -123,17 +126,17 @@ def main() -> None:
             hook_wrk = wrk_rate(f"{receiver.url}/dlr/{SECRET}", cid, n)
             if base_wrk is not None and hook_wrk is not None:
                 rates["trivial starlette endpoint"].append(base_wrk)
-                rates["dispatcher webhook"].append(hook_wrk)
+                rates[webhook].append(hook_wrk)
                 assert store.get(cid).delivery["delivered"] > 0
                 continue
             rates["trivial starlette endpoint"].append(blast(f"{baseline.url}/dlr/{SECRET}", bodies, args.concurrency))
-            rates["dispatcher webhook"].append(blast(f"{receiver.url}/dlr/{SECRET}", bodies, args.concurrency))
+            rates[webhook].append(blast(f"{receiver.url}/dlr/{SECRET}", bodies, args.concurrency))
             assert store.get(cid).delivery["delivered"] == n
         base = statistics.median(rates["trivial starlette endpoint"])
         print(f"\nDelivery reports, {n:,} per run, {args.concurrency} keep-alive clients (median of {args.repeat})")
         for label, values in rates.items():
             median = statistics.median(values)
-            print(f"{label:<28}{median:>10,.0f} reports/s{median / base:>8.2f}x")
+            print(f"{label:<40}{median:>10,.0f} reports/s{median / base:>8.2f}x")
     finally:
         for service in reversed(services):
             service.stop()

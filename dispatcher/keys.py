@@ -20,6 +20,10 @@ class Keys:
         """Set of E.164 numbers that must never receive a message."""
         return f"{self.prefix}:suppressed"
 
+    def suppression_version(self) -> str:
+        """Counter of additions to the suppression list (a campaign remembers the one its preflight saw)."""
+        return f"{self.prefix}:suppressed:v"
+
     def hlr(self, e164: str) -> str:
         """Cached HLR answer for one number (JSON string, with a TTL)."""
         return f"{self.prefix}:hlr:{e164}"
@@ -64,6 +68,10 @@ class Keys:
     def dlr_held_at(self) -> str:
         """Sorted set: the fields of :meth:`dlr_held`, scored by when each was first held (Unix s)."""
         return f"{self.prefix}:dlr:held:at"
+
+    def dlr_held_retrying(self) -> str:
+        """Lock of the receiver process running this round of held-report retries (value: its pid)."""
+        return f"{self.prefix}:dlr:held:retrying"
 
     def rejects(self, campaign_id: str) -> str:
         """List of JSON rejects found by the preflight of a submitted campaign."""

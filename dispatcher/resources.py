@@ -33,13 +33,17 @@ REDIS_SOCKET_TIMEOUT_S = 30.0
 
 
 def connect_redis(url: str, *, connect_timeout_s: float = REDIS_CONNECT_TIMEOUT_S,
-                  timeout_s: float = REDIS_SOCKET_TIMEOUT_S) -> redis.Redis:
+                  timeout_s: float = REDIS_SOCKET_TIMEOUT_S, single_connection: bool = False) -> redis.Redis:
     """A pooled Redis client for ``url``; it connects on its first command, not here.
+
+    ``single_connection`` keeps one connection for the client's commands instead of taking one
+    from the pool per command (pipelines still use the pool): for a client used by one thread.
 
     Raises:
         ValueError: when ``url`` is not a Redis URL.
     """
-    return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s)
+    return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s,
+                                single_connection_client=single_connection)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,13 @@ class Resources:
     keys: Keys
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Resources:
-        """Build them for ``settings`` (nothing connects until the first Redis command)."""
-        return cls(settings=settings, redis=connect_redis(settings.redis_url), keys=Keys(settings.key_prefix))
+    def from_settings(cls, settings: Settings, single_connection: bool = False) -> Resources:
+        """Build them for ``settings`` (nothing connects until the first Redis command).
+
+        ``single_connection``: see :func:`connect_redis` (for resources one thread uses).
+        """
+        return cls(settings=settings, redis=connect_redis(settings.redis_url, single_connection=single_connection),
+                   keys=Keys(settings.key_prefix))
 
     @functools.cached_property
     def store(self) -> CampaignStore:

@@ -19,6 +19,8 @@ from dispatcher.keys import Keys
 
 #: Instasent's Transactional API base URL.
 DEFAULT_BASE_URL = "https://api.instasent.com/transactional/v1"
+#: Seconds of the request rate a campaign keeps queued by default (see ``Settings.effective_queue_window``).
+AUTO_WINDOW_S = 1.5
 #: Seconds a lease must outlast the POST deadline (to renew, record and absorb clock jitter).
 LEASE_MARGIN_S = 0.5
 #: Redis used when ``REDIS_URL`` is not set.
@@ -79,8 +81,9 @@ class Settings:
     rate_limit_per_min: int = 6000
     #: Messages per second across all workers; 0 means no message limit.
     message_rate_per_s: float = 0.0
-    #: Batches a campaign keeps queued in the broker at once.
-    queue_window: int = 16
+    #: Batches a campaign keeps queued in the broker at once; 0 derives it from the rate limit
+    #: (see ``effective_queue_window``).
+    queue_window: int = 0
     #: Attempts per batch before its messages are marked ``failed``.
     max_attempts: int = 8
     #: Consecutive failed batches that pause a campaign.
@@ -126,6 +129,18 @@ class Settings:
             return self.batch_lease_s
         request = self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
         return self.max_slot_wait_s + 2 * request + 5.0
+
+    @property
+    def effective_queue_window(self) -> int:
+        """Batches a campaign keeps queued: ``queue_window``, or by default ``AUTO_WINDOW_S`` seconds
+        of the bulk request rate (at least 16, at most 512), so the batches in flight can cover a
+        round trip of up to about a second without the window holding the pace back."""
+        if self.queue_window:
+            return self.queue_window
+        rate = self.rate_limit_per_min / 60
+        if self.message_rate_per_s:
+            rate = min(rate, self.message_rate_per_s / 100)  # 100 messages per bulk request
+        return max(16, min(512, math.ceil(rate * AUTO_WINDOW_S)))
 
     @property
     def post_deadline(self) -> float:

@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
+from click import Option
 
 from dispatcher.keys import Keys
 from dispatcher.resources import connect_redis
@@ -94,7 +95,21 @@ def make_app(settings: Settings | None = None) -> Celery:
             "release-windows": {"task": "dispatcher.release_windows", "schedule": RELEASE_EVERY_S},
         },
     )
+    app.user_options["worker"].add(Option(
+        ["--in-flight"], type=int, default=0, show_default=True,
+        help="Batches in flight per worker process; 0 derives it from the rate limit and the observed latency."))
+    app.steps["worker"].add(InFlightStep)
     return app
+
+
+class InFlightStep(bootsteps.Step):
+    """Hands the worker's ``--in-flight`` option to the dispatch tasks before the pool starts."""
+
+    def __init__(self, parent: Any, in_flight: int = 0, **options: Any) -> None:
+        super().__init__(parent, **options)
+        import tasks.dispatch  # here, not at the top: tasks.dispatch imports this module
+
+        tasks.dispatch.fixed_in_flight = max(0, int(in_flight or 0))
 
 
 class Heartbeat:

@@ -1,13 +1,24 @@
-"""Dispatch tasks. Each decodes ids, calls one function of ``dispatcher`` and decides retries."""
+"""Dispatch tasks. Each decodes ids, calls one function of ``dispatcher`` and decides retries.
+
+``dispatcher.send_batches(campaign_id, numbers)`` is the unit of work: a group of up to
+``tasks.enqueue.GROUP`` batches that the process's :class:`~dispatcher.sending.pump.Pump` sends
+concurrently, each through :func:`~dispatcher.sending.attempt.send_batch`. One Celery message (and
+one Flower row, whose result lists what each batch did) per group instead of per batch, and the
+batches the group reserves are published as new groups. ``dispatcher.send_batch`` (one batch)
+stays for tasks queued by an older version.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -17,39 +28,68 @@ from celery.exceptions import Reject, Retry
 from dispatcher.resources import Resources
 from dispatcher.sending.attempt import Action, BatchOutcome, SendContext, send_batch
 from dispatcher.sending.lifecycle import FINAL, State
+from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
 from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings
 from tasks.app import app
-from tasks.enqueue import SEND_BATCH, CeleryEnqueuer
+from tasks.enqueue import SEND_BATCH, SEND_BATCHES, CeleryEnqueuer
 
-#: Retries of a batch task that failed for an unexpected reason (a bug), before it is left failed.
+#: Retries of a batch that failed for an unexpected reason (a bug), before it is left failed.
 UNEXPECTED_RETRIES = 8
 
 _local = threading.local()
+_shared_lock = threading.Lock()
+#: (pid, pump, TLS context) of this process: threads do not survive a fork, so a child builds its own.
+_shared: tuple[int, Pump, ssl.SSLContext] | None = None
+#: Batches in flight per process, fixed by ``dispatcher worker --concurrency``; 0: from the limit.
+fixed_in_flight = 0
 log = logging.getLogger(__name__)
 
 
+def _process_parts() -> tuple[Pump, ssl.SSLContext]:
+    """The process's pump and the TLS context its HTTP clients share, built on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != os.getpid():
+            gate = Pump(requests_per_s(Settings.from_env()), fixed=fixed_in_flight)
+            _shared = (os.getpid(), gate, httpx.create_ssl_context())
+        return _shared[1], _shared[2]
+
+
+def pump() -> Pump:
+    """The process's pump, sized from the rate limit."""
+    return _process_parts()[0]
+
+
 def send_context() -> SendContext:
-    """This process's (thread's) send context: one Redis pool and one HTTP pool, built on first use."""
+    """This thread's send context: its own Redis connection, HTTP client, limiter and telemetry.
+
+    One of each per thread, not one pool per process: a pool shared by dozens of threads costs a
+    lock and a scan of every connection per request (httpcore) or per command (redis-py), and
+    a thread sends one request at a time anyway. The TLS context (its certificates) is shared.
+    """
     current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        resources = Resources.from_settings(Settings.from_env())
-        current = resources.send_context()
+        gate, tls = _process_parts()
+        settings = Settings.from_env()
+        resources = Resources.from_settings(settings, single_connection=True)
+        # Two connections: a request abandoned at its deadline may still hold one.
+        http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
+        http.on_round_trip = gate.observe
+        http.on_response(_count_bulk_answer)
+        current = SendContext(settings=resources.settings, client=http, store=resources.store,
+                              ops=resources.ops, limiter=resources.limiter)
         _local.context = current
-        _local.telemetry = _telemetry_for(current, resources)
+        _local.telemetry = Telemetry(resources.redis, resources.keys)
     return current
 
 
-def _telemetry_for(context: SendContext, resources: Resources) -> Telemetry:
-    """Counters of this process's bulk answers, slot waits and batch durations, for ``/metrics``."""
-    telemetry = Telemetry(resources.redis, resources.keys)
-
-    def count(response: httpx.Response) -> None:
-        if response.request.method == "POST" and response.request.url.path.endswith("/sms/bulk"):
-            telemetry.bulk_answered(response.status_code)
-
-    context.client.on_response(count)
-    return telemetry
+def _count_bulk_answer(response: httpx.Response) -> None:
+    """Count a bulk answer in the telemetry of the thread that made the request (hooks run there)."""
+    telemetry: Telemetry | None = getattr(_local, "telemetry", None)
+    if telemetry is not None and response.request.method == "POST" \
+            and response.request.url.path.endswith("/sms/bulk"):
+        telemetry.bulk_answered(response.status_code)
 
 
 def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutcome:
@@ -67,13 +107,85 @@ def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutco
         telemetry.flush()
 
 
+def _send_one(campaign_id: str, batch: int) -> BatchOutcome:
+    return timed_send(send_context(), campaign_id, batch)
+
+
+def _settle(context: SendContext, campaign_id: str, outcome: BatchOutcome) -> float | None:
+    """Side effects of one batch's outcome; returns the seconds after which to retry it, or None."""
+    if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
+        # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
+        context.store.expire(campaign_id, context.settings.campaign_ttl_s)
+    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
+        return max(0.05, outcome.retry_in)
+    return None
+
+
 class CampaignLost(Exception):
     """The campaign of a task vanished from Redis without expiring: Redis lost data."""
 
 
+def _lost(campaign_id: str) -> CampaignLost:
+    # Not a success: the task fails because its campaign is gone (`dispatcher status` says why).
+    return CampaignLost(f"campaign {campaign_id} is no longer in Redis although it never expired: "
+                        "Redis lost data; `dispatcher status` reports it.")
+
+
+@app.task(name=SEND_BATCHES, bind=True, acks_late=True, reject_on_worker_lost=True)
+def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: int = 0) -> dict[str, Any]:
+    """Send batches ``numbers`` of campaign ``campaign_id`` concurrently; the result says what each did.
+
+    A batch that must wait (rate limit, backoff, a lease held elsewhere) is queued again alone with
+    a countdown; one that hit a Redis error is retried in 2 s; one that raised anything else is
+    retried ``UNEXPECTED_RETRIES`` times, then this task fails loudly (after queueing the rest).
+    Every follow-up is published before the task ends; if the broker refuses one, the task is
+    requeued instead of acknowledged (its done batches then re-publish what they reserved).
+    """
+    gate = pump()
+    context = send_context()
+    enqueuer = CeleryEnqueuer(context.settings)
+    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers)
+    follow_ons: list[int] = []
+    #: (batch numbers, countdown, tries) of the batches queued again alone.
+    again: list[tuple[list[int], float, int]] = []
+    results: list[dict[str, Any]] = []
+    broken: Exception | None = None
+    for n, future in zip(numbers, futures, strict=True):
+        try:
+            outcome = future.result()
+        except redis.exceptions.RedisError as exc:
+            # Redis is away: nothing was recorded, and the batch's claim (if any) expires with its
+            # lease, after which the retry reconciles. Keep trying; the store is the source of truth.
+            again.append(([n], 2.0, tries))
+            results.append({"action": "retry", "batch": n, "error": type(exc).__name__})
+            continue
+        except Exception as exc:  # a bug must not silently strand a batch: retry a few times, then fail
+            results.append({"action": "error", "batch": n, "error": type(exc).__name__})
+            if tries >= UNEXPECTED_RETRIES:
+                broken = exc
+            else:
+                again.append(([n], min(60.0, 2.0 ** tries), tries + 1))
+            continue
+        if outcome.action == Action.LOST:
+            broken = broken or _lost(campaign_id)
+        follow_ons += outcome.enqueue
+        results.append(flower_summary(campaign_id, outcome, with_campaign=False))
+        retry_in = _settle(context, campaign_id, outcome)
+        if retry_in is not None:
+            again.append(([n], retry_in, tries))
+    _publish(lambda: enqueuer.enqueue(campaign_id, follow_ons))
+    for batch, countdown, batch_tries in again:
+        _publish(partial(enqueuer.enqueue, campaign_id, batch, countdown=countdown, tries=batch_tries))
+    if broken is not None:
+        raise broken
+    actions = Counter(str(r["action"]) for r in results)
+    return {"action": ", ".join(f"{a} {k}" for a, k in actions.most_common()), "campaign": campaign_id,
+            "in_flight": gate.limit, "latency_ms": round(gate.latency_s * 1000, 1), "batches": results}
+
+
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
-    """Send batch ``batch`` of campaign ``campaign_id``; the result is a small summary for Flower."""
+    """Send batch ``batch`` of campaign ``campaign_id`` (a task queued by an older version)."""
     s = send_context()
     try:
         outcome = timed_send(s, campaign_id, int(batch))
@@ -88,15 +200,11 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
         _publish(partial(self.retry, countdown=min(60.0, 2.0 ** self.request.retries), exc=exc))
         raise
     if outcome.action == Action.LOST:
-        # Not a success: the task failed because its campaign is gone (`dispatcher status` says why).
-        raise CampaignLost(f"campaign {campaign_id} is no longer in Redis although it never expired: "
-                           "Redis lost data; `dispatcher status` reports it.")
+        raise _lost(campaign_id)
     _publish(lambda: CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue))
-    if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
-        # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
-        s.store.expire(campaign_id, s.settings.campaign_ttl_s)
-    if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
-        _publish(partial(self.retry, countdown=max(0.05, outcome.retry_in)))
+    retry_in = _settle(s, campaign_id, outcome)
+    if retry_in is not None:
+        _publish(partial(self.retry, countdown=retry_in))
     return flower_summary(campaign_id, outcome)
 
 
@@ -116,10 +224,13 @@ def _publish(publish: Callable[[], Any]) -> None:
         raise Reject(f"publish failed: {type(exc).__name__}", requeue=True) from exc
 
 
-def flower_summary(campaign_id: str, outcome: BatchOutcome) -> dict[str, Any]:
-    """The task's result as Flower shows it: what happened and the counts that are not zero first,
+def flower_summary(campaign_id: str, outcome: BatchOutcome, with_campaign: bool = True) -> dict[str, Any]:
+    """A batch's result as Flower shows it: what happened and the counts that are not zero first,
     then the batch, the attempt and the campaign (Flower cuts long results off on the right)."""
     tail = ("batch", "attempt")
     counts = {k: v for k, v in outcome.summary.items() if k not in tail and k != "action" and v not in (0, "", None)}
-    return {"action": outcome.summary.get("action", outcome.action), **counts,
-            **{k: outcome.summary[k] for k in tail if k in outcome.summary}, "campaign": campaign_id}
+    summary = {"action": outcome.summary.get("action", outcome.action), **counts,
+               **{k: outcome.summary[k] for k in tail if k in outcome.summary}}
+    if with_campaign:
+        summary["campaign"] = campaign_id
+    return summary

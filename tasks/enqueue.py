@@ -12,8 +12,19 @@ from dispatcher.resources import Resources
 from dispatcher.settings import Settings
 from tasks.app import app, batch_label, campaign_name, make_app
 
-#: Registered name of the batch task (``tasks.dispatch.send_batch_task``).
+#: Registered names of the batch tasks: ``tasks.dispatch.send_batches_task`` and, for tasks queued
+#: by an older version, ``send_batch_task``.
+SEND_BATCHES = "dispatcher.send_batches"
 SEND_BATCH = "dispatcher.send_batch"
+#: Batches per task: enough to make Celery's per-message cost small, few enough that a slow batch
+#: holds back little (a group's follow-ons are published when the whole group is done).
+GROUP = 8
+
+
+def groups(numbers: Sequence[int]) -> list[list[int]]:
+    """Batch numbers cut into task-sized groups, in order."""
+    ordered = [int(n) for n in numbers]
+    return [ordered[i:i + GROUP] for i in range(0, len(ordered), GROUP)]
 
 
 @lru_cache(maxsize=4)
@@ -40,12 +51,18 @@ class CeleryEnqueuer:
         resources = _resources_for(settings)
         self._redis, self._keys = resources.redis, resources.keys
 
-    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        """Queue ``send_batch`` for each batch number, labelled for Flower with the campaign's name."""
+    def enqueue(self, campaign_id: str, numbers: Sequence[int], *, countdown: float | None = None,
+                tries: int = 0) -> None:
+        """Queue ``send_batches`` tasks for the batch numbers, ``GROUP`` per task, each labelled for
+        Flower with the campaign's name and its first batch (one broker connection for all).
+
+        ``countdown`` delays them (seconds); ``tries`` counts earlier unexpected failures.
+        """
         if not numbers:
             return
         name = campaign_name(self._redis, self._keys, campaign_id)
         with self._app.producer_or_acquire() as producer:
-            for n in numbers:
-                self._app.send_task(SEND_BATCH, args=(campaign_id, n), producer=producer,
-                                    shadow=batch_label(name, n))
+            for group in groups(numbers):
+                args = (campaign_id, group, tries) if tries else (campaign_id, group)
+                self._app.send_task(SEND_BATCHES, args=args, producer=producer, countdown=countdown,
+                                    shadow=batch_label(name, group[0]))

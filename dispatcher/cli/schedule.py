@@ -26,14 +26,8 @@ from dispatcher.cli._options import (
 )
 from dispatcher.resources import Resources
 from dispatcher.screens import out, print_schedules
-from dispatcher.sending.schedules import (
-    DEFAULT_GRACE_S,
-    ScheduleDef,
-    ScheduleStore,
-    add_schedule,
-    remove_schedule,
-    schedule_rows,
-)
+from dispatcher.sending.schedule_admin import add_schedule, remove_schedule, schedule_rows
+from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
 

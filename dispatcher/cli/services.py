@@ -15,7 +15,10 @@ from dispatcher.errors import ConfigurationError
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1,
+        help="Batches in flight at most (default: as many as the rate limit and the observed latency need)."),
+    pool: str = typer.Option("threads", help="Celery pool: threads (default) or prefork (one batch per process)."),
     events: bool = typer.Option(True, "--events/--no-events",
                                 help="Send task events (Flower's task views need them; they cost throughput)."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
@@ -24,11 +27,13 @@ def worker(
     from dispatcher.resources import Resources
     from dispatcher.sending.durability import check_persistence
 
+    if pool not in ("threads", "prefork"):
+        raise typer.BadParameter("choose threads or prefork", param_hint="--pool")
     settings = load_settings()
     settings.require_token()  # fail early, in one sentence, on a bad environment
     settings.check_lease()
     check_persistence(Resources.from_settings(settings).redis, settings)
-    argv = worker_argv(concurrency, events, loglevel=loglevel, queue=settings.task_queue)
+    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel, queue=settings.task_queue)
     os.execv(argv[0], argv)
 
 

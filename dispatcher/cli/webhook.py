@@ -20,6 +20,8 @@ from dispatcher.screens import out
 def webhook(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8788, help="TCP port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="Receiver processes sharing the port (one core each; about one per core)."),
 ) -> None:
     """Receive Instasent's delivery reports and replies at /dlr/DISPATCHER_WEBHOOK_SECRET."""
     settings = load_settings()
@@ -34,7 +36,7 @@ def webhook(
     check_persistence(resources.redis, settings)  # opt-outs and reports must survive a restart
     from dispatcher.delivery.webhook.server import serve
 
-    serve(resources, host, port)
+    serve(resources, host, port, workers)
 
 
 @app.command()

@@ -1,9 +1,13 @@
-"""One Lua script called by many coroutines at once, sent to Redis as one pipeline per event-loop turn.
+"""One Lua script called by many coroutines at once, sent to Redis as ONE script call per batch.
 
 The receiver gets one report per HTTP request, from many connections at a time. Calling the
 script once per report costs a Redis round trip and the asyncio client's per-command overhead
-each time; pipelining the calls that arrive in the same turn of the event loop pays them once per
-turn. Each caller still gets its own result (or its own error), so it reads like a plain call.
+each time. Here the calls waiting together are sent as one ``EVALSHA`` of a wrapper script that
+runs the original script once per call, in order, each in ``pcall`` so one failing call does not
+fail the others. At most :data:`MAX_IN_FLIGHT` batches are in flight; the calls that arrive
+meanwhile wait and go together in the next one, so the batches grow with the load by themselves
+and nothing waits on a timer when the load is light. Each caller still gets its own result (or
+its own error), so it reads like a plain call; it returns only after Redis ran its call.
 """
 
 from __future__ import annotations
@@ -18,15 +22,46 @@ from redis.exceptions import NoScriptError
 
 Call = tuple[Sequence[str], Sequence[str | int]]
 
+#: Batches sent and not answered yet, at most; two lets the next batch form while Redis runs one.
+MAX_IN_FLIGHT = 2
+#: Calls in one batch, at most (one script call blocks Redis while it runs: keep it short).
+MAX_BATCH = 256
+
+# ARGV[1] number of calls, then per call: its number of keys, its number of args, its args.
+# KEYS: the keys of every call, in order. -> one reply per call; a failed call's reply is an error.
+_WRAPPER = """
+local function one(KEYS, ARGV)
+%s
+end
+local out, k, a = {}, 0, 2
+for i = 1, tonumber(ARGV[1]) do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local keys, argv = {}, {}
+  for j = 1, nk do keys[j] = KEYS[k + j] end
+  for j = 1, na do argv[j] = ARGV[a + 1 + j] end
+  k, a = k + nk, a + 2 + na
+  local ok, reply = pcall(one, keys, argv)
+  if not ok then
+    reply = {err = type(reply) == 'table' and reply.err or tostring(reply)}
+  elseif reply == nil then
+    reply = false
+  end
+  out[i] = reply
+end
+return out
+"""
+
 
 class BatchedScript:
-    """``await script(keys, args)`` for one Lua script, pipelined with the calls of the same loop turn."""
+    """``await script(keys, args)`` for one Lua script, sent in one script call with the calls waiting with it."""
 
     def __init__(self, client: aioredis.Redis, source: str) -> None:
         self.client = client
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.source = _WRAPPER % source
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self._waiting: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._in_flight = 0
+        self._scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()  # referenced until done, as asyncio asks
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
@@ -38,21 +73,39 @@ class BatchedScript:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(((keys, args), future))
-        if len(self._waiting) == 1:  # the first caller of this turn sends everyone's calls, next turn
-            task = loop.create_task(self._flush())
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+        self._kick(loop)
         return await future
 
-    async def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The batch is sent on the next turn, so every caller of this turn joins it.
+        if self._waiting and not self._scheduled and self._in_flight < MAX_IN_FLIGHT:
+            self._scheduled = True
+            loop.call_soon(self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = False
+        if not self._waiting or self._in_flight >= MAX_IN_FLIGHT:
+            return
+        batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+        self._in_flight += 1
+        task = loop.create_task(self._flush(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+        self._kick(loop)
+
+    async def _flush(self, batch: list[tuple[Call, asyncio.Future[Any]]]) -> None:
         try:
-            replies = await self._send([call for call, _ in batch])
-            if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis restarted or was flushed
+            calls = [call for call, _ in batch]
+            try:
+                replies = await self._send(calls)
+            except NoScriptError:  # Redis restarted or was flushed
                 await self.client.script_load(self.source)
-                replies = await self._send([call for call, _ in batch])
+                replies = await self._send(calls)
         except Exception as exc:  # every caller of this batch gets the error, as a plain call would
             replies = [exc] * len(batch)
+        finally:
+            self._in_flight -= 1
+            self._kick(asyncio.get_running_loop())
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():  # the caller went away (its request was cancelled)
                 continue
@@ -62,7 +115,10 @@ class BatchedScript:
                 future.set_result(reply)
 
     async def _send(self, calls: list[Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(self.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+        keys: list[str] = []
+        args: list[str | int] = [len(calls)]
+        for call_keys, call_args in calls:
+            keys.extend(call_keys)
+            args.extend((len(call_keys), len(call_args), *call_args))
+        replies = await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        return list(replies)  # a failed call's reply is a ResponseError instance in the list

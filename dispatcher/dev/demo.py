@@ -44,7 +44,7 @@ from dispatcher.screens import (
 from dispatcher.sending import campaigns
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
-from dispatcher.sending.schedules import schedule_rows
+from dispatcher.sending.schedule_admin import schedule_rows
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
 
 #: Token shared by the demo's sandbox and workers (a local, throwaway value).

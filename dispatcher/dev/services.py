@@ -200,23 +200,35 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
     return service
 
 
-def worker_argv(concurrency: int = 2, events: bool = True, pool: str = "prefork",
+#: Celery task slots of a default worker: enough groups of batches to reach the pump's ceiling.
+AUTO_TASK_SLOTS = 10
+
+
+def worker_argv(concurrency: int | None = None, events: bool = True, pool: str = "threads",
                 loglevel: str = "INFO", queue: str | None = None) -> list[str]:
     """The ``celery worker`` command line with the project's settings.
 
-    Without ``queue`` there is no ``-Q``: the worker consumes its install's queue as ``tasks.app``
-    names it from the settings (``DISPATCHER_QUEUE``, else after ``DISPATCHER_KEY_PREFIX``).
+    Without ``concurrency`` the worker keeps as many batches in flight as the rate limit and the
+    observed latency call for (see :mod:`dispatcher.sending.pump`). With it, ``concurrency``
+    batches are in flight at most: on ``concurrency`` threads, or, with ``pool="prefork"``, in
+    ``concurrency`` processes sending one batch each. Without ``queue`` there is no ``-Q``: the
+    worker consumes its install's queue as ``tasks.app`` names it from the settings
+    (``DISPATCHER_QUEUE``, else after ``DISPATCHER_KEY_PREFIX``).
     """
-    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(concurrency),
+    if concurrency is None:
+        slots, in_flight = AUTO_TASK_SLOTS, 0
+    else:
+        slots, in_flight = concurrency, 1 if pool == "prefork" else concurrency
+    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(slots),
             "--pool", pool, "--loglevel", loglevel, *(["-Q", queue] if queue else []), "--without-gossip",
-            "--without-mingle"]
+            "--without-mingle", "--in-flight", str(in_flight)]
     if events:
         argv.append("--task-events")
     return argv
 
 
-def start_worker(env: dict[str, str], concurrency: int = 2, events: bool = False, log_dir: Path | None = None,
-                 timeout_s: float = 60.0) -> Service:
+def start_worker(env: dict[str, str], concurrency: int | None = 2, events: bool = False,
+                 log_dir: Path | None = None, timeout_s: float = 60.0) -> Service:
     """Start a Celery worker process and wait until it says it is ready."""
     argv = worker_argv(concurrency, events, queue=env.get("DISPATCHER_QUEUE") or None)
     # A node name of its own: two workers on one host would share RabbitMQ's exclusive pidbox queue.
@@ -263,11 +275,13 @@ def start_beat(env: dict[str, str], log_dir: Path | None = None) -> Service:
     return service
 
 
-def start_webhook(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:
-    """Start the delivery-report receiver on loopback and wait until it answers."""
+def start_webhook(env: dict[str, str], port: int | None = None, log_dir: Path | None = None,
+                  workers: int = 1) -> Service:
+    """Start the delivery-report receiver (``workers`` processes) on loopback and wait until it answers."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "dispatcher", "webhook", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "dispatcher", "webhook", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers)]
     service = spawn("webhook", argv, url=url, env=env, log_dir=log_dir)
     wait_until(http_ready(f"{url}/healthz"), service, timeout_s=30)
     return service

@@ -2,19 +2,18 @@
 
 One ``httpx.Client`` (one connection pool, timeouts always set) is shared by every call and is
 safe to use from several threads. Every httpx error and every non-2xx status is translated into
-the project's exception tree in exactly one place, :func:`_translate_transport_error` and
-:func:`_raise_for_status`, which keep apart "nothing was sent" and "it may have been processed".
+the project's exception tree in exactly one place, :mod:`dispatcher.instasent.translate`, which
+keeps apart "nothing was sent" and "it may have been processed".
 The token lives only in the ``Authorization`` header: never in a URL, a repr, a log line or an
 exception message.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
+import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -25,18 +24,13 @@ import httpx
 import orjson
 
 from dispatcher.errors import (
-    AuthenticationFailed,
     ConfigurationError,
     ConnectionFailed,
-    InsufficientFunds,
-    NotFound,
     OutcomeUnknown,
-    PayloadTooLarge,
-    RateLimited,
-    RequestRejected,
 )
 from dispatcher.instasent import wire
-from dispatcher.instasent.models import Account, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
+from dispatcher.instasent.models import Account, BulkIds, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
+from dispatcher.instasent.translate import parse_rate_limit, raise_for_status, translate_transport_error
 from dispatcher.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +67,7 @@ class InstasentClient:
         timeout: httpx.Timeout | None = None,
         max_connections: int = 64,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         secret = token if isinstance(token, Secret) else Secret(token)
         if not secret:
@@ -93,6 +88,7 @@ class InstasentClient:
             timeout=timeout or httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
+            verify=verify,
             follow_redirects=False,
         )
         self.rate_limits: dict[str, RateLimitInfo] = {}
@@ -101,8 +97,10 @@ class InstasentClient:
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> InstasentClient:
-        """Build a client from settings.
+    def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None, *,
+                      max_connections: int = 64, verify: ssl.SSLContext | bool = True) -> InstasentClient:
+        """Build a client from settings (``verify``: a TLS context to share between clients, whose
+        certificates then load once).
 
         Raises:
             ConfigurationError: when ``INSTASENT_TOKEN`` is missing.
@@ -114,7 +112,7 @@ class InstasentClient:
             pool=settings.connect_timeout_s,
         )
         return cls(token=Secret(settings.require_token()), base_url=settings.instasent_base_url,
-                   timeout=timeout, transport=transport)
+                   timeout=timeout, transport=transport, max_connections=max_connections, verify=verify)
 
     def __repr__(self) -> str:
         return f"InstasentClient(base_url={self.base_url!r})"
@@ -153,6 +151,22 @@ class InstasentClient:
             raise ValueError("every bulk item needs a unique, non-empty clientId")
         body = self._request("POST", "/sms/bulk", [item.to_wire() for item in items], deadline=deadline)
         return wire.match_bulk(body, items)
+
+    def send_bulk_wire(self, items: Sequence[dict[str, Any]], deadline: float | None = None) -> BulkIds:
+        """:meth:`send_bulk` for items already in wire form (:func:`~dispatcher.instasent.models.wire_item`),
+        answering only the Instasent id of each accepted item: no model object per message.
+
+        Raises:
+            ValueError: with no items, more than 100, or items without a unique ``clientId``.
+            DispatcherError: see the module docstring for the mapping.
+        """
+        if not 1 <= len(items) <= MAX_BULK_ITEMS:
+            raise ValueError(f"a bulk takes 1..{MAX_BULK_ITEMS} items, got {len(items)}")
+        client_ids = [item.get("clientId") or "" for item in items]
+        if len(set(client_ids)) != len(items) or "" in client_ids:
+            raise ValueError("every bulk item needs a unique, non-empty clientId")
+        body = self._request("POST", "/sms/bulk", items, deadline=deadline)
+        return wire.bulk_ids(body, client_ids)
 
     def send(self, item: SmsItem) -> Sms:
         """``POST /sms`` with one item; returns the accepted SMS."""
@@ -262,13 +276,13 @@ class InstasentClient:
                  deadline: float | None = None) -> Any:
         endpoint = f"{method} {wire.endpoint_name(path)}"
         content = None if payload is None else orjson.dumps(payload)
-        with _translate_transport_error(endpoint):
+        with translate_transport_error(endpoint):
             if deadline is None:
                 response = self._http.request(method, path, content=content, params=params)
             else:
                 response = self._request_by(deadline, endpoint, method, path, content, params)
         self._remember_rate_limit(endpoint, response)
-        _raise_for_status(endpoint, response)
+        raise_for_status(endpoint, response)
         log.debug("instasent %s -> %d", endpoint, response.status_code)
         if not response.content:
             return {}
@@ -312,88 +326,3 @@ class InstasentClient:
         if info is not None:
             self.rate_limits[endpoint] = info
             self.last_rate_limit = info
-
-
-def parse_rate_limit(headers: httpx.Headers) -> RateLimitInfo | None:
-    """Read ``X-RateLimit-Limit/Remaining/Reset``; None when absent or unreadable."""
-    reset = _parse_reset(headers)
-    try:
-        limit, remaining = int(headers["x-ratelimit-limit"]), int(headers["x-ratelimit-remaining"])
-    except (KeyError, ValueError):
-        return None
-    return None if reset is None else RateLimitInfo(limit=limit, remaining=remaining, reset=reset)
-
-
-def _parse_reset(headers: httpx.Headers) -> float | None:
-    """``X-RateLimit-Reset`` as Unix seconds; None when absent or not a plausible time."""
-    try:
-        reset = float(headers["x-ratelimit-reset"])
-    except (KeyError, ValueError):
-        return None
-    return reset if math.isfinite(reset) and 0 <= reset < 1e11 else None
-
-
-@contextlib.contextmanager
-def _translate_transport_error(endpoint: str) -> Iterator[None]:
-    """Map httpx's transport errors to ours, by whether the request can have reached Instasent."""
-    try:
-        yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
-        raise ConnectionFailed(f"Instasent could not be reached for {endpoint} ({type(exc).__name__}); "
-                               "nothing was sent.") from exc
-    except (httpx.WriteError, httpx.WriteTimeout) as exc:
-        # The request body never fully left this machine, so Instasent cannot have acted on it.
-        raise ConnectionFailed(f"sending {endpoint} to Instasent failed part-way ({type(exc).__name__}); "
-                               "nothing was processed.") from exc
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise ConfigurationError(f"INSTASENT_BASE_URL cannot be used for {endpoint}: {exc}.") from exc
-    except httpx.LocalProtocolError as exc:
-        # Its message may quote a request header, i.e. the token: name the error only.
-        raise ConfigurationError(f"the request for {endpoint} could not be formed ({type(exc).__name__}); "
-                                 "check INSTASENT_BASE_URL and INSTASENT_TOKEN.") from None
-    except httpx.TransportError as exc:
-        # Read timeouts, dropped connections, protocol errors after the body was written.
-        raise OutcomeUnknown(f"Instasent did not answer {endpoint} ({type(exc).__name__}); "
-                             "it may have been processed.") from exc
-    except httpx.HTTPError as exc:
-        raise OutcomeUnknown(f"the answer to {endpoint} could not be read ({type(exc).__name__}).") from exc
-
-
-def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
-    """Raise the project's error for a non-2xx response."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    detail = _error_message(response)
-    suffix = f": {detail}" if detail else ""
-    if status == 429:
-        reset_at = _parse_reset(response.headers)
-        wait = f" until {time.strftime('%H:%M:%S', time.localtime(reset_at))}" if reset_at else ""
-        raise RateLimited(f"Instasent's rate limit for {endpoint} is reached; wait{wait}.", reset_at)
-    if status in (401, 403):
-        raise AuthenticationFailed(f"Instasent refused the token ({status}){suffix}; check INSTASENT_TOKEN.")
-    if status == 402:
-        raise InsufficientFunds(f"Instasent says the balance is too low for {endpoint} (402){suffix}; "
-                                "top up the account, then resume.")
-    if status == 404:
-        raise NotFound(f"Instasent does not know {endpoint} (404){suffix}.", status)
-    if status == 413:
-        raise PayloadTooLarge(f"Instasent says {endpoint} is too large (413){suffix}.", status)
-    if status == 408:
-        raise ConnectionFailed(f"Instasent timed out waiting for {endpoint} (408); nothing was processed.")
-    if status >= 500:
-        raise OutcomeUnknown(f"Instasent failed on {endpoint} ({status}){suffix}; it may have been processed.",
-                             status)
-    if 300 <= status < 400:
-        raise ConfigurationError(f"Instasent redirected {endpoint} ({status}); check INSTASENT_BASE_URL.")
-    raise RequestRejected(f"Instasent rejected {endpoint} ({status}){suffix}.", status)
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The ``message`` of a JSON error body, shortened; empty when there is none."""
-    try:
-        body = orjson.loads(response.content) if response.content else None
-    except orjson.JSONDecodeError:
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:200] if message else ""

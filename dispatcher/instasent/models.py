@@ -35,10 +35,15 @@ class SmsItem:
 
     def to_wire(self) -> dict[str, Any]:
         """The item as the API spells it."""
-        body: dict[str, Any] = {"from": self.sender, "to": self.to, "text": self.text, "clientId": self.client_id}
-        if self.allow_unicode:
-            body["allowUnicode"] = True
-        return body
+        return wire_item(self.sender, self.to, self.text, self.client_id, self.allow_unicode)
+
+
+def wire_item(sender: str, to: str, text: str, client_id: str, allow_unicode: bool = False) -> dict[str, Any]:
+    """One bulk item as the API spells it (what :meth:`SmsItem.to_wire` returns, without the object)."""
+    body: dict[str, Any] = {"from": sender, "to": to, "text": text, "clientId": client_id}
+    if allow_unicode:
+        body["allowUnicode"] = True
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,16 @@ class BulkResult:
     """
 
     accepted: dict[str, Sms] = field(default_factory=dict)
+    rejected: dict[str, RejectedItem] = field(default_factory=dict)
+    unmatched: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkIds:
+    """A bulk answer reduced to what the ledger records: the Instasent id of each accepted
+    ``clientId`` (no :class:`Sms` per message), the rejected items, and entries matching no input."""
+
+    accepted: dict[str, str] = field(default_factory=dict)
     rejected: dict[str, RejectedItem] = field(default_factory=dict)
     unmatched: list[dict[str, Any]] = field(default_factory=list)
 

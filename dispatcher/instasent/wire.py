@@ -7,11 +7,11 @@ what the API documents becomes :class:`OutcomeUnknown` here, never a ``KeyError`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from dispatcher.errors import OutcomeUnknown
-from dispatcher.instasent.models import BulkResult, Price, RejectedItem, Sms, SmsItem
+from dispatcher.instasent.models import BulkIds, BulkResult, Price, RejectedItem, Sms, SmsItem
 
 
 def endpoint_name(path: str) -> str:
@@ -63,30 +63,61 @@ def prices(body: Any) -> list[Price]:
 
 def match_bulk(body: Any, items: Sequence[SmsItem]) -> BulkResult:
     """Match a bulk answer to the input: by ``clientId`` first, by index for errors without one."""
-    if not isinstance(body, dict):
-        raise OutcomeUnknown("Instasent's bulk answer is not an object; the batch may have been accepted.")
-    known = {item.client_id for item in items}
+    client_ids = [item.client_id for item in items]
+    known = set(client_ids)
     result = BulkResult()
-    for raw in body.get("entities") or []:
+    for raw in _bulk_entities(body):
         sms = Sms.from_wire(raw) if isinstance(raw, dict) else None
         if sms is not None and sms.client_id in known:
             result.accepted[sms.client_id] = sms
         else:
             result.unmatched.append(raw if isinstance(raw, dict) else {"value": raw})
+    _match_errors(body, client_ids, known, result.accepted.keys(), result.rejected, result.unmatched)
+    return result
+
+
+def bulk_ids(body: Any, client_ids: Sequence[str]) -> BulkIds:
+    """:func:`match_bulk` reduced to the Instasent id of each accepted ``clientId`` (the sending hot path)."""
+    known = set(client_ids)
+    result = BulkIds()
+    accepted = result.accepted
+    for raw in _bulk_entities(body):
+        if isinstance(raw, dict):
+            client_id = raw.get("clientId")
+            if client_id is not None and str(client_id) in known:
+                accepted[str(client_id)] = _text(raw.get("id"))
+                continue
+        result.unmatched.append(raw if isinstance(raw, dict) else {"value": raw})
+    _match_errors(body, client_ids, known, accepted.keys(), result.rejected, result.unmatched)
+    return result
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _bulk_entities(body: Any) -> list[Any]:
+    if not isinstance(body, dict):
+        raise OutcomeUnknown("Instasent's bulk answer is not an object; the batch may have been accepted.")
+    return body.get("entities") or []
+
+
+def _match_errors(body: dict[str, Any], client_ids: Sequence[str], known: set[str], accepted: Collection[str],
+                  rejected: dict[str, RejectedItem], unmatched: list[dict[str, Any]]) -> None:
+    """Match a bulk answer's errors: by ``clientId``, by index for errors without one."""
     for raw in body.get("errors") or []:
         if not isinstance(raw, dict):
             continue
         cid = raw.get("clientId")
         index = raw.get("index")
-        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(items):
-            cid = items[index].client_id  # by position only when the entry names no clientId
+        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(client_ids):
+            cid = client_ids[index]  # by position only when the entry names no clientId
         errors = raw.get("errors") if isinstance(raw.get("errors"), dict) else {"item": [str(raw)]}
-        rejected = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
-                                errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
-                                        for k, v in (errors or {}).items()},
-                                index=index if isinstance(index, int) else None)
-        if cid in known and cid not in result.accepted:
-            result.rejected[str(cid)] = rejected
+        item = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
+                            errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+                                    for k, v in (errors or {}).items()},
+                            index=index if isinstance(index, int) else None)
+        if cid in known and cid not in accepted:
+            rejected[str(cid)] = item
         else:
-            result.unmatched.append(raw)
-    return result
+            unmatched.append(raw)

@@ -84,7 +84,9 @@ def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Sett
     keys = Keys(settings.key_prefix)
     numbers = _Numbers.of(tables)
     duplicates = numbers.drop(~_first_occurrences(numbers.to))
-    suppressed = numbers.drop(_suppressed(numbers, SuppressionList(redis, keys)))
+    suppression = SuppressionList(redis, keys)
+    suppression_version = suppression.version()  # before the check: a later addition changes it
+    suppressed = numbers.drop(_suppressed(numbers, suppression))
     pricing = _Pricing.fetch(client, redis, keys, lookups=options.hlr is not False)
     per_part = pricing.sms.lookup(numbers.country_array)
     rejects += numbers.reject(np.isnan(per_part), lambda i: f"no price for destination {numbers.country[i]}")
@@ -97,7 +99,9 @@ def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Sett
     price = final.column("parts").to_numpy() * per_part[numbers.alive]
     final = final.append_column("price", pa.array(price, pa.float64()))
     rejects.sort(key=lambda r: r.row)
-    return _result(fmt, plan, rows, rejects, duplicates, suppressed, final, lookups, pricing)
+    result = _result(fmt, plan, rows, rejects, duplicates, suppressed, final, lookups, pricing)
+    result.suppression_version = suppression_version
+    return result
 
 
 def _read(fmt: fileformat.FileFormat, plan: Plan, chunk_rows: int) -> tuple[int, list[Reject], list[pa.Table]]:

@@ -104,6 +104,9 @@ class PreflightResult:
     #: Whether the HLR step ran, and what it would cost (made first; None with ``hlr`` off).
     hlr_done: bool = False
     hlr_estimate: LookupEstimate | None = None
+    #: The suppression list's version (``SuppressionList.version``) before the numbers were checked
+    #: against it: batches skip the check while it has not changed. None: unknown, always check.
+    suppression_version: int | None = None
 
     @property
     def message_count(self) -> int:

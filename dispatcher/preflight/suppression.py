@@ -40,8 +40,13 @@ class SuppressionList:
         return self.keys.suppression()
 
     def add(self, numbers: Iterable[str]) -> int:
-        """Add E.164 numbers; returns how many were not there yet."""
+        """Add E.164 numbers; returns how many were not there yet. The list's :meth:`version` grows
+        in the same transaction, so a batch never sees a new number under an old version."""
         return self._each_batch(numbers, "sadd")
+
+    def version(self) -> int:
+        """How many times numbers were added (0 for a list never added to)."""
+        return int(self.redis.get(self.keys.suppression_version()) or 0)
 
     def remove(self, numbers: Iterable[str]) -> int:
         """Remove E.164 numbers; returns how many were there."""
@@ -88,9 +93,12 @@ class SuppressionList:
         values = list(dict.fromkeys(numbers))
         if not values:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=command == "sadd")
         for start in range(0, len(values), BATCH):
             getattr(pipe, command)(self.key, *values[start:start + BATCH])
+        if command == "sadd":
+            pipe.incr(self.keys.suppression_version())
+            return int(sum(pipe.execute()[:-1]))
         return int(sum(pipe.execute()))
 
 

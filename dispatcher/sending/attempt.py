@@ -33,7 +33,7 @@ import orjson
 from dispatcher.delivery.optout import suppressed_indexes
 from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.instasent.models import BulkResult
+from dispatcher.instasent.models import BulkIds
 from dispatcher.sending import ledger, payload
 from dispatcher.sending.batches import BatchOps, Claim, ClaimKind, Streak
 from dispatcher.sending.lifecycle import BatchState, State
@@ -74,7 +74,8 @@ __all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
 def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
-    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s)
+    slot = sender.limiter.slot_request(sender.bulk_lane, sender.settings.max_slot_wait_s)
+    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s, slot=slot)
     if claim.kind == ClaimKind.DONE:
         # A redelivered task: re-enqueue what this batch reserved but nobody has started.
         reserved = range(*claim.reserved) if claim.reserved else range(0)
@@ -141,7 +142,7 @@ class _Attempt:
             if self.claim.fails >= self.s.settings.max_attempts:
                 # Re-driven after giving up (its unknown messages are now proven unsent): no more resends.
                 return self._give_up(f"not sent after {self.claim.fails} failed attempts")
-            wait = self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
+            wait = self._slot()
             if wait > 0:
                 return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), retry_in=wait)
             return self._post()
@@ -154,8 +155,17 @@ class _Attempt:
         except DispatcherError as exc:
             return self._on_error(exc, posted=False)
 
+    def _slot(self) -> float:
+        """Take the first request's slot (the one the claim took, if it did); 0.0 once taken,
+        else the seconds to wait before trying again."""
+        if self.claim.slot_s is not None:
+            self.s.limiter.hold(self.s.bulk_lane, self.claim.slot_s)
+        return self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
+
     def _skip_suppressed(self) -> None:
         """Numbers put on the suppression list since the preflight (an opt-out) are not sent."""
+        if not self.claim.check_suppression:
+            return
         numbers = [self.messages.to[i] for i in self.todo]
         skipped = {self.todo[i] for i in suppressed_indexes(self.s.store.redis, self.s.store.keys, numbers)}
         if skipped:
@@ -255,14 +265,14 @@ class _Attempt:
         return self._renew()
 
     def _post(self) -> BatchOutcome:
-        items = [self.messages.item(self.campaign_id, i) for i in self.todo]
-        index = {item.client_id: i for item, i in zip(items, self.todo, strict=True)}
+        items = self.messages.wire_items(self.campaign_id, self.todo)
+        index = {item["clientId"]: i for item, i in zip(items, self.todo, strict=True)}
         posted = post_splitting(self.s.client, items, self._before_post)
         self.posted = posted.requests > 0
         self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get("POST /sms/bulk"))
-        left_ids = {item.client_id for item in posted.left}
+        left_ids = {item["clientId"] for item in posted.left}
         missing = self._record_result(posted.result, [index[c] for c in index if c not in left_ids])
-        self.todo = [index[item.client_id] for item in posted.left]
+        self.todo = [index[item["clientId"]] for item in posted.left]
         if isinstance(posted.stop, LeaseLost):
             return self._lease_lost(posted.stop)
         if isinstance(posted.stop, NoSlot):
@@ -277,13 +287,13 @@ class _Attempt:
             raise posted.error
         return self._on_error(posted.error, posted=True)
 
-    def _record_result(self, result: BulkResult, sent_indexes: Sequence[int]) -> int:
+    def _record_result(self, result: BulkIds, sent_indexes: Sequence[int]) -> int:
         """Turn a bulk answer into records; returns how many items the answer did not mention."""
         missing = []
         for i in sent_indexes:
             client_id = self.messages.client_id(self.campaign_id, i)
             if client_id in result.accepted:
-                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id].id)))
+                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id])))
                 self.summary["accepted"] += 1
             elif client_id in result.rejected:
                 rejected = result.rejected[client_id]

@@ -29,6 +29,7 @@ import redis
 
 from dispatcher.keys import Keys
 from dispatcher.sending.lifecycle import BatchState
+from dispatcher.sending.ratelimit import SlotRequest
 from dispatcher.sending.scripts import script
 
 
@@ -83,6 +84,12 @@ class Claim:
     zones: tuple[str, ...] = ()
     #: The fencing token of this claim: only its holder may record, park or renew the batch.
     token: str = ""
+    #: False when the suppression list cannot hold any of the batch's numbers (it is empty, or has
+    #: not grown since the campaign's preflight checked them).
+    check_suppression: bool = True
+    #: The rate-limit slot the claim took (``lua/slot.lua`` in seconds: 0.0 now, -s booked that far
+    #: ahead, +s to wait), or None when it took none.
+    slot_s: float | None = None
 
     @property
     def claimed(self) -> bool:
@@ -112,7 +119,7 @@ class BatchOps:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
-        self._claim = client.register_script(script("claim"))
+        self._claim = client.register_script(script("slot", "claim"))
         self._record = client.register_script(script("reserve", "cancel_rest", "record"))
         self._reserve = client.register_script(script("reserve", "reserve_only"))
         self._park = client.register_script(script("reserve", "cancel_rest", "park"))
@@ -121,9 +128,17 @@ class BatchOps:
         self._cancel = client.register_script(script("cancel_rest", "cancel"))
         self._renew = client.register_script(script("renew"))
 
-    def claim(self, campaign_id: str, n: int, lease_s: float) -> Claim:
-        """Try to take batch ``n`` for sending or reconciling, holding it for ``lease_s`` seconds."""
-        raw = self._claim(keys=self._batch_keys(campaign_id, n), args=[int(lease_s * 1e6)])
+    def claim(self, campaign_id: str, n: int, lease_s: float, slot: SlotRequest | None = None) -> Claim:
+        """Try to take batch ``n`` for sending or reconciling, holding it for ``lease_s`` seconds.
+
+        With ``slot`` (the bulk lane's), a claim that can send at once takes its rate-limit slot in
+        the same call and says whether the suppression list needs checking (see ``lua/claim.lua``).
+        """
+        keys, args = self._batch_keys(campaign_id, n), [int(lease_s * 1e6)]
+        if slot is not None:
+            keys += [*slot.keys, self.keys.suppression(), self.keys.suppression_version()]
+            args += slot.args
+        raw = self._claim(keys=keys, args=args)
         kind = ClaimKind(raw[0].decode())
         if kind in (ClaimKind.SEND, ClaimKind.RECONCILE):
             flat = raw[5]
@@ -131,7 +146,9 @@ class BatchOps:
             return Claim(kind, must_reconcile=raw[1] == b"1", attempts=int(raw[2]), payload=bytes(raw[3] or b""),
                          fails=int(raw[4]), records=records, send_window=raw[6].decode(),
                          expires_at=float(raw[7]) if raw[7] else None,
-                         zones=tuple(raw[8].decode().split(",")) if raw[8] else (), token=raw[9].decode())
+                         zones=tuple(raw[8].decode().split(",")) if raw[8] else (), token=raw[9].decode(),
+                         check_suppression=raw[10] != b"0",
+                         slot_s=int(raw[11]) / 1e6 if raw[11] not in (b"", None) else None)
         if kind == ClaimKind.DONE:
             return Claim(kind, reserved=_parse_range(raw[1]))
         if kind == ClaimKind.BUSY:

@@ -35,8 +35,11 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
            messages: pd.DataFrame, cost: float = 0.0, currency: str = "", options: dict[str, Any] | None = None,
            preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = (),
            send_window: Window | None = None, expire_after_s: float | None = None,
-           now: float | None = None) -> str:
+           now: float | None = None, suppression_version: int | None = None) -> str:
     """Store a prepared campaign and queue its first window of batches; returns the campaign id.
+
+    ``suppression_version`` is the suppression list's version the messages were checked against
+    (``PreflightResult.suppression_version``); without it every batch checks the list.
 
     With a ``send_window``, messages are grouped by their numbers' time zones so that every batch
     is homogeneous; ``expire_after_s`` (seconds from now) turns what is unsent by then ``expired``.
@@ -48,9 +51,9 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
         messages = messages.iloc[order].reset_index(drop=True)
         zones = [keys[i] for i in order]
     expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
-    campaign_id = store.create(name, messages, window=settings.queue_window, cost=cost, currency=currency,
+    campaign_id = store.create(name, messages, window=settings.effective_queue_window, cost=cost, currency=currency,
                        options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
-                       zones=zones)
+                       zones=zones, suppression_version=suppression_version)
     store.store_rejects(campaign_id, rejects)
     enqueuer.enqueue(campaign_id, ops.reserve(campaign_id))
     return campaign_id
@@ -71,7 +74,8 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
                   currency=result.currency, options=recorded_options,
                   preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
                   rejects=[r.to_json() for r in result.rejects] if result.rejects else [],
-                  send_window=send_window, expire_after_s=expire_after_s)
+                  send_window=send_window, expire_after_s=expire_after_s,
+                  suppression_version=result.suppression_version)
 
 
 def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:

@@ -204,10 +204,14 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
     expires_at = time.time() + expire_after_s if expire_after_s else None
     recorded = {"file": result.file, "text": options.text, "text_column": options.text_column,
                 "sender": options.sender, "country": options.country, "hlr": options.hlr}
-    cid = store.create(name, empty_messages(), window=settings.queue_window, cost=result.cost, currency=result.currency,
-                       options=recorded,
+    # Read before the storing pass checks the list: a number suppressed later changes it, and then
+    # every batch checks the list again before it is sent.
+    suppression_version = preflight.suppression.version()
+    cid = store.create(name, empty_messages(), window=settings.effective_queue_window, cost=result.cost,
+                       currency=result.currency, options=recorded,
                        preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
-                       send_window=send_window, expires_at=expires_at, loading=True)
+                       send_window=send_window, expires_at=expires_at, loading=True,
+                       suppression_version=suppression_version)
     saved = _load_options(preflight.options, path, chunk_rows, preflight.hlr_done)
     store.redis.hset(store.keys.campaign(cid), mapping={"expected": result.valid, "load": orjson.dumps(saved)})
     if on_created is not None:

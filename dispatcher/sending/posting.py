@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dispatcher.errors import DispatcherError, PayloadTooLarge
 from dispatcher.instasent.client import InstasentClient
-from dispatcher.instasent.models import BulkResult, RejectedItem, SmsItem
+from dispatcher.instasent.models import BulkIds, RejectedItem
+
+#: A bulk item in wire form (``dispatcher.instasent.models.wire_item``).
+WireItem = dict[str, Any]
 
 
 class StopPosting(Exception):
@@ -47,8 +51,8 @@ BeforePost = Callable[[int, bool], float]
 class Posted:
     """What the requests did: the merged answer, the items not sent, and why sending stopped."""
 
-    result: BulkResult = field(default_factory=BulkResult)
-    left: list[SmsItem] = field(default_factory=list)
+    result: BulkIds = field(default_factory=BulkIds)
+    left: list[WireItem] = field(default_factory=list)
     #: The error of the request that failed (``None`` when none failed).
     error: DispatcherError | None = None
     #: Why the loop stopped before a request (``None`` when it did not).
@@ -57,7 +61,7 @@ class Posted:
     requests: int = 0
 
 
-def post_splitting(client: InstasentClient, items: list[SmsItem], before_post: BeforePost) -> Posted:
+def post_splitting(client: InstasentClient, items: list[WireItem], before_post: BeforePost) -> Posted:
     """POST ``items``, halving any chunk Instasent finds too large (413); see the module docstring."""
     posted = Posted()
     stack = [items]
@@ -72,11 +76,12 @@ def post_splitting(client: InstasentClient, items: list[SmsItem], before_post: B
         first = False
         posted.requests += 1
         try:
-            result = client.send_bulk(chunk, deadline=deadline)
+            result = client.send_bulk_wire(chunk, deadline=deadline)
         except PayloadTooLarge as exc:
             if len(chunk) == 1:
                 item = chunk[0]
-                posted.result.rejected[item.client_id] = RejectedItem(item.client_id, item.to, {"size": [str(exc)]})
+                posted.result.rejected[item["clientId"]] = RejectedItem(item["clientId"], item["to"],
+                                                                        {"size": [str(exc)]})
                 continue
             half = len(chunk) // 2
             stack += [chunk[half:], chunk[:half]]

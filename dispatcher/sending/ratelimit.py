@@ -20,28 +20,10 @@ import redis
 
 from dispatcher.instasent.models import RateLimitInfo
 from dispatcher.keys import Keys
+from dispatcher.sending.scripts import script
 
 #: Share of the configured limit we aim for: spacing jitter must not tip a minute over it.
 HEADROOM = 0.98
-
-# Returns 0 when a slot was taken, else the µs to wait before asking again.
-_ACQUIRE = """
-local request_tat_key, message_tat_key, pause_key = KEYS[1], KEYS[2], KEYS[3]
-local req_step, msg_step = tonumber(ARGV[1]), tonumber(ARGV[2]) * tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local paused = tonumber(redis.call('GET', pause_key) or '0')
-if paused > now then return paused - now end
-local req_tat = math.max(tonumber(redis.call('GET', request_tat_key) or '0'), now)
-local msg_tat = math.max(tonumber(redis.call('GET', message_tat_key) or '0'), now)
-local wait = math.max(req_tat - now, msg_tat - now)
-if wait > 0 then return wait end
-redis.call('SET', request_tat_key, string.format('%d', req_tat + req_step), 'PX', 120000)
-if msg_step > 0 then
-  redis.call('SET', message_tat_key, string.format('%d', msg_tat + msg_step), 'PX', 120000)
-end
-return 0
-"""
 
 # Only ever extends a pause.
 _PAUSE = """
@@ -52,6 +34,15 @@ if target > current then
 end
 return 0
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRequest:
+    """A lane's slot, as the keys and arguments of ``take_slot`` in ``lua/slot.lua``:
+    ``[request TAT, message TAT, pause]`` and ``[µs between requests, µs per message, µs ahead]``."""
+
+    keys: list[str]
+    args: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,30 +66,63 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
         self._keys = keys
-        self._acquire = client.register_script(_ACQUIRE)
+        self._acquire = client.register_script(script("slot", "acquire"))
         self._pause = client.register_script(_PAUSE)
         #: Seconds this limiter has slept in :meth:`acquire` waiting for slots (for telemetry).
         self.waited_s = 0.0
+        #: (lane name, slot) taken by another script for the next :meth:`acquire` (see :meth:`hold`).
+        self._held: tuple[str, float] | None = None
+
+    def hold(self, lane: Lane, slot_s: float) -> None:
+        """Keep a slot of ``lane`` that another script took with ``lua/slot.lua`` (the claim does):
+        the next :meth:`acquire` of that lane uses it instead of asking Redis. ``slot_s`` is that
+        script's answer in seconds: 0.0 taken now, negative booked that far ahead, positive none."""
+        self._held = (lane.name, slot_s)
 
     def try_acquire(self, lane: Lane, messages: int = 1) -> float:
         """Take a slot if one is free: 0.0 when taken, else seconds to wait before trying again."""
+        return max(0.0, self._take(lane, messages, 0.0))
+
+    def _take(self, lane: Lane, messages: int, ahead_s: float) -> float:
+        """One try: 0.0 for a slot now, minus the seconds to a slot booked within ``ahead_s``, else
+        the seconds to wait before asking again."""
+        request = self.slot_request(lane, ahead_s)
+        # ARGV: µs between requests, µs per message (0: no message cap), messages in this request, µs ahead.
+        args = [request.args[0], request.args[1], messages, request.args[2]]
+        wait_us = int(self._acquire(keys=request.keys, args=args))
+        return wait_us / 1_000_000
+
+    def slot_request(self, lane: Lane, ahead_s: float) -> SlotRequest:
+        """What another script needs to take a slot of ``lane`` (booked at most ``ahead_s`` ahead)
+        with ``lua/slot.lua`` in the same call (the claim does)."""
         req_step = int(60_000_000 / (lane.per_minute * HEADROOM))
         msg_step = int(1_000_000 / lane.messages_per_s) if lane.messages_per_s else 0
         keys = [self._keys.rate(lane.name), self._keys.rate_messages(lane.name), self._keys.lane_pause(lane.name)]
-        # ARGV: µs between requests, µs per message (0: no message cap), messages in this request.
-        wait_us = int(self._acquire(keys=keys, args=[req_step, msg_step, messages]))
-        return wait_us / 1_000_000
+        return SlotRequest(keys, [req_step, msg_step, int(ahead_s * 1_000_000)])
+
+    def _sleep_to_booked(self, wait_s: float) -> None:
+        """Sleep until a slot booked ``wait_s`` seconds ahead starts (sending earlier would break the spacing)."""
+        if wait_s > 0:
+            self.waited_s += wait_s
+            time.sleep(wait_s)
 
     def acquire(self, lane: Lane, messages: int = 1, max_wait_s: float = 10.0) -> float:
         """Block until a slot is taken, or until waiting longer would exceed ``max_wait_s``.
 
-        Returns 0.0 when a slot was taken, else the seconds still to wait (the caller should
-        retry later rather than hold a worker).
+        A slot less than ``max_wait_s`` away is booked in the same call and slept to, so callers
+        queueing for the lane ask Redis once each instead of polling it together. Returns 0.0 when
+        a slot was taken, else the seconds still to wait (the caller should retry later rather
+        than hold a worker).
         """
         deadline = time.monotonic() + max_wait_s
+        held, self._held = self._held, None
         while True:
-            wait = self.try_acquire(lane, messages)
+            if held is not None and held[0] == lane.name:
+                wait, held = held[1], None
+            else:
+                wait = self._take(lane, messages, max(0.0, deadline - time.monotonic()))
             if wait <= 0:
+                self._sleep_to_booked(-wait)
                 return 0.0
             if time.monotonic() + wait > deadline:
                 return wait

@@ -107,7 +107,8 @@ class CampaignStore:
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
                options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
                send_window: Window | None = None, expires_at: float | None = None,
-               zones: list[str] | None = None, loading: bool = False) -> str:
+               zones: list[str] | None = None, suppression_version: int | None = None,
+               loading: bool = False) -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of ``BatchMessages`` (``row``, ``to``, ``text``, ``sender``,
@@ -146,6 +147,8 @@ class CampaignStore:
             fields["send_window"] = orjson.dumps(send_window.to_json())
         if expires_at is not None:
             fields["expires_at"] = expires_at
+        if suppression_version is not None:
+            fields["supp_v"] = suppression_version
         pipe = self.redis.pipeline()
         pipe.hset(self.keys.campaign(campaign_id), mapping=fields)
         pipe.zadd(self.keys.campaigns(), {campaign_id: now})

@@ -61,10 +61,10 @@ def status(env: dict[str, str], cid: str) -> dict[str, Any]:
     return json_of(run(env, "status", cid, "--json"))
 
 
-def poll(what: Callable[[], Any], timeout_s: float = 90) -> Any:
+def poll(what: Callable[[], Any], timeout_s: float = 90, show: Callable[[], Any] = lambda: "") -> Any:
     deadline = time.monotonic() + timeout_s
     while not (answer := what()):
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, f"condition not reached in time: {show()}"
         time.sleep(0.05)
     return answer
 
@@ -104,11 +104,12 @@ def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
     assert killed["state"] == "queued" and 0 < killed["loading"]["stored"] < ROWS
     assert killed["loading"]["expected"] == ROWS
     assert "interrupted" in run(env, "status", cid).stdout
-    worker()
+    service = worker()
     resumed = run(env, "resume", cid)
     assert resumed.returncode == 0, resumed.stderr
     assert "all 60,000 messages stored" in resumed.stdout
-    final = poll(lambda: (s := status(env, cid))["state"] == "completed" and s, timeout_s=180)
+    final = poll(lambda: (s := status(env, cid))["state"] == "completed" and s, timeout_s=180,
+                 show=lambda: (status(env, cid), service.log_tail(40)))
     assert final["total"] == ROWS and final["counts"]["sent"] == ROWS and final["loading"] is None
     accepted = sent_client_ids(sandbox, cid)
     assert len(accepted) == ROWS and set(accepted.values()) == {1}

@@ -14,6 +14,7 @@ from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import campaigns, ledger
 from dispatcher.sending.attempt import SendContext, send_batch
+from dispatcher.sending.ratelimit import Lane
 from tests.fakes import FakeInstasent
 from tests.sending.test_windows import Queue
 
@@ -110,6 +111,42 @@ def test_a_number_suppressed_after_the_preflight_is_skipped_at_send_time(sender:
     send_batch(sender, cid, 0)
     counts = sender.store.get(cid).counts
     assert (counts["sent"], counts["suppressed"]) == (4, 1)
+
+
+def test_a_number_suppressed_after_a_versioned_preflight_is_still_skipped_at_send_time(
+        sender: SendContext, redis_client: redis.Redis) -> None:
+    suppression = SuppressionList(redis_client, Keys("dsptest"))
+    suppression.add(["+34699999999"])
+    cid = sender.store.create("x", frame(5), window=4, suppression_version=suppression.version())
+    sender.ops.reserve(cid)
+    suppression.add(["+34600000002"])  # after the preflight: the version moves on
+    send_batch(sender, cid, 0)
+    counts = sender.store.get(cid).counts
+    assert (counts["sent"], counts["suppressed"]) == (4, 1)
+
+
+def test_a_claim_asks_for_the_suppression_check_only_when_the_list_may_hold_a_new_number(
+        sender: SendContext, redis_client: redis.Redis) -> None:
+    suppression = SuppressionList(redis_client, Keys("dsptest"))
+    slot = sender.limiter.slot_request(sender.bulk_lane, 0.0)
+    unversioned = sender.store.create("x", frame(5), window=4)
+    assert not sender.ops.claim(unversioned, 0, 60, slot=slot).check_suppression  # the list is empty
+    suppression.add(["+34699999999"])
+    seen, stale = (sender.store.create(name, frame(5), window=4, suppression_version=suppression.version())
+                   for name in ("seen", "stale"))
+    assert not sender.ops.claim(seen, 0, 60, slot=slot).check_suppression  # checked by its preflight
+    assert sender.ops.claim(sender.store.create("z", frame(5), window=4), 0, 60, slot=slot).check_suppression
+    suppression.add(["+34600000001"])
+    assert sender.ops.claim(stale, 0, 60, slot=slot).check_suppression  # the list grew since
+
+
+def test_a_claim_that_can_send_takes_its_rate_limit_slot_in_the_same_call(sender: SendContext) -> None:
+    slot = sender.limiter.slot_request(Lane("sms_bulk", per_minute=60), 10.0)  # a slot a second
+    first = sender.ops.claim(sender.store.create("a", frame(5), window=4), 0, 60, slot=slot)
+    second = sender.ops.claim(sender.store.create("b", frame(5), window=4), 0, 60, slot=slot)
+    assert first.slot_s == 0.0  # taken now
+    assert second.slot_s is not None and -1.1 < second.slot_s < -0.9  # booked a second later
+    assert sender.ops.claim(sender.store.create("c", frame(5), window=4), 0, 60).slot_s is None  # no lane asked
 
 
 def test_reconcile_resolves_unknowns_and_resends_only_what_was_never_accepted(

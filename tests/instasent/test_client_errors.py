@@ -30,8 +30,9 @@ from dispatcher.errors import (
     RequestRejected,
     RetryableError,
 )
-from dispatcher.instasent.client import MAX_BULK_ITEMS, InstasentClient, parse_rate_limit
+from dispatcher.instasent.client import MAX_BULK_ITEMS, InstasentClient
 from dispatcher.instasent.models import RateLimitInfo, SmsItem
+from dispatcher.instasent.translate import parse_rate_limit
 from dispatcher.settings import Secret, Settings
 
 #: Distinctive enough that finding any piece of it in a message means the token leaked.

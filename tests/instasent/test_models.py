@@ -114,3 +114,27 @@ def test_a_bulk_result_starts_empty_and_owns_its_containers() -> None:
     a.accepted["x"] = Sms.from_wire({"id": "1", "clientId": "x"})
     a.unmatched.append({})
     assert (b.accepted, b.rejected, b.unmatched) == ({}, {}, [])
+
+
+def test_the_lean_bulk_answer_matches_the_same_items_as_the_full_one() -> None:
+    from dispatcher.instasent import wire
+
+    items = [SmsItem(sender="Acme", to=f"+3460000000{i}", text="hola", client_id=f"c-0-{i}") for i in range(4)]
+    body = {"entities": [{"id": "s0", "clientId": "c-0-0", "to": "+34600000000", "status": "enqueued"},
+                         {"id": "s9", "clientId": "someone-else"}, "junk", {"id": 7, "clientId": "c-0-3"}],
+            "errors": [{"clientId": "c-0-1", "errors": {"to": ["invalid"]}},
+                       {"index": 2, "errors": {"text": ["empty"]}}, {"clientId": "c-0-0", "errors": {"x": ["y"]}}]}
+    full = wire.match_bulk(body, items)
+    lean = wire.bulk_ids(body, [item.client_id for item in items])
+    assert lean.accepted == {cid: sms.id for cid, sms in full.accepted.items()} == {"c-0-0": "s0", "c-0-3": "7"}
+    assert lean.rejected == full.rejected and set(lean.rejected) == {"c-0-1", "c-0-2"}
+    assert lean.unmatched == full.unmatched and len(lean.unmatched) == 3
+
+
+def test_bulk_items_built_from_columns_are_spelled_like_sms_items() -> None:
+    from dispatcher.sending.payload import BatchMessages
+
+    messages = BatchMessages(rows=[2, 3], to=["+34600000001", "+34600000002"], text=["a", "b"],
+                             sender=["Acme", "Acme"], parts=[1, 1], unicode=[False, True], price=[0.0, 0.0],
+                             country=["ES", "ES"], batch=7)
+    assert messages.wire_items("cmp", [1, 0]) == [messages.item("cmp", 1).to_wire(), messages.item("cmp", 0).to_wire()]

@@ -127,3 +127,13 @@ def test_import_reports_each_skipped_row_with_its_reason(redis_client: redis.Red
         assert re.search(rf"│\s*{row}\s*│[^\n]*{re.escape(reason)}", imported.stdout), (row, imported.stdout)
     with open(rejects, encoding="utf-8-sig") as f:
         assert [line.split(",")[0] for line in f.read().splitlines()] == ["row", "3", "4", "5"]
+
+
+def test_the_version_grows_with_every_addition_and_not_with_a_removal(suppression: SuppressionList) -> None:
+    assert suppression.version() == 0
+    suppression.add(["+34600000001", "+34600000002"])
+    first = suppression.version()
+    suppression.remove(["+34600000001"])
+    assert suppression.version() == first > 0
+    suppression.add(["+34600000003"])
+    assert suppression.version() > first

@@ -20,16 +20,18 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
+import orjson
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dispatcher.delivery.optout import handle_optout, keep_inbound
 from dispatcher.delivery.reports import AsyncDeliveryBook, DeliveryBook, Report, parse_reports
@@ -42,37 +44,57 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 
 
+#: Path of the report route; the rest of the path is the secret.
+DLR_PREFIX = "/dlr/"
+
+
 class BodyTooLarge(Exception):
     """The request body is over :data:`MAX_BODY_BYTES`."""
 
 
-def _refuse(message: str, status_code: int) -> JSONResponse:
-    # The body may be unread: closing the connection stops the client from streaming the rest to us.
-    return JSONResponse({"message": message}, status_code=status_code, headers={"Connection": "close"})
-
-
-async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, read chunk by chunk and never more than ``limit`` bytes (plus one chunk).
+async def receive_capped(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, received message by message and never more than ``limit`` bytes (plus one message).
 
     Raises:
         BodyTooLarge: when ``Content-Length`` or the bytes received exceed ``limit``.
+        ClientDisconnect: when the client goes away before the body ends.
     """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        body += message.get("body", b"")
         if len(body) > limit:
             raise BodyTooLarge
-    return bytes(body)
+        if not message.get("more_body", False):
+            return body
 
 
-async def retry_held_forever(book: DeliveryBook, every_s: float) -> None:
-    """Every ``every_s`` seconds, apply the held reports whose campaign now exists (in a thread)."""
+async def _answer(send: Send, status: int, answer: dict[str, object], close: bool = False) -> None:
+    body = orjson.dumps(answer)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the body may be unread: closing the connection stops the client from streaming the rest to us
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def retry_held_forever(book: DeliveryBook, every_s: float, lock: str | None = None) -> None:
+    """Every ``every_s`` seconds, apply the held reports whose campaign now exists (in a thread).
+
+    With ``lock`` (a Redis key), a round runs only in the process that sets it first, so several
+    receiver processes do one round per period between them. The lock only saves work: a report
+    is applied once even when two processes retry at the same time (see ``HeldReports.retry``).
+    """
     while True:
         await asyncio.sleep(every_s)
         try:
+            if lock is not None and not await anyio.to_thread.run_sync(_take, book, lock, every_s):
+                continue
             applied = await anyio.to_thread.run_sync(book.retry_held)
         except redis.exceptions.RedisError as exc:  # Redis is down for a moment: the next round tries again
             log.warning("could not retry held delivery reports (%s); trying again in %g s", type(exc).__name__,
@@ -85,20 +107,27 @@ async def retry_held_forever(book: DeliveryBook, every_s: float) -> None:
             log.info("applied %d held delivery reports", applied)
 
 
+def _take(book: DeliveryBook, lock: str, every_s: float) -> bool:
+    # Expires a little before the next round, so the round after a crashed holder still runs.
+    return bool(book.redis.set(lock, os.getpid(), nx=True, px=max(1, int(every_s * 900))))
+
+
 def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
-               held_retry_s: float = 30.0) -> Starlette:
+               held_retry_s: float = 30.0) -> ASGIApp:
     """The receiver for reports POSTed to ``/dlr/{secret}``.
 
     ``aio`` applies delivery reports on the event loop; ``client`` (same server) serves the rare
     blocking work, opt-outs and inbound messages, in worker threads, and retries the reports held
-    for an unknown campaign every ``held_retry_s`` seconds (0: never), so nobody has to.
+    for an unknown campaign every ``held_retry_s`` seconds (0: never), so nobody has to; with
+    several receiver processes one of them does it each round (a short Redis lock decides).
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
     expected = secret.encode()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        retrying = asyncio.create_task(retry_held_forever(book.book, held_retry_s)) if held_retry_s > 0 else None
+        retrying = (asyncio.create_task(retry_held_forever(book.book, held_retry_s, keys.dlr_held_retrying()))
+                    if held_retry_s > 0 else None)
         try:
             yield
         finally:
@@ -111,29 +140,49 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
         keep_inbound(client, keys, report)
         handle_optout(client, keys, report)
 
-    async def dlr(request: Request) -> JSONResponse:
-        given = str(request.path_params.get("secret", "")).encode()
-        if not expected or not hmac.compare_digest(given, expected):
-            return _refuse("unknown webhook secret", 401)
+    async def apply(body: bytes) -> tuple[int, dict[str, object]]:
         try:
-            reports = parse_reports(await read_capped(request))
-        except BodyTooLarge:
-            return _refuse(f"the body is over {MAX_BODY_BYTES // 1024} KB; a delivery report is far smaller", 413)
+            reports = parse_reports(body)
         except InputError as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
+            return 400, {"message": str(exc)}
         outcomes = []
         for report in reports:
             if report.is_inbound:
-                await run_in_threadpool(inbound, report)
+                await anyio.to_thread.run_sync(inbound, report)
                 outcomes.append("inbound")
                 continue
             outcomes.append(await book.apply(report))
             if report.status == "stop":
-                await run_in_threadpool(handle_optout, client, keys, report)
-        return JSONResponse({"ok": True, "outcomes": outcomes})
+                await anyio.to_thread.run_sync(handle_optout, client, keys, report)
+        return 200, {"ok": True, "outcomes": outcomes}
+
+    async def dlr(scope: Scope, receive: Receive, send: Send) -> None:
+        # A raw ASGI handler: this route is the receiver's whole load, and starlette's Request,
+        # routing and Response cost about as much as applying the report does.
+        given = scope["path"][len(DLR_PREFIX):].encode()
+        if not expected or not hmac.compare_digest(given, expected):
+            await _answer(send, 401, {"message": "unknown webhook secret"}, close=True)
+            return
+        try:
+            body = await receive_capped(scope, receive)
+        except BodyTooLarge:
+            await _answer(send, 413, {"message": f"the body is over {MAX_BODY_BYTES // 1024} KB; "
+                                                 "a delivery report is far smaller"}, close=True)
+            return
+        except ClientDisconnect:
+            return
+        status, answer = await apply(body)
+        await _answer(send, status, answer)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[Route("/dlr/{secret}", dlr, methods=["POST"]),
-                             Route("/healthz", health, methods=["GET"])], lifespan=lifespan)
+    rest = Starlette(routes=[Route("/healthz", health, methods=["GET"])], lifespan=lifespan)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(DLR_PREFIX):
+            await dlr(scope, receive, send)
+        else:
+            await rest(scope, receive, send)
+
+    return app

@@ -1,14 +1,24 @@
 -- Claim a batch for sending or reconciling, holding it for a lease, under a new fencing token.
--- KEYS: campaign, batch, ledger.  ARGV: lease (µs).
+-- KEYS: campaign, batch, ledger, and optionally the bulk lane's request TAT, message TAT and pause,
+--       the suppression set and its version.
+-- ARGV: lease (µs), and with the lane: µs between requests, µs per message, µs a slot may be booked ahead.
 -- -> {'missing'} | {'done', reserved 'a:b'} | {'busy', µs left} | {'skip', campaign state}
---    | {mode, rc, attempts, payload, fails, ledger pairs, send_window, expires_at, time zones, token}
+--    | {mode, rc, attempts, payload, fails, ledger pairs, send_window, expires_at, time zones, token,
+--       check suppression ('1'/'0'), slot (see slot.lua; '' when none was asked for)}
+--
+-- With the lane, a claim that will send at once (no reconciliation, no send window, not expired)
+-- takes its rate-limit slot here, saving a round trip; a slot so taken and then not used (every
+-- number opted out) only leaves the lane a little slower. The suppression list needs checking
+-- only when it is not empty and has grown since the campaign's preflight checked it.
 --
 -- Redis restarted from its append-only file may have lost its last second of writes, including
 -- a claim whose POST went out. So a batch last touched by an earlier Redis process (its `inc` is
 -- not this server's run_id) is reconciled before anything is sent again, and is not claimed
 -- until a lease has passed since the restart (a POST begun before the crash has ended by then).
 local campaign, batch, ledger = KEYS[1], KEYS[2], KEYS[3]
+local request_tat, message_tat, pause, suppressed, suppressed_version = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local lease_us = tonumber(ARGV[1])
+local req_step, msg_step, ahead_us = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local now, now_s = now_parts()
 local state = redis.call('HGET', campaign, 'state')
@@ -37,6 +47,16 @@ if state == S.QUEUED then set_state(campaign, S.RUNNING, 'started_at', now_s) en
 local token = run_id .. ':' .. redis.call('HINCRBY', batch, 'fence', 1)
 redis.call('HSET', batch, 'st', ST.IN_FLIGHT, 'lease', string.format('%d', now + lease_us), 'rc', '1',
            'tok', token, 'inc', run_id)
-local c = redis.call('HMGET', campaign, 'send_window', 'expires_at')
+local c = redis.call('HMGET', campaign, 'send_window', 'expires_at', 'supp_v')
+local check, slot = '1', ''
+if suppressed_version then
+  if redis.call('SCARD', suppressed) == 0 or (c[3] and (redis.call('GET', suppressed_version) or '0') == c[3]) then
+    check = '0'
+  end
+  if mode == 'send' and rc == '0' and not c[1] and not (c[2] and tonumber(c[2]) * 1000000 <= now) then
+    local messages = tonumber(redis.call('HGET', batch, 'size')) - redis.call('HLEN', ledger)
+    slot = take_slot(request_tat, message_tat, pause, req_step, msg_step, messages, ahead_us)
+  end
+end
 return {mode, rc, attempts or '0', redis.call('HGET', batch, 'p'), fails or '0', redis.call('HGETALL', ledger),
-        c[1] or '', c[2] or '', redis.call('HGET', batch, 'tz') or '', token}
+        c[1] or '', c[2] or '', redis.call('HGET', batch, 'tz') or '', token, check, slot}

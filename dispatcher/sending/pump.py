@@ -1,0 +1,139 @@
+"""Keep enough bulk requests in flight to fill the rate limit, whatever the network's latency.
+
+A worker that sends one batch at a time waits a round trip per batch: at 200 ms it cannot send
+more than 5 bulks a second. The pump runs the batches of a task concurrently on one thread pool
+per process and lets through, at once, about ``rate × latency × margin`` of them (Little's law):
+the rate is the account's limit, the latency the POST round trip it observes (an exponentially
+weighted mean), so the user never guesses a concurrency. The shared limiter in Redis still
+spaces every request; the gate only keeps the number of waiting threads, claimed batches and
+open connections near what the limit can use. A fixed ``in_flight`` (``dispatcher worker
+--concurrency N``) replaces the estimate.
+
+Each batch goes through :func:`dispatcher.sending.attempt.send_batch`, unchanged: claims,
+fencing, the ledger and pause/cancel (checked at every claim) behave as with one batch per task.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from dispatcher.instasent.client import InstasentClient
+from dispatcher.instasent.models import BulkIds
+from dispatcher.settings import Settings
+
+T = TypeVar("T")
+
+#: Most batches one process keeps in flight when the limit and the latency would ask for more.
+CEILING = 64
+#: Fewest batches in flight an automatic gate allows (a slow first answer must not stall the start).
+FLOOR = 2
+#: In flight = rate × latency × MARGIN: room for jitter in the round trips and the limiter's spacing.
+MARGIN = 1.5
+#: Latency assumed before the first answer (seconds): a transatlantic-ish guess, corrected at once.
+FIRST_LATENCY_S = 0.25
+#: Weight of a new round trip in the mean.
+ALPHA = 0.2
+#: Longest round trip (seconds) the mean takes in: a timeout says nothing about the usual latency.
+MAX_SAMPLE_S = 5.0
+
+
+def requests_per_s(settings: Settings) -> float:
+    """The bulk lane's request rate the account allows, in requests per second."""
+    rate = settings.rate_limit_per_min / 60
+    if settings.message_rate_per_s:
+        # 100 messages per bulk request: a message cap may be the tighter one.
+        rate = min(rate, settings.message_rate_per_s / 100)
+    return rate
+
+
+def in_flight_for(rate_per_s: float, latency_s: float, margin: float = MARGIN,
+                  floor: int = FLOOR, ceiling: int = CEILING) -> int:
+    """Requests to keep in flight to reach ``rate_per_s`` at ``latency_s`` seconds per round trip."""
+    wanted = math.ceil(rate_per_s * latency_s * margin) + 1
+    return max(floor, min(ceiling, wanted))
+
+
+class Pump:
+    """A thread pool with a gate that holds about ``rate × latency × margin`` batches in flight.
+
+    ``fixed`` > 0 pins the gate to that many (no estimate). Thread-safe; one per process.
+    """
+
+    def __init__(self, rate_per_s: float, fixed: int = 0, ceiling: int = CEILING) -> None:
+        self.rate_per_s = rate_per_s
+        self.fixed = fixed
+        self.ceiling = max(fixed, ceiling)
+        self.latency_s = FIRST_LATENCY_S
+        self._active = 0
+        self._cond = threading.Condition()
+        self._executor = ThreadPoolExecutor(max_workers=self.ceiling, thread_name_prefix="pump")
+
+    @property
+    def limit(self) -> int:
+        """Batches let through at once right now."""
+        if self.fixed:
+            return self.fixed
+        return in_flight_for(self.rate_per_s, self.latency_s, ceiling=self.ceiling)
+
+    def observe(self, round_trip_s: float) -> None:
+        """Fold one POST round trip (seconds) into the latency estimate."""
+        sample = min(MAX_SAMPLE_S, max(0.0, round_trip_s))
+        self.latency_s += ALPHA * (sample - self.latency_s)
+        with self._cond:
+            self._cond.notify_all()  # a longer latency may open the gate wider
+
+    def map(self, fn: Callable[[int], T], numbers: Sequence[int]) -> list[Future[T]]:
+        """Run ``fn(n)`` for every number, at most :attr:`limit` at once across the process.
+
+        Blocks until every call has passed the gate (not until they finish); returns their futures
+        in order. A call's exception is kept in its future.
+        """
+        futures: list[Future[T]] = []
+        for n in numbers:
+            self._enter()
+            try:
+                futures.append(self._executor.submit(self._run, fn, n))
+            except BaseException:
+                self._leave()
+                raise
+        return futures
+
+    def _run(self, fn: Callable[[int], T], n: int) -> T:
+        try:
+            return fn(n)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._cond:
+            while self._active >= self.limit:
+                self._cond.wait(0.5)
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify()
+
+    def shutdown(self) -> None:
+        """Stop the threads once the calls in progress finish."""
+        self._executor.shutdown(wait=True)
+
+
+class TimedClient(InstasentClient):
+    """An Instasent client that reports every successful bulk round trip to ``on_round_trip``."""
+
+    on_round_trip: Callable[[float], None] | None = None
+
+    def send_bulk_wire(self, items: Sequence[dict[str, Any]], deadline: float | None = None) -> BulkIds:
+        """``POST /sms/bulk`` (see :meth:`InstasentClient.send_bulk_wire`), timed."""
+        started = time.perf_counter()
+        result = super().send_bulk_wire(items, deadline=deadline)
+        if self.on_round_trip is not None:
+            self.on_round_trip(time.perf_counter() - started)
+        return result
