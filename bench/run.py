@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_preflight.py", "bench_sandbox.py", "bench_dispatch.py", "bench_webhook.py"]
+BENCHES = ["bench_preflight.py", "bench_sandbox.py", "bench_dispatch.py", "bench_webhook.py", "bench_scale.py"]
 
 
 def main() -> int:

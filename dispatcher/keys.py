@@ -82,6 +82,10 @@ class Keys:
         """Hash: ``clientId`` -> ``batch:index``, to match delivery reports to messages."""
         return f"{self.prefix}:c:{campaign_id}:ids"
 
+    def loader(self, campaign_id: str) -> str:
+        """String: the lease of the process loading the campaign's list (token, expiring)."""
+        return f"{self.prefix}:c:{campaign_id}:loader"
+
     def parked_in(self, campaign_id: str) -> str:
         """Sorted set of this campaign's batches waiting for a send window (score: release time)."""
         return f"{self.prefix}:c:{campaign_id}:parked"

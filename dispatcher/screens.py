@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -34,6 +34,9 @@ from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
+if TYPE_CHECKING:
+    from dispatcher.sending.loading import LoadProgress
+
 #: Console for normal output (stdout) and for errors (stderr).
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -52,10 +55,13 @@ def redact_url(url: str) -> str:
 # -- campaigns -----------------------------------------------------------------------------------
 
 
-def print_status(info: CampaignInfo, last_error: str = "") -> None:
-    """A readable summary of one campaign, with the last error a batch recorded when there is one."""
+def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | None = None) -> None:
+    """A readable summary of one campaign, with the last error a batch recorded when there is one
+    and how its list is loading while it loads."""
     table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
     table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    if load is not None:
+        table.add_row("list", load.describe().replace("ID", info.id))
     if last_error:
         table.add_row("last error", Text(last_error, style="red"))
     table.add_row("messages", str(info.total))

@@ -29,7 +29,7 @@ from dispatcher.cli._options import (
 )
 from dispatcher.resources import Resources
 from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
-from dispatcher.sending import campaigns, health
+from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
@@ -66,7 +66,7 @@ def status(
         _print_json(data)
         return
     info = store.get(campaign_id)
-    print_status(info, data["last_error"] or "")
+    print_status(info, data["last_error"] or "", loading.progress(store, campaign_id))
     opening = data["next_window_opens_at"]
     if opening:
         out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
@@ -111,18 +111,19 @@ def report(
         help="Report file: .csv (for scripts), .xlsx (for spreadsheets) or .parquet. Without it: CSV on stdout."),
 ) -> None:
     """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery)."""
-    from dispatcher.sending.report import build_report, report_csv, report_format, write_report
+    from dispatcher.sending.report import iter_report_csv, report_format, stream_report
 
     if output is not None:
         report_format(output)  # refuse an unknown format before reading anything
         writable_output(output)
     store, _ = _store(load_settings())
-    frame = build_report(store, campaign_id)
+    store.get(campaign_id)  # one sentence for an unknown id, before a file is made
     if output is None:
-        typer.echo(report_csv(frame), nl=False)
+        for piece in iter_report_csv(store, campaign_id):
+            typer.echo(piece, nl=False)
         return
-    kind = write_report(frame, output)
-    out.print(f"Wrote {len(frame)} messages to {output} ({kind}).")
+    kind, count = stream_report(store, campaign_id, output)
+    out.print(f"Wrote {count} messages to {output} ({kind}).")
 
 
 @app.command()
@@ -138,8 +139,27 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Resume a paused or failed campaign, or recover one whose workers died (safe to repeat)."""
     settings = load_settings()
     store, ops = _store(settings)
-    queued = campaigns.resume(store, ops, load_enqueuer(settings), campaign_id)
+    enqueuer = load_enqueuer(settings)
+    queued = campaigns.resume(store, ops, enqueuer, campaign_id)
     out.print(f"Campaign {campaign_id} resumed; {len(queued)} batches queued.")
+    _continue_loading(store, ops, enqueuer, settings, campaign_id)
+
+
+def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
+                      cid: str) -> None:
+    """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
+    from dispatcher.instasent.client import InstasentClient
+
+    load = loading.progress(store, cid)
+    if load is None:
+        return
+    if not load.interrupted:
+        out.print(f"Its list is still loading in another process ({load.describe()}).")
+        return
+    out.print(f"Loading its list from row {load.loaded_row + 1:,} ({load.stored:,} messages already stored).")
+    with InstasentClient.from_settings(settings) as client:
+        loaded = loading.load(store, ops, enqueuer, cid, client=client, settings=settings)
+    out.print(_loaded_sentence(cid, loaded))
 
 
 @app.command()
@@ -185,11 +205,19 @@ def submit(
     expire_after: ExpireAfter = None,
     wait: bool = typer.Option(False, "--wait", help="Show progress until the campaign completes or stops."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=100,
+                                   help="Rows read, checked and stored at a time (memory grows with it)."),
 ) -> None:
-    """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign."""
+    """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
+
+    The list is checked in one pass that keeps no rows (the budget guard refuses before anything is
+    stored), then stored chunk by chunk: sending starts with the first chunk.
+    """
+    from dispatcher.instasent.client import InstasentClient
+    from dispatcher.preflight.result import PreflightResult
     from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.durability import Epoch, check_persistence
-    from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
+    from dispatcher.sending.submission import SubmitOptions
 
     options = SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
@@ -198,19 +226,29 @@ def submit(
     store, ops = _store(settings)
     check_persistence(store.redis, settings)
     Epoch(store.redis, store.keys).check()
-    with lookup_progress() as progress:
-        result = preflight_file(file, options.preflight, settings, store.redis, progress,
-                                confirm=confirm_lookups(as_json))
+
+    def counted(result: PreflightResult) -> None:
+        if not as_json:
+            print_summary(result)
+
+    def created(cid: str) -> None:
+        if not as_json:
+            out.print(f"Submitted campaign [bold]{cid}[/]; sending starts while the list loads. "
+                      f"Watch it with `dispatcher status {cid} --watch`.")
+
+    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
+        cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
+                                             options=options.preflight, client=client,
+                                             name=options.name or file.name, send_window=options.send_window,
+                                             expire_after_s=options.expire_after_s, progress_cb=progress,
+                                             on_counted=counted, on_created=created,
+                                             confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
     if not as_json:
-        print_summary(result)
-    cid = submit_result(store, ops, load_enqueuer(settings), settings, result, options)
-    if not as_json:
-        out.print(f"Submitted campaign [bold]{cid}[/] ({result.message_count} messages). "
-                  f"Watch it with `dispatcher status {cid} --watch`.")
+        out.print(_loaded_sentence(cid, loaded))
     registry = _registry(settings)
-    if not wait:
+    if not wait or loaded.outcome != "complete":
         if as_json:
-            _print_json(store.get(cid).to_json())
+            _print_json(campaigns.status(store, cid))
         if not registry.alive():
             echo_warning(f"{health.NO_WORKER}.")
         return
@@ -218,6 +256,15 @@ def submit(
     if health.stopped_badly(info):
         _refuse_bad_end(store, info, as_json)
     if as_json:
-        _print_json(info.to_json())
+        _print_json(campaigns.status(store, cid))
     else:
         print_status(info, health.last_error(store, cid) if _has_failures(info) else "")
+
+
+def _loaded_sentence(cid: str, loaded: loading.Loaded) -> str:
+    """What became of the loading, in one sentence."""
+    if loaded.outcome == "complete":
+        return f"Campaign {cid}: all {loaded.stored:,} messages stored."
+    if loaded.outcome == "stopped":
+        return f"Campaign {cid} is {loaded.state}: loading stopped; `dispatcher resume {cid}` continues it."
+    return f"Campaign {cid}: another process took over loading it."

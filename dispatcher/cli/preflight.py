@@ -39,7 +39,8 @@ def preflight(
     hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
-    rejects_out: Path | None = typer.Option(None, "--rejects-out", help="Write rejected rows to this CSV."),
+    rejects_out: Path | None = typer.Option(None, "--rejects-out",
+                                            help="Write rejected rows to this file: .csv or .parquet."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Count messages, parts and cost of a campaign and list the rows that will not be sent.
@@ -52,7 +53,7 @@ def preflight(
     resources = load_resources()
     with lookup_progress() as progress:
         result = preflight_file(file, options, resources.settings, resources.redis, progress,
-                                confirm=confirm_lookups(as_json))
+                                confirm=confirm_lookups(as_json), streamed=True)
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

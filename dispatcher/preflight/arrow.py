@@ -37,7 +37,8 @@ def repeat(value: str, n: int) -> pa.Array:
 
 def subset(values: pa.Array, idx: np.ndarray) -> pa.Array:
     """``values.take(idx)``, without copying when ``idx`` is every row in order."""
-    if len(idx) == len(values) and (len(idx) == 0 or (idx[0] == 0 and idx[-1] == len(idx) - 1)):
+    # First and last alone are not enough: a permutation such as [0, 2, 1, 3] must be taken.
+    if len(idx) == len(values) and np.array_equal(idx, np.arange(len(idx))):
         return values
     return values.take(pa.array(idx))
 

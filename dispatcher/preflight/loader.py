@@ -57,6 +57,10 @@ class _RaggedRows(Exception):
     """pyarrow met a row whose field count differs from the header's."""
 
 
+class RaggedRows(Exception):
+    """:func:`stream` met a ragged row with pyarrow's reader: read again with ``tolerant=True``."""
+
+
 # -- reading -----------------------------------------------------------------------------------------
 
 
@@ -80,24 +84,50 @@ def scan(fmt: FileFormat, process: Callable[[Chunk], T], *, chunk_rows: int = DE
         return _ordered_map(process, _python_chunks(fmt, chunk_rows), workers)
 
 
+def stream(fmt: FileFormat, process: Callable[[Chunk], T], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+           block_bytes: int = DEFAULT_BLOCK_BYTES, workers: int = 1, tolerant: bool = False) -> Iterator[T]:
+    """Like :func:`scan`, but yield each answer as soon as it is ready, so nothing accumulates.
+
+    CSV is read by pyarrow unless ``tolerant``; a ragged row then raises :class:`RaggedRows`,
+    possibly after some answers were yielded: read again with ``tolerant=True`` (Python's reader).
+
+    Raises:
+        InputError: when the file cannot be read as its format says.
+        RaggedRows: see above.
+    """
+    if fmt.kind == "xlsx":
+        yield from _ordered_iter(process, _xlsx_chunks(fmt, chunk_rows), workers)
+    elif tolerant:
+        yield from _ordered_iter(process, _python_chunks(fmt, chunk_rows), workers)
+    else:
+        try:
+            yield from _ordered_iter(process, _arrow_chunks(fmt, chunk_rows, block_bytes), workers)
+        except _RaggedRows:
+            raise RaggedRows() from None
+
+
 def _ordered_map(process: Callable[[Chunk], T], chunks: Iterator[Chunk], workers: int) -> list[T]:
     """``[process(c) for c in chunks]`` with up to ``workers`` chunks in flight."""
+    return list(_ordered_iter(process, chunks, workers))
+
+
+def _ordered_iter(process: Callable[[Chunk], T], chunks: Iterator[Chunk], workers: int) -> Iterator[T]:
+    """``process(c) for c in chunks``, in order, with up to ``workers`` chunks in flight."""
     if workers <= 1:
-        return [process(c) for c in chunks]
-    results: list[T] = []
+        yield from (process(c) for c in chunks)
+        return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
         pending: deque[Future[T]] = deque()
         try:
             for chunk in chunks:
                 pending.append(pool.submit(process, chunk))
                 if len(pending) >= workers:
-                    results.append(pending.popleft().result())
+                    yield pending.popleft().result()
             while pending:
-                results.append(pending.popleft().result())
+                yield pending.popleft().result()
         finally:
             for future in pending:
                 future.cancel()
-    return results
 
 
 def _arrow_chunks(fmt: FileFormat, chunk_rows: int, block_bytes: int) -> Iterator[Chunk]:
@@ -137,18 +167,23 @@ def _batches(reader: Any) -> Iterator[pa.RecordBatch]:
 
 
 def _grouped(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[Chunk]:
-    """Join batches into chunks of about ``chunk_rows`` rows, numbered from row 2."""
+    """Cut batches into chunks of ``chunk_rows`` rows (the last may be shorter), numbered from row 2."""
     pending: list[pa.RecordBatch] = []
     size, next_row = 0, 2
     for batch in batches:
         pending.append(batch)
         size += batch.num_rows
-        if size >= chunk_rows:
-            chunk = _chunk(pa.Table.from_batches(pending), next_row)
-            next_row += size
-            pending, size = [], 0
+        if size < chunk_rows:
+            continue
+        table = pa.Table.from_batches(pending)
+        start = 0
+        while size - start >= chunk_rows:
+            chunk = _chunk(table.slice(start, chunk_rows), next_row)
+            start, next_row = start + chunk_rows, next_row + chunk_rows
             if chunk is not None:
                 yield chunk
+        pending = table.slice(start).to_batches() if start < size else []
+        size -= start
     if pending:
         chunk = _chunk(pa.Table.from_batches(pending), next_row)
         if chunk is not None:

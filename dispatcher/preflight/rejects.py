@@ -34,12 +34,15 @@ def safe_cell(value: object) -> str:
 
 
 def write_rejects(path: str | Path, rejects: Iterable[Reject]) -> int:
-    """Write ``row,value,reason`` rows as UTF-8 CSV with a byte-order mark (Excel reads it right);
-    returns the number of rows written.
+    """Write ``row,value,reason`` rows as UTF-8 CSV with a byte-order mark (Excel reads it right),
+    or as Parquet when ``path`` ends in ``.parquet``; returns the number of rows written. Rows are
+    written as they come (Parquet in row groups), so memory does not grow with their number.
 
     Raises:
         OSError: when the file cannot be written.
     """
+    if str(path).lower().endswith((".parquet", ".pq")):
+        return _write_parquet(path, rejects)
     count = 0
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f)
@@ -48,3 +51,36 @@ def write_rejects(path: str | Path, rejects: Iterable[Reject]) -> int:
             writer.writerow([reject.row, safe_cell(reject.value), safe_cell(reject.reason)])
             count += 1
     return count
+
+
+#: Rejects per Parquet row group.
+ROW_GROUP = 100_000
+
+
+def _write_parquet(path: str | Path, rejects: Iterable[Reject]) -> int:
+    """Parquet, values untouched (no spreadsheet runs them), one row group per :data:`ROW_GROUP` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("row", pa.int64()), ("value", pa.string()), ("reason", pa.string())])
+    count = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for group in batched(rejects, ROW_GROUP):
+            writer.write_table(pa.table([[r.row for r in group], [r.value for r in group], [r.reason for r in group]],
+                                        schema=schema))
+            count += len(group)
+        if count == 0:
+            writer.write_table(schema.empty_table())
+    return count
+
+
+def batched(items: Iterable[Reject], size: int) -> Iterable[list[Reject]]:
+    """``items`` in lists of ``size`` (the last may be shorter)."""
+    group: list[Reject] = []
+    for item in items:
+        group.append(item)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ class PreflightResult:
     currency: str
     balance: float
     by_country: dict[str, CountrySummary]
-    rejects: list[Reject]
+    rejects: Sequence[Reject]
     messages: pd.DataFrame = field(repr=False)
     #: Rejected rows with no value for a placeholder of the text (counted among ``rejected``).
     empty_values: int = 0

@@ -81,14 +81,19 @@ def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, se
 def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
     """The ``status --json`` object of one campaign, with when its next send window opens (Unix s),
     the watchdog's last sweep, the workers alive, whether it waits for a worker none runs, and its
-    last error (see ``health``).
+    last error (see ``health``) and, while its list still loads, ``loading`` (see
+    :func:`dispatcher.sending.loading.progress`).
 
     Raises:
         UnknownItem: when no campaign has that id.
     """
+    from dispatcher.sending.loading import progress  # loading builds on this module
+
     info = store.get(campaign_id)
+    load = progress(store, campaign_id)
     return {**info.to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
-            "last_sweep": store.last_sweep(), **health.campaign_health(store, info)}
+            "last_sweep": store.last_sweep(), **health.campaign_health(store, info),
+            "loading": load.to_json() if load else None}
 
 
 def pause(store: CampaignStore, campaign_id: str, reason: str = "paused by user") -> str:

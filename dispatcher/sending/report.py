@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
@@ -18,8 +22,31 @@ COLUMNS = ("row", "to", "clientId", "status", "instasent_id", "parts", "price", 
            "delivered_at")
 
 
+#: Messages per streamed piece (CSV write or Parquet row group) of a report.
+PIECE_ROWS = 20_000
+
+SCHEMA = pa.schema([("row", pa.int64()), ("to", pa.string()), ("clientId", pa.string()), ("status", pa.string()),
+                    ("instasent_id", pa.string()), ("parts", pa.int64()), ("price", pa.float64()),
+                    ("attempts", pa.int64()), ("error", pa.string()), ("delivery", pa.string()),
+                    ("delivered_at", pa.string())])
+
+
 def build_report(store: CampaignStore, cid: str) -> pd.DataFrame:
     """Every message of campaign ``cid`` with its status, Instasent id, parts, price and error."""
+    columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
+    for piece in _pieces(store, cid, PIECE_ROWS):
+        for name in COLUMNS:
+            columns[name] += piece[name]
+    return pd.DataFrame(columns)
+
+
+def iter_report(store: CampaignStore, cid: str, piece_rows: int = PIECE_ROWS) -> Iterator[pa.Table]:
+    """:func:`build_report` in pieces of about ``piece_rows`` messages, in order (bounded memory)."""
+    for piece in _pieces(store, cid, piece_rows):
+        yield pa.table(piece, schema=SCHEMA)
+
+
+def _pieces(store: CampaignStore, cid: str, piece_rows: int) -> Iterator[dict[str, list[object]]]:
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
     for n, messages, records in store.iter_batches(cid):
         deliveries = store.deliveries(cid, n)
@@ -38,7 +65,56 @@ def build_report(store: CampaignStore, cid: str) -> pd.DataFrame:
             columns["price"].append(messages.price[i])
             columns["attempts"].append(record.attempts if record else 0)
             columns["error"].append(record.error if record else "")
-    return pd.DataFrame(columns)
+        if len(columns["row"]) >= piece_rows:
+            yield columns
+            columns = {name: [] for name in COLUMNS}
+    if columns["row"]:
+        yield columns
+
+
+def iter_report_csv(store: CampaignStore, cid: str, piece_rows: int = PIECE_ROWS) -> Iterator[str]:
+    """:func:`report_csv` in pieces of CSV text (the header in the first), for standard output."""
+    header = True
+    for table in iter_report(store, cid, piece_rows):
+        yield _csv_safe(table.to_pandas()).to_csv(index=False, header=header)
+        header = False
+    if header:
+        yield _csv_safe(SCHEMA.empty_table().to_pandas()).to_csv(index=False)
+
+
+def stream_report(store: CampaignStore, cid: str, path: Path, piece_rows: int = PIECE_ROWS) -> tuple[str, int]:
+    """Write the report of ``cid`` to ``path`` piece by piece, as :func:`write_report` writes it
+    (CSV in pieces, Parquet in row groups; ``.xlsx``, at most a sheet's rows, is built whole);
+    returns ``(format, messages written)``. Memory stays that of one piece.
+
+    Raises:
+        InputError: for an unknown extension, or when the file cannot be written.
+    """
+    kind = report_format(path)
+    if kind == "xlsx":
+        frame = build_report(store, cid)
+        return write_report(frame, path), len(frame)
+    count = 0
+    try:
+        if kind == "parquet":
+            with pq.ParquetWriter(str(path), SCHEMA) as writer:
+                for table in iter_report(store, cid, piece_rows):
+                    writer.write_table(table)
+                    count += table.num_rows
+                if count == 0:
+                    writer.write_table(SCHEMA.empty_table())
+            return kind, count
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "wt", encoding="utf-8", newline="") as f:
+            header = True
+            for table in iter_report(store, cid, piece_rows):
+                _csv_safe(table.to_pandas()).to_csv(f, index=False, header=header)
+                header, count = False, count + table.num_rows
+            if header:
+                _csv_safe(SCHEMA.empty_table().to_pandas()).to_csv(f, index=False)
+        return kind, count
+    except OSError as exc:
+        raise InputError(f"cannot write the report to {path}: {exc.strerror or exc}.") from None
 
 
 def write_report(frame: pd.DataFrame, path: Path) -> str:

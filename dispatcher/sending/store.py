@@ -107,13 +107,16 @@ class CampaignStore:
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
                options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
                send_window: Window | None = None, expires_at: float | None = None,
-               zones: list[str] | None = None, suppression_version: int | None = None) -> str:
+               zones: list[str] | None = None, suppression_version: int | None = None,
+               loading: bool = False) -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of ``BatchMessages`` (``row``, ``to``, ``text``, ``sender``,
         ``parts``, ``unicode``, ``price``, ``country``), one row per message, in sending order.
         With ``zones`` (one time-zone key per message, equal keys contiguous), batches never mix
-        keys, so a batch's send window is one question. ``window`` is the queue window (batches).
+        keys, so a batch's send window is one question. ``window`` is the queue window (batches). With
+        ``loading``, the campaign's list is still being stored (see :mod:`dispatcher.sending.loading`):
+        it is never completed before that ends.
         """
         campaign_id = secrets.token_hex(5)
         total = len(messages)
@@ -138,6 +141,8 @@ class CampaignStore:
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
             "parked": 0, "waiting": 0, **{f: 0 for f in _COUNT_FIELDS},
         }
+        if loading:
+            fields["loading"] = 1
         if send_window is not None:
             fields["send_window"] = orjson.dumps(send_window.to_json())
         if expires_at is not None:
@@ -148,7 +153,7 @@ class CampaignStore:
         pipe.hset(self.keys.campaign(campaign_id), mapping=fields)
         pipe.zadd(self.keys.campaigns(), {campaign_id: now})
         pipe.execute()
-        if batches == 0:
+        if batches == 0 and not loading:
             self.transition(campaign_id, State.COMPLETED, "nothing to send")
         return campaign_id
 

@@ -17,6 +17,7 @@ from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.hlr import Progress
 from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_sendable
+from dispatcher.preflight.stream import preflight_streamed
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
@@ -52,11 +53,15 @@ class SubmitOptions:
 
 
 def preflight_file(path: str | Path, options: PreflightOptions, settings: Settings, client: redis.Redis,
-                   progress: Progress | None = None, confirm: Confirm | None = None) -> PreflightResult:
+                   progress: Progress | None = None, confirm: Confirm | None = None, *,
+                   streamed: bool = False) -> PreflightResult:
     """Preflight the file at ``path`` with a fresh Instasent client (prices, balance, HLR).
 
     HLR lookups are paid for only with ``options.hlr`` True, or when ``confirm`` (a person, shown
     their estimate) says yes; without it they are only estimated (see ``preflight.lookups``).
+
+    ``streamed`` reads it chunk by chunk in bounded memory (:mod:`dispatcher.preflight.stream`):
+    the same totals and rejects, but no ``messages`` (nothing to submit from it).
 
     Raises:
         InputError: a file or option the user must fix.
@@ -64,6 +69,9 @@ def preflight_file(path: str | Path, options: PreflightOptions, settings: Settin
         DispatcherError: Instasent or Redis trouble.
     """
     with InstasentClient.from_settings(settings) as instasent:
+        if streamed:
+            return preflight_streamed(path, options, settings=settings, redis=client, client=instasent,
+                                      progress=progress, confirm=confirm)
         return run_preflight(path, options, settings=settings, redis=client, client=instasent, progress=progress,
                              confirm=confirm)
 

@@ -16,7 +16,9 @@ local function reserve_and_complete(campaign, batch, now_s)
       if batch then redis.call('HSET', batch, 'tu', a .. ':' .. b) end
     end
   end
-  if settled >= batches and set_state(campaign, S.COMPLETED, 'finished_at', now_s, 'reason', '') then
+  -- A campaign whose list is still loading (dispatcher.sending.loading) is never complete.
+  local loading = redis.call('HGET', campaign, 'loading') == '1'
+  if settled >= batches and not loading and set_state(campaign, S.COMPLETED, 'finished_at', now_s, 'reason', '') then
     state = S.COMPLETED
   end
   return {a, b, state}

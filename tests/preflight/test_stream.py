@@ -1,0 +1,158 @@
+"""The streamed preflight answers exactly what the whole-file preflight answers, in bounded memory."""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import redis
+
+from dispatcher.instasent.client import InstasentClient
+from dispatcher.keys import Keys
+from dispatcher.preflight.check import run_preflight
+from dispatcher.preflight.dedup import SeenNumbers
+from dispatcher.preflight.rejects import Reject, write_rejects
+from dispatcher.preflight.result import PreflightOptions
+from dispatcher.preflight.spill import RejectSpill
+from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
+from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.settings import Settings
+from tests.conftest import SandboxHandle
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.csv"
+
+
+@pytest.fixture()
+def client(settings: Settings) -> Iterator[InstasentClient]:
+    with InstasentClient.from_settings(settings) as instasent:
+        yield instasent
+
+
+def messy_list(path: Path, n: int = 2500, seed: int = 3) -> Path:
+    """Valid mobiles in several formats and countries, duplicates far apart (across chunks), junk,
+    a ragged row, an empty text and a Unicode name."""
+    rng = random.Random(seed)
+    numbers = [f"6{10_000_000 + rng.randrange(10**7):08d}" for _ in range(n)]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phone", "name", "country"])
+        for i, number in enumerate(numbers):
+            roll = rng.random()
+            if roll < 0.05:
+                writer.writerow([rng.choice(["n/a", "3.4612E+10", "12345", "+34 912 345 678"]), "x", "ES"])
+            elif roll < 0.15 and i > 300:
+                earlier = numbers[rng.randrange(i - 300)]
+                writer.writerow([f"+34 {earlier[:3]} {earlier[3:]}", f"dup {i}", ""])
+            elif roll < 0.18:
+                writer.writerow([f"+351 91{rng.randrange(10**7):07d}", "João", "PT"])
+            elif roll < 0.19:
+                writer.writerow([number, "", "XX"])
+            else:
+                writer.writerow([number, rng.choice(["Ana", "Zoë", "Łukasz"]), "ES"])
+        writer.writerow(["612000001", "ragged", "ES", "extra"])
+    return path
+
+
+def both(path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient, chunk_rows: int,
+         **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    opts = PreflightOptions(**{"text": "Hola {name}", "sender": "Shop", "country": "ES", "hlr": False, **options})
+    old = run_preflight(path, opts, settings=settings, redis=redis_client, client=client).to_json()
+    new = preflight_streamed(path, opts, settings=settings, redis=redis_client, client=client,
+                             chunk_rows=chunk_rows).to_json()
+    return old, new
+
+
+@pytest.mark.parametrize("chunk_rows", [97, 500, 100_000])
+def test_streamed_totals_and_rejects_equal_the_whole_file_path(
+        tmp_path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient,
+        chunk_rows: int) -> None:
+    path = messy_list(tmp_path / "list.csv")
+    SuppressionList(redis_client, Keys(settings.key_prefix)).add(["+34610000007", "+351910000001"])
+    old, new = both(path, settings, redis_client, client, chunk_rows, text="Hola {name}")
+    assert old["duplicates"] > 100 and old["rejected"] > 50  # the file exercises every step
+    assert new == old
+
+
+def test_the_example_campaign_and_gsm_only_give_the_same_answer_streamed(
+        settings: Settings, redis_client: redis.Redis, client: InstasentClient) -> None:
+    old, new = both(EXAMPLE, settings, redis_client, client, 128, text="Hola {name} de {city}", gsm_only=True)
+    assert new == old
+
+
+def test_with_hlr_the_streamed_preflight_pays_the_same_lookups_and_rejects_the_same_numbers(
+        tmp_path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient,
+        sandbox: SandboxHandle) -> None:
+    path = messy_list(tmp_path / "list.csv", n=600)
+    opts = PreflightOptions(text="Hola {name}", sender="Shop", country="ES", hlr=True)
+    old = run_preflight(path, opts, settings=settings, redis=redis_client, client=client).to_json()
+    redis_client.flushall()
+    sandbox.reset()
+    new = preflight_streamed(path, opts, settings=settings, redis=redis_client, client=client,
+                             chunk_rows=150).to_json()
+    assert old["lookups"] > 0 and any(r["reason"].startswith("HLR") for r in old["rejects"])
+    assert new == old
+
+
+def test_lookups_that_alone_exceed_the_balance_are_refused_before_any_is_paid(
+        tmp_path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient,
+        sandbox: SandboxHandle) -> None:
+    from dispatcher.errors import BudgetExceeded
+
+    path = messy_list(tmp_path / "list.csv", n=600)
+    sandbox.reset(balance=1.0)
+    with pytest.raises(BudgetExceeded, match="HLR lookups alone"):
+        preflight_streamed(path, PreflightOptions(text="Hola {name}", sender="Shop", country="ES", hlr=True),
+                           settings=settings, redis=redis_client, client=client, chunk_rows=100)
+    assert sandbox.stats().get("lookups", 0) == 0
+    assert not list(redis_client.scan_iter(f"{settings.key_prefix}:hlr:*"))
+
+
+def test_chunks_stream_the_same_messages_the_whole_file_path_keeps(
+        tmp_path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient) -> None:
+    path = messy_list(tmp_path / "list.csv")
+    opts = PreflightOptions(text="Hola {name}", sender="Shop", country="ES", hlr=False)
+    old = run_preflight(path, opts, settings=settings, redis=redis_client, client=client)
+    streamed = StreamedPreflight(path, opts, settings=settings, redis=redis_client, client=client, chunk_rows=333)
+    streamed.count()
+    tables = [chunk.messages for chunk in streamed.chunks()]
+    frame = pa.concat_tables(tables).to_pandas().astype(old.messages.dtypes.to_dict())
+    pd.testing.assert_frame_equal(frame.reset_index(drop=True), old.messages.reset_index(drop=True))
+
+
+def test_seen_numbers_find_every_duplicate_across_chunks_exactly() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.integers(34_600_000_000, 34_600_050_000, size=40_000)
+    seen = SeenNumbers()
+    got = np.concatenate([seen.first_sightings(pa.array([f"+{v}" for v in values[i:i + 777]]))
+                          for i in range(0, len(values), 777)])
+    assert (got == ~pd.Series(values).duplicated().to_numpy()).all()
+    assert seen.count == len(set(values.tolist())) and seen.nbytes == 8 * seen.count
+
+
+def test_rejects_spill_to_disk_and_write_as_csv_or_parquet(tmp_path: Path) -> None:
+    spill = RejectSpill()
+    rejects = [Reject(i + 2, f"=bad{i}", "not a phone number") for i in range(1234)]
+    spill.extend(rejects[:1000])
+    spill.extend(rejects[1000:])
+    assert len(spill) == 1234 and list(spill) == rejects and spill[:3] == rejects[:3] and spill[1233] == rejects[-1]
+    assert write_rejects(tmp_path / "r.csv", spill) == 1234
+    csv_rows = pd.read_csv(tmp_path / "r.csv", encoding="utf-8-sig", dtype=str)
+    assert csv_rows["value"].iloc[0] == "'=bad0"  # spreadsheet-safe
+    assert write_rejects(tmp_path / "r.parquet", spill) == 1234
+    parquet = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(parquet["row"]) == [r.row for r in rejects] and parquet["value"].iloc[0] == "=bad0"
+
+
+def test_a_permutation_of_every_row_is_taken_not_returned_as_it_was() -> None:
+    from dispatcher.preflight.arrow import subset
+
+    values = pa.array(["a", "b", "c", "d"])
+    assert subset(values, np.array([0, 2, 1, 3])).to_pylist() == ["a", "c", "b", "d"]
+    assert subset(values, np.arange(4)) is values

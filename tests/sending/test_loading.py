@@ -1,0 +1,190 @@
+"""Campaigns that send while their list loads: real Redis, a real worker, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from dispatcher.errors import BudgetExceeded
+from dispatcher.instasent.client import InstasentClient
+from dispatcher.preflight.result import PreflightOptions
+from dispatcher.sending import campaigns, loading
+from dispatcher.sending.report import build_report, stream_report, write_report
+from dispatcher.settings import Settings
+from tests.conftest import SandboxHandle
+from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished
+
+pytestmark = pytest.mark.slow
+
+OPTIONS = PreflightOptions(text="Hola {name}", sender="ACME", country="ES", hlr=False)
+
+
+def recipients_csv(path: Path, n: int, duplicates_every: int = 0) -> Path:
+    """``n`` Spanish mobiles in national form; with ``duplicates_every``, every k-th row repeats an
+    earlier number written in E.164 (so duplicates cross chunk boundaries)."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phone", "name"])
+        for i in range(n):
+            if duplicates_every and i and i % duplicates_every == 0:
+                writer.writerow([f"+34 {number(i // 3)}", f"dup {i}"])
+            else:
+                writer.writerow([number(i), f"Cliente {i}"])
+        writer.writerow(["12345", "bad"])
+    return path
+
+
+def number(k: int) -> str:
+    """The k-th Spanish mobile of the test lists (national form)."""
+    return f"6{10_000_000 + k:08d}"
+
+
+class HookedEnqueuer:
+    """The real enqueuer, plus ``hook(campaign_id, call number)`` after each enqueue."""
+
+    def __init__(self, inner: campaigns.Enqueuer, hook: Callable[[str, int], None]) -> None:
+        self.inner, self.hook, self.calls = inner, hook, 0
+
+    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
+        self.inner.enqueue(campaign_id, numbers)
+        self.calls += 1
+        self.hook(campaign_id, self.calls)
+
+
+@pytest.fixture()
+def harness(settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandle) -> Iterator[Harness]:
+    h = Harness(settings.with_overrides(queue_window=8), redis_client, sandbox)
+    yield h
+    h.stop()
+
+
+def submit(h: Harness, path: Path, enqueuer: campaigns.Enqueuer, chunk_rows: int = 500,
+           options: PreflightOptions = OPTIONS) -> tuple[str, loading.Loaded]:
+    with InstasentClient.from_settings(h.settings) as client:
+        cid, _, loaded = loading.submit_file(h.store, h.ops, enqueuer, h.settings, path=path, options=options,
+                                             client=client, name="streamed", chunk_rows=chunk_rows)
+    return cid, loaded
+
+
+def poll(what: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_a_streamed_list_is_sent_exactly_once_and_completes(harness: Harness, tmp_path: Path) -> None:
+    harness.start_worker()
+    path = recipients_csv(tmp_path / "list.csv", 3000, duplicates_every=7)
+    cid, loaded = submit(harness, path, harness.enqueuer)
+    assert loaded.outcome == "complete"
+    info = harness.wait(cid, finished)
+    assert info.state == "completed"
+    assert info.total == loaded.stored == info.preflight["valid"]
+    assert_exactly_once(harness, cid, info)
+    assert loading.progress(harness.store, cid) is None
+    assert len(harness.store.rejects(cid)) == 1
+    # Streamed in small pieces, the report is the one built whole.
+    write_report(build_report(harness.store, cid), tmp_path / "whole.csv")
+    assert stream_report(harness.store, cid, tmp_path / "streamed.csv", piece_rows=250) == ("csv", info.total)
+    assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "streamed.csv").read_bytes()
+    write_report(build_report(harness.store, cid), tmp_path / "whole.parquet")
+    stream_report(harness.store, cid, tmp_path / "streamed.parquet", piece_rows=250)
+    streamed = pq.ParquetFile(tmp_path / "streamed.parquet")
+    assert streamed.num_row_groups > 1
+    pd.testing.assert_frame_equal(streamed.read().to_pandas(), pd.read_parquet(tmp_path / "whole.parquet"))
+
+
+def test_a_bulk_is_accepted_while_the_list_still_loads(harness: Harness, tmp_path: Path) -> None:
+    harness.start_worker()
+    seen: list[bool] = []
+
+    def after_first_chunk(cid: str, call: int) -> None:
+        if call == 1:
+            poll(lambda: harness.store.get(cid).counts["sent"] > 0)
+            progress = loading.progress(harness.store, cid)
+            seen.append(progress is not None and progress.loading and not progress.interrupted)
+
+    path = recipients_csv(tmp_path / "list.csv", 2000)
+    cid, _ = submit(harness, path, HookedEnqueuer(harness.enqueuer, after_first_chunk))
+    assert seen == [True]
+    assert harness.sandbox.stats()["accepted"] > 0
+    info = harness.wait(cid, finished)
+    assert info.state == "completed" and info.counts["sent"] == 2000
+    assert_exactly_once(harness, cid, info)
+
+
+def test_a_campaign_is_never_completed_while_its_list_loads(harness: Harness, tmp_path: Path) -> None:
+    harness.start_worker()
+    states: list[str] = []
+
+    def settle_everything_stored(cid: str, call: int) -> None:
+        if call <= 2:  # every batch stored so far has settled, and more rows are coming
+            poll(lambda: (i := harness.store.get(cid)).settled == i.batches > 0)
+            states.append(harness.store.get(cid).state)
+
+    path = recipients_csv(tmp_path / "list.csv", 1500)
+    cid, _ = submit(harness, path, HookedEnqueuer(harness.enqueuer, settle_everything_stored))
+    assert states == ["running", "running"]
+    info = harness.wait(cid, finished)
+    assert info.state == "completed" and info.counts["sent"] == 1500
+
+
+def test_cancel_during_loading_stops_loading_and_sending(harness: Harness, tmp_path: Path) -> None:
+    harness.sandbox.faults(latency_ms=30)
+    harness.start_worker()
+
+    def cancel_after_first_chunk(cid: str, call: int) -> None:
+        if call == 1:
+            campaigns.cancel(harness.store, harness.ops, cid, ttl_s=3600)
+
+    path = recipients_csv(tmp_path / "list.csv", 3000)
+    cid, loaded = submit(harness, path, HookedEnqueuer(harness.enqueuer, cancel_after_first_chunk))
+    assert loaded.outcome == "stopped" and loaded.state == "cancelled"
+    info = harness.wait(cid, lambda i: i.counts["pending"] == 0 and i.counts["unknown"] == 0)
+    assert info.state == "cancelled" and info.total == 500  # the first chunk only
+    assert info.counts["sent"] + info.counts["cancelled"] == 500
+    assert info.counts["sent"] == len(harness.accepted_per_client_id(cid))
+    assert loading.progress(harness.store, cid) is None
+
+
+def test_pause_during_loading_stops_it_and_resume_loads_the_rest(harness: Harness, tmp_path: Path) -> None:
+    harness.start_worker()
+
+    def pause_after_second_chunk(cid: str, call: int) -> None:
+        if call == 2:
+            campaigns.pause(harness.store, cid)
+
+    path = recipients_csv(tmp_path / "list.csv", 2500, duplicates_every=5)
+    cid, loaded = submit(harness, path, HookedEnqueuer(harness.enqueuer, pause_after_second_chunk))
+    assert loaded.outcome == "stopped" and loaded.state == "paused"
+    progress = loading.progress(harness.store, cid)
+    assert progress is not None and progress.interrupted and progress.stored < progress.expected
+    assert harness.store.get(cid).state == "paused"
+    campaigns.resume(harness.store, harness.ops, harness.enqueuer, cid)
+    with InstasentClient.from_settings(harness.settings) as client:
+        again = loading.load(harness.store, harness.ops, harness.enqueuer, cid, client=client,
+                             settings=harness.settings)
+    assert again.outcome == "complete"
+    info = harness.wait(cid, finished)
+    assert info.state == "completed" and info.total == info.preflight["valid"]
+    assert_exactly_once(harness, cid, info)
+    sent = sorted(m["to"] for m in harness.sandbox.messages() if str(m["clientId"]).startswith(cid))
+    assert len(sent) == len(set(sent)) == info.total
+
+
+def test_the_budget_guard_refuses_before_anything_is_stored(harness: Harness, tmp_path: Path,
+                                                             redis_client: redis.Redis) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 800)
+    options = PreflightOptions(text="Hola {name}", sender="ACME", country="ES", hlr=False, max_cost=1.0)
+    with pytest.raises(BudgetExceeded):
+        submit(harness, path, harness.enqueuer, options=options)
+    assert harness.store.recent() == []
+    assert not [k for k in redis_client.scan_iter("dsptest:c:*")]
