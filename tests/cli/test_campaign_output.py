@@ -10,21 +10,12 @@ from pathlib import Path
 import openpyxl
 import orjson
 import pytest
-import redis
 
 from dispatcher.dev.services import start_worker
 from tests.cli.test_campaigns import json_of, one_sentence_error, recipients_csv, run
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.conftest import SandboxHandle
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def env(redis_url: str, sandbox: SandboxHandle, redis_client: redis.Redis) -> dict[str, str]:
-    return {"REDIS_URL": redis_url, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
-            "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000",
-            "DISPATCHER_RETRY_BACKOFF": "0.05", "DISPATCHER_RECONCILE_DELAY": "0.2",
-            "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
 
 
 def submitted(env: dict[str, str], path: Path, *options: str) -> str:

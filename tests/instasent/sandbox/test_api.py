@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,14 +15,6 @@ ES_PRICE = 0.045
 LOOKUP_PRICE = 0.004
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 ENTITY_ID = re.compile(r"[0-9a-f]{24}")
-
-
-@pytest.fixture()
-def api(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
-    """A client of the session sandbox that sends the token as a Bearer header."""
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-                      timeout=10) as client:
-        yield client
 
 
 def sms(i: int, client_id: str | None = None, **fields: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,13 +12,6 @@ from dispatcher.instasent.segments import count_segments
 from tests.conftest import SANDBOX_TOKEN, SandboxHandle
 
 ES_PRICE, PT_PRICE, US_PRICE = 0.045, 0.040, 0.010
-
-
-@pytest.fixture()
-def api(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-                      timeout=10) as client:
-        yield client
 
 
 def sms(i: int, client_id: str | None = None, **fields: Any) -> dict[str, Any]:

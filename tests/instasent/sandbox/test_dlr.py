@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from dispatcher.dev.services import free_port
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.conftest import SandboxHandle
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 FAST = {"dlr_delay_s": 0.05}
@@ -72,13 +72,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture()
-def api(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-                      timeout=10) as client:
-        yield client
 
 
 def sms(i: int) -> dict[str, Any]:

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import SANDBOX_TOKEN, SandboxHandle
-
-
-@pytest.fixture()
-def api(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-                      timeout=10) as client:
-        yield client
 
 
 def sms(i: int) -> dict[str, Any]:

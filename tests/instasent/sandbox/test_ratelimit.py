@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from dispatcher.instasent.sandbox.ratelimit import UNLIMITED, FixedWindowLimiter
 from tests.conftest import SANDBOX_TOKEN, SandboxHandle
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
-
-
-@pytest.fixture()
-def api(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-                      timeout=10) as client:
-        yield client
 
 
 def sms(i: int) -> dict[str, Any]:
