@@ -105,6 +105,9 @@ class Settings:
     watchdog_every_s: float = 15.0
     #: Let workers, ``submit`` and ``webhook`` run on a Redis that does not persist (demo, tests).
     allow_volatile_redis: bool = False
+    #: Seconds a ``submit``'s loader lease lasts without a refresh (refreshed every third of it): how
+    #: long after a ``submit`` dies its campaign shows as interrupted.
+    load_lease_s: float = 15.0
     #: Seconds a lookup result stays cached.
     hlr_cache_ttl_s: int = 30 * 24 * 3600
     #: Lookups in flight at once during the HLR pre-check.
@@ -235,6 +238,7 @@ _ENV_NAMES = {
     "post_deadline_s": "DISPATCHER_POST_DEADLINE",
     "watchdog_every_s": "DISPATCHER_WATCHDOG_EVERY",
     "allow_volatile_redis": "DISPATCHER_ALLOW_VOLATILE_REDIS",
+    "load_lease_s": "DISPATCHER_LOAD_LEASE",
     "hlr_cache_ttl_s": "DISPATCHER_HLR_CACHE_TTL",
     "hlr_concurrency": "DISPATCHER_HLR_CONCURRENCY",
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
@@ -252,7 +256,7 @@ ENV_VARS = tuple(_ENV_NAMES.values())
 _SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
              "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
-             "watchdog_every_s"}
+             "watchdog_every_s", "load_lease_s"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:

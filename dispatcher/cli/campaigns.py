@@ -210,11 +210,14 @@ def submit(
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
 
-    The list is checked in one pass that keeps no rows (the budget guard refuses before anything is
-    stored), then stored chunk by chunk: sending starts with the first chunk.
+    Without HLR, when a fast upper bound of the cost fits the balance and --max-cost, the list is
+    checked and stored in one pass and the summary comes at the end; otherwise it is checked in a
+    pass that keeps no rows (the budget guard refuses before anything is stored), then stored chunk
+    by chunk. Either way sending starts with the first chunk.
     """
     from dispatcher.instasent.client import InstasentClient
-    from dispatcher.preflight.result import PreflightResult
+    from dispatcher.preflight.bound import CostBound
+    from dispatcher.preflight.result import PreflightResult, money
     from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.durability import Epoch, check_persistence
     from dispatcher.sending.submission import SubmitOptions
@@ -231,6 +234,14 @@ def submit(
         if not as_json:
             print_summary(result)
 
+    def bounded(bound: CostBound, balance: float, currency: str) -> None:
+        if not as_json:
+            limit = f"the balance ({money(balance, currency)})"
+            if options.preflight.max_cost is not None:
+                limit += f" and --max-cost ({money(options.preflight.max_cost, currency)})"
+            out.print(f"The messages cost at most {money(bound.cost, currency)}, within {limit}: the list is "
+                      "checked and stored in one pass; its summary follows once it is loaded.")
+
     def created(cid: str) -> None:
         if not as_json:
             out.print(f"Submitted campaign [bold]{cid}[/]; sending starts while the list loads. "
@@ -241,7 +252,7 @@ def submit(
                                              options=options.preflight, client=client,
                                              name=options.name or file.name, send_window=options.send_window,
                                              expire_after_s=options.expire_after_s, progress_cb=progress,
-                                             on_counted=counted, on_created=created,
+                                             on_counted=counted, on_created=created, on_bound=bounded,
                                              confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(cid, loaded))

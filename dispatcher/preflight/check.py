@@ -52,7 +52,7 @@ from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.settings import Settings
 
 #: How every "empty value for {name}" reject reason starts.
-_EMPTY_VALUE = render.REASON_EMPTY_VALUE.partition("{{")[0]
+EMPTY_VALUE_PREFIX = render.REASON_EMPTY_VALUE.partition("{{")[0]
 #: Chunks judged at once (threads: the work is in pyarrow kernels, which release the GIL).
 SCAN_WORKERS = 2
 
@@ -87,7 +87,7 @@ def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Sett
     suppression = SuppressionList(redis, keys)
     suppression_version = suppression.version()  # before the check: a later addition changes it
     suppressed = numbers.drop(_suppressed(numbers, suppression))
-    pricing = _Pricing.fetch(client, redis, keys, lookups=options.hlr is not False)
+    pricing = Pricing.fetch(client, redis, keys, lookups=options.hlr is not False)
     per_part = pricing.sms.lookup(numbers.country_array)
     rejects += numbers.reject(np.isnan(per_part), lambda i: f"no price for destination {numbers.country[i]}")
     step = HlrStep(hlr=options.hlr, prices=pricing.lookup or PriceList({}, pricing.currency),
@@ -120,7 +120,7 @@ def _read(fmt: fileformat.FileFormat, plan: Plan, chunk_rows: int) -> tuple[int,
 
 
 @dataclass(frozen=True, slots=True)
-class _Pricing:
+class Pricing:
     """Price profiles and the balance, read before any lookup is paid for."""
 
     sms: PriceList
@@ -128,7 +128,7 @@ class _Pricing:
     account: Account
 
     @classmethod
-    def fetch(cls, client: PreflightClient, redis_client: redis.Redis, keys: Keys, *, lookups: bool) -> _Pricing:
+    def fetch(cls, client: PreflightClient, redis_client: redis.Redis, keys: Keys, *, lookups: bool) -> Pricing:
         """Read them (profiles through the cache).
 
         Raises:
@@ -247,7 +247,7 @@ def _hlr(numbers: _Numbers, rejects: list[Reject], step: HlrStep, per_part: np.n
 
 
 def _result(fmt: fileformat.FileFormat, plan: Plan, rows: int, rejects: list[Reject], duplicates: int,
-            suppressed: int, kept: pa.Table, lookups: LookupSummary, pricing: _Pricing) -> PreflightResult:
+            suppressed: int, kept: pa.Table, lookups: LookupSummary, pricing: Pricing) -> PreflightResult:
     messages = _messages_frame(kept)
     by_country = _by_country(kept, lookups)
     return PreflightResult(
@@ -258,7 +258,7 @@ def _result(fmt: fileformat.FileFormat, plan: Plan, rows: int, rejects: list[Rej
         lookups_cached=lookups.cached, lookup_cost=lookups.cost, currency=pricing.currency,
         balance=pricing.account.available,
         by_country=by_country, rejects=rejects, messages=messages,
-        empty_values=sum(r.reason.startswith(_EMPTY_VALUE) for r in rejects), hlr_done=lookups.done,
+        empty_values=sum(r.reason.startswith(EMPTY_VALUE_PREFIX) for r in rejects), hlr_done=lookups.done,
         hlr_estimate=lookups.estimate,
     )
 

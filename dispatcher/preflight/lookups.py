@@ -108,20 +108,22 @@ class HlrStep:
         cached = self.cache.get_many(numbers)
         missing = [n for n in numbers if n not in cached]
         estimate = LookupEstimate(len(numbers), len(cached), self._cost(missing, countries), self.currency)
-        if self.hlr is None and estimate.to_pay and not self._confirmed(estimate, message_cost):
+        if self.hlr is None and estimate.to_pay and not self.confirmed(estimate, message_cost):
             return LookupSummary(estimate=estimate)
-        self._guard(estimate.cost, estimate.to_pay, message_cost)
+        self.guard(estimate.cost, estimate.to_pay, message_cost)
         outcome = check_numbers(numbers, client=self.client, cache=self.cache, concurrency=self.concurrency,
                                 progress=self.progress,
-                                before_lookups=lambda todo: self._guard(self._cost(todo, countries), len(todo),
+                                before_lookups=lambda todo: self.guard(self._cost(todo, countries), len(todo),
                                                                         message_cost))
         return self._summary(outcome.answers, outcome.looked_up, countries, estimate)
 
-    def _confirmed(self, estimate: LookupEstimate, message_cost: float) -> bool:
+    def confirmed(self, estimate: LookupEstimate, message_cost: float) -> bool:
+        """Whether lookups not asked for (``hlr`` None) go ahead: only when they fit the balance and
+        ``max_cost`` with the messages (``message_cost``) and ``confirm`` says yes."""
         if self.confirm is None:
             return False
         try:
-            self._guard(estimate.cost, estimate.to_pay, message_cost)
+            self.guard(estimate.cost, estimate.to_pay, message_cost)
         except BudgetExceeded:
             return False  # not asked for: the campaign goes on without lookups, and the summary says so
         return self.confirm(estimate)
@@ -130,7 +132,13 @@ class HlrStep:
         # A country without a lookup price counts as free.
         return sum(self.prices.get(countries[n]) or 0.0 for n in numbers)
 
-    def _guard(self, lookup_cost: float, lookups: int, message_cost: float) -> None:
+    def guard(self, lookup_cost: float, lookups: int, message_cost: float) -> None:
+        """Refuse ``lookups`` lookups costing ``lookup_cost`` that, alone or with the messages
+        (``message_cost``), exceed the balance or ``max_cost`` (nothing to refuse without lookups).
+
+        Raises:
+            BudgetExceeded: naming the figures.
+        """
         total = lookup_cost + message_cost
         limits = [(self.account.available, "the balance")]
         if self.max_cost is not None:

@@ -88,7 +88,7 @@ def judge_numbers(table: pa.Table, columns: NumberColumns,
                   memo: dict[tuple[str, str | None], Phone] | None = None) -> Numbers:
     """Normalise one chunk's numbers, each with its row's country (else the default region)."""
     raw = arrow.large_strings(table.column(columns.phone))
-    regions, bad_country = _regions(table, columns)
+    regions, bad_country = row_regions(table, columns)
     cells = table.column(columns.country_column) if bad_country is not None and columns.country_column else None
     return Numbers(raw, normalise_many(raw, regions, memo), bad_country, cells)
 
@@ -165,7 +165,7 @@ def _measure(texts: pa.Array, idx: np.ndarray) -> render.Measured:
     return render.Measured(parts=measured.parts[idx], unicode=measured.unicode[idx])
 
 
-def _regions(table: pa.Table, plan: NumberColumns) -> tuple[pa.Array | str | None, np.ndarray | None]:
+def row_regions(table: pa.Table, plan: NumberColumns) -> tuple[pa.Array | str | None, np.ndarray | None]:
     """The default region per row (the country column when it holds a known code, else
     ``--country``) and, when there is a country column, a mask of cells that are not ISO codes."""
     if plan.country_column is None:

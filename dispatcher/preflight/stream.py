@@ -32,7 +32,8 @@ import redis
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight import fileformat, loader
-from dispatcher.preflight.check import _EMPTY_VALUE, PreflightClient, _Pricing
+from dispatcher.preflight.bound import CostBound, cost_bound
+from dispatcher.preflight.check import EMPTY_VALUE_PREFIX, PreflightClient, Pricing
 from dispatcher.preflight.dedup import SeenNumbers
 from dispatcher.preflight.hlr import HlrCache, Progress, check_numbers
 from dispatcher.preflight.lookups import Confirm, HlrStep, LookupEstimate
@@ -95,11 +96,13 @@ class Totals:
     lookups_cached: int = 0
     missing: dict[str, int] = field(default_factory=dict)
     empty_values: int = 0
+    rejected: int = 0
 
     def add(self, chunk: Priced) -> None:
         """Count one chunk."""
         self.rows += chunk.rows
-        self.empty_values += sum(r.reason.startswith(_EMPTY_VALUE) for r in chunk.rejects)
+        self.rejected += len(chunk.rejects)
+        self.empty_values += sum(r.reason.startswith(EMPTY_VALUE_PREFIX) for r in chunk.rejects)
         self.duplicates += chunk.duplicates
         self.suppressed += chunk.suppressed
         self.lookups_cached += chunk.lookups_cached
@@ -139,7 +142,7 @@ class StreamedPreflight:
         self.settings, self.redis, self.client, self.progress = settings, redis, client, progress
         self.chunk_rows = chunk_rows
         self.keys = Keys(settings.key_prefix)
-        self.pricing = _Pricing.fetch(client, redis, self.keys, lookups=self.options.hlr is not False)
+        self.pricing = Pricing.fetch(client, redis, self.keys, lookups=self.options.hlr is not False)
         self.suppression = SuppressionList(redis, self.keys)
         self.cache = HlrCache(redis, self.keys, settings.hlr_cache_ttl_s)
         currency = self.pricing.currency
@@ -163,9 +166,7 @@ class StreamedPreflight:
         """
         estimate = self._estimate(workers) if self.options.hlr is not False else None
         totals, rejects = self._totals("lookup" if self.hlr_done else "off", workers, keep_rejects=True)
-        if totals.rows == 0:
-            raise InputError(f"{self.fmt.path.name} has no data rows, only a header.")
-        return self._result(totals, rejects, estimate)
+        return self.result(totals, rejects, estimate)
 
     def _estimate(self, workers: int) -> LookupEstimate | None:
         """The HLR step's decision over the whole file, as :class:`~dispatcher.preflight.lookups.HlrStep`
@@ -181,20 +182,29 @@ class StreamedPreflight:
         prices = self.step.prices
         cost = sum(n * (prices.get(country) or 0.0) for country, n in probe.missing.items())
         estimate = LookupEstimate(probe.messages, probe.lookups_cached, cost, self.pricing.currency)
-        if self.options.hlr is None and estimate.to_pay and not self.step._confirmed(estimate, probe.message_cost):
+        if self.options.hlr is None and estimate.to_pay and not self.step.confirmed(estimate, probe.message_cost):
             return estimate
-        self.step._guard(estimate.cost, estimate.to_pay, probe.message_cost)
+        self.step.guard(estimate.cost, estimate.to_pay, probe.message_cost)
         self.hlr_done = True
         return estimate
 
-    def chunks(self, hlr: HlrMode | None = None) -> Iterator[Priced]:
-        """Every chunk, priced, in file order.
+    def bound(self) -> CostBound:
+        """An upper bound of the messages' cost, from one fast read that keeps no rows
+        (:mod:`dispatcher.preflight.bound`); lookups are not in it.
+
+        Raises:
+            InputError: when the file cannot be read as its format says.
+        """
+        return cost_bound(self.fmt, self.plan, self.pricing.sms)
+
+    def chunks(self, hlr: HlrMode | None = None, workers: int = STREAM_WORKERS) -> Iterator[Priced]:
+        """Every chunk, priced, in file order (``workers`` chunks judged at once).
 
         Raises:
             RaggedRows: (:mod:`dispatcher.preflight.loader`) when the file turns out to need the
                 tolerant reader (:meth:`count` learns that first): set :attr:`tolerant`, read again.
         """
-        yield from self._pass(hlr or ("lookup" if self.hlr_done else "off"))
+        yield from self._pass(hlr or ("lookup" if self.hlr_done else "off"), workers)
 
     def _totals(self, mode: HlrMode, workers: int, *, keep_rejects: bool) -> tuple[Totals, RejectSpill]:
         """Run one whole pass and count it (starting over with the tolerant reader if needed)."""
@@ -264,7 +274,16 @@ class StreamedPreflight:
         position = dict(zip(idx.tolist(), numbers, strict=True))
         out.rejects += _reject(kept, alive, bad, lambda i: outcome.answers[position[i]].reason)
 
-    def _result(self, totals: Totals, rejects: RejectSpill, estimate: LookupEstimate | None) -> PreflightResult:
+    def result(self, totals: Totals, rejects: RejectSpill | None = None,
+               estimate: LookupEstimate | None = None) -> PreflightResult:
+        """The preflight's answer from a whole pass's ``totals`` and ``rejects`` (None: an empty
+        list, when only the figures are wanted).
+
+        Raises:
+            InputError: when the file has no data rows.
+        """
+        if totals.rows == 0:
+            raise InputError(f"{self.fmt.path.name} has no data rows, only a header.")
         lookup_prices = self.pricing.lookup
         lookup_costs = {c: n * ((lookup_prices.get(c) if lookup_prices else None) or 0.0)
                         for c, n in totals.lookups.items()}
@@ -276,12 +295,12 @@ class StreamedPreflight:
                                                  cost=base.cost + lookup_costs[country], lookups=n)
         return PreflightResult(
             file=str(self.fmt.path), source=self.fmt.label, phone_column=self.plan.phone, rows=totals.rows,
-            valid=totals.messages, rejected=len(rejects), duplicates=totals.duplicates,
+            valid=totals.messages, rejected=totals.rejected, duplicates=totals.duplicates,
             suppressed=totals.suppressed, parts=totals.parts, unicode=totals.unicode,
             message_cost=totals.message_cost, lookups=sum(totals.lookups.values()),
             lookups_cached=totals.lookups_cached, lookup_cost=sum(lookup_costs.values()),
             currency=self.pricing.currency, balance=self.pricing.account.available, by_country=by_country,
-            rejects=rejects, messages=empty_messages(), empty_values=totals.empty_values,
+            rejects=rejects if rejects is not None else [], messages=empty_messages(), empty_values=totals.empty_values,
             hlr_done=self.hlr_done, hlr_estimate=estimate)
 
 

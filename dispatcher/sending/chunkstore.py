@@ -1,0 +1,183 @@
+"""How :mod:`dispatcher.sending.loading` writes a list chunk by chunk: the loader's lease and the
+Lua scripts that store one chunk whole (batches, rejects, counters) or end the loading, each
+fenced by the lease's token so two loaders can never store a row twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dispatcher.instasent.client import MAX_BULK_ITEMS
+from dispatcher.preflight.stream import Priced
+from dispatcher.sending import payload
+from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.windows import zones_for
+
+# KEYS[1] campaign, KEYS[2] loader lease, KEYS[3] rejects, KEYS[4..] the new batches.
+# ARGV[1] lease token, ARGV[2] first batch number expected, ARGV[3] messages, ARGV[4] loaded row,
+# ARGV[5] rows read, ARGV[6] Redis run id (the batches' ``inc``), ARGV[7] number of rejects R,
+# ARGV[8..7+R] rejects (JSON),
+# then per batch: size, blob, time zones ('' for none).
+# -> {'ok'} | {'lost'} (another loader holds the lease) | {'moved'} (batches already stored)
+#    | {'stopped', state} (paused, cancelled, failed...: store nothing)
+_COMMIT = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
+local c = redis.call('HMGET', KEYS[1], 'state', 'batches')
+if c[1] ~= 'queued' and c[1] ~= 'running' then return {'stopped', c[1] or ''} end
+if tonumber(c[2]) ~= tonumber(ARGV[2]) then return {'moved'} end
+local r = tonumber(ARGV[7])
+for i = 8, 7 + r do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+local at = 8 + r
+for k = 4, #KEYS do
+  redis.call('DEL', KEYS[k])
+  redis.call('HSET', KEYS[k], 'st', 'p', 'size', ARGV[at], 'att', 0, 'fails', 0, 'rc', '0', 'settled', '0',
+             'p', ARGV[at + 1], 'inc', ARGV[6])
+  if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[k], 'tz', ARGV[at + 2]) end
+  at = at + 3
+end
+redis.call('HINCRBY', KEYS[1], 'batches', #KEYS - 3)
+redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'loaded_row', ARGV[4], 'rows_read', ARGV[5])
+return {'ok'}
+"""
+
+# KEYS[1] lease; ARGV[1] token, ARGV[2] ms. Refresh (or, with ms 0, release) the lease if ours. -> 1/0
+_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+# KEYS[1] campaign, KEYS[2] lease; ARGV[1] token, ARGV[2] rows read; with ARGV[3] (not ''): the
+# exact preflight summary (JSON), ARGV[4] expected messages, ARGV[5] cost. Loading is over. -> 1/0
+_FINISH = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'loading', '0', 'rows_read', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'preflight', ARGV[3], 'expected', ARGV[4], 'cost', ARGV[5]) end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """How a load ended: ``complete`` (every row stored) or stopped because the campaign
+    is ``state`` (paused, cancelled...) or another loader took over (``lost``)."""
+
+    outcome: str
+    state: str = ""
+    stored: int = 0
+
+
+class Lease:
+    """The loader lease of one campaign (``lease_s`` seconds), refreshed by a daemon thread while held."""
+
+    def __init__(self, store: CampaignStore, cid: str, lease_s: float) -> None:
+        self.store, self.key, self.token = store, store.keys.loader(cid), secrets.token_hex(8)
+        self.lease_s = lease_s
+        self._script = store.redis.register_script(_LEASE)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> bool:
+        """Take the lease; False when another loader holds it."""
+        if not self.store.redis.set(self.key, self.token, nx=True, px=int(self.lease_s * 1000)):
+            return False
+        self._thread = threading.Thread(target=self._refresh, name="loader-lease", daemon=True)
+        self._thread.start()
+        return True
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            if not self._script(keys=[self.key], args=[self.token, int(self.lease_s * 1000)]):
+                return
+
+    def release(self) -> None:
+        """Stop refreshing and give the lease up (if still ours)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._script(keys=[self.key], args=[self.token, 0])
+
+
+class ChunkWriter:
+    """The scripts of one campaign's loading, under ``lease``."""
+
+    def __init__(self, store: CampaignStore, cid: str, lease: Lease, *, windowed: bool) -> None:
+        self.store, self.cid, self.lease, self.windowed = store, cid, lease, windowed
+        self._commit = store.redis.register_script(_COMMIT)
+        self._finish = store.redis.register_script(_FINISH)
+
+    def commit(self, chunk: Priced, rows_read: int) -> Loaded | None:
+        """Store one chunk with one script; None when stored (or empty), else why loading stops."""
+        store, cid = self.store, self.cid
+        messages = chunk.messages
+        last_row = chunk.last_row
+        if messages.num_rows == 0 and not chunk.rejects:
+            return None
+        zones = None
+        if self.windowed and messages.num_rows:
+            keys = [",".join(zones_for(to)) for to in messages.column("to").to_pylist()]
+            order = np.argsort(np.asarray(keys, dtype=object), kind="stable")  # file order within a zone
+            messages = messages.take(pa.array(order))
+            zones = [keys[i] for i in order]
+        first = int(store.redis.hget(store.keys.campaign(cid), "batches") or 0)
+        blobs = _blobs(messages, zones)
+        keys = [store.keys.campaign(cid), store.keys.loader(cid), store.keys.rejects(cid),
+                *(store.keys.batch(cid, first + n) for n in range(len(blobs)))]
+        # The Redis process that holds the batches (as CampaignStore writes it): a claim under another
+        # one reconciles first.
+        run_id = store.redis.info("server")["run_id"]
+        args: list[Any] = [self.lease.token, first, messages.num_rows, last_row, rows_read, run_id,
+                           len(chunk.rejects), *(orjson.dumps(r.to_json()) for r in chunk.rejects)]
+        for size, blob, zone in blobs:
+            args += [size, blob, zone]
+        answer = self._commit(keys=keys, args=args)
+        outcome = answer[0].decode()
+        if outcome == "ok":
+            return None
+        if outcome == "stopped":
+            return Loaded("stopped", state=answer[1].decode())
+        return Loaded(outcome)
+
+    def finish(self, rows_read: int, summary: dict[str, Any] | None = None, expected: int = 0,
+               cost: float = 0.0) -> bool:
+        """End the loading (with the exact ``summary``, ``expected`` and ``cost`` when given);
+        False when the lease was lost."""
+        extra = [orjson.dumps(summary), expected, cost] if summary is not None else ["", 0, 0]
+        return bool(self._finish(keys=[self.store.keys.campaign(self.cid), self.lease.key],
+                                 args=[self.lease.token, rows_read, *extra]))
+
+
+def after(chunk: Priced, row: int) -> Priced:
+    """The part of ``chunk`` after spreadsheet row ``row`` (all of it when ``row`` is 0)."""
+    if row <= 0 or chunk.last_row <= row:
+        return chunk if row <= 0 else replace(chunk, messages=chunk.messages.slice(0, 0), rejects=[])
+    keep = pc.greater(chunk.messages.column("row"), row)
+    return replace(chunk, messages=chunk.messages.filter(keep), rejects=[r for r in chunk.rejects if r.row > row])
+
+
+def _blobs(messages: pa.Table, zones: list[str] | None) -> list[tuple[int, bytes, str]]:
+    """``(size, compressed messages, time zones)`` of each batch of a chunk's messages."""
+    columns = {"rows": messages.column("row").to_pylist(), "to": messages.column("to").to_pylist(),
+               "text": messages.column("text").to_pylist(), "sender": messages.column("sender").to_pylist(),
+               "parts": messages.column("parts").to_pylist(), "unicode": messages.column("unicode").to_pylist(),
+               "price": messages.column("price").to_pylist(), "country": messages.column("country").to_pylist()}
+    out = []
+    lo, total = 0, messages.num_rows
+    while lo < total:
+        hi = min(total, lo + MAX_BULK_ITEMS)
+        if zones is not None:
+            hi = next((i for i in range(lo + 1, hi) if zones[i] != zones[lo]), hi)
+        out.append((hi - lo, payload.encode({k: v[lo:hi] for k, v in columns.items()}),
+                    zones[lo] if zones is not None else ""))
+        lo = hi
+    return out
