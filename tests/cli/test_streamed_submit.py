@@ -102,7 +102,8 @@ def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
     cid = submit_and_kill_mid_load(env, big_list(tmp_path / "list.csv"), redis_client)
     killed = poll(lambda: (s := status(env, cid))["loading"] and s["loading"]["interrupted"] and s)
     assert killed["state"] == "queued" and 0 < killed["loading"]["stored"] < ROWS
-    assert killed["loading"]["expected"] == ROWS
+    # Checked and stored in one pass: the messages are counted at the end, the rows are known.
+    assert killed["loading"]["expected"] is None and killed["loading"]["file_rows"] == ROWS
     assert "interrupted" in run(env, "status", cid).stdout
     service = worker()
     resumed = run(env, "resume", cid)
@@ -111,6 +112,7 @@ def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
     final = poll(lambda: (s := status(env, cid))["state"] == "completed" and s, timeout_s=180,
                  show=lambda: (status(env, cid), service.log_tail(40)))
     assert final["total"] == ROWS and final["counts"]["sent"] == ROWS and final["loading"] is None
+    assert final["preflight"]["valid"] == final["preflight"]["rows"] == ROWS  # the exact totals, written at the end
     accepted = sent_client_ids(sandbox, cid)
     assert len(accepted) == ROWS and set(accepted.values()) == {1}
     report = tmp_path / "report.parquet"

@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from dispatcher.errors import BudgetExceeded
+from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.preflight.stream import StreamedPreflight
 from dispatcher.sending import campaigns, loading
 from dispatcher.sending.report import build_report, stream_report, write_report
 from dispatcher.settings import Settings
@@ -66,10 +67,11 @@ def harness(settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandl
 
 
 def submit(h: Harness, path: Path, enqueuer: campaigns.Enqueuer, chunk_rows: int = 500,
-           options: PreflightOptions = OPTIONS) -> tuple[str, loading.Loaded]:
+           options: PreflightOptions = OPTIONS, one_pass: bool = True) -> tuple[str, loading.Loaded]:
     with InstasentClient.from_settings(h.settings) as client:
         cid, _, loaded = loading.submit_file(h.store, h.ops, enqueuer, h.settings, path=path, options=options,
-                                             client=client, name="streamed", chunk_rows=chunk_rows)
+                                             client=client, name="streamed", chunk_rows=chunk_rows,
+                                             one_pass=one_pass)
     return cid, loaded
 
 
@@ -155,7 +157,9 @@ def test_cancel_during_loading_stops_loading_and_sending(harness: Harness, tmp_p
     assert loading.progress(harness.store, cid) is None
 
 
-def test_pause_during_loading_stops_it_and_resume_loads_the_rest(harness: Harness, tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one pass", "counted first"])
+def test_pause_during_loading_stops_it_and_resume_loads_the_rest(harness: Harness, tmp_path: Path,
+                                                                 one_pass: bool) -> None:
     harness.start_worker()
 
     def pause_after_second_chunk(cid: str, call: int) -> None:
@@ -163,10 +167,16 @@ def test_pause_during_loading_stops_it_and_resume_loads_the_rest(harness: Harnes
             campaigns.pause(harness.store, cid)
 
     path = recipients_csv(tmp_path / "list.csv", 2500, duplicates_every=5)
-    cid, loaded = submit(harness, path, HookedEnqueuer(harness.enqueuer, pause_after_second_chunk))
+    cid, loaded = submit(harness, path, HookedEnqueuer(harness.enqueuer, pause_after_second_chunk),
+                         one_pass=one_pass)
     assert loaded.outcome == "stopped" and loaded.state == "paused"
     progress = loading.progress(harness.store, cid)
-    assert progress is not None and progress.interrupted and progress.stored < progress.expected
+    assert progress is not None and progress.interrupted
+    if one_pass:  # the number of messages is known once the whole file is checked
+        assert progress.expected is None and progress.file_rows == 2501 and progress.rows_read < 2501
+        assert "of 2,501 rows read" in progress.describe()
+    else:
+        assert progress.expected is not None and progress.stored < progress.expected
     assert harness.store.get(cid).state == "paused"
     campaigns.resume(harness.store, harness.ops, harness.enqueuer, cid)
     with InstasentClient.from_settings(harness.settings) as client:
@@ -188,3 +198,49 @@ def test_the_budget_guard_refuses_before_anything_is_stored(harness: Harness, tm
         submit(harness, path, harness.enqueuer, options=options)
     assert harness.store.recent() == []
     assert not [k for k in redis_client.scan_iter("dsptest:c:*")]
+
+
+def test_one_pass_stores_what_counting_first_stores(harness: Harness, tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 1800, duplicates_every=4)
+    with InstasentClient.from_settings(harness.settings) as client:
+        bounds: list[float] = []
+        one, one_result, _ = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=OPTIONS,
+            client=client, name="one", chunk_rows=500, on_bound=lambda bound, *_: bounds.append(bound.cost))
+        two, two_result, _ = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=OPTIONS,
+            client=client, name="two", chunk_rows=500, one_pass=False)
+    assert len(bounds) == 1 and bounds[0] >= one_result.cost > 0
+    assert one_result.to_json() == two_result.to_json()
+    first, second = harness.store.get(one), harness.store.get(two)
+    assert first.preflight == second.preflight and first.preflight["valid"] == first.total == second.total
+    assert first.cost == pytest.approx(second.cost)
+    assert harness.store.rejects(one) == harness.store.rejects(two)
+    key = harness.store.keys.campaign
+    assert harness.store.redis.hget(key(one), "expected") == harness.store.redis.hget(key(two), "expected")
+    assert loading.progress(harness.store, one) is None
+
+
+def test_a_list_with_nothing_to_send_is_refused_in_one_pass_with_no_campaign(harness: Harness,
+                                                                           tmp_path: Path) -> None:
+    path = tmp_path / "junk.csv"
+    path.write_text("phone,name\n" + "n/a,x\n" * 700 + "12345,y\n")
+    with pytest.raises(InputError, match=r"no row of junk\.csv can be sent"):
+        submit(harness, path, harness.enqueuer)
+    assert harness.store.recent() == []
+
+
+def test_a_bound_over_the_budget_falls_back_to_counting_first(harness: Harness, tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 600, duplicates_every=2)  # a third of the rows repeat
+    with InstasentClient.from_settings(harness.settings) as client:
+        price = next(p.price for p in client.sms_prices() if p.country == "ES")
+        exact = StreamedPreflight(path, OPTIONS, settings=harness.settings, redis=harness.store.redis,
+                                  client=client).count().cost
+        options = PreflightOptions(text="Hola {name}", sender="ACME", country="ES", hlr=False,
+                                   max_cost=exact + price / 2)
+        bounds: list[float] = []
+        cid, result, loaded = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=options,
+            client=client, name="tight", chunk_rows=200, on_bound=lambda bound, *_: bounds.append(bound.cost))
+    assert bounds == [] and loaded.outcome == "complete" and result.cost == pytest.approx(exact)
+    assert harness.store.get(cid).total == result.valid
