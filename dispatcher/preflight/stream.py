@@ -13,7 +13,10 @@ messages, and answers the :class:`~dispatcher.preflight.result.PreflightResult` 
 judges. With HLR on it first probes the cache over the whole file, so lookups that alone would
 exceed the balance or ``max_cost`` are refused before any is paid for, as before.
 :meth:`StreamedPreflight.chunks` then streams the priced messages chunk by chunk (HLR answers come
-from the cache the count filled).
+from the cache the count filled). Without HLR, ``submit`` may skip the counting pass:
+:meth:`StreamedPreflight.bound` bounds the cost from a fast read (:mod:`dispatcher.preflight.bound`)
+and, when that fits the budget, :meth:`StreamedPreflight.chunks` is the only full pass; its
+:class:`Totals` give the same :meth:`StreamedPreflight.result` as :meth:`StreamedPreflight.count`.
 """
 
 from __future__ import annotations
