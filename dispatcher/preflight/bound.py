@@ -95,75 +95,75 @@ def _chunk_bound(chunk: loader.Chunk, plan: Plan, pricer: _Pricer) -> CostBound:
 # -- parts ---------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Units:
-    """Per row: characters, GSM extension characters, astral characters, a non-GSM character."""
-
-    chars: np.ndarray
-    ext: np.ndarray
-    astral: np.ndarray
-    unicode: np.ndarray
-
-    def add(self, other: _Units) -> None:
-        self.chars += other.chars
-        self.ext += other.ext
-        self.astral += other.astral
-        self.unicode |= other.unicode
+# Per distinct text piece: its GSM units (septets) in the low 32 bits and its UCS-2 units above, so
+# one addition sums both; and flags, or-ed across the pieces of a text.
+_LOW = (1 << 32) - 1
+_UNICODE, _HAS_EXT, _HAS_ASTRAL, _EMPTY = 1, 2, 4, 8
 
 
 def parts_bound(table: pa.Table, plan: Plan) -> np.ndarray:
     """Per row, at least the parts its message would be billed (0 for a row whose text is empty or
     misses a required placeholder value, which the preflight rejects)."""
     n = table.num_rows
-    units = _Units(np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool))
+    units = np.zeros(n, dtype=np.int64)
+    flags = np.zeros(n, dtype=np.uint8)
     dead = np.zeros(n, dtype=bool)
     if plan.template is None:
-        units.add(_cell_units(table.column(plan.text_column or ""), n))
+        cell_units, cell_flags = _cell_units(table.column(plan.text_column or ""))
+        units += cell_units
+        flags |= cell_flags
     else:
         literal = "".join(p for p in plan.template.pieces if isinstance(p, str))
-        units.add(_cell_units(pa.array([literal], pa.large_string()), 1, trim=False))
+        literal_units, literal_flags = _piece_units(pa.array([literal], pa.large_string()))
+        units += literal_units[0]
+        flags |= literal_flags[0] & ~np.uint8(_EMPTY)
         for piece in plan.template.pieces:
             if isinstance(piece, render.Placeholder):
-                cell = _cell_units(table.column(plan.mapping[piece.name]), n, default=piece.default)
+                cell_units, cell_flags = _cell_units(table.column(plan.mapping[piece.name]), piece.default)
+                units += cell_units
+                flags |= cell_flags & ~np.uint8(_EMPTY)
                 if piece.default is None:
-                    dead |= cell.chars == 0
-                units.add(cell)
-    dead |= units.chars == 0
+                    dead |= (cell_flags & _EMPTY) != 0
+    dead |= (units & _LOW) == 0
+    unicode = (flags & _UNICODE) != 0
     if plan.gsm_only:
-        dead |= units.unicode
-    parts = _parts(units)
+        dead |= unicode
+    parts = _parts(units, flags)
     parts[dead] = 0
     return parts
 
 
-def _cell_units(cells: pa.Array | pa.ChunkedArray, n: int, *, trim: bool = True,
-                default: str | None = None) -> _Units:
-    """The units of each of ``n`` rows' (trimmed) cell, measured once per distinct value (a
-    one-value array stands for every row); a blank cell counts as ``default`` when given."""
-    values = arrow.texts(cells)
-    if trim:
-        values = pc.utf8_trim_whitespace(values)
-    encoded = pc.dictionary_encode(values)
-    words = encoded.dictionary
+def _cell_units(cells: pa.Array | pa.ChunkedArray, default: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Packed units and flags of every row's trimmed cell, measured once per distinct value; a
+    blank cell counts as ``default`` when given."""
+    encoded = pc.dictionary_encode(arrow.texts(cells))
+    words = pc.utf8_trim_whitespace(encoded.dictionary)
     if default is not None:
         words = pc.if_else(pc.equal(pc.utf8_length(words), 0), pa.scalar(default.strip(), pa.large_string()), words)
+    units, flags = _piece_units(words)
+    index = arrow.as_numpy(encoded.indices)
+    return units[index], flags[index]
+
+
+def _piece_units(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Packed units and flags of each string of ``words``."""
     chars = arrow.as_numpy(pc.utf8_length(words)).astype(np.int64)
     unicode = arrow.as_numpy(pc.match_substring_regex(words, _NOT_GSM))
     ext = arrow.as_numpy(pc.count_substring_regex(words, _GSM_EXT)).astype(np.int64)
     astral = arrow.as_numpy(pc.count_substring_regex(words, _ASTRAL)).astype(np.int64)
-    if len(values) != n:  # one value for every row: numpy broadcasts it
-        return _Units(chars[:1], ext[:1], astral[:1], unicode[:1])
-    index = arrow.as_numpy(encoded.indices)
-    return _Units(chars[index], ext[index], astral[index], unicode[index])
+    units = (chars + ext) | ((chars + astral) << 32)
+    flags = (unicode * _UNICODE) | ((ext > 0) * _HAS_EXT) | ((astral > 0) * _HAS_ASTRAL) | ((chars == 0) * _EMPTY)
+    return units, flags.astype(np.uint8)
 
 
-def _parts(units: _Units) -> np.ndarray:
+def _parts(units: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """Parts from a length and an encoding; with double characters each part may hold one unit
     less (a double never straddles two parts), so the split is bounded by ``multi - 1`` a part."""
-    length = np.where(units.unicode, units.chars + units.astral, units.chars + units.ext)
-    doubles = np.where(units.unicode, units.astral, units.ext) > 0
-    single = np.where(units.unicode, UTF16_LIMITS[0], GSM_LIMITS[0])
-    multi = np.where(units.unicode, UTF16_LIMITS[1], GSM_LIMITS[1]) - doubles.astype(np.int64)
+    unicode = (flags & _UNICODE) != 0
+    length = np.where(unicode, units >> 32, units & _LOW)
+    doubles = np.where(unicode, flags & _HAS_ASTRAL, flags & _HAS_EXT) != 0
+    single = np.where(unicode, UTF16_LIMITS[0], GSM_LIMITS[0])
+    multi = np.where(unicode, UTF16_LIMITS[1], GSM_LIMITS[1]) - doubles.astype(np.int64)
     return np.where(length <= single, 1, (length - 1) // multi + 1).astype(np.int64)
 
 
@@ -197,13 +197,22 @@ class _Pricer:
         word_index = arrow.as_numpy(encoded.indices).astype(np.int64)
         # One key per distinct (prefix, whole, region): few, whatever the length of the file.
         keys = (word_index * 2 + whole) * len(region_names) + region_index
-        distinct, inverse = np.unique(keys, return_inverse=True)
-        out = np.empty(len(distinct), dtype=np.float64)
-        for i, key in enumerate(distinct.tolist()):
+        size = 2 * len(words) * len(region_names)
+        if size <= 4 * n:  # a table of every possible key: no sort
+            present, inverse = np.flatnonzero(np.bincount(keys, minlength=size)), None
+        else:
+            present, inverse = np.unique(keys, return_inverse=True)
+        out = np.zeros(len(present), dtype=np.float64)
+        for i, key in enumerate(present.tolist()):
             word_whole, region = divmod(key, len(region_names))
             word, is_whole = divmod(word_whole, 2)
             out[i] = self._price(words[word], bool(is_whole), region_names[region])
-        price = out[inverse.reshape(-1)]
+        if inverse is None:
+            table_of_keys = np.zeros(size, dtype=np.float64)
+            table_of_keys[present] = out
+            price = table_of_keys[keys]
+        else:
+            price = out[inverse.reshape(-1)]
         unclear = np.flatnonzero(np.isnan(price))
         if len(unclear):
             # Nothing phonenumbers could read as a number: ASCII without a digit or a plus sign.

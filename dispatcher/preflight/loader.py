@@ -202,12 +202,16 @@ def _chunk(table: pa.Table, first_row: int) -> Chunk | None:
 
 def _blank_rows(table: pa.Table) -> np.ndarray:
     """True for rows whose every cell is empty or whitespace."""
-    blank = np.ones(table.num_rows, dtype=bool)
+    # Each column after the first is only looked at in the rows still blank (few, usually).
+    rows = np.arange(table.num_rows)
     for column in table.columns:
-        lengths = pc.utf8_length(pc.utf8_trim_whitespace(column))
-        blank &= (pc.fill_null(lengths, 0).to_numpy() == 0)
-        if not blank.any():
+        cells = column if len(rows) == table.num_rows else column.take(pa.array(rows))
+        lengths = pc.utf8_length(pc.utf8_trim_whitespace(cells))
+        rows = rows[pc.fill_null(lengths, 0).to_numpy() == 0]
+        if not len(rows):
             break
+    blank = np.zeros(table.num_rows, dtype=bool)
+    blank[rows] = True
     return blank
 
 
