@@ -85,8 +85,10 @@ def scan(fmt: FileFormat, process: Callable[[Chunk], T], *, chunk_rows: int = DE
 
 
 def stream(fmt: FileFormat, process: Callable[[Chunk], T], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-           block_bytes: int = DEFAULT_BLOCK_BYTES, workers: int = 1, tolerant: bool = False) -> Iterator[T]:
+           block_bytes: int = DEFAULT_BLOCK_BYTES, workers: int = 1, tolerant: bool = False,
+           first_rows: int | None = None) -> Iterator[T]:
     """Like :func:`scan`, but yield each answer as soon as it is ready, so nothing accumulates.
+    With ``first_rows``, pyarrow's reader cuts the first chunk at that many rows (its answer comes sooner).
 
     CSV is read by pyarrow unless ``tolerant``; a ragged row then raises :class:`RaggedRows`,
     possibly after some answers were yielded: read again with ``tolerant=True`` (Python's reader).
@@ -101,7 +103,7 @@ def stream(fmt: FileFormat, process: Callable[[Chunk], T], *, chunk_rows: int = 
         yield from _ordered_iter(process, _python_chunks(fmt, chunk_rows), workers)
     else:
         try:
-            yield from _ordered_iter(process, _arrow_chunks(fmt, chunk_rows, block_bytes), workers)
+            yield from _ordered_iter(process, _arrow_chunks(fmt, chunk_rows, block_bytes, first_rows), workers)
         except _RaggedRows:
             raise RaggedRows() from None
 
@@ -130,7 +132,8 @@ def _ordered_iter(process: Callable[[Chunk], T], chunks: Iterator[Chunk], worker
                 future.cancel()
 
 
-def _arrow_chunks(fmt: FileFormat, chunk_rows: int, block_bytes: int) -> Iterator[Chunk]:
+def _arrow_chunks(fmt: FileFormat, chunk_rows: int, block_bytes: int,
+                  first_rows: int | None = None) -> Iterator[Chunk]:
     names = list(fmt.columns)
     source: Any = pa.OSFile(str(fmt.path))
     if fmt.compression == "gzip":
@@ -146,7 +149,7 @@ def _arrow_chunks(fmt: FileFormat, chunk_rows: int, block_bytes: int) -> Iterato
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
-        yield from _grouped(_batches(reader), chunk_rows)
+        yield from _grouped(_batches(reader), chunk_rows, first_rows)
     except pa.ArrowInvalid as exc:
         if "CSV parse error" in str(exc) or "Expected" in str(exc):
             raise _RaggedRows() from None
@@ -166,20 +169,23 @@ def _batches(reader: Any) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
-def _grouped(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[Chunk]:
-    """Cut batches into chunks of ``chunk_rows`` rows (the last may be shorter), numbered from row 2."""
+def _grouped(batches: Iterator[pa.RecordBatch], chunk_rows: int, first_rows: int | None = None) -> Iterator[Chunk]:
+    """Cut batches into chunks of ``chunk_rows`` rows (the first of ``first_rows`` when given, the
+    last may be shorter), numbered from row 2."""
     pending: list[pa.RecordBatch] = []
     size, next_row = 0, 2
+    wanted = first_rows or chunk_rows
     for batch in batches:
         pending.append(batch)
         size += batch.num_rows
-        if size < chunk_rows:
+        if size < wanted:
             continue
         table = pa.Table.from_batches(pending)
         start = 0
-        while size - start >= chunk_rows:
-            chunk = _chunk(table.slice(start, chunk_rows), next_row)
-            start, next_row = start + chunk_rows, next_row + chunk_rows
+        while size - start >= wanted:
+            chunk = _chunk(table.slice(start, wanted), next_row)
+            start, next_row = start + wanted, next_row + wanted
+            wanted = chunk_rows
             if chunk is not None:
                 yield chunk
         pending = table.slice(start).to_batches() if start < size else []

@@ -200,14 +200,16 @@ class StreamedPreflight:
         """
         return cost_bound(self.fmt, self.plan, self.pricing.sms)
 
-    def chunks(self, hlr: HlrMode | None = None, workers: int = STREAM_WORKERS) -> Iterator[Priced]:
-        """Every chunk, priced, in file order (``workers`` chunks judged at once).
+    def chunks(self, hlr: HlrMode | None = None, workers: int = STREAM_WORKERS,
+               first_rows: int | None = None) -> Iterator[Priced]:
+        """Every chunk, priced, in file order (``workers`` chunks judged at once; the first of
+        ``first_rows`` rows when given, so that it is ready sooner).
 
         Raises:
             RaggedRows: (:mod:`dispatcher.preflight.loader`) when the file turns out to need the
                 tolerant reader (:meth:`count` learns that first): set :attr:`tolerant`, read again.
         """
-        yield from self._pass(hlr or ("lookup" if self.hlr_done else "off"), workers)
+        yield from self._pass(hlr or ("lookup" if self.hlr_done else "off"), workers, first_rows)
 
     def _totals(self, mode: HlrMode, workers: int, *, keep_rejects: bool) -> tuple[Totals, RejectSpill]:
         """Run one whole pass and count it (starting over with the tolerant reader if needed)."""
@@ -223,11 +225,12 @@ class StreamedPreflight:
                 rejects.close()
                 self.tolerant = True
 
-    def _pass(self, mode: HlrMode, workers: int = STREAM_WORKERS) -> Iterator[Priced]:
+    def _pass(self, mode: HlrMode, workers: int = STREAM_WORKERS, first_rows: int | None = None) -> Iterator[Priced]:
         memo: dict[tuple[str, str | None], Phone] = {}
         seen = SeenNumbers()
         judged = loader.stream(self.fmt, lambda chunk: judge_chunk(chunk, self.plan, memo),
-                               chunk_rows=self.chunk_rows, workers=workers, tolerant=self.tolerant)
+                               chunk_rows=self.chunk_rows, workers=workers, tolerant=self.tolerant,
+                               first_rows=first_rows)
         for one in judged:
             yield self._price(one, seen, mode)
             # mimalloc keeps freed pages for reuse; a chunk's temporaries would add 100+ MB of RSS.

@@ -59,6 +59,8 @@ __all__ = ["LOAD_CHUNK_ROWS", "LoadProgress", "Loaded", "load", "progress", "sub
 LOAD_CHUNK_ROWS = 50_000
 #: Chunks judged at once by the one pass (threads; ~100 MB more than one, well inside the budget).
 ONE_PASS_WORKERS = 2
+#: Rows of the one pass's first chunk: small, so that the first bulk leaves soon.
+FIRST_CHUNK_ROWS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +208,7 @@ def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings:
         return cid
 
     storing = _Storing(store, ops, enqueuer, settings, preflight, workers=ONE_PASS_WORKERS, create=create,
-                       keep_rejects=True)
+                       keep_rejects=True, first_rows=min(FIRST_CHUNK_ROWS, campaign.chunk_rows))
     loaded = storing.run()
     result = preflight.result(storing.totals, storing.rejects)
     if on_counted is not None:
@@ -241,9 +243,11 @@ class _Storing:
 
     def __init__(self, store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings,
                  preflight: StreamedPreflight, *, workers: int = STREAM_WORKERS,
-                 create: Callable[[], str] | None = None, keep_rejects: bool = False) -> None:
+                 create: Callable[[], str] | None = None, keep_rejects: bool = False,
+                 first_rows: int | None = None) -> None:
         self.store, self.ops, self.enqueuer, self.settings = store, ops, enqueuer, settings
         self.preflight, self.workers, self.create, self.keep_rejects = preflight, workers, create, keep_rejects
+        self.first_rows = first_rows
         self.cid: str | None = None
         self.lease: Lease | None = None
         self.writer: ChunkWriter | None = None
@@ -279,7 +283,7 @@ class _Storing:
         try:
             while True:
                 try:
-                    for chunk in self.preflight.chunks(workers=self.workers):
+                    for chunk in self.preflight.chunks(workers=self.workers, first_rows=self.first_rows):
                         stop = self._chunk(chunk)
                         if stop is not None:
                             return stop

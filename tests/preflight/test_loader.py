@@ -20,7 +20,7 @@ from dispatcher.preflight.fileformat import (
     sniff,
     sniff_delimiter,
 )
-from dispatcher.preflight.loader import Chunk, scan
+from dispatcher.preflight.loader import Chunk, scan, stream
 
 
 def rows_of(chunk: Chunk, column: str) -> list[tuple[int, str]]:
@@ -243,3 +243,12 @@ def test_large_files_come_in_bounded_chunks_with_continuous_row_numbers(tmp_path
     rows = np.concatenate(scan(fmt, lambda c: c.rows, chunk_rows=1000, block_bytes=4096))
     assert rows.tolist() == list(range(2, 5002))
     assert scan(fmt, len, chunk_rows=1000, block_bytes=4096, workers=2) == sizes
+
+
+def test_a_shorter_first_chunk_keeps_every_row_and_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("phone,name\n" + "".join(f"6{i:08d},n{i}\n" if i != 4 else ",\n" for i in range(12)))
+    fmt = sniff(path)
+    chunks = list(stream(fmt, lambda c: c, chunk_rows=5, first_rows=3, block_bytes=16))
+    assert [len(c) for c in chunks] == [3, 4, 4]  # the blank row (row 6) is skipped, not counted as data
+    assert [int(r) for c in chunks for r in c.rows] == [r for r in range(2, 14) if r != 6]
