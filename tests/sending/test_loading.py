@@ -15,11 +15,12 @@ import redis
 from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.result import PreflightOptions
-from dispatcher.preflight.stream import StreamedPreflight
+from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
 from dispatcher.sending import campaigns, loading
 from dispatcher.sending.report import build_report, stream_report, write_report
 from dispatcher.settings import Settings
 from tests.conftest import SandboxHandle
+from tests.preflight.test_stream import messy_list
 from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished
 
 pytestmark = pytest.mark.slow
@@ -244,3 +245,23 @@ def test_a_bound_over_the_budget_falls_back_to_counting_first(harness: Harness, 
             client=client, name="tight", chunk_rows=200, on_bound=lambda bound, *_: bounds.append(bound.cost))
     assert bounds == [] and loaded.outcome == "complete" and result.cost == pytest.approx(exact)
     assert harness.store.get(cid).total == result.valid
+
+
+@pytest.mark.parametrize("ragged_first", [False, True], ids=["ragged row last", "ragged row first"])
+def test_a_ragged_messy_list_in_one_pass_stores_what_the_preflight_finds(harness: Harness, tmp_path: Path,
+                                                                       ragged_first: bool) -> None:
+    path = messy_list(tmp_path / "messy.csv", n=1200)
+    if ragged_first:  # met while the first chunk is checked beside the bound pass
+        header, *rows = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("\n".join([header, rows[-1], *rows[:-1]]) + "\n", encoding="utf-8")
+    with InstasentClient.from_settings(harness.settings) as client:
+        expected = preflight_streamed(path, OPTIONS, settings=harness.settings, redis=harness.store.redis,
+                                      client=client).to_json()
+        bounds: list[float] = []
+        cid, result, loaded = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=OPTIONS,
+            client=client, name="messy", chunk_rows=300, on_bound=lambda bound, *_: bounds.append(bound.cost))
+    assert bounds and loaded.outcome == "complete"
+    assert result.to_json() == expected
+    assert harness.store.get(cid).total == expected["valid"]
+    assert len(harness.store.rejects(cid)) == expected["rejected"]
