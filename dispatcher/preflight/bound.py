@@ -42,7 +42,7 @@ from dispatcher.preflight.rows import NumberColumns, Plan, row_regions
 #: Leading characters of a (trimmed) number that decide its price bound.
 PREFIX_CHARS = 6
 #: Rows read at once by the bound pass (it keeps only a few numbers per chunk).
-BOUND_CHUNK_ROWS = 200_000
+BOUND_CHUNK_ROWS = 100_000
 
 _CLEAR = re.compile(r"[ .\-()/]*\+?[0-9][0-9 .\-()/]*")
 _NOT_GSM = "[^" + "".join(f"\\x{{{ord(c):04x}}}" for c in GSM_BASIC + GSM_EXTENSION) + "]"
@@ -78,6 +78,8 @@ def cost_bound(fmt: fileformat.FileFormat, plan: Plan, prices: PriceList,
             for one in loader.stream(fmt, judge, chunk_rows=chunk_rows, workers=2, tolerant=tolerant):
                 total = CostBound(rows=total.rows + one.rows, messages=total.messages + one.messages,
                                   parts=total.parts + one.parts, cost=total.cost + one.cost)
+                # mimalloc keeps freed pages for reuse: give them back, the storing pass needs them.
+                pa.default_memory_pool().release_unused()
             return total
         except loader.RaggedRows:
             tolerant = True

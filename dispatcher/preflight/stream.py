@@ -21,7 +21,7 @@ and, when that fits the budget, :meth:`StreamedPreflight.chunks` is the only ful
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -201,7 +201,7 @@ class StreamedPreflight:
         return cost_bound(self.fmt, self.plan, self.pricing.sms)
 
     def chunks(self, hlr: HlrMode | None = None, workers: int = STREAM_WORKERS,
-               first_rows: int | None = None) -> Generator[Priced, None, None]:
+               first_rows: int | None = None) -> Iterator[Priced]:
         """Every chunk, priced, in file order (``workers`` chunks judged at once; the first of
         ``first_rows`` rows when given, so that it is ready sooner).
 

@@ -26,11 +26,9 @@ never store a row twice. ``pause`` and ``cancel`` during loading stop the loader
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -174,14 +172,12 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
                          preflight.suppression.version())
     max_cost = preflight.options.max_cost
     if one_pass and preflight.options.hlr is False:
-        bound, chunks = _bound_and_first_chunk(preflight, min(FIRST_CHUNK_ROWS, chunk_rows))
+        bound = preflight.bound()
         if bound_fits(bound, preflight.pricing.account.available, max_cost):
             if on_bound is not None:
                 on_bound(bound, preflight.pricing.account.available, preflight.pricing.currency)
-            return _one_pass(store, ops, enqueuer, settings, preflight, campaign, bound, chunks,
+            return _one_pass(store, ops, enqueuer, settings, preflight, campaign, bound,
                              on_counted=on_counted, on_created=on_created)
-        if chunks is not None:
-            chunks.close()
     result = preflight.count(workers=2)
     if on_counted is not None:
         on_counted(result)
@@ -197,38 +193,8 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
     return cid, result, storing.run()
 
 
-def _bound_and_first_chunk(preflight: StreamedPreflight,
-                           first_rows: int) -> tuple[CostBound, Generator[Priced, None, None] | None]:
-    """The cost bound, and meanwhile (on a thread) the first chunk checked, not stored: the chunks of
-    the one pass from the first on, or None when that pass must start again with the tolerant reader.
-
-    Raises:
-        InputError: when the file cannot be read as its format says.
-    """
-    chunks = preflight.chunks(workers=ONE_PASS_WORKERS, first_rows=first_rows)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="first-chunk") as pool:
-        head = pool.submit(lambda: list(itertools.islice(chunks, 1)))
-        try:
-            bound = preflight.bound()
-        finally:
-            error = head.exception()
-    if error is not None:
-        chunks.close()
-        if not isinstance(error, file_loader.RaggedRows):
-            raise error
-        preflight.tolerant = True
-        return bound, None
-
-    def resumed() -> Generator[Priced, None, None]:
-        yield from head.result()
-        yield from chunks
-
-    return bound, resumed()
-
-
 def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings,
-              preflight: StreamedPreflight, campaign: _Campaign, bound: CostBound,
-              chunks: Iterator[Priced] | None, *,
+              preflight: StreamedPreflight, campaign: _Campaign, bound: CostBound, *,
               on_counted: Callable[[PreflightResult], None] | None,
               on_created: Callable[[str], None] | None) -> tuple[str, PreflightResult, Loaded]:
     """Check and store in one pass, creating the campaign at the first chunk with a message."""
@@ -243,7 +209,7 @@ def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings:
 
     storing = _Storing(store, ops, enqueuer, settings, preflight, workers=ONE_PASS_WORKERS, create=create,
                        keep_rejects=True, first_rows=min(FIRST_CHUNK_ROWS, campaign.chunk_rows))
-    loaded = storing.run(chunks)
+    loaded = storing.run()
     result = preflight.result(storing.totals, storing.rejects)
     if on_counted is not None:
         on_counted(result)
@@ -312,19 +278,18 @@ class _Storing:
         self.exact_at_end = bool(saved.get("one_pass"))
         self.writer = ChunkWriter(self.store, cid, lease, windowed=bool(info[1]))
 
-    def run(self, chunks: Iterator[Priced] | None = None) -> Loaded:
-        """Read the file to its end (again with the tolerant reader after a ragged row), from
-        ``chunks`` when given (a pass already started)."""
+    def run(self) -> Loaded:
+        """Read the file to its end (again with the tolerant reader after a ragged row)."""
         try:
             while True:
                 try:
-                    for chunk in chunks or self.preflight.chunks(workers=self.workers, first_rows=self.first_rows):
+                    for chunk in self.preflight.chunks(workers=self.workers, first_rows=self.first_rows):
                         stop = self._chunk(chunk)
                         if stop is not None:
                             return stop
                     break
                 except file_loader.RaggedRows:  # rows already stored are skipped by row on the way again
-                    self.preflight.tolerant, chunks = True, None
+                    self.preflight.tolerant = True
                     self._reset()
                     if self.cid is not None:
                         self.after = int(self.store.redis.hget(self.store.keys.campaign(self.cid), "loaded_row") or 0)
