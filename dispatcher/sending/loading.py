@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,8 @@ class _Storing:
         self.lease: Lease | None = None
         self.writer: ChunkWriter | None = None
         self.after, self.approved, self.exact_at_end = 0, math.inf, False
+        self.pool: ThreadPoolExecutor | None = None
+        self.writing: Future[Loaded | None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -279,22 +282,33 @@ class _Storing:
         self.writer = ChunkWriter(self.store, cid, lease, windowed=bool(info[1]))
 
     def run(self) -> Loaded:
-        """Read the file to its end (again with the tolerant reader after a ragged row)."""
+        """Read the file to its end (again with the tolerant reader after a ragged row).
+
+        A chunk is written (compressed, committed, queued) on a thread while the next one is
+        checked; writes stay in file order, one at a time, and a write that stops the loading
+        (paused, cancelled, lease lost) stops it before the next is started.
+        """
         try:
-            while True:
-                try:
-                    for chunk in self.preflight.chunks(workers=self.workers, first_rows=self.first_rows):
-                        stop = self._chunk(chunk)
-                        if stop is not None:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-writer") as self.pool:
+                while True:
+                    try:
+                        for chunk in self.preflight.chunks(workers=self.workers, first_rows=self.first_rows):
+                            stop = self._chunk(chunk)
+                            if stop is not None:
+                                return stop
+                        break
+                    except file_loader.RaggedRows:  # rows already stored are skipped by row on the way again
+                        if (stop := self._settle()) is not None:
                             return stop
-                    break
-                except file_loader.RaggedRows:  # rows already stored are skipped by row on the way again
-                    self.preflight.tolerant = True
-                    self._reset()
-                    if self.cid is not None:
-                        self.after = int(self.store.redis.hget(self.store.keys.campaign(self.cid), "loaded_row") or 0)
-            return self._finish()
-        finally:
+                        self.preflight.tolerant = True
+                        self._reset()
+                        if self.cid is not None:
+                            self.after = int(self.store.redis.hget(self.store.keys.campaign(self.cid),
+                                                                   "loaded_row") or 0)
+                if (stop := self._settle()) is not None:
+                    return stop
+                return self._finish()
+        finally:  # the pool's exit waited for the last write
             if self.lease is not None:
                 self.lease.release()
 
@@ -311,15 +325,26 @@ class _Storing:
             self.attach(self.create())
             chunk = replace(chunk, rejects=[*self.pending, *chunk.rejects])
             self.pending = RejectSpill()
-        assert self.cid is not None and self.writer is not None
+        assert self.cid is not None and self.writer is not None and self.pool is not None
+        if (stop := self._settle()) is not None:
+            return stop
         if self.cost > self.approved * (1 + 1e-9) + 1e-6:  # the file grew since the budget guard passed
             self.store.transition(self.cid, State.PAUSED, "the list changed after it was checked")
             return Loaded("stopped", state=State.PAUSED.value)
-        stop = self.writer.commit(after(chunk, self.after), self.rows_read)
-        if stop is not None:
-            return stop
-        self.enqueuer.enqueue(self.cid, self.ops.reserve(self.cid))
+        self.writing = self.pool.submit(self._write, self.cid, self.writer, after(chunk, self.after), self.rows_read)
         return None
+
+    def _write(self, cid: str, writer: ChunkWriter, chunk: Priced, rows_read: int) -> Loaded | None:
+        """Store one chunk and queue its batches (on the writer thread)."""
+        stop = writer.commit(chunk, rows_read)
+        if stop is None:
+            self.enqueuer.enqueue(cid, self.ops.reserve(cid))
+        return stop
+
+    def _settle(self) -> Loaded | None:
+        """Wait for the chunk being written: why loading stops, or None (its error is raised here)."""
+        writing, self.writing = self.writing, None
+        return writing.result() if writing is not None else None
 
     def _finish(self) -> Loaded:
         if self.cid is None or self.writer is None:
