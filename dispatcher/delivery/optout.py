@@ -16,6 +16,7 @@ from dispatcher.keys import Keys
 from dispatcher.preflight import phones
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import payload
+from dispatcher.sending.store import blob_of
 
 #: First words of an inbound message that mean "stop texting me" (case and accents ignored).
 STOP_WORDS = frozenset({"stop", "stopall", "baja", "unsubscribe", "cancel", "end", "quit", "alto", "parar",
@@ -36,8 +37,8 @@ def recipient_of(client: redis.Redis, keys: Keys, client_id: str) -> str | None:
     if where is None:
         return None
     cid, n, index = where
-    blob = client.hget(keys.batch(cid, n), "p")
-    if not isinstance(blob, bytes):
+    blob = blob_of(client, keys, cid, n)
+    if blob is None:
         return None
     messages = payload.decode(blob, n)
     return messages.to[index] if 0 <= index < len(messages) else None
