@@ -241,7 +241,7 @@ class CampaignStore:
             for i, n in enumerate(numbers):
                 blob, ledger = replies[2 * i] or self.blob(campaign_id, n), replies[2 * i + 1]
                 records = {int(k): decode(v) for k, v in ledger.items()}
-                yield n, payload.decode(blob, n), records
+                yield n, payload.decode(blob or b"", n), records
 
     def blob(self, campaign_id: str, n: int) -> bytes | None:
         """Batch ``n``'s compressed messages, or None when it has none."""
