@@ -146,11 +146,11 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
 
 
 def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
-                      cid: str) -> None:
+                      campaign_id: str) -> None:
     """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
     from dispatcher.instasent.client import InstasentClient
 
-    load = loading.progress(store, cid)
+    load = loading.progress(store, campaign_id)
     if load is None:
         return
     if not load.interrupted:
@@ -158,8 +158,8 @@ def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.E
         return
     out.print(f"Loading its list from row {load.loaded_row + 1:,} ({load.stored:,} messages already stored).")
     with InstasentClient.from_settings(settings) as client:
-        loaded = loading.load(store, ops, enqueuer, cid, client=client, settings=settings)
-    out.print(_loaded_sentence(cid, loaded))
+        loaded = loading.load(store, ops, enqueuer, campaign_id, client=client, settings=settings)
+    out.print(_loaded_sentence(campaign_id, loaded))
 
 
 @app.command()
@@ -213,11 +213,10 @@ def submit(
     The list is checked in one pass that keeps no rows (the budget guard refuses before anything is
     stored), then stored chunk by chunk: sending starts with the first chunk.
     """
-    from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.result import PreflightResult
     from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.durability import Epoch, check_persistence
-    from dispatcher.sending.submission import SubmitOptions
+    from dispatcher.sending.submission import SubmitOptions, submit_file
 
     options = SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
@@ -231,40 +230,38 @@ def submit(
         if not as_json:
             print_summary(result)
 
-    def created(cid: str) -> None:
+    def created(campaign_id: str) -> None:
         if not as_json:
-            out.print(f"Submitted campaign [bold]{cid}[/]; sending starts while the list loads. "
-                      f"Watch it with `dispatcher status {cid} --watch`.")
+            out.print(f"Submitted campaign [bold]{campaign_id}[/]; sending starts while the list loads. "
+                      f"Watch it with `dispatcher status {campaign_id} --watch`.")
 
-    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
-                                             options=options.preflight, client=client,
-                                             name=options.name or file.name, send_window=options.send_window,
-                                             expire_after_s=options.expire_after_s, progress_cb=progress,
-                                             on_counted=counted, on_created=created,
-                                             confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
+    with lookup_progress() as progress:
+        campaign_id, _, loaded = submit_file(store, ops, load_enqueuer(settings), settings, file, options,
+                                             progress=progress, confirm=confirm_lookups(as_json),
+                                             on_counted=counted, on_created=created, chunk_rows=chunk_rows)
     if not as_json:
-        out.print(_loaded_sentence(cid, loaded))
+        out.print(_loaded_sentence(campaign_id, loaded))
     registry = _registry(settings)
     if not wait or loaded.outcome != "complete":
         if as_json:
-            _print_json(campaigns.status(store, cid))
+            _print_json(campaigns.status(store, campaign_id))
         if not registry.alive():
             echo_warning(f"{health.NO_WORKER}.")
         return
-    info = wait_for(store, registry, cid) if as_json else show_progress(store, registry, cid)
+    info = wait_for(store, registry, campaign_id) if as_json else show_progress(store, registry, campaign_id)
     if health.stopped_badly(info):
         _refuse_bad_end(store, info, as_json)
     if as_json:
-        _print_json(campaigns.status(store, cid))
+        _print_json(campaigns.status(store, campaign_id))
     else:
-        print_status(info, health.last_error(store, cid) if _has_failures(info) else "")
+        print_status(info, health.last_error(store, campaign_id) if _has_failures(info) else "")
 
 
-def _loaded_sentence(cid: str, loaded: loading.Loaded) -> str:
+def _loaded_sentence(campaign_id: str, loaded: loading.Loaded) -> str:
     """What became of the loading, in one sentence."""
     if loaded.outcome == "complete":
-        return f"Campaign {cid}: all {loaded.stored:,} messages stored."
+        return f"Campaign {campaign_id}: all {loaded.stored:,} messages stored."
     if loaded.outcome == "stopped":
-        return f"Campaign {cid} is {loaded.state}: loading stopped; `dispatcher resume {cid}` continues it."
-    return f"Campaign {cid}: another process took over loading it."
+        return (f"Campaign {campaign_id} is {loaded.state}: loading stopped; `dispatcher resume {campaign_id}` "
+                "continues it.")
+    return f"Campaign {campaign_id}: another process took over loading it."
