@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import orjson
 import redis
 
 from dispatcher.instasent.client import InstasentClient
@@ -96,13 +97,28 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueue
 
     def counted(result: PreflightResult) -> None:
         if shown_as is not None:
-            result.file = shown_as  # before the guard's sentences and the stored preflight use it
+            result.file = shown_as  # before the guard's sentences (and a refusal's preflight) name it
         if on_counted is not None:
             on_counted(result)
 
     with InstasentClient.from_settings(settings) as instasent:
-        return loading.submit_file(store, ops, enqueuer, settings, path=path, options=checked.preflight,
-                                   client=instasent, name=checked.name or shown_as or Path(path).name,
-                                   send_window=checked.send_window, expire_after_s=checked.expire_after_s,
-                                   progress_cb=progress, on_counted=counted, on_created=on_created,
-                                   confirm=confirm, chunk_rows=chunk_rows)
+        campaign_id, result, loaded = loading.submit_file(
+            store, ops, enqueuer, settings, path=path, options=checked.preflight, client=instasent,
+            name=checked.name or shown_as or Path(path).name, send_window=checked.send_window,
+            expire_after_s=checked.expire_after_s, progress_cb=progress, on_counted=counted, on_created=on_created,
+            confirm=confirm, chunk_rows=chunk_rows)
+    if shown_as is not None:
+        _record_file_name(store, campaign_id, shown_as)
+    return campaign_id, result, loaded
+
+
+def _record_file_name(store: CampaignStore, campaign_id: str, name: str) -> None:
+    """Show ``name`` as the campaign's file (its options and preflight summary, in ``status``)
+    where loading recorded the temporary path it read; loading's own record of the path (for
+    ``resume``) is left alone."""
+    key = store.keys.campaign(campaign_id)
+    recorded = store.redis.hmget(key, "options", "preflight")
+    fields = {field: orjson.dumps({**orjson.loads(raw), "file": name})
+              for field, raw in zip(("options", "preflight"), recorded, strict=True) if raw}
+    if fields:
+        store.redis.hset(key, mapping=fields)
