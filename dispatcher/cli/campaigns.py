@@ -213,10 +213,11 @@ def submit(
     The list is checked in one pass that keeps no rows (the budget guard refuses before anything is
     stored), then stored chunk by chunk: sending starts with the first chunk.
     """
+    from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.result import PreflightResult
     from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.durability import Epoch, check_persistence
-    from dispatcher.sending.submission import SubmitOptions, submit_file
+    from dispatcher.sending.submission import SubmitOptions
 
     options = SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
@@ -230,31 +231,34 @@ def submit(
         if not as_json:
             print_summary(result)
 
-    def created(campaign_id: str) -> None:
+    def created(cid: str) -> None:
         if not as_json:
-            out.print(f"Submitted campaign [bold]{campaign_id}[/]; sending starts while the list loads. "
-                      f"Watch it with `dispatcher status {campaign_id} --watch`.")
+            out.print(f"Submitted campaign [bold]{cid}[/]; sending starts while the list loads. "
+                      f"Watch it with `dispatcher status {cid} --watch`.")
 
-    with lookup_progress() as progress:
-        campaign_id, _, loaded = submit_file(store, ops, load_enqueuer(settings), settings, file, options,
-                                             progress=progress, confirm=confirm_lookups(as_json),
-                                             on_counted=counted, on_created=created, chunk_rows=chunk_rows)
+    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
+        cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
+                                             options=options.preflight, client=client,
+                                             name=options.name or file.name, send_window=options.send_window,
+                                             expire_after_s=options.expire_after_s, progress_cb=progress,
+                                             on_counted=counted, on_created=created,
+                                             confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
     if not as_json:
-        out.print(_loaded_sentence(campaign_id, loaded))
+        out.print(_loaded_sentence(cid, loaded))
     registry = _registry(settings)
     if not wait or loaded.outcome != "complete":
         if as_json:
-            _print_json(campaigns.status(store, campaign_id))
+            _print_json(campaigns.status(store, cid))
         if not registry.alive():
             echo_warning(f"{health.NO_WORKER}.")
         return
-    info = wait_for(store, registry, campaign_id) if as_json else show_progress(store, registry, campaign_id)
+    info = wait_for(store, registry, cid) if as_json else show_progress(store, registry, cid)
     if health.stopped_badly(info):
         _refuse_bad_end(store, info, as_json)
     if as_json:
-        _print_json(campaigns.status(store, campaign_id))
+        _print_json(campaigns.status(store, cid))
     else:
-        print_status(info, health.last_error(store, campaign_id) if _has_failures(info) else "")
+        print_status(info, health.last_error(store, cid) if _has_failures(info) else "")
 
 
 def _loaded_sentence(campaign_id: str, loaded: loading.Loaded) -> str:

@@ -1,9 +1,10 @@
 """Preflight and submit a recipient file: the one path ``dispatcher submit`` and the console share.
 
 The command line and the console's API both build :class:`SubmitOptions` from what the user
-gave, then call :func:`preflight_file` (a preflight only) or :func:`submit_file` (count, show or
-return the preflight, guard, store and send while the list loads), so a file is checked, refused
-and stored the same way whichever door it came through, in memory that does not grow with it.
+gave and call :func:`preflight_file` for a preflight. To submit, the console calls
+:func:`submit_file` and ``dispatcher submit`` calls :func:`dispatcher.sending.loading.submit_file`
+(which this wraps) with its own screens, so a file is checked, refused and stored the same way
+whichever door it came through, sending while it loads, in memory that does not grow with it.
 """
 
 from __future__ import annotations
