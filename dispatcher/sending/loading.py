@@ -155,7 +155,8 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
     docstring for the two orders).
 
     ``on_counted(result)`` sees the exact preflight: before the guard judges it (counting pass
-    first), or once the list is loaded (one pass). ``on_bound(bound, balance, currency)`` runs when
+    first), or once the list is loaded (one pass; not when loading stopped early, when the
+    returned preflight covers only the rows read). ``on_bound(bound, balance, currency)`` runs when
     the one pass is chosen, before anything is stored. ``on_created(campaign_id)`` runs once the
     campaign exists. ``one_pass=False`` always counts first. Returns ``(campaign id, the exact
     preflight, how loading ended)``.
@@ -211,11 +212,14 @@ def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings:
     storing = _Storing(store, ops, enqueuer, settings, preflight, workers=ONE_PASS_WORKERS, create=create,
                        keep_rejects=True, first_rows=min(FIRST_CHUNK_ROWS, campaign.chunk_rows))
     loaded = storing.run()
+    # The whole file's preflight when loading completed (or found nothing to send); the rows read
+    # so far when it stopped early (paused, cancelled), which is not shown as the list's summary.
     result = preflight.result(storing.totals, storing.rejects)
-    if on_counted is not None:
+    if on_counted is not None and (loaded.outcome == "complete" or storing.cid is None):
         on_counted(result)
-    check_sendable(result)  # no campaign exists then: nothing had a message
-    assert storing.cid is not None
+    if storing.cid is None:
+        check_sendable(result)  # nothing had a message: refused, and no campaign exists
+        raise InputError(f"no row of {preflight.fmt.path.name} can be sent.")  # not reached: it raised
     return storing.cid, result, loaded
 
 
