@@ -1,7 +1,7 @@
 """Dispatch tasks. Each decodes ids, calls one function of ``dispatcher`` and decides retries.
 
 ``dispatcher.send_batches(campaign_id, numbers)`` is the unit of work: a group of up to
-``tasks.enqueue.GROUP`` batches that the process's :class:`~dispatcher.sending.pump.Pump` sends
+``tasks.enqueue.group_size`` batches (8 to 32) that the process's :class:`~dispatcher.sending.pump.Pump` sends
 concurrently, each through :func:`~dispatcher.sending.attempt.send_batch`. One Celery message (and
 one Flower row, whose result lists what each batch did) per group instead of per batch, and the
 batches the group reserves are published as new groups. ``dispatcher.send_batch`` (one batch)
