@@ -30,6 +30,7 @@ from dispatcher.errors import (
 )
 from dispatcher.instasent import deadline as deadline_io
 from dispatcher.instasent import wire
+from dispatcher.instasent.cookieless import CookielessClient
 from dispatcher.instasent.models import Account, BulkIds, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
 from dispatcher.instasent.translate import parse_rate_limit, raise_for_status, translate_transport_error
 from dispatcher.settings import Secret, Settings
@@ -94,7 +95,7 @@ class InstasentClient:
             raise ConfigurationError("INSTASENT_TOKEN holds a character no API token has (a space, a control or "
                                      "a non-ASCII character); check its value.")
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
+        self._http = CookielessClient(
             base_url=self.base_url,
             headers={
                 "Authorization": f"Bearer {secret.reveal()}",
