@@ -63,8 +63,8 @@ class BatchMessages:
     def wire_items_with_ids(self, client_ids: Sequence[str], indexes: Sequence[int]) -> list[dict[str, Any]]:
         """:meth:`wire_items` with the ``clientId`` of each message already known (in order)."""
         sender, to, text, unicode = self.sender, self.to, self.text, self.unicode
-        items = [{"from": sender[i], "to": to[i], "text": text[i], "clientId": cid}
-                 for cid, i in zip(client_ids, indexes, strict=True)]
+        items: list[dict[str, Any]] = [{"from": sender[i], "to": to[i], "text": text[i], "clientId": cid}
+                                       for cid, i in zip(client_ids, indexes, strict=True)]
         for item, i in zip(items, indexes, strict=True):
             if unicode[i]:
                 item["allowUnicode"] = True  # as models.wire_item spells it
