@@ -109,7 +109,8 @@ def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutco
         return outcome
     finally:
         counts.waited(context.limiter.waited_s - waited)
-        if outcome is None or outcome.action not in (Action.SKIP, Action.BUSY, Action.DONE):  # only real attempts
+        # Only real attempts (a sent batch's action is DONE too; "already done" has no attempt number).
+        if outcome is None or "attempt" in outcome.summary:
             counts.batch_done(time.monotonic() - started)
 
 
