@@ -71,9 +71,9 @@ CONFIGS: dict[str, list[str]] = {
     "baseline-gevent-64": [*_BASELINE, "--pool", "gevent", "--concurrency", "64"],
     # The baseline checkout's own ``dispatcher worker`` defaults, fed grouped tasks (its code must
     # have them: an A/B of the sending code under one execution model).
-    "baseline-defaults": worker_argv(processes=1),
-    # This checkout's ``dispatcher worker`` on one process (the default runs one per core).
-    "one-process": worker_argv(processes=1),
+    "baseline-defaults": worker_argv(),
+    # This checkout's ``dispatcher worker --processes 2``: two workers forked after the imports.
+    "two-processes": worker_argv(processes=2),
     # Two worker hosts (two ``dispatcher worker`` processes with their defaults) sharing one limit.
     "two-hosts": worker_argv(),
     "threads-32": worker_argv(concurrency=32, pool="threads"),

@@ -19,9 +19,9 @@ def worker(
         None, "--concurrency", "-c", min=1,
         help="Batches in flight at most (default: as many as the rate limit and the observed latency need)."),
     pool: str = typer.Option("threads", help="Celery pool: threads (default) or prefork (one batch per process)."),
-    processes: int | None = typer.Option(
-        None, "--processes", min=1,
-        help="Worker processes, forked after the imports (default: one per core; one with --concurrency or prefork)."),
+    processes: int = typer.Option(
+        1, "--processes", min=1,
+        help="Celery worker processes, forked after the imports (e.g. one per core on a dedicated host)."),
     events: bool = typer.Option(True, "--events/--no-events",
                                 help="Send task events (Flower's task views need them; they cost throughput)."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),

@@ -204,16 +204,8 @@ def start_sandbox(*options: str, port: int | None = None, token: str = "sandbox-
 AUTO_TASK_SLOTS = 10
 
 
-def cores() -> int:
-    """CPU cores this process may run on (its affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def worker_argv(concurrency: int | None = None, events: bool = True, pool: str = "threads",
-                loglevel: str = "INFO", queue: str | None = None, processes: int | None = None) -> list[str]:
+                loglevel: str = "INFO", queue: str | None = None, processes: int = 1) -> list[str]:
     """The ``celery worker`` command line with the project's settings.
 
     Without ``concurrency`` the worker keeps as many batches in flight as the rate limit and the
@@ -222,16 +214,13 @@ def worker_argv(concurrency: int | None = None, events: bool = True, pool: str =
     ``concurrency`` processes sending one batch each. Without ``queue`` there is no ``-Q``: the
     worker consumes its install's queue as ``tasks.app`` names it from the settings
     (``DISPATCHER_QUEUE``, else after ``DISPATCHER_KEY_PREFIX``). ``processes`` > 1 runs that many
-    Celery workers forked after the imports (:mod:`tasks.processes`); by default one per core
-    with the threads pool and no fixed ``concurrency``, else one.
+    Celery workers forked after the imports (:mod:`tasks.processes`), each with these options.
     """
     if concurrency is None:
         slots, in_flight = AUTO_TASK_SLOTS, 0
     else:
         slots, in_flight = concurrency, 1 if pool == "prefork" else concurrency
-    if processes is None:
-        processes = cores() if concurrency is None and pool == "threads" else 1
-    # Several processes: one worker per core, forked after the imports (see tasks.processes).
+    # Several processes: Celery workers forked after the imports (see tasks.processes).
     head = ["-m", "tasks.processes", str(processes)] if processes > 1 else ["-m", "celery", "-A", "tasks.app", "worker"]
     argv = [sys.executable, *head, "--concurrency", str(slots),
             "--pool", pool, "--loglevel", loglevel, *(["-Q", queue] if queue else []), "--without-gossip",

@@ -1,4 +1,4 @@
-"""``dispatcher worker`` runs one Celery worker per core, forked after the imports (``tasks.processes``)."""
+"""``dispatcher worker --processes N`` runs N Celery workers forked after the imports (``tasks.processes``)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def test_a_bad_process_count_is_refused_with_usage(capsys: pytest.CaptureFixture
     assert "usage" in capsys.readouterr().err
 
 
-def test_the_default_worker_runs_one_process_per_core_and_a_fixed_concurrency_one() -> None:
+def test_the_default_worker_is_one_celery_process_and_more_are_forked_by_the_supervisor() -> None:
+    assert worker_argv()[1:4] == ["-m", "celery", "-A"]
     assert worker_argv(processes=2)[1:4] == ["-m", "tasks.processes", "2"]
-    assert worker_argv(concurrency=4)[1:4] == ["-m", "celery", "-A"]
 
 
 @pytest.fixture()
