@@ -11,7 +11,8 @@ for ``--seconds``. Printed per run:
   shared by several processes once, so it is the figure to read for forked processes).
 
 ``--profile-dir DIR`` also writes a py-spy profile (collapsed stacks, GIL-holding samples) of
-each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit.
+each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit,
+``two-processes`` one host of two forked workers (``dispatcher worker --processes 2``).
 
 At no latency the limit is off and a campaign of ``--messages`` is timed to completion beside a
 bare httpx loop POSTing the same bulks in the same run (the ratio is the figure to read: this
