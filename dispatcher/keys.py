@@ -42,8 +42,15 @@ class Keys:
         return f"{self.prefix}:c:{campaign_id}"
 
     def batch(self, campaign_id: str, n: int) -> str:
-        """Hash: one batch's state, attempts, lease and compressed messages (fields: see ``sending.batches``)."""
+        """Hash: one batch's state, attempts and lease (fields: see ``sending.batches``); only short
+        fields, so Redis keeps it in its compact (listpack) encoding."""
         return f"{self.prefix}:c:{campaign_id}:b:{n}"
+
+    def payload(self, campaign_id: str, n: int) -> str:
+        """String: batch ``n``'s compressed messages (``sending.payload``), apart from its hash
+        because one value over 64 bytes would move the whole hash to a hashtable (several times
+        larger)."""
+        return f"{self.prefix}:c:{campaign_id}:p:{n}"
 
     def ledger(self, campaign_id: str, n: int) -> str:
         """Hash: the per-message records of batch ``n`` (field = index in the batch)."""

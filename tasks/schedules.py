@@ -72,7 +72,17 @@ def firer(settings: Settings | None = None) -> Firer:
 
 @app.task(name=FIRE_SCHEDULE, acks_late=True)
 def fire_schedule(name: str) -> dict[str, Any] | None:
-    """Fire schedule ``name`` if it is due; the result is the firing record (None for a quiet tick)."""
+    """Fire schedule ``name`` if it is due; the result is the firing record (None for a quiet tick).
+
+    The firing loads its list here, in this task (``loading.submit_file``: a counting pass, then
+    a storing pass that queues each chunk's batches as it is stored). That takes the list's time
+    (seconds per million rows) and holds this one worker process, with bounded memory; the other
+    processes send the batches meanwhile, so with ``--concurrency 1`` sending waits for the load.
+    A redelivery (the worker died, or a load longer than the visibility timeout) finds the due
+    time claimed and does nothing; a load cut short leaves the campaign ``interrupted``, which
+    ``dispatcher resume ID`` continues. Loading here is simple and enough for lists of millions;
+    a dedicated loading queue would be the next step if firings must never share workers.
+    """
     firing = firer().fire(name)
     return firing.to_json() if firing else None
 

@@ -146,11 +146,11 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
 
 
 def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
-                      cid: str) -> None:
+                      campaign_id: str) -> None:
     """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
     from dispatcher.instasent.client import InstasentClient
 
-    load = loading.progress(store, cid)
+    load = loading.progress(store, campaign_id)
     if load is None:
         return
     if not load.interrupted:
@@ -158,8 +158,8 @@ def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.E
         return
     out.print(f"Loading its list from row {load.loaded_row + 1:,} ({load.stored:,} messages already stored).")
     with InstasentClient.from_settings(settings) as client:
-        loaded = loading.load(store, ops, enqueuer, cid, client=client, settings=settings)
-    out.print(_loaded_sentence(cid, loaded))
+        loaded = loading.load(store, ops, enqueuer, campaign_id, client=client, settings=settings)
+    out.print(_loaded_sentence(campaign_id, loaded))
 
 
 @app.command()
@@ -261,10 +261,11 @@ def submit(
         print_status(info, health.last_error(store, cid) if _has_failures(info) else "")
 
 
-def _loaded_sentence(cid: str, loaded: loading.Loaded) -> str:
+def _loaded_sentence(campaign_id: str, loaded: loading.Loaded) -> str:
     """What became of the loading, in one sentence."""
     if loaded.outcome == "complete":
-        return f"Campaign {cid}: all {loaded.stored:,} messages stored."
+        return f"Campaign {campaign_id}: all {loaded.stored:,} messages stored."
     if loaded.outcome == "stopped":
-        return f"Campaign {cid} is {loaded.state}: loading stopped; `dispatcher resume {cid}` continues it."
-    return f"Campaign {cid}: another process took over loading it."
+        return (f"Campaign {campaign_id} is {loaded.state}: loading stopped; `dispatcher resume {campaign_id}` "
+                "continues it.")
+    return f"Campaign {campaign_id}: another process took over loading it."

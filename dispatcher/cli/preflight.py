@@ -53,7 +53,7 @@ def preflight(
     resources = load_resources()
     with lookup_progress() as progress:
         result = preflight_file(file, options, resources.settings, resources.redis, progress,
-                                confirm=confirm_lookups(as_json), streamed=True)
+                                confirm=confirm_lookups(as_json))
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

@@ -3,6 +3,10 @@
 Every route calls the same library functions as the command line (``sending.submission``,
 ``sending.campaigns``, ``sending.report``), so the validation, the refusals and the JSON shapes
 are the CLI's. Blocking work (Redis, Instasent, pandas) runs in the thread pool, off the loop.
+A preflight and a submit stream the uploaded file in bounded memory; ``POST /api/campaigns``
+answers once the list is loaded (its batches are sent while it loads). The upload is deleted
+then, so a console stopped mid-load leaves an ``interrupted`` campaign that cannot be resumed
+from its file: ``dispatcher cancel ID`` drops what was stored.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 import os
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from starlette.background import BackgroundTask
@@ -27,7 +32,7 @@ from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import campaigns
 from dispatcher.sending.report import build_report, write_report
-from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_result
+from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_file
 
 #: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
 PAGE = 20
@@ -140,13 +145,17 @@ def routes(console: Console) -> list[Route]:
         upload = await _received(console, request)
         try:
             options = submit_options(upload.fields, upload.filename)
-            result = await _preflight(console, upload, options.preflight)
+            assert upload.path is not None
+            counted: list[PreflightResult] = []  # the preflight, for a refusal's answer
             try:
-                cid = await run_in_threadpool(submit_result, console.store, console.ops, console.enqueuer,
-                                              console.settings, result, options)
+                campaign_id, _, _ = await run_in_threadpool(
+                    partial(submit_file, console.store, console.ops, console.enqueuer, console.settings, upload.path,
+                            options, shown_as=upload.filename, on_counted=counted.append))
             except BudgetExceeded as exc:
-                raise _refused(exc, result) from None
-            body = await run_in_threadpool(campaigns.status, console.store, cid)
+                if not counted:  # HLR lookups refused before the count ended: no preflight to show
+                    raise
+                raise _refused(exc, counted[0]) from None
+            body = await run_in_threadpool(campaigns.status, console.store, campaign_id)
             return JSON(body, status_code=201)
         finally:
             upload.close()

@@ -16,6 +16,7 @@ from dispatcher.keys import Keys
 from dispatcher.preflight import phones
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import payload
+from dispatcher.sending.store import blob_of
 
 #: First words of an inbound message that mean "stop texting me" (case and accents ignored).
 STOP_WORDS = frozenset({"stop", "stopall", "baja", "unsubscribe", "cancel", "end", "quit", "alto", "parar",
@@ -35,9 +36,9 @@ def recipient_of(client: redis.Redis, keys: Keys, client_id: str) -> str | None:
     where = payload.parse_client_id(client_id)
     if where is None:
         return None
-    cid, n, index = where
-    blob = client.hget(keys.batch(cid, n), "p")
-    if not isinstance(blob, bytes):
+    campaign_id, n, index = where
+    blob = blob_of(client, keys, campaign_id, n)
+    if blob is None:
         return None
     messages = payload.decode(blob, n)
     return messages.to[index] if 0 <= index < len(messages) else None
@@ -81,8 +82,8 @@ def handle_optout(client: redis.Redis, keys: Keys, report: Report) -> str | None
 def keep_inbound(client: redis.Redis, keys: Keys, report: Report) -> str:
     """Store an inbound message with its campaign (found by ``clientId``); returns the campaign id or ``""``."""
     where = payload.parse_client_id(report.client_id)
-    cid = where[0] if where else ""
-    key = keys.inbound(cid) if cid else keys.inbound_unmatched()
+    campaign_id = where[0] if where else ""
+    key = keys.inbound(campaign_id) if campaign_id else keys.inbound_unmatched()
     entry = {"from": report.sender, "to": report.to, "message": report.message, "clientId": report.client_id,
              "id": report.instasent_id, "eventAt": report.event_at, "receivedAt": time.time(),
              "stop": is_stop(report.message or "") or report.status == "stop"}
@@ -90,12 +91,12 @@ def keep_inbound(client: redis.Redis, keys: Keys, report: Report) -> str:
     pipe.rpush(key, orjson.dumps(entry))
     pipe.ltrim(key, -MAX_INBOUND, -1)
     pipe.execute()
-    return cid
+    return campaign_id
 
 
-def inbound_messages(client: redis.Redis, keys: Keys, cid: str) -> list[dict[str, Any]]:
-    """The inbound messages kept for campaign ``cid``, oldest first."""
-    return [orjson.loads(x) for x in client.lrange(keys.inbound(cid), 0, -1)]
+def inbound_messages(client: redis.Redis, keys: Keys, campaign_id: str) -> list[dict[str, Any]]:
+    """The inbound messages kept for campaign ``campaign_id``, oldest first."""
+    return [orjson.loads(x) for x in client.lrange(keys.inbound(campaign_id), 0, -1)]
 
 
 def unmatched_messages(client: redis.Redis, keys: Keys, limit: int = 50) -> list[dict[str, Any]]:

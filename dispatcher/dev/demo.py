@@ -29,7 +29,6 @@ from dispatcher.dev.services import (
     start_worker,
 )
 from dispatcher.errors import InputError
-from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.resources import Resources
 from dispatcher.screens import (
@@ -41,7 +40,7 @@ from dispatcher.screens import (
     redact_url,
     show_progress,
 )
-from dispatcher.sending import campaigns
+from dispatcher.sending import loading
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.sending.schedule_admin import schedule_rows
@@ -145,13 +144,16 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     # terminal); the demo asks for them explicitly, against the sandbox's free lookups.
     options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES", hlr=True).validated()
     out.print("HLR lookups on (the demo asks for them; `preflight` and `submit` need --hlr to pay for lookups).")
+
+    def created(campaign_id: str) -> None:
+        out.print(f"\nSubmitted campaign [bold]{campaign_id}[/]; sending while the list loads...")
+
+    # The path of `dispatcher submit`: a counting pass (shown), the guard, then a storing pass
+    # whose batches the workers send as each chunk is stored.
     with resources.instasent() as api, lookup_progress() as progress:
-        result = run_preflight(path, options, settings=settings, redis=resources.redis, client=api,
-                               progress=progress)
-    print_summary(result)
-    campaign_id = campaigns.submit_preflight(store, resources.ops, CeleryEnqueuer(settings), settings, result=result,
-                                     options=options, name="demo: spring offer")
-    out.print(f"\nSubmitted campaign [bold]{campaign_id}[/]; sending...")
+        campaign_id, _, _ = loading.submit_file(store, resources.ops, CeleryEnqueuer(settings), settings, path=path,
+                                                options=options, client=api, name="demo: spring offer",
+                                                progress_cb=progress, on_counted=print_summary, on_created=created)
     info = show_progress(store, WorkerRegistry(resources.redis, resources.keys), campaign_id)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20

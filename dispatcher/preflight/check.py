@@ -67,8 +67,10 @@ class PreflightClient(LookupClient, PriceClient, Protocol):
 def run_preflight(path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
                   client: PreflightClient, progress: Progress | None = None,
                   chunk_rows: int = loader.DEFAULT_CHUNK_ROWS, confirm: Confirm | None = None) -> PreflightResult:
-    """Preflight the recipient file at ``path``.
+    """Preflight the recipient file at ``path``, holding the whole list (``messages``) in memory.
 
+    No command uses it any more (they stream: :mod:`dispatcher.preflight.stream`); it is the
+    whole-list reference the streamed totals are tested against and ``bench/`` measures beside.
     HLR lookups are paid for only with ``options.hlr`` True, or, when it is None, if they cost
     nothing or ``confirm`` (shown their estimate) says yes (see :mod:`dispatcher.preflight.lookups`).
 

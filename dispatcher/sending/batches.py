@@ -15,7 +15,10 @@ Batch hash fields: ``st`` (p pending, i in flight, u unknown, d done), ``size`` 
 ``rc`` (1: reconcile by ``clientId`` before sending), ``settled`` (1 once counted in the campaign's
 ``settled``), ``parked`` (1 while it waits for its send window), ``ut`` (Unix s of the last
 record), ``tu`` (the batch range this batch reserved when it settled, ``a:b``), ``err`` (the last
-error), ``tz`` (its numbers' time zones, with a send window), ``p`` (compressed messages).
+error), ``tz`` (its numbers' time zones, with a send window), ``fence``, ``tok`` and ``inc`` (the
+fencing token and the Redis run it was issued under). The compressed messages have a key of their
+own (``Keys.payload``): with only short fields (a value over 64 bytes, such as a long ``err``, is
+rare), Redis keeps the hash in its compact listpack encoding, several times smaller.
 """
 
 from __future__ import annotations
@@ -134,7 +137,8 @@ class BatchOps:
         With ``slot`` (the bulk lane's), a claim that can send at once takes its rate-limit slot in
         the same call and says whether the suppression list needs checking (see ``lua/claim.lua``).
         """
-        keys, args = self._batch_keys(campaign_id, n), [int(lease_s * 1e6)]
+        keys = [*self._batch_keys(campaign_id, n), self.keys.payload(campaign_id, n)]
+        args = [int(lease_s * 1e6)]
         if slot is not None:
             keys += [*slot.keys, self.keys.suppression(), self.keys.suppression_version()]
             args += slot.args

@@ -62,7 +62,10 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
 def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
                      result: PreflightResult, options: PreflightOptions, name: str,
                      send_window: Window | None = None, expire_after_s: float | None = None) -> str:
-    """Submit what a preflight accepted, after the same budget guard the preflight applies.
+    """Submit what a whole-list preflight (``run_preflight``) accepted, after the same budget guard.
+
+    No command takes this path any more (they stream: :func:`dispatcher.sending.loading.submit_file`);
+    it stays as the whole-list baseline ``bench/bench_scale.py`` measures the streamed path against.
 
     Raises:
         BudgetExceeded: when the cost exceeds the balance or ``options.max_cost``.

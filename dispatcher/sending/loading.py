@@ -54,7 +54,7 @@ LEASE_S = float(os.environ.get("DISPATCHER_LOAD_LEASE", "15"))
 #: Rows per chunk when loading (memory per chunk is roughly 1 KB per row, all steps included).
 LOAD_CHUNK_ROWS = 50_000
 
-# KEYS[1] campaign, KEYS[2] loader lease, KEYS[3] rejects, KEYS[4..] the new batches.
+# KEYS[1] campaign, KEYS[2] loader lease, KEYS[3] rejects, KEYS[4..] per new batch: its hash, its payload.
 # ARGV[1] lease token, ARGV[2] first batch number expected, ARGV[3] messages, ARGV[4] loaded row,
 # ARGV[5] rows read, ARGV[6] Redis run id (the batches' ``inc``), ARGV[7] number of rejects R,
 # ARGV[8..7+R] rejects (JSON),
@@ -69,14 +69,15 @@ if tonumber(c[2]) ~= tonumber(ARGV[2]) then return {'moved'} end
 local r = tonumber(ARGV[7])
 for i = 8, 7 + r do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 local at = 8 + r
-for k = 4, #KEYS do
+for k = 4, #KEYS, 2 do
   redis.call('DEL', KEYS[k])
   redis.call('HSET', KEYS[k], 'st', 'p', 'size', ARGV[at], 'att', 0, 'fails', 0, 'rc', '0', 'settled', '0',
-             'p', ARGV[at + 1], 'inc', ARGV[6])
+             'inc', ARGV[6])
+  redis.call('SET', KEYS[k + 1], ARGV[at + 1])
   if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[k], 'tz', ARGV[at + 2]) end
   at = at + 3
 end
-redis.call('HINCRBY', KEYS[1], 'batches', #KEYS - 3)
+redis.call('HINCRBY', KEYS[1], 'batches', (#KEYS - 3) / 2)
 redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[3]))
 redis.call('HSET', KEYS[1], 'loaded_row', ARGV[4], 'rows_read', ARGV[5])
 return {'ok'}
@@ -296,7 +297,8 @@ def _commit_chunk(store: CampaignStore, commit: Any, cid: str, token: str, chunk
     first = int(store.redis.hget(store.keys.campaign(cid), "batches") or 0)
     blobs = _blobs(messages, zones)
     keys = [store.keys.campaign(cid), store.keys.loader(cid), store.keys.rejects(cid),
-            *(store.keys.batch(cid, first + n) for n in range(len(blobs)))]
+            *(key for n in range(first, first + len(blobs)) for key in (store.keys.batch(cid, n),
+                                                                         store.keys.payload(cid, n)))]
     # The Redis process that holds the batches (as CampaignStore writes it): a claim under another
     # one reconciles first.
     run_id = store.redis.info("server")["run_id"]

@@ -4,7 +4,11 @@ A schedule is a stored ``submit``: a file, the preflight options, optional send 
 expiry, and either a cron expression in a time zone or a fixed interval. celery-redbeat only
 *triggers* firings (``tasks.schedules``); deciding whether a firing is due, late (missed), a
 duplicate or overlapping happens here, with ``now`` passed in. Each firing re-reads the file,
-goes through the same preflight and guards as ``submit``, and leaves a record of its outcome.
+goes through the same counting pass, guards and loading as ``submit``
+(:func:`dispatcher.sending.loading.submit_file`: bounded memory, sending while the rest loads),
+and leaves a record of its outcome. The campaign becomes the schedule's current one as soon as
+it exists, so a tick while it loads sees it running (``--overlap``); where the loading runs, and
+what it holds, is told in ``tasks.schedules``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,8 @@ from croniter import croniter
 from dispatcher.errors import DispatcherError, InputError, PermanentError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import run_preflight
-from dispatcher.preflight.result import PreflightOptions, check_sendable
-from dispatcher.sending import campaigns
+from dispatcher.preflight.result import PreflightOptions
+from dispatcher.sending import campaigns, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import SENDING, State
 from dispatcher.sending.store import CampaignStore
@@ -295,21 +298,25 @@ class Firer:
         if hold and definition.overlap == "skip":
             return self.schedules.record(Firing(name, now, due, "skipped", campaign=previous,
                                                 reason=f"campaign {previous} of the previous run is still running"))
+        created: list[str] = []
+
+        def on_created(campaign_id: str) -> None:
+            created.append(campaign_id)
+            if not hold:  # a tick while it loads sees it running
+                self.schedules.set_state(name, last_campaign=campaign_id)
+
         try:
-            cid = self._submit(definition, now, hold)
-        except PermanentError as exc:
-            return self.schedules.record(Firing(name, now, due, "refused", reason=str(exc)))
-        except OSError as exc:  # the file went missing or unreadable since the schedule was added
-            reason = f"cannot read {definition.file}: {exc.strerror or exc}"
-            return self.schedules.record(Firing(name, now, due, "refused", reason=reason))
-        except DispatcherError as exc:
-            return self.schedules.record(Firing(name, now, due, "error", reason=str(exc)))
+            campaign_id, loaded = self._submit(definition, now, hold, on_created)
+        except (DispatcherError, OSError) as exc:
+            return self.schedules.record(_failed(definition, now, due, exc, created))
+        stopped = {"complete": "", "stopped": f"loading stopped: campaign {campaign_id} is {loaded.state}"}.get(
+            loaded.outcome, f"another process took over loading campaign {campaign_id}")
         if hold:
-            self.schedules.hold(name, cid)
-            return self.schedules.record(Firing(name, now, due, "waiting", campaign=cid,
-                                                reason=f"queued behind campaign {(held or [previous])[-1]}"))
-        self.schedules.set_state(name, last_campaign=cid)
-        return self.schedules.record(Firing(name, now, due, "created", campaign=cid))
+            self.schedules.hold(name, campaign_id)
+            waiting = f"queued behind campaign {(held or [previous])[-1]}"
+            return self.schedules.record(Firing(name, now, due, "waiting", campaign=campaign_id,
+                                                reason="; ".join(filter(None, [waiting, stopped]))))
+        return self.schedules.record(Firing(name, now, due, "created", campaign=campaign_id, reason=stopped))
 
     def start_queued(self) -> list[str]:
         """Start campaigns held behind a previous run that has now finished, one at a time and in
@@ -344,18 +351,39 @@ class Firer:
         except InputError:
             return False
 
-    def _submit(self, definition: ScheduleDef, now: float, hold: bool) -> str:
+    def _submit(self, definition: ScheduleDef, now: float, hold: bool,
+                on_created: Callable[[str], None]) -> tuple[str, loading.Loaded]:
+        """Count, guard, create and load the firing's campaign; ``on_created(id)`` runs before loading.
+
+        Raises:
+            InputError: the file or its options must be fixed, or it leaves nothing to send.
+            BudgetExceeded: over the balance or ``max_cost`` (nothing is created).
+            OSError: the file cannot be read.
+        """
         options = PreflightOptions(**definition.options).validated()
         stamp = datetime.fromtimestamp(now, ZoneInfo(definition.tz)).strftime("%Y-%m-%d %H:%M")
         window = parse_window(definition.window, definition.days) if definition.window else None
         enqueuer = _Holding() if hold else self.enqueuer
         with self.client_factory() as client:
-            result = run_preflight(definition.file, options, settings=self.settings, redis=self.store.redis,
-                                   client=client)
-        check_sendable(result)
-        return campaigns.submit_preflight(self.store, self.ops, enqueuer, self.settings, result=result,
-                                          options=options, name=f"{definition.name} @ {stamp}",
-                                          send_window=window, expire_after_s=definition.expire_after_s)
+            campaign_id, _, loaded = loading.submit_file(
+                self.store, self.ops, enqueuer, self.settings, path=definition.file, options=options, client=client,
+                name=f"{definition.name} @ {stamp}", send_window=window, expire_after_s=definition.expire_after_s,
+                on_created=on_created)
+        return campaign_id, loaded
+
+
+def _failed(definition: ScheduleDef, now: float, due: float, exc: Exception, created: list[str]) -> Firing:
+    """The record of a firing that raised ``exc``: ``refused`` when nothing was created (a list or
+    budget to fix, a file gone), ``error`` otherwise, naming the campaign when loading had begun."""
+    # An OSError: the file went missing or unreadable since the schedule was added.
+    reason = f"cannot read {definition.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+    if created:
+        campaign_id = created[0]
+        return Firing(definition.name, now, due, "error", campaign=campaign_id,
+                      reason=f"loading campaign {campaign_id} stopped: {reason} (`dispatcher resume {campaign_id}` "
+                             f"continues it, `dispatcher cancel {campaign_id}` drops it)")
+    refused = isinstance(exc, PermanentError | OSError)
+    return Firing(definition.name, now, due, "refused" if refused else "error", reason=reason)
 
 
 class _Holding:

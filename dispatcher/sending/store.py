@@ -165,9 +165,10 @@ class CampaignStore:
         for n, (lo, hi) in enumerate(bounds):
             blob = payload.encode({k: v[lo:hi] for k, v in columns.items()})
             fields: dict[str, Any] = {"st": BatchState.PENDING.value, "size": hi - lo, "att": 0, "fails": 0,
-                                      "rc": "0", "settled": "0", "p": blob, "inc": run_id}
+                                      "rc": "0", "settled": "0", "inc": run_id}
             if zones is not None:
                 fields["tz"] = zones[lo]
+            pipe.set(self.keys.payload(campaign_id, n), blob)
             pipe.hset(self.keys.batch(campaign_id, n), mapping=fields)
             if (n + 1) % _WRITE_CHUNK == 0:
                 pipe.execute()
@@ -234,13 +235,17 @@ class CampaignStore:
             numbers = range(start, min(batches, start + chunk))
             pipe = self.redis.pipeline(transaction=False)
             for n in numbers:
-                pipe.hget(self.keys.batch(campaign_id, n), "p")
+                pipe.get(self.keys.payload(campaign_id, n))
                 pipe.hgetall(self.keys.ledger(campaign_id, n))
             replies = pipe.execute()
             for i, n in enumerate(numbers):
-                blob, ledger = replies[2 * i], replies[2 * i + 1]
+                blob, ledger = replies[2 * i] or self.blob(campaign_id, n), replies[2 * i + 1]
                 records = {int(k): decode(v) for k, v in ledger.items()}
-                yield n, payload.decode(blob, n), records
+                yield n, payload.decode(blob or b"", n), records
+
+    def blob(self, campaign_id: str, n: int) -> bytes | None:
+        """Batch ``n``'s compressed messages, or None when it has none."""
+        return blob_of(self.redis, self.keys, campaign_id, n)
 
     def next_window_opening(self, campaign_id: str) -> float | None:
         """Unix time when the campaign's next parked batch is released, or None."""
@@ -279,6 +284,7 @@ class CampaignStore:
         pipe.expire(self.keys.parked_in(campaign_id), ttl_s)
         for n in range(info.batches):
             pipe.expire(self.keys.batch(campaign_id, n), ttl_s)
+            pipe.expire(self.keys.payload(campaign_id, n), ttl_s)
             pipe.expire(self.keys.ledger(campaign_id, n), ttl_s)
             pipe.expire(self.keys.delivery(campaign_id, n), ttl_s)
         pipe.execute()
@@ -295,6 +301,17 @@ class CampaignStore:
     def rejects(self, campaign_id: str) -> list[dict[str, Any]]:
         """The preflight's rejects stored with the campaign."""
         return [orjson.loads(x) for x in self.redis.lrange(self.keys.rejects(campaign_id), 0, -1)]
+
+
+def blob_of(client: Any, keys: Keys, campaign_id: str, n: int) -> bytes | None:
+    """Batch ``n``'s compressed messages, or None when it has none.
+
+    Batches stored before the messages had a key of their own keep them in the batch hash (``p``).
+    """
+    blob = client.get(keys.payload(campaign_id, n))
+    if blob is None:
+        blob = client.hget(keys.batch(campaign_id, n), "p")
+    return blob if isinstance(blob, bytes) else None
 
 
 def _batch_bounds(total: int, zones: list[str] | None) -> list[tuple[int, int]]:

@@ -77,6 +77,10 @@ def test_submit_answers_201_with_the_status_object_and_get_returns_the_same(api:
     created = submit(api, name="spring")
     assert created["name"] == "spring" and created["total"] == 120 and created["state"] in ("queued", "running")
     assert {"id", "counts", "cost", "next_window_opens_at"} <= set(created)
+    # Streamed like `dispatcher submit`: answered once the list is whole, under the user's file name.
+    assert created["loading"] is None and created["preflight"]["file"] == "list.csv"
+    assert created["preflight"]["valid"] == 120
+    assert api.console.store.get(created["id"]).options["file"] == "list.csv"
     again = api.http.get(f"/api/campaigns/{created['id']}", headers=api.as_viewer()).json()
     assert again["id"] == created["id"] and again["total"] == 120
     rejects = api.http.get(f"/api/campaigns/{created['id']}/rejects", headers=api.as_viewer()).json()
@@ -106,6 +110,9 @@ def test_bad_options_and_bad_files_get_400_or_422_with_a_reason(api: ConsoleHand
     garbage = api.http.post("/api/campaigns", headers=api.as_admin(), data=OPTIONS,
                             files={"file": ("list.csv", b"nothing,here\n1,2\n", "text/csv")})
     assert garbage.status_code == 422 and garbage.json()["error"]
+    unsendable = api.http.post("/api/campaigns", headers=api.as_admin(), data=OPTIONS,
+                               files={"file": ("bad.csv", small_csv(0, bad=2), "text/csv")})
+    assert unsendable.status_code == 422 and "no row of bad.csv can be sent" in unsendable.json()["error"]
     assert api.console.store.count() == 0
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 
-from dispatcher.errors import InputError
+from dispatcher.errors import InputError, StoreUnavailable
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
+from dispatcher.sending import loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import State
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
@@ -28,6 +30,21 @@ def recipients(path: Path, n: int = 120) -> Path:
         writer.writerow(["phone", "name"])
         writer.writerows([f"+346{i:08d}", f"N{i}"] for i in range(n))
     return path
+
+
+class Hooked(Queue):
+    """A queue that runs ``hook(campaign_id)`` at its first enqueue: after the first chunk is
+    stored, while the campaign still loads."""
+
+    def __init__(self, hook: Callable[[str], None]) -> None:
+        super().__init__()
+        self.hook: Callable[[str], None] | None = hook
+
+    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
+        super().enqueue(campaign_id, numbers)
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook(campaign_id)
 
 
 @pytest.fixture()
@@ -205,3 +222,38 @@ def test_an_interval_schedule_is_next_due_one_interval_after_it_was_added(firer:
     definition = define(firer, recipients(tmp_path / "l.csv"), saved_at=T0, every_s=600)
     assert definition.next_due(T0 + 10, None, since=T0) == T0 + 600
     assert definition.next_due(T0 + 599, None, since=T0) == T0 + 600
+
+
+def test_a_firing_streams_its_list_and_a_tick_while_it_loads_sees_it_running(firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60)
+    during: list[object] = []
+
+    def tick(campaign_id: str) -> None:
+        during.append(loading.progress(firer.store, campaign_id))
+        during.append(firer.fire("weekly", now=T0 + 60))
+
+    firer.enqueuer = Hooked(tick)
+    first = firer.fire("weekly", now=T0)
+    assert first is not None and first.outcome == "created" and first.reason == ""
+    load, second = during
+    assert isinstance(load, loading.LoadProgress) and load.loading and not load.interrupted  # sent while loading
+    assert isinstance(second, type(first)) and second.outcome == "skipped" and first.campaign in second.reason
+    assert loading.progress(firer.store, first.campaign) is None and firer.store.get(first.campaign).total == 120
+    assert len(firer.store.recent()) == 1
+
+
+def test_a_firing_whose_loading_breaks_off_is_an_error_naming_the_campaign_to_resume(
+        firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60)
+
+    def redis_goes(campaign_id: str) -> None:
+        raise StoreUnavailable("Redis is unreachable.")
+
+    firer.enqueuer = Hooked(redis_goes)
+    firing = firer.fire("weekly", now=T0)
+    assert firing is not None and firing.outcome == "error" and firing.campaign
+    assert f"dispatcher resume {firing.campaign}" in firing.reason and "Redis is unreachable" in firing.reason
+    load = loading.progress(firer.store, firing.campaign)
+    assert load is not None and load.interrupted  # says so, and the next tick does not start another
+    later = firer.fire("weekly", now=T0 + 60)
+    assert later is not None and later.outcome == "skipped" and firing.campaign in later.reason

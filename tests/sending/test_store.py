@@ -102,6 +102,40 @@ def test_ledger_records_round_trip() -> None:
     assert ledger.decode(None).status == "pending"
 
 
+def test_a_sent_record_keeps_a_hex_instasent_id_packed_and_reads_back_either_form() -> None:
+    packed = ledger.encode("sent", 2, "09cdadf05a2da7158f10420f")
+    assert len(packed) == 19 and packed.startswith("s2:")
+    assert ledger.decode(packed.encode()) == ledger.Record("sent", 2, "09cdadf05a2da7158f10420f")
+    # The form a delivery report writes (dispatcher.delivery.reports), and ids that do not pack.
+    assert ledger.decode(b"s|0|09cdadf05a2da7158f10420f").instasent_id == "09cdadf05a2da7158f10420f"
+    for odd in ("ABCDEF", "abc", "id-1", ""):
+        assert ledger.encode("sent", 1, odd) == f"s|1|{odd}" and ledger.decode(f"s|1|{odd}").detail == odd
+
+
+def test_a_sent_batch_keeps_every_hash_in_the_compact_encoding(store: CampaignStore,
+                                                               redis_client: redis.Redis) -> None:
+    keys, ops = Keys("dsptest"), BatchOps(redis_client, Keys("dsptest"))
+    cid = store.create("x", frame(100), window=4)
+    token = ops.claim(cid, 0, lease_s=60).token
+    ops.record(cid, 0, [(i, ledger.encode("sent", 1, f"{i:024x}")) for i in range(100)], token=token)
+    assert redis_client.object("encoding", keys.batch(cid, 0)) == b"listpack"
+    assert redis_client.object("encoding", keys.ledger(cid, 0)) == b"listpack"
+    assert redis_client.type(keys.payload(cid, 0)) == b"string"
+    assert [r.instasent_id for r in next(store.iter_batches(cid))[2].values()][:2] == [f"{0:024x}", f"{1:024x}"]
+
+
+def test_a_batch_stored_with_its_messages_in_its_hash_is_still_claimed_and_read(store: CampaignStore,
+                                                                                redis_client: redis.Redis) -> None:
+    keys, ops = Keys("dsptest"), BatchOps(redis_client, Keys("dsptest"))
+    cid = store.create("x", frame(3), window=4)
+    blob = redis_client.get(keys.payload(cid, 0))
+    redis_client.delete(keys.payload(cid, 0))
+    redis_client.hset(keys.batch(cid, 0), "p", blob)  # the layout before the messages had a key of their own
+    assert ops.claim(cid, 0, lease_s=60).payload == blob
+    assert next(store.iter_batches(cid))[1].to == ["+34600000000", "+34600000001", "+34600000002"]
+    assert store.blob(cid, 0) == blob
+
+
 def test_expiring_a_campaign_gives_every_one_of_its_keys_the_ttl(store: CampaignStore,
                                                                  redis_client: redis.Redis) -> None:
     keys = Keys("dsptest")
@@ -115,7 +149,7 @@ def test_expiring_a_campaign_gives_every_one_of_its_keys_the_ttl(store: Campaign
         redis_client.hset(keys.delivery(cid, n), "0", "delivered|2026-11-23T10:00:05Z|0")
     store.expire(cid, 1000)
     every = [keys.campaign(cid), keys.rejects(cid), keys.inbound(cid), keys.parked_in(cid), keys.client_ids(cid),
-             *(k(cid, n) for n in range(2) for k in (keys.batch, keys.ledger, keys.delivery))]
+             *(k(cid, n) for n in range(2) for k in (keys.batch, keys.payload, keys.ledger, keys.delivery))]
     assert {k: 0 < redis_client.ttl(k) <= 1000 for k in every} == dict.fromkeys(every, True)
 
 

@@ -1,6 +1,6 @@
 -- Claim a batch for sending or reconciling, holding it for a lease, under a new fencing token.
--- KEYS: campaign, batch, ledger, and optionally the bulk lane's request TAT, message TAT and pause,
---       the suppression set and its version.
+-- KEYS: campaign, batch, ledger, payload (the batch's compressed messages), and optionally the bulk
+--       lane's request TAT, message TAT and pause, the suppression set and its version.
 -- ARGV: lease (µs), and with the lane: µs between requests, µs per message, µs a slot may be booked ahead.
 -- -> {'missing'} | {'done', reserved 'a:b'} | {'busy', µs left} | {'skip', campaign state}
 --    | {mode, rc, attempts, payload, fails, ledger pairs, send_window, expires_at, time zones, token,
@@ -15,8 +15,8 @@
 -- a claim whose POST went out. So a batch last touched by an earlier Redis process (its `inc` is
 -- not this server's run_id) is reconciled before anything is sent again, and is not claimed
 -- until a lease has passed since the restart (a POST begun before the crash has ended by then).
-local campaign, batch, ledger = KEYS[1], KEYS[2], KEYS[3]
-local request_tat, message_tat, pause, suppressed, suppressed_version = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local campaign, batch, ledger, payload = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local request_tat, message_tat, pause, suppressed, suppressed_version = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local lease_us = tonumber(ARGV[1])
 local req_step, msg_step, ahead_us = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 
@@ -58,5 +58,7 @@ if suppressed_version then
     slot = take_slot(request_tat, message_tat, pause, req_step, msg_step, messages, ahead_us)
   end
 end
-return {mode, rc, attempts or '0', redis.call('HGET', batch, 'p'), fails or '0', redis.call('HGETALL', ledger),
+-- A batch stored before its messages had a key of their own keeps them in its hash.
+local messages = redis.call('GET', payload) or redis.call('HGET', batch, 'p')
+return {mode, rc, attempts or '0', messages, fails or '0', redis.call('HGETALL', ledger),
         c[1] or '', c[2] or '', redis.call('HGET', batch, 'tz') or '', token, check, slot}
