@@ -11,7 +11,8 @@ for ``--seconds``. Printed per run:
   shared by several processes once, so it is the figure to read for forked processes).
 
 ``--profile-dir DIR`` also writes a py-spy profile (collapsed stacks, GIL-holding samples) of
-each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit.
+each run's worker host there. ``two-hosts`` runs two worker hosts sharing the limit,
+``two-processes`` one host of two forked workers (``dispatcher worker --processes 2``).
 
 At no latency the limit is off and a campaign of ``--messages`` is timed to completion beside a
 bare httpx loop POSTing the same bulks in the same run (the ratio is the figure to read: this
@@ -72,6 +73,8 @@ CONFIGS: dict[str, list[str]] = {
     # The baseline checkout's own ``dispatcher worker`` defaults, fed grouped tasks (its code must
     # have them: an A/B of the sending code under one execution model).
     "baseline-defaults": worker_argv(),
+    # This checkout's ``dispatcher worker --processes 2``: two workers forked after the imports.
+    "two-processes": worker_argv(processes=2),
     # Two worker hosts (two ``dispatcher worker`` processes with their defaults) sharing one limit.
     "two-hosts": worker_argv(),
     "threads-32": worker_argv(concurrency=32, pool="threads"),

@@ -1,7 +1,7 @@
 """Dispatch tasks. Each decodes ids, calls one function of ``dispatcher`` and decides retries.
 
 ``dispatcher.send_batches(campaign_id, numbers)`` is the unit of work: a group of up to
-``tasks.enqueue.GROUP`` batches that the process's :class:`~dispatcher.sending.pump.Pump` sends
+``tasks.enqueue.group_size`` batches (8 to 32) that the process's :class:`~dispatcher.sending.pump.Pump` sends
 concurrently, each through :func:`~dispatcher.sending.attempt.send_batch`. One Celery message (and
 one Flower row, whose result lists what each batch did) per group instead of per batch, and the
 batches the group reserves are published as new groups. ``dispatcher.send_batch`` (one batch)
@@ -39,21 +39,30 @@ UNEXPECTED_RETRIES = 8
 
 _local = threading.local()
 _shared_lock = threading.Lock()
-#: (pid, pump, TLS context) of this process: threads do not survive a fork, so a child builds its own.
-_shared: tuple[int, Pump, ssl.SSLContext] | None = None
+#: (pid, pump, TLS context, telemetry) of this process: threads do not survive a fork, so a child
+#: builds its own.
+_shared: tuple[int, Pump, ssl.SSLContext, Telemetry] | None = None
 #: Batches in flight per process, fixed by ``dispatcher worker --concurrency``; 0: from the limit.
 fixed_in_flight = 0
 log = logging.getLogger(__name__)
 
 
-def _process_parts() -> tuple[Pump, ssl.SSLContext]:
-    """The process's pump and the TLS context its HTTP clients share, built on first use."""
+def _process_parts() -> tuple[Pump, ssl.SSLContext, Telemetry]:
+    """The process's pump, the TLS context its HTTP clients share and its telemetry, built on first use."""
     global _shared
     with _shared_lock:
         if _shared is None or _shared[0] != os.getpid():
-            gate = Pump(requests_per_s(Settings.from_env()), fixed=fixed_in_flight)
-            _shared = (os.getpid(), gate, httpx.create_ssl_context())
-        return _shared[1], _shared[2]
+            settings = Settings.from_env()
+            gate = Pump(requests_per_s(settings), fixed=fixed_in_flight)
+            # Its own Redis client (a pool): the threads' connections are each one thread's.
+            resources = Resources.from_settings(settings)
+            _shared = (os.getpid(), gate, httpx.create_ssl_context(), Telemetry(resources.redis, resources.keys))
+        return _shared[1], _shared[2], _shared[3]
+
+
+def telemetry() -> Telemetry:
+    """The process's telemetry (flushed once per task)."""
+    return _process_parts()[2]
 
 
 def pump() -> Pump:
@@ -62,7 +71,7 @@ def pump() -> Pump:
 
 
 def send_context() -> SendContext:
-    """This thread's send context: its own Redis connection, HTTP client, limiter and telemetry.
+    """This thread's send context: its own Redis connection, HTTP client and limiter.
 
     One of each per thread, not one pool per process: a pool shared by dozens of threads costs a
     lock and a scan of every connection per request (httpcore) or per command (redis-py), and
@@ -70,7 +79,7 @@ def send_context() -> SendContext:
     """
     current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        gate, tls = _process_parts()
+        gate, tls, _ = _process_parts()
         settings = Settings.from_env()
         resources = Resources.from_settings(settings, single_connection=True)
         # Two connections: a request abandoned at its deadline may still hold one.
@@ -80,31 +89,29 @@ def send_context() -> SendContext:
         current = SendContext(settings=resources.settings, client=http, store=resources.store,
                               ops=resources.ops, limiter=resources.limiter)
         _local.context = current
-        _local.telemetry = Telemetry(resources.redis, resources.keys)
     return current
 
 
 def _count_bulk_answer(response: httpx.Response) -> None:
-    """Count a bulk answer in the telemetry of the thread that made the request (hooks run there)."""
-    telemetry: Telemetry | None = getattr(_local, "telemetry", None)
-    if telemetry is not None and response.request.method == "POST" \
-            and response.request.url.path.endswith("/sms/bulk"):
-        telemetry.bulk_answered(response.status_code)
+    """Count a bulk answer in the process's telemetry."""
+    if response.request.method == "POST" and response.request.url.path.endswith("/sms/bulk"):
+        telemetry().bulk_answered(response.status_code)
 
 
 def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutcome:
-    """``send_batch``, with its duration and slot waits added to the worker's telemetry."""
-    telemetry: Telemetry = _local.telemetry
+    """``send_batch``, with its duration and slot waits added to the worker's telemetry (the
+    task that called it flushes the telemetry)."""
+    counts = telemetry()
     started, waited = time.monotonic(), context.limiter.waited_s
     outcome: BatchOutcome | None = None
     try:
         outcome = send_batch(context, campaign_id, batch)
         return outcome
     finally:
-        telemetry.waited(context.limiter.waited_s - waited)
-        if outcome is None or outcome.action not in (Action.SKIP, Action.BUSY, Action.DONE):  # only real attempts
-            telemetry.batch_done(time.monotonic() - started)
-        telemetry.flush()
+        counts.waited(context.limiter.waited_s - waited)
+        # Only real attempts (a sent batch's action is DONE too; "already done" has no attempt number).
+        if outcome is None or "attempt" in outcome.summary:
+            counts.batch_done(time.monotonic() - started)
 
 
 def _send_one(campaign_id: str, batch: int) -> BatchOutcome:
@@ -173,6 +180,7 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
         retry_in = _settle(context, campaign_id, outcome)
         if retry_in is not None:
             again.append(([n], retry_in, tries))
+    telemetry().flush()
     _publish(lambda: enqueuer.enqueue(campaign_id, follow_ons))
     for batch, countdown, batch_tries in again:
         _publish(partial(enqueuer.enqueue, campaign_id, batch, countdown=countdown, tries=batch_tries))
@@ -201,6 +209,7 @@ def send_batch_task(self: Task, campaign_id: str, batch: int) -> dict[str, Any]:
         raise
     if outcome.action == Action.LOST:
         raise _lost(campaign_id)
+    telemetry().flush()
     _publish(lambda: CeleryEnqueuer(s.settings).enqueue(campaign_id, outcome.enqueue))
     retry_in = _settle(s, campaign_id, outcome)
     if retry_in is not None:

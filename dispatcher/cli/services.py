@@ -19,6 +19,9 @@ def worker(
         None, "--concurrency", "-c", min=1,
         help="Batches in flight at most (default: as many as the rate limit and the observed latency need)."),
     pool: str = typer.Option("threads", help="Celery pool: threads (default) or prefork (one batch per process)."),
+    processes: int = typer.Option(
+        1, "--processes", min=1,
+        help="Celery worker processes, forked after the imports (e.g. one per core on a dedicated host)."),
     events: bool = typer.Option(True, "--events/--no-events",
                                 help="Send task events (Flower's task views need them; they cost throughput)."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
@@ -33,7 +36,8 @@ def worker(
     settings.require_token()  # fail early, in one sentence, on a bad environment
     settings.check_lease()
     check_persistence(Resources.from_settings(settings).redis, settings)
-    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel, queue=settings.task_queue)
+    argv = worker_argv(concurrency, events, pool=pool, loglevel=loglevel, queue=settings.task_queue,
+                       processes=processes)
     os.execv(argv[0], argv)
 
 

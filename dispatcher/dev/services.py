@@ -205,7 +205,7 @@ AUTO_TASK_SLOTS = 10
 
 
 def worker_argv(concurrency: int | None = None, events: bool = True, pool: str = "threads",
-                loglevel: str = "INFO", queue: str | None = None) -> list[str]:
+                loglevel: str = "INFO", queue: str | None = None, processes: int = 1) -> list[str]:
     """The ``celery worker`` command line with the project's settings.
 
     Without ``concurrency`` the worker keeps as many batches in flight as the rate limit and the
@@ -213,13 +213,16 @@ def worker_argv(concurrency: int | None = None, events: bool = True, pool: str =
     batches are in flight at most: on ``concurrency`` threads, or, with ``pool="prefork"``, in
     ``concurrency`` processes sending one batch each. Without ``queue`` there is no ``-Q``: the
     worker consumes its install's queue as ``tasks.app`` names it from the settings
-    (``DISPATCHER_QUEUE``, else after ``DISPATCHER_KEY_PREFIX``).
+    (``DISPATCHER_QUEUE``, else after ``DISPATCHER_KEY_PREFIX``). ``processes`` > 1 runs that many
+    Celery workers forked after the imports (:mod:`tasks.processes`), each with these options.
     """
     if concurrency is None:
         slots, in_flight = AUTO_TASK_SLOTS, 0
     else:
         slots, in_flight = concurrency, 1 if pool == "prefork" else concurrency
-    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--concurrency", str(slots),
+    # Several processes: Celery workers forked after the imports (see tasks.processes).
+    head = ["-m", "tasks.processes", str(processes)] if processes > 1 else ["-m", "celery", "-A", "tasks.app", "worker"]
+    argv = [sys.executable, *head, "--concurrency", str(slots),
             "--pool", pool, "--loglevel", loglevel, *(["-Q", queue] if queue else []), "--without-gossip",
             "--without-mingle", "--in-flight", str(in_flight)]
     if events:

@@ -252,13 +252,14 @@ class _Attempt:
         return self._renew()
 
     def _post(self) -> BatchOutcome:
-        items = self.messages.wire_items(self.campaign_id, self.todo)
-        index = {item["clientId"]: i for item, i in zip(items, self.todo, strict=True)}
+        client_ids = self.messages.client_ids(self.campaign_id, self.todo)
+        items = self.messages.wire_items_with_ids(client_ids, self.todo)
+        index = dict(zip(client_ids, self.todo, strict=True))
         posted = post_splitting(self.s.client, items, self._before_post)
         self.posted = posted.requests > 0
         self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get("POST /sms/bulk"))
         left_ids = {item["clientId"] for item in posted.left}
-        missing = self._record_result(posted.result, [index[c] for c in index if c not in left_ids])
+        missing = self._record_result(posted.result, [(c, i) for c, i in index.items() if c not in left_ids])
         self.todo = [index[item["clientId"]] for item in posted.left]
         if isinstance(posted.stop, LeaseLost):
             return self._lease_lost(posted.stop)
@@ -274,13 +275,15 @@ class _Attempt:
             raise posted.error
         return self._on_error(posted.error, posted=self.posted)
 
-    def _record_result(self, result: BulkIds, sent_indexes: Sequence[int]) -> int:
-        """Turn a bulk answer into records; returns how many items the answer did not mention."""
+    def _record_result(self, result: BulkIds, sent: Sequence[tuple[str, int]]) -> int:
+        """Turn a bulk answer into records for the ``(clientId, index)`` pairs sent; returns how
+        many items the answer did not mention."""
         missing = []
-        for i in sent_indexes:
-            client_id = self.messages.client_id(self.campaign_id, i)
-            if client_id in result.accepted:
-                self.records.append((i, ledger.encode("sent", self.attempt, result.accepted[client_id])))
+        accepted, records, attempt = result.accepted, self.records, self.attempt
+        for client_id, i in sent:
+            instasent_id = accepted.get(client_id)
+            if instasent_id is not None:
+                records.append((i, ledger.encode("sent", attempt, instasent_id)))
                 self.summary["accepted"] += 1
             elif client_id in result.rejected:
                 rejected = result.rejected[client_id]

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from dispatcher.instasent.models import SmsItem, wire_item
+from dispatcher.instasent.models import SmsItem
 
 #: Stored columns, in order.
 COLUMNS = ("rows", "to", "text", "sender", "parts", "unicode", "price", "country")
@@ -62,8 +62,22 @@ class BatchMessages:
     def wire_items(self, campaign_id: str, indexes: Sequence[int]) -> list[dict[str, Any]]:
         """Messages ``indexes`` as bulk items in wire form, straight from the columns (no
         :class:`SmsItem` each: this is the sending hot path)."""
-        sender, to, text, unicode, batch = self.sender, self.to, self.text, self.unicode, self.batch
-        return [wire_item(sender[i], to[i], text[i], client_id(campaign_id, batch, i), unicode[i]) for i in indexes]
+        return self.wire_items_with_ids(self.client_ids(campaign_id, indexes), indexes)
+
+    def client_ids(self, campaign_id: str, indexes: Sequence[int]) -> list[str]:
+        """The ``clientId`` of each of messages ``indexes``, in order."""
+        prefix = f"{campaign_id}-{self.batch}-"
+        return [f"{prefix}{i}" for i in indexes]
+
+    def wire_items_with_ids(self, client_ids: Sequence[str], indexes: Sequence[int]) -> list[dict[str, Any]]:
+        """:meth:`wire_items` with the ``clientId`` of each message already known (in order)."""
+        sender, to, text, unicode = self.sender, self.to, self.text, self.unicode
+        items: list[dict[str, Any]] = [{"from": sender[i], "to": to[i], "text": text[i], "clientId": cid}
+                                       for cid, i in zip(client_ids, indexes, strict=True)]
+        for item, i in zip(items, indexes, strict=True):
+            if unicode[i]:
+                item["allowUnicode"] = True  # as models.wire_item spells it
+        return items
 
 
 def client_id(campaign_id: str, batch: int, index: int) -> str:

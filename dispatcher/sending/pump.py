@@ -83,9 +83,14 @@ class Pump:
     def observe(self, round_trip_s: float) -> None:
         """Fold one POST round trip (seconds) into the latency estimate."""
         sample = min(MAX_SAMPLE_S, max(0.0, round_trip_s))
+        if self.fixed:
+            self.latency_s += ALPHA * (sample - self.latency_s)
+            return
+        before = self.limit
         self.latency_s += ALPHA * (sample - self.latency_s)
-        with self._cond:
-            self._cond.notify_all()  # a longer latency may open the gate wider
+        if self.limit > before:
+            with self._cond:
+                self._cond.notify_all()  # a longer latency opened the gate wider
 
     def map(self, fn: Callable[[int], T], numbers: Sequence[int]) -> list[Future[T]]:
         """Run ``fn(n)`` for every number, at most :attr:`limit` at once across the process.

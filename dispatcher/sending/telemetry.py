@@ -1,15 +1,17 @@
 """Counters the workers keep in Redis so that any process (the console's ``/metrics``) can show them.
 
-Each worker counts in memory while it sends a batch (bulk answers by HTTP status, seconds spent
-waiting for a rate-limit slot, the batch's duration) and adds the counts to one Redis hash in one
-pipelined call when the batch is done. Telemetry never fails a batch: a Redis error drops the
-counts of that batch and nothing else.
+Each worker process counts in memory while its threads send batches (bulk answers by HTTP status,
+seconds spent waiting for a rate-limit slot, each batch's duration) and adds the counts to one
+Redis hash in one pipelined call when a task's batches are done (one flush per task, not per
+batch: a round trip per batch cost Redis and the worker more than the counting). Telemetry never
+fails a batch: a Redis error drops the counts since the last flush and nothing else.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import threading
 from collections import Counter
 from typing import Any
 
@@ -24,34 +26,40 @@ BATCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Telemetry:
-    """Per-process counters, flushed to ``keys.telemetry()``; one per worker process."""
+    """Per-process counters, flushed to ``keys.telemetry()``; one per worker process, thread-safe."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis: Any = client
         self._key = keys.telemetry()
         self._counts: Counter[str] = Counter()
         self._seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def bulk_answered(self, status: int) -> None:
         """Count one ``POST /sms/bulk`` answered with HTTP ``status``."""
-        self._counts[f"bulk:{status}"] += 1
+        with self._lock:
+            self._counts[f"bulk:{status}"] += 1
 
     def waited(self, seconds: float) -> None:
         """Add seconds spent waiting for a rate-limit slot."""
         if seconds > 0:
-            self._seconds["limiter_wait_s"] = self._seconds.get("limiter_wait_s", 0.0) + seconds
+            with self._lock:
+                self._seconds["limiter_wait_s"] = self._seconds.get("limiter_wait_s", 0.0) + seconds
 
     def batch_done(self, seconds: float) -> None:
         """Observe one batch attempt that took ``seconds`` from claim to record."""
         index = bisect.bisect_left(BATCH_BUCKETS, seconds)
-        self._counts[f"batch:le:{BATCH_BUCKETS[index]:g}" if index < len(BATCH_BUCKETS) else "batch:le:+Inf"] += 1
-        self._counts["batch:count"] += 1
-        self._seconds["batch:sum"] = self._seconds.get("batch:sum", 0.0) + seconds
+        bucket = f"batch:le:{BATCH_BUCKETS[index]:g}" if index < len(BATCH_BUCKETS) else "batch:le:+Inf"
+        with self._lock:
+            self._counts[bucket] += 1
+            self._counts["batch:count"] += 1
+            self._seconds["batch:sum"] = self._seconds.get("batch:sum", 0.0) + seconds
 
     def flush(self) -> None:
         """Add the counts to Redis and start again from zero."""
-        counts, seconds = self._counts, self._seconds
-        self._counts, self._seconds = Counter(), {}
+        with self._lock:
+            counts, seconds = self._counts, self._seconds
+            self._counts, self._seconds = Counter(), {}
         if not counts and not seconds:
             return
         try:
