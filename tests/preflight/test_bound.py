@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import random
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import phonenumbers
 import pyarrow as pa
 import pytest
@@ -110,3 +112,27 @@ def test_the_bound_is_close_for_plain_lists(tmp_path: Path) -> None:
     bound = cost_bound(fmt, plan_columns(fmt, options.validated()), PriceList({"ES": 0.05, "US": 0.01}, "EUR"))
     assert bound.rows == 1001 and bound.messages == 1000
     assert bound.cost == pytest.approx(1000 * 0.05)
+
+
+@pytest.mark.parametrize("kind", ["xlsx", "gzip"])
+def test_workbooks_and_gzipped_lists_are_bounded_too(tmp_path: Path, kind: str) -> None:
+    rng = random.Random(7)
+    source = messy(tmp_path / "list.csv", rng, 400)
+    if kind == "gzip":
+        path = tmp_path / "list.csv.gz"
+        path.write_bytes(gzip.compress(source.read_bytes()))
+    else:
+        path = tmp_path / "list.xlsx"
+        book = openpyxl.Workbook()
+        sheet = book.active
+        assert sheet is not None
+        with source.open(newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                sheet.append(row)
+        book.save(path)
+    prices = PriceList({r: round(rng.uniform(0.001, 0.2), 4) for r in sorted(phonenumbers.SUPPORTED_REGIONS)}, "EUR")
+    options = PreflightOptions(text="Hola {name|cliente}: {message}", sender="Shop", country="ES", hlr=False)
+    fmt = fileformat.sniff(path)
+    index, parts, price = exact_rows(path, options, prices)
+    bound = cost_bound(fmt, plan_columns(fmt, options.validated()), prices, chunk_rows=150)
+    assert len(index) > 100 and bound.cost >= float(np.dot(parts, price)) - 1e-9
