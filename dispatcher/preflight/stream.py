@@ -13,7 +13,9 @@ messages, and answers the :class:`~dispatcher.preflight.result.PreflightResult` 
 judges. With HLR on it first probes the cache over the whole file, so lookups that alone would
 exceed the balance or ``max_cost`` are refused before any is paid for, as before.
 :meth:`StreamedPreflight.chunks` then streams the priced messages chunk by chunk (HLR answers come
-from the cache the count filled). Without HLR, ``submit`` may skip the counting pass:
+from the cache the count filled). Without HLR (or with HLR on auto when
+:meth:`StreamedPreflight.lookups_declined`: the chunks then only probe the cache), ``submit`` may
+skip the counting pass:
 :meth:`StreamedPreflight.bound` bounds the cost from a fast read (:mod:`dispatcher.preflight.bound`)
 and, when that fits the budget, :meth:`StreamedPreflight.chunks` is the only full pass; its
 :class:`Totals` give the same :meth:`StreamedPreflight.result` as :meth:`StreamedPreflight.count`.
@@ -21,7 +23,7 @@ and, when that fits the budget, :meth:`StreamedPreflight.chunks` is the only ful
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -157,6 +159,9 @@ class StreamedPreflight:
         self.hlr_done = False
         #: Whether the file needs Python's tolerant CSV reader (learnt by the first pass).
         self.tolerant = False
+        #: HLR on auto that surely looks nothing up (:meth:`lookups_declined`): the chunks only ask
+        #: the cache, and :meth:`result` gives the estimate the counting pass would.
+        self.probing = False
 
     # -- passes ------------------------------------------------------------------------------
     def count(self, workers: int = STREAM_WORKERS) -> PreflightResult:
@@ -180,16 +185,42 @@ class StreamedPreflight:
             BudgetExceeded: when lookups asked for, with the messages, exceed the balance or ``max_cost``.
         """
         probe, _ = self._totals("probe", workers, keep_rejects=False)
-        if probe.messages == 0:
+        estimate = self._estimate_of(probe)
+        if estimate is None:
             return None
-        prices = self.step.prices
-        cost = sum(n * (prices.get(country) or 0.0) for country, n in probe.missing.items())
-        estimate = LookupEstimate(probe.messages, probe.lookups_cached, cost, self.pricing.currency)
         if self.options.hlr is None and estimate.to_pay and not self.step.confirmed(estimate, probe.message_cost):
             return estimate
         self.step.guard(estimate.cost, estimate.to_pay, probe.message_cost)
         self.hlr_done = True
         return estimate
+
+    def _estimate_of(self, probe: Totals) -> LookupEstimate | None:
+        """The lookups of a ``probe`` pass's totals, at the lookup prices (None: no message)."""
+        if probe.messages == 0:
+            return None
+        prices = self.step.prices
+        cost = sum(n * (prices.get(country) or 0.0) for country, n in probe.missing.items())
+        return LookupEstimate(probe.messages, probe.lookups_cached, cost, self.pricing.currency)
+
+    def lookups_declined(self, first_rows: int) -> bool:
+        """Whether HLR on auto (``hlr`` None) surely looks nothing up, judged from the file's first
+        chunk (``first_rows`` rows) alone: nobody can be asked (no ``confirm``) and one of its
+        numbers is not in the cache, so the lookups are not all free. Only the cache is read.
+
+        Raises:
+            InputError: when the file cannot be read as its format says.
+        """
+        if self.options.hlr is not None or self.step.confirm is not None:
+            return False
+        while True:
+            first = self._pass("probe", 1, first_rows)
+            try:
+                chunk = next(first, None)
+                return chunk is not None and bool(chunk.missing)
+            except loader.RaggedRows:
+                self.tolerant = True
+            finally:
+                first.close()
 
     def bound(self) -> CostBound:
         """An upper bound of the messages' cost, from one fast read that keeps no rows
@@ -209,7 +240,8 @@ class StreamedPreflight:
             RaggedRows: (:mod:`dispatcher.preflight.loader`) when the file turns out to need the
                 tolerant reader (:meth:`count` learns that first): set :attr:`tolerant`, read again.
         """
-        yield from self._pass(hlr or ("lookup" if self.hlr_done else "off"), workers, first_rows)
+        default: HlrMode = "lookup" if self.hlr_done else "probe" if self.probing else "off"
+        yield from self._pass(hlr or default, workers, first_rows)
 
     def _totals(self, mode: HlrMode, workers: int, *, keep_rejects: bool) -> tuple[Totals, RejectSpill]:
         """Run one whole pass and count it (starting over with the tolerant reader if needed)."""
@@ -225,7 +257,8 @@ class StreamedPreflight:
                 rejects.close()
                 self.tolerant = True
 
-    def _pass(self, mode: HlrMode, workers: int = STREAM_WORKERS, first_rows: int | None = None) -> Iterator[Priced]:
+    def _pass(self, mode: HlrMode, workers: int = STREAM_WORKERS,
+              first_rows: int | None = None) -> Generator[Priced, None, None]:
         memo: dict[tuple[str, str | None], Phone] = {}
         seen = SeenNumbers()
         judged = loader.stream(self.fmt, lambda chunk: judge_chunk(chunk, self.plan, memo),
@@ -283,13 +316,17 @@ class StreamedPreflight:
     def result(self, totals: Totals, rejects: RejectSpill | None = None,
                estimate: LookupEstimate | None = None) -> PreflightResult:
         """The preflight's answer from a whole pass's ``totals`` and ``rejects`` (None: an empty
-        list, when only the figures are wanted).
+        list, when only the figures are wanted); a :attr:`probing` pass's totals give the lookups'
+        ``estimate`` themselves.
 
         Raises:
             InputError: when the file has no data rows.
         """
         if totals.rows == 0:
             raise InputError(f"{self.fmt.path.name} has no data rows, only a header.")
+        probed = self.probing and not self.hlr_done
+        if probed and estimate is None:
+            estimate = self._estimate_of(totals)
         lookup_prices = self.pricing.lookup
         lookup_costs = {c: n * ((lookup_prices.get(c) if lookup_prices else None) or 0.0)
                         for c, n in totals.lookups.items()}
@@ -304,7 +341,8 @@ class StreamedPreflight:
             valid=totals.messages, rejected=totals.rejected, duplicates=totals.duplicates,
             suppressed=totals.suppressed, parts=totals.parts, unicode=totals.unicode,
             message_cost=totals.message_cost, lookups=sum(totals.lookups.values()),
-            lookups_cached=totals.lookups_cached, lookup_cost=sum(lookup_costs.values()),
+            # As the counting pass's: cached answers that were not used are only in the estimate.
+            lookups_cached=0 if probed else totals.lookups_cached, lookup_cost=sum(lookup_costs.values()),
             currency=self.pricing.currency, balance=self.pricing.account.available, by_country=by_country,
             rejects=rejects if rejects is not None else [], messages=empty_messages(), empty_values=totals.empty_values,
             hlr_done=self.hlr_done, hlr_estimate=estimate)

@@ -2,8 +2,10 @@
 chunk's batches to the workers at once, and never call the campaign complete before the last row.
 
 :func:`submit_file` first bounds the cost (:meth:`~dispatcher.preflight.stream.StreamedPreflight.bound`,
-a fast read that keeps no rows). Without HLR, when even that bound fits the balance and
-``max_cost``, the file is checked and stored in **one pass**: the campaign is created (with
+a fast read that keeps no rows). Without HLR (or with HLR on auto when nobody can be asked and the
+first chunk has a number the HLR cache lacks: then no lookup is made, and the chunks only probe the
+cache to price them in the summary), when even that bound fits the balance and ``max_cost``, the
+file is checked and stored in **one pass**: the campaign is created (with
 ``loading=1``) once the first chunk with a message is checked, every chunk is stored as soon as it
 is checked, and the exact preflight summary, ``expected`` and cost are written when the last
 chunk is; a list with nothing to send is refused and no campaign is created. Otherwise (the bound
@@ -138,7 +140,7 @@ class _Campaign:
                            currency=preflight.pricing.currency, options=recorded, preflight=summary,
                            send_window=self.send_window, expires_at=self.expires_at, loading=True,
                            suppression_version=self.suppression_version)
-        saved = _load_options(options, self.path, self.chunk_rows, preflight.hlr_done, one_pass, approved)
+        saved = _load_options(options, self.path, self.chunk_rows, preflight, one_pass, approved)
         store.redis.hset(store.keys.campaign(cid), mapping={**fields, "load": orjson.dumps(saved)})
         return cid
 
@@ -173,7 +175,9 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, setting
                          # changes it, and then every batch checks the list again before it is sent.
                          preflight.suppression.version())
     max_cost = preflight.options.max_cost
-    if one_pass and preflight.options.hlr is False:
+    # HLR on auto (hlr None) looks up only when free or confirmed: with nobody to ask and a first
+    # chunk that already needs a paid lookup, it surely looks nothing up, as with hlr False.
+    if one_pass and (preflight.options.hlr is False or preflight.lookups_declined(min(FIRST_CHUNK_ROWS, chunk_rows))):
         bound = preflight.bound()
         if bound_fits(bound, preflight.pricing.account.available, max_cost):
             if on_bound is not None:
@@ -200,6 +204,7 @@ def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings:
               on_counted: Callable[[PreflightResult], None] | None,
               on_created: Callable[[str], None] | None) -> tuple[str, PreflightResult, Loaded]:
     """Check and store in one pass, creating the campaign at the first chunk with a message."""
+    preflight.probing = preflight.options.hlr is None  # auto declined: price the lookups for the summary
 
     def create() -> str:
         cid = campaign.create(store, settings, preflight, cost=bound.cost,
@@ -236,6 +241,7 @@ def load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, cid: str, *, c
     preflight = StreamedPreflight(saved["path"], PreflightOptions(**saved["options"]), settings=settings,
                                   redis=store.redis, client=client, chunk_rows=int(saved["chunk_rows"]))
     preflight.hlr_done = bool(saved.get("hlr_done"))  # as the counting pass decided (answers cached)
+    preflight.probing = saved.get("hlr_mode") == "probe"  # a one pass on auto: the same exact summary at the end
     storing = _Storing(store, ops, enqueuer, settings, preflight)
     storing.attach(cid)
     return storing.run()
@@ -364,11 +370,13 @@ class _Storing:
         return Loaded("complete", stored=int(self.store.redis.hget(self.store.keys.campaign(self.cid), "total") or 0))
 
 
-def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int, hlr_done: bool, one_pass: bool,
-                  approved: float) -> dict[str, Any]:
+def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int, preflight: StreamedPreflight,
+                  one_pass: bool, approved: float) -> dict[str, Any]:
     """What :func:`load` needs to read the file again after an interruption; ``approved`` is the
     message cost the guard passed (the bound, in one pass): more stops the loading."""
-    return {"path": str(Path(path).resolve()), "chunk_rows": chunk_rows, "hlr_done": hlr_done,
+    hlr_done = preflight.hlr_done
+    mode = "lookup" if hlr_done else "probe" if preflight.probing else "off"
+    return {"path": str(Path(path).resolve()), "chunk_rows": chunk_rows, "hlr_done": hlr_done, "hlr_mode": mode,
             "one_pass": one_pass, "approved": approved,
             "options": {"text": options.text, "text_column": options.text_column, "sender": options.sender,
                         "country": options.country, "phone_column": options.phone_column, "hlr": options.hlr,

@@ -69,10 +69,11 @@ def poll(what: Callable[[], Any], timeout_s: float = 90, show: Callable[[], Any]
     return answer
 
 
-def submit_and_kill_mid_load(env: dict[str, str], path: Path, redis_client: redis.Redis) -> str:
+def submit_and_kill_mid_load(env: dict[str, str], path: Path, redis_client: redis.Redis,
+                             hlr: tuple[str, ...] = ("--no-hlr",)) -> str:
     """Start `submit` with small chunks and SIGKILL it once some chunks are stored, not all."""
     command = [sys.executable, "-m", "dispatcher", "submit", str(path), "--text", "Hola {name}", "--from", "ACME",
-               "--country", "ES", "--no-hlr", "--chunk-rows", "500", "--json"]
+               "--country", "ES", *hlr, "--chunk-rows", "500", "--json"]
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("INSTASENT_", "DISPATCHER_")) and k not in ("REDIS_URL", "CELERY_BROKER_URL")}
     process = subprocess.Popen(command, env={**full_env, **env}, stdout=subprocess.DEVNULL,
@@ -96,10 +97,12 @@ def sent_client_ids(sandbox: SandboxHandle, cid: str) -> Counter[str]:
     return Counter({m["clientId"]: m["accepted"] for m in sandbox.messages() if str(m["clientId"]).startswith(cid)})
 
 
+# HLR on auto in a script (nobody to ask, no number cached) looks nothing up: one pass as well.
+@pytest.mark.parametrize("hlr", [("--no-hlr",), ()], ids=["no hlr", "hlr on auto"])
 def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
         env: dict[str, str], worker: Callable[[], Service], tmp_path: Path, sandbox: SandboxHandle,
-        redis_client: redis.Redis) -> None:
-    cid = submit_and_kill_mid_load(env, big_list(tmp_path / "list.csv"), redis_client)
+        redis_client: redis.Redis, hlr: tuple[str, ...]) -> None:
+    cid = submit_and_kill_mid_load(env, big_list(tmp_path / "list.csv"), redis_client, hlr)
     killed = poll(lambda: (s := status(env, cid))["loading"] and s["loading"]["interrupted"] and s)
     assert killed["state"] == "queued" and 0 < killed["loading"]["stored"] < ROWS
     # Checked and stored in one pass: the messages are counted at the end, the rows are known.
@@ -113,6 +116,9 @@ def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
                  show=lambda: (status(env, cid), service.log_tail(40)))
     assert final["total"] == ROWS and final["counts"]["sent"] == ROWS and final["loading"] is None
     assert final["preflight"]["valid"] == final["preflight"]["rows"] == ROWS  # the exact totals, written at the end
+    estimate = final["preflight"]["hlr_estimate"]
+    assert (estimate and (estimate["numbers"], estimate["to_pay"])) == (None if hlr else (ROWS, ROWS))
+    assert sandbox.stats()["lookups"] == 0
     accepted = sent_client_ids(sandbox, cid)
     assert len(accepted) == ROWS and set(accepted.values()) == {1}
     report = tmp_path / "report.parquet"

@@ -14,6 +14,8 @@ import redis
 
 from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.client import InstasentClient
+from dispatcher.preflight.hlr import HlrAnswer, HlrCache
+from dispatcher.preflight.lookups import LookupEstimate
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
 from dispatcher.sending import campaigns, loading
@@ -26,6 +28,8 @@ from tests.sending.test_dispatch_integration import Harness, assert_exactly_once
 pytestmark = pytest.mark.slow
 
 OPTIONS = PreflightOptions(text="Hola {name}", sender="ACME", country="ES", hlr=False)
+#: HLR on auto: lookups only when free (all cached) or confirmed.
+AUTO = PreflightOptions(text="Hola {name}", sender="ACME", country="ES", hlr=None)
 
 
 def recipients_csv(path: Path, n: int, duplicates_every: int = 0) -> Path:
@@ -265,3 +269,64 @@ def test_a_ragged_messy_list_in_one_pass_stores_what_the_preflight_finds(harness
     assert result.to_json() == expected
     assert harness.store.get(cid).total == expected["valid"]
     assert len(harness.store.rejects(cid)) == expected["rejected"]
+
+
+def cache_of(h: Harness) -> HlrCache:
+    return HlrCache(h.store.redis, h.store.keys, h.settings.hlr_cache_ttl_s)
+
+
+def test_hlr_on_auto_with_nobody_to_ask_takes_the_one_pass_and_sums_up_as_counting_first(
+        harness: Harness, tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 1800, duplicates_every=4)
+    cache_of(harness).put_many({f"+34{number(k)}": HlrAnswer("valid") for k in (1, 2, 901)})  # a few are free
+    with InstasentClient.from_settings(harness.settings) as client:
+        bounds: list[float] = []
+        one, one_result, loaded = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
+            client=client, name="one", chunk_rows=500, on_bound=lambda bound, *_: bounds.append(bound.cost))
+        two, two_result, _ = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
+            client=client, name="two", chunk_rows=500, one_pass=False)
+    assert len(bounds) == 1 and loaded.outcome == "complete"
+    assert one_result.to_json() == two_result.to_json()
+    assert not one_result.hlr_done and one_result.lookups == one_result.lookups_cached == 0
+    estimate = one_result.hlr_estimate
+    assert estimate is not None and (estimate.numbers, estimate.cached) == (one_result.valid, 3)
+    assert estimate.to_pay == one_result.valid - 3 and estimate.cost > 0
+    assert harness.store.get(one).preflight == harness.store.get(two).preflight
+    assert harness.sandbox.stats()["lookups"] == 0
+
+
+def test_hlr_on_auto_with_every_number_cached_counts_first_and_reads_the_cache(
+        harness: Harness, tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 600)
+    cache_of(harness).put_many({f"+34{number(k)}": HlrAnswer("valid" if k % 10 else "invalid") for k in range(600)})
+    with InstasentClient.from_settings(harness.settings) as client:
+        bounds: list[float] = []
+        cid, result, loaded = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
+            client=client, name="cached", chunk_rows=200, on_bound=lambda bound, *_: bounds.append(bound.cost))
+    assert bounds == [] and loaded.outcome == "complete"
+    assert result.hlr_done and (result.lookups, result.lookups_cached) == (0, 600)
+    assert (result.valid, result.rejected) == (540, 61)  # every tenth number is invalid, plus 12345
+    assert harness.store.get(cid).total == 540
+    assert harness.sandbox.stats()["lookups"] == 0
+
+
+def test_hlr_on_auto_with_someone_to_ask_counts_first(harness: Harness, tmp_path: Path) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 600)
+    asked: list[LookupEstimate] = []
+
+    def decline(estimate: LookupEstimate) -> bool:
+        asked.append(estimate)
+        return False
+
+    with InstasentClient.from_settings(harness.settings) as client:
+        bounds: list[float] = []
+        _, result, loaded = loading.submit_file(
+            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
+            client=client, name="asked", chunk_rows=200, confirm=decline,
+            on_bound=lambda bound, *_: bounds.append(bound.cost))
+    assert bounds == [] and loaded.outcome == "complete"
+    assert [e.to_pay for e in asked] == [600] and not result.hlr_done
+    assert result.hlr_estimate == asked[0] and harness.sandbox.stats()["lookups"] == 0
