@@ -18,6 +18,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.dedup import SeenNumbers
+from dispatcher.preflight.hlr import HlrAnswer, HlrCache
 from dispatcher.preflight.rejects import Reject, write_rejects
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.preflight.spill import RejectSpill
@@ -156,3 +157,20 @@ def test_a_permutation_of_every_row_is_taken_not_returned_as_it_was() -> None:
     values = pa.array(["a", "b", "c", "d"])
     assert subset(values, np.array([0, 2, 1, 3])).to_pylist() == ["a", "c", "b", "d"]
     assert subset(values, np.arange(4)) is values
+
+
+def test_hlr_on_auto_is_known_to_look_nothing_up_only_with_nobody_to_ask_and_a_first_chunk_not_all_cached(
+        tmp_path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("phone,name\n" + "".join(f"6{10_000_000 + k:08d},x\n" for k in range(300)))
+    cache = HlrCache(redis_client, Keys(settings.key_prefix), settings.hlr_cache_ttl_s)
+    cache.put_many({f"+346{10_000_000 + k:08d}": HlrAnswer("valid") for k in range(100)})  # rows 2 to 101 only
+
+    def declined(first_rows: int, hlr: bool | None = None, confirm: Any = None) -> bool:
+        options = PreflightOptions(text="Hola {name}", sender="Shop", country="ES", hlr=hlr)
+        return StreamedPreflight(path, options, settings=settings, redis=redis_client, client=client,
+                                 chunk_rows=1000, confirm=confirm).lookups_declined(first_rows)
+
+    assert declined(200) and not declined(100)  # the first 100 numbers are all cached: it might be free
+    assert not declined(200, hlr=False) and not declined(200, hlr=True)
+    assert not declined(200, confirm=lambda estimate: False)  # someone may say yes: count first
