@@ -33,6 +33,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -237,6 +238,17 @@ class Bench:
         wait_until(lambda: "ready." in service.log_tail(200), service, timeout_s=120)
         return service
 
+    def submit_baseline(self, config: str, settings: Settings, frame: pd.DataFrame) -> str:
+        """Store and queue the campaign with the baseline checkout's own code (its batches' layout
+        and its tasks), in a child process; returns the campaign id."""
+        with tempfile.NamedTemporaryFile(suffix=".pkl") as f:
+            frame.to_pickle(f.name)
+            env = {**os.environ, "PYTHONPATH": self.baseline_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+            argv = [sys.executable, "-c", _BASELINE_SUBMIT, f.name, config, str(settings.rate_limit_per_min),
+                    self.sandbox.url, self.redis_service.url, "1" if config in ONE_TASK_PER_BATCH else "0"]
+            out = subprocess.run(argv, cwd=self.baseline_dir, env=env, check=True, capture_output=True, text=True)
+        return out.stdout.strip().splitlines()[-1]
+
     def cpu(self, workers: list[Service]) -> dict[str, float]:
         return {"workers": sum(tree_cpu(w.pid) for w in workers), "redis": tree_cpu(self.redis_service.pid),
                 "sandbox": tree_cpu(self.sandbox.pid)}
@@ -254,10 +266,11 @@ class Bench:
         try:
             size = messages if not limit else int(limit / 60 * MAX_BULK_ITEMS * (seconds + 15))
             frame = self.frame(size)
-            if config in ONE_TASK_PER_BATCH:
-                settings = settings.with_overrides(queue_window=16)
-            enqueuer = OneTaskPerBatch(settings) if config in ONE_TASK_PER_BATCH else CeleryEnqueuer(settings)
-            cid = campaigns.submit(self.store, self.ops, enqueuer, settings, name=config, messages=frame)
+            if config.startswith("baseline"):
+                cid = self.submit_baseline(config, settings, frame)
+            else:
+                cid = campaigns.submit(self.store, self.ops, CeleryEnqueuer(settings), settings, name=config,
+                                       messages=frame)
             deadline = time.monotonic() + 60
             while self.store.get(cid).counts["sent"] == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -305,15 +318,37 @@ def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-class OneTaskPerBatch(CeleryEnqueuer):
-    """The enqueuer of the baseline checkout: one ``dispatcher.send_batch`` task per batch."""
-
-    def enqueue(self, campaign_id: str, numbers: Sequence[int], *, countdown: float | None = None,
-                tries: int = 0) -> None:
-        with self._app.producer_or_acquire() as producer:
-            for n in numbers:
-                self._app.send_task("dispatcher.send_batch", args=(campaign_id, n), producer=producer,
-                                    countdown=countdown)
+# Run by ``Bench.submit_baseline`` inside the baseline checkout: argv = frame pickle, name, limit,
+# sandbox URL, Redis URL, one task per batch (1/0); prints the campaign id.
+_BASELINE_SUBMIT = """
+import sys
+import pandas as pd
+from dispatcher.keys import Keys
+from dispatcher.sending import campaigns
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.store import CampaignStore
+from dispatcher.settings import Settings
+from tasks.enqueue import CeleryEnqueuer
+import redis
+path, name, limit, sandbox, url, one_task = sys.argv[1:]
+settings = Settings.from_env(environ={}, env_file=None).with_overrides(
+    instasent_token="bench-token", instasent_base_url=sandbox, redis_url=url, key_prefix="bench",
+    rate_limit_per_min=int(limit))
+if one_task == "1":
+    settings = settings.with_overrides(queue_window=16)
+    class Enqueuer(CeleryEnqueuer):
+        def enqueue(self, campaign_id, numbers, *, countdown=None, tries=0):
+            with self._app.producer_or_acquire() as producer:
+                for n in numbers:
+                    self._app.send_task("dispatcher.send_batch", args=(campaign_id, n), producer=producer,
+                                        countdown=countdown)
+else:
+    Enqueuer = CeleryEnqueuer
+client = redis.Redis.from_url(url)
+keys = Keys("bench")
+print(campaigns.submit(CampaignStore(client, keys), BatchOps(client, keys), Enqueuer(settings), settings, name=name,
+                       messages=pd.read_pickle(path)))
+"""
 
 
 def busiest(stamps: Sequence[float], width_s: float) -> int:

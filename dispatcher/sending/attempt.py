@@ -278,13 +278,15 @@ class _Attempt:
     def _record_result(self, result: BulkIds, sent: Sequence[tuple[str, int]]) -> int:
         """Turn a bulk answer into records for the ``(clientId, index)`` pairs sent; returns how
         many items the answer did not mention."""
-        missing = []
-        accepted, records, attempt = result.accepted, self.records, self.attempt
+        missing: list[int] = []
+        accepted = result.accepted
+        sent_at: list[int] = []
+        sent_ids: list[str] = []
         for client_id, i in sent:
             instasent_id = accepted.get(client_id)
             if instasent_id is not None:
-                records.append((i, ledger.encode("sent", attempt, instasent_id)))
-                self.summary["accepted"] += 1
+                sent_at.append(i)
+                sent_ids.append(instasent_id)
             elif client_id in result.rejected:
                 rejected = result.rejected[client_id]
                 if rejected.already_used:  # proof that an earlier attempt was accepted
@@ -295,6 +297,8 @@ class _Attempt:
                     self.summary["rejected"] += 1
             else:
                 missing.append(i)
+        self.records += zip(sent_at, ledger.encode_sent(self.attempt, sent_ids), strict=True)
+        self.summary["accepted"] += len(sent_at)
         self._mark_unknown(missing, self.attempt, "missing from Instasent's answer")
         return len(missing)
 

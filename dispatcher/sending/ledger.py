@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: code -> status name. ``unknown`` is the only non-terminal record.
@@ -66,6 +67,26 @@ def encode(status: str, attempts: int, detail: str = "") -> str:
     if status == "sent" and _HEX_ID.fullmatch(clean):
         return f"s{attempts}:{binascii.b2a_base64(bytes.fromhex(clean), newline=False).rstrip(b'=').decode()}"
     return f"{STATUS_CODES[status]}|{attempts}|{clean}"
+
+
+def encode_sent(attempts: int, instasent_ids: Sequence[str]) -> list[str]:
+    """``[encode("sent", attempts, i) for i in instasent_ids]``, in one step when every id has the
+    same hexadecimal length in whole base64 quanta (Instasent's 24 characters): one conversion of
+    the joined ids instead of one per message, which was 5-10 % of a worker's time per batch."""
+    width = len(instasent_ids[0]) if instasent_ids else 0
+    if 0 < width <= MAX_DETAIL and width % 6 == 0 and all(len(i) == width for i in instasent_ids):
+        joined = "".join(instasent_ids)
+        try:
+            raw = bytes.fromhex(joined)
+        except ValueError:
+            raw = b""
+        # Lower-case hexadecimal (what ``encode`` packs) exactly when it reads back the same: fromhex
+        # also takes upper case and spaces. Each id is then hexadecimal too (same even length).
+        if raw.hex() == joined:
+            packed = binascii.b2a_base64(raw, newline=False).decode()
+            step, prefix = width // 6 * 4, f"s{attempts}:"
+            return [prefix + packed[k:k + step] for k in range(0, len(packed), step)]
+    return [encode("sent", attempts, i) for i in instasent_ids]
 
 
 def decode(raw: str | bytes | None) -> Record:

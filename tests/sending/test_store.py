@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import time as dtime
 
@@ -110,6 +111,15 @@ def test_a_sent_record_keeps_a_hex_instasent_id_packed_and_reads_back_either_for
     assert ledger.decode(b"s|0|09cdadf05a2da7158f10420f").instasent_id == "09cdadf05a2da7158f10420f"
     for odd in ("ABCDEF", "abc", "id-1", ""):
         assert ledger.encode("sent", 1, odd) == f"s|1|{odd}" and ledger.decode(f"s|1|{odd}").detail == odd
+
+
+def test_encoding_a_batchs_sent_records_at_once_gives_each_records_own_encoding() -> None:
+    cases = [[secrets.token_hex(12) for _ in range(100)], [secrets.token_hex(3), secrets.token_hex(3)],
+             ["09cdadf05a2da7158f10420f", "id-1"], ["ABCDEF", "abcdef"], ["ab cd ", "ab cd "], ["abc", "def"],
+             ["", ""], [],
+             [secrets.token_hex(12), secrets.token_hex(9)], ["ab" * 66, "cd" * 66], ["0a\n1b", "0a\n1b"]]
+    for ids in cases:
+        assert ledger.encode_sent(3, ids) == [ledger.encode("sent", 3, i) for i in ids]
 
 
 def test_a_sent_batch_keeps_every_hash_in_the_compact_encoding(store: CampaignStore,
