@@ -242,34 +242,34 @@ def submit(
             out.print(f"The messages cost at most {money(bound.cost, currency)}, within {limit}: the list is "
                       "checked and stored in one pass; its summary follows once it is loaded.")
 
-    def created(cid: str) -> None:
+    def created(campaign_id: str) -> None:
         if not as_json:
-            out.print(f"Submitted campaign [bold]{cid}[/]; sending starts while the list loads. "
-                      f"Watch it with `dispatcher status {cid} --watch`.")
+            out.print(f"Submitted campaign [bold]{campaign_id}[/]; sending starts while the list loads. "
+                      f"Watch it with `dispatcher status {campaign_id} --watch`.")
 
     with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        cid, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
+        campaign_id, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
                                              options=options.preflight, client=client,
                                              name=options.name or file.name, send_window=options.send_window,
                                              expire_after_s=options.expire_after_s, progress_cb=progress,
                                              on_counted=counted, on_created=created, on_bound=bounded,
                                              confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
     if not as_json:
-        out.print(_loaded_sentence(cid, loaded))
+        out.print(_loaded_sentence(campaign_id, loaded))
     registry = _registry(settings)
     if not wait or loaded.outcome != "complete":
         if as_json:
-            _print_json(campaigns.status(store, cid))
+            _print_json(campaigns.status(store, campaign_id))
         if not registry.alive():
             echo_warning(f"{health.NO_WORKER}.")
         return
-    info = wait_for(store, registry, cid) if as_json else show_progress(store, registry, cid)
+    info = wait_for(store, registry, campaign_id) if as_json else show_progress(store, registry, campaign_id)
     if health.stopped_badly(info):
         _refuse_bad_end(store, info, as_json)
     if as_json:
-        _print_json(campaigns.status(store, cid))
+        _print_json(campaigns.status(store, campaign_id))
     else:
-        print_status(info, health.last_error(store, cid) if _has_failures(info) else "")
+        print_status(info, health.last_error(store, campaign_id) if _has_failures(info) else "")
 
 
 def _loaded_sentence(campaign_id: str, loaded: loading.Loaded) -> str:

@@ -38,28 +38,28 @@ SCHEMA = pa.schema([("row", pa.int64()), ("to", pa.string()), ("clientId", pa.st
                     ("delivered_at", pa.string())])
 
 
-def build_report(store: CampaignStore, cid: str) -> pd.DataFrame:
-    """Every message of campaign ``cid`` with its status, Instasent id, parts, price and error."""
+def build_report(store: CampaignStore, campaign_id: str) -> pd.DataFrame:
+    """Every message of campaign ``campaign_id`` with its status, Instasent id, parts, price and error."""
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
-    for piece in _pieces(store, cid, PIECE_ROWS):
+    for piece in _pieces(store, campaign_id, PIECE_ROWS):
         for name in COLUMNS:
             columns[name] += piece[name]
     return pd.DataFrame(columns)
 
 
-def iter_report(store: CampaignStore, cid: str, piece_rows: int = PIECE_ROWS) -> Iterator[pa.Table]:
+def iter_report(store: CampaignStore, campaign_id: str, piece_rows: int = PIECE_ROWS) -> Iterator[pa.Table]:
     """:func:`build_report` in pieces of about ``piece_rows`` messages, in order (bounded memory)."""
-    for piece in _pieces(store, cid, piece_rows):
+    for piece in _pieces(store, campaign_id, piece_rows):
         yield pa.table(piece, schema=SCHEMA)
 
 
-def _pieces(store: CampaignStore, cid: str, piece_rows: int) -> Iterator[dict[str, list[object]]]:
+def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator[dict[str, list[object]]]:
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
-    for n, messages, records, deliveries in _batches(store, cid):
+    for n, messages, records, deliveries in _batches(store, campaign_id):
         size = len(messages)
         columns["row"] += messages.rows
         columns["to"] += messages.to
-        columns["clientId"] += [client_id(cid, n, i) for i in range(size)]
+        columns["clientId"] += [client_id(campaign_id, n, i) for i in range(size)]
         columns["parts"] += messages.parts
         columns["price"] += messages.price
         status, instasent_id, attempts, error = (columns[c] for c in ("status", "instasent_id", "attempts", "error"))
@@ -85,30 +85,30 @@ def _pieces(store: CampaignStore, cid: str, piece_rows: int) -> Iterator[dict[st
         yield columns
 
 
-def _batches(store: CampaignStore, cid: str) -> Iterator[tuple[int, BatchMessages, dict[bytes, bytes],
+def _batches(store: CampaignStore, campaign_id: str) -> Iterator[tuple[int, BatchMessages, dict[bytes, bytes],
                                                                dict[bytes, bytes]]]:
     """``(number, messages, raw ledger, raw delivery reports)`` of every batch, in order, read
     ``READ_BATCHES`` batches per round trip."""
-    batches = store.get(cid).batches
+    batches = store.get(campaign_id).batches
     for start in range(0, batches, READ_BATCHES):
         numbers = range(start, min(batches, start + READ_BATCHES))
         pipe = store.redis.pipeline(transaction=False)
         for n in numbers:
-            pipe.get(store.keys.payload(cid, n))
-            pipe.hgetall(store.keys.ledger(cid, n))
-            pipe.hgetall(store.keys.delivery(cid, n))
+            pipe.get(store.keys.payload(campaign_id, n))
+            pipe.hgetall(store.keys.ledger(campaign_id, n))
+            pipe.hgetall(store.keys.delivery(campaign_id, n))
         replies = pipe.execute()
         for i, n in enumerate(numbers):
-            blob = replies[3 * i] or store.blob(cid, n) or b""
+            blob = replies[3 * i] or store.blob(campaign_id, n) or b""
             yield n, payload.decode(blob, n), replies[3 * i + 1], replies[3 * i + 2]
 
 
-def iter_report_csv(store: CampaignStore, cid: str, piece_rows: int = PIECE_ROWS) -> Iterator[str]:
+def iter_report_csv(store: CampaignStore, campaign_id: str, piece_rows: int = PIECE_ROWS) -> Iterator[str]:
     """:func:`report_csv` in pieces of CSV text (the header in the first), for standard output."""
     buffer = io.StringIO()
     writer = _csv_writer(buffer)
     writer.writerow(COLUMNS)
-    for piece in _pieces(store, cid, piece_rows):
+    for piece in _pieces(store, campaign_id, piece_rows):
         _write_csv_piece(writer, piece)
         yield buffer.getvalue()
         buffer.seek(0)
@@ -117,8 +117,8 @@ def iter_report_csv(store: CampaignStore, cid: str, piece_rows: int = PIECE_ROWS
         yield buffer.getvalue()
 
 
-def stream_report(store: CampaignStore, cid: str, path: Path, piece_rows: int = PIECE_ROWS) -> tuple[str, int]:
-    """Write the report of ``cid`` to ``path`` piece by piece, as :func:`write_report` writes it
+def stream_report(store: CampaignStore, campaign_id: str, path: Path, piece_rows: int = PIECE_ROWS) -> tuple[str, int]:
+    """Write the report of ``campaign_id`` to ``path`` piece by piece, as :func:`write_report` writes it
     (CSV in pieces, Parquet in row groups; ``.xlsx``, at most a sheet's rows, is built whole);
     returns ``(format, messages written)``. Memory stays that of one piece.
 
@@ -127,13 +127,13 @@ def stream_report(store: CampaignStore, cid: str, path: Path, piece_rows: int = 
     """
     kind = report_format(path)
     if kind == "xlsx":
-        frame = build_report(store, cid)
+        frame = build_report(store, campaign_id)
         return write_report(frame, path), len(frame)
     count = 0
     try:
         if kind == "parquet":
             with pq.ParquetWriter(str(path), SCHEMA) as writer:
-                for table in iter_report(store, cid, piece_rows):
+                for table in iter_report(store, campaign_id, piece_rows):
                     writer.write_table(table)
                     count += table.num_rows
                 if count == 0:
@@ -143,7 +143,7 @@ def stream_report(store: CampaignStore, cid: str, path: Path, piece_rows: int = 
         with opener(path, "wt", encoding="utf-8", newline="") as f:
             csv_writer = _csv_writer(f)
             csv_writer.writerow(COLUMNS)
-            for piece in _pieces(store, cid, piece_rows):
+            for piece in _pieces(store, campaign_id, piece_rows):
                 count += _write_csv_piece(csv_writer, piece)
         return kind, count
     except OSError as exc:
