@@ -244,8 +244,13 @@ class StreamedPreflight:
             RaggedRows: (:mod:`dispatcher.preflight.loader`) when the file turns out to need the
                 tolerant reader (:meth:`count` learns that first): set :attr:`tolerant`, read again.
         """
-        default: HlrMode = "lookup" if self.hlr_done else "probe" if self.probing else "off"
-        yield from self._pass(hlr or default, workers, first_rows)
+        yield from self._pass(hlr or self.hlr_mode, workers, first_rows)
+
+    @property
+    def hlr_mode(self) -> HlrMode:
+        """How the storing pass treats HLR: as the counting pass decided, or only probing the cache
+        (:attr:`probing`), or not at all."""
+        return "lookup" if self.hlr_done else "probe" if self.probing else "off"
 
     def _totals(self, mode: HlrMode, workers: int, *, keep_rejects: bool) -> tuple[Totals, RejectSpill]:
         """Run one whole pass and count it (starting over with the tolerant reader if needed)."""

@@ -374,9 +374,8 @@ def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int, 
                   one_pass: bool, approved: float) -> dict[str, Any]:
     """What :func:`load` needs to read the file again after an interruption; ``approved`` is the
     message cost the guard passed (the bound, in one pass): more stops the loading."""
-    hlr_done = preflight.hlr_done
-    mode = "lookup" if hlr_done else "probe" if preflight.probing else "off"
-    return {"path": str(Path(path).resolve()), "chunk_rows": chunk_rows, "hlr_done": hlr_done, "hlr_mode": mode,
+    return {"path": str(Path(path).resolve()), "chunk_rows": chunk_rows, "hlr_done": preflight.hlr_done,
+            "hlr_mode": preflight.hlr_mode,
             "one_pass": one_pass, "approved": approved,
             "options": {"text": options.text, "text_column": options.text_column, "sender": options.sender,
                         "country": options.country, "phone_column": options.phone_column, "hlr": options.hlr,

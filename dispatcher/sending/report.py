@@ -18,8 +18,8 @@ from openpyxl.cell import WriteOnlyCell
 
 from dispatcher.errors import InputError
 from dispatcher.preflight.rejects import FORMULA_STARTS, safe_cell
-from dispatcher.sending import ledger, payload
-from dispatcher.sending.payload import BatchMessages, client_id
+from dispatcher.sending import ledger
+from dispatcher.sending.payload import client_id
 from dispatcher.sending.store import CampaignStore
 
 #: Report columns, in order.
@@ -55,7 +55,7 @@ def iter_report(store: CampaignStore, campaign_id: str, piece_rows: int = PIECE_
 
 def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator[dict[str, list[object]]]:
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
-    for n, messages, records, deliveries in _batches(store, campaign_id):
+    for n, messages, records, deliveries in store.iter_raw_batches(campaign_id, READ_BATCHES, deliveries=True):
         size = len(messages)
         columns["row"] += messages.rows
         columns["to"] += messages.to
@@ -83,24 +83,6 @@ def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator
             columns = {name: [] for name in COLUMNS}
     if columns["row"]:
         yield columns
-
-
-def _batches(store: CampaignStore, campaign_id: str) -> Iterator[tuple[int, BatchMessages, dict[bytes, bytes],
-                                                               dict[bytes, bytes]]]:
-    """``(number, messages, raw ledger, raw delivery reports)`` of every batch, in order, read
-    ``READ_BATCHES`` batches per round trip."""
-    batches = store.get(campaign_id).batches
-    for start in range(0, batches, READ_BATCHES):
-        numbers = range(start, min(batches, start + READ_BATCHES))
-        pipe = store.redis.pipeline(transaction=False)
-        for n in numbers:
-            pipe.get(store.keys.payload(campaign_id, n))
-            pipe.hgetall(store.keys.ledger(campaign_id, n))
-            pipe.hgetall(store.keys.delivery(campaign_id, n))
-        replies = pipe.execute()
-        for i, n in enumerate(numbers):
-            blob = replies[3 * i] or store.blob(campaign_id, n) or b""
-            yield n, payload.decode(blob, n), replies[3 * i + 1], replies[3 * i + 2]
 
 
 def iter_report_csv(store: CampaignStore, campaign_id: str, piece_rows: int = PIECE_ROWS) -> Iterator[str]:

@@ -229,19 +229,30 @@ class CampaignStore:
     def iter_batches(
         self, campaign_id: str, chunk: int = 200
     ) -> Iterator[tuple[int, payload.BatchMessages, dict[int, Record]]]:
-        """Yield ``(number, messages, records)`` for every batch, in order (see :meth:`iter_deliveries`)."""
+        """Yield ``(number, messages, records)`` for every batch, in order."""
+        for n, messages, ledger, _ in self.iter_raw_batches(campaign_id, chunk):
+            yield n, messages, {int(k): decode(v) for k, v in ledger.items()}
+
+    def iter_raw_batches(
+        self, campaign_id: str, chunk: int = 200, *, deliveries: bool = False
+    ) -> Iterator[tuple[int, payload.BatchMessages, dict[bytes, bytes], dict[bytes, bytes]]]:
+        """Yield ``(number, messages, raw ledger, raw delivery reports)`` for every batch, in order,
+        reading ``chunk`` batches per round trip (the delivery reports only with ``deliveries``,
+        else empty)."""
         batches = self.get(campaign_id).batches
+        per = 3 if deliveries else 2
         for start in range(0, batches, chunk):
             numbers = range(start, min(batches, start + chunk))
             pipe = self.redis.pipeline(transaction=False)
             for n in numbers:
                 pipe.get(self.keys.payload(campaign_id, n))
                 pipe.hgetall(self.keys.ledger(campaign_id, n))
+                if deliveries:
+                    pipe.hgetall(self.keys.delivery(campaign_id, n))
             replies = pipe.execute()
             for i, n in enumerate(numbers):
-                blob, ledger = replies[2 * i] or self.blob(campaign_id, n), replies[2 * i + 1]
-                records = {int(k): decode(v) for k, v in ledger.items()}
-                yield n, payload.decode(blob or b"", n), records
+                blob = replies[per * i] or self.blob(campaign_id, n) or b""
+                yield n, payload.decode(blob, n), replies[per * i + 1], replies[per * i + 2] if deliveries else {}
 
     def blob(self, campaign_id: str, n: int) -> bytes | None:
         """Batch ``n``'s compressed messages, or None when it has none."""
