@@ -15,10 +15,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.preflight.stream import Priced
 from dispatcher.sending import payload
-from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.store import CampaignStore, batch_bounds
 from dispatcher.sending.windows import zones_for
 
 # KEYS[1] campaign, KEYS[2] loader lease, KEYS[3] rejects, KEYS[4..] per new batch: its hash, its payload.
@@ -173,13 +172,5 @@ def _blobs(messages: pa.Table, zones: list[str] | None) -> list[tuple[int, bytes
                "text": messages.column("text").to_pylist(), "sender": messages.column("sender").to_pylist(),
                "parts": messages.column("parts").to_pylist(), "unicode": messages.column("unicode").to_pylist(),
                "price": messages.column("price").to_pylist(), "country": messages.column("country").to_pylist()}
-    out = []
-    lo, total = 0, messages.num_rows
-    while lo < total:
-        hi = min(total, lo + MAX_BULK_ITEMS)
-        if zones is not None:
-            hi = next((i for i in range(lo + 1, hi) if zones[i] != zones[lo]), hi)
-        out.append((hi - lo, payload.encode({k: v[lo:hi] for k, v in columns.items()}),
-                    zones[lo] if zones is not None else ""))
-        lo = hi
-    return out
+    return [(hi - lo, payload.encode({k: v[lo:hi] for k, v in columns.items()}), zones[lo] if zones is not None else "")
+            for lo, hi in batch_bounds(messages.num_rows, zones)]

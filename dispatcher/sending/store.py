@@ -120,7 +120,7 @@ class CampaignStore:
         """
         campaign_id = secrets.token_hex(5)
         total = len(messages)
-        bounds = _batch_bounds(total, zones)
+        bounds = batch_bounds(total, zones)
         batches = len(bounds)
         columns: dict[str, list[Any]] = {
             "rows": [int(x) for x in messages["row"].tolist()],
@@ -325,7 +325,7 @@ def blob_of(client: Any, keys: Keys, campaign_id: str, n: int) -> bytes | None:
     return blob if isinstance(blob, bytes) else None
 
 
-def _batch_bounds(total: int, zones: list[str] | None) -> list[tuple[int, int]]:
+def batch_bounds(total: int, zones: list[str] | None) -> list[tuple[int, int]]:
     """``[lo, hi)`` of each batch: at most ``MAX_BULK_ITEMS`` messages, never two zone keys in one."""
     bounds: list[tuple[int, int]] = []
     lo = 0
