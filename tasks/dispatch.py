@@ -85,17 +85,17 @@ def send_context() -> SendContext:
         # Two connections: a request abandoned at its deadline may still hold one.
         http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
         http.on_round_trip = gate.observe
-        http.on_response(_count_bulk_answer)
+        http.on_answer(_count_bulk_answer)
         current = SendContext(settings=resources.settings, client=http, store=resources.store,
                               ops=resources.ops, limiter=resources.limiter)
         _local.context = current
     return current
 
 
-def _count_bulk_answer(response: httpx.Response) -> None:
+def _count_bulk_answer(endpoint: str, status: int) -> None:
     """Count a bulk answer in the process's telemetry."""
-    if response.request.method == "POST" and response.request.url.path.endswith("/sms/bulk"):
-        telemetry().bulk_answered(response.status_code)
+    if endpoint == "POST /sms/bulk":
+        telemetry().bulk_answered(status)
 
 
 def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutcome:

@@ -1,9 +1,11 @@
 """A synchronous client for Instasent's Transactional API.
 
 One ``httpx.Client`` (one connection pool, timeouts always set) is shared by every call and is
-safe to use from several threads. Every httpx error and every non-2xx status is translated into
-the project's exception tree in exactly one place, :mod:`dispatcher.instasent.translate`, which
-keeps apart "nothing was sent" and "it may have been processed".
+safe to use from several threads. A request with a deadline skips httpx's client layer and goes
+straight to that pool through :mod:`dispatcher.instasent.lean` when the client uses httpx's own
+transport. Every transport error and every non-2xx status is translated into the project's
+exception tree in exactly one place, :mod:`dispatcher.instasent.translate`, which keeps apart
+"nothing was sent" and "it may have been processed".
 The token lives only in the ``Authorization`` header: never in a URL, a repr, a log line or an
 exception message.
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+import httpcore
 import httpx
 import orjson
 
@@ -31,8 +34,9 @@ from dispatcher.errors import (
 from dispatcher.instasent import deadline as deadline_io
 from dispatcher.instasent import wire
 from dispatcher.instasent.cookieless import CookielessClient
+from dispatcher.instasent.lean import LeanSender, Params
 from dispatcher.instasent.models import Account, BulkIds, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
-from dispatcher.instasent.translate import parse_rate_limit, raise_for_status, translate_transport_error
+from dispatcher.instasent.translate import HttpAnswer, parse_rate_limit, raise_for_status, translate_transport_error
 from dispatcher.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,13 @@ class InstasentClient:
         max_connections: int = 64,
         transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
+        lean: bool = True,
     ) -> None:
+        """``lean=False`` sends every request through httpx (to compare the two ways, say).
+
+        Raises:
+            ConfigurationError: when the token is missing or holds a character no token has.
+        """
         secret = token if isinstance(token, Secret) else Secret(token)
         if not secret:
             raise ConfigurationError("INSTASENT_TOKEN is not set: export it with your Instasent API token.")
@@ -95,14 +105,15 @@ class InstasentClient:
             raise ConfigurationError("INSTASENT_TOKEN holds a character no API token has (a space, a control or "
                                      "a non-ASCII character); check its value.")
         self.base_url = base_url.rstrip("/")
+        headers = {
+            "Authorization": f"Bearer {secret.reveal()}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": "dispatcher/0.1",
+        }
         self._http = CookielessClient(
             base_url=self.base_url,
-            headers={
-                "Authorization": f"Bearer {secret.reveal()}",
-                "Accept": "application/json",
-                "Content-Type": "application/json",
-                "User-Agent": "dispatcher/0.1",
-            },
+            headers=headers,
             timeout=timeout or httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
@@ -116,6 +127,9 @@ class InstasentClient:
         #: True when every socket operation can be bounded by a deadline on the calling thread
         #: (httpx's own transports); else a request with a deadline runs on a helper thread.
         self._bounded = deadline_io.install(self._http)
+        #: Sends the requests that have a deadline (and so are bounded) without httpx's client layer.
+        self._lean = LeanSender.for_client(self._http, headers) if self._bounded and lean else None
+        self._on_answer: list[Callable[[str, int], None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None, *,
@@ -138,9 +152,10 @@ class InstasentClient:
     def __repr__(self) -> str:
         return f"InstasentClient(base_url={self.base_url!r})"
 
-    def on_response(self, hook: Callable[[httpx.Response], None]) -> None:
-        """Call ``hook`` with every response (before its body is read), e.g. to count statuses."""
-        self._http.event_hooks["response"] = [*self._http.event_hooks["response"], hook]
+    def on_answer(self, hook: Callable[[str, int], None]) -> None:
+        """Call ``hook(endpoint, status)`` for every answer (``"POST /sms/bulk"``, 201), before its
+        status is checked, e.g. to count statuses."""
+        self._on_answer.append(hook)
 
     def __enter__(self) -> InstasentClient:
         return self
@@ -208,7 +223,7 @@ class InstasentClient:
         The ``clientId`` filter is this project's convention (the sandbox honours it); callers must
         still match results by ``clientId`` themselves, as a server may ignore the filter.
         """
-        params: list[tuple[str, str | int | float | bool | None]] = [("page", page), ("per_page", per_page)]
+        params: Params = [("page", page), ("per_page", per_page)]
         params += [("clientId", cid) for cid in client_ids]
         return [Sms.from_wire(e) for e in wire.entities(self._request("GET", "/sms", params=params))]
 
@@ -246,7 +261,7 @@ class InstasentClient:
         wanted = set(chunk)
         ignored = ""
         for page in range(1, max_pages + 1):
-            params: list[tuple[str, str | int | float | bool | None]] = [("page", page), ("per_page", MAX_PER_PAGE)]
+            params: Params = [("page", page), ("per_page", MAX_PER_PAGE)]
             params += [("clientId", c) for c in chunk]
             entities = [Sms.from_wire(e) for e in wire.entities(self._request("GET", "/sms", params=params,
                                                                                 deadline=deadlines.next()))]
@@ -295,15 +310,17 @@ class InstasentClient:
 
     # -- the one place where HTTP becomes our errors -----------------------------------------
     def _request(self, method: str, path: str, payload: Any = None,
-                 params: list[tuple[str, str | int | float | bool | None]] | None = None,
-                 deadline: float | None = None) -> Any:
+                 params: Params | None = None, deadline: float | None = None) -> Any:
         endpoint = f"{method} {wire.endpoint_name(path)}"
         content = None if payload is None else orjson.dumps(payload)
+        response: HttpAnswer
         with translate_transport_error(endpoint):
             if deadline is None:
                 response = self._http.request(method, path, content=content, params=params)
             else:
                 response = self._request_by(deadline, endpoint, method, path, content, params)
+        for hook in self._on_answer:
+            hook(endpoint, response.status_code)
         self._remember_rate_limit(endpoint, response)
         raise_for_status(endpoint, response)
         log.debug("instasent %s -> %d", endpoint, response.status_code)
@@ -316,14 +333,15 @@ class InstasentClient:
                                  response.status_code) from None
 
     def _request_by(self, by: float, endpoint: str, method: str, path: str, content: bytes | None,
-                    params: list[tuple[str, str | int | float | bool | None]] | None) -> httpx.Response:
+                    params: Params | None) -> HttpAnswer:
         """One request that ends by ``by`` (``time.monotonic()``), whatever the server does.
 
         httpx's timeouts bound each read, not the whole exchange. With httpx's own transports every
         socket operation is cut to the time left (:mod:`dispatcher.instasent.deadline`), on this
-        thread; with any other transport the request runs on a helper thread that is abandoned at
-        the deadline. Connecting and writing get a quarter of the time each, so a request that
-        reaches Instasent at all reaches it well before the deadline.
+        thread, and the request skips httpx's client layer (:mod:`dispatcher.instasent.lean`);
+        with any other transport the request runs on a helper thread that is abandoned at the
+        deadline. Connecting and writing get a quarter of the time each, so a request that reaches
+        Instasent at all reaches it well before the deadline.
 
         Raises ConnectionFailed when no time is left (nothing sent), OutcomeUnknown when no answer came by then.
         """
@@ -332,28 +350,33 @@ class InstasentClient:
             raise ConnectionFailed(f"no time was left to send {endpoint}; nothing was sent.")
         configured = self._http.timeout
         quarter = remaining / 4
-        timeout = httpx.Timeout(connect=min(configured.connect or quarter, quarter),
-                                write=min(configured.write or quarter, quarter),
-                                pool=min(configured.pool or quarter, quarter),
-                                read=min(configured.read or remaining, remaining))
+        timeouts = {"connect": min(configured.connect or quarter, quarter),
+                    "read": min(configured.read or remaining, remaining),
+                    "write": min(configured.write or quarter, quarter),
+                    "pool": min(configured.pool or quarter, quarter)}
+        lean = self._lean
+        target = None if lean is None else lean.target(path, params)
         if self._bounded:
             try:
                 with deadline_io.bounded(by):
-                    return self._http.request(method, path, content=content, params=params, timeout=timeout)
-            except httpx.ReadTimeout:
+                    if lean is not None and target is not None:
+                        return lean.send(method, target, content, timeouts)
+                    return self._http.request(method, path, content=content, params=params,
+                                              timeout=httpx.Timeout(**timeouts))
+            except (httpx.ReadTimeout, httpcore.ReadTimeout):
                 if time.monotonic() >= by - 0.01:  # the deadline, not a read timeout of its own
                     raise _late(endpoint, remaining) from None
                 raise
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._max_connections, thread_name_prefix="instasent")
         future = self._pool.submit(self._http.request, method, path, content=content, params=params,
-                                   timeout=timeout)
+                                   timeout=httpx.Timeout(**timeouts))
         try:
             return future.result(timeout=remaining)
         except FutureTimeout:
             raise _late(endpoint, remaining) from None
 
-    def _remember_rate_limit(self, endpoint: str, response: httpx.Response) -> None:
+    def _remember_rate_limit(self, endpoint: str, response: HttpAnswer) -> None:
         info = parse_rate_limit(response.headers)
         if info is not None:
             self.rate_limits[endpoint] = info
