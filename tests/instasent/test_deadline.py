@@ -3,10 +3,8 @@ the server answers (``dispatcher.instasent.deadline``)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,39 +15,6 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
 
 ITEM = SmsItem(sender="A", to="+34600000000", text="x", client_id="c-0-0")
-
-
-@pytest.fixture
-def trickling_server() -> Iterator[str]:
-    """An HTTP server that answers every request one byte every 50 ms (each read is quick, the whole is not)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n")
-                for _ in range(400):
-                    if stop.is_set():
-                        return
-                    try:
-                        conn.sendall(b" ")
-                    except OSError:
-                        break
-                    time.sleep(0.05)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(5)
-    listener.close()
 
 
 def test_a_post_over_a_socket_ends_by_its_deadline_on_the_calling_thread(trickling_server: str) -> None:
