@@ -98,7 +98,7 @@ class LeanSender:
             target += b"?" + query.encode("ascii")
         return target
 
-    def send(self, method: str, target: bytes, content: bytes | None, timeout: Mapping[str, float | None]) -> Answer:
+    def send(self, method: str, target: bytes, content: bytes | None, timeout: dict[str, float]) -> Answer:
         """Send one request for ``target`` (from :meth:`target`) and read its whole answer.
 
         ``timeout`` holds httpcore's ``connect``, ``read``, ``write`` and ``pool`` timeouts in
@@ -118,7 +118,7 @@ class LeanSender:
         request = httpcore.Request(method.encode("ascii"),
                                    httpcore.URL(scheme=self._scheme, host=self._host, port=self._port,
                                                 target=target),
-                                   headers=headers, content=content, extensions={"timeout": dict(timeout)})
+                                   headers=headers, content=content, extensions={"timeout": timeout})
         response = self._pool.handle_request(request)
         try:
             body = response.read()
