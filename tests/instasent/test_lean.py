@@ -4,6 +4,7 @@ exactly as through httpx: same results, same errors, same bookkeeping, over real
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 import time
 import traceback
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from dispatcher.dev.services import free_port
-from dispatcher.errors import ConnectionFailed, DispatcherError, OutcomeUnknown
+from dispatcher.errors import AuthenticationFailed, ConnectionFailed, DispatcherError, OutcomeUnknown
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import wire_item
 from dispatcher.settings import Settings
@@ -173,6 +174,19 @@ def test_a_compressed_answer_is_decoded_and_a_corrupt_one_cannot_be_read(canned_
                 client.send_bulk_wire(bulk(1), deadline=soon())
             errors.append(str(info.value))
     assert errors[0] == errors[1] == "the answer to POST /sms/bulk could not be read (DecodingError)."
+
+
+def test_the_token_never_reaches_the_logs_of_a_lean_exchange(clients: Callable[..., InstasentClient],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "dispatcher"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    client = clients(True)
+    client.send_bulk_wire(bulk(2), deadline=soon())
+    with pytest.raises(AuthenticationFailed):
+        clients(True, "wrong-" + CANARY).send_bulk_wire(bulk(1), deadline=soon())
+    assert any(r.name.startswith("httpcore") for r in caplog.records), "httpcore should log at DEBUG"
+    assert SANDBOX_TOKEN not in caplog.text and "LEAKCANARY" not in caplog.text
 
 
 # -- failures -----------------------------------------------------------------------------------
