@@ -201,8 +201,7 @@ class InstasentClient:
         client_ids = [item.get("clientId") or "" for item in items]
         if len(set(client_ids)) != len(items) or "" in client_ids:
             raise ValueError("every bulk item needs a unique, non-empty clientId")
-        body = self._request("POST", "/sms/bulk", items, deadline=deadline)
-        return wire.bulk_ids(body, client_ids)
+        return wire.bulk_ids_json(self._request("POST", "/sms/bulk", items, deadline=deadline, raw=True), client_ids)
 
     def send(self, item: SmsItem) -> Sms:
         """``POST /sms`` with one item; returns the accepted SMS."""
@@ -310,7 +309,8 @@ class InstasentClient:
 
     # -- the one place where HTTP becomes our errors -----------------------------------------
     def _request(self, method: str, path: str, payload: Any = None,
-                 params: Params | None = None, deadline: float | None = None) -> Any:
+                 params: Params | None = None, deadline: float | None = None, raw: bool = False) -> Any:
+        """The decoded JSON answer (``raw``: its bytes, for a caller that decodes it itself)."""
         endpoint = f"{method} {wire.endpoint_name(path)}"
         content = None if payload is None else orjson.dumps(payload)
         response: HttpAnswer
@@ -324,6 +324,8 @@ class InstasentClient:
         self._remember_rate_limit(endpoint, response)
         raise_for_status(endpoint, response)
         log.debug("instasent %s -> %d", endpoint, response.status_code)
+        if raw:
+            return response.content
         if not response.content:
             return {}
         try:

@@ -10,6 +10,9 @@ import contextlib
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import msgspec
+import orjson
+
 from dispatcher.errors import OutcomeUnknown
 from dispatcher.instasent.models import BulkIds, BulkResult, Price, RejectedItem, Sms, SmsItem
 
@@ -90,6 +93,48 @@ def bulk_ids(body: Any, client_ids: Sequence[str]) -> BulkIds:
         result.unmatched.append(raw if isinstance(raw, dict) else {"value": raw})
     _match_errors(body, client_ids, known, accepted.keys(), result.rejected, result.unmatched)
     return result
+
+
+class _AcceptedEntity(msgspec.Struct):
+    """The two fields of an accepted SMS entity the ledger records (the others are skipped unread)."""
+
+    id: str | int | None = None
+    clientId: str | int | None = None  # the API spells it so
+
+
+class _BulkAnswer(msgspec.Struct):
+    entities: list[_AcceptedEntity] | None = None
+    errors: list[msgspec.Raw] | None = None
+
+
+_BULK_ANSWER = msgspec.json.Decoder(_BulkAnswer)
+
+
+def bulk_ids_json(content: bytes, client_ids: Sequence[str]) -> BulkIds:
+    """:func:`bulk_ids` over the raw answer body.
+
+    An answer of the usual shape (every entity one of ours, no errors) is decoded straight into
+    the two fields read, skipping the rest of each entity unread: decoding every field of 100
+    entities was a tenth of a worker's CPU per batch. Any other answer (errors, entities that
+    are not ours, unexpected types) takes the general path, with the same result either way.
+
+    Raises:
+        OutcomeUnknown: when the body is not JSON or not an object.
+    """
+    try:
+        answer = _BULK_ANSWER.decode(content) if content else None
+    except msgspec.MsgspecError:
+        answer = None
+    entities = (answer.entities or []) if answer is not None else []
+    if answer is not None and not answer.errors and all(e.clientId is not None for e in entities):
+        accepted = {str(e.clientId): "" if e.id is None else str(e.id) for e in entities}
+        if accepted.keys() <= set(client_ids):
+            return BulkIds(accepted=accepted)
+    try:
+        body = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        raise OutcomeUnknown("Instasent answered POST /sms/bulk with a body that is not JSON.") from None
+    return bulk_ids(body, client_ids)
 
 
 def _text(value: Any) -> str:

@@ -182,10 +182,10 @@ class BatchOps:
         again later) or unknown (reconcile first). ``streak`` says how the failure streak moves.
         ``token`` is the claim's: a stale one adds terminal records and changes nothing else.
         """
-        args: list[str | int] = [token, BatchState(otherwise).value, error[:300], int(posted), int(failed_attempt),
-                                 int(give_up), max_consecutive_failures, Streak(streak).value]
-        for index, record in records:
-            args += [index, record]
+        # Records never hold a newline (ledger.encode replaces them), so one joined argument carries them all.
+        args = [token, BatchState(otherwise).value, error[:300], int(posted), int(failed_attempt),
+                int(give_up), max_consecutive_failures, Streak(streak).value,
+                "\n".join([f"{index}:{record}" for index, record in records])]
         st, a, b, state = self._record(keys=self._batch_keys(campaign_id, n), args=args)
         batch_state = None if st == b"stale" else BatchState(st.decode())
         return Recorded(batch_state, range(int(a), int(b)), state.decode())

@@ -16,6 +16,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
 from dispatcher.sending import campaigns, ledger
 from dispatcher.sending.attempt import Action, SendContext, send_batch
+from dispatcher.sending.lifecycle import BatchState
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.settings import Settings
 from tests.fakes import TOO_LARGE, FakeInstasent
@@ -82,6 +83,25 @@ def test_a_stale_holder_cannot_reset_a_batch_that_another_worker_holds(sender: S
     assert sender.ops.park(campaign_id, 0, time.time() + 60, unknown=False, token=stale.token)[1] == "stale"
     assert sender.ops.renew(campaign_id, 0, stale.token, 60) < 0
     assert not sender.ops.record(campaign_id, 0, [], token=current.token).stale
+
+
+def test_one_record_call_applies_its_records_in_order_when_it_names_a_message_twice(sender: SendContext) -> None:
+    campaign_id = create(sender, messages(3))
+    first = sender.ops.claim(campaign_id, 0, lease_s=60)
+    sender.ops.record(campaign_id, 0, [(0, ledger.encode("unknown", 1)), (1, ledger.encode("unknown", 1))],
+                      token=first.token, otherwise=BatchState.UNKNOWN)
+    again = sender.ops.claim(campaign_id, 0, lease_s=60)
+    assert again.claimed and again.must_reconcile
+    # Reconciled: 0 and 1 were not sent (back to pending), then 0 is sent and 2 rejected, in one call.
+    reason = "to: not\na number"
+    sender.ops.record(campaign_id, 0, [(0, "-"), (1, "-"), (0, ledger.encode("sent", 2, "ab" * 12)),
+                                       (2, ledger.encode("rejected", 2, reason))], token=again.token)
+    counts = sender.store.get(campaign_id).counts
+    assert (counts["sent"], counts["rejected"], counts["unknown"], counts["pending"]) == (1, 1, 0, 1)
+    stored = sender.store.redis.hgetall(sender.ops.keys.ledger(campaign_id, 0))
+    assert sorted(stored) == [b"0", b"2"]
+    assert ledger.decode(stored[b"0"]).status == "sent"
+    assert ledger.decode(stored[b"2"]).detail == "to: not a number"  # no newline can split the records
 
 
 def test_an_attempt_whose_batch_was_claimed_by_another_worker_stops_without_posting(
