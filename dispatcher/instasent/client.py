@@ -128,7 +128,7 @@ class InstasentClient:
         #: (httpx's own transports); else a request with a deadline runs on a helper thread.
         self._bounded = deadline_io.install(self._http)
         #: Sends the requests that have a deadline (and so are bounded) without httpx's client layer.
-        self._lean = LeanSender.for_client(self._http, headers) if self._bounded and lean else None
+        self._lean = LeanSender.for_client(self._http, headers, max_connections) if self._bounded and lean else None
         self._on_answer: list[Callable[[str, int], None]] = []
 
     @classmethod
@@ -168,6 +168,8 @@ class InstasentClient:
         """Close the connection pool."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+        if self._lean is not None:
+            self._lean.close()
         self._http.close()
 
     # -- SMS --------------------------------------------------------------------------------
@@ -362,7 +364,7 @@ class InstasentClient:
             try:
                 with deadline_io.bounded(by):
                     if lean is not None and target is not None:
-                        return lean.send(method, target, content, timeouts)
+                        return lean.send(method, target, content, timeouts, deadline=by)
                     return self._http.request(method, path, content=content, params=params,
                                               timeout=httpx.Timeout(**timeouts))
             except (httpx.ReadTimeout, httpcore.ReadTimeout):

@@ -4,6 +4,7 @@ byte, answer a canned response, drop a connection part-way."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +27,10 @@ class CannedServer:
     keeping each connection open for the next request. It counts connections and keeps the raw
     requests it read."""
 
-    def __init__(self, answer: Answerer) -> None:
+    def __init__(self, answer: Answerer, tls: ssl.SSLContext | None = None, keep_open: bool = True) -> None:
         self.answer = answer
+        #: Serve TLS with this context; close each connection after one answer unless ``keep_open``.
+        self.tls, self.keep_open = tls, keep_open
         self.connections = 0
         self.requests: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -35,7 +38,7 @@ class CannedServer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -47,6 +50,13 @@ class CannedServer:
             threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
 
     def _converse(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn.settimeout(5)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):  # a client that refused our certificate
+                conn.close()
+                return
         with conn:
             conn.settimeout(5)
             buffer = b""
@@ -61,6 +71,8 @@ class CannedServer:
                 try:
                     conn.sendall(reply)
                 except OSError:
+                    return
+                if not self.keep_open:
                     return
 
     def close(self) -> None:
@@ -99,8 +111,8 @@ def canned_server() -> Iterator[Callable[[Answerer], CannedServer]]:
     """Start canned servers (see :class:`CannedServer`), closed after the test."""
     started: list[CannedServer] = []
 
-    def start(answer: Answerer) -> CannedServer:
-        server = CannedServer(answer)
+    def start(answer: Answerer, tls: ssl.SSLContext | None = None, keep_open: bool = True) -> CannedServer:
+        server = CannedServer(answer, tls, keep_open)
         started.append(server)
         return server
 

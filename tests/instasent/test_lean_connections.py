@@ -1,0 +1,113 @@
+"""The lean path's connections: TLS, keep-alive and its limits, and the HTTP/1.1 framings a server may use."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import trustme
+
+from dispatcher.errors import ConnectionFailed
+from dispatcher.instasent import lean
+from dispatcher.instasent.client import InstasentClient
+from tests.instasent.conftest import CannedServer
+from tests.instasent.test_lean import CANARY, EMPTY, assert_no_token, bulk, no_httpx, soon
+
+Start = Callable[..., CannedServer]
+BODY = b'{"entities": [{"id": "abc", "clientId": "l-0000"}], "errors": []}'
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server_context(authority: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def trusting(authority: trustme.CA) -> Iterator[ssl.SSLContext]:
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    yield context
+
+
+def test_a_lean_request_over_tls_is_verified_and_its_connection_kept_alive(
+        canned_server: Start, tls_server_context: ssl.SSLContext, trusting: ssl.SSLContext) -> None:
+    server = canned_server(lambda request: EMPTY, tls=tls_server_context)
+    with InstasentClient(token=CANARY, base_url=server.url, verify=trusting) as client:
+        assert client._lean is not None
+        no_httpx(client)
+        for _ in range(3):
+            client.send_bulk_wire(bulk(2), deadline=soon())
+        assert client._lean.idle_connections == 1
+    assert (server.connections, len(server.requests)) == (1, 3)
+
+
+def test_a_server_whose_certificate_is_not_trusted_is_never_sent_anything(
+        canned_server: Start, tls_server_context: ssl.SSLContext) -> None:
+    server = canned_server(lambda request: EMPTY, tls=tls_server_context)
+    with InstasentClient(token=CANARY, base_url=server.url) as client:  # the system's authorities only
+        with pytest.raises(ConnectionFailed, match="nothing was sent") as info:
+            no_httpx(client).send_bulk_wire(bulk(1), deadline=soon())
+        assert_no_token(info.value)
+    assert server.requests == []
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(canned_server: Start) -> None:
+    server = canned_server(lambda request: EMPTY, keep_open=False)
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        no_httpx(client)
+        for _ in range(3):
+            client.send_bulk_wire(bulk(1), deadline=soon())
+    assert (server.connections, len(server.requests)) == (3, 3)
+
+
+def test_an_idle_connection_older_than_the_keep_alive_is_not_reused(
+        canned_server: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean, "KEEPALIVE_S", 0.0)
+    server = canned_server(lambda request: EMPTY)
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        no_httpx(client)
+        client.send_bulk_wire(bulk(1), deadline=soon())
+        client.send_bulk_wire(bulk(1), deadline=soon())
+    assert server.connections == 2
+
+
+def test_a_connection_close_answer_is_not_kept(canned_server: Start) -> None:
+    answer = b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(BODY), BODY)
+    server = canned_server(lambda request: answer)
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        result = no_httpx(client).send_bulk_wire(bulk(1), deadline=soon())
+        assert result.accepted == {"l-0000": "abc"}
+        assert client._lean is not None and client._lean.idle_connections == 0
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" + BODY[:16] + b"\r\n"
+    + b"%x\r\n" % (len(BODY) - 16) + BODY[16:] + b"\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY),
+    b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n" + BODY,
+], ids=["chunked", "after-100-continue", "until-close"])
+def test_every_framing_of_an_answer_is_read_whole(canned_server: Start, answer: bytes) -> None:
+    server = canned_server(lambda request: answer, keep_open=not answer.endswith(b"close\r\n\r\n" + BODY))
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        result = no_httpx(client).send_bulk_wire(bulk(1), deadline=soon())
+    assert result.accepted == {"l-0000": "abc"}
+
+
+def test_several_threads_share_one_lean_sender_each_on_a_connection_of_its_own(canned_server: Start) -> None:
+    server = canned_server(lambda request: EMPTY)
+    with InstasentClient(token=CANARY, base_url=server.url, max_connections=4) as client:
+        no_httpx(client)
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: client.send_bulk_wire(bulk(1, f"t{i}"), deadline=soon()), range(64)))
+        assert len(results) == 64
+        assert client._lean is not None and client._lean.idle_connections <= 4
+    assert len(server.requests) == 64
