@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import kombu
 import pandas as pd
 import pytest
 import redis
@@ -241,10 +243,18 @@ def _rabbitmq_up() -> bool:
 @pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_a_campaign_completes_with_rabbitmq_as_the_broker(harness: Harness) -> None:
     broker = "amqp://guest:guest@127.0.0.1:5672//"
-    harness.settings = harness.settings.with_overrides(broker_url=broker)
+    # A queue of its own: the RabbitMQ server outlives the test run (and may serve another one at
+    # the same time), so a fixed name could hold tasks of campaigns this run's Redis never had.
+    queue = f"dsptest-{uuid.uuid4().hex[:12]}:tasks"
+    harness.settings = harness.settings.with_overrides(broker_url=broker, queue_name=queue)
     harness.enqueuer = CeleryEnqueuer(harness.settings)
-    harness.start_worker(CELERY_BROKER_URL=broker)
-    cid = harness.submit(recipients(1000))
-    info = harness.wait(cid, finished)
-    assert info.state == "completed" and info.counts["sent"] == 1000
-    assert_exactly_once(harness, cid, info)
+    try:
+        harness.start_worker(CELERY_BROKER_URL=broker, DISPATCHER_QUEUE=queue)
+        cid = harness.submit(recipients(1000))
+        info = harness.wait(cid, finished)
+        assert info.state == "completed" and info.counts["sent"] == 1000
+        assert_exactly_once(harness, cid, info)
+    finally:
+        harness.stop()
+        with kombu.Connection(broker) as connection:
+            connection.default_channel.queue_delete(queue)
