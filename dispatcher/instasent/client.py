@@ -1,9 +1,9 @@
 """A synchronous client for Instasent's Transactional API.
 
 One ``httpx.Client`` (one connection pool, timeouts always set) is shared by every call and is
-safe to use from several threads. A request with a deadline skips httpx's client layer and goes
-straight to that pool through :mod:`dispatcher.instasent.lean` when the client uses httpx's own
-transport. Every transport error and every non-2xx status is translated into the project's
+safe to use from several threads. A request with a deadline skips httpx altogether when the
+client uses httpx's own transport: :mod:`dispatcher.instasent.lean` sends it over a kept-alive
+socket of its own. Every transport error and every non-2xx status is translated into the project's
 exception tree in exactly one place, :mod:`dispatcher.instasent.translate`, which keeps apart
 "nothing was sent" and "it may have been processed".
 The token lives only in the ``Authorization`` header: never in a URL, a repr, a log line or an
@@ -341,8 +341,8 @@ class InstasentClient:
         """One request that ends by ``by`` (``time.monotonic()``), whatever the server does.
 
         httpx's timeouts bound each read, not the whole exchange. With httpx's own transports every
-        socket operation is cut to the time left (:mod:`dispatcher.instasent.deadline`), on this
-        thread, and the request skips httpx's client layer (:mod:`dispatcher.instasent.lean`);
+        socket operation is cut to the time left, on this thread: by :mod:`dispatcher.instasent.lean`
+        when it can send the request, else by :mod:`dispatcher.instasent.deadline` inside httpx;
         with any other transport the request runs on a helper thread that is abandoned at the
         deadline. Connecting and writing get a quarter of the time each, so a request that reaches
         Instasent at all reaches it well before the deadline.
@@ -362,9 +362,9 @@ class InstasentClient:
         target = None if lean is None else lean.target(path, params)
         if self._bounded:
             try:
+                if lean is not None and target is not None:
+                    return lean.send(method, target, content, timeouts, deadline=by)
                 with deadline_io.bounded(by):
-                    if lean is not None and target is not None:
-                        return lean.send(method, target, content, timeouts, deadline=by)
                     return self._http.request(method, path, content=content, params=params,
                                               timeout=httpx.Timeout(**timeouts))
             except (httpx.ReadTimeout, httpcore.ReadTimeout):

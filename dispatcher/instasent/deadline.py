@@ -34,15 +34,24 @@ def bounded(deadline: float) -> Iterator[None]:
         _local.deadline = None
 
 
-def _left(timeout: float | None, expired: type[Exception]) -> float | None:
-    """``timeout`` cut to the time left before this thread's deadline; raises ``expired`` when none is."""
-    deadline: float | None = getattr(_local, "deadline", None)
+def cut(timeout: float | None, deadline: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` (seconds, None: none) cut to the time left before ``deadline`` (``time.monotonic()``,
+    None: none).
+
+    Raises:
+        expired: when no time is left.
+    """
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
     if left <= 0:
         raise expired("the request's deadline has passed")
     return left if timeout is None else min(timeout, left)
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` cut to the time left before this thread's deadline (see :func:`cut`)."""
+    return cut(timeout, getattr(_local, "deadline", None), expired)
 
 
 class DeadlineStream(httpcore.NetworkStream):

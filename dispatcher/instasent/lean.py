@@ -41,6 +41,8 @@ import httpcore
 import httptools
 import httpx
 
+from dispatcher.instasent.deadline import cut
+
 #: Query parameters as the client passes them to httpx.
 Params = list[tuple[str, str | int | float | bool | None]]
 #: Seconds an idle connection is kept for reuse (httpx's default keep-alive expiry).
@@ -94,20 +96,6 @@ class _Reading:
         self.complete = self.status >= 200  # a 100 Continue is followed by the answer
         # Only valid inside the callback (llhttp's rule).
         self.keep_alive = self.parser.should_keep_alive()
-
-
-def _left(timeout: float | None, deadline: float | None, expired: type[Exception]) -> float | None:
-    """``timeout`` (seconds) cut to the time left before ``deadline`` (``time.monotonic()``).
-
-    Raises:
-        expired: when no time is left.
-    """
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise expired("the request's deadline has passed")
-    return left if timeout is None else min(timeout, left)
 
 
 class LeanSender:
@@ -214,7 +202,7 @@ class LeanSender:
                   deadline: float | None) -> _Reading:
         reading = _Reading()
         try:
-            sock.settimeout(_left(timeout.get("write"), deadline, httpcore.WriteTimeout))
+            sock.settimeout(cut(timeout.get("write"), deadline, httpcore.WriteTimeout))
             sock.sendall(request)
         except TimeoutError:
             raise httpcore.WriteTimeout("the request could not be written in time") from None
@@ -231,7 +219,7 @@ class LeanSender:
         """Read a whole answer into ``reading``; with ``quiet``, False instead of raising."""
         try:
             while not reading.complete:
-                sock.settimeout(_left(timeout.get("read"), deadline, httpcore.ReadTimeout))
+                sock.settimeout(cut(timeout.get("read"), deadline, httpcore.ReadTimeout))
                 try:
                     data = sock.recv(_READ_SIZE)
                 except TimeoutError:
@@ -269,7 +257,7 @@ class LeanSender:
         return self._connect(connect_timeout, deadline)
 
     def _connect(self, connect_timeout: float | None, deadline: float | None) -> socket.socket:
-        budget = _left(connect_timeout, deadline, httpcore.ConnectTimeout)
+        budget = cut(connect_timeout, deadline, httpcore.ConnectTimeout)
         try:
             sock = socket.create_connection((self._host, self._port), timeout=budget)
         except TimeoutError:
@@ -279,7 +267,7 @@ class LeanSender:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # Name resolution is not bounded by the socket timeout: check the deadline again.
-            budget = _left(connect_timeout, deadline, httpcore.ConnectTimeout)
+            budget = cut(connect_timeout, deadline, httpcore.ConnectTimeout)
             if self._tls is not None:
                 sock.settimeout(budget)
                 sock = self._tls.wrap_socket(sock, server_hostname=self._host)

@@ -16,7 +16,7 @@ from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.hlr import HlrAnswer, HlrCache
 from dispatcher.preflight.lookups import LookupEstimate
-from dispatcher.preflight.result import PreflightOptions
+from dispatcher.preflight.result import PreflightOptions, PreflightResult
 from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
 from dispatcher.sending import campaigns, loading
 from dispatcher.sending.report import build_report, stream_report, write_report
@@ -205,16 +205,24 @@ def test_the_budget_guard_refuses_before_anything_is_stored(harness: Harness, tm
     assert not [k for k in redis_client.scan_iter("dsptest:c:*")]
 
 
+def one_pass_and_counting_first(h: Harness, path: Path, options: PreflightOptions) -> tuple[
+        str, PreflightResult, loading.Loaded, list[float], str, PreflightResult]:
+    """Submit ``path`` twice, in one pass (``one``) and counting first (``two``): the first's id,
+    result, loading and cost bounds seen, then the second's id and result."""
+    with InstasentClient.from_settings(h.settings) as client:
+        bounds: list[float] = []
+        one, one_result, loaded = loading.submit_file(
+            h.store, h.ops, h.enqueuer, h.settings, path=path, options=options, client=client, name="one",
+            chunk_rows=500, on_bound=lambda bound, *_: bounds.append(bound.cost))
+        two, two_result, _ = loading.submit_file(
+            h.store, h.ops, h.enqueuer, h.settings, path=path, options=options, client=client, name="two",
+            chunk_rows=500, one_pass=False)
+    return one, one_result, loaded, bounds, two, two_result
+
+
 def test_one_pass_stores_what_counting_first_stores(harness: Harness, tmp_path: Path) -> None:
     path = recipients_csv(tmp_path / "list.csv", 1800, duplicates_every=4)
-    with InstasentClient.from_settings(harness.settings) as client:
-        bounds: list[float] = []
-        one, one_result, _ = loading.submit_file(
-            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=OPTIONS,
-            client=client, name="one", chunk_rows=500, on_bound=lambda bound, *_: bounds.append(bound.cost))
-        two, two_result, _ = loading.submit_file(
-            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=OPTIONS,
-            client=client, name="two", chunk_rows=500, one_pass=False)
+    one, one_result, _, bounds, two, two_result = one_pass_and_counting_first(harness, path, OPTIONS)
     assert len(bounds) == 1 and bounds[0] >= one_result.cost > 0
     assert one_result.to_json() == two_result.to_json()
     first, second = harness.store.get(one), harness.store.get(two)
@@ -279,14 +287,7 @@ def test_hlr_on_auto_with_nobody_to_ask_takes_the_one_pass_and_sums_up_as_counti
         harness: Harness, tmp_path: Path) -> None:
     path = recipients_csv(tmp_path / "list.csv", 1800, duplicates_every=4)
     cache_of(harness).put_many({f"+34{number(k)}": HlrAnswer("valid") for k in (1, 2, 901)})  # a few are free
-    with InstasentClient.from_settings(harness.settings) as client:
-        bounds: list[float] = []
-        one, one_result, loaded = loading.submit_file(
-            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
-            client=client, name="one", chunk_rows=500, on_bound=lambda bound, *_: bounds.append(bound.cost))
-        two, two_result, _ = loading.submit_file(
-            harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
-            client=client, name="two", chunk_rows=500, one_pass=False)
+    one, one_result, loaded, bounds, two, two_result = one_pass_and_counting_first(harness, path, AUTO)
     assert len(bounds) == 1 and loaded.outcome == "complete"
     assert one_result.to_json() == two_result.to_json()
     assert not one_result.hlr_done and one_result.lookups == one_result.lookups_cached == 0
