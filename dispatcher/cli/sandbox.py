@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.instasent.sandbox.config import Faults, SandboxConfig
+from dispatcher.dev.sandbox.config import Faults, SandboxConfig
 
 #: The token the sandbox accepts unless told otherwise (a local, documented value, not a secret).
 DEFAULT_TOKEN = "sandbox-token"
@@ -40,7 +40,7 @@ def sandbox(
     unpriced: list[str] = typer.Option([], help="ISO country code with no SMS price (repeatable)."),
 ) -> None:
     """Run a local Instasent-compatible API for tests, demos and benchmarks (prints how to point the CLI at it)."""
-    from dispatcher.instasent.sandbox.server import serve
+    from dispatcher.dev.sandbox.server import serve
 
     config = SandboxConfig(
         token=token,

@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher.instasent.sandbox.api import SERVER_ERROR, Reply, message_reply
-from dispatcher.instasent.sandbox.clock import now
-from dispatcher.instasent.sandbox.config import SandboxConfig
-from dispatcher.instasent.sandbox.control import control_routes
-from dispatcher.instasent.sandbox.routes import resolve
-from dispatcher.instasent.sandbox.state import SandboxState
+from dispatcher.dev.sandbox.api import SERVER_ERROR, Reply, message_reply
+from dispatcher.dev.sandbox.clock import now
+from dispatcher.dev.sandbox.config import SandboxConfig
+from dispatcher.dev.sandbox.control import control_routes
+from dispatcher.dev.sandbox.routes import resolve
+from dispatcher.dev.sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from dispatcher.instasent.sandbox.ratelimit import UNLIMITED, FixedWindowLimiter
+from dispatcher.dev.sandbox.ratelimit import UNLIMITED, FixedWindowLimiter
 from tests.conftest import SANDBOX_TOKEN, SandboxHandle
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from dispatcher.instasent.sandbox.config import SandboxConfig
+from dispatcher.dev.sandbox.config import SandboxConfig
 
 #: Seconds a stopping server waits for in-flight requests (a held "timeout" response can be long).
 GRACEFUL_SHUTDOWN_S = 2
@@ -21,7 +21,7 @@ def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8787) -> N
     """Serve the sandbox on ``host:port`` until interrupted. Prints one line, never the token."""
     import uvicorn
 
-    from dispatcher.instasent.sandbox.app import create_app
+    from dispatcher.dev.sandbox.app import create_app
 
     print(f"Instasent sandbox listening on http://{host}:{port}", file=sys.stderr, flush=True)
     uvicorn.run(

@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher.instasent.sandbox.clock import iso_utc, now
-from dispatcher.instasent.sandbox.prices import MICROS
-from dispatcher.instasent.sandbox.state import SandboxState, new_id
+from dispatcher.dev.sandbox.clock import iso_utc, now
+from dispatcher.dev.sandbox.prices import MICROS
+from dispatcher.dev.sandbox.state import SandboxState, new_id
 
 #: First words of an inbound message that opt the sender out (status ``stop``).
 OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "BAJA"})

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from dispatcher.instasent.sandbox.regions import REGION_CODES
+from dispatcher.dev.sandbox.regions import REGION_CODES
 
 #: Money in micro-units of the currency per unit.
 MICROS = 1_000_000

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.instasent.sandbox.regions import region_for_e164
+from dispatcher.dev.sandbox.regions import region_for_e164
 from dispatcher.instasent.segments import count_segments
 
 #: Longest ``from`` (alphanumeric sender), and longest ``clientId``.

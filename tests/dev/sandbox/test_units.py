@@ -5,11 +5,11 @@ from __future__ import annotations
 import phonenumbers
 import pytest
 
-from dispatcher.instasent.sandbox.hlr import hlr_answer, hlr_status
-from dispatcher.instasent.sandbox.prices import SMS_PRICES, formula_price, sms_price
-from dispatcher.instasent.sandbox.regions import CALLING_CODES, REGION_CODES, region_for_e164
-from dispatcher.instasent.sandbox.requestlog import RequestLog
-from dispatcher.instasent.sandbox.validation import check_item
+from dispatcher.dev.sandbox.hlr import hlr_answer, hlr_status
+from dispatcher.dev.sandbox.prices import SMS_PRICES, formula_price, sms_price
+from dispatcher.dev.sandbox.regions import CALLING_CODES, REGION_CODES, region_for_e164
+from dispatcher.dev.sandbox.requestlog import RequestLog
+from dispatcher.dev.sandbox.validation import check_item
 
 
 @pytest.mark.parametrize(("number", "region"), [

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import orjson
 
-from dispatcher.instasent.sandbox.stats import Stats
+from dispatcher.dev.sandbox.stats import Stats
 
 #: Reports in flight at once.
 CONCURRENCY = 32

@@ -15,16 +15,16 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from dispatcher.instasent.sandbox.clock import iso_utc, now
-from dispatcher.instasent.sandbox.config import Faults, SandboxConfig
-from dispatcher.instasent.sandbox.dlr import STATUS_CODES, DlrSender, Report
-from dispatcher.instasent.sandbox.hlr import hlr_answer
-from dispatcher.instasent.sandbox.prices import LOOKUP_PRICE, MICROS, price_profile, sms_price_micros, to_micros
-from dispatcher.instasent.sandbox.ratelimit import FixedWindowLimiter
-from dispatcher.instasent.sandbox.regions import REGION_CODES
-from dispatcher.instasent.sandbox.requestlog import RequestLog
-from dispatcher.instasent.sandbox.stats import Stats
-from dispatcher.instasent.sandbox.validation import ALREADY_USED, ValidItem, check_item
+from dispatcher.dev.sandbox.clock import iso_utc, now
+from dispatcher.dev.sandbox.config import Faults, SandboxConfig
+from dispatcher.dev.sandbox.dlr import STATUS_CODES, DlrSender, Report
+from dispatcher.dev.sandbox.hlr import hlr_answer
+from dispatcher.dev.sandbox.prices import LOOKUP_PRICE, MICROS, price_profile, sms_price_micros, to_micros
+from dispatcher.dev.sandbox.ratelimit import FixedWindowLimiter
+from dispatcher.dev.sandbox.regions import REGION_CODES
+from dispatcher.dev.sandbox.requestlog import RequestLog
+from dispatcher.dev.sandbox.stats import Stats
+from dispatcher.dev.sandbox.validation import ALREADY_USED, ValidItem, check_item
 
 _ids = random.Random()
 

@@ -1,6 +1,6 @@
 """Handlers of the Instasent API endpoints, after authentication and the rate limit.
 
-Each handler returns a :class:`Reply`; :mod:`dispatcher.instasent.sandbox.app` adds the rate-limit headers
+Each handler returns a :class:`Reply`; :mod:`dispatcher.dev.sandbox.app` adds the rate-limit headers
 and logs the request. Fault injection applies to ``POST /sms`` and ``POST /sms/bulk`` only.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from dispatcher.instasent.sandbox.clock import now
-from dispatcher.instasent.sandbox.state import SandboxState, SmsRow, sms_entity
-from dispatcher.instasent.sandbox.validation import check_to
+from dispatcher.dev.sandbox.clock import now
+from dispatcher.dev.sandbox.state import SandboxState, SmsRow, sms_entity
+from dispatcher.dev.sandbox.validation import check_to
 
 #: Most items in one bulk, and default/most entities per page of a list.
 MAX_BULK_ITEMS = 100
@@ -197,7 +197,7 @@ async def get_sms(state: SandboxState, request: Request, sms_id: str) -> Reply:
 
 
 async def post_lookup(state: SandboxState, request: Request, _: str) -> Reply:
-    """``POST /lookup``: a deterministic HLR answer (see :mod:`dispatcher.instasent.sandbox.hlr`), charged."""
+    """``POST /lookup``: a deterministic HLR answer (see :mod:`dispatcher.dev.sandbox.hlr`), charged."""
     body, problem = await _read_json(request)
     if problem is not None:
         return problem

@@ -3,7 +3,7 @@
 It speaks Instasent's Transactional API (https://docs.instasent.com) as
 :mod:`dispatcher.instasent.client` uses it, under ``/`` and ``/transactional/v1/``: per-endpoint
 rate limits, balance, per-item validation, deterministic HLR lookups
-(:mod:`dispatcher.instasent.sandbox.hlr`), a price list (:mod:`dispatcher.instasent.sandbox.prices`),
+(:mod:`dispatcher.dev.sandbox.hlr`), a price list (:mod:`dispatcher.dev.sandbox.prices`),
 delivery reports with duplicates and retries, and injected faults. ``/_sandbox/*`` inspects and
 steers it.
 

@@ -7,8 +7,8 @@ slash. Endpoint names are the method and the path template, as the client books 
 
 from __future__ import annotations
 
-from dispatcher.instasent.sandbox import api
-from dispatcher.instasent.sandbox.api import Handler
+from dispatcher.dev.sandbox import api
+from dispatcher.dev.sandbox.api import Handler
 
 #: The Transactional API's path prefix; the Legacy API has none.
 PREFIX = "/transactional/v1"
