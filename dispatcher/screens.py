@@ -29,9 +29,9 @@ from rich.text import Text
 
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.result import PreflightResult, money
+from dispatcher.schema.names import FINAL, State
 from dispatcher.sending import health
 from dispatcher.sending.health import WorkerRegistry
-from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from dispatcher.sending.lifecycle import FINAL
+from dispatcher.schema.names import FINAL
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 

@@ -1,6 +1,6 @@
 """Atomic operations on one batch: claim it, record outcomes, reserve the next ones, reopen, cancel.
 
-Each operation is one Lua script (``lua/*.lua``, see :mod:`dispatcher.sending.scripts`),
+Each operation is one Lua script (``lua/*.lua``, see :mod:`dispatcher.schema.scripts`),
 so a batch's state, its per-message records and the campaign's
 counters always change together. The rules that make sending exactly-once live here:
 
@@ -31,9 +31,9 @@ from typing import Any
 import redis
 
 from dispatcher.keys import Keys
-from dispatcher.sending.lifecycle import BatchState
+from dispatcher.schema.names import BatchState
+from dispatcher.schema.scripts import script
 from dispatcher.sending.ratelimit import SlotRequest
-from dispatcher.sending.scripts import script
 
 
 class ClaimKind(StrEnum):

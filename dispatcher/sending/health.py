@@ -14,7 +14,7 @@ import redis
 
 from dispatcher.errors import DispatcherError
 from dispatcher.keys import Keys
-from dispatcher.sending.lifecycle import SENDING, State
+from dispatcher.schema.names import SENDING, State
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
 #: Seconds between two heartbeats of a worker.

@@ -1,7 +1,8 @@
 """The per-message record: one short string per message, stored in the batch's ledger hash.
 
-A record is ``{code}|{attempts}|{detail}``: the detail is the Instasent id for ``sent`` and the
-reason for ``rejected``, ``failed`` and the others. A message with no record is ``pending``.
+A record is ``{code}|{attempts}|{detail}``, the code from :data:`dispatcher.schema.names.CODES`:
+the detail is the Instasent id for ``sent`` and the reason for ``rejected``, ``failed`` and the
+others. A message with no record is ``pending``.
 A sent record whose id is lowercase hexadecimal (Instasent's ids are 24 hex digits) is kept packed,
 ``s{attempts}:{id as unpadded base64}`` (19 bytes instead of 28: the ledger is most of what a
 sent campaign keeps in Redis); readers accept both forms, and the Lua scripts read only the code,
@@ -17,22 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: code -> status name. ``unknown`` is the only non-terminal record.
-CODES = {
-    "s": "sent",
-    "r": "rejected",
-    "f": "failed",
-    "u": "unknown",
-    "c": "cancelled",
-    "e": "expired",
-    "x": "suppressed",
-}
-#: status name -> code.
-STATUS_CODES = {name: code for code, name in CODES.items()}
-#: Codes no later outcome may replace.
-TERMINAL_CODES = frozenset("srfcex")
-#: Every status a message can be in, in report order.
-STATUSES = ("pending", *CODES.values())
+from dispatcher.schema.names import CODES, STATUS_CODES
 
 #: Longest detail kept (characters); longer reasons are cut.
 MAX_DETAIL = 120

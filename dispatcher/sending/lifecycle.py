@@ -1,61 +1,17 @@
-"""Campaign states and the transitions allowed between them.
-
-::
-
-    queued ──► running ──► completed
-      │          │  ▲           ▲
-      │          ▼  │ resume    │ (its last batch settled while paused)
-      │        paused ──────────┘
-      ▼          │
-    cancelled ◄──┘ (from queued, running or paused)
-    failed    ◄── queued, running or paused (401: configuration error); resume retries it
+"""The campaign transitions, checked in Python (the states and the transitions themselves, with
+their diagram, are :mod:`dispatcher.schema.names`' ``State`` and ``TRANSITIONS``).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from dispatcher.errors import InvalidTransition
 
-
-class State(StrEnum):
-    """Where a campaign stands."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-#: state -> states it may move to.
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.RUNNING, State.PAUSED, State.CANCELLED, State.FAILED, State.COMPLETED}),
-    State.RUNNING: frozenset({State.PAUSED, State.COMPLETED, State.CANCELLED, State.FAILED}),
-    State.PAUSED: frozenset({State.RUNNING, State.COMPLETED, State.CANCELLED, State.FAILED}),
-    State.FAILED: frozenset({State.RUNNING, State.CANCELLED}),
-    State.COMPLETED: frozenset(),
-    State.CANCELLED: frozenset(),
-}
-
-class BatchState(StrEnum):
-    """Where one batch stands (the ``st`` field of its hash)."""
-
-    #: Not being sent: never tried, or waiting for a retry.
-    PENDING = "p"
-    #: Claimed by a worker whose lease has not expired (a POST may be in flight).
-    IN_FLIGHT = "i"
-    #: Some messages' outcome is unknown: reconcile by clientId before sending again.
-    UNKNOWN = "u"
-    #: Every message has a terminal record.
-    DONE = "d"
-
-
-#: States in which batches are sent.
-SENDING = frozenset({State.QUEUED, State.RUNNING})
-#: States a campaign never leaves.
-FINAL = frozenset({State.COMPLETED, State.CANCELLED})
+# ``FINAL as FINAL`` and ``BatchState as BatchState`` (and ``State``) are here only while
+# sending/attempt.py, campaigns.py and loading.py (another part of issue 20, edited apart) import
+# them from this module; at merge they import dispatcher.schema.names and the two aliases go.
+from dispatcher.schema.names import FINAL as FINAL
+from dispatcher.schema.names import TRANSITIONS, State
+from dispatcher.schema.names import BatchState as BatchState
 
 
 def check_transition(campaign_id: str, current: str, target: State) -> None:

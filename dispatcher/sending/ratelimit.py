@@ -20,7 +20,7 @@ import redis
 
 from dispatcher.instasent.models import RateLimitInfo
 from dispatcher.keys import Keys
-from dispatcher.sending.scripts import script
+from dispatcher.schema.scripts import script
 
 #: Share of the configured limit we aim for: spacing jitter must not tip a minute over it.
 HEADROOM = 0.98

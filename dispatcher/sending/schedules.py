@@ -29,9 +29,9 @@ from dispatcher.errors import DispatcherError, InputError, PermanentError, Unkno
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.schema.names import SENDING, State
 from dispatcher.sending import campaigns, loading
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import SENDING, State
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import parse_window
 from dispatcher.settings import Settings

@@ -22,16 +22,15 @@ import redis
 from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
+from dispatcher.schema.names import COUNTERS, BatchState, State
+from dispatcher.schema.scripts import script
 from dispatcher.sending import payload
-from dispatcher.sending.ledger import CODES, Record, decode
-from dispatcher.sending.lifecycle import BatchState, State
-from dispatcher.sending.scripts import script
+from dispatcher.sending.ledger import Record, decode
 from dispatcher.sending.windows import Window
 
 #: Batches written per Redis pipeline when a campaign is created.
 _WRITE_CHUNK = 500
 
-_COUNT_FIELDS = tuple(f"n:{name}" for name in CODES.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +138,7 @@ class CampaignStore:
             "batches": batches, "enqueued": 0, "settled": 0, "window": window, "consec_fail": 0,
             "created_at": now, "cost": cost, "currency": currency,
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
-            "parked": 0, "waiting": 0, **{f: 0 for f in _COUNT_FIELDS},
+            "parked": 0, "waiting": 0, **{f: 0 for f in COUNTERS.values()},
         }
         if loading:
             fields["loading"] = 1
@@ -347,7 +346,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         value = h.get(name)
         return float(value) if value else None
 
-    counts = {name: int(h.get(f"n:{name}", 0)) for name in CODES.values()}
+    counts = {name: int(h.get(field, 0)) for name, field in COUNTERS.items()}
     total = int(h.get("total", 0))
     counts = {"pending": total - sum(counts.values()), **counts}
     preflight = orjson.loads(h.get("preflight", "{}"))

@@ -13,9 +13,9 @@ import redis
 from dispatcher.errors import InputError, StoreUnavailable
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
+from dispatcher.schema.names import State
 from dispatcher.sending import loading
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import State
 from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings

@@ -12,9 +12,10 @@ import redis
 
 from dispatcher.errors import InputError, InvalidTransition, UnknownItem
 from dispatcher.keys import Keys
+from dispatcher.schema.names import State
 from dispatcher.sending import ledger
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import State, check_transition
+from dispatcher.sending.lifecycle import check_transition
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window
 
