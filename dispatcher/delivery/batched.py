@@ -2,9 +2,10 @@
 
 The receiver gets one report per HTTP request, from many connections at a time. Calling the
 script once per report costs a Redis round trip and the asyncio client's per-command overhead
-each time. Here the calls waiting together are sent as one ``EVALSHA`` of a wrapper script that
-runs the original script once per call, in order, each in ``pcall`` so one failing call does not
-fail the others. At most :data:`MAX_IN_FLIGHT` batches are in flight; the calls that arrive
+each time. Here the calls waiting together are sent as one ``EVALSHA`` of a wrapper script
+(``lua/batched.lua``, composed by :func:`dispatcher.schema.scripts.batched`) that runs the
+original script once per call, in order, each in ``pcall`` so one failing call does not fail the
+others. At most :data:`MAX_IN_FLIGHT` batches are in flight; the calls that arrive
 meanwhile wait and go together in the next one, so the batches grow with the load by themselves
 and nothing waits on a timer when the load is light. Each caller still gets its own result (or
 its own error), so it reads like a plain call; it returns only after Redis ran its call.
@@ -20,6 +21,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from dispatcher.schema.scripts import batched
+
 Call = tuple[Sequence[str], Sequence[str | int]]
 
 #: Batches sent and not answered yet, at most; two lets the next batch form while Redis runs one.
@@ -27,37 +30,13 @@ MAX_IN_FLIGHT = 2
 #: Calls in one batch, at most (one script call blocks Redis while it runs: keep it short).
 MAX_BATCH = 256
 
-# ARGV[1] number of calls, then per call: its number of keys, its number of args, its args.
-# KEYS: the keys of every call, in order. -> one reply per call; a failed call's reply is an error.
-_WRAPPER = """
-local function one(KEYS, ARGV)
-%s
-end
-local out, k, a = {}, 0, 2
-for i = 1, tonumber(ARGV[1]) do
-  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local keys, argv = {}, {}
-  for j = 1, nk do keys[j] = KEYS[k + j] end
-  for j = 1, na do argv[j] = ARGV[a + 1 + j] end
-  k, a = k + nk, a + 2 + na
-  local ok, reply = pcall(one, keys, argv)
-  if not ok then
-    reply = {err = type(reply) == 'table' and reply.err or tostring(reply)}
-  elseif reply == nil then
-    reply = false
-  end
-  out[i] = reply
-end
-return out
-"""
-
-
 class BatchedScript:
-    """``await script(keys, args)`` for one Lua script, sent in one script call with the calls waiting with it."""
+    """``await script(keys, args)`` for one Lua script (``source``, its text without the prelude),
+    sent in one script call with the calls waiting with it."""
 
     def __init__(self, client: aioredis.Redis, source: str) -> None:
         self.client = client
-        self.source = _WRAPPER % source
+        self.source = batched(source)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self._waiting: list[tuple[Call, asyncio.Future[Any]]] = []
         self._in_flight = 0

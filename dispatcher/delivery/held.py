@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from dispatcher.keys import Keys
+from dispatcher.schema.scripts import script
 from dispatcher.sending.payload import parse_client_id
 
 #: Seconds a report is held at most, counted from when it was first held.
@@ -29,40 +30,6 @@ MAX_HELD = 100_000
 #: Fields read per ``HSCAN`` step while retrying.
 SCAN_COUNT = 1000
 
-_TRIM = """
-local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff)
-local over = redis.call('ZCARD', KEYS[2]) - #gone - tonumber(ARGV[3])
-if over > 0 then
-  for _, field in ipairs(redis.call('ZRANGE', KEYS[2], #gone, #gone + over - 1)) do gone[#gone + 1] = field end
-end
-for i = 1, #gone, 500 do
-  local part = {unpack(gone, i, math.min(i + 499, #gone))}
-  redis.call('HDEL', KEYS[1], unpack(part))
-  redis.call('ZREM', KEYS[2], unpack(part))
-end
-return #gone
-"""
-# KEYS[1] held hash, KEYS[2] index (field -> first held, Unix s)
-# ARGV[1] now, ARGV[2] HOLD_TTL_S, ARGV[3] MAX_HELD, ARGV[4] field, ARGV[5] report JSON -> entries dropped
-_HOLD = """
-redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
-redis.call('PERSIST', KEYS[1])  -- versions before this one kept a single TTL on the whole hash
-redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[4])
-""" + _TRIM
-# Same keys and ARGV[1..3]: adopt fields held by earlier versions (no index entry), then trim.
-_SWEEP = """
-if redis.call('HLEN', KEYS[1]) > redis.call('ZCARD', KEYS[2]) then
-  local cursor = '0'
-  repeat
-    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
-    cursor = page[1]
-    for i = 1, #page[2], 2 do redis.call('ZADD', KEYS[2], 'NX', ARGV[1], page[2][i]) end
-  until cursor == '0'
-end
-""" + _TRIM
-
-
 class HeldReports:
     """The hold of one key prefix. Entries are ``(field, JSON)``; see the module docstring."""
 
@@ -71,8 +38,8 @@ class HeldReports:
         self.keys = [keys.dlr_held(), keys.dlr_held_at()]
         self.ttl_s = ttl_s
         self.cap = cap
-        self._hold = client.register_script(_HOLD)
-        self._sweep = client.register_script(_SWEEP)
+        self._hold = client.register_script(script("trim_held", "hold"))
+        self._sweep = client.register_script(script("trim_held", "sweep_held"))
         self._campaign = keys.campaign
 
     def hold(self, field: str, blob: bytes, now: float | None = None) -> int:

@@ -2,11 +2,13 @@
 
 A report names its message by ``clientId`` (``{campaign}-{batch}-{index}``, see
 ``dispatcher.sending.payload``), which exists before the send, so a report can be applied even when it
-arrives before the send's outcome was recorded. Applying is one Lua script: the same report twice
-changes nothing, an older report never replaces a newer one, the ``delivered``/``undelivered``
-counters move only on a change of class, and because a report proves Instasent accepted the
-message, a missing or ``unknown`` send record becomes ``sent`` (a terminal record is never
-touched). Reports for a campaign this Redis does not know are held and retried later.
+arrives before the send's outcome was recorded. Applying is one Lua script
+(``lua/apply_report.lua`` of :mod:`dispatcher.schema`): the same report twice changes nothing, an
+older report never replaces a newer one, the ``delivered``/``undelivered`` counters move only on a
+change of class (:data:`~dispatcher.schema.names.DELIVERED`, ``UNDELIVERED``), and because a
+report proves Instasent accepted the message, a missing or ``unknown`` send record becomes
+``sent`` (a terminal record is never touched). Reports for a campaign this Redis does not know
+are held and retried later.
 
 Order is by meaning, not by text. A report wins over the one already kept when, in this order:
 it is final and the kept one is not (a final status, ``delivered``, ``failed``, ``expired``...,
@@ -33,11 +35,10 @@ from dispatcher.delivery.batched import BatchedScript
 from dispatcher.delivery.held import HeldReports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
+from dispatcher.schema.names import DELIVERED, UNDELIVERED
+from dispatcher.schema.scripts import script, source
 from dispatcher.sending.payload import parse_client_id
 
-#: Final statuses, by counter class; the others (sent, accepted, buffered, unknown) are not final.
-DELIVERED = frozenset({"delivered"})
-UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
 #: Tie-break between two reports of the same instant: the higher rank wins. Non-final statuses go
 #: by how far along a message is; among final ones, ``delivered`` (the handset has it) ranks top.
 #: A status not listed ranks 0, and two such statuses of the same instant go by their names.
@@ -47,56 +48,6 @@ RANKS = {"unknown": 1, "sent": 2, "accepted": 3, "buffered": 4, "stop": 5,
 NO_TIME = -1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-
-# KEYS[1] campaign, KEYS[2] delivery hash, KEYS[3] ledger
-# ARGV[1] index, ARGV[2] status, ARGV[3] eventAt (as sent), ARGV[4] code, ARGV[5] class ('d', 'u' or
-# '' when not final), ARGV[6] Instasent id, ARGV[7] eventAt in Unix µs (-1: unknown), ARGV[8] rank.
-# -> 'missing' | 'duplicate' | 'stale' | 'applied' | 'applied+sent'
-_APPLY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-local value = ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[7] .. '|' .. ARGV[8]
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-local old_class = ''
-if old then
-  if old == value then return 'duplicate' end
-  local f = {}
-  for part in string.gmatch(old .. '|', '([^|]*)|') do f[#f + 1] = part end
-  local old_status, old_t, old_rank = f[1], tonumber(f[4] or '') or -2, tonumber(f[5] or '') or -1
-  if old_status == 'delivered' then old_class = 'd'
-  elseif ({failed=1, expired=1, rejected=1, error=1, canceled=1})[old_status] then old_class = 'u' end
-  local new_t, new_rank = tonumber(ARGV[7]), tonumber(ARGV[8])
-  -- Compare (final, time, rank, status): the report that is greater wins.
-  local old_final, new_final = old_class ~= '', ARGV[5] ~= ''
-  if old_final ~= new_final then
-    if old_final then return 'stale' end
-  elseif old_t ~= new_t then
-    if old_t > new_t then return 'stale' end
-  elseif old_rank ~= new_rank then
-    if old_rank > new_rank then return 'stale' end
-  elseif old_status == ARGV[2] then
-    return 'duplicate'
-  elseif old_status > ARGV[2] then
-    return 'stale'
-  end
-end
-redis.call('HSET', KEYS[2], ARGV[1], value)
-if old_class ~= ARGV[5] then
-  if old_class == 'd' then redis.call('HINCRBY', KEYS[1], 'd:delivered', -1) end
-  if old_class == 'u' then redis.call('HINCRBY', KEYS[1], 'd:undelivered', -1) end
-  if ARGV[5] == 'd' then redis.call('HINCRBY', KEYS[1], 'd:delivered', 1) end
-  if ARGV[5] == 'u' then redis.call('HINCRBY', KEYS[1], 'd:undelivered', 1) end
-end
-local record = redis.call('HGET', KEYS[3], ARGV[1])
-local code = record and string.sub(record, 1, 1)
-if not record or code == 'u' then
-  if code == 'u' then redis.call('HINCRBY', KEYS[1], 'n:unknown', -1) end
-  redis.call('HSET', KEYS[3], ARGV[1], 's|0|' .. ARGV[6])
-  redis.call('HINCRBY', KEYS[1], 'n:sent', 1)
-  return 'applied+sent'
-end
-return 'applied'
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Report:
@@ -178,7 +129,7 @@ def event_micros(event_at: str) -> int:
 
 
 def apply_call(keys: Keys, report: Report) -> tuple[list[str], list[str | int]] | None:
-    """The keys and arguments of ``_APPLY`` for one report; None when its clientId is not one of ours.
+    """The keys and arguments of ``lua/apply_report.lua`` for one report; None when its clientId is not one of ours.
 
     A ``|`` in the status or ``eventAt`` is dropped: it separates the fields of the kept record.
     """
@@ -198,11 +149,12 @@ class DeliveryBook:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
-        self._apply = client.register_script(_APPLY)
+        self._apply = client.register_script(script("apply_report"))
         self.held = HeldReports(client, keys)
 
     def apply(self, report: Report) -> str:
-        """Apply one delivery report; returns what happened (see ``_APPLY``, plus ``held``, ``foreign``)."""
+        """Apply one delivery report; returns what happened (see ``lua/apply_report.lua``), or
+        ``held``, ``foreign``."""
         call = apply_call(self.keys, report)
         if call is None:
             return "foreign"
@@ -231,7 +183,7 @@ class AsyncDeliveryBook:
 
     def __init__(self, client: aioredis.Redis, book: DeliveryBook) -> None:
         self.book = book
-        self._apply = BatchedScript(client, _APPLY)
+        self._apply = BatchedScript(client, source("apply_report"))
 
     async def apply(self, report: Report) -> str:
         """Apply one delivery report; returns what :meth:`DeliveryBook.apply` would."""

@@ -82,10 +82,11 @@ def script(*names: str) -> str:
 
 
 @cache
-def batched(*names: str) -> str:
-    """The prelude and ``lua/batched.lua`` running ``lua/{name}.lua`` (libraries first) once per
-    call of a batch (see :mod:`dispatcher.delivery.batched`): the prelude runs once per batch."""
+def batched(body: str) -> str:
+    """The prelude and ``lua/batched.lua`` running ``body`` (a script's text, such as
+    ``source(name)``) once per call of a batch (see :mod:`dispatcher.delivery.batched`): the
+    prelude runs once per batch, not once per call."""
     wrapper = source("batched")
     if _BODY not in wrapper:  # pragma: no cover - the guard test loads every script
         raise ValueError("lua/batched.lua lost its body line")
-    return prelude() + wrapper.replace(_BODY, "".join(source(name) for name in names))
+    return prelude() + wrapper.replace(_BODY, body)

@@ -1,6 +1,7 @@
 """How :mod:`dispatcher.sending.loading` writes a list chunk by chunk: the loader's lease and the
-Lua scripts that store one chunk whole (batches, rejects, counters) or end the loading, each
-fenced by the lease's token so two loaders can never store a row twice.
+Lua scripts (``lua/commit_chunk.lua``, ``lua/finish_loading.lua``) that store one chunk whole
+(batches, rejects, counters) or end the loading, each fenced by the lease's token so two loaders
+can never store a row twice.
 """
 
 from __future__ import annotations
@@ -16,55 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dispatcher.preflight.stream import Priced
+from dispatcher.schema.scripts import script
 from dispatcher.sending import payload
 from dispatcher.sending.store import CampaignStore, batch_bounds
 from dispatcher.sending.windows import zones_for
-
-# KEYS[1] campaign, KEYS[2] loader lease, KEYS[3] rejects, KEYS[4..] per new batch: its hash, its payload.
-# ARGV[1] lease token, ARGV[2] first batch number expected, ARGV[3] messages, ARGV[4] loaded row,
-# ARGV[5] rows read, ARGV[6] Redis run id (the batches' ``inc``), ARGV[7] number of rejects R,
-# ARGV[8..7+R] rejects (JSON),
-# then per batch: size, blob, time zones ('' for none).
-# -> {'ok'} | {'lost'} (another loader holds the lease) | {'moved'} (batches already stored)
-#    | {'stopped', state} (paused, cancelled, failed...: store nothing)
-_COMMIT = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
-local c = redis.call('HMGET', KEYS[1], 'state', 'batches')
-if c[1] ~= 'queued' and c[1] ~= 'running' then return {'stopped', c[1] or ''} end
-if tonumber(c[2]) ~= tonumber(ARGV[2]) then return {'moved'} end
-local r = tonumber(ARGV[7])
-for i = 8, 7 + r do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-local at = 8 + r
-for k = 4, #KEYS, 2 do
-  redis.call('DEL', KEYS[k])
-  redis.call('HSET', KEYS[k], 'st', 'p', 'size', ARGV[at], 'att', 0, 'fails', 0, 'rc', '0', 'settled', '0',
-             'inc', ARGV[6])
-  redis.call('SET', KEYS[k + 1], ARGV[at + 1])
-  if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[k], 'tz', ARGV[at + 2]) end
-  at = at + 3
-end
-redis.call('HINCRBY', KEYS[1], 'batches', (#KEYS - 3) / 2)
-redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], 'loaded_row', ARGV[4], 'rows_read', ARGV[5])
-return {'ok'}
-"""
-
-# KEYS[1] lease; ARGV[1] token, ARGV[2] ms. Refresh (or, with ms 0, release) the lease if ours. -> 1/0
-_LEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('DEL', KEYS[1]) end
-return 1
-"""
-
-# KEYS[1] campaign, KEYS[2] lease; ARGV[1] token, ARGV[2] rows read; with ARGV[3] (not ''): the
-# exact preflight summary (JSON), ARGV[4] expected messages, ARGV[5] cost. Loading is over. -> 1/0
-_FINISH = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'loading', '0', 'rows_read', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'preflight', ARGV[3], 'expected', ARGV[4], 'cost', ARGV[5]) end
-redis.call('DEL', KEYS[2])
-return 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +39,7 @@ class Lease:
     def __init__(self, store: CampaignStore, cid: str, lease_s: float) -> None:
         self.store, self.key, self.token = store, store.keys.loader(cid), secrets.token_hex(8)
         self.lease_s = lease_s
-        self._script = store.redis.register_script(_LEASE)
+        self._script = store.redis.register_script(script("loader_lease"))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -113,8 +69,8 @@ class ChunkWriter:
 
     def __init__(self, store: CampaignStore, cid: str, lease: Lease, *, windowed: bool) -> None:
         self.store, self.cid, self.lease, self.windowed = store, cid, lease, windowed
-        self._commit = store.redis.register_script(_COMMIT)
-        self._finish = store.redis.register_script(_FINISH)
+        self._commit = store.redis.register_script(script("batch", "commit_chunk"))
+        self._finish = store.redis.register_script(script("finish_loading"))
 
     def commit(self, chunk: Priced, rows_read: int) -> Loaded | None:
         """Store one chunk with one script; None when stored (or empty), else why loading stops."""

@@ -15,6 +15,7 @@ import redis
 from dispatcher.errors import DispatcherError
 from dispatcher.keys import Keys
 from dispatcher.schema.names import SENDING, State
+from dispatcher.schema.scripts import script
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 
 #: Seconds between two heartbeats of a worker.
@@ -27,24 +28,6 @@ FIRST_HEARTBEAT_WAIT_S = 3.0
 #: What to tell a user when no worker consumes this install's queue.
 NO_WORKER = "no worker is running: start one with `dispatcher worker` (it runs in the foreground, in its own terminal)"
 
-# KEYS[1] workers; ARGV[1] worker id, ARGV[2] ttl (s). Scores in Redis' clock; drops expired entries.
-_BEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) * 4)
-return 1
-"""
-
-# KEYS[1] workers -> ids of the workers whose heartbeat has not run out.
-_ALIVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-"""
-
-
 class NoWorker(DispatcherError):
     """No worker consumes this install's queue, so nothing queued will be sent."""
 
@@ -55,8 +38,8 @@ class WorkerRegistry:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
-        self._beat = client.register_script(_BEAT)
-        self._alive = client.register_script(_ALIVE)
+        self._beat = client.register_script(script("beat"))
+        self._alive = client.register_script(script("alive"))
 
     def beat(self, worker: str, ttl_s: float = HEARTBEAT_TTL_S) -> None:
         """Say that ``worker`` is alive for the next ``ttl_s`` seconds."""

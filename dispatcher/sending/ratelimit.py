@@ -25,17 +25,6 @@ from dispatcher.schema.scripts import script
 #: Share of the configured limit we aim for: spacing jitter must not tip a minute over it.
 HEADROOM = 0.98
 
-# Only ever extends a pause.
-_PAUSE = """
-local pause_key, target = KEYS[1], tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', pause_key) or '0')
-if target > current then
-  redis.call('SET', pause_key, ARGV[1], 'PX', math.max(1, math.floor((target - current) / 1000) + 1000))
-end
-return 0
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class SlotRequest:
     """A lane's slot, as the keys and arguments of ``take_slot`` in ``lua/slot.lua``:
@@ -67,7 +56,7 @@ class RateLimiter:
         self._redis = client
         self._keys = keys
         self._acquire = client.register_script(script("slot", "acquire"))
-        self._pause = client.register_script(_PAUSE)
+        self._pause = client.register_script(script("pause"))
         #: Seconds this limiter has slept in :meth:`acquire` waiting for slots (for telemetry).
         self.waited_s = 0.0
         #: (lane name, slot) taken by another script for the next :meth:`acquire` (see :meth:`hold`).

@@ -30,6 +30,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.schema.names import SENDING, State
+from dispatcher.schema.scripts import script
 from dispatcher.sending import campaigns, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
@@ -151,30 +152,13 @@ class Firing:
         return asdict(self)
 
 
-# KEYS[1] schedule hash, KEYS[2] held list; ARGV[1] the current campaign the caller saw.
-# -> the campaign that becomes current, or nil. ``queued_campaign`` is where versions that held
-# one campaign at most kept it; it goes first.
-_TAKE_HELD = """
-if (redis.call('HGET', KEYS[1], 'last_campaign') or '') ~= ARGV[1] then return nil end
-local cid = redis.call('HGET', KEYS[1], 'queued_campaign')
-if cid and cid ~= '' then
-  redis.call('HDEL', KEYS[1], 'queued_campaign')
-else
-  cid = redis.call('LPOP', KEYS[2])
-end
-if not cid then return nil end
-redis.call('HSET', KEYS[1], 'last_campaign', cid)
-return cid
-"""
-
-
 class ScheduleStore:
     """Schedule definitions and firing records in Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
-        self._take = client.register_script(_TAKE_HELD)
+        self._take = client.register_script(script("take_held"))
 
     def save(self, definition: ScheduleDef, now: float | None = None) -> None:
         """Create or replace a schedule definition (its firing state is kept).

@@ -22,13 +22,13 @@ import redis
 from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
-from dispatcher.schema.names import COUNTERS, BatchState, State
+from dispatcher.schema.names import COUNTERS, State
 from dispatcher.schema.scripts import script
 from dispatcher.sending import payload
 from dispatcher.sending.ledger import Record, decode
 from dispatcher.sending.windows import Window
 
-#: Batches written per Redis pipeline when a campaign is created.
+#: Batches written per script call when a campaign is created.
 _WRITE_CHUNK = 500
 
 
@@ -101,6 +101,7 @@ class CampaignStore:
         self.redis: Any = client
         self.keys = keys
         self._transition = client.register_script(script("transition"))
+        self._store_batches = client.register_script(script("batch", "store_batches"))
 
     # -- creation -----------------------------------------------------------------------------
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
@@ -158,20 +159,17 @@ class CampaignStore:
 
     def _write_batches(self, campaign_id: str, columns: dict[str, list[Any]], bounds: list[tuple[int, int]],
                        zones: list[str] | None) -> None:
+        """Store the batches through ``lua/store_batches.lua``: ``lua/batch.lua`` alone writes a new batch."""
         # The Redis process that holds the batches now: a claim under another one reconciles first.
         run_id = self.redis.info("server")["run_id"]
-        pipe = self.redis.pipeline(transaction=False)
-        for n, (lo, hi) in enumerate(bounds):
-            blob = payload.encode({k: v[lo:hi] for k, v in columns.items()})
-            fields: dict[str, Any] = {"st": BatchState.PENDING.value, "size": hi - lo, "att": 0, "fails": 0,
-                                      "rc": "0", "settled": "0", "inc": run_id}
-            if zones is not None:
-                fields["tz"] = zones[lo]
-            pipe.set(self.keys.payload(campaign_id, n), blob)
-            pipe.hset(self.keys.batch(campaign_id, n), mapping=fields)
-            if (n + 1) % _WRITE_CHUNK == 0:
-                pipe.execute()
-        pipe.execute()
+        for start in range(0, len(bounds), _WRITE_CHUNK):
+            keys: list[str] = []
+            args: list[Any] = [run_id]
+            for n, (lo, hi) in enumerate(bounds[start:start + _WRITE_CHUNK], start):
+                keys += [self.keys.batch(campaign_id, n), self.keys.payload(campaign_id, n)]
+                args += [hi - lo, payload.encode({k: v[lo:hi] for k, v in columns.items()}),
+                         zones[lo] if zones is not None else ""]
+            self._store_batches(keys=keys, args=args)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, campaign_id: str) -> CampaignInfo:
