@@ -46,9 +46,10 @@ from dispatcher.preflight.lookups import Confirm, HlrStep, LookupSummary
 from dispatcher.preflight.phones import Phone
 from dispatcher.preflight.pricing import PriceClient, PriceList, balance, check_currency, price_list
 from dispatcher.preflight.rejects import Reject
-from dispatcher.preflight.result import MESSAGE_COLUMNS, CountrySummary, PreflightOptions, PreflightResult
+from dispatcher.preflight.result import CountrySummary, PreflightOptions, PreflightResult
 from dispatcher.preflight.rows import KEPT_SCHEMA, Plan, judge_chunk, plan_columns
 from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.schema.names import MESSAGE_COLUMNS
 from dispatcher.settings import Settings
 
 #: How every "empty value for {name}" reject reason starts.

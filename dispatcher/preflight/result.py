@@ -66,18 +66,15 @@ class CountrySummary:
         return {"messages": self.messages, "parts": self.parts, "cost": _round(self.cost), "lookups": self.lookups}
 
 
-#: Columns of :attr:`PreflightResult.messages`, in order.
-MESSAGE_COLUMNS = ("row", "to", "text", "sender", "parts", "unicode", "country", "price")
-
-
 @dataclass(slots=True)
 class PreflightResult:
     """Everything the preflight found out.
 
     ``messages`` holds one row per message to send, in file order, with the columns of
-    :data:`MESSAGE_COLUMNS` (``price`` = parts x the country's price per part). ``valid`` is also
-    the number of messages (:attr:`message_count`). Money is in ``currency``: ``cost`` is
-    ``message_cost + lookup_cost``; ``balance`` is what the account had before any lookup.
+    :data:`dispatcher.schema.names.MESSAGE_COLUMNS` (``price`` = parts x the country's price per
+    part). ``valid`` is also the number of messages (:attr:`message_count`). Money is in
+    ``currency``: ``cost`` is ``message_cost + lookup_cost``; ``balance`` is what the account had
+    before any lookup.
     """
 
     file: str

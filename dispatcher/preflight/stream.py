@@ -45,10 +45,11 @@ from dispatcher.preflight.lookups import Confirm, HlrStep, LookupEstimate
 from dispatcher.preflight.phones import Phone
 from dispatcher.preflight.pricing import PriceList
 from dispatcher.preflight.rejects import Reject
-from dispatcher.preflight.result import MESSAGE_COLUMNS, CountrySummary, PreflightOptions, PreflightResult
+from dispatcher.preflight.result import CountrySummary, PreflightOptions, PreflightResult
 from dispatcher.preflight.rows import KEPT_SCHEMA, Judged, judge_chunk, plan_columns
 from dispatcher.preflight.spill import RejectSpill
 from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.schema.names import MESSAGE_COLUMNS
 from dispatcher.settings import Settings
 
 #: How a pass treats HLR: not at all, only asking the cache (to price the lookups), or looking up.
@@ -68,8 +69,9 @@ MESSAGE_SCHEMA = pa.schema([*(KEPT_SCHEMA.field(name) for name in MESSAGE_COLUMN
 
 @dataclass(slots=True)
 class Priced:
-    """One chunk after every step: ``messages`` (columns of :data:`MESSAGE_COLUMNS`, file order)
-    and ``rejects`` (row order), with the chunk's counts."""
+    """One chunk after every step: ``messages`` (columns of
+    :data:`~dispatcher.schema.names.MESSAGE_COLUMNS`, file order) and ``rejects`` (row order), with
+    the chunk's counts."""
 
     rows: int
     messages: pa.Table

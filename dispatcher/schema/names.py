@@ -92,15 +92,14 @@ UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
 DELIVERY_COUNTERS = {"d": "d:delivered", "u": "d:undelivered"}
 
 # -- messages -----------------------------------------------------------------------------------------
-#: The columns of a campaign's messages, in order, as the preflight hands them to the store
-#: (``price`` = parts x the country's price per part). A stored batch keeps them under
-#: :data:`STORED_COLUMNS`' names.
-MESSAGE_COLUMNS = ("row", "to", "text", "sender", "parts", "unicode", "country", "price")
-#: The columns of a stored batch (``dispatcher.sending.payload``), in their stored order: the
-#: message columns, ``row`` held as ``rows``.
-STORED_COLUMNS = ("rows", "to", "text", "sender", "parts", "unicode", "price", "country")
-#: Stored column -> message column.
-STORED_FROM = {stored: "row" if stored == "rows" else stored for stored in STORED_COLUMNS}
+#: Each column of a campaign's messages, with its name in a stored batch (a field of
+#: ``dispatcher.sending.payload.BatchMessages``), in the stored order: the first stored form is
+#: these columns as lists, by position, so the order never changes.
+MESSAGE_FIELDS = (("row", "rows"), ("to", "to"), ("text", "text"), ("sender", "sender"), ("parts", "parts"),
+                  ("unicode", "unicode"), ("price", "price"), ("country", "country"))
+#: The columns of the preflight's messages, in order: ``price`` (parts x the country's price per
+#: part) comes last because the preflight adds it last.
+MESSAGE_COLUMNS = (*(column for column, _ in MESSAGE_FIELDS if column != "price"), "price")
 
 # -- hash fields --------------------------------------------------------------------------------------
 #: Fields of a batch's hash (``Keys.batch``). Only short values, so Redis keeps the hash compact.

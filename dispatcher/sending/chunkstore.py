@@ -124,9 +124,6 @@ def after(chunk: Priced, row: int) -> Priced:
 
 def _blobs(messages: pa.Table, zones: list[str] | None) -> list[tuple[int, bytes, str]]:
     """``(size, compressed messages, time zones)`` of each batch of a chunk's messages."""
-    columns = {"rows": messages.column("row").to_pylist(), "to": messages.column("to").to_pylist(),
-               "text": messages.column("text").to_pylist(), "sender": messages.column("sender").to_pylist(),
-               "parts": messages.column("parts").to_pylist(), "unicode": messages.column("unicode").to_pylist(),
-               "price": messages.column("price").to_pylist(), "country": messages.column("country").to_pylist()}
+    columns = payload.stored_columns(lambda name, _: messages.column(name).to_pylist())
     return [(hi - lo, payload.encode({k: v[lo:hi] for k, v in columns.items()}), zones[lo] if zones is not None else "")
             for lo, hi in batch_bounds(messages.num_rows, zones)]

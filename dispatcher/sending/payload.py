@@ -13,17 +13,18 @@ it arrives before the send's outcome has been recorded.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import orjson
 
 from dispatcher.instasent.models import SmsItem
+from dispatcher.schema.names import MESSAGE_FIELDS
 
-#: Stored columns, in order.
-COLUMNS = ("rows", "to", "text", "sender", "parts", "unicode", "price", "country")
+#: Stored columns, in order (the stored names of :data:`dispatcher.schema.names.MESSAGE_FIELDS`).
+COLUMNS = tuple(stored for _, stored in MESSAGE_FIELDS)
 #: zlib level: 1 is several times faster than the default and nearly as small for this data.
 _LEVEL = 1
 #: The columns kept as distinct combinations plus an index per message, in order.
@@ -81,6 +82,18 @@ class BatchMessages:
                 if unicode[i]:
                     item["allowUnicode"] = True  # as models.wire_item spells it
         return items
+
+
+#: Each stored column's value type, as :class:`BatchMessages` declares it.
+_TYPES: dict[str, Callable[[Any], Any]] = {
+    name: get_args(hint)[0] for name, hint in get_type_hints(BatchMessages).items() if name in COLUMNS}
+
+
+def stored_columns(column: Callable[[str, Callable[[Any], Any]], list[Any]]) -> dict[str, list[Any]]:
+    """A batch's columns for :func:`encode`, by stored name; ``column(name, value_type)`` gives the
+    message column ``name`` (:data:`dispatcher.schema.names.MESSAGE_COLUMNS`) as a list, its
+    values meant to be of ``value_type``."""
+    return {stored: column(name, _TYPES[stored]) for name, stored in MESSAGE_FIELDS}
 
 
 def client_id(campaign_id: str, batch: int, index: int) -> str:

@@ -111,8 +111,8 @@ class CampaignStore:
                loading: bool = False) -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
-        ``messages`` has the columns of ``BatchMessages`` (``row``, ``to``, ``text``, ``sender``,
-        ``parts``, ``unicode``, ``price``, ``country``), one row per message, in sending order.
+        ``messages`` has the columns of :data:`dispatcher.schema.names.MESSAGE_COLUMNS`, one row per
+        message, in sending order.
         With ``zones`` (one time-zone key per message, equal keys contiguous), batches never mix
         keys, so a batch's send window is one question. ``window`` is the queue window (batches). With
         ``loading``, the campaign's list is still being stored (see :mod:`dispatcher.sending.loading`):
@@ -122,16 +122,8 @@ class CampaignStore:
         total = len(messages)
         bounds = batch_bounds(total, zones)
         batches = len(bounds)
-        columns: dict[str, list[Any]] = {
-            "rows": [int(x) for x in messages["row"].tolist()],
-            "to": [str(x) for x in messages["to"].tolist()],
-            "text": [str(x) for x in messages["text"].tolist()],
-            "sender": [str(x) for x in messages["sender"].tolist()],
-            "parts": [int(x) for x in messages["parts"].tolist()],
-            "unicode": [bool(x) for x in messages["unicode"].tolist()],
-            "price": [float(x) for x in messages["price"].tolist()],
-            "country": [str(x) for x in messages["country"].tolist()],
-        }
+        # Python values of the declared types (numpy scalars would not serialise the same).
+        columns = payload.stored_columns(lambda name, kind: [kind(x) for x in messages[name].tolist()])
         self._write_batches(campaign_id, columns, bounds, zones)
         now = time.time()
         fields: dict[str, Any] = {

@@ -16,8 +16,9 @@ from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.check import run_preflight
-from dispatcher.preflight.result import MESSAGE_COLUMNS, PreflightOptions, PreflightResult, check_budget
+from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.schema.names import MESSAGE_COLUMNS
 from dispatcher.settings import Settings
 from tests.conftest import SandboxHandle
 
