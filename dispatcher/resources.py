@@ -20,7 +20,7 @@ from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending.attempt import SendContext
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.ratelimit import RateLimiter
-from dispatcher.sending.schedules import ScheduleStore
+from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 

@@ -1,5 +1,5 @@
 """celery-redbeat glue: one redbeat entry per schedule triggers ``dispatcher.fire_schedule``; a
-static entry runs ``dispatcher.release_windows``. The decisions live in ``dispatcher.sending.schedules``."""
+static entry runs ``dispatcher.release_windows``. The decisions live in :mod:`dispatcher.sending.schedules`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from redbeat.schedulers import ensure_conf
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.resources import Resources
 from dispatcher.sending import campaigns
-from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
+from dispatcher.sending.schedules.definition import ScheduleDef
+from dispatcher.sending.schedules.firing import Firer
+from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.settings import Settings
 from tasks.app import app, make_app
 from tasks.dispatch import send_context

@@ -26,8 +26,9 @@ from dispatcher.cli._options import (
 )
 from dispatcher.resources import Resources
 from dispatcher.screens import out, print_schedules
-from dispatcher.sending.schedule_admin import add_schedule, remove_schedule, schedule_rows
-from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef, ScheduleStore
+from dispatcher.sending.schedules.admin import add_schedule, remove_schedule, schedule_rows
+from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
+from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.windows import parse_duration
 from dispatcher.settings import Settings
 

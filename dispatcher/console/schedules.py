@@ -17,8 +17,8 @@ from starlette.routing import Route
 from dispatcher.console import uploads
 from dispatcher.console.api import _number, _received, _text, preflight_options
 from dispatcher.console.context import JSON, Console
-from dispatcher.sending.schedule_admin import add_schedule, remove_schedule, schedule_rows
-from dispatcher.sending.schedules import DEFAULT_GRACE_S, ScheduleDef
+from dispatcher.sending.schedules.admin import add_schedule, remove_schedule, schedule_rows
+from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
 from dispatcher.sending.windows import parse_duration
 
 

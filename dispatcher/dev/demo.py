@@ -43,7 +43,7 @@ from dispatcher.screens import (
 from dispatcher.sending import loading
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
-from dispatcher.sending.schedule_admin import schedule_rows
+from dispatcher.sending.schedules.admin import schedule_rows
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
 
 #: Token shared by the demo's sandbox and workers (a local, throwaway value).
@@ -173,7 +173,7 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
 def _schedule(settings: Settings, path: Path, every_s: float = 8.0, firings: int = 2) -> None:
     """Add a recurring campaign, let beat fire it ``firings`` times, show the schedule list, remove it."""
     import tasks.schedules as glue  # the Celery side: dev tools may import it, the library never does
-    from dispatcher.sending.schedules import ScheduleDef
+    from dispatcher.sending.schedules.definition import ScheduleDef
 
     resources = Resources.from_settings(settings)
     schedules, store = resources.schedules, resources.store

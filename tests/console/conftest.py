@@ -18,7 +18,7 @@ from dispatcher.console.auth import TokenStore
 from dispatcher.console.context import Console
 from dispatcher.keys import Keys
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.schedules import ScheduleStore
+from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer

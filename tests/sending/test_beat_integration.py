@@ -12,7 +12,7 @@ import redis
 
 from dispatcher.dev.services import Service, start_beat
 from dispatcher.keys import Keys
-from dispatcher.sending.schedules import Firing, ScheduleStore
+from dispatcher.sending.schedules.store import Firing, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tests.cli.test_campaigns import run

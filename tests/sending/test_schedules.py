@@ -16,7 +16,9 @@ from dispatcher.keys import Keys
 from dispatcher.schema.names import State
 from dispatcher.sending import loading
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.schedules import Firer, ScheduleDef, ScheduleStore
+from dispatcher.sending.schedules.definition import ScheduleDef
+from dispatcher.sending.schedules.firing import Firer
+from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tests.sending.test_windows import Queue

@@ -1,5 +1,5 @@
 -- Make a schedule's oldest held campaign its current one, if the current one is still the one the
--- caller saw (dispatcher.sending.schedules). `queued_campaign` is where versions that held one
+-- caller saw (dispatcher.sending.schedules.store). `queued_campaign` is where versions that held one
 -- campaign at most kept it; it goes first.
 -- KEYS: schedule hash, held list.  ARGV: the current campaign the caller saw.
 -- -> the campaign that becomes current, or nil.

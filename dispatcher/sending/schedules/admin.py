@@ -1,6 +1,6 @@
 """Adding, removing and listing schedules: the operations the CLI and the console share.
 
-Firing them is :mod:`dispatcher.sending.schedules`; arming their triggers is celery-redbeat's
+Firing them is :mod:`dispatcher.sending.schedules.firing`; arming their triggers is celery-redbeat's
 side (``tasks.schedules``), passed in as :class:`ScheduleEntries`.
 """
 
@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
-from dispatcher.sending.schedules import ScheduleDef, ScheduleStore
+from dispatcher.sending.schedules.definition import ScheduleDef
+from dispatcher.sending.schedules.store import ScheduleStore
 
 
 class ScheduleEntries(Protocol):

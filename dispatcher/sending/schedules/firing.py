@@ -1,0 +1,169 @@
+"""What one trigger of a schedule does: decide whether a firing is due, late (missed), a duplicate
+or overlapping, with ``now`` passed in, and create its campaign. Each firing re-reads the file,
+goes through the same cost bound (or counting pass), guards and loading as ``submit``
+(:func:`dispatcher.sending.loading.submit_file`: bounded memory, sending while the rest loads),
+and leaves a record of its outcome. The campaign becomes the schedule's current one as soon as
+it exists, so a tick while it loads sees it running (``--overlap``); where the loading runs, and
+what it holds, is told in ``tasks.schedules``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dispatcher.errors import DispatcherError, InputError, PermanentError
+from dispatcher.instasent.client import InstasentClient
+from dispatcher.preflight.result import PreflightOptions
+from dispatcher.schema.names import SENDING, State
+from dispatcher.sending import campaigns, loading
+from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.schedules.definition import ScheduleDef
+from dispatcher.sending.schedules.store import Firing, ScheduleStore
+from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.windows import parse_window
+from dispatcher.settings import Settings
+
+
+@dataclass
+class Firer:
+    """Everything a firing needs; ``client_factory`` builds an Instasent client per firing."""
+
+    settings: Settings
+    schedules: ScheduleStore
+    store: CampaignStore
+    ops: BatchOps
+    enqueuer: campaigns.Enqueuer
+    client_factory: Callable[[], InstasentClient]
+
+    def fire(self, name: str, now: float | None = None, manual: bool = False) -> Firing | None:
+        """Run one trigger of schedule ``name``; None when nothing was due (a cron tick)."""
+        now = time.time() if now is None else now
+        definition = self.schedules.get(name)
+        state = self.schedules.state(name)
+        last_due = float(state["last_due"]) if state.get("last_due") else None
+        since = float(state["since"]) if state.get("since") else None
+        if manual:
+            due = now
+        else:
+            latest = definition.latest_due(now, last_due)
+            if latest is None or (last_due is not None and latest <= last_due):
+                return None
+            if since is not None and latest < since:
+                return None  # due before the schedule (or this edit of it) existed: never "missed"
+            due = latest
+        if not self.schedules.claim_due(name, due):
+            return None
+        self.schedules.set_state(name, last_due=due)
+        # A cron schedule's misses count from when it was saved; an interval's first due is its first trigger.
+        starts = [t for t in (last_due, since if definition.cron is not None else None) if t is not None]
+        skipped = 0 if manual else definition.missed_between(max(starts) if starts else None, due)
+        if skipped:
+            self.schedules.record(Firing(name, now, last_due, "missed",
+                                         reason=f"{skipped} firing(s) missed while beat was not running"))
+        if not manual and now - due > definition.grace_s:
+            return self.schedules.record(Firing(name, now, due, "missed",
+                                                reason=f"{now - due:.0f} s late (grace {definition.grace_s:.0f} s)"))
+        previous = state.get("last_campaign", "")
+        held = self.schedules.held(name)
+        hold = bool(held) or (bool(previous) and self._still_sending(previous))
+        if hold and definition.overlap == "skip":
+            return self.schedules.record(Firing(name, now, due, "skipped", campaign=previous,
+                                                reason=f"campaign {previous} of the previous run is still running"))
+        created: list[str] = []
+
+        def on_created(campaign_id: str) -> None:
+            created.append(campaign_id)
+            if not hold:  # a tick while it loads sees it running
+                self.schedules.set_state(name, last_campaign=campaign_id)
+
+        try:
+            campaign_id, loaded = self._submit(definition, now, hold, on_created)
+        except (DispatcherError, OSError) as exc:
+            return self.schedules.record(_failed(definition, now, due, exc, created))
+        stopped = {"complete": "", "stopped": f"loading stopped: campaign {campaign_id} is {loaded.state}"}.get(
+            loaded.outcome, f"another process took over loading campaign {campaign_id}")
+        if hold:
+            self.schedules.hold(name, campaign_id)
+            waiting = f"queued behind campaign {(held or [previous])[-1]}"
+            return self.schedules.record(Firing(name, now, due, "waiting", campaign=campaign_id,
+                                                reason="; ".join(filter(None, [waiting, stopped]))))
+        return self.schedules.record(Firing(name, now, due, "created", campaign=campaign_id, reason=stopped))
+
+    def start_queued(self) -> list[str]:
+        """Start campaigns held behind a previous run that has now finished, one at a time and in
+        the order they were created; returns their ids."""
+        started = []
+        for name in self.schedules.names():
+            while True:
+                previous = self.schedules.state(name).get("last_campaign", "")
+                if previous and self._still_sending(previous):
+                    break
+                queued = self.schedules.take_held(name, previous)
+                if queued is None:
+                    break
+                if self._start(queued):
+                    started.append(queued)
+                if self._still_sending(queued):
+                    break  # the next one waits for this one
+        return started
+
+    def _start(self, cid: str) -> bool:
+        """Queue a held campaign's batches; False when it is gone (expired after a cancel)."""
+        try:
+            reserved = range(self.store.get(cid).enqueued)  # its first window was reserved at submit
+        except InputError:
+            return False
+        self.enqueuer.enqueue(cid, [*reserved, *self.ops.reserve(cid)])
+        return True
+
+    def _still_sending(self, cid: str) -> bool:
+        try:
+            return self.store.get(cid).state in {s.value for s in SENDING} | {State.PAUSED.value}
+        except InputError:
+            return False
+
+    def _submit(self, definition: ScheduleDef, now: float, hold: bool,
+                on_created: Callable[[str], None]) -> tuple[str, loading.Loaded]:
+        """Count, guard, create and load the firing's campaign; ``on_created(id)`` runs before loading.
+
+        Raises:
+            InputError: the file or its options must be fixed, or it leaves nothing to send.
+            BudgetExceeded: over the balance or ``max_cost`` (nothing is created).
+            OSError: the file cannot be read.
+        """
+        options = PreflightOptions(**definition.options).validated()
+        stamp = datetime.fromtimestamp(now, ZoneInfo(definition.tz)).strftime("%Y-%m-%d %H:%M")
+        window = parse_window(definition.window, definition.days) if definition.window else None
+        enqueuer = _Holding() if hold else self.enqueuer
+        with self.client_factory() as client:
+            campaign_id, _, loaded = loading.submit_file(
+                self.store, self.ops, enqueuer, self.settings, path=definition.file, options=options, client=client,
+                name=f"{definition.name} @ {stamp}", send_window=window, expire_after_s=definition.expire_after_s,
+                on_created=on_created)
+        return campaign_id, loaded
+
+
+def _failed(definition: ScheduleDef, now: float, due: float, exc: Exception, created: list[str]) -> Firing:
+    """The record of a firing that raised ``exc``: ``refused`` when nothing was created (a list or
+    budget to fix, a file gone), ``error`` otherwise, naming the campaign when loading had begun."""
+    # An OSError: the file went missing or unreadable since the schedule was added.
+    reason = f"cannot read {definition.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+    if created:
+        campaign_id = created[0]
+        return Firing(definition.name, now, due, "error", campaign=campaign_id,
+                      reason=f"loading campaign {campaign_id} stopped: {reason} (`dispatcher resume {campaign_id}` "
+                             f"continues it, `dispatcher cancel {campaign_id}` drops it)")
+    refused = isinstance(exc, PermanentError | OSError)
+    return Firing(definition.name, now, due, "refused" if refused else "error", reason=reason)
+
+
+class _Holding:
+    """An enqueuer that queues nothing: the campaign waits for ``Firer.start_queued``."""
+
+    def enqueue(self, campaign_id: str, numbers: Any) -> None:
+        return None
