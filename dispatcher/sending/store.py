@@ -32,7 +32,6 @@ from dispatcher.sending.windows import Window
 _WRITE_CHUNK = 500
 
 
-
 @dataclass(frozen=True, slots=True)
 class CampaignInfo:
     """A campaign as stored: state, sizes, message counts by status, timestamps (Unix seconds)."""
