@@ -28,7 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.preflight.hlr import Progress as ProgressCallback
-from dispatcher.preflight.result import PreflightResult, money
+from dispatcher.preflight.pricing import money
+from dispatcher.preflight.result import PreflightResult
 from dispatcher.sending import health
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.lifecycle import FINAL, State

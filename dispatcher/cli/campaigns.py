@@ -31,6 +31,7 @@ from dispatcher.resources import Resources
 from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 
@@ -145,7 +146,7 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     _continue_loading(store, ops, enqueuer, settings, campaign_id)
 
 
-def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
+def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings,
                       campaign_id: str) -> None:
     """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
     from dispatcher.instasent.client import InstasentClient
@@ -217,7 +218,8 @@ def submit(
     """
     from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.bound import CostBound
-    from dispatcher.preflight.result import PreflightResult, money
+    from dispatcher.preflight.pricing import money
+    from dispatcher.preflight.result import PreflightResult
     from dispatcher.screens import lookup_progress, print_summary
     from dispatcher.sending.durability import Epoch, check_persistence
     from dispatcher.sending.submission import SubmitOptions

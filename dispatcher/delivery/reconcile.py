@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from dispatcher.delivery.reports import DeliveryBook
 from dispatcher.errors import InvalidTransition
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.campaigns import Enqueuer
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.lifecycle import State
 from dispatcher.sending.store import CampaignStore
 

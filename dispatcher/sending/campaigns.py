@@ -1,6 +1,6 @@
 """Campaign operations: submit, pause, resume, cancel.
 
-The queue is reached through an :class:`Enqueuer` passed in (the Celery one lives in
+The queue is reached through an :class:`~dispatcher.sending.enqueuer.Enqueuer` passed in (the Celery one lives in
 ``tasks.enqueue``), so this module, like the rest of ``dispatcher``, never imports Celery.
 Fan-out is windowed: a campaign keeps at most ``queue_window`` batches queued, and each batch
 that settles reserves the next ones (see ``dispatcher.sending.batches``), so a million-message campaign
@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import health
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.lifecycle import BatchState, State
+from dispatcher.sending.loading import progress
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, zones_for
 from dispatcher.settings import Settings
-
-
-class Enqueuer(Protocol):
-    """Puts batch tasks on the queue."""
-
-    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        """Queue one task per batch number."""
 
 
 def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *, name: str,
@@ -90,8 +85,6 @@ def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
     Raises:
         UnknownItem: when no campaign has that id.
     """
-    from dispatcher.sending.loading import progress  # loading builds on this module
-
     info = store.get(campaign_id)
     load = progress(store, campaign_id)
     return {**info.to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),

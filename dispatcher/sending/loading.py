@@ -49,8 +49,8 @@ from dispatcher.preflight.result import PreflightOptions, PreflightResult, check
 from dispatcher.preflight.spill import RejectSpill
 from dispatcher.preflight.stream import STREAM_WORKERS, Priced, StreamedPreflight, Totals, empty_messages
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.sending.chunkstore import ChunkWriter, Lease, Loaded, after
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.lifecycle import FINAL, State
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window

@@ -19,6 +19,7 @@ from dispatcher.preflight.lookups import LookupEstimate
 from dispatcher.preflight.result import PreflightOptions, PreflightResult
 from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
 from dispatcher.sending import campaigns, loading
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.report import build_report, stream_report, write_report
 from dispatcher.settings import Settings
 from tests.conftest import SandboxHandle
@@ -55,7 +56,7 @@ def number(k: int) -> str:
 class HookedEnqueuer:
     """The real enqueuer, plus ``hook(campaign_id, call number)`` after each enqueue."""
 
-    def __init__(self, inner: campaigns.Enqueuer, hook: Callable[[str, int], None]) -> None:
+    def __init__(self, inner: Enqueuer, hook: Callable[[str, int], None]) -> None:
         self.inner, self.hook, self.calls = inner, hook, 0
 
     def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
@@ -71,7 +72,7 @@ def harness(settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandl
     h.stop()
 
 
-def submit(h: Harness, path: Path, enqueuer: campaigns.Enqueuer, chunk_rows: int = 500,
+def submit(h: Harness, path: Path, enqueuer: Enqueuer, chunk_rows: int = 500,
            options: PreflightOptions = OPTIONS, one_pass: bool = True) -> tuple[str, loading.Loaded]:
     with InstasentClient.from_settings(h.settings) as client:
         cid, _, loaded = loading.submit_file(h.store, h.ops, enqueuer, h.settings, path=path, options=options,
