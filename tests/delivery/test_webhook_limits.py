@@ -14,7 +14,7 @@ import orjson
 import pytest
 import redis
 
-from dispatcher.delivery.webhook.app import MAX_BODY_BYTES
+from dispatcher.webhook.app import MAX_BODY_BYTES
 from dispatcher.dev.services import Service, start_webhook
 from dispatcher.settings import Settings
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import uvicorn
 from starlette.types import ASGIApp
 
-from dispatcher.delivery.webhook.app import create_app
+from dispatcher.webhook.app import create_app
 from dispatcher.resources import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, Resources
 from dispatcher.settings import Settings
 
