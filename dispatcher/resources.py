@@ -17,8 +17,8 @@ from dispatcher.delivery.reports import DeliveryBook
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
-from dispatcher.sending.attempt import SendContext
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.schedules import ScheduleStore
 from dispatcher.sending.store import CampaignStore

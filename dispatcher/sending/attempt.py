@@ -41,7 +41,6 @@ from dispatcher.sending.posting import LeaseLost, NoSlot, post_splitting
 from dispatcher.sending.windows import Window, is_open, next_open
 from dispatcher.settings import LEASE_MARGIN_S
 
-__all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
 def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""

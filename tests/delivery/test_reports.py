@@ -13,7 +13,8 @@ from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import campaigns, ledger
-from dispatcher.sending.attempt import SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import Lane
 from tests.fakes import FakeInstasent
 from tests.sending.test_windows import Queue

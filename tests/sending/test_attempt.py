@@ -21,9 +21,11 @@ from dispatcher.delivery.reports import DeliveryBook
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import campaigns
-from dispatcher.sending.attempt import SendContext, backoff, send_batch
+from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.lifecycle import State
+from dispatcher.sending.outcome import backoff
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window as SendWindow

@@ -15,8 +15,10 @@ from dispatcher.errors import ConfigurationError, OutcomeUnknown
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
 from dispatcher.sending import campaigns, ledger
-from dispatcher.sending.attempt import Action, SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.lifecycle import BatchState
+from dispatcher.sending.outcome import Action
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.settings import Settings
 from tests.fakes import TOO_LARGE, FakeInstasent

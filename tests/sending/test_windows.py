@@ -11,7 +11,8 @@ import pytest
 
 from dispatcher.errors import InputError
 from dispatcher.sending import campaigns
-from dispatcher.sending.attempt import SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.windows import Window, is_open, next_open, parse_days, parse_duration, parse_window, zones_for
 from tests.fakes import FakeInstasent
 
