@@ -6,7 +6,7 @@ It writes a recipient CSV (mostly unique numbers in 15 countries and the usual f
 duplicates, some junk, 10 % of names outside GSM-7), starts a private sandbox and Redis, then, in
 the same run and interleaved:
 
-* ``preflight``: :func:`dispatcher.preflight.check.run_preflight` with ``hlr=False`` in a fresh process;
+* ``preflight``: :func:`whole_list.run_preflight` with ``hlr=False`` in a fresh process;
   time of the call and the process's peak RSS;
 * ``read_csv``: ``pandas.read_csv(engine="pyarrow", dtype=str, keep_default_na=False)`` of the
   same file in a fresh process;
@@ -108,9 +108,9 @@ def write_file(path: Path, rows: int, seed: int = 20261122) -> None:
 
 def child_preflight(path: str, sandbox_url: str, redis_url: str) -> dict[str, float]:
     import redis
+    from whole_list import run_preflight  # this folder: a script's own
 
     from dispatcher.instasent.client import InstasentClient
-    from dispatcher.preflight.check import run_preflight
     from dispatcher.preflight.result import PreflightOptions
     from dispatcher.settings import Settings
 

@@ -6,10 +6,10 @@ Run: ``.venv/bin/python bench/bench_scale.py [--rows 3000000] [--preflight-rows 
 Every figure comes from a fresh process (peak RSS is ``ru_maxrss``), old path and new path on the
 same file, one after the other:
 
-* ``preflight`` of ``--preflight-rows`` rows, no HLR: ``check.run_preflight`` (the whole list in
-  memory) against ``stream.preflight_streamed``;
+* ``preflight`` of ``--preflight-rows`` rows, no HLR: ``whole_list.run_preflight`` (the whole list in
+  memory) against ``submission.preflight``;
 * ``submit`` of ``--rows`` rows, no HLR, with one worker process sending at 600 bulks/min while
-  the list loads: ``run_preflight`` + ``campaigns.submit_preflight`` against ``loading.submit_file``
+  the list loads: ``run_preflight`` + ``whole_list.submit_preflight`` against ``loading.create_and_load``
   (count, guard, then store chunk by chunk). "first bulk" is the time from the start of the submit
   process to the first message Instasent (the sandbox) accepted;
 * ``report`` of the resulting campaign: ``build_report`` + ``write_report`` against
@@ -94,25 +94,23 @@ def child(kind: str, *args: str) -> dict[str, Any]:
     start = time.perf_counter()
     with InstasentClient.from_settings(settings) as api:
         if kind == "preflight-old":
-            from dispatcher.preflight.check import run_preflight
+            from whole_list import run_preflight
 
             result = run_preflight(path, _options(), settings=settings, redis=client, client=api)
             return {"seconds": time.perf_counter() - start, "rss_mb": _rss_mb(), "cpu_s": _cpu_s(),
                     "messages": result.valid}
         if kind == "preflight-new":
-            from dispatcher.preflight.stream import preflight_streamed
+            from dispatcher.sending.submission import preflight
 
-            result = preflight_streamed(path, _options(), settings=settings, redis=client, client=api)
+            result = preflight(path, _options(), settings=settings, redis=client, client=api)
             return {"seconds": time.perf_counter() - start, "rss_mb": _rss_mb(), "cpu_s": _cpu_s(),
                     "messages": result.valid}
         enqueuer = CeleryEnqueuer(settings)
         if kind == "submit-old":
-            from dispatcher.preflight.check import run_preflight
-            from dispatcher.sending import campaigns
+            from whole_list import run_preflight, submit_preflight
 
             result = run_preflight(path, _options(), settings=settings, redis=client, client=api)
-            cid = campaigns.submit_preflight(store, ops, enqueuer, settings, result=result, options=_options(),
-                                             name="old")
+            cid = submit_preflight(store, ops, enqueuer, settings, result=result, options=_options(), name="old")
         else:
             from dispatcher.sending import loading
 
@@ -121,7 +119,7 @@ def child(kind: str, *args: str) -> dict[str, Any]:
             def mark(name: str) -> None:
                 marks.setdefault(name, time.perf_counter() - start)
 
-            cid, result, _ = loading.submit_file(
+            cid, result, _ = loading.create_and_load(
                 store, ops, enqueuer, settings, path=path, options=_options(), client=api, name="new",
                 one_pass=kind == "submit-new", on_bound=lambda *_: mark("bound_s"),
                 on_created=lambda _: mark("created_s"))

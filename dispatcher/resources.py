@@ -4,6 +4,9 @@ The CLI, the Celery workers, beat and the webhook receiver all get their Redis c
 :class:`~dispatcher.keys.Keys` and the stores built on them from :class:`Resources`, so every
 process uses the same timeouts and the same key prefix. Only the Celery enqueuer is not here: it
 lives in ``tasks.enqueue``, because this package never imports Celery.
+
+This is the one composition root: it may import every library floor (instasent, preflight,
+sending, delivery), and only the fronts import it (``tests/test_layering.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from dispatcher.delivery.reports import DeliveryBook
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
-from dispatcher.sending.attempt import SendContext
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore

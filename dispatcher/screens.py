@@ -1,6 +1,10 @@
 """What the CLI and the demo print: the consoles, a campaign's status and live progress, the
 preflight summary and the schedule table. Plain functions over the library's results, so that
-``dispatcher.dev`` shows the same screens without importing the CLI."""
+``dispatcher.dev`` shows the same screens without importing the CLI.
+
+A front helper: it sits on its own floor, above the library and under the fronts that print with
+it (``tests/test_layering.py``), so it imports the library and never a front.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.preflight.hlr import Progress as ProgressCallback
-from dispatcher.preflight.result import PreflightResult, money
+from dispatcher.preflight.pricing import money
+from dispatcher.preflight.result import PreflightResult
 from dispatcher.schema.names import FINAL, State
 from dispatcher.sending import health
 from dispatcher.sending.health import WorkerRegistry

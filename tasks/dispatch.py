@@ -27,7 +27,9 @@ from celery.exceptions import Reject, Retry
 
 from dispatcher.resources import Resources
 from dispatcher.schema.names import FINAL, State
-from dispatcher.sending.attempt import Action, BatchOutcome, SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
+from dispatcher.sending.outcome import Action, BatchOutcome
 from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
 from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings

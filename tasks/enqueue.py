@@ -1,5 +1,5 @@
 """The one way batch tasks reach the queue: :class:`CeleryEnqueuer`, used by the CLI, beat and the
-batch task itself (``dispatcher.sending.campaigns.Enqueuer`` is the protocol it fulfils)."""
+batch task itself (``dispatcher.sending.enqueuer.Enqueuer`` is the protocol it fulfils)."""
 
 from __future__ import annotations
 

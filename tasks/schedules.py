@@ -76,7 +76,7 @@ def firer(settings: Settings | None = None) -> Firer:
 def fire_schedule(name: str) -> dict[str, Any] | None:
     """Fire schedule ``name`` if it is due; the result is the firing record (None for a quiet tick).
 
-    The firing loads its list here, in this task (``loading.submit_file``: a counting pass, then
+    The firing loads its list here, in this task (``submission.submit``: a counting pass, then
     a storing pass that queues each chunk's batches as it is stored). That takes the list's time
     (seconds per million rows) and holds this one worker process, with bounded memory; the other
     processes send the batches meanwhile, so with ``--concurrency 1`` sending waits for the load.

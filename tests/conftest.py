@@ -18,8 +18,8 @@ import redis
 from dispatcher.dev.services import Service, start_redis, start_sandbox
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.sending.attempt import SendContext
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings

@@ -11,7 +11,7 @@ import redis
 from dispatcher.errors import InputError
 from dispatcher.resources import Resources
 from dispatcher.screens import err
-from dispatcher.sending.campaigns import Enqueuer
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.settings import Settings
 
 

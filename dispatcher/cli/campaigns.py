@@ -31,6 +31,8 @@ from dispatcher.resources import Resources
 from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.chunkstore import Loaded
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 
@@ -145,7 +147,7 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     _continue_loading(store, ops, enqueuer, settings, campaign_id)
 
 
-def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
+def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings,
                       campaign_id: str) -> None:
     """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
     from dispatcher.instasent.client import InstasentClient
@@ -215,14 +217,14 @@ def submit(
     pass that keeps no rows (the budget guard refuses before anything is stored), then stored chunk
     by chunk. Either way sending starts with the first chunk.
     """
-    from dispatcher.instasent.client import InstasentClient
     from dispatcher.preflight.bound import CostBound
-    from dispatcher.preflight.result import PreflightResult, money
+    from dispatcher.preflight.pricing import money
+    from dispatcher.preflight.result import PreflightResult
     from dispatcher.screens import lookup_progress, print_summary
+    from dispatcher.sending import submission
     from dispatcher.sending.durability import Epoch, check_persistence
-    from dispatcher.sending.submission import SubmitOptions
 
-    options = SubmitOptions(
+    options = submission.SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
         name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
     settings = load_settings()
@@ -247,13 +249,11 @@ def submit(
             out.print(f"Submitted campaign [bold]{campaign_id}[/]; sending starts while the list loads. "
                       f"Watch it with `dispatcher status {campaign_id} --watch`.")
 
-    with InstasentClient.from_settings(settings) as client, lookup_progress() as progress:
-        campaign_id, _, loaded = loading.submit_file(store, ops, load_enqueuer(settings), settings, path=file,
-                                             options=options.preflight, client=client,
-                                             name=options.name or file.name, send_window=options.send_window,
-                                             expire_after_s=options.expire_after_s, progress_cb=progress,
-                                             on_counted=counted, on_created=created, on_bound=bounded,
-                                             confirm=confirm_lookups(as_json), chunk_rows=chunk_rows)
+    with lookup_progress() as progress:
+        campaign_id, _, loaded = submission.submit(
+            store, ops, load_enqueuer(settings), settings, file, options, progress=progress,
+            confirm=confirm_lookups(as_json), on_counted=counted, on_bound=bounded, on_created=created,
+            chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(campaign_id, loaded))
     registry = _registry(settings)
@@ -272,7 +272,7 @@ def submit(
         print_status(info, health.last_error(store, campaign_id) if _has_failures(info) else "")
 
 
-def _loaded_sentence(campaign_id: str, loaded: loading.Loaded) -> str:
+def _loaded_sentence(campaign_id: str, loaded: Loaded) -> str:
     """What became of the loading, in one sentence."""
     if loaded.outcome == "complete":
         return f"Campaign {campaign_id}: all {loaded.stored:,} messages stored."

@@ -25,7 +25,7 @@ from dispatcher.cli._options import (
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.result import check_budget
 from dispatcher.screens import lookup_progress, print_summary
-from dispatcher.sending.submission import preflight_file
+from dispatcher.sending import submission
 
 
 @app.command()
@@ -52,8 +52,8 @@ def preflight(
         writable_output(rejects_out)
     resources = load_resources()
     with lookup_progress() as progress:
-        result = preflight_file(file, options, resources.settings, resources.redis, progress,
-                                confirm=confirm_lookups(as_json))
+        result = submission.preflight(file, options, settings=resources.settings, redis=resources.redis,
+                                      progress=progress, confirm=confirm_lookups(as_json))
     if rejects_out is not None:
         write_rejects(rejects_out, result.rejects)
     if as_json:

@@ -34,7 +34,7 @@ def webhook(
     from dispatcher.sending.durability import check_persistence
 
     check_persistence(resources.redis, settings)  # opt-outs and reports must survive a restart
-    from dispatcher.delivery.webhook.server import serve
+    from dispatcher.webhook.server import serve
 
     serve(resources, host, port, workers)
 

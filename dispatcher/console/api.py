@@ -30,9 +30,9 @@ from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.console.series import pace_limit_per_s, pace_per_s, read_series
 from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
-from dispatcher.sending import campaigns
+from dispatcher.sending import campaigns, submission
 from dispatcher.sending.report import build_report, write_report
-from dispatcher.sending.submission import SubmitOptions, preflight_file, submit_file
+from dispatcher.sending.submission import SubmitOptions
 
 #: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
 PAGE = 20
@@ -114,7 +114,8 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
 async def _preflight(console: Console, upload: uploads.Upload, options: PreflightOptions) -> PreflightResult:
     assert upload.path is not None
     redis_client = console.store.redis
-    result = await run_in_threadpool(preflight_file, upload.path, options, console.settings, redis_client)
+    result = await run_in_threadpool(partial(submission.preflight, upload.path, options, settings=console.settings,
+                                             redis=redis_client))
     result.file = upload.filename  # the user's name for the file, not our temporary path
     return result
 
@@ -149,8 +150,8 @@ def routes(console: Console) -> list[Route]:
             counted: list[PreflightResult] = []  # the preflight, for a refusal's answer
             try:
                 campaign_id, _, _ = await run_in_threadpool(
-                    partial(submit_file, console.store, console.ops, console.enqueuer, console.settings, upload.path,
-                            options, shown_as=upload.filename, on_counted=counted.append))
+                    partial(submission.submit, console.store, console.ops, console.enqueuer, console.settings,
+                            upload.path, options, shown_as=upload.filename, on_counted=counted.append))
             except BudgetExceeded as exc:
                 if not counted:  # HLR lookups refused before the count ended: no preflight to show
                     raise

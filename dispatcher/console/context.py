@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from dispatcher.console.auth import CSRF_HEADER, SESSION_COOKIE, TokenInfo, TokenStore
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.campaigns import Enqueuer
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.schedules.admin import ScheduleEntries
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore

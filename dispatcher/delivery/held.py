@@ -6,7 +6,7 @@ kept in a hash (field ``clientId|status|eventAt``, value the report as JSON) wit
 when each was first held (a sorted set). Every hold drops the entries older than
 :data:`HOLD_TTL_S` and then the oldest beyond :data:`MAX_HELD`, so the hold cannot grow without
 bound, and a report held again keeps its first time, so a report retried forever still expires.
-The receiver retries the hold on a timer (``dispatcher.delivery.webhook.app``); ``reconcile``
+The receiver retries the hold on a timer (``dispatcher.webhook.app``); ``reconcile``
 retries it too.
 """
 

@@ -1,5 +1,6 @@
 """Opt-outs: a ``stop`` report or an inbound stop word puts the number on the suppression list at
-once; inbound messages are kept per campaign; a batch skips numbers suppressed since its preflight.
+once; inbound messages are kept per campaign. (A batch skips numbers suppressed since its
+preflight: ``sending.attempt`` asks :meth:`~dispatcher.preflight.suppression.SuppressionList.ask`.)
 """
 
 from __future__ import annotations
@@ -103,10 +104,3 @@ def unmatched_messages(client: redis.Redis, keys: Keys, limit: int = 50) -> list
     """The newest ``limit`` inbound messages that name no campaign (no ``clientId``), oldest first."""
     return [orjson.loads(x) for x in client.lrange(keys.inbound_unmatched(), -limit, -1)] if limit > 0 else []
 
-
-def suppressed_indexes(client: redis.Redis, keys: Keys, numbers: list[str]) -> set[int]:
-    """Indexes of ``numbers`` on the suppression list now (one ``SMISMEMBER``)."""
-    if not numbers:
-        return set()
-    flags = client.smismember(keys.suppression(), numbers)
-    return {i for i, flag in enumerate(flags) if flag}

@@ -15,7 +15,7 @@ from dispatcher.delivery.reports import DeliveryBook
 from dispatcher.errors import InvalidTransition
 from dispatcher.schema.names import State
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.campaigns import Enqueuer
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignStore
 
 

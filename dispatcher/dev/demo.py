@@ -40,10 +40,10 @@ from dispatcher.screens import (
     redact_url,
     show_progress,
 )
-from dispatcher.sending import loading
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.report import build_report, write_report
 from dispatcher.sending.schedules.admin import schedule_rows
+from dispatcher.sending.submission import SubmitOptions, submit
 from dispatcher.settings import DEFAULT_REDIS_URL, Settings
 
 #: Token shared by the demo's sandbox and workers (a local, throwaway value).
@@ -142,7 +142,8 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
     store = resources.store
     # HLR lookups cost money, so `preflight` and `submit` make them only with --hlr (or a yes at a
     # terminal); the demo asks for them explicitly, against the sandbox's free lookups.
-    options = PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES", hlr=True).validated()
+    options = SubmitOptions(PreflightOptions(text=DEMO_TEXT, sender="DEMOSHOP", country="ES", hlr=True),
+                            name="demo: spring offer").validated()
     out.print("HLR lookups on (the demo asks for them; `preflight` and `submit` need --hlr to pay for lookups).")
 
     def created(campaign_id: str) -> None:
@@ -150,10 +151,9 @@ def _campaign(settings: Settings, path: Path, flower_url: str) -> None:
 
     # The path of `dispatcher submit`: the cost bound and the guard, then one pass whose batches the
     # workers send as each chunk is stored (the summary is shown at its end).
-    with resources.instasent() as api, lookup_progress() as progress:
-        campaign_id, _, _ = loading.submit_file(store, resources.ops, CeleryEnqueuer(settings), settings, path=path,
-                                                options=options, client=api, name="demo: spring offer",
-                                                progress_cb=progress, on_counted=print_summary, on_created=created)
+    with lookup_progress() as progress:
+        campaign_id, _, _ = submit(store, resources.ops, CeleryEnqueuer(settings), settings, path, options,
+                                   progress=progress, on_counted=print_summary, on_created=created)
     info = show_progress(store, WorkerRegistry(resources.redis, resources.keys), campaign_id)
     out.print("Waiting for the delivery reports...")
     deadline = time.monotonic() + 20

@@ -21,8 +21,7 @@ from typing import Any
 from dispatcher.errors import BudgetExceeded
 from dispatcher.instasent.models import Account
 from dispatcher.preflight.hlr import HlrAnswer, HlrCache, LookupClient, Progress, check_numbers
-from dispatcher.preflight.pricing import PriceList
-from dispatcher.preflight.result import money
+from dispatcher.preflight.pricing import PriceList, money
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,3 +107,11 @@ def check_currency(account: Account, *price_lists: PriceList) -> None:
         if prices.currency and account.currency and prices.currency != account.currency:
             raise PermanentError(f"Instasent prices are in {prices.currency} but the balance is in "
                                  f"{account.currency}, so the cost cannot be checked against it.")
+
+
+def money(amount: float, currency: str) -> str:
+    """An amount for a sentence: at least 2 and at most 4 decimals, then the currency."""
+    text = f"{amount:,.4f}".rstrip("0")
+    if len(text.partition(".")[2]) < 2:
+        text = f"{amount:,.2f}"
+    return f"{text} {currency}".strip()

@@ -8,17 +8,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.preflight import render
+from dispatcher.preflight.lookups import LookupEstimate
 from dispatcher.preflight.phones import parse_region
+from dispatcher.preflight.pricing import money
 from dispatcher.preflight.rejects import Reject
-
-if TYPE_CHECKING:  # lookups imports money from here
-    from dispatcher.preflight.lookups import LookupEstimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +132,6 @@ class PreflightResult:
 
 def _round(amount: float) -> float:
     return round(float(amount), 6)
-
-
-def money(amount: float, currency: str) -> str:
-    """An amount for a sentence: at least 2 and at most 4 decimals, then the currency."""
-    text = f"{amount:,.4f}".rstrip("0")
-    if len(text.partition(".")[2]) < 2:
-        text = f"{amount:,.2f}"
-    return f"{text} {currency}".strip()
 
 
 def check_budget(result: PreflightResult, max_cost: float | None = None) -> None:

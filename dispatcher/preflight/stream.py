@@ -1,8 +1,9 @@
 """The preflight of a file of any size: the steps of :mod:`dispatcher.preflight.check`, one chunk at a time.
 
 Every chunk goes through the same steps in the same order (per row, duplicates, suppression,
-prices, HLR), so the totals and the rejects are those of :func:`~dispatcher.preflight.check.run_preflight`
-on the same file. What changes is what is held: duplicates are found across the whole file by
+prices, HLR), so the totals and the rejects are those of a preflight that holds the whole list
+(``bench/whole_list.py``, against which the tests check them) on the same file. What changes is
+what is held: duplicates are found across the whole file by
 :class:`~dispatcher.preflight.dedup.SeenNumbers` (8 bytes per kept number), rejects go to a
 temporary file (:class:`~dispatcher.preflight.spill.RejectSpill`) and each chunk's messages are
 handed on (to be stored, for ``submit``) and dropped. Memory is then one or two chunks plus the
@@ -58,9 +59,9 @@ HlrMode = Literal["off", "probe", "lookup"]
 #: Chunks judged at once. One: a second thread saves a third of the time but adds ~100 MB of
 #: transient memory (the phone rules' regexes are compiled per call), which is what this path saves.
 STREAM_WORKERS = 1
-#: ``preflight``'s chunks and threads: two threads on chunks of 40,000 rows take the same peak
-#: memory as one thread on 100,000 (two chunks in flight) and a third less time (1M rows here:
-#: 2.2-2.3 s and 355-362 MB, against 3.4-3.5 s and 372-378 MB).
+#: :func:`dispatcher.sending.submission.preflight`'s chunks and threads: two threads on chunks of
+#: 40,000 rows take the same peak memory as one thread on 100,000 (two chunks in flight) and a
+#: third less time (1M rows here: 2.2-2.3 s and 355-362 MB, against 3.4-3.5 s and 372-378 MB).
 PREFLIGHT_CHUNK_ROWS, PREFLIGHT_WORKERS = 40_000, 2
 
 MESSAGE_SCHEMA = pa.schema([*(KEPT_SCHEMA.field(name) for name in MESSAGE_COLUMNS if name != "price"),
@@ -384,18 +385,3 @@ def empty_messages() -> pd.DataFrame:
     frame = MESSAGE_SCHEMA.empty_table().to_pandas()
     return frame.astype({"row": "int64", "parts": "int64", "unicode": "bool", "price": "float64"})
 
-
-def preflight_streamed(path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
-                       client: PreflightClient, progress: Progress | None = None,
-                       chunk_rows: int = PREFLIGHT_CHUNK_ROWS, confirm: Confirm | None = None) -> PreflightResult:
-    """:func:`dispatcher.preflight.check.run_preflight` in bounded memory: the same totals and
-    rejects (``rejects`` is a :class:`RejectSpill`; ``messages`` is empty), ``chunk_rows`` rows
-    at a time, :data:`PREFLIGHT_WORKERS` chunks at once.
-
-    Raises:
-        InputError: a file or option the user must fix (exit code 2).
-        BudgetExceeded: when the lookups alone would exceed the balance or ``max_cost``.
-        DispatcherError: Instasent or Redis trouble.
-    """
-    return StreamedPreflight(path, options, settings=settings, redis=redis, client=client, progress=progress,
-                             chunk_rows=chunk_rows, confirm=confirm).count(workers=PREFLIGHT_WORKERS)

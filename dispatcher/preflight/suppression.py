@@ -76,10 +76,15 @@ class SuppressionList:
             listed = pa.array(list(self.members()), pa.large_string())
             found = pc.is_in(values.cast(pa.large_string()), value_set=listed)
             return arrow.as_numpy(found)
-        return self._ask(values.to_pylist())
+        return self.ask(values.to_pylist())
 
-    def _ask(self, numbers: list[str]) -> np.ndarray:
+    def ask(self, numbers: list[str]) -> np.ndarray:
+        """For each number, True when it is suppressed, asked with ``SMISMEMBER`` (one command per
+        :data:`BATCH` numbers, pipelined): for a few numbers against a list of any size, such as a
+        batch checked again just before it is sent."""
         out = np.zeros(len(numbers), dtype=bool)
+        if not numbers:
+            return out
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(numbers), BATCH):
             pipe.smismember(self.key, numbers[start:start + BATCH])

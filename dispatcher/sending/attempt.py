@@ -29,19 +29,18 @@ from typing import Any
 
 import orjson
 
-from dispatcher.delivery.optout import suppressed_indexes
 from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
 from dispatcher.instasent.models import BulkIds
+from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.schema.names import BatchState, State
 from dispatcher.sending import ledger, payload
 from dispatcher.sending.batches import Claim, ClaimKind, Streak
 from dispatcher.sending.context import SendContext
-from dispatcher.sending.lifecycle import BatchState, State
 from dispatcher.sending.outcome import Action, BatchOutcome, backoff
 from dispatcher.sending.posting import LeaseLost, NoSlot, post_splitting
 from dispatcher.sending.windows import Window, is_open, next_open
 from dispatcher.settings import LEASE_MARGIN_S
 
-__all__ = ["Action", "BatchOutcome", "SendContext", "backoff", "send_batch"]
 
 def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
@@ -138,7 +137,8 @@ class _Attempt:
         if not self.claim.check_suppression:
             return
         numbers = [self.messages.to[i] for i in self.todo]
-        skipped = {self.todo[i] for i in suppressed_indexes(self.s.store.redis, self.s.store.keys, numbers)}
+        flags = SuppressionList(self.s.store.redis, self.s.store.keys).ask(numbers)
+        skipped = {self.todo[i] for i in flags.nonzero()[0].tolist()}
         if skipped:
             self.records += [(i, ledger.encode("suppressed", self.attempt - 1, "opted out")) for i in skipped]
             self.todo = [i for i in self.todo if i not in skipped]

@@ -1,7 +1,9 @@
-"""Campaign operations: submit, pause, resume, cancel.
+"""Campaign operations: status, pause, resume, cancel, and releasing batches whose window opened. A
+campaign is created by :func:`dispatcher.sending.submission.submit`.
 
-The queue is reached through an :class:`Enqueuer` passed in (the Celery one lives in
-``tasks.enqueue``), so this module, like the rest of ``dispatcher``, never imports Celery.
+The queue is reached through an :class:`~dispatcher.sending.enqueuer.Enqueuer` passed in (the
+Celery one lives in ``tasks.enqueue``), so this module, like the rest of ``dispatcher``, never
+imports Celery.
 Fan-out is windowed: a campaign keeps at most ``queue_window`` batches queued, and each batch
 that settles reserves the next ones (see ``dispatcher.sending.batches``), so a million-message campaign
 never floods the broker and pause, cancel and other campaigns stay responsive.
@@ -10,75 +12,14 @@ never floods the broker and pause, cancel and other campaigns stay responsive.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import pandas as pd
-
-from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.schema.names import BatchState, State
 from dispatcher.sending import health
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.lifecycle import BatchState, State
+from dispatcher.sending.enqueuer import Enqueuer
+from dispatcher.sending.loading import progress
 from dispatcher.sending.store import CampaignStore
-from dispatcher.sending.windows import Window, zones_for
-from dispatcher.settings import Settings
-
-
-class Enqueuer(Protocol):
-    """Puts batch tasks on the queue."""
-
-    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        """Queue one task per batch number."""
-
-
-def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *, name: str,
-           messages: pd.DataFrame, cost: float = 0.0, currency: str = "", options: dict[str, Any] | None = None,
-           preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = (),
-           send_window: Window | None = None, expire_after_s: float | None = None,
-           now: float | None = None, suppression_version: int | None = None) -> str:
-    """Store a prepared campaign and queue its first window of batches; returns the campaign id.
-
-    ``suppression_version`` is the suppression list's version the messages were checked against
-    (``PreflightResult.suppression_version``); without it every batch checks the list.
-
-    With a ``send_window``, messages are grouped by their numbers' time zones so that every batch
-    is homogeneous; ``expire_after_s`` (seconds from now) turns what is unsent by then ``expired``.
-    """
-    zones = None
-    if send_window is not None and len(messages):
-        keys = [",".join(zones_for(to)) for to in messages["to"].tolist()]
-        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order within a zone
-        messages = messages.iloc[order].reset_index(drop=True)
-        zones = [keys[i] for i in order]
-    expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
-    campaign_id = store.create(name, messages, window=settings.effective_queue_window, cost=cost, currency=currency,
-                       options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
-                       zones=zones, suppression_version=suppression_version)
-    store.store_rejects(campaign_id, rejects)
-    enqueuer.enqueue(campaign_id, ops.reserve(campaign_id))
-    return campaign_id
-
-
-def submit_preflight(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
-                     result: PreflightResult, options: PreflightOptions, name: str,
-                     send_window: Window | None = None, expire_after_s: float | None = None) -> str:
-    """Submit what a whole-list preflight (``run_preflight``) accepted, after the same budget guard.
-
-    No command takes this path any more (they stream: :func:`dispatcher.sending.loading.submit_file`);
-    it stays as the whole-list baseline ``bench/bench_scale.py`` measures the streamed path against.
-
-    Raises:
-        BudgetExceeded: when the cost exceeds the balance or ``options.max_cost``.
-    """
-    check_budget(result, options.max_cost)
-    recorded_options = {"file": result.file, "text": options.text, "text_column": options.text_column,
-                        "sender": options.sender, "country": options.country, "hlr": options.hlr}
-    return submit(store, ops, enqueuer, settings, name=name, messages=result.messages, cost=result.cost,
-                  currency=result.currency, options=recorded_options,
-                  preflight={k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")},
-                  rejects=[r.to_json() for r in result.rejects] if result.rejects else [],
-                  send_window=send_window, expire_after_s=expire_after_s,
-                  suppression_version=result.suppression_version)
 
 
 def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
@@ -90,8 +31,6 @@ def status(store: CampaignStore, campaign_id: str) -> dict[str, Any]:
     Raises:
         UnknownItem: when no campaign has that id.
     """
-    from dispatcher.sending.loading import progress  # loading builds on this module
-
     info = store.get(campaign_id)
     load = progress(store, campaign_id)
     return {**info.to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),

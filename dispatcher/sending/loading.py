@@ -1,7 +1,8 @@
 """Campaigns that send while their list still loads: store a file chunk by chunk, release each
 chunk's batches to the workers at once, and never call the campaign complete before the last row.
 
-:func:`submit_file` first bounds the cost (:meth:`~dispatcher.preflight.stream.StreamedPreflight.bound`,
+:func:`create_and_load` (what :func:`dispatcher.sending.submission.submit` runs) first bounds the
+cost (:meth:`~dispatcher.preflight.stream.StreamedPreflight.bound`,
 a fast read that keeps no rows). Without HLR (or with HLR on auto when nobody can be asked and the
 first chunk has a number the HLR cache lacks: then no lookup is made, and the chunks only probe the
 cache to price them in the summary), when even that bound fits the balance and ``max_cost``, the
@@ -48,15 +49,13 @@ from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget, check_sendable
 from dispatcher.preflight.spill import RejectSpill
 from dispatcher.preflight.stream import STREAM_WORKERS, Priced, StreamedPreflight, Totals, empty_messages
+from dispatcher.schema.names import FINAL, State
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.sending.chunkstore import ChunkWriter, Lease, Loaded, after
-from dispatcher.sending.lifecycle import FINAL, State
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window
 from dispatcher.settings import Settings
-
-__all__ = ["LOAD_CHUNK_ROWS", "LoadProgress", "Loaded", "load", "progress", "submit_file"]
 
 #: Rows per chunk when loading (memory per chunk is roughly 1 KB per row, all steps included).
 LOAD_CHUNK_ROWS = 50_000
@@ -121,7 +120,7 @@ def bound_fits(bound: CostBound, balance: float, max_cost: float | None) -> bool
 
 @dataclass(frozen=True, slots=True)
 class _Campaign:
-    """What :func:`submit_file` creates the campaign with."""
+    """What :func:`create_and_load` creates the campaign with."""
 
     name: str
     path: str | Path
@@ -145,7 +144,7 @@ class _Campaign:
         return cid
 
 
-def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
+def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
                 path: str | Path, options: PreflightOptions, client: PreflightClient, name: str,
                 send_window: Window | None = None, expire_after_s: float | None = None,
                 progress_cb: Progress | None = None, on_counted: Callable[[PreflightResult], None] | None = None,

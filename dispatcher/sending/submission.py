@@ -1,15 +1,16 @@
-"""Preflight and submit a recipient file: the one path ``dispatcher submit`` and the console share.
+"""Preflight and submit a recipient file: the one path the command line, the console, schedules and
+the demo share.
 
-The command line and the console's API both build :class:`SubmitOptions` from what the user
-gave and call :func:`preflight_file` for a preflight. To submit, the console calls
-:func:`submit_file` and ``dispatcher submit`` calls :func:`dispatcher.sending.loading.submit_file`
-(which this wraps) with its own screens, so a file is checked, refused and stored the same way
-whichever door it came through, sending while it loads, in memory that does not grow with it.
+Each builds :class:`SubmitOptions` (or, for a preflight, :class:`PreflightOptions`) from what it
+was given and calls :func:`preflight` or :func:`submit`, so a file is checked, refused and stored
+the same way whichever door it came through, sending while it loads, in memory that does not
+grow with it. They differ only in what they show: the callbacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,12 +18,16 @@ import orjson
 import redis
 
 from dispatcher.instasent.client import InstasentClient
+from dispatcher.preflight.bound import CostBound
+from dispatcher.preflight.check import PreflightClient
 from dispatcher.preflight.hlr import Progress
 from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult
-from dispatcher.preflight.stream import preflight_streamed
-from dispatcher.sending import campaigns, loading
+from dispatcher.preflight.stream import PREFLIGHT_CHUNK_ROWS, PREFLIGHT_WORKERS, StreamedPreflight
+from dispatcher.sending import loading
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.chunkstore import Loaded
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window, parse_duration, parse_window
 from dispatcher.settings import Settings
@@ -33,7 +38,8 @@ class SubmitOptions:
     """What ``submit`` takes besides the file: the preflight options, a name, a window and an expiry.
 
     ``window`` is ``09:00-21:00`` with optional ``days`` (``mon-fri``); ``expire_after`` a duration
-    such as ``6h``. :meth:`validated` parses them into :attr:`send_window` and :attr:`expire_after_s`.
+    such as ``6h``. :meth:`validated` parses them into :attr:`send_window` and :attr:`expire_after_s`
+    (which, given already parsed and without the text, it keeps: a schedule stores seconds).
     """
 
     preflight: PreflightOptions
@@ -51,45 +57,50 @@ class SubmitOptions:
             InputError: for malformed or contradictory options, in one sentence.
         """
         return replace(self, preflight=self.preflight.validated(),
-                       send_window=parse_window(self.window, self.days) if self.window else None,
-                       expire_after_s=parse_duration(self.expire_after) if self.expire_after else None)
+                       send_window=parse_window(self.window, self.days) if self.window else self.send_window,
+                       expire_after_s=parse_duration(self.expire_after) if self.expire_after else self.expire_after_s)
 
 
-def preflight_file(path: str | Path, options: PreflightOptions, settings: Settings, client: redis.Redis,
-                   progress: Progress | None = None, confirm: Confirm | None = None) -> PreflightResult:
-    """Preflight the file at ``path`` with a fresh Instasent client (prices, balance, HLR).
+def preflight(path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
+              client: PreflightClient | None = None, progress: Progress | None = None,
+              confirm: Confirm | None = None, chunk_rows: int = PREFLIGHT_CHUNK_ROWS) -> PreflightResult:
+    """Preflight the file at ``path``: with ``client``, else a fresh Instasent client (prices,
+    balance, HLR) closed at the end.
 
-    It reads the file chunk by chunk in bounded memory (:mod:`dispatcher.preflight.stream`):
-    ``rejects`` spill to a temporary file and ``messages`` is empty (nothing to submit from it).
-    HLR lookups are paid for only with ``options.hlr`` True, or when ``confirm`` (a person, shown
-    their estimate) says yes; without it they are only estimated (see ``preflight.lookups``).
+    It reads the file ``chunk_rows`` rows at a time in bounded memory
+    (:mod:`dispatcher.preflight.stream`): ``rejects`` spill to a temporary file and ``messages`` is
+    empty (nothing to submit from it). HLR lookups are paid for only with ``options.hlr`` True, or
+    when ``confirm`` (a person, shown their estimate) says yes; without it they are only estimated
+    (see ``preflight.lookups``).
 
     Raises:
         InputError: a file or option the user must fix.
         BudgetExceeded: when lookups asked for, with the messages, would exceed the balance or ``max_cost``.
         DispatcherError: Instasent or Redis trouble.
     """
-    with InstasentClient.from_settings(settings) as instasent:
-        return preflight_streamed(path, options, settings=settings, redis=client, client=instasent,
-                                  progress=progress, confirm=confirm)
+    with _client(settings, client) as instasent:
+        return StreamedPreflight(path, options, settings=settings, redis=redis, client=instasent, progress=progress,
+                                 chunk_rows=chunk_rows, confirm=confirm).count(workers=PREFLIGHT_WORKERS)
 
 
-def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueuer, settings: Settings,
-                path: str | Path, options: SubmitOptions, *, shown_as: str | None = None,
-                progress: Progress | None = None, confirm: Confirm | None = None,
-                on_counted: Callable[[PreflightResult], None] | None = None,
-                on_created: Callable[[str], None] | None = None,
-                chunk_rows: int = loading.LOAD_CHUNK_ROWS) -> tuple[str, PreflightResult, loading.Loaded]:
-    """Count, guard, create and load a campaign from the file at ``path`` with a fresh Instasent
-    client (:func:`dispatcher.sending.loading.submit_file`): sending starts with the first chunk.
+def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, path: str | Path,
+           options: SubmitOptions, *, client: PreflightClient | None = None, shown_as: str | None = None,
+           progress: Progress | None = None, confirm: Confirm | None = None,
+           on_counted: Callable[[PreflightResult], None] | None = None,
+           on_bound: Callable[[CostBound, float, str], None] | None = None,
+           on_created: Callable[[str], None] | None = None,
+           chunk_rows: int = loading.LOAD_CHUNK_ROWS) -> tuple[str, PreflightResult, Loaded]:
+    """Count, guard, create and load a campaign from the file at ``path``, asking Instasent through
+    ``client``, else a fresh client closed at the end (:func:`dispatcher.sending.loading.create_and_load`):
+    sending starts with the first chunk.
 
     ``shown_as`` is the user's name for the file when ``path`` is a temporary copy (an upload): the
     preflight, the refusals and the campaign name it. The campaign is named ``options.name``, else
     after the file. ``on_counted(result)`` sees the exact preflight: before the guard judges it
-    when it is counted first, at the end of the one pass otherwise (see
-    :func:`dispatcher.sending.loading.submit_file`); ``on_created(id)`` the campaign before it
-    loads. Returns ``(campaign id, the preflight, how loading ended)``; the call returns once
-    loading ends.
+    when it is counted first, at the end of the one pass otherwise; ``on_bound(bound, balance,
+    currency)`` runs when the one pass is chosen, before anything is stored; ``on_created(id)``
+    sees the campaign before it loads. Returns ``(campaign id, the preflight, how loading
+    ended)``; the call returns once loading ends.
 
     Raises:
         InputError: a file or option to fix, or a list that leaves no message to send (nothing is stored).
@@ -104,15 +115,25 @@ def submit_file(store: CampaignStore, ops: BatchOps, enqueuer: campaigns.Enqueue
         if on_counted is not None:
             on_counted(result)
 
-    with InstasentClient.from_settings(settings) as instasent:
-        campaign_id, result, loaded = loading.submit_file(
+    with _client(settings, client) as instasent:
+        campaign_id, result, loaded = loading.create_and_load(
             store, ops, enqueuer, settings, path=path, options=checked.preflight, client=instasent,
             name=checked.name or shown_as or Path(path).name, send_window=checked.send_window,
-            expire_after_s=checked.expire_after_s, progress_cb=progress, on_counted=counted, on_created=on_created,
-            confirm=confirm, chunk_rows=chunk_rows)
+            expire_after_s=checked.expire_after_s, progress_cb=progress, on_counted=counted, on_bound=on_bound,
+            on_created=on_created, confirm=confirm, chunk_rows=chunk_rows)
     if shown_as is not None:
         _record_file_name(store, campaign_id, shown_as)
     return campaign_id, result, loaded
+
+
+@contextmanager
+def _client(settings: Settings, client: PreflightClient | None) -> Iterator[PreflightClient]:
+    """``client`` as it is, or a fresh Instasent client for ``settings``, closed on the way out."""
+    if client is not None:
+        yield client
+        return
+    with InstasentClient.from_settings(settings) as fresh:
+        yield fresh
 
 
 def _record_file_name(store: CampaignStore, campaign_id: str, name: str) -> None:

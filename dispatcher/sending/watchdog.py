@@ -29,8 +29,8 @@ import orjson
 from dispatcher.schema.names import BatchState, State
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.campaigns import Enqueuer
 from dispatcher.sending.durability import Epoch
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 

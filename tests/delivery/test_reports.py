@@ -6,14 +6,16 @@ import pandas as pd
 import pytest
 import redis
 
+from bench.whole_list import submit_prepared
 from dispatcher.delivery.optout import handle_optout, inbound_messages, is_stop, keep_inbound
 from dispatcher.delivery.reconcile import reconcile
 from dispatcher.delivery.reports import NO_TIME, DeliveryBook, Report, event_micros, parse_reports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
-from dispatcher.sending import campaigns, ledger
-from dispatcher.sending.attempt import SendContext, send_batch
+from dispatcher.sending import ledger
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import Lane
 from tests.fakes import FakeInstasent
 from tests.sending.test_windows import Queue
@@ -156,7 +158,7 @@ def test_a_claim_that_can_send_takes_its_rate_limit_slot_in_the_same_call(sender
 def test_reconcile_resolves_unknowns_and_resends_only_what_was_never_accepted(
         sender: SendContext, book: DeliveryBook, fake: FakeInstasent) -> None:
     queue = Queue()
-    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="x", messages=frame(10))
+    cid = submit_prepared(sender.store, sender.ops, queue, sender.settings, name="x", messages=frame(10))
     queue.items.clear()
     # A batch whose every answer was lost and whose retries gave up: all ten messages unknown,
     # of which Instasent really accepted six.

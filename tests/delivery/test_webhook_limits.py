@@ -14,9 +14,9 @@ import orjson
 import pytest
 import redis
 
-from dispatcher.delivery.webhook.app import MAX_BODY_BYTES
 from dispatcher.dev.services import Service, start_webhook
 from dispatcher.settings import Settings
+from dispatcher.webhook.app import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cret-webhook-limits-0123456789"

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import redis
 
+from bench.whole_list import run_preflight
 from dispatcher.errors import BudgetExceeded, InputError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.schema.names import MESSAGE_COLUMNS

@@ -14,16 +14,17 @@ import pyarrow as pa
 import pytest
 import redis
 
+from bench.whole_list import run_preflight
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.keys import Keys
-from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.dedup import SeenNumbers
 from dispatcher.preflight.hlr import HlrAnswer, HlrCache
 from dispatcher.preflight.rejects import Reject, write_rejects
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.preflight.spill import RejectSpill
-from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
+from dispatcher.preflight.stream import StreamedPreflight
 from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.sending.submission import preflight
 from dispatcher.settings import Settings
 from tests.conftest import SandboxHandle
 
@@ -65,8 +66,8 @@ def both(path: Path, settings: Settings, redis_client: redis.Redis, client: Inst
          **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     opts = PreflightOptions(**{"text": "Hola {name}", "sender": "Shop", "country": "ES", "hlr": False, **options})
     old = run_preflight(path, opts, settings=settings, redis=redis_client, client=client).to_json()
-    new = preflight_streamed(path, opts, settings=settings, redis=redis_client, client=client,
-                             chunk_rows=chunk_rows).to_json()
+    new = preflight(path, opts, settings=settings, redis=redis_client, client=client,
+                    chunk_rows=chunk_rows).to_json()
     return old, new
 
 
@@ -95,8 +96,8 @@ def test_with_hlr_the_streamed_preflight_pays_the_same_lookups_and_rejects_the_s
     old = run_preflight(path, opts, settings=settings, redis=redis_client, client=client).to_json()
     redis_client.flushall()
     sandbox.reset()
-    new = preflight_streamed(path, opts, settings=settings, redis=redis_client, client=client,
-                             chunk_rows=150).to_json()
+    new = preflight(path, opts, settings=settings, redis=redis_client, client=client,
+                    chunk_rows=150).to_json()
     assert old["lookups"] > 0 and any(r["reason"].startswith("HLR") for r in old["rejects"])
     assert new == old
 
@@ -109,8 +110,8 @@ def test_lookups_that_alone_exceed_the_balance_are_refused_before_any_is_paid(
     path = messy_list(tmp_path / "list.csv", n=600)
     sandbox.reset(balance=1.0)
     with pytest.raises(BudgetExceeded, match="HLR lookups alone"):
-        preflight_streamed(path, PreflightOptions(text="Hola {name}", sender="Shop", country="ES", hlr=True),
-                           settings=settings, redis=redis_client, client=client, chunk_rows=100)
+        preflight(path, PreflightOptions(text="Hola {name}", sender="Shop", country="ES", hlr=True),
+                  settings=settings, redis=redis_client, client=client, chunk_rows=100)
     assert sandbox.stats().get("lookups", 0) == 0
     assert not list(redis_client.scan_iter(f"{settings.key_prefix}:hlr:*"))
 

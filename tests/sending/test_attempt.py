@@ -22,8 +22,10 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.schema.names import State
 from dispatcher.sending import campaigns
-from dispatcher.sending.attempt import SendContext, backoff, send_batch
+from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.context import SendContext
+from dispatcher.sending.outcome import backoff
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window as SendWindow

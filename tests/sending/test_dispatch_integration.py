@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import redis
 
+from bench.whole_list import submit_prepared
 from dispatcher.dev.services import Service, start_worker
 from dispatcher.keys import Keys
 from dispatcher.sending import campaigns
@@ -69,7 +70,7 @@ class Harness:
         return service
 
     def submit(self, frame: pd.DataFrame, name: str = "test") -> str:
-        return campaigns.submit(self.store, self.ops, self.enqueuer, self.settings, name=name, messages=frame)
+        return submit_prepared(self.store, self.ops, self.enqueuer, self.settings, name=name, messages=frame)
 
     def wait(self, cid: str, until: Callable[[CampaignInfo], bool], timeout_s: float = 120) -> CampaignInfo:
         deadline = time.monotonic() + timeout_s

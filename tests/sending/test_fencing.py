@@ -16,7 +16,9 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
 from dispatcher.schema.names import BatchState
 from dispatcher.sending import campaigns, ledger
-from dispatcher.sending.attempt import Action, SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
+from dispatcher.sending.outcome import Action
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.settings import Settings
 from tests.fakes import TOO_LARGE, FakeInstasent

@@ -17,9 +17,12 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.hlr import HlrAnswer, HlrCache
 from dispatcher.preflight.lookups import LookupEstimate
 from dispatcher.preflight.result import PreflightOptions, PreflightResult
-from dispatcher.preflight.stream import StreamedPreflight, preflight_streamed
+from dispatcher.preflight.stream import StreamedPreflight
 from dispatcher.sending import campaigns, loading
+from dispatcher.sending.chunkstore import Loaded
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.report import build_report, stream_report, write_report
+from dispatcher.sending.submission import preflight
 from dispatcher.settings import Settings
 from tests.conftest import SandboxHandle
 from tests.preflight.test_stream import messy_list
@@ -55,7 +58,7 @@ def number(k: int) -> str:
 class HookedEnqueuer:
     """The real enqueuer, plus ``hook(campaign_id, call number)`` after each enqueue."""
 
-    def __init__(self, inner: campaigns.Enqueuer, hook: Callable[[str, int], None]) -> None:
+    def __init__(self, inner: Enqueuer, hook: Callable[[str, int], None]) -> None:
         self.inner, self.hook, self.calls = inner, hook, 0
 
     def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
@@ -71,12 +74,12 @@ def harness(settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandl
     h.stop()
 
 
-def submit(h: Harness, path: Path, enqueuer: campaigns.Enqueuer, chunk_rows: int = 500,
-           options: PreflightOptions = OPTIONS, one_pass: bool = True) -> tuple[str, loading.Loaded]:
+def submit(h: Harness, path: Path, enqueuer: Enqueuer, chunk_rows: int = 500,
+           options: PreflightOptions = OPTIONS, one_pass: bool = True) -> tuple[str, Loaded]:
     with InstasentClient.from_settings(h.settings) as client:
-        cid, _, loaded = loading.submit_file(h.store, h.ops, enqueuer, h.settings, path=path, options=options,
-                                             client=client, name="streamed", chunk_rows=chunk_rows,
-                                             one_pass=one_pass)
+        cid, _, loaded = loading.create_and_load(h.store, h.ops, enqueuer, h.settings, path=path, options=options,
+                                                 client=client, name="streamed", chunk_rows=chunk_rows,
+                                                 one_pass=one_pass)
     return cid, loaded
 
 
@@ -206,15 +209,15 @@ def test_the_budget_guard_refuses_before_anything_is_stored(harness: Harness, tm
 
 
 def one_pass_and_counting_first(h: Harness, path: Path, options: PreflightOptions) -> tuple[
-        str, PreflightResult, loading.Loaded, list[float], str, PreflightResult]:
+        str, PreflightResult, Loaded, list[float], str, PreflightResult]:
     """Submit ``path`` twice, in one pass (``one``) and counting first (``two``): the first's id,
     result, loading and cost bounds seen, then the second's id and result."""
     with InstasentClient.from_settings(h.settings) as client:
         bounds: list[float] = []
-        one, one_result, loaded = loading.submit_file(
+        one, one_result, loaded = loading.create_and_load(
             h.store, h.ops, h.enqueuer, h.settings, path=path, options=options, client=client, name="one",
             chunk_rows=500, on_bound=lambda bound, *_: bounds.append(bound.cost))
-        two, two_result, _ = loading.submit_file(
+        two, two_result, _ = loading.create_and_load(
             h.store, h.ops, h.enqueuer, h.settings, path=path, options=options, client=client, name="two",
             chunk_rows=500, one_pass=False)
     return one, one_result, loaded, bounds, two, two_result
@@ -252,7 +255,7 @@ def test_a_bound_over_the_budget_falls_back_to_counting_first(harness: Harness, 
         options = PreflightOptions(text="Hola {name}", sender="ACME", country="ES", hlr=False,
                                    max_cost=exact + price / 2)
         bounds: list[float] = []
-        cid, result, loaded = loading.submit_file(
+        cid, result, loaded = loading.create_and_load(
             harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=options,
             client=client, name="tight", chunk_rows=200, on_bound=lambda bound, *_: bounds.append(bound.cost))
     assert bounds == [] and loaded.outcome == "complete" and result.cost == pytest.approx(exact)
@@ -267,10 +270,10 @@ def test_a_ragged_messy_list_in_one_pass_stores_what_the_preflight_finds(harness
         header, *rows = path.read_text(encoding="utf-8").splitlines()
         path.write_text("\n".join([header, rows[-1], *rows[:-1]]) + "\n", encoding="utf-8")
     with InstasentClient.from_settings(harness.settings) as client:
-        expected = preflight_streamed(path, OPTIONS, settings=harness.settings, redis=harness.store.redis,
-                                      client=client).to_json()
+        expected = preflight(path, OPTIONS, settings=harness.settings, redis=harness.store.redis,
+                             client=client).to_json()
         bounds: list[float] = []
-        cid, result, loaded = loading.submit_file(
+        cid, result, loaded = loading.create_and_load(
             harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=OPTIONS,
             client=client, name="messy", chunk_rows=300, on_bound=lambda bound, *_: bounds.append(bound.cost))
     assert bounds and loaded.outcome == "complete"
@@ -304,7 +307,7 @@ def test_hlr_on_auto_with_every_number_cached_counts_first_and_reads_the_cache(
     cache_of(harness).put_many({f"+34{number(k)}": HlrAnswer("valid" if k % 10 else "invalid") for k in range(600)})
     with InstasentClient.from_settings(harness.settings) as client:
         bounds: list[float] = []
-        cid, result, loaded = loading.submit_file(
+        cid, result, loaded = loading.create_and_load(
             harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
             client=client, name="cached", chunk_rows=200, on_bound=lambda bound, *_: bounds.append(bound.cost))
     assert bounds == [] and loaded.outcome == "complete"
@@ -324,7 +327,7 @@ def test_hlr_on_auto_with_someone_to_ask_counts_first(harness: Harness, tmp_path
 
     with InstasentClient.from_settings(harness.settings) as client:
         bounds: list[float] = []
-        _, result, loaded = loading.submit_file(
+        _, result, loaded = loading.create_and_load(
             harness.store, harness.ops, harness.enqueuer, harness.settings, path=path, options=AUTO,
             client=client, name="asked", chunk_rows=200, confirm=decline,
             on_bound=lambda bound, *_: bounds.append(bound.cost))

@@ -11,8 +11,10 @@ import redis
 
 from dispatcher.dev.services import start_redis
 from dispatcher.errors import ConfigurationError, InputError
-from dispatcher.sending.attempt import Action, SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.durability import Epoch, check_persistence
+from dispatcher.sending.outcome import Action
 from dispatcher.sending.watchdog import Watchdog
 
 

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import pytest
 
+from bench.whole_list import submit_prepared
 from dispatcher.errors import InputError
 from dispatcher.sending import campaigns
-from dispatcher.sending.attempt import SendContext, send_batch
+from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.context import SendContext
 from dispatcher.sending.windows import Window, is_open, next_open, parse_days, parse_duration, parse_window, zones_for
 from tests.fakes import FakeInstasent
 
@@ -68,8 +70,8 @@ def test_three_time_zones_are_released_in_order_and_never_outside_their_window(
         sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     window = parse_window("09:00-21:00", "mon-fri")
     queue, log = Queue(), []
-    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
-                           send_window=window, now=clock())
+    cid = submit_prepared(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
+                          send_window=window, now=clock())
     queue.drain(sender, log, fake)  # 03:00 UTC: only Tokyo (12:00) is open
     info = sender.store.get(cid)
     assert info.counts["sent"] == 150 and info.waiting == 300
@@ -93,17 +95,17 @@ def test_three_time_zones_are_released_in_order_and_never_outside_their_window(
 def test_parked_batches_do_not_hold_the_queue_window(sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     sender.settings = sender.settings.with_overrides(queue_window=1)
     queue, log = Queue(), []
-    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w",
-                           messages=three_zones(250), send_window=parse_window("09:00-21:00"), now=clock())
+    cid = submit_prepared(sender.store, sender.ops, queue, sender.settings, name="w",
+                          messages=three_zones(250), send_window=parse_window("09:00-21:00"), now=clock())
     queue.drain(sender, log, fake)
     assert sender.store.get(cid).counts["sent"] == 250  # Tokyo's three batches went despite a window of 1
 
 
 def test_expiry_marks_what_is_unsent_expired(sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     queue, log = Queue(), []
-    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
-                           send_window=parse_window("09:00-21:00"), expire_after_s=parse_duration("2h"),
-                           now=clock())
+    cid = submit_prepared(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
+                          send_window=parse_window("09:00-21:00"), expire_after_s=parse_duration("2h"),
+                          now=clock())
     queue.drain(sender, log, fake)
     clock.at(5, 1)
     assert campaigns.release_parked(sender.ops, queue, now=clock()) == 4
@@ -145,8 +147,8 @@ def test_durations_take_seconds_minutes_hours_and_days() -> None:
 def test_cancelling_a_campaign_clears_what_waited_for_its_window(
         sender: SendContext, fake: FakeInstasent, clock: Clock) -> None:
     queue, log = Queue(), []
-    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
-                           send_window=parse_window("09:00-21:00"), now=clock())
+    cid = submit_prepared(sender.store, sender.ops, queue, sender.settings, name="w", messages=three_zones(),
+                          send_window=parse_window("09:00-21:00"), now=clock())
     queue.drain(sender, log, fake)
     assert sender.store.get(cid).waiting == 300
     campaigns.cancel(sender.store, sender.ops, cid, ttl_s=60)

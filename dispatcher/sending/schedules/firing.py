@@ -1,7 +1,7 @@
 """What one trigger of a schedule does: decide whether a firing is due, late (missed), a duplicate
 or overlapping, with ``now`` passed in, and create its campaign. Each firing re-reads the file,
 goes through the same cost bound (or counting pass), guards and loading as ``submit``
-(:func:`dispatcher.sending.loading.submit_file`: bounded memory, sending while the rest loads),
+(:func:`dispatcher.sending.submission.submit`: bounded memory, sending while the rest loads),
 and leaves a record of its outcome. The campaign becomes the schedule's current one as soon as
 it exists, so a tick while it loads sees it running (``--overlap``); where the loading runs, and
 what it holds, is told in ``tasks.schedules``.
@@ -20,12 +20,13 @@ from dispatcher.errors import DispatcherError, InputError, PermanentError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.schema.names import SENDING, State
-from dispatcher.sending import campaigns, loading
+from dispatcher.sending import submission
 from dispatcher.sending.batches import BatchOps
+from dispatcher.sending.chunkstore import Loaded
+from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.schedules.definition import ScheduleDef
 from dispatcher.sending.schedules.store import Firing, ScheduleStore
 from dispatcher.sending.store import CampaignStore
-from dispatcher.sending.windows import parse_window
 from dispatcher.settings import Settings
 
 
@@ -37,7 +38,7 @@ class Firer:
     schedules: ScheduleStore
     store: CampaignStore
     ops: BatchOps
-    enqueuer: campaigns.Enqueuer
+    enqueuer: Enqueuer
     client_factory: Callable[[], InstasentClient]
 
     def fire(self, name: str, now: float | None = None, manual: bool = False) -> Firing | None:
@@ -128,7 +129,7 @@ class Firer:
             return False
 
     def _submit(self, definition: ScheduleDef, now: float, hold: bool,
-                on_created: Callable[[str], None]) -> tuple[str, loading.Loaded]:
+                on_created: Callable[[str], None]) -> tuple[str, Loaded]:
         """Count, guard, create and load the firing's campaign; ``on_created(id)`` runs before loading.
 
         Raises:
@@ -136,15 +137,15 @@ class Firer:
             BudgetExceeded: over the balance or ``max_cost`` (nothing is created).
             OSError: the file cannot be read.
         """
-        options = PreflightOptions(**definition.options).validated()
         stamp = datetime.fromtimestamp(now, ZoneInfo(definition.tz)).strftime("%Y-%m-%d %H:%M")
-        window = parse_window(definition.window, definition.days) if definition.window else None
+        # Validated before the client opens, so a bad definition is refused before Instasent is asked.
+        options = submission.SubmitOptions(
+            PreflightOptions(**definition.options), name=f"{definition.name} @ {stamp}", window=definition.window,
+            days=definition.days, expire_after_s=definition.expire_after_s).validated()
         enqueuer = _Holding() if hold else self.enqueuer
         with self.client_factory() as client:
-            campaign_id, _, loaded = loading.submit_file(
-                self.store, self.ops, enqueuer, self.settings, path=definition.file, options=options, client=client,
-                name=f"{definition.name} @ {stamp}", send_window=window, expire_after_s=definition.expire_after_s,
-                on_created=on_created)
+            campaign_id, _, loaded = submission.submit(self.store, self.ops, enqueuer, self.settings, definition.file,
+                                                       options, client=client, on_created=on_created)
         return campaign_id, loaded
 
 

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 import uvicorn
 from starlette.types import ASGIApp
 
-from dispatcher.delivery.webhook.app import create_app
 from dispatcher.resources import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, Resources
 from dispatcher.settings import Settings
+from dispatcher.webhook.app import create_app
 
 
 def build_app(resources: Resources) -> ASGIApp:

@@ -1,1 +1,0 @@
-"""The delivery-report receiver (``dispatcher webhook``)."""
