@@ -105,3 +105,12 @@ def test_several_threads_share_one_client_each_on_a_connection_of_its_own(canned
             results = list(pool.map(lambda i: client.send_bulk_wire(bulk(1, f"t{i}"), deadline=soon()), range(64)))
         assert len(results) == 64
     assert len(server.requests) == 64 and server.connections <= 4
+
+
+def test_a_server_that_offers_http2_is_still_spoken_to_in_http11(
+        canned_server: Start, tls_server_context: ssl.SSLContext, trusting: ssl.SSLContext) -> None:
+    tls_server_context.set_alpn_protocols(["h2", "http/1.1"])
+    server = canned_server(lambda request: EMPTY, tls=tls_server_context)
+    with InstasentClient(token=CANARY, base_url=server.url, verify=trusting) as client:
+        client.send_bulk_wire(bulk(1), deadline=soon())
+    assert server.requests[0].startswith(b"POST /sms/bulk HTTP/1.1\r\n")
