@@ -3,6 +3,7 @@ byte, answer a canned response, drop a connection part-way."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -182,11 +183,8 @@ class RawServer:
             threading.Thread(target=self._run, args=(conn, self.connections - 1), daemon=True).start()
 
     def _run(self, conn: socket.socket, index: int) -> None:
-        with conn:
-            try:
-                self.converse(conn, index)
-            except OSError:
-                pass
+        with conn, contextlib.suppress(OSError):  # the client left: nothing to tell it
+            self.converse(conn, index)
 
     def close(self) -> None:
         self._stop.set()
