@@ -24,6 +24,7 @@ httpcore's exceptions are raised as their httpx counterparts, as ``httpx.HTTPTra
 from __future__ import annotations
 
 import ssl
+import threading
 from types import TracebackType
 
 import httpcore
@@ -83,6 +84,10 @@ class InstasentTransport(httpx.BaseTransport):
             http2=False,
             network_backend=deadline_io.DeadlineBackend(httpcore.SyncBackend()),
         )
+        # At most one exchange per connection enters the pool, so no request ever waits in its queue:
+        # httpcore 1.0.9 may close a connection it already gave a queued request (encode/httpcore#1110),
+        # failing that request's read.
+        self._slots = threading.BoundedSemaphore(max_connections)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read its whole answer (at most :data:`MAX_BODY_BYTES` of body).
@@ -100,15 +105,20 @@ class InstasentTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with deadline_io.bounded(request.extensions.get("deadline")):
+        deadline = request.extensions.get("deadline")
+        with deadline_io.bounded(deadline):
             try:
-                response = self._pool.handle_request(core_request)
+                self._take_slot(request, deadline)
                 try:
-                    body = _read_capped(response)
+                    response = self._pool.handle_request(core_request)
+                    try:
+                        body = _read_capped(response)
+                    finally:
+                        # Closing an answer not read to its end closes its connection (httpcore reuses
+                        # a connection only when both sides of h11 are done).
+                        response.close()
                 finally:
-                    # Closing an answer not read to its end closes its connection (httpcore reuses
-                    # a connection only when both sides of h11 are done).
-                    response.close()
+                    self._slots.release()
             except Exception as exc:
                 mapped = as_httpx_error(exc)
                 if mapped is None:
@@ -119,6 +129,17 @@ class InstasentTransport(httpx.BaseTransport):
         headers = [(name, value) for name, value in response.headers if name.lower() != b"set-cookie"]
         return httpx.Response(status_code=response.status, headers=headers, stream=httpx.ByteStream(body),
                               extensions=response.extensions)
+
+    def _take_slot(self, request: httpx.Request, deadline: float | None) -> None:
+        """Wait for one of the ``max_connections`` slots, at most the request's pool timeout.
+
+        Raises:
+            httpcore.PoolTimeout: when none came free in time (nothing was sent).
+        """
+        timeouts = request.extensions.get("timeout", {})
+        wait = deadline_io.cut(timeouts.get("pool"), deadline, httpcore.PoolTimeout)
+        if not self._slots.acquire(timeout=wait):
+            raise httpcore.PoolTimeout("no connection came free in time")
 
     def close(self) -> None:
         """Close every pooled connection."""

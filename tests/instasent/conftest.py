@@ -34,6 +34,8 @@ class CannedServer:
         self.tls, self.keep_open = tls, keep_open
         self.connections = 0
         self.requests: list[bytes] = []
+        #: Released each time the server has closed a connection.
+        self.ended = threading.Semaphore(0)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self._stop = threading.Event()
@@ -51,6 +53,12 @@ class CannedServer:
             threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
 
     def _converse(self, conn: socket.socket) -> None:
+        try:
+            self._answer_all(conn)
+        finally:
+            self.ended.release()
+
+    def _answer_all(self, conn: socket.socket) -> None:
         if self.tls is not None:
             try:
                 conn.settimeout(5)

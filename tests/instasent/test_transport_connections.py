@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +64,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
     with InstasentClient(token=CANARY, base_url=server.url) as client:
         for _ in range(3):
             client.send_bulk_wire(bulk(1), deadline=soon())
+            assert server.ended.acquire(timeout=5)  # the server has closed it: the client meets it closed
     assert (server.connections, len(server.requests)) == (3, 3)
 
 
@@ -114,3 +117,18 @@ def test_a_server_that_offers_http2_is_still_spoken_to_in_http11(
     with InstasentClient(token=CANARY, base_url=server.url, verify=trusting) as client:
         client.send_bulk_wire(bulk(1), deadline=soon())
     assert server.requests[0].startswith(b"POST /sms/bulk HTTP/1.1\r\n")
+
+
+def test_a_request_that_finds_every_connection_busy_past_its_pool_timeout_sends_nothing(
+        canned_server: Start) -> None:
+    release = threading.Event()
+    server = canned_server(lambda request: EMPTY if release.wait(5) else None)
+    with InstasentClient(token=CANARY, base_url=server.url, max_connections=1) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.send_bulk_wire, bulk(1, "a"), soon())
+        while not server.requests:  # the one connection is taken
+            time.sleep(0.01)
+        with pytest.raises(ConnectionFailed, match=r"could not be reached .*\(PoolTimeout\); nothing was sent"):
+            client.send_bulk_wire(bulk(1, "b"), deadline=time.monotonic() + 0.4)
+        release.set()
+        assert first.result().accepted == {}
+    assert len(server.requests) == 1
