@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ssl
 import threading
-from types import TracebackType
 
 import httpcore
 import httpx
@@ -144,10 +143,6 @@ class InstasentTransport(httpx.BaseTransport):
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.close()
-
-    def __exit__(self, exc_type: type[BaseException] | None = None, exc_value: BaseException | None = None,
-                 traceback: TracebackType | None = None) -> None:
-        self.close()
 
 
 def _read_capped(response: httpcore.Response) -> bytes:
