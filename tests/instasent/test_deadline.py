@@ -31,5 +31,6 @@ def test_a_post_over_a_socket_ends_by_its_deadline_on_the_calling_thread(trickli
 
 def test_a_request_without_time_left_fails_before_connecting() -> None:
     transport = InstasentTransport(ssl_context=ssl.create_default_context(), max_connections=1)
-    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectTimeout):
+    # A pool timeout: refused before a connection is even chosen (port 9 would refuse a connect).
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.PoolTimeout, match="deadline"):
         client.get("http://127.0.0.1:9/", extensions={"deadline": time.monotonic() - 1})
