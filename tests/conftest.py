@@ -24,6 +24,7 @@ from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tests.fakes import FakeInstasent
+from tests.loopback import Handler, HandlerServer, loopback_client
 
 SANDBOX_TOKEN = "test-token"
 
@@ -136,15 +137,36 @@ def fake() -> FakeInstasent:
 
 
 @pytest.fixture()
+def serve() -> Iterator[Callable[[Handler], InstasentClient]]:
+    """Start a :class:`~tests.loopback.HandlerServer` per handler; answers an Instasent client on it
+    (the production HTTP path over a loopback socket). Servers and clients are closed after the test."""
+    servers: list[HandlerServer] = []
+    clients: list[InstasentClient] = []
+
+    def start(handler: Handler) -> InstasentClient:
+        servers.append(HandlerServer(handler))
+        clients.append(loopback_client(servers[-1].url))
+        return clients[-1]
+
+    yield start
+    for client in clients:
+        client.close()
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture()
 def sender(redis_client: redis.Redis, fake: FakeInstasent) -> Iterator[SendContext]:
-    """A batch sender on real Redis whose Instasent is the scripted :class:`FakeInstasent`."""
+    """A batch sender on real Redis whose Instasent is the scripted :class:`FakeInstasent`, served on a
+    loopback socket (:mod:`tests.loopback`)."""
+    server = HandlerServer(fake.handler)
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(
-        instasent_token="t", instasent_base_url="http://instasent.test", key_prefix="dsptest",
+        instasent_token="t", instasent_base_url=server.url, key_prefix="dsptest",
         rate_limit_per_min=10**6, retry_backoff_s=0.01, reconcile_delay_s=0.01, max_attempts=3,
         max_consecutive_failures=2)
     keys = Keys(settings.key_prefix)
-    transport = httpx.MockTransport(fake.handler)
-    client = InstasentClient(token="t", base_url=settings.instasent_base_url, transport=transport)
+    client = loopback_client(server.url)
     yield SendContext(settings=settings, client=client, store=CampaignStore(redis_client, keys),
                  ops=BatchOps(redis_client, keys), limiter=RateLimiter(redis_client, keys))
     client.close()
+    server.close()

@@ -1,11 +1,12 @@
 """A synchronous client for Instasent's Transactional API.
 
-One ``httpx.Client`` (one connection pool, timeouts always set) is shared by every call and is
-safe to use from several threads. A request with a deadline skips httpx altogether when the
-client uses httpx's own transport: :mod:`dispatcher.instasent.lean` sends it over a kept-alive
-socket of its own. Every transport error and every non-2xx status is translated into the project's
-exception tree in exactly one place, :mod:`dispatcher.instasent.translate`, which keeps apart
-"nothing was sent" and "it may have been processed".
+One ``httpx.Client`` (timeouts always set) is shared by every call and is safe to use from several
+threads. Every request goes through it and its :class:`~dispatcher.instasent.transport.InstasentTransport`
+(one pool of kept-alive HTTP/1.1 connections, answers capped in size); a request with a deadline
+carries it to the transport, which ends the whole exchange by then. Every transport error and every
+non-2xx status is translated into the project's exception tree in exactly one place,
+:mod:`dispatcher.instasent.translate`, which keeps apart "nothing was sent" and "it may have been
+processed".
 The token lives only in the ``Authorization`` header: never in a URL, a repr, a log line or an
 exception message.
 """
@@ -15,9 +16,8 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -31,12 +31,10 @@ from dispatcher.errors import (
     ConnectionFailed,
     OutcomeUnknown,
 )
-from dispatcher.instasent import deadline as deadline_io
 from dispatcher.instasent import wire
-from dispatcher.instasent.cookieless import CookielessClient
-from dispatcher.instasent.lean import LeanSender, Params
 from dispatcher.instasent.models import Account, BulkIds, BulkResult, Lookup, Price, RateLimitInfo, Sms, SmsItem
-from dispatcher.instasent.translate import HttpAnswer, parse_rate_limit, raise_for_status, translate_transport_error
+from dispatcher.instasent.translate import parse_rate_limit, raise_for_status, translate_transport_error
+from dispatcher.instasent.transport import InstasentTransport
 from dispatcher.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +43,9 @@ log = logging.getLogger(__name__)
 MAX_BULK_ITEMS = 100
 #: Most entities Instasent returns per page of a list.
 MAX_PER_PAGE = 100
+
+#: Query parameters as the client passes them to httpx.
+Params = list[tuple[str, str | int | float | bool | None]]
 
 
 @dataclass
@@ -90,9 +91,10 @@ class InstasentClient:
         max_connections: int = 64,
         transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
-        lean: bool = True,
     ) -> None:
-        """``lean=False`` sends every request through httpx (to compare the two ways, say).
+        """``transport``: send through this one instead of an :class:`InstasentTransport` (a test's
+        ``httpx.MockTransport``, say), which then also decides what a deadline does. ``verify``: a
+        TLS context, or whether to verify certificates against the system's authorities.
 
         Raises:
             ConfigurationError: when the token is missing or holds a character no token has.
@@ -110,25 +112,22 @@ class InstasentClient:
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": "dispatcher/0.1",
+            # A compressed answer could expand far past the transport's cap on what it reads.
+            "Accept-Encoding": "identity",
         }
-        self._http = CookielessClient(
+        if transport is None:
+            context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+            transport = InstasentTransport(ssl_context=context, max_connections=max_connections,
+                                           proxy=_environment_proxy(self.base_url))
+        self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
             timeout=timeout or httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
-            verify=verify,
             follow_redirects=False,
         )
         self.rate_limits: dict[str, RateLimitInfo] = {}
         self.last_rate_limit: RateLimitInfo | None = None
-        self._max_connections = max_connections
-        self._pool: ThreadPoolExecutor | None = None
-        #: True when every socket operation can be bounded by a deadline on the calling thread
-        #: (httpx's own transports); else a request with a deadline runs on a helper thread.
-        self._bounded = deadline_io.install(self._http)
-        #: Sends the requests that have a deadline (and so are bounded) without httpx's client layer.
-        self._lean = LeanSender.for_client(self._http, headers, max_connections) if self._bounded and lean else None
         self._on_answer: list[Callable[[str, int], None]] = []
 
     @classmethod
@@ -166,10 +165,6 @@ class InstasentClient:
 
     def close(self) -> None:
         """Close the connection pool."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-        if self._lean is not None:
-            self._lean.close()
         self._http.close()
 
     # -- SMS --------------------------------------------------------------------------------
@@ -315,7 +310,7 @@ class InstasentClient:
         """The decoded JSON answer (``raw``: its bytes, for a caller that decodes it itself)."""
         endpoint = f"{method} {wire.endpoint_name(path)}"
         content = None if payload is None else orjson.dumps(payload)
-        response: HttpAnswer
+        response: httpx.Response
         with translate_transport_error(endpoint):
             if deadline is None:
                 response = self._http.request(method, path, content=content, params=params)
@@ -337,15 +332,13 @@ class InstasentClient:
                                  response.status_code) from None
 
     def _request_by(self, by: float, endpoint: str, method: str, path: str, content: bytes | None,
-                    params: Params | None) -> HttpAnswer:
+                    params: Params | None) -> httpx.Response:
         """One request that ends by ``by`` (``time.monotonic()``), whatever the server does.
 
-        httpx's timeouts bound each read, not the whole exchange. With httpx's own transports every
-        socket operation is cut to the time left, on this thread: by :mod:`dispatcher.instasent.lean`
-        when it can send the request, else by :mod:`dispatcher.instasent.deadline` inside httpx;
-        with any other transport the request runs on a helper thread that is abandoned at the
-        deadline. Connecting and writing get a quarter of the time each, so a request that reaches
-        Instasent at all reaches it well before the deadline.
+        httpx's timeouts bound each read, not the whole exchange: the deadline travels with the
+        request to :class:`InstasentTransport`, which cuts every socket operation to the time left.
+        Connecting and writing get a quarter of the time each, so a request that reaches Instasent
+        at all reaches it well before the deadline.
 
         Raises ConnectionFailed when no time is left (nothing sent), OutcomeUnknown when no answer came by then.
         """
@@ -354,33 +347,19 @@ class InstasentClient:
             raise ConnectionFailed(f"no time was left to send {endpoint}; nothing was sent.")
         configured = self._http.timeout
         quarter = remaining / 4
-        timeouts = {"connect": min(configured.connect or quarter, quarter),
-                    "read": min(configured.read or remaining, remaining),
-                    "write": min(configured.write or quarter, quarter),
-                    "pool": min(configured.pool or quarter, quarter)}
-        lean = self._lean
-        target = None if lean is None else lean.target(path, params)
-        if self._bounded:
-            try:
-                if lean is not None and target is not None:
-                    return lean.send(method, target, content, timeouts, deadline=by)
-                with deadline_io.bounded(by):
-                    return self._http.request(method, path, content=content, params=params,
-                                              timeout=httpx.Timeout(**timeouts))
-            except (httpx.ReadTimeout, httpcore.ReadTimeout):
-                if time.monotonic() >= by - 0.01:  # the deadline, not a read timeout of its own
-                    raise _late(endpoint, remaining) from None
-                raise
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._max_connections, thread_name_prefix="instasent")
-        future = self._pool.submit(self._http.request, method, path, content=content, params=params,
-                                   timeout=httpx.Timeout(**timeouts))
+        timeout = httpx.Timeout(connect=min(configured.connect or quarter, quarter),
+                                read=min(configured.read or remaining, remaining),
+                                write=min(configured.write or quarter, quarter),
+                                pool=min(configured.pool or quarter, quarter))
         try:
-            return future.result(timeout=remaining)
-        except FutureTimeout:
-            raise _late(endpoint, remaining) from None
+            return self._http.request(method, path, content=content, params=params, timeout=timeout,
+                                      extensions={"deadline": by})
+        except httpx.ReadTimeout:
+            if time.monotonic() >= by - 0.01:  # the deadline, not a read timeout of its own
+                raise _late(endpoint, remaining) from None
+            raise
 
-    def _remember_rate_limit(self, endpoint: str, response: HttpAnswer) -> None:
+    def _remember_rate_limit(self, endpoint: str, response: httpx.Response) -> None:
         info = parse_rate_limit(response.headers)
         if info is not None:
             self.rate_limits[endpoint] = info
@@ -390,3 +369,14 @@ class InstasentClient:
 def _late(endpoint: str, deadline_s: float) -> OutcomeUnknown:
     return OutcomeUnknown(f"Instasent did not answer {endpoint} within its {deadline_s:.1f} s deadline; "
                           "it may have been processed.")
+
+
+def _environment_proxy(base_url: str) -> httpcore.Proxy | None:
+    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``ALL_PROXY``...,
+    unless ``NO_PROXY`` exempts its host); None when there is none."""
+    url = httpx.URL(base_url)
+    proxies = urllib.request.getproxies()
+    address = proxies.get(url.scheme) or proxies.get("all")
+    if not address or urllib.request.proxy_bypass(url.host):
+        return None
+    return httpcore.Proxy(address)

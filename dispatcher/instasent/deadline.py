@@ -1,13 +1,11 @@
 """Bound a whole HTTP exchange by one deadline, on the thread that makes it.
 
 httpx's timeouts bound each socket operation, not the exchange: a server that keeps answering a
-few bytes at a time could hold a request open for ever. Running the request on a helper thread
-that is abandoned at the deadline bounds it, at the cost of two thread hand-offs per request
-(a fifth of a worker's CPU at no latency). Instead, :func:`install` wraps the network backend of
-an ``httpx.Client``'s connection pools so that every socket operation (connect, TLS handshake,
-each write, each read) is given at most the time left until the deadline the calling thread
-set with :func:`bounded`, and fails at once when none is left. Every operation then ends by the
-deadline, and so does the exchange, without another thread.
+few bytes at a time could hold a request open for ever. :class:`DeadlineBackend` is an httpcore
+network backend (given to the pool of :class:`~dispatcher.instasent.transport.InstasentTransport`)
+whose every socket operation (connect, TLS handshake, each write, each read) is given at most the
+time left until the deadline the calling thread set with :func:`bounded`, and fails at once when
+none is left. Every operation then ends by the deadline, and so does the exchange.
 """
 
 from __future__ import annotations
@@ -19,14 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpcore
-import httpx
 
 _local = threading.local()
 
 
 @contextmanager
-def bounded(deadline: float) -> Iterator[None]:
-    """Let every socket operation of this thread's requests end by ``deadline`` (``time.monotonic()``)."""
+def bounded(deadline: float | None) -> Iterator[None]:
+    """Let every socket operation of this thread's requests end by ``deadline`` (``time.monotonic()``;
+    None: no deadline)."""
     _local.deadline = deadline
     try:
         yield
@@ -107,28 +105,3 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
-
-
-def install(client: httpx.Client) -> bool:
-    """Wrap the network backend of every connection pool of ``client``; False (and nothing changed)
-    when one of its transports is not httpx's own (a mock, say), whose requests :func:`bounded`
-    cannot bound.
-
-    It reaches into httpx's and httpcore's private attributes (``_transport``, ``_mounts``,
-    ``_pool``, ``_network_backend``, stable since httpx 0.23): when they change, this answers
-    False and the caller falls back to a helper thread per request.
-    """
-    transports = [client._transport, *client._mounts.values()]
-    pools = []
-    for transport in transports:
-        if transport is None:
-            continue
-        pool = getattr(transport, "_pool", None) if type(transport) is httpx.HTTPTransport else None
-        if not isinstance(pool, httpcore.ConnectionPool) \
-                or not isinstance(getattr(pool, "_network_backend", None), httpcore.NetworkBackend):
-            return False
-        pools.append(pool)
-    for pool in pools:
-        if not isinstance(pool._network_backend, DeadlineBackend):
-            pool._network_backend = DeadlineBackend(pool._network_backend)
-    return True

@@ -1,10 +1,9 @@
-"""The one place where httpx's and httpcore's errors and Instasent's statuses become the project's exceptions.
+"""The one place where httpx's errors and Instasent's statuses become the project's exceptions.
 
 :func:`translate_transport_error` and :func:`raise_for_status` keep apart "nothing was sent"
 (connect and write failures, 4xx) and "it may have been processed" (read timeouts, dropped
-connections, 5xx), which decides whether a batch is resent or reconciled first. httpcore's
-exceptions (raised by :mod:`dispatcher.instasent.lean`) are mapped exactly as the httpx exceptions
-httpx would have turned them into.
+connections, answers refused as malformed or too large, 5xx), which decides whether a batch is
+resent or reconciled first.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator, Mapping
-from typing import Protocol
 
-import httpcore
 import httpx
 import orjson
 
@@ -31,20 +28,6 @@ from dispatcher.errors import (
     RequestRejected,
 )
 from dispatcher.instasent.models import RateLimitInfo
-
-
-class HttpAnswer(Protocol):
-    """What is read of an answer: an ``httpx.Response`` or a :class:`~dispatcher.instasent.lean.Answer`."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Header values by name, looked up by lower-cased names."""
-
-    @property
-    def content(self) -> bytes: ...
 
 
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
@@ -68,32 +51,32 @@ def _parse_reset(headers: Mapping[str, str]) -> float | None:
 
 @contextlib.contextmanager
 def translate_transport_error(endpoint: str) -> Iterator[None]:
-    """Map httpx's (and httpcore's) transport errors to ours, by whether the request can have reached Instasent."""
+    """Map httpx's transport errors to ours, by whether the request can have reached Instasent."""
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError,
-            httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout, httpcore.ProxyError) as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
         raise ConnectionFailed(f"Instasent could not be reached for {endpoint} ({type(exc).__name__}); "
                                "nothing was sent.") from exc
-    except (httpx.WriteError, httpx.WriteTimeout, httpcore.WriteError, httpcore.WriteTimeout) as exc:
+    except (httpx.WriteError, httpx.WriteTimeout) as exc:
         # The request body never fully left this machine, so Instasent cannot have acted on it.
         raise ConnectionFailed(f"sending {endpoint} to Instasent failed part-way ({type(exc).__name__}); "
                                "nothing was processed.") from exc
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpcore.UnsupportedProtocol) as exc:
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise ConfigurationError(f"INSTASENT_BASE_URL cannot be used for {endpoint}: {exc}.") from exc
-    except (httpx.LocalProtocolError, httpcore.LocalProtocolError) as exc:
+    except httpx.LocalProtocolError as exc:
         # Its message may quote a request header, i.e. the token: name the error only.
         raise ConfigurationError(f"the request for {endpoint} could not be formed ({type(exc).__name__}); "
                                  "check INSTASENT_BASE_URL and INSTASENT_TOKEN.") from None
-    except (httpx.TransportError, httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        # Read timeouts, dropped connections, protocol errors after the body was written.
+    except httpx.TransportError as exc:
+        # Read timeouts, dropped connections, protocol errors (an answer over the transport's cap
+        # among them) after the body was written.
         raise OutcomeUnknown(f"Instasent did not answer {endpoint} ({type(exc).__name__}); "
                              "it may have been processed.") from exc
     except httpx.HTTPError as exc:
         raise OutcomeUnknown(f"the answer to {endpoint} could not be read ({type(exc).__name__}).") from exc
 
 
-def raise_for_status(endpoint: str, response: HttpAnswer) -> None:
+def raise_for_status(endpoint: str, response: httpx.Response) -> None:
     """Raise the project's error for a non-2xx response."""
     status = response.status_code
     if 200 <= status < 300:
@@ -123,7 +106,7 @@ def raise_for_status(endpoint: str, response: HttpAnswer) -> None:
     raise RequestRejected(f"Instasent rejected {endpoint} ({status}){suffix}.", status)
 
 
-def _error_message(response: HttpAnswer) -> str:
+def _error_message(response: httpx.Response) -> str:
     """The ``message`` of a JSON error body, shortened; empty when there is none."""
     try:
         body = orjson.loads(response.content) if response.content else None

@@ -3,6 +3,7 @@ byte, answer a canned response, drop a connection part-way."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -33,6 +34,8 @@ class CannedServer:
         self.tls, self.keep_open = tls, keep_open
         self.connections = 0
         self.requests: list[bytes] = []
+        #: Released each time the server has closed a connection.
+        self.ended = threading.Semaphore(0)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self._stop = threading.Event()
@@ -50,6 +53,12 @@ class CannedServer:
             threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
 
     def _converse(self, conn: socket.socket) -> None:
+        try:
+            self._answer_all(conn)
+        finally:
+            self.ended.release()
+
+    def _answer_all(self, conn: socket.socket) -> None:
         if self.tls is not None:
             try:
                 conn.settimeout(5)
@@ -152,3 +161,60 @@ def trickling_server() -> Iterator[str]:
     stop.set()
     thread.join(5)
     listener.close()
+
+
+#: What a raw server does with one accepted connection (the socket, and its 0-based count).
+Conversation = Callable[[socket.socket, int], None]
+
+
+class RawServer:
+    """A TCP server on loopback handing each accepted connection to ``converse`` on a thread of its
+    own (closed after), counting connections."""
+
+    def __init__(self, converse: Conversation) -> None:
+        self.converse = converse
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._run, args=(conn, self.connections - 1), daemon=True).start()
+
+    def _run(self, conn: socket.socket, index: int) -> None:
+        with conn, contextlib.suppress(OSError):  # the client left: nothing to tell it
+            self.converse(conn, index)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Conversation], RawServer]]:
+    """Start raw servers (see :class:`RawServer`), closed after the test."""
+    started: list[RawServer] = []
+
+    def start(converse: Conversation) -> RawServer:
+        started.append(RawServer(converse))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def read_request(conn: socket.socket, buffer: bytes = b"") -> tuple[bytes | None, bytes]:
+    """One whole request read from ``conn`` and what was read past it (None at the end of the connection)."""
+    conn.settimeout(5)
+    return _read_request(conn, buffer)

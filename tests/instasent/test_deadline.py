@@ -1,8 +1,9 @@
 """A request with a deadline ends by it over a real socket, on the calling thread, however slowly
-the server answers (``dispatcher.instasent.deadline``)."""
+the server answers (``dispatcher.instasent.deadline`` under ``dispatcher.instasent.transport``)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 
@@ -10,9 +11,9 @@ import httpx
 import pytest
 
 from dispatcher.errors import OutcomeUnknown
-from dispatcher.instasent import deadline
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
+from dispatcher.instasent.transport import InstasentTransport
 
 ITEM = SmsItem(sender="A", to="+34600000000", text="x", client_id="c-0-0")
 
@@ -29,12 +30,7 @@ def test_a_post_over_a_socket_ends_by_its_deadline_on_the_calling_thread(trickli
 
 
 def test_a_request_without_time_left_fails_before_connecting() -> None:
-    with deadline.bounded(time.monotonic() - 1), pytest.raises(httpx.ConnectTimeout):
-        client = httpx.Client()
-        assert deadline.install(client)
-        client.get("http://127.0.0.1:9/")
-
-
-def test_a_client_on_a_mock_transport_is_left_to_the_helper_thread() -> None:
-    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
-    assert not deadline.install(client)
+    transport = InstasentTransport(ssl_context=ssl.create_default_context(), max_connections=1)
+    # A pool timeout: refused before a connection is even chosen (port 9 would refuse a connect).
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.PoolTimeout, match="deadline"):
+        client.get("http://127.0.0.1:9/", extensions={"deadline": time.monotonic() - 1})

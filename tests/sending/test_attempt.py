@@ -1,4 +1,4 @@
-"""The batch algorithm, in process, against real Redis and a scripted Instasent (MockTransport).
+"""The batch algorithm, in process, against real Redis and a scripted Instasent on a loopback socket.
 
 Each test scripts what Instasent does with each request, then checks the one property that
 matters: every message ends in exactly one recorded state and none is accepted twice.
@@ -30,9 +30,11 @@ from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window as SendWindow
 from tests.fakes import FakeInstasent, Window
+from tests.loopback import Handler, loopback_client
 from tests.sending.test_windows import Clock, Queue
 
 Window9to10 = SendWindow(time(9), time(10))
+Serve = Callable[[Handler], InstasentClient]
 
 
 def messages(n: int, bad: int = 0) -> pd.DataFrame:
@@ -223,8 +225,7 @@ def other_worker(sender: SendContext, fake: FakeInstasent) -> SendContext:
     """A second worker process's sender: its own Redis connection and HTTP client, the same Instasent."""
     connection = redis.Redis(connection_pool=sender.store.redis.connection_pool)
     keys = sender.store.keys
-    client = InstasentClient(token="t", base_url=sender.settings.instasent_base_url,
-                             transport=httpx.MockTransport(fake.handler))
+    client = loopback_client(sender.settings.instasent_base_url)
     return SendContext(settings=sender.settings, client=client, store=CampaignStore(connection, keys),
                   ops=BatchOps(connection, keys), limiter=RateLimiter(connection, keys), clock=sender.clock)
 
@@ -627,12 +628,11 @@ def test_a_429_says_when_to_come_back_and_why(
     assert "rate limit for POST /sms/bulk is reached" in str(outcome.summary["error"])
 
 
-def test_a_429_without_a_reset_time_pauses_the_lane_for_about_a_second(sender: SendContext) -> None:
+def test_a_429_without_a_reset_time_pauses_the_lane_for_about_a_second(sender: SendContext, serve: Serve) -> None:
     def throttled(request: httpx.Request) -> httpx.Response:
         return httpx.Response(429)
 
-    sender.client = InstasentClient(token="t", base_url="http://instasent.test",
-                                    transport=httpx.MockTransport(throttled))
+    sender.client = serve(throttled)
     cid = create(sender, messages(10))
     outcome = send_batch(sender, cid, 0)
     assert outcome.action == "rate_limited" and outcome.retry_in is not None and 0.5 < outcome.retry_in <= 1.0
@@ -748,24 +748,23 @@ def test_a_failure_after_part_of_a_split_batch_went_through_keeps_what_went_thro
     assert (counts["sent"], counts["failed"]) == (20, 20)
 
 
-def test_an_outcome_error_is_cut_to_200_characters(sender: SendContext) -> None:
+def test_an_outcome_error_is_cut_to_200_characters(sender: SendContext, serve: Serve) -> None:
     def broke(request: httpx.Request) -> httpx.Response:
         return httpx.Response(402, json={"message": "x" * 500})
 
-    sender.client = InstasentClient(token="t", base_url="http://instasent.test", transport=httpx.MockTransport(broke))
+    sender.client = serve(broke)
     outcome = send_batch(sender, create(sender, messages(10)), 0)
     assert len(outcome.summary["error"]) == 200
 
 
-def test_a_402_for_a_campaign_cancelled_meanwhile_leaves_it_cancelled(sender: SendContext) -> None:
+def test_a_402_for_a_campaign_cancelled_meanwhile_leaves_it_cancelled(sender: SendContext, serve: Serve) -> None:
     cid = create(sender, messages(10))
 
     def cancelled_then_402(request: httpx.Request) -> httpx.Response:
         sender.store.transition(cid, State.CANCELLED, "cancelled by user")  # while the POST was on its way
         return httpx.Response(402, json={"message": "Insufficient balance"})
 
-    sender.client = InstasentClient(token="t", base_url="http://instasent.test",
-                                    transport=httpx.MockTransport(cancelled_then_402))
+    sender.client = serve(cancelled_then_402)
     assert send_batch(sender, cid, 0).action == "paused"
     info = sender.store.get(cid)
     assert (info.state, info.reason) == ("cancelled", "cancelled by user")

@@ -1,5 +1,5 @@
 """A worker's HTTP client counts every bulk answer, and only those, in the process's telemetry
-(``tasks.dispatch._count_bulk_answer``), whichever way the request went."""
+(``tasks.dispatch._count_bulk_answer``)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,12 @@ class Counts:
         self.statuses.append(status)
 
 
-@pytest.mark.parametrize("lean", [True, False])
 def test_bulk_answers_are_counted_by_status_and_other_answers_are_not(
-        lean: bool, settings: Settings, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+        settings: Settings, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
     counts = Counts()
     monkeypatch.setattr(dispatch, "telemetry", lambda: counts)
     items = [wire_item("Acme", "+34600000100", "Hola", "c-1")]
-    with TimedClient(token=settings.instasent_token, base_url=settings.instasent_base_url, lean=lean) as client:
+    with TimedClient(token=settings.instasent_token, base_url=settings.instasent_base_url) as client:
         client.on_answer(dispatch._count_bulk_answer)
         client.send_bulk_wire(items, deadline=time.monotonic() + 5)
         client.account()

@@ -129,12 +129,13 @@ def test_an_attempt_with_too_little_lease_left_does_not_post(sender: SendContext
     assert sender.store.get(campaign_id).counts["pending"] == 10
 
 
-def test_a_post_ends_by_its_deadline_even_when_the_server_keeps_answering_slowly() -> None:
+def test_a_post_ends_by_its_deadline_even_when_the_server_keeps_answering_slowly(
+        serve: Callable[[Callable[[httpx.Request], httpx.Response]], InstasentClient]) -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         time.sleep(1.5)
         return httpx.Response(201, json={"entities": [], "errors": []})
 
-    client = InstasentClient(token="t", base_url="http://instasent.test", transport=httpx.MockTransport(slow))
+    client = serve(slow)
     item = SmsItem(sender="A", to="+34600000000", text="x", client_id="c-0-0")
     with pytest.raises(OutcomeUnknown, match="deadline"):
         client.send_bulk([item], deadline=time.monotonic() + 0.2)

@@ -1,5 +1,5 @@
-"""Requests with a deadline skip httpx's client layer (``dispatcher.instasent.lean``) and behave
-exactly as through httpx: same results, same errors, same bookkeeping, over real sockets."""
+"""Requests go through ``dispatcher.instasent.transport`` and behave exactly as through httpx's own
+transport: same results, same errors, same bookkeeping, over real sockets; each ends by its deadline."""
 
 from __future__ import annotations
 
@@ -36,14 +36,6 @@ def bulk(n: int, prefix: str = "l") -> list[dict[str, Any]]:
     return [wire_item("Acme", f"+34600{i:04d}00", f"Hello {i}", f"{prefix}-{i:04d}") for i in range(n)]
 
 
-def no_httpx(client: InstasentClient) -> InstasentClient:
-    """``client``, failing any request that would go through httpx's client layer."""
-    def refuse(*args: object, **kwargs: object) -> httpx.Response:
-        raise AssertionError("this request went through httpx")
-    client._http.send = refuse  # type: ignore[method-assign]
-    return client
-
-
 def assert_no_token(exc: BaseException, token: str = CANARY) -> None:
     text = "".join(traceback.format_exception(exc))
     assert token not in str(exc) and token not in repr(exc) and token not in text
@@ -52,13 +44,15 @@ def assert_no_token(exc: BaseException, token: str = CANARY) -> None:
 
 @pytest.fixture()
 def clients(settings: Settings) -> Iterator[Callable[..., InstasentClient]]:
-    """Make clients on the sandbox, the lean one refusing to go through httpx; closed after the test."""
+    """Make clients on the sandbox, through the production transport (``ours``) or httpx's own; closed
+    after the test."""
     made: list[InstasentClient] = []
 
-    def make(lean: bool, token: str = SANDBOX_TOKEN) -> InstasentClient:
-        client = InstasentClient(token=token, base_url=settings.instasent_base_url, lean=lean)
+    def make(ours: bool, token: str = SANDBOX_TOKEN) -> InstasentClient:
+        client = InstasentClient(token=token, base_url=settings.instasent_base_url,
+                                 transport=None if ours else httpx.HTTPTransport())
         made.append(client)
-        return no_httpx(client) if lean else client
+        return client
 
     yield make
     for client in made:
@@ -96,25 +90,24 @@ SCENARIOS: dict[str, tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]],
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
-def test_the_lean_path_gives_the_same_outcome_as_httpx_against_the_sandbox(
+def test_the_transport_gives_the_same_outcome_as_httpxs_own_against_the_sandbox(
         scenario: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], str],
         clients: Callable[..., InstasentClient], sandbox: SandboxHandle) -> None:
     config, faults, items, token = scenario
     outcomes = []
-    for lean in (True, False):
+    for ours in (True, False):
         sandbox.reset(**config)
         if faults:
             sandbox.faults(**faults)
-        outcomes.append(_outcome(clients(lean, token), items, token))
+        outcomes.append(_outcome(clients(ours, token), items, token))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0]["answers"] and outcomes[0]["answers"][0][0] == "POST /sms/bulk"
     assert "POST /sms/bulk" in outcomes[0]["rate_limits"]
 
 
-def test_a_request_with_a_deadline_takes_the_lean_path_and_keeps_its_rate_limits(
+def test_a_request_with_a_deadline_keeps_its_rate_limits(
         clients: Callable[..., InstasentClient], sandbox: SandboxHandle) -> None:
     client = clients(True)
-    assert client._lean is not None
     result = client.send_bulk_wire(bulk(3), deadline=soon())
     assert len(result.accepted) == 3 and result.rejected == {}
     assert {m["clientId"] for m in sandbox.messages()} == set(result.accepted)
@@ -123,11 +116,16 @@ def test_a_request_with_a_deadline_takes_the_lean_path_and_keeps_its_rate_limits
     assert found.complete and {cid: sms.id for cid, sms in found.found.items()} == result.accepted
 
 
-def test_a_body_that_is_not_json_is_an_unknown_outcome_on_both_paths(canned_server: Start) -> None:
+def httpxs_own(ours: bool) -> httpx.BaseTransport | None:
+    """None (the client's own transport) when ``ours``, else httpx's."""
+    return None if ours else httpx.HTTPTransport()
+
+
+def test_a_body_that_is_not_json_is_an_unknown_outcome_on_both_transports(canned_server: Start) -> None:
     server = canned_server(lambda request: http_answer(201, b"<html>oops</html>", "Content-Type: text/html"))
     errors = []
-    for lean in (True, False):
-        with InstasentClient(token=CANARY, base_url=server.url, lean=lean) as client:
+    for ours in (True, False):
+        with InstasentClient(token=CANARY, base_url=server.url, transport=httpxs_own(ours)) as client:
             with pytest.raises(OutcomeUnknown) as info:
                 client.send_bulk_wire(bulk(1), deadline=soon())
             assert_no_token(info.value)
@@ -136,13 +134,14 @@ def test_a_body_that_is_not_json_is_an_unknown_outcome_on_both_paths(canned_serv
     assert errors[0][0] == "Instasent answered POST /sms/bulk with a body that is not JSON."
 
 
-def test_a_lean_request_is_on_the_wire_what_httpx_sends(canned_server: Start) -> None:
+def test_a_request_is_on_the_wire_what_httpxs_own_transport_sends(canned_server: Start) -> None:
     server = canned_server(lambda request: http_answer(200, b'{"entities": [], "errors": []}'))
-    for lean in (True, False):
-        with InstasentClient(token=CANARY, base_url=server.url + "/transactional/v1/", lean=lean) as client:
+    for ours in (True, False):
+        with InstasentClient(token=CANARY, base_url=server.url + "/transactional/v1/",
+                             transport=httpxs_own(ours)) as client:
             client.send_bulk_wire(bulk(2), deadline=soon())
             client.search_client_ids(["a b", "c+d/é", "e&f=g"], max_pages=1, deadline=soon())
-    lean_requests, httpx_requests = server.requests[:2], server.requests[2:]
+    our_requests, httpx_requests = server.requests[:2], server.requests[2:]
 
     def parts(request: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
         head, _, body = request.partition(b"\r\n\r\n")
@@ -151,15 +150,13 @@ def test_a_lean_request_is_on_the_wire_what_httpx_sends(canned_server: Start) ->
         headers = {name.lower(): value for name, value in headers.items()}
         return line, headers, body
 
-    for mine, theirs in zip(lean_requests, httpx_requests, strict=True):
+    for mine, theirs in zip(our_requests, httpx_requests, strict=True):
         (line, headers, body), (their_line, their_headers, their_body) = parts(mine), parts(theirs)
         assert (line, body) == (their_line, their_body)
         assert headers.pop(b"accept-encoding") == b"identity"
-        assert their_headers.pop(b"accept-encoding").startswith(b"gzip")
-        their_headers.pop(b"connection")
-        assert headers == their_headers
-    assert parts(lean_requests[0])[0] == b"POST /transactional/v1/sms/bulk HTTP/1.1"
-    assert parts(lean_requests[1])[0].startswith(b"GET /transactional/v1/sms?page=1&per_page=100&clientId=a+b&")
+        assert headers == {name: value for name, value in their_headers.items() if name != b"accept-encoding"}
+    assert parts(our_requests[0])[0] == b"POST /transactional/v1/sms/bulk HTTP/1.1"
+    assert parts(our_requests[1])[0].startswith(b"GET /transactional/v1/sms?page=1&per_page=100&clientId=a+b&")
 
 
 def test_a_compressed_answer_is_decoded_and_a_corrupt_one_cannot_be_read(canned_server: Start) -> None:
@@ -167,17 +164,17 @@ def test_a_compressed_answer_is_decoded_and_a_corrupt_one_cannot_be_read(canned_
     good = canned_server(lambda request: http_answer(201, body, "Content-Encoding: gzip"))
     bad = canned_server(lambda request: http_answer(201, b"not gzip at all", "Content-Encoding: gzip"))
     with InstasentClient(token=CANARY, base_url=good.url) as client:
-        assert no_httpx(client).send_bulk_wire(bulk(1), deadline=soon()).accepted == {"l-0000": "s1"}
+        assert client.send_bulk_wire(bulk(1), deadline=soon()).accepted == {"l-0000": "s1"}
     errors = []
-    for lean in (True, False):
-        with InstasentClient(token=CANARY, base_url=bad.url, lean=lean) as client:
+    for ours in (True, False):
+        with InstasentClient(token=CANARY, base_url=bad.url, transport=httpxs_own(ours)) as client:
             with pytest.raises(OutcomeUnknown) as info:
                 client.send_bulk_wire(bulk(1), deadline=soon())
             errors.append(str(info.value))
     assert errors[0] == errors[1] == "the answer to POST /sms/bulk could not be read (DecodingError)."
 
 
-def test_the_token_never_reaches_the_logs_of_a_lean_exchange(clients: Callable[..., InstasentClient],
+def test_the_token_never_reaches_the_logs_of_an_exchange(clients: Callable[..., InstasentClient],
                                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "dispatcher"):
@@ -203,11 +200,11 @@ def test_an_answer_held_past_the_deadline_is_an_unknown_outcome_by_the_deadline(
     assert_no_token(info.value, SANDBOX_TOKEN)
 
 
-def test_a_trickling_answer_is_cut_at_the_deadline_on_the_lean_path(trickling_server: str) -> None:
+def test_a_trickling_answer_is_cut_at_the_deadline(trickling_server: str) -> None:
     with InstasentClient(token=CANARY, base_url=trickling_server) as client:
         started = time.monotonic()
         with pytest.raises(OutcomeUnknown, match="deadline") as info:
-            no_httpx(client).send_bulk_wire(bulk(1), deadline=started + 0.4)
+            client.send_bulk_wire(bulk(1), deadline=started + 0.4)
         assert time.monotonic() - started < 0.6
         assert_no_token(info.value)
 
@@ -215,7 +212,7 @@ def test_a_trickling_answer_is_cut_at_the_deadline_on_the_lean_path(trickling_se
 def test_a_refused_connection_means_nothing_was_sent() -> None:
     with (InstasentClient(token=CANARY, base_url=f"http://127.0.0.1:{free_port()}") as client,
           pytest.raises(ConnectionFailed, match="nothing was sent") as info):
-        no_httpx(client).send_bulk_wire(bulk(1), deadline=soon())
+        client.send_bulk_wire(bulk(1), deadline=soon())
     assert info.value.maybe_processed is False
     assert_no_token(info.value)
 
@@ -224,7 +221,7 @@ def test_a_connection_closed_after_the_request_was_read_is_an_unknown_outcome(ca
     server = canned_server(lambda request: None)
     with (InstasentClient(token=CANARY, base_url=server.url) as client,
           pytest.raises(OutcomeUnknown, match="may have been processed") as info):
-        no_httpx(client).send_bulk_wire(bulk(1), deadline=soon())
+        client.send_bulk_wire(bulk(1), deadline=soon())
     assert info.value.maybe_processed is True
     assert server.requests and CANARY.encode() in server.requests[0]  # it was sent, with the token
     assert_no_token(info.value)
@@ -236,9 +233,8 @@ def test_a_body_cut_short_is_an_unknown_outcome_and_its_connection_is_not_reused
     server = canned_server(lambda request: next(answers))
     with InstasentClient(token=CANARY, base_url=server.url) as client:
         with pytest.raises(OutcomeUnknown, match="may have been processed") as info:
-            no_httpx(client).send_bulk_wire(bulk(1), deadline=soon())
+            client.send_bulk_wire(bulk(1), deadline=soon())
         assert_no_token(info.value)
-        assert client._lean is not None and client._lean.idle_connections == 0
         client.send_bulk_wire(bulk(1), deadline=soon())
     assert server.connections == 2
 
@@ -246,33 +242,21 @@ def test_a_body_cut_short_is_an_unknown_outcome_and_its_connection_is_not_reused
 def test_two_sequential_bulks_share_one_kept_alive_connection(canned_server: Start) -> None:
     server = canned_server(lambda request: EMPTY)
     with InstasentClient(token=CANARY, base_url=server.url) as client:
-        no_httpx(client)
         for _ in range(3):
             client.send_bulk_wire(bulk(2), deadline=soon())
-        assert client._lean is not None and client._lean.idle_connections == 1
     assert (server.connections, len(server.requests)) == (1, 3)
 
 
-# -- when it is not used ------------------------------------------------------------------------
-def test_a_mock_transport_a_proxy_or_lean_false_keep_every_request_on_httpx(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    mock = httpx.MockTransport(lambda request: httpx.Response(201, json={"entities": [], "errors": []}))
-    with InstasentClient(token=CANARY, base_url="http://instasent.test", transport=mock) as client:
-        assert client._lean is None
-    with InstasentClient(token=CANARY, base_url="http://instasent.test", lean=False) as client:
-        assert client._lean is None
-    with InstasentClient(token=CANARY, base_url="http://instasent.test") as client:
-        assert client._lean is not None
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    with InstasentClient(token=CANARY, base_url="http://instasent.test") as client:
-        assert client._lean is None
-
-
-def test_a_path_httpx_would_percent_encode_is_left_to_httpx_and_query_values_are_spelled_as_httpx_does() -> None:
-    with InstasentClient(token=CANARY, base_url="http://instasent.test/v1/") as client:
-        assert client._lean is not None
-        assert client._lean.target("/sms/x y") is None
-        params: list[tuple[str, str | int | float | bool | None]] = [("a", True), ("b", None), ("c", 1.5)]
-        assert client._lean.target("/sms/bulk", params) == b"/v1/sms/bulk?a=true&b=&c=1.5"
-        assert client._http.build_request("GET", "/sms/bulk", params=params).url.raw_path == \
-            b"/v1/sms/bulk?a=true&b=&c=1.5"
+# -- proxies ------------------------------------------------------------------------------------
+def test_a_proxy_named_by_the_environment_is_used_unless_no_proxy_exempts_the_host(
+        canned_server: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = canned_server(lambda request: EMPTY)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    with InstasentClient(token=CANARY, base_url="http://instasent.test/v1") as client:
+        client.send_bulk_wire(bulk(1), deadline=soon())
+    assert proxy.requests[0].startswith(b"POST http://instasent.test/v1/sms/bulk HTTP/1.1\r\n")
+    direct = canned_server(lambda request: EMPTY)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with InstasentClient(token=CANARY, base_url=direct.url) as client:
+        client.send_bulk_wire(bulk(1), deadline=soon())
+    assert (len(proxy.requests), len(direct.requests)) == (1, 1)
