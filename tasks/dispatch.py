@@ -84,7 +84,7 @@ def send_context() -> SendContext:
         gate, tls, _ = _process_parts()
         settings = Settings.from_env()
         resources = Resources.from_settings(settings, single_connection=True)
-        # Two connections: a request abandoned at its deadline may still hold one.
+        # Two connections: one spare, so a request never waits for a slot behind a slow answer.
         http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
         http.on_round_trip = gate.observe
         http.on_answer(_count_bulk_answer)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import zlib
 
 import httpcore
 import httpx
@@ -94,7 +95,9 @@ class InstasentTransport(httpx.BaseTransport):
         Raises:
             httpx.TransportError: the httpx counterpart of whatever httpcore raised; a
                 ``RemoteProtocolError`` for an answer over the cap; a ``ConnectTimeout``,
-                ``WriteTimeout`` or ``ReadTimeout`` when the deadline passed in that phase.
+                ``WriteTimeout`` or ``ReadTimeout`` when the deadline passed in that phase; a
+                ``RemoteProtocolError`` too for a compressed body that decodes past the cap or
+                whose encoding is not gzip or deflate.
         """
         url = request.url
         core_request = httpcore.Request(
@@ -126,6 +129,7 @@ class InstasentTransport(httpx.BaseTransport):
         # The client keeps no cookie (Instasent authenticates by token and sets none we need):
         # dropping Set-Cookie here spares httpx's cookie jar a pass over every answer.
         headers = [(name, value) for name, value in response.headers if name.lower() != b"set-cookie"]
+        headers, body = _decoded(headers, body)
         return httpx.Response(status_code=response.status, headers=headers, stream=httpx.ByteStream(body),
                               extensions=response.extensions)
 
@@ -159,3 +163,40 @@ def _read_capped(response: httpcore.Response) -> bytes:
             raise httpcore.RemoteProtocolError(f"the answer's body is longer than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+#: zlib's ``wbits`` for each content coding decoded here (gzip header, zlib header).
+_WBITS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}
+
+
+def _decoded(headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """``headers`` and ``body`` with any gzip or deflate content coding undone here, with the same
+    cap on the decoded bytes as on the raw ones.
+
+    The client asks for ``identity``; a server that compresses anyway would otherwise have httpx
+    inflate a 1 MB body into gigabytes, with no cap.
+
+    Raises:
+        httpx.RemoteProtocolError: for a body that decodes past :data:`MAX_BODY_BYTES`, is not valid
+            for its coding, or has a coding other than gzip or deflate.
+    """
+    codings = [c.strip().lower() for name, value in headers if name.lower() == b"content-encoding"
+               for c in value.split(b",") if c.strip().lower() not in (b"", b"identity")]
+    if not codings:
+        return headers, body
+    for coding in reversed(codings):
+        wbits = _WBITS.get(coding)
+        if wbits is None:
+            raise httpx.RemoteProtocolError(f"the answer is encoded as {coding.decode('latin-1')!r}, "
+                                            "which this client does not read")
+        inflater = zlib.decompressobj(wbits)
+        try:
+            decoded = inflater.decompress(body, MAX_BODY_BYTES + 1)
+        except zlib.error:
+            raise httpx.RemoteProtocolError("the answer's compressed body is corrupt") from None
+        if len(decoded) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+            raise httpx.RemoteProtocolError(f"the answer's decoded body is longer than {MAX_BODY_BYTES} bytes")
+        body = decoded
+    kept = [(name, value) for name, value in headers
+            if name.lower() not in (b"content-encoding", b"content-length")]
+    return kept, body

@@ -3,11 +3,13 @@ read past the cap, and its connection is never used again (``dispatcher.instasen
 
 from __future__ import annotations
 
+import gzip
 import socket
 import struct
 import threading
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 
 import pytest
@@ -187,3 +189,38 @@ def test_bytes_after_a_whole_answer_leave_that_answer_whole_and_retire_its_conne
         assert stray.wait(5)
         assert client.send_bulk_wire(bulk(1), deadline=soon()).accepted == {}
     assert server.connections == 2
+
+
+def gzip_answer(body: bytes, coding: str = "gzip") -> bytes:
+    packed = gzip.compress(body) if coding == "gzip" else zlib.compress(body)
+    return b"HTTP/1.1 201 Created\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        coding.encode(), len(packed), packed)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_compressed_answer_the_server_sent_unasked_is_read_when_it_fits(raw_server: Start, coding: str) -> None:
+    server = raw_server(then_empty(lambda conn, index: conn.sendall(
+        gzip_answer(b'{"entities": [], "errors": []}', coding))))
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        assert client.send_bulk_wire(bulk(1), deadline=soon()).accepted == {}
+
+
+def test_a_compressed_answer_that_inflates_past_the_cap_is_refused_without_inflating_it(raw_server: Start) -> None:
+    bomb = gzip_answer(b"\0" * (200 * MB))  # about 200 KB on the wire
+    server = raw_server(then_empty(lambda conn, index: conn.sendall(bomb)))
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        tracemalloc.start()
+        try:
+            error = refused(client)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert "RemoteProtocolError" in str(error)
+        assert peak < 5 * MB
+
+
+def test_an_answer_in_an_encoding_the_client_cannot_read_is_refused(raw_server: Start) -> None:
+    answer = b"HTTP/1.1 201 Created\r\nContent-Encoding: br\r\nContent-Length: 4\r\n\r\n\x0b\x01\x80\x03"
+    server = raw_server(then_empty(lambda conn, index: conn.sendall(answer)))
+    with InstasentClient(token=CANARY, base_url=server.url) as client:
+        assert "RemoteProtocolError" in str(refused(client))
