@@ -44,6 +44,7 @@ import orjson
 import pandas as pd
 import psutil
 import redis
+from whole_list import submit_prepared  # this folder: a script's own
 
 from dispatcher.dev.services import Service, spawn, start_redis, start_sandbox, wait_until, worker_argv
 from dispatcher.instasent.client import MAX_BULK_ITEMS
@@ -267,23 +268,23 @@ class Bench:
             size = messages if not limit else int(limit / 60 * MAX_BULK_ITEMS * (seconds + 15))
             frame = self.frame(size)
             if config.startswith("baseline"):
-                cid = self.submit_baseline(config, settings, frame)
+                campaign_id = self.submit_baseline(config, settings, frame)
             else:
-                cid = campaigns.submit(self.store, self.ops, CeleryEnqueuer(settings), settings, name=config,
-                                       messages=frame)
+                campaign_id = submit_prepared(self.store, self.ops, CeleryEnqueuer(settings), settings, name=config,
+                                      messages=frame)
             deadline = time.monotonic() + 60
-            while self.store.get(cid).counts["sent"] == 0 and time.monotonic() < deadline:
+            while self.store.get(campaign_id).counts["sent"] == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
             if limit:
                 time.sleep(2.0)  # past the start-up: the pace is a steady-state figure
             if self.profile_dir:
                 spy = profile(worker.pid, os.path.join(self.profile_dir, f"{config}-{latency_ms}ms.txt"))
-            before, t0, sent0 = self.cpu(workers), time.time(), self.store.get(cid).counts["sent"]
+            before, t0, sent0 = self.cpu(workers), time.time(), self.store.get(campaign_id).counts["sent"]
             if limit:
                 time.sleep(seconds)
-                info = self.store.get(cid)
+                info = self.store.get(campaign_id)
             else:
-                while (info := self.store.get(cid)).state != "completed":
+                while (info := self.store.get(campaign_id)).state != "completed":
                     if info.state in ("paused", "failed"):
                         raise RuntimeError(f"bench campaign stopped: {info}")
                     time.sleep(0.02)
@@ -300,7 +301,7 @@ class Bench:
                 all_stamps = sorted(r["t"] for r in self.requests_log(0))
                 result.busiest_10s_share = busiest(all_stamps, 10.0) / (limit / 6)
             if limit:
-                campaigns.cancel(self.store, self.ops, cid, ttl_s=60)
+                campaigns.cancel(self.store, self.ops, campaign_id, ttl_s=60)
         finally:
             for each in workers:
                 each.stop(timeout_s=30)

@@ -98,7 +98,7 @@ class Keys:
         return f"{self.prefix}:c:{campaign_id}:parked"
 
     def parked(self) -> str:
-        """Sorted set of every campaign's parked batches, ``cid:n`` scored by release time (Unix s)."""
+        """Sorted set of every campaign's parked batches, ``{campaign_id}:{n}`` scored by release time (Unix s)."""
         return f"{self.prefix}:parked"
 
     # -- healing -----------------------------------------------------------------------------
@@ -169,9 +169,9 @@ class Keys:
         """JSON of one dashboard session (token name, token hash, CSRF token), with a TTL."""
         return f"{self.prefix}:console:session:{session_id_hash}"
 
-    def campaign_series(self, cid: str) -> str:
+    def campaign_series(self, campaign_id: str) -> str:
         """List of JSON samples ``[t, sent, failed, delivered, undelivered]`` the console takes of a campaign."""
-        return f"{self.prefix}:c:{cid}:series"
+        return f"{self.prefix}:c:{campaign_id}:series"
 
     def series_tick(self, second: int) -> str:
         """Marker letting one console process take the samples of one second."""

@@ -53,14 +53,14 @@ def batch_label(name: str, batch: int) -> str:
 _NAMES: dict[tuple[str, str], str] = {}
 
 
-def campaign_name(client: Any, keys: Keys, cid: str) -> str:
+def campaign_name(client: Any, keys: Keys, campaign_id: str) -> str:
     """A campaign's name, read once per process (names never change), for task labels."""
-    key = (keys.prefix, cid)
+    key = (keys.prefix, campaign_id)
     if key not in _NAMES:
         if len(_NAMES) > 10_000:
             _NAMES.clear()
-        raw = client.hget(keys.campaign(cid), "name")
-        _NAMES[key] = raw.decode() if raw else cid
+        raw = client.hget(keys.campaign(campaign_id), "name")
+        _NAMES[key] = raw.decode() if raw else campaign_id
     return _NAMES[key]
 
 

@@ -25,6 +25,7 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry
 
+from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.resources import Resources
 from dispatcher.schema.names import FINAL, State
 from dispatcher.sending.attempt import send_batch
@@ -96,7 +97,7 @@ def send_context() -> SendContext:
 
 def _count_bulk_answer(endpoint: str, status: int) -> None:
     """Count a bulk answer in the process's telemetry."""
-    if endpoint == "POST /sms/bulk":
+    if endpoint == SMS_BULK:
         telemetry().bulk_answered(status)
 
 

@@ -178,24 +178,24 @@ def routes(console: Console) -> list[Route]:
 
     def act(request: Request) -> Response:
         console.authorize(request)
-        cid, action = request.path_params["cid"], request.path_params["action"]
+        campaign_id, action = request.path_params["cid"], request.path_params["action"]
         if action == "pause":
-            campaigns.pause(console.store, cid)
+            campaigns.pause(console.store, campaign_id)
         elif action == "resume":
-            campaigns.resume(console.store, console.ops, console.enqueuer, cid)
+            campaigns.resume(console.store, console.ops, console.enqueuer, campaign_id)
         elif action == "cancel":
-            campaigns.cancel(console.store, console.ops, cid, console.settings.campaign_ttl_s)
+            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s)
         else:
             raise ApiError(404, f"no action {action!r}: use pause, resume or cancel.")
-        return JSON(campaigns.status(console.store, cid))
+        return JSON(campaigns.status(console.store, campaign_id))
 
     def report(request: Request) -> Response:
         console.authorize(request)
-        cid = request.path_params["cid"]
+        campaign_id = request.path_params["cid"]
         kind = request.query_params.get("format", "csv").lower()
         if kind not in _REPORT_TYPES:
             raise ApiError(400, f"format is csv, xlsx or parquet, got {kind!r}.")
-        frame = build_report(console.store, cid)
+        frame = build_report(console.store, campaign_id)
         handle, name = tempfile.mkstemp(prefix="dispatcher-report-", suffix=f".{kind}")
         os.close(handle)
         path = Path(name)
@@ -204,22 +204,22 @@ def routes(console: Console) -> list[Route]:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return FileResponse(path, media_type=_REPORT_TYPES[kind], filename=f"campaign-{cid}.{kind}",
+        return FileResponse(path, media_type=_REPORT_TYPES[kind], filename=f"campaign-{campaign_id}.{kind}",
                             background=BackgroundTask(_unlink, path))
 
     def rejects(request: Request) -> Response:
         console.authorize(request)
-        cid = request.path_params["cid"]
-        console.store.get(cid)  # 404 for an unknown campaign, not an empty list
-        rows = console.store.rejects(cid)
+        campaign_id = request.path_params["cid"]
+        console.store.get(campaign_id)  # 404 for an unknown campaign, not an empty list
+        rows = console.store.rejects(campaign_id)
         reasons = Counter(str(r.get("reason", "")) for r in rows)
         return JSON({"total": len(rows), "reasons": dict(reasons.most_common()), "rejects": rows})
 
     def series(request: Request) -> Response:
         console.authorize(request)
-        cid = request.path_params["cid"]
-        console.store.get(cid)
-        samples = read_series(console.store, cid)
+        campaign_id = request.path_params["cid"]
+        console.store.get(campaign_id)
+        samples = read_series(console.store, campaign_id)
         return JSON({"fields": ["t", "sent", "failed", "delivered", "undelivered", "processed"],
                              "samples": samples, "pace_per_s": pace_per_s(samples[-10:]),
                              "pace_limit_per_s": pace_limit_per_s(console.settings)})
@@ -228,6 +228,7 @@ def routes(console: Console) -> list[Route]:
         Route("/api/preflight", preflight, methods=["POST"]),
         Route("/api/campaigns", create, methods=["POST"]),
         Route("/api/campaigns", listing, methods=["GET"]),
+        # The path parameter keeps its published name (the OpenAPI spec and its clients say cid).
         Route("/api/campaigns/{cid}", show, methods=["GET"]),
         Route("/api/campaigns/{cid}/report", report, methods=["GET"]),
         Route("/api/campaigns/{cid}/rejects", rejects, methods=["GET"]),

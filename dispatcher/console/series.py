@@ -57,10 +57,10 @@ def take_samples(store: CampaignStore, ttl_s: int, now: float | None = None) -> 
     return taken
 
 
-def read_series(store: CampaignStore, cid: str, last: int = MAX_SAMPLES) -> list[list[float]]:
+def read_series(store: CampaignStore, campaign_id: str, last: int = MAX_SAMPLES) -> list[list[float]]:
     """The newest ``last`` samples of a campaign, oldest first: ``[t, sent, failed, delivered,
     undelivered, processed]`` with ``t`` in Unix seconds."""
-    raw = store.redis.lrange(store.keys.campaign_series(cid), -last, -1)
+    raw = store.redis.lrange(store.keys.campaign_series(campaign_id), -last, -1)
     return [orjson.loads(r) for r in raw]
 
 

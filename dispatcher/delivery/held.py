@@ -85,9 +85,9 @@ class HeldReports:
                 campaigns[field] = where[0]
         distinct = sorted(set(campaigns.values()))
         pipe = self.redis.pipeline(transaction=False)
-        for cid in distinct:
-            pipe.exists(self._campaign(cid))
-        known = {cid for cid, found in zip(distinct, pipe.execute(), strict=True) if found}
+        for campaign_id in distinct:
+            pipe.exists(self._campaign(campaign_id))
+        known = {campaign_id for campaign_id, found in zip(distinct, pipe.execute(), strict=True) if found}
         ready = [(field, blob) for field, blob in page if campaigns.get(field) in known]
         if not ready:
             return []

@@ -136,9 +136,9 @@ def apply_call(keys: Keys, report: Report) -> tuple[list[str], list[str | int]] 
     where = parse_client_id(report.client_id)
     if where is None:
         return None
-    cid, n, index = where
+    campaign_id, n, index = where
     status, event_at = report.status.replace("|", ""), report.event_at.replace("|", "")
-    return ([keys.campaign(cid), keys.delivery(cid, n), keys.ledger(cid, n)],
+    return ([keys.campaign(campaign_id), keys.delivery(campaign_id, n), keys.ledger(campaign_id, n)],
             [index, status, event_at, report.code, status_class(status), report.instasent_id,
              event_micros(event_at), RANKS.get(status, 0)])
 

@@ -220,7 +220,7 @@ class InstasentClient:
         still match results by ``clientId`` themselves, as a server may ignore the filter.
         """
         params: Params = [("page", page), ("per_page", per_page)]
-        params += [("clientId", cid) for cid in client_ids]
+        params += [("clientId", client_id) for client_id in client_ids]
         return [Sms.from_wire(e) for e in wire.entities(self._request("GET", "/sms", params=params))]
 
     def find_by_client_ids(self, client_ids: Sequence[str], max_pages: int = 20) -> dict[str, Sms]:

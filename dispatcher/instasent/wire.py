@@ -16,6 +16,11 @@ import orjson
 from dispatcher.errors import OutcomeUnknown
 from dispatcher.instasent.models import BulkIds, BulkResult, Price, RejectedItem, Sms, SmsItem
 
+#: The endpoints a batch uses, by the one name each has everywhere: the client's rate-limit
+#: bookkeeping and answer hooks, and the rate-limit lanes that pace them.
+SMS_BULK = "POST /sms/bulk"
+SMS_LIST = "GET /sms"
+
 
 def endpoint_name(path: str) -> str:
     """A path with ids replaced, for rate-limit bookkeeping: ``/sms/abc`` -> ``/sms/{id}``."""
@@ -153,16 +158,16 @@ def _match_errors(body: dict[str, Any], client_ids: Sequence[str], known: set[st
     for raw in body.get("errors") or []:
         if not isinstance(raw, dict):
             continue
-        cid = raw.get("clientId")
+        client_id = raw.get("clientId")
         index = raw.get("index")
-        if cid in (None, "") and isinstance(index, int) and 0 <= index < len(client_ids):
-            cid = client_ids[index]  # by position only when the entry names no clientId
+        if client_id in (None, "") and isinstance(index, int) and 0 <= index < len(client_ids):
+            client_id = client_ids[index]  # by position only when the entry names no clientId
         errors = raw.get("errors") if isinstance(raw.get("errors"), dict) else {"item": [str(raw)]}
-        item = RejectedItem(client_id=cid, to=str(raw.get("to", "")),
+        item = RejectedItem(client_id=client_id, to=str(raw.get("to", "")),
                             errors={str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
                                     for k, v in (errors or {}).items()},
                             index=index if isinstance(index, int) else None)
-        if cid in known and cid not in accepted:
-            rejected[str(cid)] = item
+        if client_id in known and client_id not in accepted:
+            rejected[str(client_id)] = item
         else:
             unmatched.append(raw)

@@ -92,14 +92,13 @@ UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
 DELIVERY_COUNTERS = {"d": "d:delivered", "u": "d:undelivered"}
 
 # -- messages -----------------------------------------------------------------------------------------
-#: Each column of a campaign's messages, with its name in a stored batch (a field of
-#: ``dispatcher.sending.payload.BatchMessages``), in the stored order: the first stored form is
-#: these columns as lists, by position, so the order never changes.
-MESSAGE_FIELDS = (("row", "rows"), ("to", "to"), ("text", "text"), ("sender", "sender"), ("parts", "parts"),
-                  ("unicode", "unicode"), ("price", "price"), ("country", "country"))
+#: Each column of a campaign's messages (a field of ``dispatcher.sending.payload.BatchMessages``), in
+#: the stored order: the first stored form is these columns as lists, by position, so the order
+#: never changes.
+MESSAGE_FIELDS = ("row", "to", "text", "sender", "parts", "unicode", "price", "country")
 #: The columns of the preflight's messages, in order: ``price`` (parts x the country's price per
 #: part) comes last because the preflight adds it last.
-MESSAGE_COLUMNS = (*(column for column, _ in MESSAGE_FIELDS if column != "price"), "price")
+MESSAGE_COLUMNS = (*(column for column in MESSAGE_FIELDS if column != "price"), "price")
 
 # -- hash fields --------------------------------------------------------------------------------------
 #: Fields of a batch's hash (``Keys.batch``). Only short values, so Redis keeps the hash compact.

@@ -31,6 +31,7 @@ import orjson
 
 from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
 from dispatcher.instasent.models import BulkIds
+from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.schema.names import BatchState, State
 from dispatcher.sending import ledger, payload
@@ -42,32 +43,32 @@ from dispatcher.sending.windows import Window, is_open, next_open
 from dispatcher.settings import LEASE_MARGIN_S
 
 
-def send_batch(sender: SendContext, campaign_id: str, n: int) -> BatchOutcome:
+def send_batch(context: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
-    slot = sender.limiter.slot_request(sender.bulk_lane, sender.settings.max_slot_wait_s)
-    claim = sender.ops.claim(campaign_id, n, sender.settings.lease_s, slot=slot)
+    slot = context.limiter.slot_request(context.bulk_lane, context.settings.max_slot_wait_s)
+    claim = context.ops.claim(campaign_id, n, context.settings.lease_s, slot=slot)
     if claim.kind == ClaimKind.DONE:
         # A redelivered task: re-enqueue what this batch reserved but nobody has started.
         reserved = range(*claim.reserved) if claim.reserved else range(0)
-        return BatchOutcome(Action.DONE, enqueue=sender.ops.reserved_but_unclaimed(campaign_id, reserved),
+        return BatchOutcome(Action.DONE, enqueue=context.ops.reserved_but_unclaimed(campaign_id, reserved),
                             summary={"batch": n, "note": "already done"})
     if claim.kind == ClaimKind.BUSY:
         return BatchOutcome(Action.BUSY, retry_in=claim.wait_s + 0.5,
                             summary={"batch": n, "note": "held by a worker"})
-    if claim.kind == ClaimKind.MISSING and not sender.store.known(campaign_id):
+    if claim.kind == ClaimKind.MISSING and not context.store.known(campaign_id):
         # Never listed, so not expired either: Redis lost the campaign (see README, "Redis restarts").
         return BatchOutcome(Action.LOST, summary={"batch": n, "note": "campaign lost from Redis"})
     if not claim.claimed:
         return BatchOutcome(Action.SKIP, summary={"batch": n, "note": f"campaign {claim.state or 'expired'}"},
                             campaign_state=claim.state)
-    return _Attempt(sender, campaign_id, n, claim).run()
+    return _Attempt(context, campaign_id, n, claim).run()
 
 
 class _Attempt:
     """One claimed attempt at a batch; every path ends in exactly one ``record`` (or ``park``) call."""
 
-    def __init__(self, sender: SendContext, campaign_id: str, n: int, claim: Claim) -> None:
-        self.s = sender
+    def __init__(self, context: SendContext, campaign_id: str, n: int, claim: Claim) -> None:
+        self.context = context
         self.campaign_id = campaign_id
         self.n = n
         self.claim = claim
@@ -84,13 +85,13 @@ class _Attempt:
         # True until Instasent has been asked which of ``todo`` it already has, with a complete answer.
         self.needs_reconcile = claim.must_reconcile
         self.search_gap = ""
-        self.lane = sender.bulk_lane
+        self.lane = context.bulk_lane
         self.posted = False
 
     # -- the attempt --------------------------------------------------------------------------
     def run(self) -> BatchOutcome:
         try:
-            now = self.s.clock()
+            now = self.context.clock()
             expired = self.claim.expires_at is not None and now >= self.claim.expires_at
             # Reconciling a cancelled campaign's batch never sends, so it need not wait for a window.
             if not expired and self.claim.kind == ClaimKind.SEND and self.claim.send_window and self.claim.zones:
@@ -109,7 +110,7 @@ class _Attempt:
             self._skip_suppressed()
             if not self.todo:
                 return self._finish(Action.DONE, otherwise=BatchState.PENDING)
-            if self.claim.fails >= self.s.settings.max_attempts:
+            if self.claim.fails >= self.context.settings.max_attempts:
                 # Re-driven after giving up (its unknown messages are now proven unsent): no more resends.
                 return self._give_up(f"not sent after {self.claim.fails} failed attempts")
             wait = self._slot()
@@ -119,7 +120,7 @@ class _Attempt:
         except LeaseLost as lost:
             return self._lease_lost(lost)
         except RateLimited as exc:
-            self.s.limiter.pause_until(self.lane, exc.reset_at or time.time() + 1)
+            self.context.limiter.pause_until(self.lane, exc.reset_at or time.time() + 1)
             return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), error=str(exc),
                                 retry_in=max(0.5, (exc.reset_at or time.time() + 1) - time.time()))
         except DispatcherError as exc:
@@ -129,15 +130,16 @@ class _Attempt:
         """Take the first request's slot (the one the claim took, if it did); 0.0 once taken,
         else the seconds to wait before trying again."""
         if self.claim.slot_s is not None:
-            self.s.limiter.hold(self.s.bulk_lane, self.claim.slot_s)
-        return self.s.limiter.acquire(self.s.bulk_lane, len(self.todo), self.s.settings.max_slot_wait_s)
+            self.context.limiter.hold(self.context.bulk_lane, self.claim.slot_s)
+        context = self.context
+        return context.limiter.acquire(context.bulk_lane, len(self.todo), context.settings.max_slot_wait_s)
 
     def _skip_suppressed(self) -> None:
         """Numbers put on the suppression list since the preflight (an opt-out) are not sent."""
         if not self.claim.check_suppression:
             return
         numbers = [self.messages.to[i] for i in self.todo]
-        flags = SuppressionList(self.s.store.redis, self.s.store.keys).ask(numbers)
+        flags = SuppressionList(self.context.store.redis, self.context.store.keys).ask(numbers)
         skipped = {self.todo[i] for i in flags.nonzero()[0].tolist()}
         if skipped:
             self.records += [(i, ledger.encode("suppressed", self.attempt - 1, "opted out")) for i in skipped]
@@ -156,7 +158,7 @@ class _Attempt:
         until = opening.timestamp()
         if self.claim.expires_at is not None:
             until = min(until, self.claim.expires_at)
-        reserved, what = self.s.ops.park(self.campaign_id, self.n, until, unknown=self.needs_reconcile,
+        reserved, what = self.context.ops.park(self.campaign_id, self.n, until, unknown=self.needs_reconcile,
                                          token=self.claim.token)
         action = {"stale": Action.STALE, "cancelled": Action.DONE}.get(what, Action.WAITING)
         self.summary.update(action=action.value, until=opening.isoformat())
@@ -191,17 +193,17 @@ class _Attempt:
         Returns 0.0 when asked (``needs_reconcile`` stays True if the answer was incomplete), else
         the seconds to wait for a ``GET /sms`` slot.
         """
-        self.lane = self.s.list_lane
-        wait = self.s.limiter.acquire(self.lane, 1, self.s.settings.max_slot_wait_s)
+        self.lane = self.context.list_lane
+        wait = self.context.limiter.acquire(self.lane, 1, self.context.settings.max_slot_wait_s)
         if wait > 0:
             return wait
         ids = {self.messages.client_id(self.campaign_id, i): i for i in self.todo}
         try:
-            search = self.s.client.search_client_ids(list(ids), deadline=self._renew(),
+            search = self.context.client.search_client_ids(list(ids), deadline=self._renew(),
                                                      next_request=self._next_list_request)
         except NoSlot as slot:  # nothing concluded: the messages stay unknown, no attempt counted
             return slot.wait_s
-        self.lane = self.s.bulk_lane
+        self.lane = self.context.bulk_lane
         for client_id, sms in search.found.items():
             self.records.append((ids[client_id], ledger.encode("sent", self.attempt - 1, sms.id)))
         self.summary["reconciled"] = len(search.found)
@@ -224,7 +226,7 @@ class _Attempt:
         Raises:
             NoSlot: when no slot is free within ``max_slot_wait``.
         """
-        wait = self.s.limiter.acquire(self.s.list_lane, 1, self.s.settings.max_slot_wait_s)
+        wait = self.context.limiter.acquire(self.context.list_lane, 1, self.context.settings.max_slot_wait_s)
         if wait > 0:
             raise NoSlot(wait)
         return self._renew()
@@ -235,8 +237,8 @@ class _Attempt:
         Raises:
             LeaseLost: when another claim holds the batch or too little lease is left for a request.
         """
-        settings = self.s.settings
-        left = self.s.ops.renew(self.campaign_id, self.n, self.claim.token, settings.lease_s)
+        settings = self.context.settings
+        left = self.context.ops.renew(self.campaign_id, self.n, self.claim.token, settings.lease_s)
         if left < 0:
             raise LeaseLost(stale=True)
         if left < settings.post_deadline + LEASE_MARGIN_S:
@@ -246,7 +248,7 @@ class _Attempt:
     def _before_post(self, size: int, first: bool) -> float:
         """Take a slot for a split chunk (the first request's was taken in ``run``), renew the lease."""
         if not first:
-            wait = self.s.limiter.acquire(self.s.bulk_lane, 0, self.s.settings.max_slot_wait_s)
+            wait = self.context.limiter.acquire(self.context.bulk_lane, 0, self.context.settings.max_slot_wait_s)
             if wait > 0:
                 raise NoSlot(wait)
         return self._renew()
@@ -255,9 +257,9 @@ class _Attempt:
         client_ids = self.messages.client_ids(self.campaign_id, self.todo)
         items = self.messages.wire_items_with_ids(client_ids, self.todo)
         index = dict(zip(client_ids, self.todo, strict=True))
-        posted = post_splitting(self.s.client, items, self._before_post)
+        posted = post_splitting(self.context.client, items, self._before_post)
         self.posted = posted.requests > 0
-        self.s.limiter.observe(self.s.bulk_lane, self.s.client.rate_limits.get("POST /sms/bulk"))
+        self.context.limiter.observe(self.context.bulk_lane, self.context.client.rate_limits.get(SMS_BULK))
         left_ids = {item["clientId"] for item in posted.left}
         missing = self._record_result(posted.result, [(c, i) for c, i in index.items() if c not in left_ids])
         self.todo = [index[item["clientId"]] for item in posted.left]
@@ -324,7 +326,7 @@ class _Attempt:
             self._mark_unknown(self.todo, self.attempt, error)
             return self._retry_or_give_up(error, posted=posted, permanent=isinstance(exc, PermanentError))
         fails = self.claim.fails + 1
-        if fails >= self.s.settings.max_attempts or isinstance(exc, PermanentError):
+        if fails >= self.context.settings.max_attempts or isinstance(exc, PermanentError):
             uncertain = set(self.todo) if self.needs_reconcile else self.unknown
             pending = [i for i in self.todo if i not in uncertain]
             self.records += [(i, ledger.encode("failed", self.attempt, error)) for i in pending]
@@ -338,7 +340,7 @@ class _Attempt:
     def _retry_or_give_up(self, reason: str, *, posted: bool, streak: Streak = Streak.NONE,
                           permanent: bool = False) -> BatchOutcome:
         """Leave unknown messages to be reconciled later, as one failed attempt out of ``max_attempts``."""
-        settings = self.s.settings
+        settings = self.context.settings
         fails = self.claim.fails + 1
         give_up = permanent or fails >= settings.max_attempts
         retry = None if give_up else max(settings.reconcile_delay_s, self._backoff(fails))
@@ -364,20 +366,20 @@ class _Attempt:
         return BatchState.UNKNOWN if self.needs_reconcile or self.unknown else BatchState.PENDING
 
     def _backoff(self, fails: int) -> float:
-        return backoff(fails, self.s.settings.retry_backoff_s, self.s.settings.retry_backoff_max_s)
+        return backoff(fails, self.context.settings.retry_backoff_s, self.context.settings.retry_backoff_max_s)
 
     def _set_state(self, target: State, reason: str) -> None:
         # Another worker may already have moved it (paused, cancelled): nothing more to do then.
         with contextlib.suppress(DispatcherError):
-            self.s.store.transition(self.campaign_id, target, reason)
+            self.context.store.transition(self.campaign_id, target, reason)
 
     def _finish(self, action: Action, *, otherwise: BatchState, error: str = "", posted: bool = False,
                 failed_attempt: bool = False, give_up: bool = False, streak: Streak = Streak.NONE,
                 retry_in: float | None = None) -> BatchOutcome:
-        recorded = self.s.ops.record(
+        recorded = self.context.ops.record(
             self.campaign_id, self.n, self.records, token=self.claim.token, otherwise=otherwise, error=error,
             posted=posted, failed_attempt=failed_attempt, give_up=give_up, streak=streak,
-            max_consecutive_failures=self.s.settings.max_consecutive_failures,
+            max_consecutive_failures=self.context.settings.max_consecutive_failures,
         )
         if recorded.stale:
             # Another worker claimed the batch meanwhile: it decides what happens next.

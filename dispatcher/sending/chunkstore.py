@@ -36,8 +36,8 @@ class Loaded:
 class Lease:
     """The loader lease of one campaign (``lease_s`` seconds), refreshed by a daemon thread while held."""
 
-    def __init__(self, store: CampaignStore, cid: str, lease_s: float) -> None:
-        self.store, self.key, self.token = store, store.keys.loader(cid), secrets.token_hex(8)
+    def __init__(self, store: CampaignStore, campaign_id: str, lease_s: float) -> None:
+        self.store, self.key, self.token = store, store.keys.loader(campaign_id), secrets.token_hex(8)
         self.lease_s = lease_s
         self._script = store.redis.register_script(script("loader_lease"))
         self._stop = threading.Event()
@@ -67,14 +67,14 @@ class Lease:
 class ChunkWriter:
     """The scripts of one campaign's loading, under ``lease``."""
 
-    def __init__(self, store: CampaignStore, cid: str, lease: Lease, *, windowed: bool) -> None:
-        self.store, self.cid, self.lease, self.windowed = store, cid, lease, windowed
+    def __init__(self, store: CampaignStore, campaign_id: str, lease: Lease, *, windowed: bool) -> None:
+        self.store, self.campaign_id, self.lease, self.windowed = store, campaign_id, lease, windowed
         self._commit = store.redis.register_script(script("batch", "commit_chunk"))
         self._finish = store.redis.register_script(script("finish_loading"))
 
     def commit(self, chunk: Priced, rows_read: int) -> Loaded | None:
         """Store one chunk with one script; None when stored (or empty), else why loading stops."""
-        store, cid = self.store, self.cid
+        store, campaign_id = self.store, self.campaign_id
         messages = chunk.messages
         last_row = chunk.last_row
         if messages.num_rows == 0 and not chunk.rejects:
@@ -85,11 +85,11 @@ class ChunkWriter:
             order = np.argsort(np.asarray(keys, dtype=object), kind="stable")  # file order within a zone
             messages = messages.take(pa.array(order))
             zones = [keys[i] for i in order]
-        first = int(store.redis.hget(store.keys.campaign(cid), "batches") or 0)
+        first = int(store.redis.hget(store.keys.campaign(campaign_id), "batches") or 0)
         blobs = _blobs(messages, zones)
-        keys = [store.keys.campaign(cid), store.keys.loader(cid), store.keys.rejects(cid),
-                *(key for n in range(first, first + len(blobs)) for key in (store.keys.batch(cid, n),
-                                                                         store.keys.payload(cid, n)))]
+        keys = [store.keys.campaign(campaign_id), store.keys.loader(campaign_id), store.keys.rejects(campaign_id),
+                *(key for n in range(first, first + len(blobs)) for key in (store.keys.batch(campaign_id, n),
+                                                                         store.keys.payload(campaign_id, n)))]
         # The Redis process that holds the batches (as CampaignStore writes it): a claim under another
         # one reconciles first.
         run_id = store.redis.info("server")["run_id"]
@@ -110,7 +110,7 @@ class ChunkWriter:
         """End the loading (with the exact ``summary``, ``expected`` and ``cost`` when given);
         False when the lease was lost."""
         extra = [orjson.dumps(summary), expected, cost] if summary is not None else ["", 0, 0]
-        return bool(self._finish(keys=[self.store.keys.campaign(self.cid), self.lease.key],
+        return bool(self._finish(keys=[self.store.keys.campaign(self.campaign_id), self.lease.key],
                                  args=[self.lease.token, rows_read, *extra]))
 
 

@@ -7,14 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.instasent.client import InstasentClient
+from dispatcher.instasent.wire import SMS_BULK, SMS_LIST
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.ratelimit import Lane, RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-
-#: Lane names of the endpoints a batch uses.
-BULK_LANE = "sms_bulk"
-LIST_LANE = "sms_list"
 
 
 @dataclass
@@ -31,8 +28,10 @@ class SendContext:
 
     @property
     def bulk_lane(self) -> Lane:
-        return Lane(BULK_LANE, self.settings.rate_limit_per_min, self.settings.message_rate_per_s)
+        """The lane of ``POST /sms/bulk``, named as the endpoint it paces."""
+        return Lane(SMS_BULK, self.settings.rate_limit_per_min, self.settings.message_rate_per_s)
 
     @property
     def list_lane(self) -> Lane:
-        return Lane(LIST_LANE, self.settings.rate_limit_per_min)
+        """The lane of ``GET /sms`` (the clientId searches of a reconciliation)."""
+        return Lane(SMS_LIST, self.settings.rate_limit_per_min)

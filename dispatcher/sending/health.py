@@ -69,19 +69,19 @@ def needs_worker(info: CampaignInfo) -> bool:
     return info.state in {s.value for s in SENDING} and unsettled > info.waiting
 
 
-def last_error(store: CampaignStore, cid: str, chunk: int = 100) -> str:
+def last_error(store: CampaignStore, campaign_id: str, chunk: int = 100) -> str:
     """The error recorded by the highest-numbered batch that recorded one, or ``""``.
 
     Batches settle roughly in order, so this is the most recent reason a batch was not sent (an
     unreachable API, a wrong base URL, a refused token). Reads ``chunk`` batches per round trip.
     """
-    info = store.get(cid)
+    info = store.get(campaign_id)
     top = info.enqueued or info.batches
     for high in range(top, 0, -chunk):
         numbers = range(high - 1, max(-1, high - 1 - chunk), -1)
         pipe = store.redis.pipeline(transaction=False)
         for n in numbers:
-            pipe.hget(store.keys.batch(cid, n), "err")
+            pipe.hget(store.keys.batch(campaign_id, n), "err")
         for raw in pipe.execute():
             if raw:
                 return str(raw.decode())

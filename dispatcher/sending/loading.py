@@ -100,14 +100,14 @@ class LoadProgress:
         return f"loading ({done})"
 
 
-def progress(store: CampaignStore, cid: str) -> LoadProgress | None:
-    """The loading progress of campaign ``cid``; None when its list is complete or it is final."""
-    fields = store.redis.hmget(store.keys.campaign(cid), "loading", "rows_read", "total", "expected", "loaded_row",
-                               "state", "file_rows")
+def progress(store: CampaignStore, campaign_id: str) -> LoadProgress | None:
+    """The loading progress of campaign ``campaign_id``; None when its list is complete or it is final."""
+    fields = store.redis.hmget(store.keys.campaign(campaign_id), "loading", "rows_read", "total", "expected",
+                               "loaded_row", "state", "file_rows")
     loading, rows_read, total, expected, loaded_row, state, file_rows = (v.decode() if v else "" for v in fields)
     if loading != "1" or state in {s.value for s in FINAL}:
         return None
-    alive = bool(store.redis.exists(store.keys.loader(cid)))
+    alive = bool(store.redis.exists(store.keys.loader(campaign_id)))
     return LoadProgress(loading=True, rows_read=int(rows_read or 0), stored=int(total or 0),
                         expected=int(expected) if expected else None, loaded_row=int(loaded_row or 0),
                         interrupted=not alive, file_rows=int(file_rows or 0))
@@ -135,13 +135,13 @@ class _Campaign:
         options = preflight.options
         recorded = {"file": str(preflight.fmt.path), "text": options.text, "text_column": options.text_column,
                     "sender": options.sender, "country": options.country, "hlr": options.hlr}
-        cid = store.create(self.name, empty_messages(), window=settings.effective_queue_window, cost=cost,
+        campaign_id = store.create(self.name, empty_messages(), window=settings.effective_queue_window, cost=cost,
                            currency=preflight.pricing.currency, options=recorded, preflight=summary,
                            send_window=self.send_window, expires_at=self.expires_at, loading=True,
                            suppression_version=self.suppression_version)
         saved = _load_options(options, self.path, self.chunk_rows, preflight, one_pass, approved)
-        store.redis.hset(store.keys.campaign(cid), mapping={**fields, "load": orjson.dumps(saved)})
-        return cid
+        store.redis.hset(store.keys.campaign(campaign_id), mapping={**fields, "load": orjson.dumps(saved)})
+        return campaign_id
 
 
 def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings, *,
@@ -189,13 +189,13 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     check_sendable(result)
     check_budget(result, max_cost)
     summary = {k: v for k, v in result.to_json().items() if k not in ("rejects", "by_country")}
-    cid = campaign.create(store, settings, preflight, cost=result.cost, summary=summary,
+    campaign_id = campaign.create(store, settings, preflight, cost=result.cost, summary=summary,
                           fields={"expected": result.valid}, one_pass=False, approved=result.message_cost)
     if on_created is not None:
-        on_created(cid)
+        on_created(campaign_id)
     storing = _Storing(store, ops, enqueuer, settings, preflight)
-    storing.attach(cid)
-    return cid, result, storing.run()
+    storing.attach(campaign_id)
+    return campaign_id, result, storing.run()
 
 
 def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Settings,
@@ -206,12 +206,12 @@ def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings:
     preflight.probing = preflight.options.hlr is None  # auto declined: price the lookups for the summary
 
     def create() -> str:
-        cid = campaign.create(store, settings, preflight, cost=bound.cost,
+        campaign_id = campaign.create(store, settings, preflight, cost=bound.cost,
                               summary={"file": str(preflight.fmt.path), "cost_bound": bound.cost},
                               fields={"file_rows": bound.rows}, one_pass=True, approved=bound.cost)
         if on_created is not None:
-            on_created(cid)
-        return cid
+            on_created(campaign_id)
+        return campaign_id
 
     storing = _Storing(store, ops, enqueuer, settings, preflight, workers=ONE_PASS_WORKERS, create=create,
                        keep_rejects=True, first_rows=min(FIRST_CHUNK_ROWS, campaign.chunk_rows))
@@ -219,30 +219,30 @@ def _one_pass(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings:
     # The whole file's preflight when loading completed (or found nothing to send); the rows read
     # so far when it stopped early (paused, cancelled), which is not shown as the list's summary.
     result = preflight.result(storing.totals, storing.rejects)
-    if on_counted is not None and (loaded.outcome == "complete" or storing.cid is None):
+    if on_counted is not None and (loaded.outcome == "complete" or storing.campaign_id is None):
         on_counted(result)
-    if storing.cid is None:
+    if storing.campaign_id is None:
         check_sendable(result)  # nothing had a message: refused, and no campaign exists
         raise InputError(f"no row of {preflight.fmt.path.name} can be sent.")  # not reached: it raised
-    return storing.cid, result, loaded
+    return storing.campaign_id, result, loaded
 
 
-def load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, cid: str, *, client: PreflightClient,
+def load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, campaign_id: str, *, client: PreflightClient,
          settings: Settings) -> Loaded:
     """Store the campaign's list after ``loaded_row``, chunk by chunk, queueing each chunk's batches.
 
     Raises:
         InputError: when another process is loading it, or the file is gone or changed.
     """
-    saved = orjson.loads(store.redis.hget(store.keys.campaign(cid), "load") or b"{}")
+    saved = orjson.loads(store.redis.hget(store.keys.campaign(campaign_id), "load") or b"{}")
     if not saved:
-        raise InputError(f"campaign {cid} has no list to load.")
+        raise InputError(f"campaign {campaign_id} has no list to load.")
     preflight = StreamedPreflight(saved["path"], PreflightOptions(**saved["options"]), settings=settings,
                                   redis=store.redis, client=client, chunk_rows=int(saved["chunk_rows"]))
     preflight.hlr_done = bool(saved.get("hlr_done"))  # as the counting pass decided (answers cached)
     preflight.probing = saved.get("hlr_mode") == "probe"  # a one pass on auto: the same exact summary at the end
     storing = _Storing(store, ops, enqueuer, settings, preflight)
-    storing.attach(cid)
+    storing.attach(campaign_id)
     return storing.run()
 
 
@@ -258,7 +258,7 @@ class _Storing:
         self.store, self.ops, self.enqueuer, self.settings = store, ops, enqueuer, settings
         self.preflight, self.workers, self.create, self.keep_rejects = preflight, workers, create, keep_rejects
         self.first_rows = first_rows
-        self.cid: str | None = None
+        self.campaign_id: str | None = None
         self.lease: Lease | None = None
         self.writer: ChunkWriter | None = None
         self.after, self.approved, self.exact_at_end = 0, math.inf, False
@@ -271,24 +271,26 @@ class _Storing:
         self.rejects = RejectSpill() if self.keep_rejects else None
         self.pending = RejectSpill()
 
-    def attach(self, cid: str) -> None:
+    def attach(self, campaign_id: str) -> None:
         """Take the campaign's loader lease and read where its loading stands.
 
         Raises:
             InputError: when another process is loading it.
         """
-        lease = Lease(self.store, cid, self.settings.load_lease_s)
+        lease = Lease(self.store, campaign_id, self.settings.load_lease_s)
         if not lease.acquire():
-            raise InputError(f"campaign {cid} is being loaded by another process; `dispatcher status {cid}` shows it.")
-        self.cid, self.lease = cid, lease
-        info = self.store.redis.hmget(self.store.keys.campaign(cid), "loaded_row", "send_window", "preflight", "load")
+            raise InputError(f"campaign {campaign_id} is being loaded by another process; "
+                             f"`dispatcher status {campaign_id}` shows it.")
+        self.campaign_id, self.lease = campaign_id, lease
+        info = self.store.redis.hmget(self.store.keys.campaign(campaign_id), "loaded_row", "send_window", "preflight",
+                                      "load")
         saved = orjson.loads(info[3] or b"{}")
         self.after = int(info[0] or 0)
         approved = saved.get("approved")
         self.approved = float(approved if approved is not None else
                               orjson.loads(info[2] or b"{}").get("message_cost", 0.0))
         self.exact_at_end = bool(saved.get("one_pass"))
-        self.writer = ChunkWriter(self.store, cid, lease, windowed=bool(info[1]))
+        self.writer = ChunkWriter(self.store, campaign_id, lease, windowed=bool(info[1]))
 
     def run(self) -> Loaded:
         """Read the file to its end (again with the tolerant reader after a ragged row).
@@ -311,8 +313,8 @@ class _Storing:
                             return stop
                         self.preflight.tolerant = True
                         self._reset()
-                        if self.cid is not None:
-                            self.after = int(self.store.redis.hget(self.store.keys.campaign(self.cid),
+                        if self.campaign_id is not None:
+                            self.after = int(self.store.redis.hget(self.store.keys.campaign(self.campaign_id),
                                                                    "loaded_row") or 0)
                 if (stop := self._settle()) is not None:
                     return stop
@@ -327,27 +329,28 @@ class _Storing:
         self.cost += float(pc.sum(chunk.messages.column("price")).as_py() or 0.0)
         if self.rejects is not None:
             self.rejects.extend(chunk.rejects)
-        if self.cid is None:
+        if self.campaign_id is None:
             if self.create is None or not chunk.messages.num_rows:
                 self.pending.extend(chunk.rejects)
                 return None
             self.attach(self.create())
             chunk = replace(chunk, rejects=[*self.pending, *chunk.rejects])
             self.pending = RejectSpill()
-        assert self.cid is not None and self.writer is not None and self.pool is not None
+        assert self.campaign_id is not None and self.writer is not None and self.pool is not None
         if (stop := self._settle()) is not None:
             return stop
         if self.cost > self.approved * (1 + 1e-9) + 1e-6:  # the file grew since the budget guard passed
-            self.store.transition(self.cid, State.PAUSED, "the list changed after it was checked")
+            self.store.transition(self.campaign_id, State.PAUSED, "the list changed after it was checked")
             return Loaded("stopped", state=State.PAUSED.value)
-        self.writing = self.pool.submit(self._write, self.cid, self.writer, after(chunk, self.after), self.rows_read)
+        self.writing = self.pool.submit(self._write, self.campaign_id, self.writer, after(chunk, self.after),
+                                        self.rows_read)
         return None
 
-    def _write(self, cid: str, writer: ChunkWriter, chunk: Priced, rows_read: int) -> Loaded | None:
+    def _write(self, campaign_id: str, writer: ChunkWriter, chunk: Priced, rows_read: int) -> Loaded | None:
         """Store one chunk and queue its batches (on the writer thread)."""
         stop = writer.commit(chunk, rows_read)
         if stop is None:
-            self.enqueuer.enqueue(cid, self.ops.reserve(cid))
+            self.enqueuer.enqueue(campaign_id, self.ops.reserve(campaign_id))
         return stop
 
     def _settle(self) -> Loaded | None:
@@ -356,7 +359,7 @@ class _Storing:
         return writing.result() if writing is not None else None
 
     def _finish(self) -> Loaded:
-        if self.cid is None or self.writer is None:
+        if self.campaign_id is None or self.writer is None:
             return Loaded("empty")  # nothing to send: the caller refuses the list
         summary, expected, cost = None, 0, 0.0
         if self.exact_at_end:
@@ -365,8 +368,10 @@ class _Storing:
             expected, cost = result.valid, result.cost
         if not self.writer.finish(self.rows_read, summary, expected, cost):
             return Loaded("lost")
-        self.enqueuer.enqueue(self.cid, self.ops.reserve(self.cid))  # completes the campaign if every batch settled
-        return Loaded("complete", stored=int(self.store.redis.hget(self.store.keys.campaign(self.cid), "total") or 0))
+        # Enqueuing completes the campaign if every batch settled.
+        self.enqueuer.enqueue(self.campaign_id, self.ops.reserve(self.campaign_id))
+        stored = self.store.redis.hget(self.store.keys.campaign(self.campaign_id), "total")
+        return Loaded("complete", stored=int(stored or 0))
 
 
 def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int, preflight: StreamedPreflight,

@@ -23,8 +23,8 @@ import orjson
 from dispatcher.instasent.models import SmsItem
 from dispatcher.schema.names import MESSAGE_FIELDS
 
-#: Stored columns, in order (the stored names of :data:`dispatcher.schema.names.MESSAGE_FIELDS`).
-COLUMNS = tuple(stored for _, stored in MESSAGE_FIELDS)
+#: Stored columns, in order.
+COLUMNS = MESSAGE_FIELDS
 #: zlib level: 1 is several times faster than the default and nearly as small for this data.
 _LEVEL = 1
 #: The columns kept as distinct combinations plus an index per message, in order.
@@ -39,7 +39,7 @@ _DIGITS = tuple(str(i) for i in range(1000))
 class BatchMessages:
     """The messages of one batch, as columns (all lists have the same length)."""
 
-    rows: list[int]
+    row: list[int]
     to: list[str]
     text: list[str]
     sender: list[str]
@@ -51,7 +51,7 @@ class BatchMessages:
     batch: int = 0
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.row)
 
     def client_id(self, campaign_id: str, index: int) -> str:
         """The deterministic ``clientId`` of message ``index``: the same on every retry."""
@@ -75,8 +75,8 @@ class BatchMessages:
     def wire_items_with_ids(self, client_ids: Sequence[str], indexes: Sequence[int]) -> list[dict[str, Any]]:
         """:meth:`wire_items` with the ``clientId`` of each message already known (in order)."""
         sender, to, text, unicode = self.sender, self.to, self.text, self.unicode
-        items: list[dict[str, Any]] = [{"from": sender[i], "to": to[i], "text": text[i], "clientId": cid}
-                                       for cid, i in zip(client_ids, indexes, strict=True)]
+        items: list[dict[str, Any]] = [{"from": sender[i], "to": to[i], "text": text[i], "clientId": client_id}
+                                       for client_id, i in zip(client_ids, indexes, strict=True)]
         if True in unicode:  # most batches have no Unicode text: skip the second pass
             for item, i in zip(items, indexes, strict=True):
                 if unicode[i]:
@@ -90,10 +90,10 @@ _TYPES: dict[str, Callable[[Any], Any]] = {
 
 
 def stored_columns(column: Callable[[str, Callable[[Any], Any]], list[Any]]) -> dict[str, list[Any]]:
-    """A batch's columns for :func:`encode`, by stored name; ``column(name, value_type)`` gives the
+    """A batch's columns for :func:`encode`, by name; ``column(name, value_type)`` gives the
     message column ``name`` (:data:`dispatcher.schema.names.MESSAGE_COLUMNS`) as a list, its
     values meant to be of ``value_type``."""
-    return {stored: column(name, _TYPES[stored]) for name, stored in MESSAGE_FIELDS}
+    return {name: column(name, _TYPES[name]) for name in MESSAGE_FIELDS}
 
 
 def client_id(campaign_id: str, batch: int, index: int) -> str:
@@ -112,8 +112,8 @@ def parse_client_id(value: str) -> tuple[str, int, int] | None:
 
 def encode(columns: dict[str, list[Any]]) -> bytes:
     """Compress the column lists of one batch (see the module docstring for the form)."""
-    rows = columns["rows"]
-    deltas = [b - a for a, b in zip([0, *rows], rows, strict=False)]
+    row = columns["row"]
+    deltas = [b - a for a, b in zip([0, *row], row, strict=False)]
     combos: dict[tuple[Any, ...], int] = {}
     indexes = [combos.setdefault(combo, len(combos)) for combo in zip(*(columns[n] for n in _REPEATING), strict=True)]
     stored = [_FORM, deltas, columns["to"], columns["text"], [list(c) for c in combos], indexes]
@@ -128,7 +128,7 @@ def decode(blob: bytes, batch: int) -> BatchMessages:
     _, deltas, to, text, combos, indexes = stored
     # Column by column over the few distinct combinations: transposing 100 tuples was most of the cost.
     sender, parts, unicode, price, country = ([column[i] for i in indexes] for column in _transpose(combos))
-    return BatchMessages(rows=list(accumulate(deltas)), to=to, text=text, sender=sender, parts=parts,
+    return BatchMessages(row=list(accumulate(deltas)), to=to, text=text, sender=sender, parts=parts,
                          unicode=unicode, price=price, country=country, batch=batch)
 
 

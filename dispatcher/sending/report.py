@@ -57,7 +57,7 @@ def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
     for n, messages, records, deliveries in store.iter_raw_batches(campaign_id, READ_BATCHES, deliveries=True):
         size = len(messages)
-        columns["row"] += messages.rows
+        columns["row"] += messages.row
         columns["to"] += messages.to
         columns["clientId"] += [client_id(campaign_id, n, i) for i in range(size)]
         columns["parts"] += messages.parts

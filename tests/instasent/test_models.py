@@ -134,7 +134,7 @@ def test_the_lean_bulk_answer_matches_the_same_items_as_the_full_one() -> None:
 def test_bulk_items_built_from_columns_are_spelled_like_sms_items() -> None:
     from dispatcher.sending.payload import BatchMessages
 
-    messages = BatchMessages(rows=[2, 3], to=["+34600000001", "+34600000002"], text=["a", "b"],
+    messages = BatchMessages(row=[2, 3], to=["+34600000001", "+34600000002"], text=["a", "b"],
                              sender=["Acme", "Acme"], parts=[1, 1], unicode=[False, True], price=[0.0, 0.0],
                              country=["ES", "ES"], batch=7)
     assert messages.wire_items("cmp", [1, 0]) == [messages.item("cmp", 1).to_wire(), messages.item("cmp", 0).to_wire()]

@@ -9,7 +9,7 @@ from dispatcher.sending.payload import COLUMNS, BatchMessages
 
 
 def test_a_stored_batch_keeps_every_message_column_under_its_schema_name_in_the_stored_order() -> None:
-    assert [f.name for f in fields(BatchMessages) if f.name != "batch"] == [stored for _, stored in MESSAGE_FIELDS]
-    assert list(COLUMNS) == ["rows", "to", "text", "sender", "parts", "unicode", "price", "country"]
-    assert sorted(MESSAGE_COLUMNS) == sorted(column for column, _ in MESSAGE_FIELDS)
+    assert [f.name for f in fields(BatchMessages) if f.name != "batch"] == list(MESSAGE_FIELDS)
+    assert list(COLUMNS) == ["row", "to", "text", "sender", "parts", "unicode", "price", "country"]
+    assert sorted(MESSAGE_COLUMNS) == sorted(MESSAGE_FIELDS)
     assert MESSAGE_COLUMNS[-1] == "price"

@@ -14,6 +14,7 @@ import pytest
 from dispatcher.errors import ConfigurationError, OutcomeUnknown
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
+from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.schema.names import BatchState
 from dispatcher.sending import campaigns, ledger
 from dispatcher.sending.attempt import send_batch
@@ -57,7 +58,7 @@ class HookedLimiter(RateLimiter):
         self.bulk_asks = 0
 
     def acquire(self, lane: Lane, messages: int = 1, max_wait_s: float = 10.0) -> float:
-        if lane.name == "sms_bulk":
+        if lane.name == SMS_BULK:
             self.bulk_asks += 1
             self.hook()
         return super().acquire(lane, messages, max_wait_s)

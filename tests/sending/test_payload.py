@@ -10,7 +10,7 @@ from dispatcher.sending import payload
 
 
 def columns(n: int) -> dict[str, list[object]]:
-    return {"rows": [2 + i + i // 3 for i in range(n)], "to": [f"+3460000{i:04d}" for i in range(n)],
+    return {"row": [2 + i + i // 3 for i in range(n)], "to": [f"+3460000{i:04d}" for i in range(n)],
             "text": [f"Hola {i} ñ€" for i in range(n)], "sender": ["ACME"] * n, "parts": [1 + i % 2 for i in range(n)],
             "unicode": [i % 2 == 1 for i in range(n)], "price": [0.045 if i % 3 else 0.05 for i in range(n)],
             "country": ["ES" if i % 3 else "PT" for i in range(n)]}

@@ -113,18 +113,18 @@ class Firer:
                     break  # the next one waits for this one
         return started
 
-    def _start(self, cid: str) -> bool:
+    def _start(self, campaign_id: str) -> bool:
         """Queue a held campaign's batches; False when it is gone (expired after a cancel)."""
         try:
-            reserved = range(self.store.get(cid).enqueued)  # its first window was reserved at submit
+            reserved = range(self.store.get(campaign_id).enqueued)  # its first window was reserved at submit
         except InputError:
             return False
-        self.enqueuer.enqueue(cid, [*reserved, *self.ops.reserve(cid)])
+        self.enqueuer.enqueue(campaign_id, [*reserved, *self.ops.reserve(campaign_id)])
         return True
 
-    def _still_sending(self, cid: str) -> bool:
+    def _still_sending(self, campaign_id: str) -> bool:
         try:
-            return self.store.get(cid).state in {s.value for s in SENDING} | {State.PAUSED.value}
+            return self.store.get(campaign_id).state in {s.value for s in SENDING} | {State.PAUSED.value}
         except InputError:
             return False
 

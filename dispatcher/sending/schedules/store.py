@@ -99,9 +99,9 @@ class ScheduleStore:
     def runs(self, name: str, limit: int = MAX_RUNS) -> list[Firing]:
         return [Firing(**orjson.loads(r)) for r in self.redis.lrange(self.keys.schedule_runs(name), 0, limit - 1)]
 
-    def hold(self, name: str, cid: str) -> None:
+    def hold(self, name: str, campaign_id: str) -> None:
         """Put a campaign created by an ``--overlap queue`` firing at the end of the schedule's line."""
-        self.redis.rpush(self.keys.schedule_held(name), cid)
+        self.redis.rpush(self.keys.schedule_held(name), campaign_id)
 
     def held(self, name: str) -> list[str]:
         """The campaigns waiting their turn, oldest first."""
@@ -112,8 +112,8 @@ class ScheduleStore:
     def take_held(self, name: str, last: str) -> str | None:
         """Make the oldest held campaign the schedule's current one, if the current one is still
         ``last`` (so two callers never start two); returns its id, or None."""
-        cid = self._take(keys=[self.keys.schedule(name), self.keys.schedule_held(name)], args=[last])
-        return cid.decode() if cid else None
+        campaign_id = self._take(keys=[self.keys.schedule(name), self.keys.schedule_held(name)], args=[last])
+        return campaign_id.decode() if campaign_id else None
 
     def claim_due(self, name: str, due: float) -> bool:
         """True once per (schedule, due time): a redelivered or doubled trigger gets False."""
