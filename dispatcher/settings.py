@@ -6,6 +6,7 @@ the workers agree on rate limits and key prefixes. Real environment variables wi
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -23,6 +24,8 @@ DEFAULT_BASE_URL = "https://api.instasent.com/transactional/v1"
 AUTO_WINDOW_S = 1.5
 #: Seconds a lease must outlast the POST deadline (to renew, record and absorb clock jitter).
 LEASE_MARGIN_S = 0.5
+#: An IPv4 or IPv6 network.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Redis used when ``REDIS_URL`` is not set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -116,8 +119,14 @@ class Settings:
     campaign_ttl_s: int = 30 * 24 * 3600
     #: Secret path segment of the DLR webhook (``/dlr/{secret}``).
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
-    #: Seconds between the receiver's retries of reports held for an unknown campaign; 0 turns them off.
+    #: Seconds between the receiver's retries of held reports (an unknown campaign, or a message with
+    #: no send record yet); 0 turns them off.
     held_retry_s: float = 30.0
+    #: Addresses or networks (CIDRs, comma-separated) the receiver takes reports from; empty: any.
+    #: It applies to the client address the server resolved: behind a proxy, the one the proxy put
+    #: in X-Forwarded-For, when the proxy is trusted (``--forwarded-allow-ips``). See
+    #: :attr:`webhook_allow_networks`.
+    webhook_allow: str = ""
     flower_user: str = ""
     flower_password: Secret = field(default_factory=lambda: Secret(""))
     #: Largest recipient file the console accepts, in MB (10**6 bytes); bigger uploads get 413.
@@ -132,6 +141,24 @@ class Settings:
             return self.batch_lease_s
         request = self.connect_timeout_s + self.write_timeout_s + self.read_timeout_s
         return self.max_slot_wait_s + 2 * request + 5.0
+
+    @property
+    def webhook_allow_networks(self) -> tuple[IPNetwork, ...]:
+        """:attr:`webhook_allow` parsed (a bare address is a network of one); empty: any address.
+
+        Raises:
+            ConfigurationError: when an entry is neither an address nor a network.
+        """
+        networks = []
+        for entry in (e.strip() for e in self.webhook_allow.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigurationError(f"DISPATCHER_WEBHOOK_ALLOW: {entry!r} is not an IP address or a network "
+                                         "such as 203.0.113.0/24 or 2001:db8::/32.") from None
+        return tuple(networks)
 
     @property
     def effective_queue_window(self) -> int:
@@ -244,6 +271,7 @@ _ENV_NAMES = {
     "campaign_ttl_s": "DISPATCHER_CAMPAIGN_TTL",
     "webhook_secret": "DISPATCHER_WEBHOOK_SECRET",
     "held_retry_s": "DISPATCHER_HELD_RETRY",
+    "webhook_allow": "DISPATCHER_WEBHOOK_ALLOW",
     "flower_user": "FLOWER_USER",
     "flower_password": "FLOWER_PASSWORD",
     "max_upload_mb": "DISPATCHER_MAX_UPLOAD_MB",

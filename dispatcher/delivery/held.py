@@ -1,27 +1,30 @@
-"""Delivery reports held for a campaign this Redis does not know yet, bounded in age and number.
+"""Delivery reports held until they can be matched: bounded in age and number.
 
-A report can name a campaign that is not here yet (it is being created) or no longer (its data
-expired, or it belongs to another install using the same Instasent token). Such reports are
-kept in a hash (field ``clientId|status|eventAt``, value the report as JSON) with an index of
-when each was first held (a sorted set). Every hold drops the entries older than
-:data:`HOLD_TTL_S` and then the oldest beyond :data:`MAX_HELD`, so the hold cannot grow without
-bound, and a report held again keeps its first time, so a report retried forever still expires.
-The receiver retries the hold on a timer (``dispatcher.webhook.app``); ``reconcile``
-retries it too.
+A report is held when it names a campaign this Redis does not know (yet: it is being created; or
+no more: its data expired, or it belongs to another install using the same Instasent token), and
+when its message has no send record yet (an early report, which can arrive before the worker
+records the send, or an ``unknown`` outcome that reconciliation will settle). A report never
+makes a message ``sent``: once a send is recorded, the held report is matched against it (the
+Instasent id compared) and applied or refused; one that no send ever matches expires.
+Held reports are kept in a hash (field ``clientId|status|eventAt|id``, value the report as JSON)
+with an index of when each was first held (a sorted set). Every hold drops the entries older than
+:data:`HOLD_TTL_S` and then the oldest beyond :data:`MAX_HELD`, counting what it drops
+(``REFUSED_REPORTS["expired"]`` in the telemetry hash), so the hold cannot grow without bound; a
+report held again, or tried and still unmatched, keeps its first time, so it still expires.
+The receiver retries the hold on a timer (``dispatcher.webhook.app``); ``reconcile`` retries it too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import orjson
 import redis
 
 from dispatcher.keys import Keys
 from dispatcher.schema.scripts import script
-from dispatcher.sending.payload import parse_client_id
 
 #: Seconds a report is held at most, counted from when it was first held.
 HOLD_TTL_S = 48 * 3600
@@ -30,17 +33,20 @@ MAX_HELD = 100_000
 #: Fields read per ``HSCAN`` step while retrying.
 SCAN_COUNT = 1000
 
+#: The keys and arguments of ``lua/apply_report.lua`` for one held report (see ``reports.apply_call``).
+ApplyCall = tuple[list[str], list[str | int]]
+
 class HeldReports:
     """The hold of one key prefix. Entries are ``(field, JSON)``; see the module docstring."""
 
     def __init__(self, client: redis.Redis, keys: Keys, ttl_s: float = HOLD_TTL_S, cap: int = MAX_HELD) -> None:
         self.redis: Any = client
-        self.keys = [keys.dlr_held(), keys.dlr_held_at()]
+        self.keys = [keys.dlr_held(), keys.dlr_held_at(), keys.telemetry()]
         self.ttl_s = ttl_s
         self.cap = cap
         self._hold = client.register_script(script("trim_held", "hold"))
         self._sweep = client.register_script(script("trim_held", "sweep_held"))
-        self._campaign = keys.campaign
+        self._apply = client.register_script(script("apply_report"))
 
     def hold(self, field: str, blob: bytes, now: float | None = None) -> int:
         """Hold one report; returns how many old entries were dropped to stay within the bounds."""
@@ -51,20 +57,33 @@ class HeldReports:
         """Reports held now."""
         return int(self.redis.hlen(self.keys[0]))
 
-    def retry(self, apply: Callable[[bytes], object], now: float | None = None) -> int:
-        """Drop what is too old, then take out and ``apply`` each report whose campaign now exists.
+    def retry(self, plan: Callable[[bytes], ApplyCall | None], now: float | None = None) -> Counter[str]:
+        """Drop what is too old, then try each held report again; returns how many had each outcome.
 
-        Returns how many were applied. A report taken out by another process at the same time is
-        applied once (``HDEL`` decides who has it).
+        ``plan`` gives the apply call of a held report (None: leave it to expire). Each report is
+        tried with ``lua/apply_report.lua``, which takes it out of the hold in the same step once
+        it is decided (applied, duplicate, stale or mismatch) and leaves it, with its first time,
+        while its campaign is missing or its message unsent. A report taken by another process at
+        the same time is applied once (the script's ``HEXISTS`` decides who has it: ``gone``).
+
+        Raises:
+            redis.exceptions.RedisError: when Redis cannot be reached.
         """
         now = time.time() if now is None else now
         self._sweep(keys=self.keys, args=[now, self.ttl_s, self.cap])
-        applied = 0
+        outcomes: Counter[str] = Counter()
         for page in self._pages():
-            for _, blob in self._claim(page):
-                apply(blob)
-                applied += 1
-        return applied
+            calls = [(field, call) for field, blob in page if (call := plan(blob)) is not None]
+            outcomes.update(self._try(calls))
+        return outcomes
+
+    def _try(self, calls: Sequence[tuple[bytes, ApplyCall]]) -> list[str]:
+        if not calls:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for field, (keys, args) in calls:
+            self._apply(keys=[*keys, self.keys[0], self.keys[1]], args=[*args, field], client=pipe)
+        return [reply.decode() for reply in pipe.execute()]
 
     def _pages(self) -> Iterator[list[tuple[bytes, bytes]]]:
         page: list[tuple[bytes, bytes]] = []
@@ -75,25 +94,3 @@ class HeldReports:
                 page = []
         if page:
             yield page
-
-    def _claim(self, page: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """The entries of ``page`` whose campaign exists, removed from the hold."""
-        campaigns = {}
-        for field, blob in page:
-            where = parse_client_id(str(orjson.loads(blob).get("client_id", "")))
-            if where is not None:
-                campaigns[field] = where[0]
-        distinct = sorted(set(campaigns.values()))
-        pipe = self.redis.pipeline(transaction=False)
-        for campaign_id in distinct:
-            pipe.exists(self._campaign(campaign_id))
-        known = {campaign_id for campaign_id, found in zip(distinct, pipe.execute(), strict=True) if found}
-        ready = [(field, blob) for field, blob in page if campaigns.get(field) in known]
-        if not ready:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for field, _ in ready:
-            pipe.hdel(self.keys[0], field)
-            pipe.zrem(self.keys[1], field)
-        taken = pipe.execute()[::2]
-        return [entry for entry, removed in zip(ready, taken, strict=True) if removed]

@@ -1,22 +1,31 @@
-"""Delivery reports (DLRs): parse them and apply them to the per-message records, idempotently.
+"""Delivery reports (DLRs): parse them, check them and apply them to the per-message records, idempotently.
 
 A report names its message by ``clientId`` (``{campaign}-{batch}-{index}``, see
-``dispatcher.sending.payload``), which exists before the send, so a report can be applied even when it
-arrives before the send's outcome was recorded. Applying is one Lua script
-(``lua/apply_report.lua`` of :mod:`dispatcher.schema`): the same report twice changes nothing, an
-older report never replaces a newer one, the ``delivered``/``undelivered`` counters move only on a
-change of class (:data:`~dispatcher.schema.names.DELIVERED`, ``UNDELIVERED``), and because a
-report proves Instasent accepted the message, a missing or ``unknown`` send record becomes
-``sent`` (a terminal record is never touched). Reports for a campaign this Redis does not know
-are held and retried later.
+``dispatcher.sending.payload``) and its Instasent ``id``. It is applied only to a message the
+ledger records as sent under that same id. Applying is one Lua script (``lua/apply_report.lua`` of
+:mod:`dispatcher.schema`), which refuses and counts a report whose id differs from the recorded one
+(or whose message was recorded as not sent: rejected, failed, expired...), never writes a send
+record itself, and holds (``dispatcher.delivery.held``) a report whose message has no send record
+yet, or whose campaign this Redis does not know, to match it once the send is recorded. So a
+forged report can neither change a message that was sent nor mark one sent that was not. The same
+report twice changes nothing, an older report never replaces a newer one, and the
+``delivered``/``undelivered`` counters move only on a change of class
+(:data:`~dispatcher.schema.names.DELIVERED`, ``UNDELIVERED``).
+
+A status must be one of those Instasent documents (:data:`~dispatcher.schema.names.REPORT_STATUSES`),
+compared without regard to case: the documentation writes them in lowercase, a status means the
+same in any case, and the receiver has always accepted any case; any other word (``DELIVRD``) is
+refused before anything is applied, because a status nothing can class would count as neither
+delivered nor undelivered.
 
 Order is by meaning, not by text. A report wins over the one already kept when, in this order:
 it is final and the kept one is not (a final status, ``delivered``, ``failed``, ``expired``...,
 is never replaced by a non-final one, whatever the time stamps say); it happened later
 (``eventAt`` parsed to microseconds, with fractions and offsets); it ranks higher (:data:`RANKS`,
 for two reports of the same instant). An ``eventAt`` that cannot be read counts as older than any
-real time. The delivery hash keeps ``status|eventAt|code|micros|rank`` per message (readers use
-the first three fields; a record of the older three-field form counts as older than any report).
+real time. The delivery hash keeps ``status|eventAt|code|micros|rank`` per message, plus ``|id``
+when the send record has no id (readers use the first three fields; a record of the older
+three-field form counts as older than any report).
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ from dispatcher.delivery.batched import BatchedScript
 from dispatcher.delivery.held import HeldReports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
-from dispatcher.schema.names import DELIVERED, UNDELIVERED
+from dispatcher.schema.names import DELIVERED, REFUSED_REPORTS, REPORT_STATUSES, UNDELIVERED
 from dispatcher.schema.scripts import script, source
+from dispatcher.sending import ledger
 from dispatcher.sending.payload import parse_client_id
 
 #: Tie-break between two reports of the same instant: the higher rank wins. Non-final statuses go
@@ -44,10 +54,17 @@ from dispatcher.sending.payload import parse_client_id
 #: A status not listed ranks 0, and two such statuses of the same instant go by their names.
 RANKS = {"unknown": 1, "sent": 2, "accepted": 3, "buffered": 4, "stop": 5,
          "canceled": 10, "expired": 11, "rejected": 12, "error": 13, "failed": 14, "delivered": 15}
+#: Outcomes of ``lua/apply_report.lua`` after which a report is held: its campaign is not known
+#: here, or its message has no send record yet.
+HOLD = frozenset({"missing", "unsent"})
 #: ``event_micros`` of a report whose ``eventAt`` is missing or unreadable.
 NO_TIME = -1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+
+class UnknownStatus(InputError):
+    """A delivery report's status is not one that Instasent documents (the receiver counts these)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Report:
@@ -71,6 +88,7 @@ def parse_reports(body: bytes) -> list[Report]:
     """Parse a webhook body: one JSON object, or a list of them.
 
     Raises:
+        UnknownStatus: when a delivery report's status is not one Instasent documents.
         InputError: when the body is not JSON or an object lacks what a report needs.
     """
     try:
@@ -90,6 +108,9 @@ def _report(item: Any) -> Report:
         raise InputError("a delivery report needs a status")
     if message is None and not isinstance(item.get("clientId"), str):
         raise InputError("a delivery report needs a clientId")
+    if message is None and str(status).lower() not in REPORT_STATUSES:
+        raise UnknownStatus(f"{str(status)[:40]!r} is not a delivery status Instasent documents: "
+                            f"expected one of {', '.join(sorted(REPORT_STATUSES))}")
     try:
         code = int(item.get("code") or 0)
     except (TypeError, ValueError):
@@ -132,15 +153,21 @@ def apply_call(keys: Keys, report: Report) -> tuple[list[str], list[str | int]] 
     """The keys and arguments of ``lua/apply_report.lua`` for one report; None when its clientId is not one of ours.
 
     A ``|`` in the status or ``eventAt`` is dropped: it separates the fields of the kept record.
+    The id goes in both forms a send record may keep it in (``dispatcher.sending.ledger``), so the
+    script compares it with the record as it is, without decoding.
     """
     where = parse_client_id(report.client_id)
     if where is None:
         return None
     campaign_id, n, index = where
     status, event_at = report.status.replace("|", ""), report.event_at.replace("|", "")
-    return ([keys.campaign(campaign_id), keys.delivery(campaign_id, n), keys.ledger(campaign_id, n)],
-            [index, status, event_at, report.code, status_class(status), report.instasent_id,
-             event_micros(event_at), RANKS.get(status, 0)])
+    recorded = report.instasent_id.replace("\n", " ")[:ledger.MAX_DETAIL]  # as ledger.encode keeps a detail
+    as_packed = ledger.encode("sent", 0, recorded)
+    packed = as_packed.removeprefix("s0:") if as_packed.startswith("s0:") else ""
+    return ([keys.campaign(campaign_id), keys.delivery(campaign_id, n), keys.ledger(campaign_id, n),
+             keys.telemetry()],
+            [index, status, event_at, report.code, status_class(status), recorded, event_micros(event_at),
+             RANKS.get(status, 0), packed])
 
 
 class DeliveryBook:
@@ -153,32 +180,46 @@ class DeliveryBook:
         self.held = HeldReports(client, keys)
 
     def apply(self, report: Report) -> str:
-        """Apply one delivery report; returns what happened (see ``lua/apply_report.lua``), or
-        ``held``, ``foreign``."""
+        """Apply one delivery report; returns what happened (see ``lua/apply_report.lua``: ``applied``,
+        ``duplicate``, ``stale`` or ``mismatch``), or ``held``, ``foreign``.
+
+        Raises:
+            redis.exceptions.RedisError: when Redis cannot be reached.
+        """
         call = apply_call(self.keys, report)
         if call is None:
             return "foreign"
         outcome = str(self._apply(keys=call[0], args=call[1]).decode())
-        if outcome == "missing":
+        if outcome in HOLD:
             self.hold(report)
             return "held"
         return outcome
 
     def hold(self, report: Report) -> None:
-        """Keep a report whose campaign is unknown here, to apply it when it can be (see ``held``)."""
-        self.held.hold(f"{report.client_id}|{report.status}|{report.event_at}", orjson.dumps(_as_dict(report)))
+        """Keep a report that cannot be matched yet, to match it when it can be (see ``held``).
+
+        The id is part of the field: a report carrying another id cannot replace a held one.
+        """
+        field = f"{report.client_id}|{report.status}|{report.event_at}|{report.instasent_id}"
+        self.held.hold(field, orjson.dumps(_as_dict(report)))
 
     def retry_held(self) -> int:
-        """Apply held reports whose campaign now exists, dropping expired ones; returns how many were applied."""
-        return self.held.retry(lambda blob: self.apply(Report(**orjson.loads(blob))))
+        """Try the held reports again, dropping expired ones; returns how many were applied (taken
+        out of the hold and applied, or found already applied)."""
+        outcomes = self.held.retry(lambda blob: apply_call(self.keys, Report(**orjson.loads(blob))))
+        return outcomes["applied"] + outcomes["duplicate"] + outcomes["stale"]
+
+    def count_refused(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` reports refused for ``reason`` (a key of :data:`REFUSED_REPORTS`)."""
+        self.redis.hincrby(self.keys.telemetry(), REFUSED_REPORTS[reason], n)
 
 
 class AsyncDeliveryBook:
     """:meth:`DeliveryBook.apply` on an asyncio client, for the receiver's event loop.
 
     The same script on the same keys, pipelined with the other reports of the same event-loop
-    turn (``dispatcher.delivery.batched``); the rare hold of a report for an unknown campaign goes
-    through ``book`` (blocking) in a worker thread.
+    turn (``dispatcher.delivery.batched``); the rare hold of a report that cannot be matched yet
+    goes through ``book`` (blocking) in a worker thread.
     """
 
     def __init__(self, client: aioredis.Redis, book: DeliveryBook) -> None:
@@ -191,7 +232,7 @@ class AsyncDeliveryBook:
         if call is None:
             return "foreign"
         outcome = str((await self._apply(keys=call[0], args=call[1])).decode())
-        if outcome == "missing":
+        if outcome in HOLD:
             await anyio.to_thread.run_sync(self.book.hold, report)
             return "held"
         return outcome

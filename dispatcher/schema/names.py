@@ -90,6 +90,15 @@ DELIVERED = frozenset({"delivered"})
 UNDELIVERED = frozenset({"failed", "expired", "rejected", "error", "canceled"})
 #: Delivery class (``d`` delivered, ``u`` a final failure) -> the campaign hash's counter of that class.
 DELIVERY_COUNTERS = {"d": "d:delivered", "u": "d:undelivered"}
+#: Every status Instasent documents for a delivery report (lowercase, as documented); any other is refused.
+REPORT_STATUSES = frozenset({"sent", "accepted", "buffered", "delivered", "error", "failed", "expired",
+                             "canceled", "rejected", "unknown", "stop"})
+#: Why a report was refused -> the field of the telemetry hash (``Keys.telemetry``) that counts them:
+#: its Instasent id is not the one recorded for its clientId (or its message was recorded as not
+#: sent), its status is not one Instasent documents, its sender's address is not allowed, or it
+#: was held and no send ever matched it (dropped at the hold's age or size limit).
+REFUSED_REPORTS = {"mismatch": "dlr:refused:mismatch", "status": "dlr:refused:status",
+                   "source": "dlr:refused:source", "expired": "dlr:refused:expired"}
 
 # -- messages -----------------------------------------------------------------------------------------
 #: Each column of a campaign's messages (a field of ``dispatcher.sending.payload.BatchMessages``), in

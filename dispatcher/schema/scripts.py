@@ -2,9 +2,9 @@
 
 Every script is run with a prelude generated here from :mod:`dispatcher.schema.names`, so each fact
 has one source: the record codes, counters and terminal set, the batch and campaign states, the
-allowed transitions and the delivery classes. The prelude ends with ``lua/prelude.lua``, whose
-``set_state`` obeys ``names.TRANSITIONS``: scripts change a campaign's state only through it. Keys
-always arrive through ``KEYS``: no script spells a key name.
+allowed transitions, the delivery classes and the counters of refused reports. The prelude ends
+with ``lua/prelude.lua``, whose ``set_state`` obeys ``names.TRANSITIONS``: scripts change a
+campaign's state only through it. Keys always arrive through ``KEYS``: no script spells a key name.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dispatcher.schema.names import (
     COUNTERS,
     DELIVERED,
     DELIVERY_COUNTERS,
+    REFUSED_REPORTS,
     SENDING,
     TERMINAL_CODES,
     TRANSITIONS,
@@ -60,6 +61,7 @@ def prelude() -> str:
         f"local ALLOWED = {_table(allowed)}",
         f"local DCLASS = {_quoted(dclass)}",
         f"local DCOUNTER = {_quoted(DELIVERY_COUNTERS)}",
+        f"local REFUSED = {_quoted(REFUSED_REPORTS)}",
     ]
     return "\n".join(lines) + "\n" + source("prelude")
 

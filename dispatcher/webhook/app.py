@@ -4,7 +4,17 @@ The secret is checked before a byte of the body is read: a wrong or missing one 
 and the connection is closed, so an unauthenticated client cannot make the receiver read (or
 hold) anything. A body over :data:`MAX_BODY_BYTES` gets 413, from its ``Content-Length`` when it
 declares one, else as soon as the stream passes the cap, so no more than the cap is ever buffered.
-A malformed body gets 400. None of these changes anything.
+A malformed body gets 400, and so does a delivery report whose status is not one Instasent
+documents (counted). None of these changes anything.
+
+With an allow list (``DISPATCHER_WEBHOOK_ALLOW``), a request from any other address gets 403 before
+its secret is even looked at (counted, and the connection closed). The address is the one the
+server resolved, ``scope["client"]``: uvicorn replaces the peer's address with the one in
+X-Forwarded-For only when the peer is a trusted proxy (``--forwarded-allow-ips``), taking the
+rightmost address that is not a trusted proxy, so a client cannot choose its own address.
+
+A report is applied only to a message recorded as sent under the same Instasent id; see
+``dispatcher.delivery.reports`` for what is refused (``mismatch``, counted) and held.
 
 Each report is applied with one Lua call (``dispatcher.delivery.reports``) on an asyncio Redis
 client, pipelined with the other reports of the same event-loop turn, and the rare blocking work
@@ -19,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anyio.to_thread
 import orjson
@@ -34,9 +45,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dispatcher.delivery.optout import handle_optout, keep_inbound
-from dispatcher.delivery.reports import AsyncDeliveryBook, DeliveryBook, Report, parse_reports
+from dispatcher.delivery.reports import AsyncDeliveryBook, DeliveryBook, Report, UnknownStatus, parse_reports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
+from dispatcher.schema.names import REFUSED_REPORTS
+from dispatcher.settings import IPNetwork
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +125,42 @@ def _take(book: DeliveryBook, lock: str, every_s: float) -> bool:
     return bool(book.redis.set(lock, os.getpid(), nx=True, px=max(1, int(every_s * 900))))
 
 
+def allowed(client: tuple[str, int] | list[object] | None, networks: Sequence[IPNetwork]) -> bool:
+    """Whether the ASGI ``client`` (host, port) is inside one of ``networks``; any client is when
+    there are none. A client without a readable IP address (a Unix socket) is not."""
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(str(client[0])) if client else None
+    except ValueError:
+        return False
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d
+    return any(address in network for network in networks)
+
+
 def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
-               held_retry_s: float = 30.0) -> ASGIApp:
+               held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = ()) -> ASGIApp:
     """The receiver for reports POSTed to ``/dlr/{secret}``.
 
     ``aio`` applies delivery reports on the event loop; ``client`` (same server) serves the rare
-    blocking work, opt-outs and inbound messages, in worker threads, and retries the reports held
-    for an unknown campaign every ``held_retry_s`` seconds (0: never), so nobody has to; with
-    several receiver processes one of them does it each round (a short Redis lock decides).
+    blocking work, opt-outs and inbound messages, in worker threads, and retries the held reports
+    every ``held_retry_s`` seconds (0: never), so nobody has to; with several receiver processes
+    one of them does it each round (a short Redis lock decides). With ``allow``, only clients in
+    those networks may post (see the module docstring).
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
     expected = secret.encode()
+    counters = keys.telemetry()
+
+    async def refused(reason: str) -> None:
+        # Counting must never turn a refusal into a 500: a Redis hiccup loses one count, nothing else.
+        try:
+            await aio.hincrby(counters, REFUSED_REPORTS[reason], 1)
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not count a refused delivery report (%s)", type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -143,6 +181,9 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     async def apply(body: bytes) -> tuple[int, dict[str, object]]:
         try:
             reports = parse_reports(body)
+        except UnknownStatus as exc:
+            await refused("status")
+            return 400, {"message": str(exc)}
         except InputError as exc:
             return 400, {"message": str(exc)}
         outcomes = []
@@ -159,6 +200,10 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     async def dlr(scope: Scope, receive: Receive, send: Send) -> None:
         # A raw ASGI handler: this route is the receiver's whole load, and starlette's Request,
         # routing and Response cost about as much as applying the report does.
+        if allow and not allowed(scope.get("client"), allow):
+            await refused("source")
+            await _answer(send, 403, {"message": "this address may not post delivery reports"}, close=True)
+            return
         given = scope["path"][len(DLR_PREFIX):].encode()
         if not expected or not hmac.compare_digest(given, expected):
             await _answer(send, 401, {"message": "unknown webhook secret"}, close=True)

@@ -1,6 +1,7 @@
 -- Library: drop the held delivery reports (dispatcher.delivery.held) first held before `cutoff`
--- (Unix s), then the oldest beyond `cap`. Returns how many it dropped.
-local function trim_held(held, held_at, cutoff, cap)
+-- (Unix s), then the oldest beyond `cap`, counting them in the hash `telemetry` (no send ever
+-- matched them). Returns how many it dropped.
+local function trim_held(held, held_at, cutoff, cap, telemetry)
   local gone = redis.call('ZRANGEBYSCORE', held_at, '-inf', '(' .. cutoff)
   local over = redis.call('ZCARD', held_at) - #gone - cap
   if over > 0 then
@@ -11,5 +12,6 @@ local function trim_held(held, held_at, cutoff, cap)
     redis.call('HDEL', held, unpack(part))
     redis.call('ZREM', held_at, unpack(part))
   end
+  if #gone > 0 then redis.call('HINCRBY', telemetry, REFUSED.expired, #gone) end
   return #gone
 end
