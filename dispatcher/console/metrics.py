@@ -2,7 +2,8 @@
 
 Campaign gauges come from the campaign store (the newest campaigns still kept); worker counters
 (bulk answers by status, 429s, slot waits, the batch-duration histogram) from the hash the
-workers add to (``dispatcher.sending.telemetry``). A custom collector reads both at scrape time,
+workers add to (``dispatcher.sending.telemetry``), where the receiver and the Lua scripts also count the
+delivery reports they refused (``REFUSED_REPORTS``). A custom collector reads both at scrape time,
 so every console replica exposes the same numbers and nothing is double-counted.
 """
 
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.console.context import Console
+from dispatcher.schema.names import REFUSED_REPORTS
 from dispatcher.sending import telemetry
 from dispatcher.sending.telemetry import BATCH_BUCKETS
 
@@ -76,6 +78,14 @@ class DispatcherCollector:
                                   "Seconds workers waited for a shared rate-limit slot.",
                                   value=counters.get("limiter_wait_s", 0.0))
         yield _histogram(counters)
+        refused = CounterMetricFamily(
+            "dispatcher_delivery_reports_refused",
+            "Delivery reports refused, by reason: mismatch (the Instasent id is not the one recorded for its clientId, "
+            "or its message was not sent), status (not a status Instasent documents), source (an address outside "
+            "DISPATCHER_WEBHOOK_ALLOW), expired (held, and no send ever matched it).", labels=["reason"])
+        for reason, name in REFUSED_REPORTS.items():
+            refused.add_metric([reason], counters.get(name, 0.0))
+        yield refused
         if REDRIVES_FIELD in counters:
             yield CounterMetricFamily("dispatcher_watchdog_redrives", "Batches the watchdog drove again.",
                                       value=counters[REDRIVES_FIELD])

@@ -1,6 +1,7 @@
 """``dispatcher reconcile``: resolve a campaign's ``unknown`` messages, then send what was not sent.
 
-Held delivery reports are applied first (a report is proof of acceptance). Each batch still
+Held delivery reports are tried first (those whose send is recorded by now are matched against it;
+a report alone never proves a message was sent, see ``dispatcher.delivery.reports``). Each batch still
 unknown after the grace period is then handed back to the workers, whose claim makes them ask
 Instasent by ``clientId`` before anything is sent again (see ``dispatcher.sending.attempt``); this command
 itself never POSTs a message, so it cannot send one twice.

@@ -97,7 +97,8 @@ async def _answer(send: Send, status: int, answer: dict[str, object], close: boo
 
 
 async def retry_held_forever(book: DeliveryBook, every_s: float, lock: str | None = None) -> None:
-    """Every ``every_s`` seconds, apply the held reports whose campaign now exists (in a thread).
+    """Every ``every_s`` seconds, try the held reports again (in a thread): those whose send is now
+    recorded are applied or refused, and those held too long are dropped.
 
     With ``lock`` (a Redis key), a round runs only in the process that sets it first, so several
     receiver processes do one round per period between them. The lock only saves work: a report
@@ -192,8 +193,10 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
                 await anyio.to_thread.run_sync(inbound, report)
                 outcomes.append("inbound")
                 continue
-            outcomes.append(await book.apply(report))
-            if report.status == "stop":
+            outcome = await book.apply(report)
+            outcomes.append(outcome)
+            # A stop report whose id is not the one we sent under is refused whole: it may not opt a number out.
+            if report.status == "stop" and outcome != "mismatch":
                 await anyio.to_thread.run_sync(handle_optout, client, keys, report)
         return 200, {"ok": True, "outcomes": outcomes}
 

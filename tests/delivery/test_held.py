@@ -1,4 +1,5 @@
-"""Reports held for an unknown campaign: bounded in age and number, and retried with nobody typing."""
+"""Reports held for an unknown campaign or an unsent message: bounded in age and number, counted
+when they expire unmatched, and retried with nobody typing."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 import redis
 
 from dispatcher.delivery.held import HOLD_TTL_S, HeldReports
-from dispatcher.delivery.reports import DeliveryBook, Report
+from dispatcher.delivery.reports import DeliveryBook, Report, apply_call
 from dispatcher.dev.services import Service, start_webhook
 from dispatcher.keys import Keys
+from dispatcher.schema.names import REFUSED_REPORTS
 from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.telemetry import read as read_telemetry
 from dispatcher.settings import Settings
+from tests.delivery.test_reports import record_sent
 
 KEYS = Keys("dsptest")
 SECRET = "s3cret-webhook-held-0123456789"
@@ -28,7 +32,11 @@ def report(cid: str, index: int) -> Report:
 
 
 def field(r: Report) -> str:
-    return f"{r.client_id}|{r.status}|{r.event_at}"
+    return f"{r.client_id}|{r.status}|{r.event_at}|{r.instasent_id}"
+
+
+def expired(client: redis.Redis) -> float:
+    return read_telemetry(client, KEYS).get(REFUSED_REPORTS["expired"], 0.0)
 
 
 def campaign(client: redis.Redis, n: int = 4) -> str:
@@ -50,6 +58,7 @@ def test_the_hold_keeps_at_most_its_cap_and_drops_the_oldest(book: DeliveryBook)
     assert book.redis.hlen(KEYS.dlr_held()) == 3
     assert sorted(book.redis.hkeys(KEYS.dlr_held())) == sorted(field(report("feedbeef00", i)).encode()
                                                               for i in (2, 3, 4))
+    assert expired(book.redis) == 2
 
 
 def test_a_held_report_expires_on_its_own_and_holding_it_again_does_not_keep_it(book: DeliveryBook) -> None:
@@ -64,6 +73,7 @@ def test_a_held_report_expires_on_its_own_and_holding_it_again_does_not_keep_it(
     book.held.hold(field(later), b"{}", now=time.time() + 60)  # a minute later, another report is held
     assert not book.redis.hexists(KEYS.dlr_held(), field(old))
     assert book.redis.hkeys(KEYS.dlr_held()) == [field(later).encode()]
+    assert expired(book.redis) == 1
 
 
 def test_reports_held_by_an_earlier_version_are_adopted_and_then_expire(book: DeliveryBook) -> None:
@@ -79,6 +89,7 @@ def test_reports_held_by_an_earlier_version_are_adopted_and_then_expire(book: De
 
 def test_retrying_applies_a_held_report_once_its_campaign_exists(book: DeliveryBook) -> None:
     cid = campaign(book.redis)
+    record_sent(book.redis, KEYS, cid, [1])
     hidden = f"{KEYS.campaign(cid)}:hidden"
     book.redis.rename(KEYS.campaign(cid), hidden)  # the campaign is not here yet
     assert book.apply(report(cid, 1)) == "held" and book.retry_held() == 0
@@ -86,6 +97,35 @@ def test_retrying_applies_a_held_report_once_its_campaign_exists(book: DeliveryB
     assert book.retry_held() == 1 and book.retry_held() == 0
     assert CampaignStore(book.redis, KEYS).get(cid).delivery["delivered"] == 1
     assert book.redis.hlen(KEYS.dlr_held()) == 0 and book.redis.zcard(KEYS.dlr_held_at()) == 0
+
+
+def test_a_report_for_a_message_never_sent_stays_held_with_its_first_time_and_expires_counted(
+        book: DeliveryBook) -> None:
+    cid = campaign(book.redis)
+    early = report(cid, 3)
+    assert book.apply(early) == "held"
+    first = book.redis.zscore(KEYS.dlr_held_at(), field(early))
+    for _ in range(3):  # tried again and again: still unsent, still held, still as old
+        assert book.retry_held() == 0
+        assert book.apply(early) == "held"
+    assert book.redis.zscore(KEYS.dlr_held_at(), field(early)) == first
+    book.held.retry(lambda _: None, now=time.time() + HOLD_TTL_S + 60)
+    assert book.redis.hlen(KEYS.dlr_held()) == 0 and book.redis.zcard(KEYS.dlr_held_at()) == 0
+    assert expired(book.redis) == 1
+    info = CampaignStore(book.redis, KEYS).get(cid)
+    assert (info.counts["sent"], info.delivery["delivered"]) == (0, 0)
+
+
+def test_a_held_report_is_applied_by_one_of_two_retries_at_once(book: DeliveryBook) -> None:
+    cid = campaign(book.redis)
+    assert book.apply(report(cid, 0)) == "held"
+    record_sent(book.redis, KEYS, cid, [0])
+    other = DeliveryBook(book.redis, KEYS)
+    plan = lambda blob: apply_call(KEYS, Report(**orjson.loads(blob)))  # noqa: E731
+    calls = [(f, plan(b)) for f, b in book.redis.hgetall(KEYS.dlr_held()).items()]
+    # Both retries saw the same page; the script decides which one has it.
+    assert book.held._try(calls) == ["applied"] and other.held._try(calls) == ["gone"]
+    assert CampaignStore(book.redis, KEYS).get(cid).delivery["delivered"] == 1
 
 
 @pytest.fixture()
@@ -101,6 +141,7 @@ def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]
 def test_the_receiver_applies_held_reports_by_itself_once_the_campaign_exists(
         receiver: Service, redis_client: redis.Redis) -> None:
     cid = campaign(redis_client)
+    record_sent(redis_client, KEYS, cid, [2])
     hidden = f"{KEYS.campaign(cid)}:hidden"
     redis_client.rename(KEYS.campaign(cid), hidden)
     body = {"id": "i2", "clientId": f"{cid}-0-2", "status": "delivered", "eventAt": "2026-11-23T10:00:00Z"}

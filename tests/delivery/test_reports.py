@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import orjson
 import pandas as pd
 import pytest
 import redis
@@ -9,14 +12,17 @@ import redis
 from bench.whole_list import submit_prepared
 from dispatcher.delivery.optout import handle_optout, inbound_messages, is_stop, keep_inbound
 from dispatcher.delivery.reconcile import reconcile
-from dispatcher.delivery.reports import NO_TIME, DeliveryBook, Report, event_micros, parse_reports
+from dispatcher.delivery.reports import NO_TIME, DeliveryBook, Report, UnknownStatus, event_micros, parse_reports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.schema.names import REFUSED_REPORTS, REPORT_STATUSES
 from dispatcher.sending import ledger
 from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import Lane
+from dispatcher.sending.telemetry import read as read_telemetry
 from tests.fakes import FakeInstasent
 from tests.sending.test_windows import Queue
 
@@ -31,35 +37,79 @@ def report(cid: str, index: int, status: str = "delivered", at: str = "2026-11-2
     return Report(instasent_id=f"i{index}", client_id=f"{cid}-0-{index}", status=status, code=0, event_at=at)
 
 
+def record_sent(client: redis.Redis, keys: Keys, cid: str, ks: list[int],
+                id_of: Callable[[int], str] = lambda k: f"i{k}") -> None:
+    """Record messages ``k`` (batch ``k // 100``, index ``k % 100``) as sent under Instasent id
+    ``id_of(k)``, as a worker does after Instasent's answer."""
+    ops = BatchOps(client, keys)
+    by_batch: dict[int, list[int]] = {}
+    for k in ks:
+        by_batch.setdefault(k // 100, []).append(k)
+    for n, group in sorted(by_batch.items()):
+        claim = ops.claim(cid, n, lease_s=0)
+        assert claim.claimed
+        ops.record(cid, n, [(k % 100, ledger.encode("sent", 1, id_of(k))) for k in group], otherwise="p",
+                   token=claim.token)
+
+
+def refused(client: redis.Redis, keys: Keys) -> dict[str, float]:
+    """The refused-report counters, by reason."""
+    counters = read_telemetry(client, keys)
+    return {reason: counters.get(name, 0.0) for reason, name in REFUSED_REPORTS.items()}
+
+
 @pytest.fixture()
 def book(redis_client: redis.Redis) -> DeliveryBook:
     return DeliveryBook(redis_client, Keys("dsptest"))
 
 
+def sent(book: DeliveryBook, cid: str, *ks: int) -> None:
+    record_sent(book.redis, book.keys, cid, list(ks))
+
+
 def test_a_report_twice_changes_nothing_the_second_time(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(3), window=4)
-    assert book.apply(report(cid, 0)) == "applied+sent"
+    sent(book, cid, 0)
+    assert book.apply(report(cid, 0)) == "applied"
     assert book.apply(report(cid, 0)) == "duplicate"
     info = sender.store.get(cid)
     assert (info.delivery["delivered"], info.counts["sent"]) == (1, 1)
 
 
-def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: SendContext, book: DeliveryBook,
-                                                                        fake: FakeInstasent) -> None:
+def test_an_early_report_is_held_until_the_send_is_recorded_and_then_applied(sender: SendContext, book: DeliveryBook,
+                                                                              fake: FakeInstasent) -> None:
     cid = sender.store.create("x", frame(3), window=4)
     sender.ops.reserve(cid)
-    fake.accept_directly([f"{cid}-0-1"])  # Instasent has message 1 (its report proves it)...
-    book.apply(report(cid, 1, "failed"))  # ...and its report arrives before the batch's outcome is recorded
+    # Message 1's report arrives before the batch's outcome is recorded: held, not taken for a send.
+    early = Report(instasent_id=f"id-{cid}-0-1", client_id=f"{cid}-0-1", status="failed", code=0,
+                   event_at="2026-11-23T10:00:00Z")
+    assert book.apply(early) == "held"
+    assert sender.store.get(cid).counts["sent"] == 0
     send_batch(sender, cid, 0)
+    assert book.retry_held() == 1
     info = sender.store.get(cid)
     assert (info.counts["sent"], info.delivery["undelivered"], info.state) == (3, 1, "completed")
-    # Message 1 was not POSTed again: only the two messages without a record were.
     assert fake.posted == {f"{cid}-0-0": 1, f"{cid}-0-1": 1, f"{cid}-0-2": 1}
-    assert fake.accepted == {f"{cid}-0-1": 1, f"{cid}-0-0": 1, f"{cid}-0-2": 1}
+    assert book.redis.hlen(book.keys.dlr_held()) == 0
+
+
+def test_a_held_report_whose_id_is_not_the_one_sent_is_refused_once_the_send_is_recorded(
+        sender: SendContext, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
+    sender.ops.reserve(cid)
+    assert book.apply(report(cid, 1, "failed")) == "held"  # id i1; the fake answers id-{clientId}
+    send_batch(sender, cid, 0)
+    assert book.retry_held() == 0
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.delivery) == (3, {"delivered": 0, "undelivered": 0})
+    assert sender.store.deliveries(cid, 0) == {}
+    assert refused(book.redis, book.keys)["mismatch"] == 1
+    assert book.redis.hlen(book.keys.dlr_held()) == 0
 
 
 def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(3), window=4)
+    sent(book, cid, 0)
     book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:00Z"))
     book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
     assert book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:01Z")) == "stale"
@@ -69,15 +119,48 @@ def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: S
     assert sender.store.deliveries(cid, 0)[0][0] == "delivered"
 
 
-def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(2), window=4)
+def test_a_report_never_records_a_message_sent_whether_it_is_unknown_rejected_or_pending(
+        sender: SendContext, book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(3), window=4)
     token = sender.ops.claim(cid, 0, lease_s=0).token
     sender.ops.record(cid, 0, [(0, ledger.encode("unknown", 1)), (1, ledger.encode("rejected", 1, "bad"))],
                       otherwise="u", token=token)
-    book.apply(report(cid, 0))
-    book.apply(report(cid, 1))
-    counts = sender.store.get(cid).counts
-    assert (counts["sent"], counts["unknown"], counts["rejected"]) == (1, 0, 1)
+    assert book.apply(report(cid, 0)) == "held"  # unknown: reconciliation asks Instasent, then the report matches
+    assert book.apply(report(cid, 1)) == "mismatch"  # rejected: it was never sent, and never will be
+    assert book.apply(report(cid, 2)) == "held"  # pending: not sent yet
+    info = sender.store.get(cid)
+    assert (info.counts["sent"], info.counts["unknown"], info.counts["rejected"]) == (0, 1, 1)
+    assert info.delivery == {"delivered": 0, "undelivered": 0} and sender.store.deliveries(cid, 0) == {}
+    assert refused(book.redis, book.keys)["mismatch"] == 1
+
+
+def test_a_report_whose_id_is_not_the_recorded_one_is_refused_and_counted(sender: SendContext,
+                                                                          book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(2), window=4)
+    hex_ids = {0: "5f1e2d3c4b5a69788796a5b4", 1: "plain-id-1"}  # a packed record and an unpacked one
+    record_sent(book.redis, book.keys, cid, [0, 1], id_of=hex_ids.__getitem__)
+    for k, real in hex_ids.items():
+        right = Report(real, f"{cid}-0-{k}", "delivered", 0, "2026-11-23T10:00:00Z")
+        assert book.apply(right) == "applied"
+        for forged_id in ("", real.upper(), real[:-1], "i0", real + "0"):
+            forged = Report(forged_id, f"{cid}-0-{k}", "failed", 0, "2026-11-23T10:00:09Z")
+            assert book.apply(forged) == "mismatch", (k, forged_id)
+    info = sender.store.get(cid)
+    assert info.delivery == {"delivered": 2, "undelivered": 0}
+    assert [sender.store.deliveries(cid, 0)[k][0] for k in (0, 1)] == ["delivered", "delivered"]
+    assert refused(book.redis, book.keys)["mismatch"] == 10
+
+
+def test_a_send_recorded_without_an_id_takes_the_id_of_its_first_report(sender: SendContext,
+                                                                        book: DeliveryBook) -> None:
+    cid = sender.store.create("x", frame(1), window=4)
+    # A 'clientId already used' answer proves the send but names no id.
+    record_sent(book.redis, book.keys, cid, [0], id_of=lambda _: "")
+    assert book.apply(Report("first", f"{cid}-0-0", "buffered", 0, "2026-11-23T10:00:00Z")) == "applied"
+    assert book.apply(Report("other", f"{cid}-0-0", "failed", 0, "2026-11-23T10:00:05Z")) == "mismatch"
+    assert book.apply(Report("first", f"{cid}-0-0", "delivered", 0, "2026-11-23T10:00:09Z")) == "applied"
+    assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:09Z", "0")
+    assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
 
 
 def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: SendContext, book: DeliveryBook) -> None:
@@ -90,6 +173,8 @@ def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: Send
     # Rewrite the held report to name the campaign that now exists.
     raw = book.redis.hget(book.keys.dlr_held(), "other").replace(b"feedbeef00", cid.encode())
     book.redis.hset(book.keys.dlr_held(), "other", raw)
+    assert book.retry_held() == 0  # the campaign exists, but its message is not sent yet
+    sent(book, cid, 0)
     assert book.retry_held() == 1
     assert sender.store.get(cid).delivery["delivered"] == 1
 
@@ -216,6 +301,7 @@ def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order
     cases = [((a, ta), (b, tb)) for a in ORDER for b in ORDER
              for ta, tb in ((EARLY, LATE), (LATE, EARLY), (EARLY, EARLY_AGAIN))]
     cid = sender.store.create("x", frame(2 * len(cases)), window=4)
+    sent(book, cid, *range(2 * len(cases)))
     expected: dict[int, str] = {}
     for i, (one, two) in enumerate(cases):
         for k, (first, second) in ((2 * i, (one, two)), (2 * i + 1, (two, one))):
@@ -235,6 +321,7 @@ def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order
 def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sender: SendContext,
                                                                                book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
+    sent(book, cid, 0)
     book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05Z"))
     assert book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:06Z")) == "stale"
     assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
@@ -244,6 +331,7 @@ def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sen
 def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sender: SendContext,
                                                                              book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
+    sent(book, cid, 0)
     book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
     assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05.500Z")) == "applied"
     assert book.apply(report(cid, 0, "expired", "2026-11-23T10:00:05.250Z")) == "stale"
@@ -252,6 +340,7 @@ def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sen
 
 def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(2), window=4)
+    sent(book, cid, 0, 1)
     book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:05Z"))
     book.apply(report(cid, 0, "sent", "2026-11-23T10:00:05Z"))
     book.apply(report(cid, 1, "sent", "2026-11-23T10:00:05Z"))
@@ -262,11 +351,12 @@ def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: SendCo
 def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sender: SendContext, book: DeliveryBook,
                                                                          redis_client: redis.Redis) -> None:
     cid = sender.store.create("x", frame(1), window=4)
+    sent(book, cid, 0)
     redis_client.hset(Keys("dsptest").delivery(cid, 0), "0", "buffered|2026-11-23T10:00:09Z|0")
     assert sender.store.deliveries(cid, 0)[0] == ("buffered", "2026-11-23T10:00:09Z", "0")
     redis_client.hset(Keys("dsptest").delivery(cid, 0), "1", "delivered")
     assert sender.store.deliveries(cid, 0)[1] == ("delivered", "", "")
-    assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:01Z")) in ("applied", "applied+sent")
+    assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:01Z")) == "applied"
     assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:01Z", "0")
 
 
@@ -331,6 +421,7 @@ def test_a_report_for_a_client_id_that_is_not_ours_changes_nothing(sender: SendC
 
 def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(1), window=4)
+    sent(book, cid, 0)
     book.apply(report(cid, 0, "deli|vered", "2026-11-23T10:00:05Z|x"))
     assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Zx", "0")
     assert sender.store.get(cid).delivery["delivered"] == 1
@@ -338,6 +429,7 @@ def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: SendConte
 
 def test_every_held_report_is_applied_once_its_campaign_exists(sender: SendContext, book: DeliveryBook) -> None:
     cid = sender.store.create("x", frame(3), window=4)
+    sent(book, cid, 0, 1, 2)
     book.redis.delete(book.keys.campaign(cid))  # the reports arrive before this Redis knows the campaign
     assert [book.apply(report(cid, i)) for i in range(3)] == ["held"] * 3
     assert book.retry_held() == 0
@@ -345,3 +437,22 @@ def test_every_held_report_is_applied_once_its_campaign_exists(sender: SendConte
     assert book.retry_held() == 3
     assert book.retry_held() == 0
     assert book.redis.hget(book.keys.campaign(cid), "d:delivered") == b"3"
+
+
+@pytest.mark.parametrize("status", ["DELIVRD", "delivrd", "enqueued", "received", "deliver ed", "déliveréd"])
+def test_a_status_instasent_does_not_document_is_refused_with_the_list_it_takes(status: str) -> None:
+    body = orjson.dumps({"id": "x", "clientId": "a-0-0", "status": status})
+    with pytest.raises(UnknownStatus) as caught:
+        parse_reports(body)
+    assert str(caught.value).startswith(f"{status!r} is not a delivery status Instasent documents: expected one of")
+    assert "delivered" in str(caught.value)
+
+
+def test_every_documented_status_is_taken_in_any_case_and_kept_as_documented() -> None:
+    for status in REPORT_STATUSES:
+        for spelled in (status, status.upper(), status.capitalize()):
+            body = orjson.dumps({"id": "x", "clientId": "a-0-0", "status": spelled})
+            assert parse_reports(body)[0].status == status
+    # A list with one unknown status is refused whole: nothing in it is applied.
+    with pytest.raises(UnknownStatus):
+        parse_reports(b'[{"clientId": "a-0-0", "status": "delivered"}, {"clientId": "a-0-1", "status": "DELIVRD"}]')
