@@ -25,8 +25,9 @@ SECRET = "s3cret-webhook-path-0123456789"
 
 @pytest.fixture()
 def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]:
+    # Early reports are held until their send is recorded and matched on the next retry: retry often.
     env = {"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
-           "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
+           "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1", "DISPATCHER_HELD_RETRY": "1"}
     service = start_webhook(env)
     yield service
     service.stop()
