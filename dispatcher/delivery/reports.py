@@ -44,7 +44,7 @@ from dispatcher.delivery.batched import BatchedScript
 from dispatcher.delivery.held import HeldReports
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
-from dispatcher.schema.names import DELIVERED, REFUSED_REPORTS, REPORT_STATUSES, UNDELIVERED
+from dispatcher.schema.names import DELIVERED, REPORT_STATUSES, UNDELIVERED
 from dispatcher.schema.scripts import script, source
 from dispatcher.sending import ledger
 from dispatcher.sending.payload import parse_client_id
@@ -61,6 +61,7 @@ HOLD = frozenset({"missing", "unsent"})
 NO_TIME = -1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+
 
 class UnknownStatus(InputError):
     """A delivery report's status is not one that Instasent documents (the receiver counts these)."""
@@ -208,10 +209,6 @@ class DeliveryBook:
         out of the hold and applied, or found already applied)."""
         outcomes = self.held.retry(lambda blob: apply_call(self.keys, Report(**orjson.loads(blob))))
         return outcomes["applied"] + outcomes["duplicate"] + outcomes["stale"]
-
-    def count_refused(self, reason: str, n: int = 1) -> None:
-        """Count ``n`` reports refused for ``reason`` (a key of :data:`REFUSED_REPORTS`)."""
-        self.redis.hincrby(self.keys.telemetry(), REFUSED_REPORTS[reason], n)
 
 
 class AsyncDeliveryBook:
