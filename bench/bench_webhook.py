@@ -21,6 +21,8 @@ import redis
 
 from dispatcher.dev.services import Service, free_port, http_ready, spawn, start_redis, start_webhook, wait_until
 from dispatcher.keys import Keys
+from dispatcher.sending import ledger
+from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -38,6 +40,17 @@ app = Starlette(routes=[Route("/dlr/{secret}", ok, methods=["POST"]), Route("/he
 uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_level="warning", access_log=False,
             loop="uvloop", http="httptools")
 '''
+
+
+def record_sent(client: redis.Redis, keys: Keys, cid: str, n: int) -> None:
+    """Record the ``n`` messages as sent under ids ``i{k}``, as the workers would: a report is
+    applied only to a message recorded as sent under its id."""
+    ops = BatchOps(client, keys)
+    for batch in range((n + 99) // 100):
+        claim = ops.claim(cid, batch, lease_s=0)
+        size = min(100, n - 100 * batch)
+        ops.record(cid, batch, [(i, ledger.encode("sent", 1, f"i{100 * batch + i}")) for i in range(size)],
+                   otherwise="p", token=claim.token)
 
 
 def blast(url: str, bodies: list[dict[str, object]], concurrency: int) -> float:
@@ -119,6 +132,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {"trivial starlette endpoint": [], webhook: []}
         for _ in range(args.repeat):
             cid = store.create("bench", frame, window=1)
+            record_sent(client, store.keys, cid, n)
             bodies: list[dict[str, object]] = [
                 {"id": f"i{i}", "clientId": f"{cid}-{i // 100}-{i % 100}", "status": "delivered", "code": 0,
                  "eventAt": "2026-11-23T10:00:00Z"} for i in range(n)]

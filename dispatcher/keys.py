@@ -70,7 +70,7 @@ class Keys:
         return f"{self.prefix}:inbound"
 
     def dlr_held(self) -> str:
-        """Hash: delivery reports that could not be matched yet (``clientId|status|eventAt`` -> JSON)."""
+        """Hash: delivery reports that could not be matched yet (``clientId|status|eventAt|id`` -> JSON)."""
         return f"{self.prefix}:dlr:held"
 
     def dlr_held_at(self) -> str:
