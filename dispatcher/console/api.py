@@ -120,7 +120,8 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     settings = console.settings
     try:
         await run_in_threadpool(uploads.measure, upload.path, upload.filename,
-                                int(settings.max_upload_expanded_mb * 1_000_000), settings.max_upload_rows)
+                                int(settings.max_upload_expanded_mb * 1_000_000), settings.max_upload_rows,
+                                settings.max_upload_ratio)
     except uploads.TooLarge as exc:
         upload.close()
         raise ApiError(413, str(exc)) from None

@@ -177,8 +177,13 @@ def keep(upload: Upload, directory: Path, stem: str) -> Path:
     return target
 
 
-def measure(path: Path, shown_as: str, max_bytes: int, max_rows: int) -> None:
-    """Refuse a saved upload that expands past ``max_bytes`` or holds more than ``max_rows`` rows.
+#: Bytes a file may expand to whatever its compression ratio (a tiny file may compress very well).
+RATIO_FLOOR_BYTES = 1_000_000
+
+
+def measure(path: Path, shown_as: str, max_bytes: int, max_rows: int, max_ratio: float) -> None:
+    """Refuse a saved upload that expands past ``max_bytes``, or more than ``max_ratio`` times its
+    own size once past :data:`RATIO_FLOOR_BYTES`, or holds more than ``max_rows`` rows.
 
     The file is read as the loader will read it, by its first bytes: a gzip stream is inflated, a
     zip (.xlsx) has every member inflated, anything else is read as it is; nothing is kept, so
@@ -193,6 +198,7 @@ def measure(path: Path, shown_as: str, max_bytes: int, max_rows: int) -> None:
     """
     with open(path, "rb") as f:
         magic = f.read(4)
+    ratio_cap = max(RATIO_FLOOR_BYTES, int(path.stat().st_size * max_ratio))
     if magic.startswith(b"PK"):
         blocks, row_marks = _zip_blocks(path, shown_as), _ROW_TAGS
     elif magic.startswith(b"\x1f\x8b"):
@@ -206,6 +212,9 @@ def measure(path: Path, shown_as: str, max_bytes: int, max_rows: int) -> None:
         if expanded > max_bytes:
             raise TooLarge(f"{shown_as} expands to more than {max_bytes / 1e6:g} MB; split the file or raise "
                            "DISPATCHER_MAX_UPLOAD_EXPANDED_MB.")
+        if expanded > ratio_cap:
+            raise TooLarge(f"{shown_as} expands more than {max_ratio:g} times, as no list of phone numbers does; "
+                           "send it uncompressed or raise DISPATCHER_MAX_UPLOAD_RATIO.")
         if counts_rows:
             # A mark cut in two by a block boundary is seen whole in the tail of one plus the next.
             window = tail + block
