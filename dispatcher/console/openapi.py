@@ -82,7 +82,8 @@ def spec() -> dict[str, Any]:
             "post": _op("Preflight and submit an uploaded file (admin); 413 as for a preflight.", ok="201",
                         ok_body=_STATUS, errors=(*_BODY, *_CHANGE, 422), requestBody=_form(_SUBMIT_FIELDS)),
             "get": _op("Campaigns, newest first, paged with offset and limit.", errors=(400,), parameters=[
-                *_PAGING, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
+                *_PAGING,
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
         },
         "/api/campaigns/{cid}": {"get": _op("One campaign (the `status --json` object).", ok_body=_STATUS,
                                             errors=(404,), parameters=_ID)},

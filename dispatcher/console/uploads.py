@@ -199,6 +199,7 @@ def measure(path: Path, shown_as: str, max_bytes: int, max_rows: int, max_ratio:
     with open(path, "rb") as f:
         magic = f.read(4)
     ratio_cap = max(RATIO_FLOOR_BYTES, int(path.stat().st_size * max_ratio))
+    row_marks: tuple[bytes, ...]
     if magic.startswith(b"PK"):
         blocks, row_marks = _zip_blocks(path, shown_as), _ROW_TAGS
     elif magic.startswith(b"\x1f\x8b"):
