@@ -14,7 +14,6 @@ import contextlib
 import gzip
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -157,24 +156,6 @@ async def _save(part: UploadFile, suffix: str) -> Path:
         path.unlink(missing_ok=True)
         raise
     return path
-
-
-def keep(upload: Upload, directory: Path, stem: str) -> Path:
-    """Move the uploaded file into ``directory`` as ``stem`` plus its suffix; returns the new path.
-
-    Raises:
-        InputError: when there is no file or it cannot be stored.
-    """
-    if upload.path is None:
-        raise InputError("attach the recipient file in a part named 'file'.")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{stem}{suffix_of(upload.filename)}"
-        shutil.move(str(upload.path), target)
-    except OSError as exc:
-        raise InputError(f"cannot keep the uploaded file in {directory}: {exc.strerror or exc}.") from None
-    upload.path = None
-    return target
 
 
 #: Bytes a file may expand to whatever its compression ratio (a tiny file may compress very well).
