@@ -133,6 +133,19 @@ class Settings:
     max_upload_mb: float = 200.0
     #: Directory where the console keeps files uploaded for schedules (the workers must read it too).
     console_data_dir: str = "console-data"
+    # --- What one console request may make the server hold or produce (issue 21). ---
+    #: Most data rows in one uploaded recipient file (counted after decompression); more get 413.
+    max_upload_rows: int = 5_000_000
+    #: Most bytes an uploaded file may expand to once decompressed (.gz, .xlsx), in MB (10**6
+    #: bytes); a bigger expansion (a decompression bomb) gets 413.
+    max_upload_expanded_mb: float = 1000.0
+    #: Most times an uploaded file may expand when decompressed, once past 1 MB: a list of phone
+    #: numbers gzips 4 to 8 times, a decompression bomb (a 20 KB gzip of a million repeated bad
+    #: rows) hundreds of times; a bigger expansion gets 413.
+    max_upload_ratio: float = 100.0
+    #: Most rejected rows listed in one preflight answer (their count is always given in full);
+    #: ``GET /api/campaigns/{cid}/rejects`` pages through all of them.
+    max_answer_rejects: int = 1000
 
     @property
     def lease_s(self) -> float:
@@ -276,6 +289,10 @@ _ENV_NAMES = {
     "flower_password": "FLOWER_PASSWORD",
     "max_upload_mb": "DISPATCHER_MAX_UPLOAD_MB",
     "console_data_dir": "DISPATCHER_CONSOLE_DATA_DIR",
+    "max_upload_rows": "DISPATCHER_MAX_UPLOAD_ROWS",
+    "max_upload_expanded_mb": "DISPATCHER_MAX_UPLOAD_EXPANDED_MB",
+    "max_upload_ratio": "DISPATCHER_MAX_UPLOAD_RATIO",
+    "max_answer_rejects": "DISPATCHER_MAX_ANSWER_REJECTS",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
@@ -284,7 +301,8 @@ ENV_VARS = tuple(_ENV_NAMES.values())
 _SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
              "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
-             "watchdog_every_s", "load_lease_s"}
+             "watchdog_every_s", "load_lease_s", "max_upload_rows", "max_upload_expanded_mb",
+             "max_upload_ratio"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:

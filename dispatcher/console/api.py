@@ -15,7 +15,7 @@ import contextlib
 import math
 import os
 import tempfile
-from collections import Counter
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -28,15 +28,18 @@ from starlette.routing import Route
 from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.console.series import pace_limit_per_s, pace_per_s, read_series
-from dispatcher.errors import BudgetExceeded, InputError
+from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import campaigns, submission
-from dispatcher.sending.report import build_report, write_report
+from dispatcher.sending.report import build_report, rejects_page, write_report
 from dispatcher.sending.submission import SubmitOptions
 
 #: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
 PAGE = 20
 MAX_PAGE = 200
+#: Rejects per page of ``GET /api/campaigns/{cid}/rejects`` unless ``limit`` says otherwise, and the most allowed.
+REJECTS_PAGE = 1000
+MAX_REJECTS_PAGE = 10_000
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -99,45 +102,101 @@ def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
 
 
 async def _received(console: Console, request: Request) -> uploads.Upload:
+    """The upload of ``request``, within every cap: body bytes, expanded bytes and rows.
+
+    Raises:
+        ApiError: 413 over a cap, 400 a malformed form or no file part, 422 a file that cannot be
+            inflated.
+    """
     try:
         upload = await uploads.receive(request, console.upload_limit_bytes)
-    except uploads.UploadTooLarge as exc:
+    except uploads.TooLarge as exc:
         raise ApiError(413, str(exc)) from None
     except InputError as exc:
         raise ApiError(400, str(exc)) from None
     if upload.path is None:
         upload.close()
         raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
+    settings = console.settings
+    try:
+        await run_in_threadpool(uploads.measure, upload.path, upload.filename,
+                                int(settings.max_upload_expanded_mb * 1_000_000), settings.max_upload_rows,
+                                settings.max_upload_ratio)
+    except uploads.TooLarge as exc:
+        upload.close()
+        raise ApiError(413, str(exc)) from None
+    except BaseException:
+        upload.close()
+        raise
     return upload
+
+
+@contextlib.contextmanager
+def _named_as_uploaded(upload: uploads.Upload) -> Iterator[None]:
+    """Say the user's file name, never our temporary path, in a refusal raised inside.
+
+    Raises:
+        DispatcherError: the one raised inside (same type, so same status), its sentence with
+            every form of the temporary path replaced by the uploaded file's name.
+    """
+    path = upload.path
+    try:
+        yield
+    except DispatcherError as exc:
+        if path is not None:
+            exc.message = scrub_path(exc.message, path, upload.filename)
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (scrub_path(exc.args[0], path, upload.filename), *exc.args[1:])
+        raise
+
+
+def scrub_path(message: str, path: Path, name: str) -> str:
+    """``message`` with ``path`` (in full, resolved, or its bare file name) replaced by ``name``."""
+    for form in sorted({str(path), str(path.resolve()), path.name}, key=len, reverse=True):
+        message = message.replace(form, name)
+    return message
 
 
 async def _preflight(console: Console, upload: uploads.Upload, options: PreflightOptions) -> PreflightResult:
     assert upload.path is not None
     redis_client = console.store.redis
-    result = await run_in_threadpool(partial(submission.preflight, upload.path, options, settings=console.settings,
-                                             redis=redis_client))
+    with _named_as_uploaded(upload):
+        result = await run_in_threadpool(partial(submission.preflight, upload.path, options,
+                                                 settings=console.settings, redis=redis_client))
     result.file = upload.filename  # the user's name for the file, not our temporary path
     return result
 
 
-def _refused(exc: BudgetExceeded, result: PreflightResult) -> ApiError:
-    return ApiError(422, str(exc), preflight=result.to_json())
+def _refused(console: Console, exc: BudgetExceeded, result: PreflightResult) -> ApiError:
+    return ApiError(422, str(exc), preflight=result.to_json(max_rejects=console.settings.max_answer_rejects))
+
+
+def _authorize_preflight(console: Console, request: Request, options: PreflightOptions) -> None:
+    """A preflight changes nothing, but one that pays for HLR lookups spends money: admins only.
+
+    Raises:
+        ApiError: 403 when a viewer asks for paid lookups.
+    """
+    if options.hlr:
+        console.authorize(request, change=True)
 
 
 def routes(console: Console) -> list[Route]:
     """The ``/api/...`` campaign routes bound to ``console``."""
 
     async def preflight(request: Request) -> Response:
-        console.authorize(request, change=False)  # checks a file, changes nothing
+        # Checks a file and changes nothing, so a viewer may; but paid lookups (hlr=1) are a change.
+        console.authorize(request, change=False)
         upload = await _received(console, request)
         try:
             options = preflight_options(upload.fields)
+            _authorize_preflight(console, request, options)
             result = await _preflight(console, upload, options)
             try:
                 check_budget(result, options.max_cost)
             except BudgetExceeded as exc:
-                raise _refused(exc, result) from None
-            return JSON(result.to_json())
+                raise _refused(console, exc, result) from None
+            return JSON(result.to_json(max_rejects=console.settings.max_answer_rejects))
         finally:
             upload.close()
 
@@ -149,13 +208,14 @@ def routes(console: Console) -> list[Route]:
             assert upload.path is not None
             counted: list[PreflightResult] = []  # the preflight, for a refusal's answer
             try:
-                campaign_id, _, _ = await run_in_threadpool(
-                    partial(submission.submit, console.store, console.ops, console.enqueuer, console.settings,
-                            upload.path, options, shown_as=upload.filename, on_counted=counted.append))
+                with _named_as_uploaded(upload):
+                    campaign_id, _, _ = await run_in_threadpool(
+                        partial(submission.submit, console.store, console.ops, console.enqueuer, console.settings,
+                                upload.path, options, shown_as=upload.filename, on_counted=counted.append))
             except BudgetExceeded as exc:
                 if not counted:  # HLR lookups refused before the count ended: no preflight to show
                     raise
-                raise _refused(exc, counted[0]) from None
+                raise _refused(console, exc, counted[0]) from None
             body = await run_in_threadpool(campaigns.status, console.store, campaign_id)
             return JSON(body, status_code=201)
         finally:
@@ -210,10 +270,12 @@ def routes(console: Console) -> list[Route]:
     def rejects(request: Request) -> Response:
         console.authorize(request)
         campaign_id = request.path_params["cid"]
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", REJECTS_PAGE, 1, MAX_REJECTS_PAGE)
         console.store.get(campaign_id)  # 404 for an unknown campaign, not an empty list
-        rows = console.store.rejects(campaign_id)
-        reasons = Counter(str(r.get("reason", "")) for r in rows)
-        return JSON({"total": len(rows), "reasons": dict(reasons.most_common()), "rejects": rows})
+        page = rejects_page(console.store, campaign_id, offset, limit)
+        return JSON({"total": page.total, "reasons": page.reasons, "offset": offset, "limit": limit,
+                     "rejects": page.rows})
 
     def series(request: Request) -> Response:
         console.authorize(request)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
+import tempfile
 from collections.abc import AsyncIterator
 
 import redis
@@ -60,6 +63,20 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     return 500, f"unexpected {type(exc).__name__}; the console's log has the details."
 
 
+def _without_paths(message: str, directories: tuple[str, ...]) -> str:
+    """``message`` with every path under ``directories`` cut to its file name (a last guard: the
+    routes already name uploads by the user's own file name)."""
+
+    def name_only(match: re.Match[str]) -> str:
+        path = match.group(0)
+        bare = path.rstrip(".,;:)")  # the sentence's punctuation stays where it was
+        return bare.rsplit("/", 1)[-1] + path[len(bare):]
+
+    for directory in directories:
+        message = re.sub(re.escape(directory.rstrip("/")) + r"/[^\s'\"]*", name_only, message)
+    return message
+
+
 def create_app(console: Console, sample: bool = True) -> Starlette:
     """The console app for ``console``; ``sample`` runs the once-a-second sampler."""
 
@@ -69,8 +86,13 @@ def create_app(console: Console, sample: bool = True) -> Starlette:
     async def health(_: Request) -> Response:
         return JSON({"ok": True})
 
+    # Directories whose paths an answer never names: temporary files and the console's data.
+    private = tuple(sorted({tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()),
+                            os.path.abspath(console.settings.console_data_dir)}, key=len, reverse=True))
+
     async def on_error(request: Request, exc: Exception) -> Response:
         status, message = status_of(exc)
+        message = _without_paths(message, private)
         if status >= 500:
             log.error("%s %s failed", request.method, request.url.path, exc_info=status == 500)
         extra = exc.extra if isinstance(exc, ApiError) else {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -24,8 +25,11 @@ from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 
-#: Methods that change nothing; every other method is a state change.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Methods that change nothing; every other method is a state change, and a cookie-authenticated
+#: request with any other method gets the CSRF and Origin checks (whatever the route does with it).
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+#: Default ports, for comparing an ``Origin`` with the address a request was made to.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class JSON(Response):
@@ -71,14 +75,18 @@ class Console:
     def authorize(self, request: Request, change: bool | None = None) -> TokenInfo:
         """Who is asking, checked for what they ask; ``change`` defaults to "the method is unsafe".
 
-        A bearer token needs no CSRF token (a browser never adds one on its own); a session
-        cookie does on every state change, and the request's ``Origin``, when sent, must be ours.
+        ``change`` is the role check: a viewer may not change anything or spend money. Apart from
+        it, a session cookie needs its CSRF token and a same-site ``Origin`` (when sent) on every
+        request that is not GET or HEAD, even one that changes nothing, such as a preflight or a
+        sign-out: a cookie is sent by the browser on its own, so another site could forge it. A
+        bearer token needs neither (a browser never adds one on its own).
 
         Raises:
-            ApiError: 401 without a valid token or session, 403 for a viewer's change or a
-                missing CSRF token.
+            ApiError: 401 without a valid token or session, 403 for a viewer's change, a missing
+                or wrong CSRF token, or another site's origin.
         """
-        change = request.method not in SAFE_METHODS if change is None else change
+        unsafe = request.method not in SAFE_METHODS
+        change = unsafe if change is None else change
         header = request.headers.get("authorization", "")
         if header:
             scheme, _, token = header.partition(" ")
@@ -89,22 +97,41 @@ class Console:
             session = self.tokens.session(request.cookies.get(SESSION_COOKIE))
             if session is None:
                 raise ApiError(401, "sign in first: send 'Authorization: Bearer TOKEN' or use the dashboard.")
-            if change:
+            if unsafe or change:
                 if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
                     raise ApiError(403, "the CSRF token is missing or wrong; reload the page and try again.")
                 check_origin(request)
             info = session.token
         if change and not info.can_change:
-            raise ApiError(403, f"token {info.name!r} is a viewer's; changes need an admin token.")
+            raise ApiError(403, f"token {info.name!r} is a viewer's; changes and paid lookups need an admin token.")
         return info
+
+
+def _origin_of(scheme: str, host: str, port: int | None) -> tuple[str, str, int | None]:
+    scheme = scheme.lower()
+    return scheme, host.lower().rstrip("."), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 def check_origin(request: Request) -> None:
     """Refuse a state change whose ``Origin`` header names another site.
 
+    The origin is compared, default ports filled in, with the scheme and host the request was made
+    to: the scope's scheme (``https`` behind a TLS proxy when uvicorn trusts that proxy's
+    ``X-Forwarded-Proto``) and the ``Host`` header (which the proxy must pass on). ``Origin: null``
+    (a sandboxed frame, a file) is another site.
+
     Raises:
         ApiError: 403 when the origin differs from this server's.
     """
     origin = request.headers.get("origin")
-    if origin and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
-        raise ApiError(403, "requests from another site may not change anything here.")
+    if not origin:
+        return
+    refused = ApiError(403, "requests from another site may not change anything here.")
+    try:
+        theirs = urlsplit(origin.strip())
+        their_origin = _origin_of(theirs.scheme, theirs.hostname or "", theirs.port)
+        ours = _origin_of(request.url.scheme, request.url.hostname or "", request.url.port)
+    except ValueError:  # a port that is not a number, in the Origin or the Host header
+        raise refused from None
+    if not theirs.hostname or their_origin != ours:
+        raise refused

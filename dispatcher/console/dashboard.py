@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from dispatcher.console.auth import SESSION_COOKIE, SESSION_TTL_S
 from dispatcher.console.context import JSON, ApiError, Console, check_origin
 from dispatcher.console.series import pace_limit_per_s
+from dispatcher.console.uploads import TooLarge, read_capped
 
 STATIC = Path(__file__).parent / "static"
 #: Largest sign-in body read (bytes): a token is 47 characters.
@@ -41,7 +42,12 @@ def routes(console: Console) -> list[Route | Mount]:
 
     async def sign_in(request: Request) -> Response:
         check_origin(request)
-        body = await request.body() if int(request.headers.get("content-length") or 0) <= _MAX_SIGN_IN else b""
+        # Counted as it arrives: a chunked body has no Content-Length to check beforehand.
+        try:
+            body = await read_capped(request, _MAX_SIGN_IN, TooLarge(
+                f"a sign-in is at most {_MAX_SIGN_IN} bytes: send the token as JSON: {{\"token\": \"...\"}}."))
+        except TooLarge as exc:
+            raise ApiError(413, str(exc)) from None
         try:
             token = str(orjson.loads(body).get("token", "")) if body else ""
         except (orjson.JSONDecodeError, AttributeError):
@@ -61,10 +67,14 @@ def routes(console: Console) -> list[Route | Mount]:
         return JSON(_who(console, info.to_json(), session.csrf if session else ""))
 
     def sign_out(request: Request) -> Response:
-        check_origin(request)
+        # A forged sign-out would end a user's session: a live one needs the CSRF token and our
+        # origin like any other change, though any role may sign out. A dead one has nothing to end.
+        if console.tokens.session(request.cookies.get(SESSION_COOKIE)) is not None:
+            console.authorize(request, change=False)
         console.tokens.close_session(request.cookies.get(SESSION_COOKIE))
         response = JSON({"signed_out": True})
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=request.url.scheme == "https")
         return response
 
     return [

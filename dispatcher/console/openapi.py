@@ -1,4 +1,9 @@
-"""``GET /api/openapi.json``: an OpenAPI 3.1 description of every console route."""
+"""``GET /api/openapi.json``: an OpenAPI 3.1 description of every console route.
+
+Every status a route can answer is listed with it (``tests/console/test_fuzz.py`` checks this by
+fuzzing a running console from this document): 401 on every route that needs a token, 503 on
+every route that reads Redis (Redis away), 413 on every route that reads a body.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ def _form(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _ERROR for code in (401, *codes)}
+    return {str(code): _ERROR for code in sorted({401, 503, *codes})}
 
 
 def _op(summary: str, ok: str = "200", ok_body: dict[str, Any] | None = None, errors: tuple[int, ...] = (),
@@ -43,24 +48,41 @@ def _op(summary: str, ok: str = "200", ok_body: dict[str, Any] | None = None, er
 
 
 _ID = [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}]
+#: What every cookie-authenticated change can be refused for besides the role (CSRF, Origin).
+_CHANGE = (403,)
+#: A route that reads a body: malformed (400), over a cap (413).
+_BODY = (400, 413)
+_PAGING = [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}}]
+_SIGN_IN = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}}
+_REJECTS = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["total", "reasons", "offset", "limit", "rejects"], "properties": {
+        "total": {"type": "integer"}, "reasons": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "offset": {"type": "integer"}, "limit": {"type": "integer"},
+        "rejects": {"type": "array", "items": {"type": "object"}}}}}}}
 
 
 def spec() -> dict[str, Any]:
     """The OpenAPI document."""
     paths: dict[str, Any] = {
         "/api/session": {
-            "post": _op("Sign in with a token: sets an HttpOnly session cookie, returns the CSRF token.",
-                        errors=(400,), security=[]),
+            "post": _op("Sign in with a token: sets an HttpOnly session cookie (Secure over HTTPS), returns the "
+                        "CSRF token. 403 when the Origin is another site's; 413 over 4096 bytes.",
+                        errors=(*_BODY, 403), security=[], requestBody=_SIGN_IN),
             "get": _op("Who is signed in, with the CSRF token."),
-            "delete": _op("Sign out."),
+            "delete": _op("Sign out; a live session needs X-CSRF-Token and a same-site Origin.", errors=_CHANGE),
         },
-        "/api/preflight": {"post": _op("Preflight an uploaded file (the `preflight --json` object).",
-                                       errors=(400, 413, 422), requestBody=_form(_SUBMIT_FIELDS))},
+        "/api/preflight": {"post": _op(
+            "Preflight an uploaded file (the `preflight --json` object): `rejects` lists the first "
+            "DISPATCHER_MAX_ANSWER_REJECTS rejected rows, `rejected` counts them all. Paid HLR lookups (hlr=1) "
+            "need an admin token (403 for a viewer). 413 when the body, the file once decompressed "
+            "(DISPATCHER_MAX_UPLOAD_EXPANDED_MB) or its rows (DISPATCHER_MAX_UPLOAD_ROWS) are over their caps.",
+            errors=(*_BODY, *_CHANGE, 422), requestBody=_form(_SUBMIT_FIELDS))},
         "/api/campaigns": {
-            "post": _op("Preflight and submit an uploaded file (admin).", ok="201", ok_body=_STATUS,
-                        errors=(400, 403, 413, 422), requestBody=_form(_SUBMIT_FIELDS)),
+            "post": _op("Preflight and submit an uploaded file (admin); 413 as for a preflight.", ok="201",
+                        ok_body=_STATUS, errors=(*_BODY, *_CHANGE, 422), requestBody=_form(_SUBMIT_FIELDS)),
             "get": _op("Campaigns, newest first, paged with offset and limit.", errors=(400,), parameters=[
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                *_PAGING,
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
         },
         "/api/campaigns/{cid}": {"get": _op("One campaign (the `status --json` object).", ok_body=_STATUS,
@@ -68,26 +90,33 @@ def spec() -> dict[str, Any]:
         "/api/campaigns/{cid}/report": {"get": _op(
             "One row per message: CSV (E.164 numbers as they are, other outside cells spreadsheet-safe), "
             ".xlsx with format=xlsx (numbers as text), or Parquet with format=parquet.", errors=(400, 404),
-            ok_body={"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+            ok_body={"content": {"text/csv": {}, "application/vnd.apache.parquet": {},
+                                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
             parameters=[*_ID, {"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx", "parquet"]}}])},
-        "/api/campaigns/{cid}/rejects": {"get": _op("The rows the preflight rejected, with counts by reason.",
-                                                    errors=(404,), parameters=_ID)},
+        "/api/campaigns/{cid}/rejects": {"get": _op(
+            "The rows the preflight rejected, a page at a time (offset, limit: 1000 by default, at most 10000), "
+            "with the count of every reason over all of them.", ok_body=_REJECTS, errors=(400, 404), parameters=[
+                *_ID, *_PAGING,
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10_000}}])},
         "/api/campaigns/{cid}/series": {"get": _op("Samples of the campaign's counters over time (charts).",
                                                    errors=(404,), parameters=_ID)},
         "/api/schedules": {
             "get": _op("Schedules with their next and last firings."),
-            "post": _op("Add or replace a schedule with its file (admin).", ok="201", errors=(400, 403, 413, 422),
+            "post": _op("Add or replace a schedule with its file (admin): all or nothing, a refused schedule "
+                        "changes no file.", ok="201", errors=(*_BODY, *_CHANGE, 422),
                         requestBody=_form(_SCHEDULE_FIELDS)),
         },
-        "/api/schedules/{name}": {"delete": _op("Remove a schedule (admin).", errors=(403, 404), parameters=[
+        "/api/schedules/{name}": {"delete": _op("Remove a schedule (admin).", errors=(*_CHANGE, 404), parameters=[
             {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}])},
         "/metrics": {"get": _op("Prometheus metrics (public with --public-metrics).",
                                 ok_body={"content": {"text/plain": {}}})},
+        "/healthz": {"get": {"summary": "Liveness: {\"ok\": true}, no token needed.", "security": [],
+                             "responses": {"200": {"description": "alive", **_JSON}}}},
     }
     for action in ("pause", "resume", "cancel"):
         paths[f"/api/campaigns/{{cid}}/{action}"] = {"post": _op(
             f"{action.capitalize()} a campaign (admin); 409 when its state does not allow it.", ok_body=_STATUS,
-            errors=(403, 404, 409), parameters=_ID)}
+            errors=(*_CHANGE, 404, 409), parameters=_ID)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "dispatcher console", "version": "1",

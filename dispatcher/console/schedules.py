@@ -7,6 +7,9 @@ workers, as the compose file does), named after the schedule, and deleted with i
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -15,8 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.console import uploads
-from dispatcher.console.api import _number, _received, _text, preflight_options
+from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, preflight_options
 from dispatcher.console.context import JSON, Console
+from dispatcher.errors import InputError, UnknownItem
+from dispatcher.preflight.check import check_file
+from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending.schedules.admin import add_schedule, remove_schedule, schedule_rows
 from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
 from dispatcher.sending.windows import parse_duration
@@ -50,6 +56,64 @@ def definition_from(fields: dict[str, str], file: Path) -> ScheduleDef:
     ).validated()
 
 
+def _replace_schedule(console: Console, upload: uploads.Upload, definition: ScheduleDef) -> None:
+    """Store ``definition`` with the uploaded file, all or nothing on disk.
+
+    The file is checked where it was saved, then copied next to its final place under a temporary
+    name and renamed over it (one atomic step on one file system). The file it replaces is kept
+    aside (a hard link) until the schedule is stored, and put back if storing fails; a previous
+    file under another suffix (``s1.csv`` replaced by ``s1.xlsx``) is deleted only once the new
+    schedule is stored. Blocking: run it in a thread.
+
+    Raises:
+        InputError: a file the preflight cannot use, or one that cannot be stored; nothing on
+            disk has changed then.
+        RedisError: Redis away while storing; nothing on disk has changed then.
+    """
+    assert upload.path is not None
+    check_file(upload.path, PreflightOptions(**definition.options))
+    final = Path(definition.file)
+    directory = final.parent
+    try:
+        old = console.schedules.get(definition.name)
+    except UnknownItem:
+        old = None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkstemp(prefix=f".{definition.name}.", suffix=".part", dir=directory)[1])
+    except OSError as exc:
+        raise InputError(f"cannot keep the uploaded file in the console's data directory: "
+                         f"{exc.strerror or type(exc).__name__}.") from None
+    aside: Path | None = None
+    try:
+        try:
+            shutil.copyfile(upload.path, staged)
+            if final.exists():
+                aside = directory / f"{staged.name}.previous"
+                os.link(final, aside)
+            os.replace(staged, final)
+        except OSError as exc:
+            raise InputError(f"cannot keep the uploaded file in the console's data directory: "
+                             f"{exc.strerror or type(exc).__name__}.") from None
+        try:
+            add_schedule(console.schedules, console.entries, definition)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, final)
+                aside = None
+            else:
+                final.unlink(missing_ok=True)
+            raise
+    finally:
+        staged.unlink(missing_ok=True)
+        if aside is not None:
+            aside.unlink(missing_ok=True)
+    if old is not None:
+        previous = Path(old.file)
+        if previous != final and previous.parent == directory:
+            previous.unlink(missing_ok=True)
+
+
 def routes(console: Console) -> list[Route]:
     """The schedule routes bound to ``console``."""
 
@@ -64,8 +128,8 @@ def routes(console: Console) -> list[Route]:
             name = upload.fields.get("name", "").strip()
             directory = schedule_dir(console)
             definition = definition_from(upload.fields, directory / f"{name}{uploads.suffix_of(upload.filename)}")
-            uploads.keep(upload, directory, name)
-            await run_in_threadpool(add_schedule, console.schedules, console.entries, definition)
+            with _named_as_uploaded(upload):
+                await run_in_threadpool(_replace_schedule, console, upload, definition)
         finally:
             upload.close()
         rows = [r for r in schedule_rows(console.schedules) if r["name"] == definition.name]

@@ -3,6 +3,7 @@ and the guards the CLI applies to the answer: the budget, and a list that leaves
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -114,8 +115,14 @@ class PreflightResult:
         """Total cost: messages plus the lookups paid for in this run."""
         return self.message_cost + self.lookup_cost
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``dispatcher preflight --json`` object."""
+    def to_json(self, max_rejects: int | None = None) -> dict[str, Any]:
+        """The ``dispatcher preflight --json`` object.
+
+        ``rejects`` lists every rejected row, or the first ``max_rejects`` of them (an answer over
+        HTTP stays small however bad the file is); ``rejects_listed`` says how many are listed and
+        ``rejected`` how many there are.
+        """
+        listed = [r.to_json() for r in itertools.islice(self.rejects, max_rejects)]
         return {
             "file": self.file, "rows": self.rows, "valid": self.valid, "rejected": self.rejected,
             "duplicates": self.duplicates, "suppressed": self.suppressed, "messages": self.valid,
@@ -126,7 +133,7 @@ class PreflightResult:
             "by_country": {c: s.to_json() for c, s in sorted(self.by_country.items())},
             "empty_values": self.empty_values, "hlr": self.hlr_done,
             "hlr_estimate": self.hlr_estimate.to_json() if self.hlr_estimate is not None else None,
-            "rejects": [r.to_json() for r in self.rejects],
+            "rejects": listed, "rejects_listed": len(listed),
         }
 
 

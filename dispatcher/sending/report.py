@@ -6,10 +6,13 @@ import csv
 import gzip
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -251,3 +254,33 @@ def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
             row.append(cell)
         sheet.append(row)
     book.save(path)
+
+
+#: Rejects read per Redis round trip when counting them by reason.
+REJECT_READ = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class RejectsPage:
+    """One page of a campaign's stored rejects: ``rows`` from ``offset``, all ``total`` of them
+    counted by reason in ``reasons`` (most frequent first)."""
+
+    total: int
+    reasons: dict[str, int]
+    rows: list[dict[str, Any]]
+
+
+def rejects_page(store: CampaignStore, campaign_id: str, offset: int, limit: int) -> RejectsPage:
+    """Rejects ``offset`` to ``offset + limit`` of a campaign, with the count of every reason.
+
+    The reasons are counted over all the rejects, :data:`REJECT_READ` at a time, so memory holds
+    one read plus the page, however many rows the list had.
+    """
+    key = store.keys.rejects(campaign_id)
+    total = int(store.redis.llen(key))
+    reasons: Counter[str] = Counter()
+    for start in range(0, total, REJECT_READ):
+        for raw in store.redis.lrange(key, start, start + REJECT_READ - 1):
+            reasons[str(orjson.loads(raw).get("reason", ""))] += 1
+    rows = [orjson.loads(raw) for raw in store.redis.lrange(key, offset, offset + limit - 1)] if offset < total else []
+    return RejectsPage(total=total, reasons=dict(reasons.most_common()), rows=rows)

@@ -227,5 +227,7 @@ def test_the_dashboard_session_is_an_httponly_strict_cookie_and_changes_need_the
     assert other_site.status_code == 403
     with_csrf = api.http.post("/api/campaigns/x/pause", headers={"X-CSRF-Token": csrf})
     assert with_csrf.status_code == (404 if role == "admin" else 403)
-    api.http.delete("/api/session")
+    assert api.http.delete("/api/session").status_code == 403  # a forged sign-out ends nothing
+    assert api.http.get("/api/campaigns").status_code == 200
+    assert api.http.delete("/api/session", headers={"X-CSRF-Token": csrf}).status_code == 200
     assert api.http.get("/api/campaigns").status_code == 401

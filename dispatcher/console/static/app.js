@@ -271,7 +271,11 @@ function showPreflight(p, sendable) {
     el("td", { "data-testid": `pf-${k}`, text: v }))));
   const reasons = {};
   for (const r of p.rejects || []) reasons[r.reason] = (reasons[r.reason] || 0) + 1;
-  reasonsTable($("pf-reasons"), Object.fromEntries(Object.entries(reasons).sort((a, b) => b[1] - a[1])));
+  const ranked = Object.entries(reasons).sort((a, b) => b[1] - a[1]);
+  // An answer lists the first rejects only (DISPATCHER_MAX_ANSWER_REJECTS); the campaign keeps them all.
+  const unlisted = (p.rejected || 0) - (p.rejects_listed ?? (p.rejects || []).length);
+  if (unlisted > 0) ranked.push(["more rows, not listed here (a submitted campaign lists them all)", unlisted]);
+  reasonsTable($("pf-reasons"), Object.fromEntries(ranked));
   $("confirm").textContent = `Send ${fmt(p.messages)} messages for ${money(p.cost, currency)}`;
   $("confirm").disabled = !sendable || state.role !== "admin" || !p.messages;
   $("preflight").hidden = false;
