@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -114,12 +115,17 @@ def _replace_schedule(console: Console, upload: uploads.Upload, definition: Sche
             previous.unlink(missing_ok=True)
 
 
+def _public_rows(console: Console) -> list[dict[str, Any]]:
+    """The schedule rows the API shows: each file by its name only, as no answer names a server path."""
+    return [{**row, "file": Path(row["file"]).name} for row in schedule_rows(console.schedules)]
+
+
 def routes(console: Console) -> list[Route]:
     """The schedule routes bound to ``console``."""
 
     def listing(request: Request) -> Response:
         console.authorize(request)
-        return JSON({"schedules": schedule_rows(console.schedules)})
+        return JSON({"schedules": _public_rows(console)})
 
     async def create(request: Request) -> Response:
         console.authorize(request)
@@ -132,7 +138,7 @@ def routes(console: Console) -> list[Route]:
                 await run_in_threadpool(_replace_schedule, console, upload, definition)
         finally:
             upload.close()
-        rows = [r for r in schedule_rows(console.schedules) if r["name"] == definition.name]
+        rows = [r for r in _public_rows(console) if r["name"] == definition.name]
         return JSON(rows[0] if rows else {"name": definition.name}, status_code=201)
 
     def remove(request: Request) -> Response:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from dispatcher.console.auth import SESSION_COOKIE
+from dispatcher.console.schedules import schedule_dir
 from tests.console.conftest import ConsoleHandle
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.csv"
@@ -188,8 +189,9 @@ def test_schedules_are_added_listed_and_removed_with_their_file(api: ConsoleHand
                              data={**OPTIONS, "name": "monday", "cron": "0 9 * * MON", "tz": "Europe/Madrid"},
                              files={"file": ("list.csv", small_csv(), "text/csv")})
     assert response.status_code == 201, response.text
-    kept = Path(response.json()["file"])
-    assert kept.exists() and kept.name == "monday.csv"
+    assert response.json()["file"] == "monday.csv"  # its name only: no answer names a server path
+    kept = schedule_dir(api.console) / "monday.csv"
+    assert kept.exists()
     listed = api.http.get("/api/schedules", headers=api.as_viewer()).json()["schedules"]
     assert [s["name"] for s in listed] == ["monday"] and listed[0]["next_run"] > 0
     bad = api.http.post("/api/schedules", headers=api.as_admin(), data={**OPTIONS, "name": "x", "cron": "whenever"},
