@@ -31,8 +31,9 @@ from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import campaigns, submission
 from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
-from dispatcher.sending.report import build_report, rejects_page, write_report
+from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
 from dispatcher.sending.submission import SubmitOptions
+from dispatcher.sending.summary import campaign_summary
 
 #: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
 PAGE = 20
@@ -274,9 +275,16 @@ def routes(console: Console) -> list[Route]:
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", REJECTS_PAGE, 1, MAX_REJECTS_PAGE)
         console.store.get(campaign_id)  # 404 for an unknown campaign, not an empty list
+        kind = request.query_params.get("format")
+        if kind is not None:
+            return _rejects_file(console, campaign_id, kind.lower())
         page = rejects_page(console.store, campaign_id, offset, limit)
         return JSON({"total": page.total, "reasons": page.reasons, "offset": offset, "limit": limit,
                      "rejects": page.rows})
+
+    def summary(request: Request) -> Response:
+        console.authorize(request)
+        return JSON(campaign_summary(console.store, request.path_params["cid"]))
 
     def series(request: Request) -> Response:
         console.authorize(request)
@@ -295,9 +303,30 @@ def routes(console: Console) -> list[Route]:
         Route("/api/campaigns/{cid}", show, methods=["GET"]),
         Route("/api/campaigns/{cid}/report", report, methods=["GET"]),
         Route("/api/campaigns/{cid}/rejects", rejects, methods=["GET"]),
+        Route("/api/campaigns/{cid}/summary", summary, methods=["GET"]),
         Route("/api/campaigns/{cid}/series", series, methods=["GET"]),
         Route("/api/campaigns/{cid}/{action}", act, methods=["POST"]),
     ]
+
+
+def _rejects_file(console: Console, campaign_id: str, kind: str) -> Response:
+    """The campaign's rejected rows as a ``csv``, ``xlsx`` or ``parquet`` download.
+
+    Raises:
+        ApiError: 400 for another format.
+    """
+    if kind not in _REPORT_TYPES:
+        raise ApiError(400, f"format is csv, xlsx or parquet, got {kind!r}.")
+    handle, name = tempfile.mkstemp(prefix="dispatcher-rejects-", suffix=f".{kind}")
+    os.close(handle)
+    path = Path(name)
+    try:
+        write_campaign_rejects(console.store, campaign_id, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(path, media_type=_REPORT_TYPES[kind], filename=f"campaign-{campaign_id}-rejects.{kind}",
+                        background=BackgroundTask(_unlink, path))
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
