@@ -67,3 +67,29 @@ def shown(amount: Decimal | float | int | None, currency: str) -> str:
     value = Decimal(total(amount, currency))
     places = exponent(currency)
     return f"{value:,.{places}f} {currency}".strip()
+
+
+#: Keys whose values are money totals in the JSON objects this project answers with.
+TOTAL_KEYS = frozenset({"cost", "message_cost", "lookup_cost", "balance", "cost_bound", "unicode_extra_cost",
+                        "estimated_cost", "actual_cost"})
+#: Keys whose values are unit prices.
+UNIT_KEYS = frozenset({"unit_price", "price_per_part"})
+
+
+def as_strings(data: object, currency: str) -> object:
+    """``data`` (JSON-like) with every number under a money key (:data:`TOTAL_KEYS`,
+    :data:`UNIT_KEYS`) turned into a decimal string in ``currency``, at any depth; other values as
+    they are. Strings already there are kept."""
+    if isinstance(data, dict):
+        out: dict[object, object] = {}
+        for key, value in data.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and key in TOTAL_KEYS:
+                out[key] = total(value, currency)
+            elif isinstance(value, int | float) and not isinstance(value, bool) and key in UNIT_KEYS:
+                out[key] = unit(value, currency)
+            else:
+                out[key] = as_strings(value, currency)
+        return out
+    if isinstance(data, list):
+        return [as_strings(item, currency) for item in data]
+    return data

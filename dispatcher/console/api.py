@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from dispatcher import money
 from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
@@ -169,7 +171,15 @@ async def _preflight(console: Console, upload: uploads.Upload, options: Prefligh
 
 
 def _refused(console: Console, exc: BudgetExceeded, result: PreflightResult) -> ApiError:
-    return ApiError(422, str(exc), preflight=result.to_json(max_rejects=console.settings.max_answer_rejects))
+    return ApiError(422, str(exc), preflight=preflight_answer(console, result))
+
+
+def preflight_answer(console: Console, result: PreflightResult) -> dict[str, Any]:
+    """The preflight as the API answers it: its rejects capped, every money figure a decimal string
+    (totals in the currency's exponent, unit prices with up to 4 decimals) and ``currency_exponent``."""
+    body = money.as_strings(result.to_json(max_rejects=console.settings.max_answer_rejects), result.currency)
+    assert isinstance(body, dict)
+    return {**body, "currency_exponent": money.exponent(result.currency)}
 
 
 def _authorize_preflight(console: Console, request: Request, options: PreflightOptions) -> None:
@@ -197,7 +207,7 @@ def routes(console: Console) -> list[Route]:
                 check_budget(result, options.max_cost)
             except BudgetExceeded as exc:
                 raise _refused(console, exc, result) from None
-            return JSON(result.to_json(max_rejects=console.settings.max_answer_rejects))
+            return JSON(preflight_answer(console, result))
         finally:
             upload.close()
 
