@@ -1,9 +1,10 @@
 """The console's ASGI app: API, dashboard and metrics in one Starlette application.
 
 Errors become ``{"error": "one sentence", "message": "the same"}`` (the webhook receiver's shape
-too, see ``dispatcher.errors.error_body``) with a fitting status: 400 a malformed request, 401 no valid token, 403 not allowed, 404 no such campaign or schedule, 409 a state change the
-campaign's state refuses, 413 an upload over the cap, 422 options or a file the preflight
-refuses (with the preflight object when the budget guard refused), 503 Redis or Instasent away.
+too, see ``dispatcher.errors.error_body``) with a fitting status: 400 a malformed request, 401 no
+valid token, 403 not allowed, 404 no such campaign or schedule, 409 a state change the campaign's
+state refuses, 413 an upload over the cap, 422 options or a file the preflight refuses (with the
+preflight object when the budget guard refused), 503 Redis or Instasent away.
 A background task samples live campaigns once a second for the charts.
 """
 
