@@ -120,6 +120,17 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     if upload.path is None:
         upload.close()
         raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
+    await measured(console, upload)
+    return upload
+
+
+async def measured(console: Console, upload: uploads.Upload) -> None:
+    """Check an uploaded file against the expanded-size, row and ratio caps (deleted when over one).
+
+    Raises:
+        ApiError: 413 over a cap.
+    """
+    assert upload.path is not None
     settings = console.settings
     try:
         await run_in_threadpool(uploads.measure, upload.path, upload.filename,
@@ -131,7 +142,6 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     except BaseException:
         upload.close()
         raise
-    return upload
 
 
 @contextlib.contextmanager
