@@ -345,10 +345,13 @@ def _first_rejects(result: PreflightResult) -> Table:
 
 def print_schedules(rows: list[dict[str, Any]]) -> None:
     """The schedule table, from :func:`schedule_rows`."""
-    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
+    table = Table("name", "when", "window", "text", "next run", "last run", "outcome", "campaign / reason")
     for r in rows:
         when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
+        window = f"{r['window']} {r.get('days') or ''}".strip() if r.get("window") else "-"
+        text = r.get("text") or (f"column {r['text_column']}" if r.get("text_column") else "")
+        next_run = "paused" if r.get("paused") else _when(r["next_run"], str(r["tz"]))
+        table.add_row(str(r["name"]), when, window, Text(str(text)), next_run, _when(r["last_run"], str(r["tz"])),
                       str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
     out.print(table)
 
