@@ -8,7 +8,7 @@ or multiplied, so ``2 x 1.08`` is ``2.16`` and never ``2.1600000000000006``.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 #: ISO 4217 minor-unit exponents that are not 2 (every other currency has 2).
 _EXPONENTS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3, "CLP": 0, "ISK": 0,
@@ -45,13 +45,14 @@ def dec(value: float | int | str | Decimal | None) -> Decimal:
 def total(amount: Decimal | float | int | None, currency: str) -> str:
     """A total as a decimal string in the currency's exponent: ``"2.16"`` (EUR), ``"216"`` (JPY)."""
     places = Decimal(1).scaleb(-exponent(currency))
-    return str(dec(amount).quantize(places, rounding=ROUND_HALF_EVEN))
+    # Half up, as an invoice rounds (0.225 EUR shows as 0.23), once, on the exact Decimal sum.
+    return str(dec(amount).quantize(places, rounding=ROUND_HALF_UP))
 
 
 def unit(amount: Decimal | float | int | None, currency: str = "") -> str:
     """A unit price as a decimal string with at least the currency's exponent and at most 4 decimals
     (``"0.045"`` -> ``"0.045"``, ``"0.05"`` -> ``"0.05"``, ``"0.04567"`` -> ``"0.0457"``)."""
-    value = dec(amount).quantize(Decimal(1).scaleb(-UNIT_DECIMALS), rounding=ROUND_HALF_EVEN)
+    value = dec(amount).quantize(Decimal(1).scaleb(-UNIT_DECIMALS), rounding=ROUND_HALF_UP)
     text = f"{value:f}"
     if "." in text:
         text = text.rstrip("0")
