@@ -160,3 +160,23 @@ def test_rejects_writes_a_submitted_campaigns_rejected_rows_and_status_and_repor
     assert summary["totals"]["messages"] == 2 and summary["countries"][0]["country"] == "ES"
     shown = run({**env, "COLUMNS": "200"}, "report", cid, "--summary")
     assert shown.returncode == 0 and "Countries" in shown.stdout and "Timeline (UTC)" in shown.stdout
+
+
+def test_keep_columns_carries_the_lists_own_columns_into_the_report(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("phone,nombre,importe,status\n+34611000001,Ana,\"45,90\",vip\n12,bad,1,x\n"
+                    "+34611000002,=cmd,3,new\n")
+    wrong = run(env, "submit", str(path), "--text", "Hola {nombre}", "--from", "ACME", "--country", "ES",
+                "--no-hlr", "--keep-columns", "nombre,apellido")
+    assert wrong.returncode == 2 and "apellido" in one_sentence_error(wrong) and "nombre" in one_sentence_error(wrong)
+    submitted = run(env, "submit", str(path), "--text", "Hola {nombre}", "--from", "ACME", "--country", "ES",
+                    "--no-hlr", "--json", "--keep-columns", "nombre,importe,status")
+    assert submitted.returncode == 0, submitted.stderr
+    cid = json_of(submitted)["id"]
+    assert run(env, "report", cid, "-o", str(tmp_path / "r.csv")).returncode == 0
+    frame = pd.read_csv(tmp_path / "r.csv", dtype=str, keep_default_na=False)
+    assert list(frame.columns)[-3:] == ["nombre", "importe", "list:status"]  # 'status' is the report's own
+    assert list(frame["nombre"]) == ["Ana", "'=cmd"] and list(frame["importe"]) == ["45,90", "3"]
+    assert list(frame["list:status"]) == ["vip", "new"] and list(frame["row"]) == ["2", "4"]
+    assert run(env, "report", cid, "-o", str(tmp_path / "r.parquet")).returncode == 0
+    assert list(pd.read_parquet(tmp_path / "r.parquet")["nombre"]) == ["Ana", "=cmd"]  # Parquet: untouched
