@@ -19,10 +19,10 @@ from flower import urls
 from flower.views.monitor import Metrics
 
 
-class AuthenticatedMetrics(Metrics):  # type: ignore[misc]
+class AuthenticatedMetrics(Metrics):
     """Flower's Prometheus metrics, for the signed-in user only."""
 
-    @tornado.web.authenticated  # type: ignore[misc]
+    @tornado.web.authenticated
     async def get(self) -> None:
         await super().get()
 

@@ -253,8 +253,8 @@ def flower_argv(port: int, address: str = "127.0.0.1") -> list[str]:
     Basic auth goes through the ``FLOWER_BASIC_AUTH`` environment variable, never the command
     line, where any local user could read it with ``ps``.
     """
-    return [sys.executable, "-m", "dispatcher.dev.flower", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}",
-            f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
+    return [sys.executable, "-m", "dispatcher.dev.flower", "-A", "tasks.app", "flower", f"--address={address}",
+            f"--port={port}", f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
 
 
 def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:

@@ -147,8 +147,8 @@ def test_two_hundred_half_sent_requests_are_closed_by_the_server_and_a_valid_req
     assert valid_request(server) == 200
 
 
-def test_past_the_connection_cap_the_oldest_idle_sockets_give_way_to_a_valid_request(settings: Settings,
-                                                                                      redis_client: redis.Redis) -> None:
+def test_past_the_connection_cap_the_oldest_idle_sockets_give_way_to_a_valid_request(
+        settings: Settings, redis_client: redis.Redis) -> None:
     # Long header deadline: what frees the slots here is the cap, not the deadline.
     console = start_console(settings, **{**SHORT, "DISPATCHER_SERVER_HEADER_TIMEOUT": "120",
                                          "DISPATCHER_SERVER_MAX_CONNECTIONS": "50"})
