@@ -163,14 +163,16 @@ class Connection:
         self.transport = transport
         self.limits = limits
         self.in_request = False
-        self.cut = False
+        #: Closed by us (a deadline or the cap), and gone (uvicorn saw the connection lost).
+        self.cut = self.gone = False
         self._timer: asyncio.TimerHandle | None = None
         self.wait_for_request()
 
     def wait_for_request(self) -> None:
         """Between requests: the next request's headers are due within the header timeout."""
         self.in_request = False
-        self._arm(self.limits.header_timeout_s)
+        if not (self.cut or self.gone):
+            self._arm(self.limits.header_timeout_s)
 
     def request_started(self) -> None:
         """The app got a request (its headers are in): no header deadline while it runs."""
@@ -185,6 +187,7 @@ class Connection:
 
     def lost(self) -> None:
         """The connection is gone: forget it and its timer."""
+        self.gone = True
         self._disarm()
         _Process.open.pop(self, None)
 
