@@ -146,6 +146,21 @@ class Settings:
     #: Most rejected rows listed in one preflight answer (their count is always given in full);
     #: ``GET /api/campaigns/{cid}/rejects`` pages through all of them.
     max_answer_rejects: int = 1000
+    # The HTTP servers of the console and the webhook (dispatcher.serving), per server process:
+    #: Seconds a client has to send a request's line and headers, from the connection's opening or
+    #: the end of the previous answer; a slower connection is closed.
+    server_header_timeout_s: float = 10.0
+    #: Seconds a request body may stall: while the app waits for it, each next KiB (or its end) must
+    #: arrive within this many seconds of waiting, else the connection is cut (a drip is cut too).
+    server_body_timeout_s: float = 10.0
+    #: Seconds an idle connection is kept open after an answer, waiting for the next request.
+    server_keep_alive_s: int = 5
+    #: Open connections at most; past it the oldest one waiting for a request is closed, or, when all
+    #: are busy, the new one is answered 503.
+    server_max_connections: int = 1000
+    #: Reverse proxies (IPs or CIDRs, comma-separated; ``*`` for any) whose X-Forwarded-For and
+    #: X-Forwarded-Proto are believed; empty (the default) believes none, not even 127.0.0.1.
+    forwarded_allow_ips: str = ""
 
     @property
     def lease_s(self) -> float:
@@ -293,6 +308,11 @@ _ENV_NAMES = {
     "max_upload_expanded_mb": "DISPATCHER_MAX_UPLOAD_EXPANDED_MB",
     "max_upload_ratio": "DISPATCHER_MAX_UPLOAD_RATIO",
     "max_answer_rejects": "DISPATCHER_MAX_ANSWER_REJECTS",
+    "server_header_timeout_s": "DISPATCHER_SERVER_HEADER_TIMEOUT",
+    "server_body_timeout_s": "DISPATCHER_SERVER_BODY_TIMEOUT",
+    "server_keep_alive_s": "DISPATCHER_SERVER_KEEP_ALIVE",
+    "server_max_connections": "DISPATCHER_SERVER_MAX_CONNECTIONS",
+    "forwarded_allow_ips": "DISPATCHER_FORWARDED_ALLOW_IPS",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
@@ -302,7 +322,8 @@ _SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
              "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
              "watchdog_every_s", "load_lease_s", "max_upload_rows", "max_upload_expanded_mb",
-             "max_upload_ratio"}
+             "max_upload_ratio",
+             "server_header_timeout_s", "server_body_timeout_s", "server_keep_alive_s", "server_max_connections"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:

@@ -177,7 +177,8 @@ def test_the_allow_list_keeps_other_addresses_out_before_the_secret_is_checked(
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
     body = dlr(f"{cid}-0-0", "delivered", f"{REAL[:-1]}0")
-    outside = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24, 2001:db8::/32")
+    outside = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24, 2001:db8::/32",
+                    DISPATCHER_FORWARDED_ALLOW_IPS="127.0.0.1")
     try:
         answer = post(outside, body)  # from 127.0.0.1
         assert answer.status_code == 403 and answer.headers.get("connection") == "close"
@@ -193,7 +194,7 @@ def test_the_allow_list_keeps_other_addresses_out_before_the_secret_is_checked(
     finally:
         outside.stop()
     # X-Forwarded-For counts only from a trusted proxy: with loopback not trusted, it is ignored.
-    untrusting = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24", FORWARDED_ALLOW_IPS="192.0.2.1")
+    untrusting = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24", DISPATCHER_FORWARDED_ALLOW_IPS="192.0.2.1")
     try:
         ignored = post(untrusting, dlr(f"{cid}-0-1", "delivered", f"{REAL[:-1]}1"),
                        headers={"X-Forwarded-For": "203.0.113.9"})
