@@ -8,7 +8,7 @@ import redis
 from dispatcher.delivery.optout import keep_inbound
 from dispatcher.delivery.reports import Report
 from dispatcher.keys import Keys
-from tests.cli.test_campaigns import run
+from tests.helpers import run
 
 
 def reply(client: redis.Redis, sender: str, message: str, client_id: str = "") -> None:

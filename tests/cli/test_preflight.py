@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 LIST = ("phone,name\n"
         "+34 612 345 678,Ana\n"

@@ -8,8 +8,7 @@ import pytest
 import redis
 
 from dispatcher.dev.services import start_sandbox
-from tests.cli.test_campaigns import run
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle, run
 
 
 @pytest.fixture()

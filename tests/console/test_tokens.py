@@ -7,7 +7,7 @@ import redis
 
 from dispatcher.console.auth import TokenStore
 from dispatcher.keys import Keys
-from tests.cli.test_campaigns import one_sentence_error, run
+from tests.helpers import one_sentence_error, run
 
 
 def test_a_token_is_printed_once_stored_only_as_a_hash_listed_and_revoked(

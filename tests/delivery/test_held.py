@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import orjson
-import pandas as pd
 import pytest
 import redis
 
@@ -17,6 +16,7 @@ from dispatcher.dev.services import Service, start_webhook
 from dispatcher.keys import Keys
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
+from tests.helpers import stored_campaign, wait_until
 
 KEYS = Keys("dsptest")
 SECRET = "s3cret-webhook-held-0123456789"
@@ -29,13 +29,6 @@ def report(cid: str, index: int) -> Report:
 
 def field(r: Report) -> str:
     return f"{r.client_id}|{r.status}|{r.event_at}"
-
-
-def campaign(client: redis.Redis, n: int = 4) -> str:
-    frame = pd.DataFrame({"row": range(2, n + 2), "to": [f"+3461234{i:04d}" for i in range(n)], "text": ["x"] * n,
-                          "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n,
-                          "country": ["ES"] * n})
-    return CampaignStore(client, KEYS).create("x", frame, window=1)
 
 
 @pytest.fixture()
@@ -78,7 +71,7 @@ def test_reports_held_by_an_earlier_version_are_adopted_and_then_expire(book: De
 
 
 def test_retrying_applies_a_held_report_once_its_campaign_exists(book: DeliveryBook) -> None:
-    cid = campaign(book.redis)
+    cid = stored_campaign(book.redis, KEYS)
     hidden = f"{KEYS.campaign(cid)}:hidden"
     book.redis.rename(KEYS.campaign(cid), hidden)  # the campaign is not here yet
     assert book.apply(report(cid, 1)) == "held" and book.retry_held() == 0
@@ -100,7 +93,7 @@ def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]
 @pytest.mark.slow
 def test_the_receiver_applies_held_reports_by_itself_once_the_campaign_exists(
         receiver: Service, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client)
+    cid = stored_campaign(redis_client, KEYS)
     hidden = f"{KEYS.campaign(cid)}:hidden"
     redis_client.rename(KEYS.campaign(cid), hidden)
     body = {"id": "i2", "clientId": f"{cid}-0-2", "status": "delivered", "eventAt": "2026-11-23T10:00:00Z"}
@@ -108,8 +101,6 @@ def test_the_receiver_applies_held_reports_by_itself_once_the_campaign_exists(
     assert answer.status_code == 200 and answer.json()["outcomes"] == ["held"]
     redis_client.rename(hidden, KEYS.campaign(cid))
     store = CampaignStore(redis_client, KEYS)
-    deadline = time.monotonic() + 20
-    while store.get(cid).delivery["delivered"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: store.get(cid).delivery["delivered"] != 0, 20, "the held report")
     assert store.get(cid).delivery["delivered"] == 1
     assert redis_client.hlen(KEYS.dlr_held()) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import redis
 
@@ -16,13 +15,7 @@ from dispatcher.sending import campaigns, ledger
 from dispatcher.sending.attempt import SendContext, send_batch
 from dispatcher.sending.ratelimit import Lane
 from tests.fakes import FakeInstasent
-from tests.sending.test_windows import Queue
-
-
-def frame(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"row": range(2, n + 2), "to": [f"+3460000{i:04d}" for i in range(n)], "text": ["x"] * n,
-                         "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n,
-                         "country": ["ES"] * n})
+from tests.helpers import Queue, plain_frame
 
 
 def report(cid: str, index: int, status: str = "delivered", at: str = "2026-11-23T10:00:00Z") -> Report:
@@ -35,7 +28,7 @@ def book(redis_client: redis.Redis) -> DeliveryBook:
 
 
 def test_a_report_twice_changes_nothing_the_second_time(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(3), window=4)
+    cid = sender.store.create("x", plain_frame(3), window=4)
     assert book.apply(report(cid, 0)) == "applied+sent"
     assert book.apply(report(cid, 0)) == "duplicate"
     info = sender.store.get(cid)
@@ -44,7 +37,7 @@ def test_a_report_twice_changes_nothing_the_second_time(sender: SendContext, boo
 
 def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: SendContext, book: DeliveryBook,
                                                                         fake: FakeInstasent) -> None:
-    cid = sender.store.create("x", frame(3), window=4)
+    cid = sender.store.create("x", plain_frame(3), window=4)
     sender.ops.reserve(cid)
     fake.accept_directly([f"{cid}-0-1"])  # Instasent has message 1 (its report proves it)...
     book.apply(report(cid, 1, "failed"))  # ...and its report arrives before the batch's outcome is recorded
@@ -57,7 +50,7 @@ def test_an_early_report_proves_acceptance_before_the_send_is_recorded(sender: S
 
 
 def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(3), window=4)
+    cid = sender.store.create("x", plain_frame(3), window=4)
     book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:00Z"))
     book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
     assert book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:01Z")) == "stale"
@@ -68,7 +61,7 @@ def test_a_later_status_moves_the_counters_and_an_older_one_is_ignored(sender: S
 
 
 def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(2), window=4)
+    cid = sender.store.create("x", plain_frame(2), window=4)
     token = sender.ops.claim(cid, 0, lease_s=0).token
     sender.ops.record(cid, 0, [(0, ledger.encode("unknown", 1)), (1, ledger.encode("rejected", 1, "bad"))],
                       otherwise="u", token=token)
@@ -81,7 +74,7 @@ def test_a_report_resolves_an_unknown_message_and_never_a_terminal_one(sender: S
 def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: SendContext, book: DeliveryBook) -> None:
     assert book.apply(report("feedbeef00", 0)) == "held"
     assert book.retry_held() == 0
-    cid = sender.store.create("x", frame(1), window=4)
+    cid = sender.store.create("x", plain_frame(1), window=4)
     book.redis.hset(book.keys.dlr_held(), "other", book.redis.hget(book.keys.dlr_held(),
                                                                    next(iter(book.redis.hkeys(book.keys.dlr_held())))))
     book.redis.hdel(book.keys.dlr_held(), next(k for k in book.redis.hkeys(book.keys.dlr_held()) if k != b"other"))
@@ -95,7 +88,7 @@ def test_a_report_for_an_unknown_campaign_is_held_and_applied_later(sender: Send
 def test_a_stop_report_and_an_inbound_stop_word_suppress_the_number(sender: SendContext,
                                                                     redis_client: redis.Redis) -> None:
     keys = Keys("dsptest")
-    cid = sender.store.create("x", frame(2), window=4)
+    cid = sender.store.create("x", plain_frame(2), window=4)
     handle_optout(redis_client, keys, report(cid, 1, "stop"))
     inbound = Report("", f"{cid}-0-0", "received", 0, "2026-11-23T10:00:00Z", message="Baja, gracias",
                      sender="+34600000000")
@@ -109,7 +102,7 @@ def test_a_stop_report_and_an_inbound_stop_word_suppress_the_number(sender: Send
 
 def test_a_number_suppressed_after_the_preflight_is_skipped_at_send_time(sender: SendContext,
                                                                           redis_client: redis.Redis) -> None:
-    cid = sender.store.create("x", frame(5), window=4)
+    cid = sender.store.create("x", plain_frame(5), window=4)
     sender.ops.reserve(cid)
     SuppressionList(redis_client, Keys("dsptest")).add(["+34600000003"])
     send_batch(sender, cid, 0)
@@ -121,7 +114,7 @@ def test_a_number_suppressed_after_a_versioned_preflight_is_still_skipped_at_sen
         sender: SendContext, redis_client: redis.Redis) -> None:
     suppression = SuppressionList(redis_client, Keys("dsptest"))
     suppression.add(["+34699999999"])
-    cid = sender.store.create("x", frame(5), window=4, suppression_version=suppression.version())
+    cid = sender.store.create("x", plain_frame(5), window=4, suppression_version=suppression.version())
     sender.ops.reserve(cid)
     suppression.add(["+34600000002"])  # after the preflight: the version moves on
     send_batch(sender, cid, 0)
@@ -133,30 +126,30 @@ def test_a_claim_asks_for_the_suppression_check_only_when_the_list_may_hold_a_ne
         sender: SendContext, redis_client: redis.Redis) -> None:
     suppression = SuppressionList(redis_client, Keys("dsptest"))
     slot = sender.limiter.slot_request(sender.bulk_lane, 0.0)
-    unversioned = sender.store.create("x", frame(5), window=4)
+    unversioned = sender.store.create("x", plain_frame(5), window=4)
     assert not sender.ops.claim(unversioned, 0, 60, slot=slot).check_suppression  # the list is empty
     suppression.add(["+34699999999"])
-    seen, stale = (sender.store.create(name, frame(5), window=4, suppression_version=suppression.version())
+    seen, stale = (sender.store.create(name, plain_frame(5), window=4, suppression_version=suppression.version())
                    for name in ("seen", "stale"))
     assert not sender.ops.claim(seen, 0, 60, slot=slot).check_suppression  # checked by its preflight
-    assert sender.ops.claim(sender.store.create("z", frame(5), window=4), 0, 60, slot=slot).check_suppression
+    assert sender.ops.claim(sender.store.create("z", plain_frame(5), window=4), 0, 60, slot=slot).check_suppression
     suppression.add(["+34600000001"])
     assert sender.ops.claim(stale, 0, 60, slot=slot).check_suppression  # the list grew since
 
 
 def test_a_claim_that_can_send_takes_its_rate_limit_slot_in_the_same_call(sender: SendContext) -> None:
     slot = sender.limiter.slot_request(Lane("sms_bulk", per_minute=60), 10.0)  # a slot a second
-    first = sender.ops.claim(sender.store.create("a", frame(5), window=4), 0, 60, slot=slot)
-    second = sender.ops.claim(sender.store.create("b", frame(5), window=4), 0, 60, slot=slot)
+    first = sender.ops.claim(sender.store.create("a", plain_frame(5), window=4), 0, 60, slot=slot)
+    second = sender.ops.claim(sender.store.create("b", plain_frame(5), window=4), 0, 60, slot=slot)
     assert first.slot_s == 0.0  # taken now
     assert second.slot_s is not None and -1.1 < second.slot_s < -0.9  # booked a second later
-    assert sender.ops.claim(sender.store.create("c", frame(5), window=4), 0, 60).slot_s is None  # no lane asked
+    assert sender.ops.claim(sender.store.create("c", plain_frame(5), window=4), 0, 60).slot_s is None  # no lane asked
 
 
 def test_reconcile_resolves_unknowns_and_resends_only_what_was_never_accepted(
         sender: SendContext, book: DeliveryBook, fake: FakeInstasent) -> None:
     queue = Queue()
-    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="x", messages=frame(10))
+    cid = campaigns.submit(sender.store, sender.ops, queue, sender.settings, name="x", messages=plain_frame(10))
     queue.items.clear()
     # A batch whose every answer was lost and whose retries gave up: all ten messages unknown,
     # of which Instasent really accepted six.
@@ -213,7 +206,7 @@ def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order
         sender: SendContext, book: DeliveryBook) -> None:
     cases = [((a, ta), (b, tb)) for a in ORDER for b in ORDER
              for ta, tb in ((EARLY, LATE), (LATE, EARLY), (EARLY, EARLY_AGAIN))]
-    cid = sender.store.create("x", frame(2 * len(cases)), window=4)
+    cid = sender.store.create("x", plain_frame(2 * len(cases)), window=4)
     expected: dict[int, str] = {}
     for i, (one, two) in enumerate(cases):
         for k, (first, second) in ((2 * i, (one, two)), (2 * i + 1, (two, one))):
@@ -232,7 +225,7 @@ def test_every_pair_of_statuses_ends_in_the_same_meaningful_state_whatever_order
 
 def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sender: SendContext,
                                                                                book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(1), window=4)
+    cid = sender.store.create("x", plain_frame(1), window=4)
     book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05Z"))
     assert book.apply(report(cid, 0, "buffered", "2026-11-23T10:00:06Z")) == "stale"
     assert sender.store.get(cid).delivery == {"delivered": 1, "undelivered": 0}
@@ -241,7 +234,7 @@ def test_a_non_final_report_after_a_delivery_does_not_take_the_delivery_back(sen
 
 def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sender: SendContext,
                                                                              book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(1), window=4)
+    cid = sender.store.create("x", plain_frame(1), window=4)
     book.apply(report(cid, 0, "failed", "2026-11-23T10:00:05Z"))
     assert book.apply(report(cid, 0, "delivered", "2026-11-23T10:00:05.500Z")) == "applied"
     assert book.apply(report(cid, 0, "expired", "2026-11-23T10:00:05.250Z")) == "stale"
@@ -249,7 +242,7 @@ def test_a_report_half_a_second_later_is_newer_though_it_sorts_first_as_text(sen
 
 
 def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(2), window=4)
+    cid = sender.store.create("x", plain_frame(2), window=4)
     book.apply(report(cid, 0, "accepted", "2026-11-23T10:00:05Z"))
     book.apply(report(cid, 0, "sent", "2026-11-23T10:00:05Z"))
     book.apply(report(cid, 1, "sent", "2026-11-23T10:00:05Z"))
@@ -259,7 +252,7 @@ def test_two_reports_of_the_same_second_go_by_rank_not_by_arrival(sender: SendCo
 
 def test_a_record_in_the_older_three_field_form_is_still_read_and_replaced(sender: SendContext, book: DeliveryBook,
                                                                          redis_client: redis.Redis) -> None:
-    cid = sender.store.create("x", frame(1), window=4)
+    cid = sender.store.create("x", plain_frame(1), window=4)
     redis_client.hset(Keys("dsptest").delivery(cid, 0), "0", "buffered|2026-11-23T10:00:09Z|0")
     assert sender.store.deliveries(cid, 0)[0] == ("buffered", "2026-11-23T10:00:09Z", "0")
     redis_client.hset(Keys("dsptest").delivery(cid, 0), "1", "delivered")
@@ -322,20 +315,20 @@ def test_an_inbound_message_needs_neither_status_nor_client_id() -> None:
 
 
 def test_a_report_for_a_client_id_that_is_not_ours_changes_nothing(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(1), window=4)
+    cid = sender.store.create("x", plain_frame(1), window=4)
     assert book.apply(Report("i", "someone-else", "delivered", 0, "2026-11-23T10:00:05Z")) == "foreign"
     assert sender.store.get(cid).delivery == {"delivered": 0, "undelivered": 0}
 
 
 def test_a_separator_inside_a_report_cannot_corrupt_its_record(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(1), window=4)
+    cid = sender.store.create("x", plain_frame(1), window=4)
     book.apply(report(cid, 0, "deli|vered", "2026-11-23T10:00:05Z|x"))
     assert sender.store.deliveries(cid, 0)[0] == ("delivered", "2026-11-23T10:00:05Zx", "0")
     assert sender.store.get(cid).delivery["delivered"] == 1
 
 
 def test_every_held_report_is_applied_once_its_campaign_exists(sender: SendContext, book: DeliveryBook) -> None:
-    cid = sender.store.create("x", frame(3), window=4)
+    cid = sender.store.create("x", plain_frame(3), window=4)
     book.redis.delete(book.keys.campaign(cid))  # the reports arrive before this Redis knows the campaign
     assert [book.apply(report(cid, i)) for i in range(3)] == ["held"] * 3
     assert book.retry_held() == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +14,7 @@ from dispatcher.dev.services import Service, start_webhook
 from dispatcher.keys import Keys
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.delivery.test_held import campaign
+from tests.helpers import stored_campaign, wait_until
 
 pytestmark = pytest.mark.slow
 KEYS = Keys("dsptest")
@@ -52,7 +51,7 @@ def post(url: str, report: dict[str, object]) -> str:
 def test_two_receiver_processes_answer_reports_and_each_report_is_applied_once(
         receiver: Service, redis_client: redis.Redis) -> None:
     assert len(worker_processes(receiver.pid)) == 2
-    cid = campaign(redis_client, n=4)
+    cid = stored_campaign(redis_client, KEYS, n=4)
     url = f"{receiver.url}/dlr/{SECRET}"
     reports = [body(cid, i) for i in range(4)] * 10  # each report ten times, from many connections at once
     with ThreadPoolExecutor(8) as pool:
@@ -65,16 +64,14 @@ def test_two_receiver_processes_answer_reports_and_each_report_is_applied_once(
 
 def test_a_held_report_is_applied_once_by_one_of_two_receiver_processes(
         receiver: Service, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=4)
+    cid = stored_campaign(redis_client, KEYS, n=4)
     hidden = f"{KEYS.campaign(cid)}:hidden"
     redis_client.rename(KEYS.campaign(cid), hidden)
     url = f"{receiver.url}/dlr/{SECRET}"
     assert [post(url, body(cid, i)) for i in (1, 2)] == ["held", "held"]
     redis_client.rename(hidden, KEYS.campaign(cid))
     store = CampaignStore(redis_client, KEYS)
-    deadline = time.monotonic() + 20
-    while store.get(cid).delivery["delivered"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: store.get(cid).delivery["delivered"] >= 2, 20, "both held reports")
     assert store.get(cid).delivery["delivered"] == 2
     assert redis_client.hlen(KEYS.dlr_held()) == 0
     assert all(post(url, body(cid, i)) == "duplicate" for i in (1, 2))

@@ -19,7 +19,7 @@ from dispatcher.preflight.check import run_preflight
 from dispatcher.preflight.result import MESSAGE_COLUMNS, PreflightOptions, PreflightResult, check_budget
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 ES, PT, GB = 0.045, 0.040, 0.040
 

@@ -15,7 +15,7 @@ import redis
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList, to_e164
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 
 @pytest.fixture()

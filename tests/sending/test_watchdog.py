@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import pandas as pd
 import pytest
 import redis
 
@@ -14,6 +13,7 @@ from dispatcher.errors import ConfigurationError, InputError
 from dispatcher.sending.attempt import Action, SendContext, send_batch
 from dispatcher.sending.durability import Epoch, check_persistence
 from dispatcher.sending.watchdog import Watchdog
+from tests.helpers import plain_frame
 
 
 class Queue:
@@ -24,14 +24,8 @@ class Queue:
         self.items += [(campaign_id, n) for n in numbers]
 
 
-def frame(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"row": range(2, n + 2), "to": [f"+3460000{i:04d}" for i in range(n)], "text": ["x"] * n,
-                         "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n,
-                         "country": ["ES"] * n})
-
-
 def running_campaign(sender: SendContext, n: int = 500) -> str:
-    campaign_id = sender.store.create("test", frame(n), window=3)
+    campaign_id = sender.store.create("test", plain_frame(n), window=3)
     sender.ops.reserve(campaign_id)  # batches 0..2 reserved; their tasks were "lost"
     send_batch(sender, campaign_id, 0)  # the campaign runs; batch 0 done, batch 3 reserved
     return campaign_id
