@@ -108,6 +108,7 @@ def test_a_redis_that_does_not_persist_is_refused_in_one_sentence_unless_allowed
     check_persistence(redis_client, sender.settings.with_overrides(allow_volatile_redis=True))
 
 
+@pytest.mark.slow
 def test_a_redis_with_an_append_only_file_is_accepted(sender: SendContext) -> None:
     service = start_redis()
     try:

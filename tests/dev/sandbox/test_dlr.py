@@ -49,7 +49,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dlr?secret=s3"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next poll: 0.5 s by default, after every test.
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        daemon=True)
         self._thread.start()
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
