@@ -85,9 +85,12 @@ def test_an_every_schedule_fires_on_time_and_each_firing_is_a_campaign_that_comp
 def test_editing_and_removing_a_schedule_take_effect_without_a_restart(
         harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
     path = schedule_csv(tmp_path / "l.csv", 10)
-    add(harness, path, "edit", "--every", "30s")
+    # An interval schedule first fires one interval after it is saved. 15 s, not longer, to keep the
+    # wait short; not shorter, so the old interval alone could not give three firings within the
+    # 20 s allowed after the edit (15, 30, 45 s after saving).
+    add(harness, path, "edit", "--every", "15s")
     beats()
-    runs_until(harness, "edit", lambda r: len(created(r)) >= 1)  # the first firing is immediate
+    runs_until(harness, "edit", lambda r: len(created(r)) >= 1)
     add(harness, path, "edit", "--every", "1s")  # edited: now every second
     runs_until(harness, "edit", lambda r: len(created(r)) + sum(x.outcome == "skipped" for x in r) >= 3,
                timeout_s=20)
