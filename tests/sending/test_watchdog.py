@@ -13,7 +13,7 @@ from dispatcher.errors import ConfigurationError, InputError
 from dispatcher.sending.attempt import Action, SendContext, send_batch
 from dispatcher.sending.durability import Epoch, check_persistence
 from dispatcher.sending.watchdog import Watchdog
-from tests.helpers import plain_frame
+from tests.helpers import plain_frame, wait_until
 
 
 class Queue:
@@ -108,13 +108,15 @@ def test_a_redis_that_does_not_persist_is_refused_in_one_sentence_unless_allowed
     check_persistence(redis_client, sender.settings.with_overrides(allow_volatile_redis=True))
 
 
-@pytest.mark.slow
 def test_a_redis_with_an_append_only_file_is_accepted(sender: SendContext) -> None:
     service = start_redis()
     try:
         client = redis.Redis.from_url(service.url)
         client.config_set("appendonly", "yes")
         check_persistence(client, sender.settings)
+        # Redis refuses SIGTERM while it writes its first AOF, so stop() would wait 10 s to SIGKILL it.
+        wait_until(lambda: (i := client.info("persistence"))["aof_rewrite_in_progress"] == 0
+                   == i["aof_rewrite_scheduled"], 10, "the first AOF to be written")
         client.close()
     finally:
         service.stop()
