@@ -11,7 +11,7 @@ import redis
 from dispatcher.dev.flower import AuthenticatedMetrics, protect_metrics
 from dispatcher.dev.services import Service, start_flower
 from dispatcher.settings import Settings
-from tests.sending.test_dispatch_integration import worker_env
+from tests.helpers import worker_env
 
 pytestmark = pytest.mark.slow
 LOGIN = ("flower", "test-flower-metrics-password")

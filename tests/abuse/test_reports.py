@@ -27,9 +27,9 @@ from dispatcher.sending.campaigns import status
 from dispatcher.sending.report import build_report
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.console.conftest import build_console
 from tests.delivery.test_held import campaign
 from tests.delivery.test_reports import record_sent
+from tests.helpers import build_console
 
 pytestmark = pytest.mark.slow
 KEYS = Keys("dsptest")

@@ -26,8 +26,7 @@ import redis
 from dispatcher.dev.services import Service, free_port, http_ready, spawn, start_webhook, wait_until
 from dispatcher.serving import GuardedH11Protocol, GuardedHttpToolsProtocol, ServerLimits, uvicorn_options
 from dispatcher.settings import Settings
-from tests.cli.test_campaigns import one_sentence_error, run
-from tests.sending.test_dispatch_integration import worker_env
+from tests.helpers import one_sentence_error, run, worker_env
 
 pytestmark = pytest.mark.slow
 
