@@ -31,6 +31,8 @@ from dispatcher.keys import Keys
 from dispatcher.settings import Settings
 from tests.helpers import SandboxHandle, worker_env
 
+pytestmark = pytest.mark.slow  # real console processes (and a fuzzer), seconds each
+
 OPTIONS = {"text": "Hola {name}", "from": "ACME", "country": "ES", "no_hlr": "1"}
 MB = 1_000_000
 

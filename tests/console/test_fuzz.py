@@ -27,6 +27,8 @@ from dispatcher.keys import Keys
 from dispatcher.settings import Settings
 from tests.helpers import SandboxHandle, small_csv, worker_env
 
+pytestmark = pytest.mark.slow  # real console processes (and a fuzzer), seconds each
+
 pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency: pip install -e '.[dev]'")
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
