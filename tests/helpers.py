@@ -33,6 +33,7 @@ from dispatcher.console.auth import TokenStore
 from dispatcher.console.context import Console
 from dispatcher.dev.services import Service, start_worker
 from dispatcher.keys import Keys
+from dispatcher.sending import ledger
 from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.context import SendContext
@@ -172,6 +173,21 @@ def stored_campaign(client: redis.Redis, keys: Keys, n: int = 4) -> str:
     """A campaign of ``n`` messages to ``+3461234NNNN`` stored with a window of one batch; its id."""
     frame = messages_frame([f"+3461234{i:04d}" for i in range(n)])
     return CampaignStore(client, keys).create("x", frame, window=1)
+
+
+def record_sent(client: redis.Redis, keys: Keys, campaign_id: str, ks: list[int],
+                id_of: Callable[[int], str] = lambda k: f"i{k}") -> None:
+    """Record messages ``k`` (batch ``k // 100``, index ``k % 100``) as sent under Instasent id
+    ``id_of(k)``, as a worker does after Instasent's answer."""
+    ops = BatchOps(client, keys)
+    by_batch: dict[int, list[int]] = {}
+    for k in ks:
+        by_batch.setdefault(k // 100, []).append(k)
+    for n, group in sorted(by_batch.items()):
+        claim = ops.claim(campaign_id, n, lease_s=0)
+        assert claim.claimed
+        ops.record(campaign_id, n, [(k % 100, ledger.encode("sent", 1, id_of(k))) for k in group], otherwise="p",
+                   token=claim.token)
 
 
 def recipients_csv(path: Path, n: int) -> Path:

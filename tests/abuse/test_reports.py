@@ -27,9 +27,7 @@ from dispatcher.sending.campaigns import status
 from dispatcher.sending.report import build_report
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.delivery.test_held import campaign
-from tests.delivery.test_reports import record_sent
-from tests.helpers import build_console
+from tests.helpers import build_console, record_sent, stored_campaign
 
 pytestmark = pytest.mark.slow
 KEYS = Keys("dsptest")
@@ -95,7 +93,7 @@ def eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
 
 def test_a_forged_failed_report_with_another_id_does_not_undo_a_delivery(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     record_sent(redis_client, KEYS, cid, [0], id_of=lambda _: REAL)
     assert post(receiver, dlr(f"{cid}-0-0", "delivered", REAL)).json()["outcomes"] == ["applied"]
     seen = Seen(settings, redis_client, cid)
@@ -109,7 +107,7 @@ def test_a_forged_failed_report_with_another_id_does_not_undo_a_delivery(
 
 def test_a_forged_delivered_report_for_an_unsent_message_never_makes_it_sent_and_expires(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)  # nothing sent yet: both messages wait (for their window, say)
+    cid = stored_campaign(redis_client, KEYS, n=2)  # nothing sent yet: both messages wait (for their window, say)
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
     answer = post(receiver, dlr(f"{cid}-0-1", "delivered", FORGED))
@@ -126,7 +124,7 @@ def test_a_forged_delivered_report_for_an_unsent_message_never_makes_it_sent_and
 
 def test_a_held_report_is_applied_once_its_message_is_really_sent_under_the_same_id(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
     assert post(receiver, dlr(f"{cid}-0-0", "delivered", REAL)).json()["outcomes"] == ["held"]
@@ -141,7 +139,7 @@ def test_a_held_report_is_applied_once_its_message_is_really_sent_under_the_same
 
 def test_a_held_report_is_refused_when_its_message_is_sent_under_another_id(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     assert post(receiver, dlr(f"{cid}-0-0", "failed", FORGED)).json()["outcomes"] == ["held"]
     record_sent(redis_client, KEYS, cid, [0], id_of=lambda _: REAL)
     seen = Seen(settings, redis_client, cid)
@@ -156,7 +154,7 @@ def test_a_held_report_is_refused_when_its_message_is_sent_under_another_id(
 @pytest.mark.parametrize("word", ["DELIVRD", "UNDELIV", "delivrd", "ok"])
 def test_a_status_instasent_does_not_document_is_400_and_counted(
         word: str, receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=4)
+    cid = stored_campaign(redis_client, KEYS, n=4)
     record_sent(redis_client, KEYS, cid, [0, 1, 2, 3], id_of=lambda k: f"{REAL[:-1]}{k}")
     for k in (0, 1, 2):
         assert post(receiver, dlr(f"{cid}-0-{k}", "delivered", f"{REAL[:-1]}{k}")).status_code == 200
@@ -172,7 +170,7 @@ def test_a_status_instasent_does_not_document_is_400_and_counted(
 
 def test_the_allow_list_keeps_other_addresses_out_before_the_secret_is_checked(
         settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     record_sent(redis_client, KEYS, cid, [0, 1], id_of=lambda k: f"{REAL[:-1]}{k}")
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
