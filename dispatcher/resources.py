@@ -90,9 +90,9 @@ class RedisTarget:
 
     def client(self, *, connect_timeout_s: float, timeout_s: float, single_connection: bool = False) -> redis.Redis:
         """A pooled blocking client (a Sentinel-managed one follows the master through failovers)."""
-        timeouts = {"socket_connect_timeout": connect_timeout_s, "socket_timeout": timeout_s}
+        timeouts: dict[str, Any] = {"socket_connect_timeout": connect_timeout_s, "socket_timeout": timeout_s}
         if not self.sentinel:
-            tls = {"ssl_ca_certs": self.ca_file} if self.tls and self.ca_file else {}
+            tls: dict[str, Any] = {"ssl_ca_certs": self.ca_file} if self.tls and self.ca_file else {}
             return redis.Redis.from_url(self.url, single_connection_client=single_connection, **timeouts, **tls)
         manager = redis.sentinel.Sentinel(list(self.sentinels), sentinel_kwargs={**timeouts, **self._tls_options()},
                                           **timeouts)
@@ -101,9 +101,9 @@ class RedisTarget:
 
     def async_client(self, *, connect_timeout_s: float, timeout_s: float) -> redis.asyncio.Redis:
         """The asyncio twin of :meth:`client` (for the webhook receiver)."""
-        timeouts = {"socket_connect_timeout": connect_timeout_s, "socket_timeout": timeout_s}
+        timeouts: dict[str, Any] = {"socket_connect_timeout": connect_timeout_s, "socket_timeout": timeout_s}
         if not self.sentinel:
-            tls = {"ssl_ca_certs": self.ca_file} if self.tls and self.ca_file else {}
+            tls: dict[str, Any] = {"ssl_ca_certs": self.ca_file} if self.tls and self.ca_file else {}
             return redis.asyncio.Redis.from_url(self.url, **timeouts, **tls)
         manager = redis.asyncio.sentinel.Sentinel(list(self.sentinels),
                                                   sentinel_kwargs={**timeouts, **self._tls_options()}, **timeouts)

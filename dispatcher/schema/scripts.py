@@ -10,8 +10,8 @@ always arrive through ``KEYS``: no script spells a key name.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 from importlib.resources import files
+from typing import Any
 
 from dispatcher.schema.names import (
     CODES,
@@ -25,6 +25,7 @@ from dispatcher.schema.names import (
     BatchState,
     State,
 )
+
 
 def era(client: Any) -> str:
     """The server's era as ``lua/prelude.lua``'s ``server_era`` spells it: its run_id, and after a
