@@ -89,15 +89,18 @@ class RedisTarget:
         return {k: v for k, v in (("username", self.username), ("password", self.password)) if v}
 
     def client(self, *, connect_timeout_s: float, timeout_s: float, single_connection: bool = False) -> redis.Redis:
-        """A pooled blocking client (a Sentinel-managed one follows the master through failovers)."""
+        """A pooled blocking client (a Sentinel-managed one follows the master through failovers;
+        ``single_connection`` is then ignored, see below)."""
         timeouts: dict[str, Any] = {"socket_connect_timeout": connect_timeout_s, "socket_timeout": timeout_s}
         if not self.sentinel:
             tls: dict[str, Any] = {"ssl_ca_certs": self.ca_file} if self.tls and self.ca_file else {}
             return redis.Redis.from_url(self.url, single_connection_client=single_connection, **timeouts, **tls)
         manager = redis.sentinel.Sentinel(list(self.sentinels), sentinel_kwargs={**timeouts, **self._tls_options()},
                                           **timeouts)
-        pool = manager.master_for(self.service, db=self.db, **self._auth(), **self._tls_options()).connection_pool
-        return redis.Redis(connection_pool=pool, single_connection_client=single_connection)
+        # Always pooled: redis-py asks Sentinel for the master's address when the pool hands out a
+        # connection, but a single-connection client reconnects its one connection to the address
+        # it had, the dead master's, for ever (redis-py 8.2).
+        return manager.master_for(self.service, db=self.db, **self._auth(), **self._tls_options())
 
     def async_client(self, *, connect_timeout_s: float, timeout_s: float) -> redis.asyncio.Redis:
         """The asyncio twin of :meth:`client` (for the webhook receiver)."""
