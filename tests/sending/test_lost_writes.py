@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import SandboxHandle
 from tests.sending.test_dispatch_integration import assert_exactly_once, finished, recipients
-from tests.sending.test_redis_restart import DurableRedis, harness_on, wait_for, worker_settings
+from tests.sending.test_redis_restart import DurableRedis, durable_redis, harness_on, wait_for, worker_settings  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
