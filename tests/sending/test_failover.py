@@ -50,8 +50,8 @@ def wait_for(h: Harness, check: Callable[[], bool], timeout_s: float, what: str)
 
 
 def ha_worker_env(h: Harness) -> dict[str, str]:
-    return {"DISPATCHER_QUEUE": h.settings.queue_name, "DISPATCHER_WATCHDOG_EVERY": "1", "DISPATCHER_ALLOW_VOLATILE_REDIS": "0",
-            "DISPATCHER_REDIS_MIN_REPLICAS": "1"}
+    return {"DISPATCHER_QUEUE": h.settings.queue_name, "DISPATCHER_WATCHDOG_EVERY": "1",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "0", "DISPATCHER_REDIS_MIN_REPLICAS": "1"}
 
 
 def run_through_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,

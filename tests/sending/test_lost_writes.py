@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.conftest import SandboxHandle
 from tests.sending.test_dispatch_integration import assert_exactly_once, finished, recipients
-from tests.sending.test_redis_restart import DurableRedis, durable_redis, harness_on, wait_for, worker_settings  # noqa: F401 (a fixture)
+from tests.sending.test_redis_restart import DurableRedis, harness_on, wait_for, worker_settings
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +22,18 @@ pytestmark = pytest.mark.slow
 LOST_S = 3.0
 
 
+@pytest.fixture()
+def aof_redis() -> Iterator[DurableRedis]:
+    server = DurableRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
 def test_redis_restarted_from_an_aof_copied_seconds_before_the_crash_sends_nothing_twice(
-        durable_redis: DurableRedis, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+        aof_redis: DurableRedis, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
     sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
-    h = harness_on(durable_redis, sandbox, durable_redis.url)
+    h = harness_on(aof_redis, sandbox, aof_redis.url)
     # 3,000 messages at 240 requests/min: 4 POSTs a second, so the lost seconds hold about 1,200
     # accepted messages whose records Redis forgets.
     try:
@@ -33,17 +41,17 @@ def test_redis_restarted_from_an_aof_copied_seconds_before_the_crash_sends_nothi
             h.start_worker(concurrency=2, **worker_settings(h, DISPATCHER_RATE_LIMIT="240"))
         cid = h.submit(recipients(3000))
         wait_for(lambda: h.store.get(cid).counts["sent"] >= 1000, 120, "1,000 messages sent")
-        aof = durable_redis.dir / "appendonlydir"
-        copy = durable_redis.dir.parent / (durable_redis.dir.name + "-aof-copy")
+        aof = aof_redis.dir / "appendonlydir"
+        copy = aof_redis.dir.parent / (aof_redis.dir.name + "-aof-copy")
         shutil.copytree(aof, copy)
         sent_at_copy = h.store.get(cid).counts["sent"]
         time.sleep(LOST_S)
         sent_at_crash = h.store.get(cid).counts["sent"]
-        durable_redis.kill()
+        aof_redis.kill()
         shutil.rmtree(aof)
         shutil.copytree(copy, aof)
         shutil.rmtree(copy)
-        durable_redis.start()
+        aof_redis.start()
         assert sent_at_crash > sent_at_copy, "no POST was made in the seconds the crash loses"
         assert h.store.get(cid).counts["sent"] < sent_at_crash, "the restart lost nothing"
         wait_for(lambda: finished(h.store.get(cid)), 240, "the campaign to finish by itself")
