@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -69,7 +70,8 @@ class HighAvailability:
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
         return f"redis+sentinel://{auth}{hosts}/{self.service_name}/{db}"
 
-    def sentinel_client(self, index: int = 0) -> redis.Redis:
+    def sentinel_client(self, index: int = 0) -> Any:
+        """A client of sentinel ``index`` (typed Any: redis-py types SENTINEL replies loosely)."""
         return redis.Redis(host="127.0.0.1", port=self.sentinel_ports[index], socket_timeout=1.0,
                            socket_connect_timeout=1.0)
 
@@ -220,7 +222,7 @@ def start_ha(service_name: str = "dispatcher", replicas: int = 2, sentinels: int
             with contextlib.suppress(redis.exceptions.RedisError):
                 ready = nodes[0].client().info("replication").get("connected_slaves", 0) == replicas
                 known = all(len(ha.sentinel_client(i).sentinel_slaves(service_name)) == replicas
-                            and ha.sentinel_client(i).sentinel_sentinels(service_name).__len__() == sentinels - 1
+                            and len(ha.sentinel_client(i).sentinel_sentinels(service_name)) == sentinels - 1
                             for i in range(sentinels))
                 if ready and known and ha.master_port() == master_port:
                     return ha
