@@ -2,7 +2,7 @@
 sentinels on loopback, the store and the broker both given the ``redis+sentinel://`` URL. The
 master is SIGKILLed a third of the way into a campaign and comes back as a replica; the campaign
 completes by itself with every clientId accepted exactly once. The full-size run (30,000 messages
-at 1,200 requests/min) is ``bench/bench_failover.py``."""
+at 1,200 requests/min, three failovers) runs with ``DISPATCHER_FULL_FAILOVER=1``."""
 
 from __future__ import annotations
 
