@@ -181,7 +181,9 @@ def parse_redis_url(url: str, *, ca_file: str = "", name: str = "REDIS_URL") -> 
             redis.connection.parse_url(url)
         except ValueError as exc:
             raise ConfigurationError(f"{name} ({shown}) is not a valid Redis URL: {_sentence(exc, url)}.") from None
-        return RedisTarget(url=url, tls=scheme == "rediss", ca_file=ca_file)
+        parts = urlsplit(url)
+        return RedisTarget(url=url, tls=scheme == "rediss", ca_file=ca_file,
+                           username=unquote(parts.username or ""), password=unquote(parts.password or ""))
     parts = urlsplit(url)
     auth, _, hosts = parts.netloc.rpartition("@")
     username, _, password = auth.partition(":") if auth else ("", "", "")
