@@ -36,7 +36,7 @@ def test_a_worker_cut_off_from_redis_for_twice_its_lease_mid_post_sends_nothing_
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(
         instasent_token=SANDBOX_TOKEN, instasent_base_url=sandbox.url, redis_url=redis_url,
         key_prefix=f"dspfault{secrets.token_hex(2)}", queue_name=f"dispatcher-test-{secrets.token_hex(4)}",
-        rate_limit_per_min=600, queue_window=8)
+        rate_limit_per_min=120, queue_window=8)  # 20 POSTs in 10 s: the cut falls mid-campaign
     h = Harness(settings, redis.Redis.from_url(redis_url), sandbox)
     redis_proxy.latency_s = 0.001
     common = {"DISPATCHER_QUEUE": settings.queue_name, "DISPATCHER_WATCHDOG_EVERY": "1",
@@ -50,6 +50,7 @@ def test_a_worker_cut_off_from_redis_for_twice_its_lease_mid_post_sends_nothing_
         redis_proxy.cut()
         time.sleep(2 * LEASE_S)
         redis_proxy.heal()
+        assert "Error" in h.workers[0].log_tail(400), "the cut never reached the proxied worker"
         wait_for(lambda: finished(h.store.get(cid)), 240, "the campaign to finish by itself")
         info = h.store.get(cid)
         assert info.state == "completed", info
