@@ -401,7 +401,8 @@ def start_replica(master: Service) -> Service:
     master_port = master.url.rsplit(":", 1)[1].split("/")[0]
     url = f"redis://127.0.0.1:{port}/0"
     replica = spawn("replica", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--replicaof", "127.0.0.1", master_port], url)
+                                "--appendonly", "no", "--dir", tempfile.mkdtemp(), "--replicaof", "127.0.0.1",
+                                master_port], url)
     wait_until(lambda: redis_reachable(url, 0.2)
                and redis.Redis.from_url(url).info("replication").get("master_link_status") == "up",
                replica, timeout_s=30)

@@ -6,6 +6,7 @@ the session's (no replica) and, for the other side, a replica of a private maste
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -45,7 +46,8 @@ def replicated() -> Iterator[redis.Redis]:
     master = start_redis()
     port = free_port()
     replica: Service = spawn("replica", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                                         "--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1",
+                                         "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp(),
+                                         "--replicaof", "127.0.0.1",
                                          master.url.rsplit(":", 1)[1].split("/")[0]], f"redis://127.0.0.1:{port}/0")
     client = redis.Redis.from_url(master.url)
     try:
