@@ -110,6 +110,10 @@ class Keys:
         """List of JSON records of each time Redis was found to have lost its data, newest first."""
         return f"{self.prefix}:losses"
 
+    def health_probe(self) -> str:
+        """String ``dispatcher health`` writes (with a short TTL) to prove Redis takes writes."""
+        return f"{self.prefix}:health"
+
     def watchdog_lock(self) -> str:
         """Lock held by the one worker running a watchdog sweep (value: a random token)."""
         return f"{self.prefix}:watchdog:lock"

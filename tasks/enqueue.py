@@ -10,7 +10,7 @@ from celery import Celery
 
 from dispatcher.resources import Resources
 from dispatcher.settings import Settings
-from tasks.app import app, batch_label, campaign_name, make_app
+from tasks.app import app, batch_label, broker_connection, campaign_name, make_app
 
 #: Registered names of the batch tasks: ``tasks.dispatch.send_batches_task`` and, for tasks queued
 #: by an older version, ``send_batch_task``.
@@ -42,7 +42,7 @@ def groups(numbers: Sequence[int], size: int = GROUP) -> list[list[int]]:
 def _app_for(settings: Settings) -> Celery:
     # The module-level app was configured from the environment at import; a caller with another
     # broker or queue (a test, the demo) gets an app of its own, configured from its whole settings.
-    if settings.effective_broker_url == app.conf.broker_url and settings.task_queue == app.conf.task_default_queue:
+    if broker_connection(settings)[0] == app.conf.broker_url and settings.task_queue == app.conf.task_default_queue:
         return app
     return make_app(settings)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 
-import redis.asyncio as aioredis
 from starlette.types import ASGIApp
 
-from dispatcher.resources import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, Resources
+from dispatcher.resources import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, Resources, parse_redis_url
 from dispatcher.serving import ServerLimits, guard, handed_down_limits, speedups_installed
 from dispatcher.serving import serve as serve_app
 from dispatcher.settings import Settings
@@ -23,8 +22,9 @@ from dispatcher.webhook.app import create_app
 def build_app(resources: Resources) -> ASGIApp:
     """The receiver for ``resources`` (its own asyncio Redis client beside the blocking one)."""
     settings = resources.settings
-    aio = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-                                  socket_timeout=REDIS_SOCKET_TIMEOUT_S)
+    # The same URL the blocking client parsed: a Sentinel URL gives an asyncio client of the master.
+    aio = parse_redis_url(settings.redis_url, ca_file=settings.redis_ca_file).async_client(
+        connect_timeout_s=REDIS_CONNECT_TIMEOUT_S, timeout_s=REDIS_SOCKET_TIMEOUT_S)
     return create_app(resources.redis, aio, resources.keys, settings.webhook_secret.reveal(),
                       held_retry_s=settings.held_retry_s, allow=settings.webhook_allow_networks)
 

@@ -122,3 +122,20 @@ def test_a_redis_with_an_append_only_file_is_accepted(sender: SendContext) -> No
         client.close()
     finally:
         service.stop()
+
+
+def test_a_sweep_takes_over_a_lock_taken_before_a_restart_or_failover(sender: SendContext) -> None:
+    dog = Watchdog(sender.store, sender.ops, Queue(), sender.settings)
+    sender.store.redis.set(sender.store.keys.watchdog_lock(), "an-older-era/0123456789abcdef", px=30_000)
+    assert dog.sweep() is not None  # its holder's connection died with that server: no 30 s stall
+
+
+def test_a_sweep_in_a_new_era_requeues_batches_at_once_quiet_or_not(sender: SendContext) -> None:
+    campaign_id = running_campaign(sender)
+    queue = Queue()
+    dog = Watchdog(sender.store, sender.ops, queue, sender.settings)
+    dog.sweep()
+    assert (campaign_id, 1) not in queue.items  # the campaign moved a moment ago: its tasks may live
+    dog.era = "the-era-before-a-failover"
+    dog.sweep()
+    assert (campaign_id, 1) in queue.items
