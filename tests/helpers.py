@@ -82,6 +82,15 @@ def wait_until(condition: Callable[[], T], timeout_s: float = 30.0, what: str | 
         time.sleep(interval_s)
 
 
+#: What a check may raise while a Redis server restarts or fails over: "not yet", for :func:`wait_until`.
+RESTARTING = (redis.exceptions.RedisError, OSError)
+
+
+def wait_through_restarts(check: Callable[[], T], timeout_s: float, what: str) -> T:
+    """:func:`wait_until` polling every 0.1 s, counting a Redis that is restarting as "not yet"."""
+    return wait_until(check, timeout_s, what, 0.1, RESTARTING)
+
+
 # --- The session's sandbox ----------------------------------------------------------------------
 
 class SandboxHandle:

@@ -20,9 +20,8 @@ from dispatcher.resources import connect_redis
 from dispatcher.sending.batches import BatchOps, ClaimKind
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished, recipients
-from tests.sending.test_redis_restart import wait_for as _wait_for
+from tests.helpers import SANDBOX_TOKEN, Harness, SandboxHandle, assert_exactly_once, finished, recipients
+from tests.helpers import wait_through_restarts as _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,7 @@ def harness_on(ha: HighAvailability, sandbox: SandboxHandle, rate_per_min: int) 
 
 
 def wait_for(h: Harness, check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """``test_redis_restart.wait_for``, with the workers' last log lines when it times out."""
+    """``helpers.wait_through_restarts``, with the workers' last log lines when it times out."""
     try:
         _wait_for(check, timeout_s, what)
     except AssertionError as exc:

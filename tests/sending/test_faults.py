@@ -13,9 +13,8 @@ import redis
 
 from dispatcher.dev.faultproxy import FaultProxy
 from dispatcher.settings import Settings
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished, recipients
-from tests.sending.test_redis_restart import wait_for
+from tests.helpers import SANDBOX_TOKEN, Harness, SandboxHandle, assert_exactly_once, finished, recipients
+from tests.helpers import wait_through_restarts as wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import assert_exactly_once, finished, recipients
-from tests.sending.test_redis_restart import DurableRedis, harness_on, wait_for, worker_settings
+from tests.helpers import SandboxHandle, assert_exactly_once, finished, recipients
+from tests.helpers import wait_through_restarts as wait_for
+from tests.sending.test_redis_restart import DurableRedis, harness_on, worker_settings
 
 pytestmark = pytest.mark.slow
 
