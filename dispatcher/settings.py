@@ -161,6 +161,11 @@ class Settings:
     #: Reverse proxies (IPs or CIDRs, comma-separated; ``*`` for any) whose X-Forwarded-For and
     #: X-Forwarded-Proto are believed; empty (the default) believes none, not even 127.0.0.1.
     forwarded_allow_ips: str = ""
+    # --- Accounts (issue 24). ---
+    #: Passphrase (at least 32 characters) the tokens of ``dispatcher account`` are encrypted with at
+    #: rest; the Fernet key is derived from it with HKDF (see ``dispatcher.sending.accounts``). Changing
+    #: it makes the stored tokens unreadable: add the accounts again.
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
 
     @property
     def lease_s(self) -> float:
@@ -244,7 +249,7 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with some fields replaced (strings are wrapped as secrets where needed)."""
-        for name in ("instasent_token", "webhook_secret", "flower_password"):
+        for name in _SECRETS:
             if isinstance(changes.get(name), str):
                 changes[name] = Secret(changes[name])
         return replace(self, **changes)
@@ -313,12 +318,13 @@ _ENV_NAMES = {
     "server_keep_alive_s": "DISPATCHER_SERVER_KEEP_ALIVE",
     "server_max_connections": "DISPATCHER_SERVER_MAX_CONNECTIONS",
     "forwarded_allow_ips": "DISPATCHER_FORWARDED_ALLOW_IPS",
+    "secret_key": "DISPATCHER_SECRET_KEY",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
 ENV_VARS = tuple(_ENV_NAMES.values())
 
-_SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
+_SECRETS = {"instasent_token", "webhook_secret", "flower_password", "secret_key"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
              "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
              "watchdog_every_s", "load_lease_s", "max_upload_rows", "max_upload_expanded_mb",
