@@ -6,7 +6,8 @@ They need no token and are never rate limited or logged:
   with projects, ``organizations`` gives each one's balance.
 - ``GET /_sandbox/messages?offset=&limit=``: accepted messages, oldest first, with how many times
   their clientId was submitted and accepted.
-- ``GET /_sandbox/requests?since=&offset=&limit=``: the request log, oldest first.
+- ``GET /_sandbox/requests?since=&offset=&limit=``: the request log, oldest first; each row names
+  the organization of its token in ``org`` (null for a refused token or a sandbox without projects).
 - ``GET /_sandbox/config``: the config in force (without any token).
 - ``GET|POST /_sandbox/faults``: read or change fault options (unknown fields: 400).
 - ``POST /_sandbox/reset``: forget everything, then apply optional config overrides.
@@ -110,7 +111,7 @@ def control_routes(state: SandboxState) -> list[Route]:
             limit = _int_param(request, "limit", None)
         except ValueError:
             return _error("since, offset and limit must be numbers")
-        return _json({"requests": state.request_log.rows(since, offset, limit)})
+        return _json({"requests": state.request_log.rows(since, offset, limit, with_org=True)})
 
     async def config(request: Request) -> Response:
         return _json(public_config(state))

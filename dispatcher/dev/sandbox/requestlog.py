@@ -61,8 +61,9 @@ class RequestLog:
         self._items.append(min(items, 0xFFFFFFFF))
         self._org.append(org_index)
 
-    def rows(self, since: float | None = None, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        """Rows as ``{"t", "endpoint", "status", "items", "org"}``, oldest first.
+    def rows(self, since: float | None = None, offset: int = 0, limit: int | None = None,
+             with_org: bool = False) -> list[dict[str, Any]]:
+        """Rows as ``{"t", "endpoint", "status", "items"}``, plus ``"org"`` when ``with_org``, oldest first.
 
         ``since`` keeps rows at or after that Unix time; ``offset`` and ``limit`` then page them.
         """
@@ -70,8 +71,12 @@ class RequestLog:
         start += max(0, offset)
         stop = len(self._t) if limit is None else min(len(self._t), start + max(0, limit))
         names, t, endpoint, status, items = self._names, self._t, self._endpoint, self._status, self._items
-        orgs, org = self._orgs, self._org
-        return [
-            {"t": t[i], "endpoint": names[endpoint[i]], "status": status[i], "items": items[i], "org": orgs[org[i]]}
+        rows = [
+            {"t": t[i], "endpoint": names[endpoint[i]], "status": status[i], "items": items[i]}
             for i in range(start, stop)
         ]
+        if with_org:
+            orgs, org = self._orgs, self._org
+            for i, row in zip(range(start, stop), rows, strict=True):
+                row["org"] = orgs[org[i]]
+        return rows
