@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.dev.sandbox.config import Faults, SandboxConfig, parse_project
+from dispatcher.dev.sandbox.config import Faults, SandboxConfig, parse_projects
 
 #: The token the sandbox accepts unless told otherwise (a local, documented value, not a secret).
 DEFAULT_TOKEN = "sandbox-token"
@@ -48,10 +48,10 @@ def sandbox(
     from dispatcher.dev.sandbox.server import serve
 
     try:
-        projects = tuple(parse_project(text) for text in project)
-    except ValueError:
-        # Not the ValueError's text: the option's value holds a token, which is never echoed.
-        raise typer.BadParameter("each --project is ORG:TOKEN, both non-empty.", param_hint="--project") from None
+        projects = parse_projects(project)
+    except ValueError as exc:
+        # Its text names organizations only: an option's value holds a token, which is never echoed.
+        raise typer.BadParameter(f"{exc}.", param_hint="--project") from None
     config = SandboxConfig(
         token=token,
         projects=projects,

@@ -78,3 +78,17 @@ def parse_project(text: str) -> tuple[str, str]:
     if not sep or not org.strip() or not token:
         raise ValueError("a project is ORG:TOKEN, both non-empty")
     return org.strip(), token
+
+
+def parse_projects(texts: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Every ``"ORG:TOKEN"`` of ``texts`` parsed (see :func:`parse_project`); no message names a token.
+
+    Raises:
+        ValueError: when one is malformed, or one token is given to two organizations.
+    """
+    projects = tuple(parse_project(text) for text in texts)
+    owners: dict[str, str] = {}
+    for org, token in projects:
+        if owners.setdefault(token, org) != org:
+            raise ValueError(f"a project token is given to two organizations ({owners[token]} and {org})")
+    return projects

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from dispatcher.dev.sandbox.clock import iso_utc, now
-from dispatcher.dev.sandbox.config import Faults, SandboxConfig, parse_project
+from dispatcher.dev.sandbox.config import Faults, SandboxConfig, parse_projects
 from dispatcher.dev.sandbox.dlr import STATUS_CODES, DlrSender, Report
 from dispatcher.dev.sandbox.hlr import hlr_answer
 from dispatcher.dev.sandbox.prices import LOOKUP_PRICE, MICROS, price_profile, sms_price_micros, to_micros
@@ -144,8 +144,9 @@ class SandboxState:
         self.orgs: dict[str | None, Organization] = {}
         self.token_orgs: dict[str, Organization] = {}
         for name, token in config.projects or ((None, config.token),):
-            org = self.orgs.get(name) or self.orgs.setdefault(name, Organization(name, balance, limit))
-            self.token_orgs[token] = org
+            if name not in self.orgs:
+                self.orgs[name] = Organization(name, balance, limit)
+            self.token_orgs[token] = self.orgs[name]
         #: Whose rate-limit headers a refused token is shown: the one organization of a sandbox
         #: without projects (as before), else none of the real ones (a stranger learns nothing).
         self.anonymous = next(iter(self.orgs.values())) if not config.projects else Organization(None, 0, limit)
@@ -337,7 +338,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if name == "projects":
         if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
             raise ValueError(f"{name} must be a list of ORG:TOKEN strings")
-        return tuple(parse_project(p) for p in value)
+        return parse_projects(value)
     if name == "unpriced_countries":
         if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
             raise ValueError(f"{name} must be a list of ISO country codes")
