@@ -28,7 +28,16 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dispatcher.errors import AuthenticationFailed, ConfigurationError, DispatcherError, InputError, UnknownItem
+from dispatcher.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    ConnectionFailed,
+    DispatcherError,
+    InputError,
+    OutcomeUnknown,
+    RateLimited,
+    UnknownItem,
+)
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import Account
 from dispatcher.keys import Keys
@@ -310,7 +319,17 @@ def ask_account(account: ResolvedAccount) -> Account | str:
     try:
         with account.client() as client:
             return client.account()
-    except AuthenticationFailed:
-        return "Instasent refused the token (401)"
     except DispatcherError as exc:
-        return str(exc).split(";")[0].rstrip(".")
+        for kind, reason in _SHORT_REASONS:
+            if isinstance(exc, kind):
+                return reason
+        return str(exc).split(";")[0].rstrip(".")[:60]
+
+
+#: What a list shows, in a few words, for an account answer that could not be had (first match wins).
+_SHORT_REASONS: tuple[tuple[type[DispatcherError], str], ...] = (
+    (AuthenticationFailed, "token refused (401)"),
+    (ConnectionFailed, "unreachable"),
+    (RateLimited, "rate limited (429)"),
+    (OutcomeUnknown, "no readable answer"),
+)

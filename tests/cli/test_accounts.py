@@ -133,10 +133,11 @@ def test_a_balance_that_cannot_be_asked_shows_a_short_reason(env: dict[str, str]
                         "--organization", "beta")
     assert added.returncode == 0, added.stderr
     rows = listed(outputs.run(env, "account", "list", "--json"))
-    assert rows["gone"]["balance"] is None and rows["gone"]["balance_error"]
+    assert rows["gone"]["balance"] is None and rows["gone"]["balance_error"] == "unreachable"
     assert rows["default"]["balance"] == 250.0
     table = outputs.run(env, "account", "list")
     assert table.returncode == 0 and "Traceback" not in table.stdout + table.stderr
+    assert "unreachable" in table.stdout
     outputs.assert_no_token()
 
 
