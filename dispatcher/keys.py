@@ -160,6 +160,12 @@ class Keys:
         """Unix µs until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
 
+    # -- accounts -----------------------------------------------------------------------------
+    def accounts(self) -> str:
+        """Hash: account name -> JSON ``{organization, base_url, token, created_at}``, ``token``
+        encrypted (Fernet, see ``sending.accounts``); never the token in clear."""
+        return f"{self.prefix}:accounts"
+
     # -- console ------------------------------------------------------------------------------
     def console_tokens(self) -> str:
         """Hash: API token name -> JSON ``{hash, role, created_at}`` (the token itself is never stored)."""

@@ -172,6 +172,12 @@ class Settings:
     #: empty uses the system's CAs.
     redis_ca_file: str = ""
 
+    # --- Accounts (issue 24). ---
+    #: Passphrase (at least 32 characters) the tokens of ``dispatcher account`` are encrypted with at
+    #: rest; the Fernet key is derived from it with HKDF (see ``dispatcher.sending.accounts``). Changing
+    #: it makes the stored tokens unreadable: add the accounts again.
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+
     def __repr__(self) -> str:
         # The URLs may carry a Redis or broker password; the secrets show themselves as stars already.
         shown = []
@@ -268,7 +274,7 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with some fields replaced (strings are wrapped as secrets where needed)."""
-        for name in ("instasent_token", "webhook_secret", "flower_password"):
+        for name in _SECRETS:
             if isinstance(changes.get(name), str):
                 changes[name] = Secret(changes[name])
         return replace(self, **changes)
@@ -340,6 +346,7 @@ _ENV_NAMES = {
     "redis_min_replicas": "DISPATCHER_REDIS_MIN_REPLICAS",
     "redis_replica_wait_s": "DISPATCHER_REDIS_REPLICA_WAIT",
     "redis_ca_file": "DISPATCHER_REDIS_CA_FILE",
+    "secret_key": "DISPATCHER_SECRET_KEY",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
@@ -347,7 +354,7 @@ ENV_VARS = tuple(_ENV_NAMES.values())
 
 #: Settings holding URLs that may carry a password (shown redacted).
 _URLS = {"redis_url", "broker_url"}
-_SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
+_SECRETS = {"instasent_token", "webhook_secret", "flower_password", "secret_key"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
              "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
              "watchdog_every_s", "load_lease_s", "max_upload_rows", "max_upload_expanded_mb",
