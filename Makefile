@@ -1,11 +1,12 @@
 # Two promises: `make run` runs the demo campaign end to end, `make test` runs the tests.
-# Both create .venv/ and install what they need on their own.
+# Both create .venv/ and install what they need on their own. `make test-fast` runs every test not
+# marked `slow`, for the edit-test loop (README, "Development").
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench fuzz mutate sandbox worker flower clean
+.PHONY: install run demo test test-fast lint bench fuzz mutate sandbox worker flower clean
 
 install: $(STAMP)
 
@@ -24,6 +25,9 @@ demo: run
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check dispatcher tasks tests bench tools

@@ -46,7 +46,17 @@ import psutil
 import redis
 from whole_list import submit_prepared  # this folder: a script's own
 
-from dispatcher.dev.services import Service, spawn, start_redis, start_sandbox, wait_until, worker_argv
+from dispatcher.dev.services import (
+    Service,
+    free_port,
+    redis_reachable,
+    redis_server_binary,
+    spawn,
+    start_redis,
+    start_sandbox,
+    wait_until,
+    worker_argv,
+)
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.sending import campaigns
@@ -80,7 +90,12 @@ CONFIGS: dict[str, list[str]] = {
     # Two worker hosts (two ``dispatcher worker`` processes with their defaults) sharing one limit.
     "two-hosts": worker_argv(),
     "threads-32": worker_argv(concurrency=32, pool="threads"),
+    # ``defaults`` with DISPATCHER_REDIS_MIN_REPLICAS=1: each POST waits for a replica to acknowledge
+    # its claim (issue 23); run it beside ``defaults`` with ``--replica`` (both then have a replica).
+    "replica-wait": worker_argv(),
 }
+#: Extra worker environment by configuration name.
+CONFIG_ENV: dict[str, dict[str, str]] = {"replica-wait": {"DISPATCHER_REDIS_MIN_REPLICAS": "1"}}
 
 
 def recipients(n: int, offset: int) -> pd.DataFrame:
@@ -228,6 +243,7 @@ class Bench:
             extra = {"PYTHONPATH": self.baseline_dir, "PYTHONDONTWRITEBYTECODE": "1"}
         if config in ONE_TASK_PER_BATCH:
             extra["DISPATCHER_QUEUE_WINDOW"] = "16"
+        extra.update(CONFIG_ENV.get(config, {}))
         env = {**extra, "REDIS_URL": self.redis_service.url, "INSTASENT_TOKEN": TOKEN,
                "INSTASENT_BASE_URL": self.sandbox.url,
                "DISPATCHER_RATE_LIMIT": str(limit or 10**7), "DISPATCHER_KEY_PREFIX": "bench",
@@ -379,6 +395,20 @@ def report(runs: list[Run], bare: list[float]) -> None:
         print(f"bare httpx loop (no latency): {base:,.0f} msgs/s (median of {len(bare)})")
 
 
+def start_replica(master: Service) -> Service:
+    """A non-persistent replica of ``master`` on a free loopback port, in sync before it returns."""
+    port = free_port()
+    master_port = master.url.rsplit(":", 1)[1].split("/")[0]
+    url = f"redis://127.0.0.1:{port}/0"
+    replica = spawn("replica", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", tempfile.mkdtemp(), "--replicaof", "127.0.0.1",
+                                master_port], url)
+    wait_until(lambda: redis_reachable(url, 0.2)
+               and redis.Redis.from_url(url).info("replication").get("master_link_status") == "up",
+               replica, timeout_s=30)
+    return replica
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=50_000, help="campaign size at no latency")
@@ -388,6 +418,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["defaults", "baseline"], choices=sorted(CONFIGS))
     parser.add_argument("--baseline-dir", default=os.environ.get("BENCH_BASELINE_DIR", ""),
                         help="checkout the 'baseline' configuration runs (e.g. `git archive main | tar -x -C DIR`)")
+    parser.add_argument("--replica", action="store_true",
+                        help="attach a replica to the bench's Redis (for the 'replica-wait' configuration)")
     parser.add_argument("--profile-dir", default="", help="write a py-spy profile of each run's workers there")
     args = parser.parse_args()
     services: list[Service] = []
@@ -395,6 +427,8 @@ def main() -> None:
     bare: list[float] = []
     try:
         services.append(redis_service := start_redis())
+        if args.replica:
+            services.append(start_replica(redis_service))
         services.append(sandbox := start_sandbox("--rate-limit", "0", "--balance", "1e12", token=TOKEN))
         bench = Bench(redis_service, sandbox)
         bench.baseline_dir = os.path.abspath(args.baseline_dir) if args.baseline_dir else ""

@@ -110,6 +110,10 @@ class Keys:
         """List of JSON records of each time Redis was found to have lost its data, newest first."""
         return f"{self.prefix}:losses"
 
+    def health_probe(self) -> str:
+        """String ``dispatcher health`` writes (with a short TTL) to prove Redis takes writes."""
+        return f"{self.prefix}:health"
+
     def watchdog_lock(self) -> str:
         """Lock held by the one worker running a watchdog sweep (value: a random token)."""
         return f"{self.prefix}:watchdog:lock"
@@ -155,6 +159,12 @@ class Keys:
     def lane_pause(self, lane: str) -> str:
         """Unix µs until which a lane is paused after a 429 or an exhausted window."""
         return f"{self.prefix}:rl:{lane}:pause"
+
+    # -- accounts -----------------------------------------------------------------------------
+    def accounts(self) -> str:
+        """Hash: account name -> JSON ``{organization, base_url, token, created_at}``, ``token``
+        encrypted (Fernet, see ``sending.accounts``); never the token in clear."""
+        return f"{self.prefix}:accounts"
 
     # -- console ------------------------------------------------------------------------------
     def console_tokens(self) -> str:

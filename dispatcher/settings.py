@@ -146,6 +146,45 @@ class Settings:
     #: Most rejected rows listed in one preflight answer (their count is always given in full);
     #: ``GET /api/campaigns/{cid}/rejects`` pages through all of them.
     max_answer_rejects: int = 1000
+    # The HTTP servers of the console and the webhook (dispatcher.serving), per server process:
+    #: Seconds a client has to send a request's line and headers, from the connection's opening or
+    #: the end of the previous answer; a slower connection is closed.
+    server_header_timeout_s: float = 10.0
+    #: Seconds a request body may stall: while the app waits for it, each next KiB (or its end) must
+    #: arrive within this many seconds of waiting, else the connection is cut (a drip is cut too).
+    server_body_timeout_s: float = 10.0
+    #: Seconds an idle connection is kept open after an answer, waiting for the next request.
+    server_keep_alive_s: int = 5
+    #: Open connections at most; past it the oldest one waiting for a request is closed, or, when all
+    #: are busy, the new one is answered 503.
+    server_max_connections: int = 1000
+    #: Reverse proxies (IPs or CIDRs, comma-separated; ``*`` for any) whose X-Forwarded-For and
+    #: X-Forwarded-Proto are believed; empty (the default) believes none, not even 127.0.0.1.
+    forwarded_allow_ips: str = ""
+    # -- Redis with replicas (issue 23; see docs/failover.md) --------------------------------------
+    #: Replicas that must acknowledge (``WAIT``) a batch's claim and lease before its POST goes out;
+    #: 0 sends without waiting. With fewer acknowledgements in time the batch does not POST and is
+    #: retried. With a Sentinel URL and at least 1, a master with that many replicas counts as durable.
+    redis_min_replicas: int = 0
+    #: Seconds to wait for those acknowledgements before a POST (taken from the lease).
+    redis_replica_wait_s: float = 0.5
+    #: CA bundle (PEM file) that verifies the server of a ``rediss://`` or ``rediss+sentinel://`` URL;
+    #: empty uses the system's CAs.
+    redis_ca_file: str = ""
+
+    # --- Accounts (issue 24). ---
+    #: Passphrase (at least 32 characters) the tokens of ``dispatcher account`` are encrypted with at
+    #: rest; the Fernet key is derived from it with HKDF (see ``dispatcher.sending.accounts``). Changing
+    #: it makes the stored tokens unreadable: add the accounts again.
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+
+    def __repr__(self) -> str:
+        # The URLs may carry a Redis or broker password; the secrets show themselves as stars already.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={redact_url(value) if f.name in _URLS else value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def lease_s(self) -> float:
@@ -198,11 +237,17 @@ class Settings:
         Raises:
             ConfigurationError: when the lease is not longer than the POST deadline plus a margin.
         """
-        if self.lease_s < self.post_deadline + LEASE_MARGIN_S:
+        margin = LEASE_MARGIN_S + self.replica_wait
+        if self.lease_s < self.post_deadline + margin:
             raise ConfigurationError(
                 f"DISPATCHER_BATCH_LEASE ({self.lease_s:g} s) must exceed the POST deadline ({self.post_deadline:g} s, "
-                f"DISPATCHER_POST_DEADLINE or the sum of the three timeouts) by at least {LEASE_MARGIN_S:g} s; "
+                f"DISPATCHER_POST_DEADLINE or the sum of the three timeouts) by at least {margin:g} s; "
                 "raise the lease or lower the deadline.")
+
+    @property
+    def replica_wait(self) -> float:
+        """Seconds a POST may wait for replicas to acknowledge its claim: 0 when none must."""
+        return self.redis_replica_wait_s if self.redis_min_replicas else 0.0
 
     @property
     def task_queue(self) -> str:
@@ -229,7 +274,7 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with some fields replaced (strings are wrapped as secrets where needed)."""
-        for name in ("instasent_token", "webhook_secret", "flower_password"):
+        for name in _SECRETS:
             if isinstance(changes.get(name), str):
                 changes[name] = Secret(changes[name])
         return replace(self, **changes)
@@ -293,16 +338,28 @@ _ENV_NAMES = {
     "max_upload_expanded_mb": "DISPATCHER_MAX_UPLOAD_EXPANDED_MB",
     "max_upload_ratio": "DISPATCHER_MAX_UPLOAD_RATIO",
     "max_answer_rejects": "DISPATCHER_MAX_ANSWER_REJECTS",
+    "server_header_timeout_s": "DISPATCHER_SERVER_HEADER_TIMEOUT",
+    "server_body_timeout_s": "DISPATCHER_SERVER_BODY_TIMEOUT",
+    "server_keep_alive_s": "DISPATCHER_SERVER_KEEP_ALIVE",
+    "server_max_connections": "DISPATCHER_SERVER_MAX_CONNECTIONS",
+    "forwarded_allow_ips": "DISPATCHER_FORWARDED_ALLOW_IPS",
+    "redis_min_replicas": "DISPATCHER_REDIS_MIN_REPLICAS",
+    "redis_replica_wait_s": "DISPATCHER_REDIS_REPLICA_WAIT",
+    "redis_ca_file": "DISPATCHER_REDIS_CA_FILE",
+    "secret_key": "DISPATCHER_SECRET_KEY",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.
 ENV_VARS = tuple(_ENV_NAMES.values())
 
-_SECRETS = {"instasent_token", "webhook_secret", "flower_password"}
+#: Settings holding URLs that may carry a password (shown redacted).
+_URLS = {"redis_url", "broker_url"}
+_SECRETS = {"instasent_token", "webhook_secret", "flower_password", "secret_key"}
 _POSITIVE = {"connect_timeout_s", "read_timeout_s", "write_timeout_s", "rate_limit_per_min", "queue_window",
              "max_attempts", "max_consecutive_failures", "hlr_concurrency", "max_upload_mb",
              "watchdog_every_s", "load_lease_s", "max_upload_rows", "max_upload_expanded_mb",
-             "max_upload_ratio"}
+             "max_upload_ratio", "redis_replica_wait_s",
+             "server_header_timeout_s", "server_body_timeout_s", "server_keep_alive_s", "server_max_connections"}
 
 
 def _convert(var: str, raw: str, default: Any, name: str) -> Any:
@@ -323,6 +380,11 @@ def _convert(var: str, raw: str, default: Any, name: str) -> Any:
             raise ConfigurationError(f"{var} must be greater than zero, got {raw!r}.")
         return value
     return raw.strip()
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by stars: ``redis://:****@host:6379/0``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

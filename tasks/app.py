@@ -13,36 +13,50 @@ import os
 import socket
 import threading
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 from celery import Celery, bootsteps, signals
 from click import Option
 
 from dispatcher.keys import Keys
-from dispatcher.resources import connect_redis
+from dispatcher.resources import DIRECT_SCHEMES, SENTINEL_SCHEMES, connect_redis, parse_redis_url
 from dispatcher.sending.health import HEARTBEAT_EVERY_S, WorkerRegistry
 from dispatcher.settings import Settings
 
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
 VISIBILITY_TIMEOUT_S = 600
+#: Broker URL schemes that name a Redis (parsed like ``REDIS_URL``); others go to Celery as they are.
+REDIS_SCHEMES = DIRECT_SCHEMES + SENTINEL_SCHEMES
 #: Seconds between two looks at the batches waiting for their send window.
 RELEASE_EVERY_S = 5.0
 
 
-def redbeat_connection(redis_url: str) -> dict[str, Any]:
-    """``redbeat_redis_url`` without credentials, and ``redbeat_redis_options`` that carry them."""
-    parts = urlsplit(redis_url)
-    options: dict[str, Any] = {}
-    if parts.password is not None:
-        options["password"] = unquote(parts.password)
-    if parts.username:
-        options["username"] = unquote(parts.username)
-    host = parts.hostname or ""
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return {"redbeat_redis_url": bare, "redbeat_redis_options": options}
+def broker_connection(settings: Settings) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """Celery's broker URL, extra transport options and ``broker_use_ssl`` for ``settings``.
+
+    One URL for every part (issue 23): a Redis URL, Sentinel ones included, is parsed like the
+    store's (a Sentinel URL becomes kombu's ``sentinel://`` broker with its ``master_name``);
+    any other broker (RabbitMQ) is handed to Celery as is.
+
+    Raises:
+        ConfigurationError: when a Redis broker URL is malformed (one sentence).
+    """
+    url = settings.effective_broker_url
+    if url.partition("://")[0].lower() not in REDIS_SCHEMES:
+        return url, {}, None
+    name = "CELERY_BROKER_URL" if settings.broker_url else "REDIS_URL"
+    return parse_redis_url(url, ca_file=settings.redis_ca_file, name=name).broker()
+
+
+def redbeat_connection(redis_url: str, ca_file: str = "") -> dict[str, Any]:
+    """``redbeat_redis_url`` without credentials, and ``redbeat_redis_options`` that carry them
+    (a Sentinel URL gives redbeat's sentinel options; see ``RedisTarget.redbeat``).
+
+    Raises:
+        ConfigurationError: when ``redis_url`` is not a Redis URL.
+    """
+    return parse_redis_url(redis_url, ca_file=ca_file).redbeat()
 
 
 def batch_label(name: str, batch: int) -> str:
@@ -67,7 +81,8 @@ def campaign_name(client: Any, keys: Keys, campaign_id: str) -> str:
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    app = Celery("dispatcher", broker=settings.effective_broker_url,
+    broker_url, transport_options, broker_ssl = broker_connection(settings)
+    app = Celery("dispatcher", broker=broker_url,
                  include=["tasks.dispatch", "tasks.schedules", "tasks.watchdog"])
     app.conf.update(
         task_serializer="json",
@@ -80,14 +95,15 @@ def make_app(settings: Settings | None = None) -> Celery:
         # The queue carries the key prefix (unless DISPATCHER_QUEUE names one): two installs sharing
         # a broker never take each other's tasks.
         task_default_queue=settings.task_queue,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S, **transport_options},
+        **({"broker_use_ssl": broker_ssl} if broker_ssl else {}),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         enable_utc=True,
         # Beat: schedules live in Redis (celery-redbeat), editable at run time; one beat holds the lock.
         # The password goes in the options, not the URL: Celery masks a "password" key in `inspect
         # conf` and Flower's config tab, but shows any other setting, redbeat's URL included, as is.
-        **redbeat_connection(settings.redis_url),
+        **redbeat_connection(settings.redis_url, settings.redis_ca_file),
         redbeat_key_prefix=Keys(settings.key_prefix).redbeat_prefix() + ":",
         redbeat_lock_timeout=RELEASE_EVERY_S * 5,
         beat_max_loop_interval=1,
@@ -119,7 +135,8 @@ class Heartbeat:
     def __init__(self, settings: Settings) -> None:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         # Short timeouts: a heartbeat that cannot be written soon is simply tried again at the next beat.
-        client = connect_redis(settings.redis_url, connect_timeout_s=HEARTBEAT_EVERY_S, timeout_s=HEARTBEAT_EVERY_S)
+        client = connect_redis(settings.redis_url, connect_timeout_s=HEARTBEAT_EVERY_S, timeout_s=HEARTBEAT_EVERY_S,
+                               ca_file=settings.redis_ca_file)
         self._registry = WorkerRegistry(client, Keys(settings.key_prefix))
         self._limits = (settings.rate_limit_per_min, settings.message_rate_per_s)
         self._stop = threading.Event()

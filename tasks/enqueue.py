@@ -10,7 +10,7 @@ from celery import Celery
 
 from dispatcher.resources import Resources
 from dispatcher.settings import Settings
-from tasks.app import app, batch_label, campaign_name, make_app
+from tasks.app import app, batch_label, broker_connection, campaign_name, make_app
 
 #: Registered names of the batch tasks: ``tasks.dispatch.send_batches_task`` and, for tasks queued
 #: by an older version, ``send_batch_task``.
@@ -20,8 +20,8 @@ SEND_BATCH = "dispatcher.send_batch"
 #: holds back little (a group's follow-ons are published when the whole group is done).
 GROUP = 8
 #: Most batches per task, when the queue window holds many groups (a high rate limit, or none):
-#: Celery's cost per task (receiving it, three task events, the ack, the follow-on publish) was
-#: about a quarter of a worker's CPU at no latency with groups of 8.
+#: Celery's cost per task (receiving it, three task events, the ack, the follow-on publish) is
+#: paid once per group, so at a high rate larger groups leave the worker more time to send.
 MAX_GROUP = 32
 
 
@@ -42,7 +42,7 @@ def groups(numbers: Sequence[int], size: int = GROUP) -> list[list[int]]:
 def _app_for(settings: Settings) -> Celery:
     # The module-level app was configured from the environment at import; a caller with another
     # broker or queue (a test, the demo) gets an app of its own, configured from its whole settings.
-    if settings.effective_broker_url == app.conf.broker_url and settings.task_queue == app.conf.task_default_queue:
+    if broker_connection(settings)[0] == app.conf.broker_url and settings.task_queue == app.conf.task_default_queue:
         return app
     return make_app(settings)
 

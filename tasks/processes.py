@@ -1,10 +1,10 @@
 """Run ``N`` Celery workers forked after the heavy imports: ``python -m tasks.processes N ARGS``
 (``dispatcher worker --processes N``).
 
-One worker process sends at most as fast as one core runs Python (the GIL): at no latency a batch
-costs about 2.5 ms of a worker's CPU. On a host with idle cores (a dedicated worker host, Redis
-and Instasent elsewhere) ``N`` processes can use them; on the benchmark machine, which runs Redis
-and the sandbox too, two were not reliably faster than one (README, "CPU per message"). This
+One worker process sends at most as fast as one core runs Python (the GIL). On a host with idle
+cores (a dedicated worker host, Redis and Instasent elsewhere) ``N`` processes can use them; on a
+host that runs Redis and the sandbox too, two were not reliably faster than one
+(``docs/benchmarks.md``, "More processes per host"). This
 supervisor imports the app and everything a batch needs (Celery, pandas, pyarrow, httpx, ...)
 once, freezes those objects out of the garbage collector, then forks
 ``N`` children that each run ``celery worker ARGS`` with the threads pool and its own pump. The

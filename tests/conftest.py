@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -24,9 +22,10 @@ from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 from tests.fakes import FakeInstasent
-from tests.loopback import Handler, HandlerServer, loopback_client
 
-SANDBOX_TOKEN = "test-token"
+# Test modules import these from tests.helpers; tests/instasent's modules still import them from here.
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
+from tests.loopback import Handler, HandlerServer, loopback_client
 
 
 @pytest.fixture(autouse=True)
@@ -59,31 +58,6 @@ def sandbox_service() -> Iterator[Service]:
     service = start_sandbox("--rate-limit", "0", token=SANDBOX_TOKEN)
     yield service
     service.stop()
-
-
-class SandboxHandle:
-    """Talks to a running sandbox's inspection endpoints."""
-
-    def __init__(self, service: Service, token: str = SANDBOX_TOKEN) -> None:
-        self.service = service
-        self.url = service.url
-        self.token = token
-        self.http = httpx.Client(base_url=service.url, timeout=30)
-
-    def reset(self, **config: Any) -> None:
-        self.http.post("/_sandbox/reset", json=config).raise_for_status()
-
-    def faults(self, **faults: Any) -> None:
-        self.http.post("/_sandbox/faults", json=faults).raise_for_status()
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.http.get("/_sandbox/stats").json())
-
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self.http.get("/_sandbox/messages").json()["messages"])
-
-    def close(self) -> None:
-        self.http.close()
 
 
 @pytest.fixture()

@@ -26,6 +26,8 @@ CLI = ("dispatcher.cli",)
 #: floor), so only what sits above it (the fronts) may use it. ``screens`` is a front helper: what
 #: the CLI and the demo print, over the library's results; it sits under the fronts so that
 #: ``dispatcher.dev`` shows the same screens without importing the CLI (it imports no front itself).
+#: ``serving`` runs an ASGI app under uvicorn with read deadlines: the console and the webhook use it,
+#: and it knows neither.
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("dispatcher.settings", "dispatcher.keys", "dispatcher.errors", "dispatcher.schema",
                 "dispatcher.money")),
@@ -35,6 +37,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("delivery", ("dispatcher.delivery",)),
     ("resources", ("dispatcher.resources",)),
     ("screens", ("dispatcher.screens",)),
+    ("serving", ("dispatcher.serving",)),
     ("fronts", ("dispatcher.console", "dispatcher.webhook", "dispatcher.cli", "dispatcher.dev",
                 "dispatcher.__main__", "tasks")),
 )

@@ -26,6 +26,8 @@ from dispatcher.cli import services as _services  # noqa: F401  isort: skip
 from dispatcher.cli import schedule as _schedule  # noqa: F401  isort: skip
 from dispatcher.cli import webhook as _webhook  # noqa: F401  isort: skip
 from dispatcher.cli import console as _console  # noqa: F401  isort: skip
+from dispatcher.cli import health as _health  # noqa: F401  isort: skip
+from dispatcher.cli import accounts as _accounts  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,14 @@ from rich.table import Table
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_enqueuer, load_resources
+from dispatcher.cli._server_options import (
+    BodyTimeout,
+    ForwardedAllowIps,
+    HeaderTimeout,
+    KeepAlive,
+    MaxConnections,
+    server_limits,
+)
 from dispatcher.console.auth import TokenStore
 from dispatcher.resources import Resources
 from dispatcher.screens import err, out
@@ -29,14 +37,20 @@ def console(
     port: int = typer.Option(8790, help="TCP port."),
     public_metrics: bool = typer.Option(False, "--public-metrics",
                                         help="Serve /metrics without a token (for a Prometheus on a trusted net)."),
+    header_timeout: HeaderTimeout = None,
+    body_timeout: BodyTimeout = None,
+    keep_alive: KeepAlive = None,
+    max_connections: MaxConnections = None,
+    forwarded_allow_ips: ForwardedAllowIps = None,
 ) -> None:
     """Serve the campaign API, the live dashboard and Prometheus metrics (tokens: `dispatcher token create`)."""
     from dispatcher.console.context import Console
     from dispatcher.console.server import serve
 
     resources = load_resources()
-    resources.redis.ping()
     settings = resources.settings
+    limits = server_limits(settings, header_timeout, body_timeout, keep_alive, max_connections, forwarded_allow_ips)
+    resources.redis.ping()
     # Celery's enqueuer and redbeat's entries are loaded by name: the library never imports Celery.
     entries = importlib.import_module("tasks.schedules").Entries(settings)
     built = Console(settings=settings, store=resources.store, ops=resources.ops,
@@ -44,7 +58,7 @@ def console(
                     enqueuer=load_enqueuer(settings), entries=entries, public_metrics=public_metrics)
     if not built.tokens.list():
         out.print("No API token exists yet: create one with `dispatcher token create NAME --role admin`.")
-    serve(built, host, port)
+    serve(built, host, port, limits)
 
 
 @token_app.command("create")

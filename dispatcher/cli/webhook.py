@@ -11,6 +11,14 @@ from rich.text import Text
 
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_enqueuer, load_resources, load_settings
+from dispatcher.cli._server_options import (
+    BodyTimeout,
+    ForwardedAllowIps,
+    HeaderTimeout,
+    KeepAlive,
+    MaxConnections,
+    server_limits,
+)
 from dispatcher.errors import ConfigurationError
 from dispatcher.resources import Resources
 from dispatcher.screens import out
@@ -22,6 +30,11 @@ def webhook(
     port: int = typer.Option(8788, help="TCP port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, max=64,
                                 help="Receiver processes sharing the port (one core each; about one per core)."),
+    header_timeout: HeaderTimeout = None,
+    body_timeout: BodyTimeout = None,
+    keep_alive: KeepAlive = None,
+    max_connections: MaxConnections = None,
+    forwarded_allow_ips: ForwardedAllowIps = None,
 ) -> None:
     """Receive Instasent's delivery reports and replies at /dlr/DISPATCHER_WEBHOOK_SECRET."""
     settings = load_settings()
@@ -30,13 +43,14 @@ def webhook(
                                  "https://your-host/dlr/<that value> as the delivery-report URL in Instasent.")
     if len(settings.webhook_secret.reveal()) < 16:
         raise ConfigurationError("DISPATCHER_WEBHOOK_SECRET is too short: use at least 16 random characters.")
+    limits = server_limits(settings, header_timeout, body_timeout, keep_alive, max_connections, forwarded_allow_ips)
     resources = Resources.from_settings(settings)
     from dispatcher.sending.durability import check_persistence
 
     check_persistence(resources.redis, settings)  # opt-outs and reports must survive a restart
     from dispatcher.webhook.server import serve
 
-    serve(resources, host, port, workers)
+    serve(resources, host, port, workers, limits)
 
 
 @app.command()

@@ -22,7 +22,7 @@ import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -93,6 +93,10 @@ def create_app(console: Console, sample: bool = True) -> Starlette:
                             os.path.abspath(console.settings.console_data_dir)}, key=len, reverse=True))
 
     async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):
+            # The client left mid-body (or the server's body deadline cut it): nobody reads an
+            # answer, and a traceback in the log would only hide real failures.
+            return Response(status_code=400)
         status, message = status_of(exc)
         message = _without_paths(message, private)
         if status >= 500:

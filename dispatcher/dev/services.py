@@ -247,13 +247,14 @@ FLOWER_TASK_COLUMNS = "name,state,args,result,received,runtime,worker"
 
 
 def flower_argv(port: int, address: str = "127.0.0.1") -> list[str]:
-    """The ``celery flower`` command line, bound to ``address``.
+    """The ``celery flower`` command line, bound to ``address``, through :mod:`dispatcher.dev.flower`
+    (which puts Flower's ``/metrics`` behind the same credentials as its pages).
 
     Basic auth goes through the ``FLOWER_BASIC_AUTH`` environment variable, never the command
     line, where any local user could read it with ``ps``.
     """
-    return [sys.executable, "-m", "celery", "-A", "tasks.app", "flower", f"--address={address}", f"--port={port}",
-            f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
+    return [sys.executable, "-m", "dispatcher.dev.flower", "-A", "tasks.app", "flower", f"--address={address}",
+            f"--port={port}", f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
 
 
 def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | None = None) -> Service:

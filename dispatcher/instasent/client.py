@@ -289,10 +289,17 @@ class InstasentClient:
 
     # -- account and prices -----------------------------------------------------------------
     def account(self) -> Account:
-        """``GET /organization/account``: the available balance and its currency."""
+        """``GET /organization/account``: the available balance, its currency and, when the answer names
+        it (``entity.organization``, an object with ``id`` or ``name``, or a string), the organization.
+
+        Raises:
+            OutcomeUnknown: when the answer has no readable balance.
+            DispatcherError: see the module docstring for the mapping.
+        """
         entity = wire.entity(self._request("GET", "/organization/account"))
         try:
-            return Account(available=float(entity["available"]), currency=str(entity.get("currency", "")))
+            return Account(available=float(entity["available"]), currency=str(entity.get("currency", "")),
+                           organization=_organization(entity.get("organization")))
         except (KeyError, TypeError, ValueError):
             raise OutcomeUnknown("Instasent's account answer has no readable balance.") from None
 
@@ -380,3 +387,13 @@ def _environment_proxy(base_url: str) -> httpcore.Proxy | None:
     if not address or urllib.request.proxy_bypass(url.host):
         return None
     return httpcore.Proxy(address)
+
+
+def _organization(value: Any) -> str | None:
+    """The organization an account answer names: an object's ``id`` (else its ``name``), or a string;
+    None when it names none (the documented answer carries only the balance)."""
+    if isinstance(value, dict):
+        value = value.get("id") or value.get("name")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return (value.strip() or None) if isinstance(value, str) else None

@@ -155,10 +155,12 @@ class Lookup:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """The organisation's balance: ``available`` in ``currency``."""
+    """The organisation's balance: ``available`` in ``currency``; ``organization`` is the id (else the
+    name) of the organization the token belongs to, when the answer names one (None otherwise)."""
 
     available: float
     currency: str
+    organization: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

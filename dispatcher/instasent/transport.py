@@ -177,8 +177,9 @@ def _decoded(headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[list[tupl
     inflate a 1 MB body into gigabytes, with no cap.
 
     Raises:
-        httpx.RemoteProtocolError: for a body that decodes past :data:`MAX_BODY_BYTES`, is not valid
-            for its coding, or has a coding other than gzip or deflate.
+        httpx.RemoteProtocolError: for a body that decodes past :data:`MAX_BODY_BYTES` or has a
+            coding other than gzip or deflate.
+        httpx.DecodingError: for a body that is not valid for its coding.
     """
     codings = [c.strip().lower() for name, value in headers if name.lower() == b"content-encoding"
                for c in value.split(b",") if c.strip().lower() not in (b"", b"identity")]
@@ -193,7 +194,8 @@ def _decoded(headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[list[tupl
         try:
             decoded = inflater.decompress(body, MAX_BODY_BYTES + 1)
         except zlib.error:
-            raise httpx.RemoteProtocolError("the answer's compressed body is corrupt") from None
+            # As httpx itself says of a body it cannot decode.
+            raise httpx.DecodingError("the answer's compressed body is corrupt") from None
         if len(decoded) > MAX_BODY_BYTES or inflater.unconsumed_tail:
             raise httpx.RemoteProtocolError(f"the answer's decoded body is longer than {MAX_BODY_BYTES} bytes")
         body = decoded

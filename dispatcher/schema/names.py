@@ -118,7 +118,7 @@ BATCH_FIELDS = {
     "fails": "failed attempts",
     "rc": "'1' when the batch must be reconciled before it is sent again",
     "settled": "'1' once counted in the campaign's settled batches",
-    "inc": "run_id of the Redis process that last claimed or stored it",
+    "inc": "era (run_id, and the replid it was promoted from) of the Redis that last claimed or stored it",
     "tz": "time-zone key of its messages ('' or absent: none)",
     "lease": "Unix µs when the holder's lease runs out",
     "tok": "the holder's fencing token",
@@ -143,6 +143,7 @@ CAMPAIGN_FIELDS = {
     "loading": "'1' while its list is being stored", "load": "JSON of how to resume loading",
     "loaded_row": "last spreadsheet row stored", "rows_read": "rows read", "expected": "messages expected",
     "wd_at": "Unix s of the watchdog's last drive", "wd_batches": "batches it drove",
+    "era": "the Redis era (after a promotion) its claims last saw", "era_at": "Unix µs that era was first seen",
 }
 #: Fields of a schedule's hash (``Keys.schedule``).
 SCHEDULE_FIELDS = {

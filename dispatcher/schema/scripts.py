@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 from dispatcher.schema.names import (
     CODES,
@@ -25,6 +26,23 @@ from dispatcher.schema.names import (
     BatchState,
     State,
 )
+
+
+def era(client: Any) -> str:
+    """The server's era as ``lua/prelude.lua``'s ``server_era`` spells it: its run_id, and after a
+    promotion the replication id it was promoted from (a batch stored in one era and claimed in
+    another is reconciled first).
+
+    Raises:
+        redis.exceptions.RedisError: when Redis cannot be asked.
+    """
+    info = client.info("server")
+    replication = client.info("replication")
+    replid2 = str(replication.get("master_replid2", ""))
+    if replid2.strip("0"):
+        return f"{info['run_id']}:{replid2}"
+    return str(info["run_id"])
+
 
 #: The line of ``lua/batched.lua`` that :func:`batched` replaces with the script it runs.
 _BODY = "  -- BODY\n"

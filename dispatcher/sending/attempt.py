@@ -38,9 +38,12 @@ from dispatcher.sending import ledger, payload
 from dispatcher.sending.batches import Claim, ClaimKind, Streak
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.outcome import Action, BatchOutcome, backoff
-from dispatcher.sending.posting import LeaseLost, NoSlot, post_splitting
+from dispatcher.sending.posting import LeaseLost, NoSlot, NotReplicated, post_splitting
 from dispatcher.sending.windows import Window, is_open, next_open
 from dispatcher.settings import LEASE_MARGIN_S
+
+#: Seconds before a batch whose claim too few replicas acknowledged is tried again.
+NOT_REPLICATED_RETRY_S = 1.0
 
 
 def send_batch(context: SendContext, campaign_id: str, n: int) -> BatchOutcome:
@@ -231,18 +234,32 @@ class _Attempt:
             raise NoSlot(wait)
         return self._renew()
 
-    def _renew(self) -> float:
+    def _renew(self, post: bool = False) -> float:
         """Renew the lease before a request; returns the request's deadline (``time.monotonic()``).
+
+        Before a POST (``post``) with ``DISPATCHER_REDIS_MIN_REPLICAS`` set, the renewal (and so the
+        claim before it) must be on that many replicas first: a failover then cannot lose the claim
+        of a POST that went out.
 
         Raises:
             LeaseLost: when another claim holds the batch or too little lease is left for a request.
+            NotReplicated: when too few replicas acknowledged the renewal within ``redis_replica_wait_s``.
         """
         settings = self.context.settings
-        left = self.context.ops.renew(self.campaign_id, self.n, self.claim.token, settings.lease_s)
+        needed = settings.redis_min_replicas if post else 0
+        acks, waited = 0, 0.0
+        if needed:
+            left, acks = self.context.ops.renew_replicated(self.campaign_id, self.n, self.claim.token,
+                                                           settings.lease_s, needed, settings.redis_replica_wait_s)
+            waited = settings.redis_replica_wait_s  # WAIT may have taken that long after the renewal
+        else:
+            left = self.context.ops.renew(self.campaign_id, self.n, self.claim.token, settings.lease_s)
         if left < 0:
             raise LeaseLost(stale=True)
-        if left < settings.post_deadline + LEASE_MARGIN_S:
+        if left - waited < settings.post_deadline + LEASE_MARGIN_S:
             raise LeaseLost(stale=False)
+        if acks < needed:
+            raise NotReplicated(acks, needed)
         return time.monotonic() + settings.post_deadline
 
     def _before_post(self, size: int, first: bool) -> float:
@@ -251,7 +268,7 @@ class _Attempt:
             wait = self.context.limiter.acquire(self.context.bulk_lane, 0, self.context.settings.max_slot_wait_s)
             if wait > 0:
                 raise NoSlot(wait)
-        return self._renew()
+        return self._renew(post=True)
 
     def _post(self) -> BatchOutcome:
         client_ids = self.messages.client_ids(self.campaign_id, self.todo)
@@ -265,6 +282,10 @@ class _Attempt:
         self.todo = [index[item["clientId"]] for item in posted.left]
         if isinstance(posted.stop, LeaseLost):
             return self._lease_lost(posted.stop)
+        if isinstance(posted.stop, NotReplicated):
+            # No POST without its claim on the replicas: tried again soon, no attempt counted.
+            return self._finish(Action.RETRY, otherwise=self._pending_state(), error=str(posted.stop),
+                                posted=self.posted, retry_in=NOT_REPLICATED_RETRY_S)
         if isinstance(posted.stop, NoSlot):
             return self._finish(Action.RATE_LIMITED, otherwise=self._pending_state(), posted=self.posted,
                                 retry_in=posted.stop.wait_s)

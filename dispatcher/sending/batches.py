@@ -199,6 +199,21 @@ class BatchOps:
         left_us = int(self._renew(keys=[self.keys.batch(campaign_id, n)], args=[token, int(lease_s * 1e6)]))
         return -1.0 if left_us < 0 else left_us / 1e6
 
+    def renew_replicated(self, campaign_id: str, n: int, token: str, lease_s: float, replicas: int,
+                         wait_s: float) -> tuple[float, int]:
+        """:meth:`renew`, then ``WAIT`` up to ``wait_s`` seconds for ``replicas`` replicas to acknowledge
+        it, on the same connection: WAIT counts the writes of its own connection, and a replica that
+        has the renewal has the claim before it too (one replication stream, in order).
+
+        Returns ``(seconds of lease left as renew returns them, replicas that acknowledged)``; the
+        caller must not POST with fewer acknowledgements than it asked for.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        self._renew(keys=[self.keys.batch(campaign_id, n)], args=[token, int(lease_s * 1e6)], client=pipe)
+        pipe.wait(replicas, max(1, int(wait_s * 1000)))
+        left_us, acks = pipe.execute()
+        return (-1.0 if int(left_us) < 0 else int(left_us) / 1e6), int(acks)
+
     def reserve(self, campaign_id: str) -> range:
         """Reserve batches to fill the campaign's queue window; returns the batch numbers."""
         a, b, _ = self._reserve(keys=[self.keys.campaign(campaign_id)], args=[])

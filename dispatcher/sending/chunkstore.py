@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dispatcher.preflight.stream import Priced
-from dispatcher.schema.scripts import script
+from dispatcher.schema.scripts import era, script
 from dispatcher.sending import payload
 from dispatcher.sending.store import CampaignStore, batch_bounds
 from dispatcher.sending.windows import zones_for
@@ -92,7 +92,7 @@ class ChunkWriter:
                                                                          store.keys.payload(campaign_id, n)))]
         # The Redis process that holds the batches (as CampaignStore writes it): a claim under another
         # one reconciles first.
-        run_id = store.redis.info("server")["run_id"]
+        run_id = era(store.redis)
         args: list[Any] = [self.lease.token, first, messages.num_rows, last_row, rows_read, run_id,
                            len(chunk.rejects), *(orjson.dumps(r.to_json()) for r in chunk.rejects)]
         for size, blob, zone in blobs:

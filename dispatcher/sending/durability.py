@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import redis
+import redis.sentinel
 
 from dispatcher.errors import ConfigurationError
 from dispatcher.keys import Keys
@@ -41,7 +42,12 @@ def check_persistence(client: redis.Redis, settings: Settings) -> None:
     except redis.exceptions.ResponseError:
         pass  # CONFIG is disabled on some managed servers: a replica acknowledgement may still prove it
     try:
-        if int(r.info("replication").get("connected_slaves", 0)) > 0 and int(r.wait(1, 1000)) >= 1:
+        # A master (Sentinel-managed or not) with DISPATCHER_REDIS_MIN_REPLICAS replicas counts as
+        # durable: each POST waits for its claim to be on them (issue 23); one acknowledgement here
+        # proves a replica follows, and sending parks by itself while fewer than that follow.
+        replicas = int(r.info("replication").get("connected_slaves", 0))
+        needed = max(1, min(settings.redis_min_replicas, replicas))
+        if replicas > 0 and int(r.wait(needed, 1000)) >= needed:
             return
     except redis.exceptions.ResponseError:
         pass
@@ -49,6 +55,11 @@ def check_persistence(client: redis.Redis, settings: Settings) -> None:
         "Redis (REDIS_URL) does not persist its data: neither appendonly is on nor does a replica acknowledge "
         "writes, so a restart would lose campaigns; turn on appendonly (appendfsync everysec) or set "
         "DISPATCHER_ALLOW_VOLATILE_REDIS=1 to accept that.")
+
+
+def sentinel_managed(client: redis.Redis) -> bool:
+    """True when ``client`` finds its master through Sentinel (and follows it through failovers)."""
+    return isinstance(client.connection_pool, redis.sentinel.SentinelConnectionPool)
 
 
 class Epoch:

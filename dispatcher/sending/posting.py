@@ -42,6 +42,15 @@ class LeaseLost(StopPosting):
         self.stale = stale
 
 
+class NotReplicated(StopPosting):
+    """Too few Redis replicas acknowledged the batch's claim in time: no POST until they do (issue 23)."""
+
+    def __init__(self, acks: int, needed: int) -> None:
+        super().__init__(f"only {acks} of the {needed} Redis replicas needed acknowledged the claim in time")
+        self.acks = acks
+        self.needed = needed
+
+
 #: ``before_post(items in the chunk, is it the first request)`` -> the request's deadline
 #: (``time.monotonic()``); raises :class:`StopPosting` to stop.
 BeforePost = Callable[[int, bool], float]

@@ -23,7 +23,7 @@ from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.schema.names import COUNTERS, State
-from dispatcher.schema.scripts import script
+from dispatcher.schema.scripts import era, script
 from dispatcher.sending import payload
 from dispatcher.sending.ledger import Record, decode
 from dispatcher.sending.windows import Window
@@ -163,7 +163,7 @@ class CampaignStore:
                        zones: list[str] | None) -> None:
         """Store the batches through ``lua/store_batches.lua``: ``lua/batch.lua`` alone writes a new batch."""
         # The Redis process that holds the batches now: a claim under another one reconciles first.
-        run_id = self.redis.info("server")["run_id"]
+        run_id = era(self.redis)
         for start in range(0, len(bounds), _WRITE_CHUNK):
             keys: list[str] = []
             args: list[Any] = [run_id]

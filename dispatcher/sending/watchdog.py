@@ -10,7 +10,9 @@ sweep run at a time. A sweep
 * re-queues every batch of a running (or cancelled, still unsettled) campaign that is not done, not
   settled, not parked, not held under a live lease, and quiet for ``stale_after_s``: the batch's
   last record, its last re-drive and its campaign's last update are all older than that;
-* notices that Redis lost its data (see :mod:`dispatcher.sending.durability`).
+* notices that Redis lost its data (see :mod:`dispatcher.sending.durability`);
+* after a restart or a failover (a new era, see ``lua/prelude.lua``), re-queues every such batch at
+  once, quiet or not: the tasks the old server held may be gone, and the claim sorts out the rest.
 
 Re-queueing is idempotent with the claim: a batch whose original task still exists gets two
 tasks, and the claim lets one through. A batch that gave up (settled with unknown messages) is
@@ -27,6 +29,7 @@ from typing import Any
 import orjson
 
 from dispatcher.schema.names import BatchState, State
+from dispatcher.schema.scripts import era
 from dispatcher.sending import campaigns
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.durability import Epoch
@@ -63,6 +66,8 @@ class Watchdog:
         self.settings = settings
         self.name = name
         self.epoch = Epoch(store.redis, store.keys)
+        #: The Redis era this process's last sweep saw (None before its first).
+        self.era: str | None = None
 
     @property
     def stale_after_s(self) -> float:
@@ -76,15 +81,26 @@ class Watchdog:
     def sweep(self, now: float | None = None) -> Sweep | None:
         """Run one sweep if no other process is running one; None when another holds the lock."""
         redis, keys = self.store.redis, self.store.keys
-        token = secrets.token_hex(8)
-        if not redis.set(keys.watchdog_lock(), token, nx=True, px=int(max(30.0, self.settings.lease_s) * 1000)):
-            return None
+        current = era(redis)
+        token = f"{current}/{secrets.token_hex(8)}"
+        ttl_ms = int(max(30.0, self.settings.lease_s) * 1000)
+        if not redis.set(keys.watchdog_lock(), token, nx=True, px=ttl_ms):
+            held = redis.get(keys.watchdog_lock())
+            # A lock taken in another era was held by a sweep whose connection died with that server
+            # (a restart, a failover): take it over rather than wait out its TTL with sending stalled.
+            # A lock without an era (a worker of an earlier version) is respected.
+            held_era, slash, _ = (held or b"").decode().partition("/")
+            if not slash or held_era == current:
+                return None
+            redis.set(keys.watchdog_lock(), token, px=ttl_ms)
         try:
             now = time.time() if now is None else now
+            new_era = self.era is not None and self.era != current
+            self.era = current
             done = Sweep(at=now, data_lost=self.epoch.check(self.name))
             done.released = campaigns.release_parked(self.ops, self.enqueuer, now)
             for info in self.store.recent(SCAN_LIMIT):
-                numbers = self._redrive(info, now)
+                numbers = self._redrive(info, now, at_once=new_era)
                 if numbers:
                     done.redriven[info.id] = numbers
             redis.set(keys.watchdog_last(), orjson.dumps(done.to_json()))
@@ -93,13 +109,13 @@ class Watchdog:
             if redis.get(keys.watchdog_lock()) == token.encode():
                 redis.delete(keys.watchdog_lock())
 
-    def _redrive(self, info: CampaignInfo, now: float) -> list[int]:
-        """Queue the campaign's stranded batches again; returns their numbers."""
+    def _redrive(self, info: CampaignInfo, now: float, at_once: bool = False) -> list[int]:
+        """Queue the campaign's stranded batches again (``at_once``: quiet or not); returns their numbers."""
         # A queued campaign that never started may be held behind a schedule's running one: not ours.
         sending = info.state == State.RUNNING
         if not sending and not (info.state == State.CANCELLED and info.settled < info.batches):
             return []
-        stranded = self.stranded(info, now)
+        stranded = self.stranded(info, now, at_once=at_once)
         reserved = list(self.ops.reserve(info.id)) if sending else []
         numbers = sorted(set(stranded) | set(reserved))
         if numbers:
@@ -111,11 +127,12 @@ class Watchdog:
             pipe.execute()
         return numbers
 
-    def stranded(self, info: CampaignInfo, now: float) -> list[int]:
-        """Batches of ``info`` that nothing is carrying (see the module docstring)."""
-        quiet_since = now - self.stale_after_s
+    def stranded(self, info: CampaignInfo, now: float, at_once: bool = False) -> list[int]:
+        """Batches of ``info`` that nothing is carrying (see the module docstring); ``at_once``
+        (after a restart or a failover) takes every batch not held, done, settled or parked."""
+        quiet_since = now if at_once else now - self.stale_after_s
         campaign_active = max(info.updated_at or 0.0, info.started_at or 0.0, info.created_at)
-        if campaign_active > quiet_since:
+        if campaign_active > quiet_since and not at_once:
             return []
         numbers = range(info.enqueued)
         pipe = self.store.redis.pipeline(transaction=False)
@@ -127,7 +144,7 @@ class Watchdog:
                 continue
             if st == BatchState.IN_FLIGHT.encode() and int(lease or 0) / 1e6 > now:
                 continue
-            if max(float(ut or 0), float(wd or 0)) > quiet_since:
+            if max(float(ut or 0), float(wd or 0)) > quiet_since and not at_once:
                 continue
             found.append(n)
         return found

@@ -29,8 +29,9 @@ from dispatcher.console.auth import SESSION_COOKIE, TokenStore
 from dispatcher.dev.services import Service, free_port, http_ready, spawn, wait_until
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import worker_env
+from tests.helpers import SandboxHandle, worker_env
+
+pytestmark = pytest.mark.slow  # real console processes (and a fuzzer), seconds each
 
 OPTIONS = {"text": "Hola {name}", "from": "ACME", "country": "ES", "no_hlr": "1"}
 MB = 1_000_000

@@ -27,9 +27,7 @@ from dispatcher.sending.campaigns import status
 from dispatcher.sending.report import build_report
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.console.conftest import build_console
-from tests.delivery.test_held import campaign
-from tests.delivery.test_reports import record_sent
+from tests.helpers import build_console, record_sent, stored_campaign
 
 pytestmark = pytest.mark.slow
 KEYS = Keys("dsptest")
@@ -95,7 +93,7 @@ def eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
 
 def test_a_forged_failed_report_with_another_id_does_not_undo_a_delivery(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     record_sent(redis_client, KEYS, cid, [0], id_of=lambda _: REAL)
     assert post(receiver, dlr(f"{cid}-0-0", "delivered", REAL)).json()["outcomes"] == ["applied"]
     seen = Seen(settings, redis_client, cid)
@@ -109,7 +107,7 @@ def test_a_forged_failed_report_with_another_id_does_not_undo_a_delivery(
 
 def test_a_forged_delivered_report_for_an_unsent_message_never_makes_it_sent_and_expires(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)  # nothing sent yet: both messages wait (for their window, say)
+    cid = stored_campaign(redis_client, KEYS, n=2)  # nothing sent yet: both messages wait (for their window, say)
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
     answer = post(receiver, dlr(f"{cid}-0-1", "delivered", FORGED))
@@ -126,7 +124,7 @@ def test_a_forged_delivered_report_for_an_unsent_message_never_makes_it_sent_and
 
 def test_a_held_report_is_applied_once_its_message_is_really_sent_under_the_same_id(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
     assert post(receiver, dlr(f"{cid}-0-0", "delivered", REAL)).json()["outcomes"] == ["held"]
@@ -141,7 +139,7 @@ def test_a_held_report_is_applied_once_its_message_is_really_sent_under_the_same
 
 def test_a_held_report_is_refused_when_its_message_is_sent_under_another_id(
         receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     assert post(receiver, dlr(f"{cid}-0-0", "failed", FORGED)).json()["outcomes"] == ["held"]
     record_sent(redis_client, KEYS, cid, [0], id_of=lambda _: REAL)
     seen = Seen(settings, redis_client, cid)
@@ -156,7 +154,7 @@ def test_a_held_report_is_refused_when_its_message_is_sent_under_another_id(
 @pytest.mark.parametrize("word", ["DELIVRD", "UNDELIV", "delivrd", "ok"])
 def test_a_status_instasent_does_not_document_is_400_and_counted(
         word: str, receiver: Service, settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=4)
+    cid = stored_campaign(redis_client, KEYS, n=4)
     record_sent(redis_client, KEYS, cid, [0, 1, 2, 3], id_of=lambda k: f"{REAL[:-1]}{k}")
     for k in (0, 1, 2):
         assert post(receiver, dlr(f"{cid}-0-{k}", "delivered", f"{REAL[:-1]}{k}")).status_code == 200
@@ -172,12 +170,13 @@ def test_a_status_instasent_does_not_document_is_400_and_counted(
 
 def test_the_allow_list_keeps_other_addresses_out_before_the_secret_is_checked(
         settings: Settings, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=2)
+    cid = stored_campaign(redis_client, KEYS, n=2)
     record_sent(redis_client, KEYS, cid, [0, 1], id_of=lambda k: f"{REAL[:-1]}{k}")
     seen = Seen(settings, redis_client, cid)
     before = seen.now()
     body = dlr(f"{cid}-0-0", "delivered", f"{REAL[:-1]}0")
-    outside = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24, 2001:db8::/32")
+    outside = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24, 2001:db8::/32",
+                    DISPATCHER_FORWARDED_ALLOW_IPS="127.0.0.1")
     try:
         answer = post(outside, body)  # from 127.0.0.1
         assert answer.status_code == 403 and answer.headers.get("connection") == "close"
@@ -193,7 +192,7 @@ def test_the_allow_list_keeps_other_addresses_out_before_the_secret_is_checked(
     finally:
         outside.stop()
     # X-Forwarded-For counts only from a trusted proxy: with loopback not trusted, it is ignored.
-    untrusting = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24", FORWARDED_ALLOW_IPS="192.0.2.1")
+    untrusting = start(settings, DISPATCHER_WEBHOOK_ALLOW="203.0.113.0/24", DISPATCHER_FORWARDED_ALLOW_IPS="192.0.2.1")
     try:
         ignored = post(untrusting, dlr(f"{cid}-0-1", "delivered", f"{REAL[:-1]}1"),
                        headers={"X-Forwarded-For": "203.0.113.9"})

@@ -12,8 +12,7 @@ import orjson
 import pytest
 
 from dispatcher.dev.services import start_worker
-from tests.cli.test_campaigns import json_of, one_sentence_error, recipients_csv, run
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle, json_of, one_sentence_error, recipients_csv, run
 
 pytestmark = pytest.mark.slow
 

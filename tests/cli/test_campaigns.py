@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pandas as pd
 import pytest
 
 from dispatcher.dev.services import Service, free_port, start_worker
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle, json_of, one_sentence_error, recipients_csv, run
 
 pytestmark = pytest.mark.slow
 
@@ -24,37 +20,6 @@ def worker(env: dict[str, str]) -> Iterator[Service]:
     service = start_worker(env, concurrency=2)
     yield service
     service.stop()
-
-
-def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("INSTASENT_", "DISPATCHER_")) and k not in ("REDIS_URL", "CELERY_BROKER_URL")}
-    return subprocess.run([sys.executable, "-m", "dispatcher", *args], env={**full_env, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=180)
-
-
-def recipients_csv(path: Path, n: int) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Teléfono", "name"])
-        for i in range(n):
-            writer.writerow([f"6{i:08d}"[:9] if i else "612345678", f"Cliente {i}"])
-        writer.writerow(["12345", "bad"])
-    return path
-
-
-def one_sentence_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines and lines[0].startswith("error:"), result.stderr
-    return " ".join(lines)
-
-
-def json_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert result.returncode == 0, result.stderr
-    return dict(orjson.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def test_submit_wait_json_sends_the_list_and_reports_every_message(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import redis
 
 from dispatcher.delivery.optout import keep_inbound
 from dispatcher.delivery.reports import Report
 from dispatcher.keys import Keys
-from tests.cli.test_campaigns import run
+from tests.helpers import run
 
 
 def reply(client: redis.Redis, sender: str, message: str, client_id: str = "") -> None:
@@ -16,6 +17,7 @@ def reply(client: redis.Redis, sender: str, message: str, client_id: str = "") -
                                                  message=message, sender=sender, to="ACME"))
 
 
+@pytest.mark.slow
 def test_inbound_without_an_id_lists_the_replies_that_carry_no_client_id(redis_url: str,
                                                                          redis_client: redis.Redis) -> None:
     env = {"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 LIST = ("phone,name\n"
         "+34 612 345 678,Ana\n"
@@ -43,6 +43,7 @@ def recipients(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_json_output_has_the_counts_cost_and_every_reject(sandbox: SandboxHandle, redis_url: str,
                                                           redis_client: object, recipients: Path) -> None:
     done = run(sandbox, redis_url, recipients.parent, str(recipients), "--text", "Hola {name}", "--from", "Shop",
@@ -146,6 +147,7 @@ def test_rejects_out_into_a_missing_folder_names_the_folder_before_any_lookup(
     assert sandbox.stats()["lookups"] == 0  # refused before anything was paid for
 
 
+@pytest.mark.slow
 def test_an_empty_placeholder_value_is_a_reject_shown_in_the_summary(sandbox: SandboxHandle, redis_url: str,
                                                                      redis_client: object, tmp_path: Path) -> None:
     path = tmp_path / "codes.csv"
@@ -160,6 +162,7 @@ def test_an_empty_placeholder_value_is_a_reject_shown_in_the_summary(sandbox: Sa
     assert (data["valid"], data["empty_values"]) == (1, 2)
 
 
+@pytest.mark.slow
 def test_a_script_never_pays_for_lookups_unasked_but_sees_their_estimate(
         sandbox: SandboxHandle, redis_url: str, redis_client: object, recipients: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,8 +12,7 @@ import pytest
 import redis
 from croniter import croniter
 
-from tests.cli.test_campaigns import one_sentence_error, run
-from tests.sending.test_schedules import recipients
+from tests.helpers import one_sentence_error, run, schedule_csv
 
 
 @pytest.fixture()
@@ -27,6 +26,7 @@ def listed(env: dict[str, str]) -> list[dict[str, object]]:
     return list(orjson.loads(result.stdout))
 
 
+@pytest.mark.slow
 def test_adding_a_schedule_for_a_missing_file_is_refused_with_exit_2(env: dict[str, str], tmp_path: Path) -> None:
     result = run(env, "schedule", "add", "x", str(tmp_path / "nofile.csv"), "--every", "10m", "--text", "Hola",
                  "--from", "ACME")
@@ -35,17 +35,19 @@ def test_adding_a_schedule_for_a_missing_file_is_refused_with_exit_2(env: dict[s
     assert listed(env) == []
 
 
+@pytest.mark.slow
 def test_adding_a_schedule_whose_text_names_a_missing_column_is_refused(env: dict[str, str],
                                                                         tmp_path: Path) -> None:
-    result = run(env, "schedule", "add", "x", str(recipients(tmp_path / "l.csv", 3)), "--every", "10m",
+    result = run(env, "schedule", "add", "x", str(schedule_csv(tmp_path / "l.csv", 3)), "--every", "10m",
                  "--text", "Hola {surname}", "--from", "ACME")
     assert result.returncode == 2
     assert "{surname}" in one_sentence_error(result)
     assert listed(env) == []
 
 
+@pytest.mark.slow
 def test_schedule_list_shows_times_in_the_schedules_own_zone(env: dict[str, str], tmp_path: Path) -> None:
-    added = run(env, "schedule", "add", "weekly", str(recipients(tmp_path / "l.csv", 3)), "--cron", "0 9 * * MON",
+    added = run(env, "schedule", "add", "weekly", str(schedule_csv(tmp_path / "l.csv", 3)), "--cron", "0 9 * * MON",
                 "--tz", "Europe/Madrid", "--text", "Hola {name}", "--from", "ACME")
     assert added.returncode == 0, added.stderr
     madrid = ZoneInfo("Europe/Madrid")
@@ -56,10 +58,11 @@ def test_schedule_list_shows_times_in_the_schedules_own_zone(env: dict[str, str]
     assert f"{expected:%Y-%m-%d} 09:00:00 {expected:%Z}" in table.stdout, table.stdout
 
 
+@pytest.mark.slow
 def test_an_interval_schedule_shows_its_real_next_run_during_its_first_interval(env: dict[str, str],
                                                                                 tmp_path: Path) -> None:
     before = time.time()
-    added = run(env, "schedule", "add", "often", str(recipients(tmp_path / "l.csv", 3)), "--every", "10m",
+    added = run(env, "schedule", "add", "often", str(schedule_csv(tmp_path / "l.csv", 3)), "--every", "10m",
                 "--text", "Hola {name}", "--from", "ACME")
     assert added.returncode == 0, added.stderr
     (row,) = listed(env)

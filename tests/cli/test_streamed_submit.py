@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +18,7 @@ import pytest
 import redis
 
 from dispatcher.dev.services import Service, start_worker
-from tests.cli.test_campaigns import json_of, run
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle, json_of, run, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +59,6 @@ def status(env: dict[str, str], cid: str) -> dict[str, Any]:
     return json_of(run(env, "status", cid, "--json"))
 
 
-def poll(what: Callable[[], Any], timeout_s: float = 90, show: Callable[[], Any] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (answer := what()):
-        assert time.monotonic() < deadline, f"condition not reached in time: {show()}"
-        time.sleep(0.05)
-    return answer
-
-
 def submit_and_kill_mid_load(env: dict[str, str], path: Path, redis_client: redis.Redis,
                              hlr: tuple[str, ...] = ("--no-hlr",)) -> str:
     """Start `submit` with small chunks and SIGKILL it once some chunks are stored, not all."""
@@ -86,7 +76,7 @@ def submit_and_kill_mid_load(env: dict[str, str], path: Path, redis_client: redi
                     return parts[2]
             return None
 
-        cid = str(poll(stored_some))
+        cid = str(wait_until(stored_some, 90))
         os.killpg(process.pid, signal.SIGKILL)
     finally:
         process.wait(30)
@@ -103,7 +93,7 @@ def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
         env: dict[str, str], worker: Callable[[], Service], tmp_path: Path, sandbox: SandboxHandle,
         redis_client: redis.Redis, hlr: tuple[str, ...]) -> None:
     cid = submit_and_kill_mid_load(env, big_list(tmp_path / "list.csv"), redis_client, hlr)
-    killed = poll(lambda: (s := status(env, cid))["loading"] and s["loading"]["interrupted"] and s)
+    killed = wait_until(lambda: (s := status(env, cid))["loading"] and s["loading"]["interrupted"] and s, 90)
     assert killed["state"] == "queued" and 0 < killed["loading"]["stored"] < ROWS
     # Checked and stored in one pass: the messages are counted at the end, the rows are known.
     assert killed["loading"]["expected"] is None and killed["loading"]["file_rows"] == ROWS
@@ -112,8 +102,8 @@ def test_a_killed_submit_says_so_and_resume_stores_every_row_exactly_once(
     resumed = run(env, "resume", cid)
     assert resumed.returncode == 0, resumed.stderr
     assert "all 60,000 messages stored" in resumed.stdout
-    final = poll(lambda: (s := status(env, cid))["state"] == "completed" and s, timeout_s=180,
-                 show=lambda: (status(env, cid), service.log_tail(40)))
+    final = wait_until(lambda: (s := status(env, cid))["state"] == "completed" and s, 180,
+                       what=lambda: (status(env, cid), service.log_tail(40)))
     assert final["total"] == ROWS and final["counts"]["sent"] == ROWS and final["loading"] is None
     assert final["preflight"]["valid"] == final["preflight"]["rows"] == ROWS  # the exact totals, written at the end
     estimate = final["preflight"]["hlr_estimate"]
@@ -134,7 +124,8 @@ def test_a_killed_submit_can_be_cancelled_with_nothing_sent_twice(
     cid = submit_and_kill_mid_load(env, big_list(tmp_path / "list.csv"), redis_client)
     cancelled = run(env, "cancel", cid)
     assert cancelled.returncode == 0, cancelled.stderr
-    final = poll(lambda: (s := status(env, cid))["counts"]["pending"] == 0 and s["counts"]["unknown"] == 0 and s)
+    final = wait_until(lambda: (s := status(env, cid))["counts"]["pending"] == 0 and s["counts"]["unknown"] == 0
+                       and s, 90)
     assert final["state"] == "cancelled" and final["loading"] is None
     assert final["counts"]["sent"] + final["counts"]["cancelled"] == final["total"] < ROWS
     accepted = sent_client_ids(sandbox, cid)

@@ -11,8 +11,7 @@ import redis
 
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
-from tests.cli.test_campaigns import one_sentence_error, run
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle, one_sentence_error, run
 
 pytestmark = pytest.mark.slow
 

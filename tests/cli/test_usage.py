@@ -8,8 +8,7 @@ import pytest
 import redis
 
 from dispatcher.dev.services import start_sandbox
-from tests.cli.test_campaigns import run
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle, run
 
 
 @pytest.fixture()
@@ -44,6 +43,7 @@ def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"dispatcher {dispatcher.__version__}"
 
 
+@pytest.mark.slow
 def test_the_sandbox_prints_the_exports_that_point_the_cli_at_it() -> None:
     service = start_sandbox()  # the default token, which the README documents
     try:
@@ -53,6 +53,7 @@ def test_the_sandbox_prints_the_exports_that_point_the_cli_at_it() -> None:
         service.stop()
 
 
+@pytest.mark.slow
 def test_a_token_of_ones_own_is_not_printed_with_the_exports(
         start_own_sandbox: Callable[..., SandboxHandle]) -> None:
     handle = start_own_sandbox()

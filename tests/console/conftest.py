@@ -7,46 +7,14 @@ worker (nothing needs sending to check an HTTP answer), so queued tasks simply w
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import redis
 from starlette.testclient import TestClient
 
 from dispatcher.console.app import create_app
-from dispatcher.console.auth import TokenStore
-from dispatcher.console.context import Console
-from dispatcher.keys import Keys
-from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.schedules.store import ScheduleStore
-from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tasks.enqueue import CeleryEnqueuer
-from tasks.schedules import Entries
-
-
-@dataclass
-class ConsoleHandle:
-    """A test client of the console with an admin and a viewer token."""
-
-    http: TestClient
-    console: Console
-    admin: str
-    viewer: str
-
-    def as_admin(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.admin}"}
-
-    def as_viewer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.viewer}"}
-
-
-def build_console(settings: Settings, client: redis.Redis, public_metrics: bool = False) -> Console:
-    keys = Keys(settings.key_prefix)
-    return Console(settings=settings, store=CampaignStore(client, keys), ops=BatchOps(client, keys),
-                   schedules=ScheduleStore(client, keys), tokens=TokenStore(client, keys),
-                   enqueuer=CeleryEnqueuer(settings), entries=Entries(settings),
-                   public_metrics=public_metrics)
+from tests.helpers import ConsoleHandle, build_console
 
 
 @pytest.fixture()

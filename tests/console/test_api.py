@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -12,28 +11,9 @@ import pytest
 
 from dispatcher.console.auth import SESSION_COOKIE
 from dispatcher.console.schedules import schedule_dir
-from tests.console.conftest import ConsoleHandle
+from tests.helpers import UPLOAD_OPTIONS, ConsoleHandle, small_csv, upload_campaign
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.csv"
-OPTIONS = {"text": "Hola {name}", "from": "ACME", "country": "ES", "no_hlr": "1"}
-
-
-def small_csv(n: int = 120, bad: int = 1) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["phone", "name"])
-    for i in range(n):
-        writer.writerow([f"+3461{i:07d}", f"Cliente {i}"])
-    for _ in range(bad):
-        writer.writerow(["12345", "bad"])
-    return out.getvalue().encode()
-
-
-def submit(api: ConsoleHandle, body: bytes | None = None, **fields: str) -> dict:
-    response = api.http.post("/api/campaigns", headers=api.as_admin(), data={**OPTIONS, **fields},
-                             files={"file": ("list.csv", body or small_csv(), "text/csv")})
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 def test_every_api_route_answers_401_without_a_valid_token(api: ConsoleHandle) -> None:
@@ -53,7 +33,7 @@ def test_a_revoked_token_is_refused_at_once(api: ConsoleHandle) -> None:
 
 
 def test_a_viewer_reads_but_gets_403_for_every_change(api: ConsoleHandle) -> None:
-    cid = submit(api)["id"]
+    cid = upload_campaign(api)["id"]
     assert api.http.get(f"/api/campaigns/{cid}", headers=api.as_viewer()).status_code == 200
     for method, path in [("POST", "/api/campaigns"), (("POST", f"/api/campaigns/{cid}/pause")),
                          ("POST", f"/api/campaigns/{cid}/cancel"), ("POST", "/api/schedules"),
@@ -65,7 +45,7 @@ def test_a_viewer_reads_but_gets_403_for_every_change(api: ConsoleHandle) -> Non
 
 
 def test_preflight_answers_200_with_the_preflight_json_object(api: ConsoleHandle) -> None:
-    response = api.http.post("/api/preflight", headers=api.as_viewer(), data=OPTIONS,
+    response = api.http.post("/api/preflight", headers=api.as_viewer(), data=UPLOAD_OPTIONS,
                              files={"file": ("campaign.csv", EXAMPLE.read_bytes(), "text/csv")})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -76,7 +56,7 @@ def test_preflight_answers_200_with_the_preflight_json_object(api: ConsoleHandle
 
 
 def test_submit_answers_201_with_the_status_object_and_get_returns_the_same(api: ConsoleHandle) -> None:
-    created = submit(api, name="spring")
+    created = upload_campaign(api, name="spring")
     assert created["name"] == "spring" and created["total"] == 120 and created["state"] in ("queued", "running")
     assert {"id", "counts", "cost", "next_window_opens_at"} <= set(created)
     # Streamed like `dispatcher submit`: answered once the list is whole, under the user's file name.
@@ -90,7 +70,7 @@ def test_submit_answers_201_with_the_status_object_and_get_returns_the_same(api:
 
 
 def test_the_campaign_list_is_newest_first_and_paged(api: ConsoleHandle) -> None:
-    ids = [submit(api, small_csv(5, bad=0), name=f"c{i}")["id"] for i in range(3)]
+    ids = [upload_campaign(api, small_csv(5, bad=0), name=f"c{i}")["id"] for i in range(3)]
     page = api.http.get("/api/campaigns?limit=2", headers=api.as_viewer()).json()
     assert [c["id"] for c in page["campaigns"]] == ids[::-1][:2] and page["total"] == 3
     rest = api.http.get("/api/campaigns?limit=2&offset=2", headers=api.as_viewer()).json()
@@ -99,27 +79,27 @@ def test_the_campaign_list_is_newest_first_and_paged(api: ConsoleHandle) -> None
 
 
 def test_bad_options_and_bad_files_get_400_or_422_with_a_reason(api: ConsoleHandle) -> None:
-    no_file = api.http.post("/api/campaigns", headers=api.as_admin(), data=OPTIONS, files={"x": ("a", b"b")})
+    no_file = api.http.post("/api/campaigns", headers=api.as_admin(), data=UPLOAD_OPTIONS, files={"x": ("a", b"b")})
     assert no_file.status_code == 400 and "file" in no_file.json()["error"]
     not_form = api.http.post("/api/campaigns", headers=api.as_admin(), json={"text": "hi"})
     assert not_form.status_code == 400
     for fields, needle in [({"text": ""}, "--text"), ({"country": "XX"}, "XX"), ({"max_cost": "lots"}, "max_cost"),
                            ({"window": "9-5"}, "--window"), ({"from": "A-SENDER-THAT-IS-TOO-LONG"}, "")]:
-        response = api.http.post("/api/campaigns", headers=api.as_admin(), data={**OPTIONS, **fields},
+        response = api.http.post("/api/campaigns", headers=api.as_admin(), data={**UPLOAD_OPTIONS, **fields},
                                  files={"file": ("list.csv", small_csv(), "text/csv")})
         assert response.status_code == 422, (fields, response.text)
         assert needle in response.json()["error"]
-    garbage = api.http.post("/api/campaigns", headers=api.as_admin(), data=OPTIONS,
+    garbage = api.http.post("/api/campaigns", headers=api.as_admin(), data=UPLOAD_OPTIONS,
                             files={"file": ("list.csv", b"nothing,here\n1,2\n", "text/csv")})
     assert garbage.status_code == 422 and garbage.json()["error"]
-    unsendable = api.http.post("/api/campaigns", headers=api.as_admin(), data=OPTIONS,
+    unsendable = api.http.post("/api/campaigns", headers=api.as_admin(), data=UPLOAD_OPTIONS,
                                files={"file": ("bad.csv", small_csv(0, bad=2), "text/csv")})
     assert unsendable.status_code == 422 and "no row of bad.csv can be sent" in unsendable.json()["error"]
     assert api.console.store.count() == 0
 
 
 def test_a_budget_refusal_is_422_with_the_preflight_object(api: ConsoleHandle) -> None:
-    response = api.http.post("/api/campaigns", headers=api.as_admin(), data={**OPTIONS, "max_cost": "0.01"},
+    response = api.http.post("/api/campaigns", headers=api.as_admin(), data={**UPLOAD_OPTIONS, "max_cost": "0.01"},
                              files={"file": ("list.csv", small_csv(), "text/csv")})
     assert response.status_code == 422
     body = response.json()
@@ -130,7 +110,7 @@ def test_a_budget_refusal_is_422_with_the_preflight_object(api: ConsoleHandle) -
 def test_an_upload_over_the_cap_is_413_and_creates_nothing(api: ConsoleHandle) -> None:
     big = small_csv(60_000)  # about 1.4 MB against a 1 MB cap
     assert len(big) > 1_000_000
-    response = api.http.post("/api/campaigns", headers=api.as_admin(), data=OPTIONS,
+    response = api.http.post("/api/campaigns", headers=api.as_admin(), data=UPLOAD_OPTIONS,
                              files={"file": ("list.csv", big, "text/csv")})
     assert response.status_code == 413 and "MB" in response.json()["error"]
 
@@ -157,7 +137,7 @@ def test_unknown_campaigns_and_schedules_are_404(api: ConsoleHandle) -> None:
 
 
 def test_pause_resume_cancel_answer_200_with_the_new_state_and_409_when_not_allowed(api: ConsoleHandle) -> None:
-    cid = submit(api)["id"]
+    cid = upload_campaign(api)["id"]
     paused = api.http.post(f"/api/campaigns/{cid}/pause", headers=api.as_admin())
     assert paused.status_code == 200 and paused.json()["state"] == "paused"
     resumed = api.http.post(f"/api/campaigns/{cid}/resume", headers=api.as_admin())
@@ -171,7 +151,7 @@ def test_pause_resume_cancel_answer_200_with_the_new_state_and_409_when_not_allo
 
 
 def test_the_report_is_spreadsheet_safe_csv_or_parquet(api: ConsoleHandle) -> None:
-    cid = submit(api)["id"]
+    cid = upload_campaign(api)["id"]
     response = api.http.get(f"/api/campaigns/{cid}/report", headers=api.as_viewer())
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert f"campaign-{cid}.csv" in response.headers["content-disposition"]
@@ -187,7 +167,7 @@ def test_the_report_is_spreadsheet_safe_csv_or_parquet(api: ConsoleHandle) -> No
 
 def test_schedules_are_added_listed_and_removed_with_their_file(api: ConsoleHandle) -> None:
     response = api.http.post("/api/schedules", headers=api.as_admin(),
-                             data={**OPTIONS, "name": "monday", "cron": "0 9 * * MON", "tz": "Europe/Madrid"},
+                             data={**UPLOAD_OPTIONS, "name": "monday", "cron": "0 9 * * MON", "tz": "Europe/Madrid"},
                              files={"file": ("list.csv", small_csv(), "text/csv")})
     assert response.status_code == 201, response.text
     assert response.json()["file"] == "monday.csv"  # its name only: no answer names a server path
@@ -195,7 +175,8 @@ def test_schedules_are_added_listed_and_removed_with_their_file(api: ConsoleHand
     assert kept.exists()
     listed = api.http.get("/api/schedules", headers=api.as_viewer()).json()["schedules"]
     assert [s["name"] for s in listed] == ["monday"] and listed[0]["next_run"] > 0
-    bad = api.http.post("/api/schedules", headers=api.as_admin(), data={**OPTIONS, "name": "x", "cron": "whenever"},
+    bad = api.http.post("/api/schedules", headers=api.as_admin(),
+                        data={**UPLOAD_OPTIONS, "name": "x", "cron": "whenever"},
                         files={"file": ("list.csv", small_csv(), "text/csv")})
     assert bad.status_code == 422 and "cron" in bad.json()["error"]
     assert api.http.delete("/api/schedules/monday", headers=api.as_admin()).status_code == 200

@@ -25,8 +25,7 @@ from dispatcher.console.auth import TokenStore
 from dispatcher.dev.services import Service, free_port, http_ready, spawn, start_flower, start_worker, wait_until
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import worker_env
+from tests.helpers import SandboxHandle, worker_env
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,9 @@ from dispatcher.console.uploads import TooLarge, measure
 from dispatcher.preflight.rejects import Reject
 from dispatcher.preflight.result import PreflightResult
 from dispatcher.settings import Settings
-from tests.console.conftest import ConsoleHandle, build_console
-from tests.console.test_api import OPTIONS, small_csv, submit
+from tests.helpers import UPLOAD_OPTIONS as OPTIONS
+from tests.helpers import ConsoleHandle, build_console, small_csv
+from tests.helpers import upload_campaign as submit
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])

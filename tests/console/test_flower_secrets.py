@@ -6,7 +6,7 @@ from redbeat.schedulers import RedBeatConfig
 
 from dispatcher.settings import Settings
 from tasks.app import batch_label, make_app, redbeat_connection
-from tests.cli.test_campaigns import one_sentence_error, run
+from tests.helpers import one_sentence_error, run
 
 
 def test_the_celery_config_workers_report_to_flower_masks_every_password() -> None:

@@ -25,9 +25,9 @@ from dispatcher.console.auth import TokenStore
 from dispatcher.dev.services import free_port, http_ready, spawn, wait_until
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
-from tests.console.test_api import small_csv
-from tests.sending.test_dispatch_integration import worker_env
+from tests.helpers import SandboxHandle, small_csv, worker_env
+
+pytestmark = pytest.mark.slow  # real console processes (and a fuzzer), seconds each
 
 pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency: pip install -e '.[dev]'")
 

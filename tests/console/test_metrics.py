@@ -11,8 +11,7 @@ from dispatcher.console.series import read_series, take_samples
 from dispatcher.keys import Keys
 from dispatcher.sending.telemetry import Telemetry
 from dispatcher.settings import Settings
-from tests.console.conftest import ConsoleHandle, build_console
-from tests.console.test_api import submit
+from tests.helpers import ConsoleHandle, build_console, upload_campaign
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -22,7 +21,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_carry_campaign_messages_bulk_statuses_429s_waits_and_batch_durations(
         api: ConsoleHandle, redis_client: redis.Redis) -> None:
-    cid = submit(api, name="spring")["id"]
+    cid = upload_campaign(api, name="spring")["id"]
     telemetry = Telemetry(redis_client, Keys(api.console.settings.key_prefix))
     for status in (200, 200, 429, 500):
         telemetry.bulk_answered(status)
@@ -54,7 +53,7 @@ def test_metrics_need_the_token_unless_the_console_makes_them_public(
 
 
 def test_the_sampler_records_live_campaigns_once_per_second_for_the_charts(api: ConsoleHandle) -> None:
-    cid = submit(api)["id"]
+    cid = upload_campaign(api)["id"]
     store = api.console.store
     assert take_samples(store, 3600, now=1000.0) == 1
     assert take_samples(store, 3600, now=1000.5) == 0  # the same second: another console took it

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import redis
 
 from dispatcher.console.auth import TokenStore
 from dispatcher.keys import Keys
-from tests.cli.test_campaigns import one_sentence_error, run
+from tests.helpers import one_sentence_error, run
 
 
+@pytest.mark.slow
 def test_a_token_is_printed_once_stored_only_as_a_hash_listed_and_revoked(
         redis_url: str, redis_client: redis.Redis) -> None:
     env = {"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest"}

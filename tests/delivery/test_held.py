@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import httpx
 import orjson
-import pandas as pd
 import pytest
 import redis
 
@@ -20,7 +19,7 @@ from dispatcher.schema.names import REFUSED_REPORTS
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.telemetry import read as read_telemetry
 from dispatcher.settings import Settings
-from tests.delivery.test_reports import record_sent
+from tests.helpers import record_sent, stored_campaign
 
 KEYS = Keys("dsptest")
 SECRET = "s3cret-webhook-held-0123456789"
@@ -37,13 +36,6 @@ def field(r: Report) -> str:
 
 def expired(client: redis.Redis) -> float:
     return read_telemetry(client, KEYS).get(REFUSED_REPORTS["expired"], 0.0)
-
-
-def campaign(client: redis.Redis, n: int = 4) -> str:
-    frame = pd.DataFrame({"row": range(2, n + 2), "to": [f"+3461234{i:04d}" for i in range(n)], "text": ["x"] * n,
-                          "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n,
-                          "country": ["ES"] * n})
-    return CampaignStore(client, KEYS).create("x", frame, window=1)
 
 
 @pytest.fixture()
@@ -88,7 +80,7 @@ def test_reports_held_by_an_earlier_version_are_adopted_and_then_expire(book: De
 
 
 def test_retrying_applies_a_held_report_once_its_campaign_exists(book: DeliveryBook) -> None:
-    cid = campaign(book.redis)
+    cid = stored_campaign(book.redis, KEYS)
     record_sent(book.redis, KEYS, cid, [1])
     hidden = f"{KEYS.campaign(cid)}:hidden"
     book.redis.rename(KEYS.campaign(cid), hidden)  # the campaign is not here yet
@@ -101,7 +93,7 @@ def test_retrying_applies_a_held_report_once_its_campaign_exists(book: DeliveryB
 
 def test_a_report_for_a_message_never_sent_stays_held_with_its_first_time_and_expires_counted(
         book: DeliveryBook) -> None:
-    cid = campaign(book.redis)
+    cid = stored_campaign(book.redis, KEYS)
     early = report(cid, 3)
     assert book.apply(early) == "held"
     first = book.redis.zscore(KEYS.dlr_held_at(), field(early))
@@ -117,7 +109,7 @@ def test_a_report_for_a_message_never_sent_stays_held_with_its_first_time_and_ex
 
 
 def test_a_held_report_is_applied_by_one_of_two_retries_at_once(book: DeliveryBook) -> None:
-    cid = campaign(book.redis)
+    cid = stored_campaign(book.redis, KEYS)
     assert book.apply(report(cid, 0)) == "held"
     record_sent(book.redis, KEYS, cid, [0])
     other = DeliveryBook(book.redis, KEYS)
@@ -140,7 +132,7 @@ def receiver(settings: Settings, redis_client: redis.Redis) -> Iterator[Service]
 @pytest.mark.slow
 def test_the_receiver_applies_held_reports_by_itself_once_the_campaign_exists(
         receiver: Service, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client)
+    cid = stored_campaign(redis_client, KEYS)
     record_sent(redis_client, KEYS, cid, [2])
     hidden = f"{KEYS.campaign(cid)}:hidden"
     redis_client.rename(KEYS.campaign(cid), hidden)

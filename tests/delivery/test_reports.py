@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import orjson
 import pandas as pd
 import pytest
@@ -19,12 +17,11 @@ from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.schema.names import REFUSED_REPORTS, REPORT_STATUSES
 from dispatcher.sending import ledger
 from dispatcher.sending.attempt import send_batch
-from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import Lane
 from dispatcher.sending.telemetry import read as read_telemetry
 from tests.fakes import FakeInstasent
-from tests.sending.test_windows import Queue
+from tests.helpers import Queue, record_sent
 
 
 def frame(n: int) -> pd.DataFrame:
@@ -35,21 +32,6 @@ def frame(n: int) -> pd.DataFrame:
 
 def report(cid: str, index: int, status: str = "delivered", at: str = "2026-11-23T10:00:00Z") -> Report:
     return Report(instasent_id=f"i{index}", client_id=f"{cid}-0-{index}", status=status, code=0, event_at=at)
-
-
-def record_sent(client: redis.Redis, keys: Keys, cid: str, ks: list[int],
-                id_of: Callable[[int], str] = lambda k: f"i{k}") -> None:
-    """Record messages ``k`` (batch ``k // 100``, index ``k % 100``) as sent under Instasent id
-    ``id_of(k)``, as a worker does after Instasent's answer."""
-    ops = BatchOps(client, keys)
-    by_batch: dict[int, list[int]] = {}
-    for k in ks:
-        by_batch.setdefault(k // 100, []).append(k)
-    for n, group in sorted(by_batch.items()):
-        claim = ops.claim(cid, n, lease_s=0)
-        assert claim.claimed
-        ops.record(cid, n, [(k % 100, ledger.encode("sent", 1, id_of(k))) for k in group], otherwise="p",
-                   token=claim.token)
 
 
 def refused(client: redis.Redis, keys: Keys) -> dict[str, float]:

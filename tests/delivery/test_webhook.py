@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,18 @@ from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending.store import CampaignInfo
 from dispatcher.settings import Settings
-from tests.cli.test_campaigns import json_of, recipients_csv, run
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished, recipients, worker_env
+from tests.helpers import (
+    Harness,
+    SandboxHandle,
+    assert_exactly_once,
+    finished,
+    json_of,
+    recipients,
+    recipients_csv,
+    run,
+    wait_until,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cret-webhook-path-0123456789"
@@ -91,9 +99,7 @@ def test_a_stop_reply_suppresses_the_number_for_the_next_campaign(
     harness.sandbox.http.post("/_sandbox/inbound", json={"from": "+34612345678", "to": "ACME", "message": "STOP",
                                                         "clientId": f"{first['id']}-0-0"}).raise_for_status()
     suppressed = SuppressionList(harness.store.redis, Keys(harness.settings.key_prefix))
-    deadline = time.monotonic() + 10
-    while "+34612345678" not in suppressed and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "+34612345678" in suppressed, 10, "the opt-out")
     assert "+34612345678" in suppressed
     second = json_of(run(env, "submit", str(path), "--text", "Hola", "--from", "ACME", "--country", "ES",
                          "--no-hlr", "--wait", "--json"))

@@ -15,8 +15,7 @@ from dispatcher.dev.services import Service, start_webhook
 from dispatcher.keys import Keys
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.delivery.test_held import campaign
-from tests.delivery.test_reports import record_sent
+from tests.helpers import record_sent, stored_campaign
 
 pytestmark = pytest.mark.slow
 KEYS = Keys("dsptest")
@@ -53,7 +52,7 @@ def post(url: str, report: dict[str, object]) -> str:
 def test_two_receiver_processes_answer_reports_and_each_report_is_applied_once(
         receiver: Service, redis_client: redis.Redis) -> None:
     assert len(worker_processes(receiver.pid)) == 2
-    cid = campaign(redis_client, n=4)
+    cid = stored_campaign(redis_client, KEYS, n=4)
     record_sent(redis_client, KEYS, cid, [0, 1, 2, 3])
     url = f"{receiver.url}/dlr/{SECRET}"
     reports = [body(cid, i) for i in range(4)] * 10  # each report ten times, from many connections at once
@@ -67,7 +66,7 @@ def test_two_receiver_processes_answer_reports_and_each_report_is_applied_once(
 
 def test_a_held_report_is_applied_once_by_one_of_two_receiver_processes(
         receiver: Service, redis_client: redis.Redis) -> None:
-    cid = campaign(redis_client, n=4)
+    cid = stored_campaign(redis_client, KEYS, n=4)
     record_sent(redis_client, KEYS, cid, [1, 2])
     hidden = f"{KEYS.campaign(cid)}:hidden"
     redis_client.rename(KEYS.campaign(cid), hidden)

@@ -20,7 +20,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import SmsItem
 from dispatcher.instasent.segments import count_segments
 from dispatcher.settings import Settings
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 ES_PRICE = 0.045
 LOOKUP_PRICE = 0.004

@@ -20,7 +20,7 @@ from dispatcher.errors import AuthenticationFailed, ConnectionFailed, Dispatcher
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import wire_item
 from dispatcher.settings import Settings
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 from tests.instasent.conftest import Answerer, CannedServer, http_answer
 
 CANARY = "tok-LEAKCANARY-9f3e"

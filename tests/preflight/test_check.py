@@ -20,7 +20,7 @@ from dispatcher.preflight.result import PreflightOptions, PreflightResult, check
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.schema.names import MESSAGE_COLUMNS
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 ES, PT, GB = 0.045, 0.040, 0.040
 

@@ -15,7 +15,7 @@ from dispatcher.instasent.models import Lookup
 from dispatcher.keys import Keys
 from dispatcher.preflight.hlr import HlrAnswer, HlrCache, check_numbers, lookup_many
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 NUMBERS = ["+34612345600", "+34612345613", "+34612345637", "+447911123456", "+33612345678"]
 

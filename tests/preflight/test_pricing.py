@@ -15,7 +15,7 @@ from dispatcher.instasent.models import Account
 from dispatcher.keys import Keys
 from dispatcher.preflight.pricing import PRICE_CACHE_TTL_S, PriceList, balance, check_currency, price_list
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 
 @pytest.fixture()

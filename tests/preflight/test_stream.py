@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from dispatcher.preflight.stream import StreamedPreflight
 from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending.submission import preflight
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle, messy_list
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.csv"
 
@@ -35,31 +33,6 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.csv"
 def client(settings: Settings) -> Iterator[InstasentClient]:
     with InstasentClient.from_settings(settings) as instasent:
         yield instasent
-
-
-def messy_list(path: Path, n: int = 2500, seed: int = 3) -> Path:
-    """Valid mobiles in several formats and countries, duplicates far apart (across chunks), junk,
-    a ragged row, an empty text and a Unicode name."""
-    rng = random.Random(seed)
-    numbers = [f"6{10_000_000 + rng.randrange(10**7):08d}" for _ in range(n)]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["phone", "name", "country"])
-        for i, number in enumerate(numbers):
-            roll = rng.random()
-            if roll < 0.05:
-                writer.writerow([rng.choice(["n/a", "3.4612E+10", "12345", "+34 912 345 678"]), "x", "ES"])
-            elif roll < 0.15 and i > 300:
-                earlier = numbers[rng.randrange(i - 300)]
-                writer.writerow([f"+34 {earlier[:3]} {earlier[3:]}", f"dup {i}", ""])
-            elif roll < 0.18:
-                writer.writerow([f"+351 91{rng.randrange(10**7):07d}", "João", "PT"])
-            elif roll < 0.19:
-                writer.writerow([number, "", "XX"])
-            else:
-                writer.writerow([number, rng.choice(["Ana", "Zoë", "Łukasz"]), "ES"])
-        writer.writerow(["612000001", "ragged", "ES", "extra"])
-    return path
 
 
 def both(path: Path, settings: Settings, redis_client: redis.Redis, client: InstasentClient, chunk_rows: int,

@@ -15,7 +15,7 @@ import redis
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList, to_e164
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 
 @pytest.fixture()
@@ -64,6 +64,7 @@ def run_cli(redis_url: str, *args: str, cwd: Path,
                           cwd=cwd, timeout=60, check=False)
 
 
+@pytest.mark.slow
 def test_the_suppress_commands_add_list_import_and_remove(redis_client: redis.Redis, redis_url: str,
                                                           tmp_path: Path) -> None:
     added = run_cli(redis_url, "suppress", "add", "612 345 678", "+44 7911 123456", "--country", "ES", cwd=tmp_path)
@@ -97,6 +98,7 @@ MIXED = ("phone,name,country\n"
          "06 12 34 56 78,Zoe,FR\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("country", [[], ["--country", "ES"]])
 def test_import_takes_every_number_a_preflight_accepts_with_the_per_row_country(
         redis_client: redis.Redis, redis_url: str, tmp_path: Path, sandbox: SandboxHandle,

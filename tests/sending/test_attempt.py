@@ -30,8 +30,8 @@ from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window as SendWindow
 from tests.fakes import FakeInstasent, Window
+from tests.helpers import Clock, Queue
 from tests.loopback import Handler, loopback_client
-from tests.sending.test_windows import Clock, Queue
 
 Window9to10 = SendWindow(time(9), time(10))
 Serve = Callable[[Handler], InstasentClient]

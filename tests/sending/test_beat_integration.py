@@ -15,10 +15,7 @@ from dispatcher.keys import Keys
 from dispatcher.sending.schedules.store import Firing, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.cli.test_campaigns import run
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, worker_env
-from tests.sending.test_schedules import recipients
+from tests.helpers import Harness, SandboxHandle, run, schedule_csv, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +53,11 @@ def add(h: Harness, path: Path, name: str, *options: str) -> None:
 
 
 def runs_until(h: Harness, name: str, done: Callable[[list[Firing]], bool], timeout_s: float = 40) -> list[Firing]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def reached() -> list[Firing] | None:
         runs = schedules(h).runs(name)
-        if done(runs):
-            return runs
-        time.sleep(0.2)
-    raise AssertionError(f"schedule {name}: {schedules(h).runs(name)}")
+        return runs if done(runs) else None
+
+    return wait_until(reached, timeout_s, lambda: f"schedule {name}: {schedules(h).runs(name)}", interval_s=0.2)
 
 
 def created(runs: list[Firing]) -> list[Firing]:
@@ -71,7 +66,7 @@ def created(runs: list[Firing]) -> list[Firing]:
 
 def test_an_every_schedule_fires_on_time_and_each_firing_is_a_campaign_that_completes(
         harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
-    add(harness, recipients(tmp_path / "l.csv", 150), "often", "--every", "3s")
+    add(harness, schedule_csv(tmp_path / "l.csv", 150), "often", "--every", "3s")
     beats()
     runs = created(runs_until(harness, "often", lambda r: len(created(r)) >= 3))
     gaps = [b.at - a.at for a, b in itertools.pairwise(runs)]
@@ -89,10 +84,13 @@ def test_an_every_schedule_fires_on_time_and_each_firing_is_a_campaign_that_comp
 
 def test_editing_and_removing_a_schedule_take_effect_without_a_restart(
         harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
-    path = recipients(tmp_path / "l.csv", 10)
-    add(harness, path, "edit", "--every", "30s")
+    path = schedule_csv(tmp_path / "l.csv", 10)
+    # An interval schedule first fires one interval after it is saved. 15 s, not longer, to keep the
+    # wait short; not shorter, so the old interval alone could not give three firings within the
+    # 20 s allowed after the edit (15, 30, 45 s after saving).
+    add(harness, path, "edit", "--every", "15s")
     beats()
-    runs_until(harness, "edit", lambda r: len(created(r)) >= 1)  # the first firing is immediate
+    runs_until(harness, "edit", lambda r: len(created(r)) >= 1)
     add(harness, path, "edit", "--every", "1s")  # edited: now every second
     runs_until(harness, "edit", lambda r: len(created(r)) + sum(x.outcome == "skipped" for x in r) >= 3,
                timeout_s=20)
@@ -105,7 +103,7 @@ def test_editing_and_removing_a_schedule_take_effect_without_a_restart(
 
 def test_two_beats_started_together_do_not_fire_a_schedule_twice(
         harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
-    add(harness, recipients(tmp_path / "l.csv", 5), "twice", "--every", "1s", "--overlap", "queue")
+    add(harness, schedule_csv(tmp_path / "l.csv", 5), "twice", "--every", "1s", "--overlap", "queue")
     started = time.time()
     beats()
     beats()
@@ -120,7 +118,7 @@ def test_two_beats_started_together_do_not_fire_a_schedule_twice(
 def test_an_overlapping_firing_is_skipped_and_a_missed_one_is_recorded(
         harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
     harness.sandbox.faults(latency_ms=300)  # 30 batches: about 5 s with two processes
-    add(harness, recipients(tmp_path / "l.csv", 3000), "slow", "--every", "1s")
+    add(harness, schedule_csv(tmp_path / "l.csv", 3000), "slow", "--every", "1s")
     beats()
     runs = runs_until(harness, "slow", lambda r: any(x.outcome == "skipped" for x in r))
     skipped = next(r for r in runs if r.outcome == "skipped")

@@ -6,89 +6,26 @@ import os
 import signal
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import kombu
-import pandas as pd
 import pytest
 import redis
 
-from bench.whole_list import submit_prepared
-from dispatcher.dev.services import Service, start_worker
-from dispatcher.keys import Keys
 from dispatcher.sending import campaigns
-from dispatcher.sending.batches import BatchOps
-from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer
-from tests.conftest import SandboxHandle
-from tests.limits import over_the_limit
+from tests.helpers import (
+    Harness,
+    SandboxHandle,
+    assert_exactly_once,
+    finished,
+    over_the_limit,
+    rabbitmq_up,
+    recipients,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def recipients(n: int, start: int = 0) -> pd.DataFrame:
-    """``n`` valid Spanish mobiles, one message each."""
-    numbers = [f"+346{(start + i):08d}" for i in range(n)]
-    return pd.DataFrame({"row": range(2, n + 2), "to": numbers, "text": [f"Hola {i}" for i in range(n)],
-                         "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n,
-                         "price": [0.045] * n, "country": ["ES"] * n})
-
-
-def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
-    env = {
-        "REDIS_URL": settings.redis_url, "INSTASENT_TOKEN": settings.instasent_token.reveal(),
-        "INSTASENT_BASE_URL": settings.instasent_base_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
-        "DISPATCHER_RATE_LIMIT": str(settings.rate_limit_per_min), "DISPATCHER_READ_TIMEOUT": "1",
-        "DISPATCHER_CONNECT_TIMEOUT": "1", "DISPATCHER_WRITE_TIMEOUT": "1", "DISPATCHER_RETRY_BACKOFF": "0.05",
-        "DISPATCHER_RETRY_BACKOFF_MAX": "0.5", "DISPATCHER_RECONCILE_DELAY": "0.2",
-        "DISPATCHER_MAX_SLOT_WAIT": "1", "DISPATCHER_BATCH_LEASE": "4", "DISPATCHER_QUEUE_WINDOW": "8",
-        # The tests' private Redis does not persist; the Redis-restart tests start one that does.
-        "DISPATCHER_ALLOW_VOLATILE_REDIS": "1",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-class Harness:
-    """Submits campaigns and watches them; starts workers with the test's settings."""
-
-    def __init__(self, settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandle) -> None:
-        self.settings = settings
-        self.sandbox = sandbox
-        keys = Keys(settings.key_prefix)
-        self.store = CampaignStore(redis_client, keys)
-        self.ops = BatchOps(redis_client, keys)
-        self.enqueuer = CeleryEnqueuer(settings)
-        self.workers: list[Service] = []
-
-    def start_worker(self, concurrency: int = 2, **env: Any) -> Service:
-        service = start_worker(worker_env(self.settings, **env), concurrency=concurrency)
-        self.workers.append(service)
-        return service
-
-    def submit(self, frame: pd.DataFrame, name: str = "test") -> str:
-        return submit_prepared(self.store, self.ops, self.enqueuer, self.settings, name=name, messages=frame)
-
-    def wait(self, cid: str, until: Callable[[CampaignInfo], bool], timeout_s: float = 120) -> CampaignInfo:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            info = self.store.get(cid)
-            if until(info):
-                return info
-            time.sleep(0.1)
-        logs = "\n".join(w.log_tail(30) for w in self.workers)
-        raise AssertionError(f"campaign {cid} stuck at {self.store.get(cid)}\n{logs}")
-
-    def accepted_per_client_id(self, cid: str) -> Counter[str]:
-        return Counter({m["clientId"]: m["accepted"] for m in self.sandbox.messages()
-                        if str(m["clientId"]).startswith(cid)})
-
-    def stop(self) -> None:
-        for w in self.workers:
-            w.stop()
 
 
 @pytest.fixture()
@@ -96,17 +33,6 @@ def harness(settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandl
     h = Harness(settings.with_overrides(queue_window=8), redis_client, sandbox)
     yield h
     h.stop()
-
-
-def finished(info: CampaignInfo) -> bool:
-    return info.state in ("completed", "cancelled", "failed", "paused")
-
-
-def assert_exactly_once(h: Harness, cid: str, info: CampaignInfo) -> None:
-    accepted = h.accepted_per_client_id(cid)
-    assert not [c for c, n in accepted.items() if n > 1], "a clientId was accepted twice"
-    assert info.counts["sent"] == len(accepted)
-    assert info.counts["pending"] == 0 and info.counts["unknown"] == 0
 
 
 def test_a_campaign_of_thousands_completes_with_counters_equal_to_the_sandbox(harness: Harness) -> None:
@@ -233,15 +159,7 @@ def test_running_out_of_balance_pauses_the_campaign_for_insufficient_funds(harne
     assert info.state == "completed" and info.counts["sent"] == 2000
 
 
-def _rabbitmq_up() -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", 5672)) == 0
-
-
-@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_a_campaign_completes_with_rabbitmq_as_the_broker(harness: Harness) -> None:
     broker = "amqp://guest:guest@127.0.0.1:5672//"
     # A queue of its own: the RabbitMQ server outlives the test run (and may serve another one at

@@ -12,7 +12,7 @@ from dispatcher.errors import OutcomeUnknown
 from dispatcher.instasent.models import wire_item
 from dispatcher.sending.pump import TimedClient
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 
 class Counts:

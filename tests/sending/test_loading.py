@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,9 +23,7 @@ from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.report import build_report, stream_report, write_report
 from dispatcher.sending.submission import preflight
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
-from tests.preflight.test_stream import messy_list
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished
+from tests.helpers import Harness, SandboxHandle, assert_exactly_once, finished, messy_list, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -83,13 +80,6 @@ def submit(h: Harness, path: Path, enqueuer: Enqueuer, chunk_rows: int = 500,
     return cid, loaded
 
 
-def poll(what: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not what():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def test_a_streamed_list_is_sent_exactly_once_and_completes(harness: Harness, tmp_path: Path) -> None:
     harness.start_worker()
     path = recipients_csv(tmp_path / "list.csv", 3000, duplicates_every=7)
@@ -118,7 +108,7 @@ def test_a_bulk_is_accepted_while_the_list_still_loads(harness: Harness, tmp_pat
 
     def after_first_chunk(cid: str, call: int) -> None:
         if call == 1:
-            poll(lambda: harness.store.get(cid).counts["sent"] > 0)
+            wait_until(lambda: harness.store.get(cid).counts["sent"] > 0, 60)
             progress = loading.progress(harness.store, cid)
             seen.append(progress is not None and progress.loading and not progress.interrupted)
 
@@ -137,7 +127,7 @@ def test_a_campaign_is_never_completed_while_its_list_loads(harness: Harness, tm
 
     def settle_everything_stored(cid: str, call: int) -> None:
         if call <= 2:  # every batch stored so far has settled, and more rows are coming
-            poll(lambda: (i := harness.store.get(cid)).settled == i.batches > 0)
+            wait_until(lambda: (i := harness.store.get(cid)).settled == i.batches > 0, 60)
             states.append(harness.store.get(cid).state)
 
     path = recipients_csv(tmp_path / "list.csv", 1500)

@@ -15,8 +15,7 @@ import pytest
 import redis
 
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished, recipients
+from tests.helpers import Harness, SandboxHandle, assert_exactly_once, finished, recipients
 
 pytestmark = pytest.mark.slow
 

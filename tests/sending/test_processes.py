@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from dispatcher.dev.services import spawn, wait_until, worker_argv
+from dispatcher.dev import services
+from dispatcher.dev.services import spawn, worker_argv
 from dispatcher.keys import Keys
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.settings import Settings
 from tasks import processes
-from tests.conftest import SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished, recipients, worker_env
+from tests.helpers import Harness, SandboxHandle, assert_exactly_once, finished, recipients, wait_until, worker_env
 
 
 def test_each_child_gets_a_node_name_of_its_own() -> None:
@@ -47,7 +46,7 @@ def test_two_forked_workers_send_a_campaign_exactly_once_and_stop_together(
     argv = worker_argv(processes=2, queue=harness.settings.task_queue)
     service = spawn("worker", argv, url="", env=worker_env(harness.settings))
     harness.workers.append(service)
-    wait_until(lambda: service.log_tail(400).count("ready.") >= 2, service, timeout_s=90)
+    services.wait_until(lambda: service.log_tail(400).count("ready.") >= 2, service, timeout_s=90)
     registry = WorkerRegistry(redis_client, Keys(harness.settings.key_prefix))
     assert len(registry.alive()) == 2
     cid = harness.submit(recipients(2000))
@@ -55,7 +54,5 @@ def test_two_forked_workers_send_a_campaign_exactly_once_and_stop_together(
     assert info.state == "completed" and info.counts["sent"] == 2000
     assert_exactly_once(harness, cid, info)
     service.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while service.process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: service.process.poll() is not None, 30, "the supervisor to exit")
     assert service.process.poll() == 0

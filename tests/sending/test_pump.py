@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from dispatcher.sending.pump import CEILING, FLOOR, Pump, in_flight_for, requests_per_s
 from dispatcher.settings import Settings
+from tests.helpers import wait_until
 
 
 def test_in_flight_follows_the_rate_and_the_latency() -> None:
@@ -58,9 +58,7 @@ def test_a_fixed_gate_never_lets_more_batches_run_at_once() -> None:
     feeder = threading.Thread(target=lambda: results.extend(f.result() for f in pump.map(work, range(6))))
     feeder.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(running) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(running) >= 2, 10, "two tasks running", interval_s=0.01)
         assert len(running) == 2
         release.set()
         feeder.join(10)

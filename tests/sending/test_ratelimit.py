@@ -11,7 +11,7 @@ import redis
 from dispatcher.instasent.models import RateLimitInfo
 from dispatcher.keys import Keys
 from dispatcher.sending.ratelimit import HEADROOM, Lane, RateLimiter
-from tests.limits import Grant, over_the_limit
+from tests.helpers import Grant, over_the_limit
 
 
 def _grab(url: str, lane: Lane, seconds: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

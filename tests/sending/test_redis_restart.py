@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -16,15 +15,26 @@ from pathlib import Path
 import pytest
 import redis
 
-from dispatcher.dev.services import Service, free_port, redis_reachable, redis_server_binary, spawn, wait_until
+from dispatcher.dev import services
+from dispatcher.dev.services import Service, free_port, redis_reachable, redis_server_binary, spawn
 from dispatcher.sending import campaigns
 from dispatcher.settings import Settings
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
-from tests.sending.test_dispatch_integration import Harness, assert_exactly_once, finished, recipients
+from tests.helpers import (
+    RABBITMQ,
+    SANDBOX_TOKEN,
+    Harness,
+    SandboxHandle,
+    assert_exactly_once,
+    finished,
+    rabbitmq_up,
+    recipients,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+#: What asking a Redis that is restarting raises.
+RESTARTING = (redis.exceptions.RedisError, OSError)
 
 
 class DurableRedis:
@@ -40,7 +50,7 @@ class DurableRedis:
         argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.dir), "--daemonize", "no"]
         self.service = spawn("redis", argv, self.url, log_dir=self.dir)
-        wait_until(lambda: redis_reachable(self.url, 0.2), self.service, timeout_s=30)
+        services.wait_until(lambda: redis_reachable(self.url, 0.2), self.service, timeout_s=30)
 
     def kill(self) -> None:
         assert self.service is not None
@@ -60,12 +70,6 @@ def durable_redis() -> Iterator[DurableRedis]:
     server.stop()
 
 
-def _rabbitmq_up() -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", 5672)) == 0
-
-
 def harness_on(durable_redis: DurableRedis, sandbox: SandboxHandle, broker: str) -> Harness:
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(
         instasent_token=SANDBOX_TOKEN, instasent_base_url=sandbox.url, redis_url=durable_redis.url,
@@ -80,22 +84,10 @@ def worker_settings(h: Harness, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (redis.exceptions.RedisError, OSError):
-            pass  # Redis is restarting
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_redis_killed_and_restarted_from_its_aof_mid_campaign_heals_by_itself_exactly_once(
         durable_redis: DurableRedis, start_own_sandbox: Callable[..., SandboxHandle], broker: str) -> None:
-    if broker == "rabbitmq" and not _rabbitmq_up():
+    if broker == "rabbitmq" and not rabbitmq_up():
         pytest.skip("no RabbitMQ on 127.0.0.1:5672")
     sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
     h = harness_on(durable_redis, sandbox, durable_redis.url if broker == "redis" else RABBITMQ)
@@ -103,11 +95,11 @@ def test_redis_killed_and_restarted_from_its_aof_mid_campaign_heals_by_itself_ex
         h.start_worker(concurrency=2, **worker_settings(h))
         h.start_worker(concurrency=2, **worker_settings(h))
         cid = h.submit(recipients(6000))
-        wait_for(lambda: h.store.get(cid).counts["sent"] >= 1500, 120, "1,500 messages sent")
+        wait_until(lambda: h.store.get(cid).counts["sent"] >= 1500, 120, "1,500 messages sent", 0.1, RESTARTING)
         durable_redis.kill()
         time.sleep(2)  # the fault: Redis stays down two seconds
         durable_redis.start()
-        wait_for(lambda: finished(h.store.get(cid)), 240, "the campaign to finish by itself")
+        wait_until(lambda: finished(h.store.get(cid)), 240, "the campaign to finish by itself", 0.1, RESTARTING)
         info = h.store.get(cid)
         assert info.state == "completed", info
         assert_exactly_once(h, cid, info)

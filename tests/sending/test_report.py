@@ -16,7 +16,7 @@ from dispatcher.keys import Keys
 from dispatcher.sending import ledger
 from dispatcher.sending.report import COLUMNS, build_report, iter_report_csv, report_csv, stream_report, write_report
 from dispatcher.sending.store import CampaignStore
-from tests.sending.test_store import frame
+from tests.helpers import accented_frame
 
 EVIL = "=HYPERLINK(\"http://evil\")"
 
@@ -27,7 +27,7 @@ def report(redis_client: redis.Redis) -> pd.DataFrame:
     with an outside error that tries one, one pending."""
     keys = Keys("dsptest")
     store = CampaignStore(redis_client, keys)
-    cid = store.create("x", frame(3), window=4)
+    cid = store.create("x", accented_frame(3), window=4)
     redis_client.hset(keys.ledger(cid, 0), mapping={"0": ledger.encode("sent", 1, "abc123"),
                                                     "1": ledger.encode("failed", 2, "@SUM(1+1)*cmd|' /C calc'!A0")})
     redis_client.hset(keys.delivery(cid, 0), "0", f"{EVIL}|+1+1|-3")
@@ -38,7 +38,7 @@ def test_the_streamed_csv_is_byte_for_byte_the_whole_one_in_pieces_on_stdout_and
         redis_client: redis.Redis, tmp_path: Path) -> None:
     keys = Keys("dsptest")
     store = CampaignStore(redis_client, keys)
-    cid = store.create("x", frame(250), window=4)
+    cid = store.create("x", accented_frame(250), window=4)
     redis_client.hset(keys.ledger(cid, 1), mapping={"0": ledger.encode("sent", 1, "09cdadf05a2da7158f10420f"),
                                                     "1": ledger.encode("failed", 2, f"{EVIL}, \"quoted\"\nline")})
     redis_client.hset(keys.delivery(cid, 2), "3", "delivered|2026-11-23T10:00:05Z|0|1795939205000000|15")
@@ -53,7 +53,7 @@ def test_the_streamed_csv_is_byte_for_byte_the_whole_one_in_pieces_on_stdout_and
 
 def test_the_report_of_a_campaign_without_messages_is_its_header(redis_client: redis.Redis, tmp_path: Path) -> None:
     store = CampaignStore(redis_client, Keys("dsptest"))
-    cid = store.create("x", frame(0), window=4)
+    cid = store.create("x", accented_frame(0), window=4)
     assert "".join(iter_report_csv(store, cid)) == ",".join(COLUMNS) + "\n" == report_csv(build_report(store, cid))
     assert stream_report(store, cid, tmp_path / "r.csv") == ("csv", 0)
     assert (tmp_path / "r.csv").read_text() == ",".join(COLUMNS) + "\n"

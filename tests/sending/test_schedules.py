@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,17 +20,9 @@ from dispatcher.sending.schedules.firing import Firer
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.sending.test_windows import Queue
+from tests.helpers import Queue, schedule_csv
 
 T0 = datetime(2026, 11, 23, 9, 0, 20, tzinfo=UTC).timestamp()  # Monday 09:00:20 UTC
-
-
-def recipients(path: Path, n: int = 120) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["phone", "name"])
-        writer.writerows([f"+346{i:08d}", f"N{i}"] for i in range(n))
-    return path
 
 
 class Hooked(Queue):
@@ -67,7 +58,7 @@ def define(firer: Firer, path: Path, saved_at: float = T0 - 86400, **kwargs: obj
 
 
 def test_a_cron_firing_creates_a_campaign_named_after_the_schedule_and_time(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), cron="0 10 * * MON", tz="Europe/Madrid")
+    define(firer, schedule_csv(tmp_path / "l.csv"), cron="0 10 * * MON", tz="Europe/Madrid")
     firing = firer.fire("weekly", now=T0)
     assert firing is not None and firing.outcome == "created"
     info = firer.store.get(firing.campaign)
@@ -77,14 +68,14 @@ def test_a_cron_firing_creates_a_campaign_named_after_the_schedule_and_time(fire
 
 
 def test_a_firing_later_than_the_grace_period_is_recorded_as_missed(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), cron="0 10 * * MON", tz="Europe/Madrid", grace_s=600)
+    define(firer, schedule_csv(tmp_path / "l.csv"), cron="0 10 * * MON", tz="Europe/Madrid", grace_s=600)
     firing = firer.fire("weekly", now=T0 + 3600)  # beat was down from 10:00 to 11:00 Madrid time
     assert firing is not None and firing.outcome == "missed" and "late" in firing.reason
     assert firer.store.recent() == []
 
 
 def test_firings_skipped_while_beat_was_down_are_recorded_as_missed(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60)
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60)
     assert firer.fire("weekly", now=T0).outcome == "created"  # type: ignore[union-attr]
     later = firer.fire("weekly", now=T0 + 600)
     assert later is not None and later.outcome in ("created", "skipped")
@@ -93,7 +84,7 @@ def test_firings_skipped_while_beat_was_down_are_recorded_as_missed(firer: Firer
 
 
 def test_the_same_due_time_never_fires_twice(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), cron="0 10 * * MON", tz="Europe/Madrid")
+    define(firer, schedule_csv(tmp_path / "l.csv"), cron="0 10 * * MON", tz="Europe/Madrid")
     firer.fire("weekly", now=T0)
     firer.schedules.set_state("weekly", last_due="")  # as if a second beat had not seen the first firing
     assert firer.fire("weekly", now=T0 + 1) is None
@@ -101,7 +92,7 @@ def test_the_same_due_time_never_fires_twice(firer: Firer, tmp_path: Path) -> No
 
 
 def test_an_overlapping_firing_is_skipped_and_recorded(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60)
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60)
     first = firer.fire("weekly", now=T0)
     second = firer.fire("weekly", now=T0 + 60)  # the first campaign was never sent: still queued
     assert second is not None and second.outcome == "skipped" and first is not None
@@ -109,7 +100,7 @@ def test_an_overlapping_firing_is_skipped_and_recorded(firer: Firer, tmp_path: P
 
 
 def test_an_overlapping_firing_can_queue_behind_the_running_one(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60, overlap="queue")
     first = firer.fire("weekly", now=T0)
     second = firer.fire("weekly", now=T0 + 60)
     assert first is not None and second is not None and second.outcome == "waiting"
@@ -123,7 +114,7 @@ def test_an_overlapping_firing_can_queue_behind_the_running_one(firer: Firer, tm
 
 def test_every_firing_held_behind_a_running_one_starts_in_turn_and_none_is_left_queued(
         firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60, overlap="queue")
     first, second, third = (firer.fire("weekly", now=T0 + 60 * i) for i in range(3))
     assert first is not None and second is not None and third is not None
     assert (second.outcome, third.outcome) == ("waiting", "waiting")
@@ -145,7 +136,7 @@ def test_every_firing_held_behind_a_running_one_starts_in_turn_and_none_is_left_
 
 
 def test_a_held_campaign_that_expired_meanwhile_is_passed_over(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60, overlap="queue")
     first, second, third = (firer.fire("weekly", now=T0 + 60 * i) for i in range(3))
     assert first is not None and second is not None and third is not None
     firer.store.transition(second.campaign, State.CANCELLED)
@@ -189,7 +180,7 @@ MONDAY_16_17 = datetime(2026, 11, 23, 16, 17, 0, tzinfo=UTC).timestamp()
 def test_a_cron_schedule_added_after_its_due_time_is_not_missed_but_waits_for_the_next(
         firer: Firer, tmp_path: Path) -> None:
     # `0 9 * * MON` in Madrid added on a Monday at 16:17 UTC: this morning's 09:00 predates it.
-    define(firer, recipients(tmp_path / "l.csv"), saved_at=MONDAY_16_17, cron="0 9 * * MON", tz="Europe/Madrid")
+    define(firer, schedule_csv(tmp_path / "l.csv"), saved_at=MONDAY_16_17, cron="0 9 * * MON", tz="Europe/Madrid")
     assert firer.fire("weekly", now=MONDAY_16_17 + 30) is None
     assert firer.fire("weekly", now=MONDAY_16_17 + 3600) is None  # every tick until next Monday is quiet
     assert firer.schedules.runs("weekly") == []
@@ -200,7 +191,7 @@ def test_a_cron_schedule_added_after_its_due_time_is_not_missed_but_waits_for_th
 
 
 def test_an_edit_does_not_make_the_new_cron_look_late(firer: Firer, tmp_path: Path) -> None:
-    path = recipients(tmp_path / "l.csv")
+    path = schedule_csv(tmp_path / "l.csv")
     define(firer, path, cron="0 10 * * MON", tz="Europe/Madrid")
     first = firer.fire("weekly", now=T0)
     assert first is not None and first.outcome == "created"
@@ -214,20 +205,20 @@ def test_an_edit_does_not_make_the_new_cron_look_late(firer: Firer, tmp_path: Pa
 
 
 def test_cron_firings_missed_after_the_schedule_was_added_still_count(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), saved_at=T0 - 8 * 86400, cron="0 10 * * MON", tz="Europe/Madrid")
+    define(firer, schedule_csv(tmp_path / "l.csv"), saved_at=T0 - 8 * 86400, cron="0 10 * * MON", tz="Europe/Madrid")
     firing = firer.fire("weekly", now=T0)  # beat was down for the Monday before: one missed
     assert firing is not None and firing.outcome == "created"
     assert "1 firing(s) missed" in firer.schedules.runs("weekly")[1].reason
 
 
 def test_an_interval_schedule_is_next_due_one_interval_after_it_was_added(firer: Firer, tmp_path: Path) -> None:
-    definition = define(firer, recipients(tmp_path / "l.csv"), saved_at=T0, every_s=600)
+    definition = define(firer, schedule_csv(tmp_path / "l.csv"), saved_at=T0, every_s=600)
     assert definition.next_due(T0 + 10, None, since=T0) == T0 + 600
     assert definition.next_due(T0 + 599, None, since=T0) == T0 + 600
 
 
 def test_a_firing_streams_its_list_and_a_tick_while_it_loads_sees_it_running(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60)
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60)
     during: list[object] = []
 
     def tick(campaign_id: str) -> None:
@@ -246,7 +237,7 @@ def test_a_firing_streams_its_list_and_a_tick_while_it_loads_sees_it_running(fir
 
 def test_a_firing_whose_loading_breaks_off_is_an_error_naming_the_campaign_to_resume(
         firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60)
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60)
 
     def redis_goes(campaign_id: str) -> None:
         raise StoreUnavailable("Redis is unreachable.")

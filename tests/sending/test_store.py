@@ -6,7 +6,6 @@ import secrets
 import time
 from datetime import time as dtime
 
-import pandas as pd
 import pytest
 import redis
 
@@ -18,12 +17,7 @@ from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.lifecycle import check_transition
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import Window
-
-
-def frame(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"row": range(2, n + 2), "to": [f"+3460000{i:04d}" for i in range(n)],
-                         "text": [f"Hola {i} ñ€" for i in range(n)], "sender": ["ACME"] * n, "parts": [1] * n,
-                         "unicode": [False] * n, "price": [0.045] * n, "country": ["ES"] * n})
+from tests.helpers import accented_frame
 
 
 @pytest.fixture()
@@ -32,7 +26,7 @@ def store(redis_client: redis.Redis) -> CampaignStore:
 
 
 def test_a_new_campaign_is_queued_with_its_messages_in_batches_of_100(store: CampaignStore) -> None:
-    cid = store.create("spring", frame(250), window=4, cost=11.25, currency="EUR")
+    cid = store.create("spring", accented_frame(250), window=4, cost=11.25, currency="EUR")
     info = store.get(cid)
     assert (info.state, info.total, info.batches, info.counts["pending"]) == ("queued", 250, 3, 250)
     batches = list(store.iter_batches(cid))
@@ -41,7 +35,7 @@ def test_a_new_campaign_is_queued_with_its_messages_in_batches_of_100(store: Cam
 
 
 def test_an_empty_campaign_completes_at_once(store: CampaignStore) -> None:
-    cid = store.create("empty", frame(0), window=4)
+    cid = store.create("empty", accented_frame(0), window=4)
     assert store.get(cid).state == "completed"
     assert store.get(cid).reason == "nothing to send"
 
@@ -52,7 +46,7 @@ def test_an_unknown_campaign_id_is_a_plain_error(store: CampaignStore) -> None:
 
 
 def test_transitions_follow_the_lifecycle(store: CampaignStore) -> None:
-    cid = store.create("x", frame(10), window=4)
+    cid = store.create("x", accented_frame(10), window=4)
     assert store.transition(cid, State.PAUSED) == "queued"
     assert store.transition(cid, State.RUNNING) == "paused"
     store.transition(cid, State.CANCELLED)
@@ -69,14 +63,14 @@ def test_completed_and_cancelled_are_final() -> None:
 
 
 def test_a_finished_campaign_expires_with_all_its_keys(store: CampaignStore, redis_client: redis.Redis) -> None:
-    cid = store.create("x", frame(150), window=4)
+    cid = store.create("x", accented_frame(150), window=4)
     store.expire(cid, 1000)
     keys = redis_client.keys(f"dsptest:c:{cid}*")
     assert keys and all(0 < redis_client.ttl(k) <= 1000 for k in keys)
 
 
 def test_a_campaign_stores_about_a_hundred_bytes_per_message(store: CampaignStore, redis_client: redis.Redis) -> None:
-    cid = store.create("x", frame(1000), window=4)
+    cid = store.create("x", accented_frame(1000), window=4)
     ops = BatchOps(redis_client, Keys("dsptest"))
     for n in range(10):
         token = ops.claim(cid, n, lease_s=60).token
@@ -86,7 +80,7 @@ def test_a_campaign_stores_about_a_hundred_bytes_per_message(store: CampaignStor
 
 
 def test_records_never_overwrite_a_terminal_state(store: CampaignStore, redis_client: redis.Redis) -> None:
-    cid = store.create("x", frame(2), window=4)
+    cid = store.create("x", accented_frame(2), window=4)
     ops = BatchOps(redis_client, Keys("dsptest"))
     ops.record(cid, 0, [(0, ledger.encode("sent", 1, "id1"))], token=ops.claim(cid, 0, lease_s=60).token)
     ops.record(cid, 0, [(0, ledger.encode("failed", 2, "late")), (1, ledger.encode("unknown", 2))], otherwise="u",
@@ -126,7 +120,7 @@ def test_encoding_a_batchs_sent_records_at_once_gives_each_records_own_encoding(
 def test_a_sent_batch_keeps_every_hash_in_the_compact_encoding(store: CampaignStore,
                                                                redis_client: redis.Redis) -> None:
     keys, ops = Keys("dsptest"), BatchOps(redis_client, Keys("dsptest"))
-    cid = store.create("x", frame(100), window=4)
+    cid = store.create("x", accented_frame(100), window=4)
     token = ops.claim(cid, 0, lease_s=60).token
     ops.record(cid, 0, [(i, ledger.encode("sent", 1, f"{i:024x}")) for i in range(100)], token=token)
     assert redis_client.object("encoding", keys.batch(cid, 0)) == b"listpack"
@@ -138,7 +132,7 @@ def test_a_sent_batch_keeps_every_hash_in_the_compact_encoding(store: CampaignSt
 def test_a_batch_stored_with_its_messages_in_its_hash_is_still_claimed_and_read(store: CampaignStore,
                                                                                 redis_client: redis.Redis) -> None:
     keys, ops = Keys("dsptest"), BatchOps(redis_client, Keys("dsptest"))
-    cid = store.create("x", frame(3), window=4)
+    cid = store.create("x", accented_frame(3), window=4)
     blob = redis_client.get(keys.payload(cid, 0))
     redis_client.delete(keys.payload(cid, 0))
     redis_client.hset(keys.batch(cid, 0), "p", blob)  # the layout before the messages had a key of their own
@@ -150,7 +144,7 @@ def test_a_batch_stored_with_its_messages_in_its_hash_is_still_claimed_and_read(
 def test_expiring_a_campaign_gives_every_one_of_its_keys_the_ttl(store: CampaignStore,
                                                                  redis_client: redis.Redis) -> None:
     keys = Keys("dsptest")
-    cid = store.create("x", frame(150), window=4)
+    cid = store.create("x", accented_frame(150), window=4)
     store.store_rejects(cid, [{"row": 9, "reason": "invalid"}])
     redis_client.rpush(keys.inbound(cid), "a reply")
     redis_client.zadd(keys.parked_in(cid), {f"{cid}:1": 1})
@@ -165,7 +159,7 @@ def test_expiring_a_campaign_gives_every_one_of_its_keys_the_ttl(store: Campaign
 
 
 def test_rejects_are_kept_with_the_campaign_in_order(store: CampaignStore) -> None:
-    cid = store.create("x", frame(1), window=4)
+    cid = store.create("x", accented_frame(1), window=4)
     store.store_rejects(cid, [])
     assert store.rejects(cid) == []
     rejects = [{"row": i, "reason": f"bad {i}"} for i in range(12_001)]  # more than one write chunk
@@ -175,7 +169,7 @@ def test_rejects_are_kept_with_the_campaign_in_order(store: CampaignStore) -> No
 
 def test_recent_lists_the_newest_campaigns_first_and_skips_expired_ones(store: CampaignStore,
                                                                         redis_client: redis.Redis) -> None:
-    ids = [store.create(f"c{i}", frame(1), window=4) for i in range(3)]
+    ids = [store.create(f"c{i}", accented_frame(1), window=4) for i in range(3)]
     assert [c.id for c in store.recent()] == ids[::-1]
     assert [c.id for c in store.recent(limit=2)] == ids[:0:-1]
     redis_client.delete(Keys("dsptest").campaign(ids[1]))
@@ -184,7 +178,7 @@ def test_recent_lists_the_newest_campaigns_first_and_skips_expired_ones(store: C
 
 def test_batch_states_follow_each_batch(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(250), window=4)
+    cid = store.create("x", accented_frame(250), window=4)
     ops.claim(cid, 1, lease_s=60)
     ops.record(cid, 2, [(i, ledger.encode("sent", 1, "id")) for i in range(50)],
                token=ops.claim(cid, 2, lease_s=60).token)
@@ -193,7 +187,7 @@ def test_batch_states_follow_each_batch(store: CampaignStore) -> None:
 
 
 def test_status_json_has_every_field_a_dashboard_reads(store: CampaignStore) -> None:
-    cid = store.create("spring", frame(3), window=4, cost=0.135, currency="EUR", options={"text": "Hola"},
+    cid = store.create("spring", accented_frame(3), window=4, cost=0.135, currency="EUR", options={"text": "Hola"},
                        preflight={"valid": 3, "suppressed": 2}, expires_at=1_800_000_000.0)
     ops = BatchOps(store.redis, Keys("dsptest"))
     ops.record(cid, 0, [(0, ledger.encode("sent", 1, "id")), (1, ledger.encode("rejected", 1, "bad"))],
@@ -216,7 +210,7 @@ def test_status_json_has_every_field_a_dashboard_reads(store: CampaignStore) -> 
 def test_claiming_says_why_a_batch_cannot_be_taken(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
     assert ops.claim("nosuchcampaign", 0, lease_s=60).kind == "missing"
-    cid = store.create("x", frame(250), window=4)
+    cid = store.create("x", accented_frame(250), window=4)
     held = ops.claim(cid, 0, lease_s=60)
     assert (held.kind, held.claimed, held.must_reconcile, held.attempts) == ("send", True, False, 0)
     busy = ops.claim(cid, 0, lease_s=60)
@@ -228,7 +222,7 @@ def test_claiming_says_why_a_batch_cannot_be_taken(store: CampaignStore) -> None
 
 def test_reserving_fills_the_queue_window_from_where_it_stopped(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(1000), window=3)
+    cid = store.create("x", accented_frame(1000), window=3)
     assert ops.reserve(cid) == range(0, 3)
     assert ops.reserve(cid) == range(0, 0)
     recorded = ops.record(cid, 0, [(i, ledger.encode("sent", 1, "id")) for i in range(100)],
@@ -238,7 +232,7 @@ def test_reserving_fills_the_queue_window_from_where_it_stopped(store: CampaignS
 
 def test_unknown_batches_are_those_left_unknown_for_longer_than_the_grace(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(300), window=4)
+    cid = store.create("x", accented_frame(300), window=4)
     ops.record(cid, 1, [(0, ledger.encode("unknown", 1))], otherwise="u", token=ops.claim(cid, 1, lease_s=60).token)
     ops.record(cid, 2, [(0, ledger.encode("sent", 1, "id"))], otherwise="p", token=ops.claim(cid, 2, lease_s=60).token)
     now = time.time()
@@ -248,7 +242,7 @@ def test_unknown_batches_are_those_left_unknown_for_longer_than_the_grace(store:
 
 def test_only_reserved_batches_never_attempted_are_re_enqueued(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(400), window=4)
+    cid = store.create("x", accented_frame(400), window=4)
     ops.claim(cid, 1, lease_s=0)
     ops.record(cid, 1, [], posted=True, token=ops.claim(cid, 1, lease_s=60).token)  # attempted once, back to pending
     ops.claim(cid, 2, lease_s=60)  # in flight
@@ -258,7 +252,7 @@ def test_only_reserved_batches_never_attempted_are_re_enqueued(store: CampaignSt
 
 def test_a_parked_batch_with_an_unknown_outcome_stays_unknown(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(200), window=1)
+    cid = store.create("x", accented_frame(200), window=1)
     assert ops.reserve(cid) == range(0, 1)
     parked = ops.park(cid, 0, until=1.0, unknown=True, token=ops.claim(cid, 0, lease_s=60).token)
     assert parked == (range(1, 2), "parked")  # its queue slot goes to batch 1
@@ -271,7 +265,7 @@ def test_a_parked_batch_with_an_unknown_outcome_stays_unknown(store: CampaignSto
 def test_iterating_a_campaign_pairs_each_batch_with_its_own_records_past_the_read_chunk(
         store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(20_150), window=4)  # 202 batches: more than one read chunk of 200
+    cid = store.create("x", accented_frame(20_150), window=4)  # 202 batches: more than one read chunk of 200
     ops.record(cid, 1, [(5, ledger.encode("sent", 1, "one"))], token=ops.claim(cid, 1, lease_s=60).token)
     ops.record(cid, 201, [(7, ledger.encode("rejected", 1, "last"))], token=ops.claim(cid, 201, lease_s=60).token)
     read = [(n, len(messages), records) for n, messages, records in store.iter_batches(cid)]
@@ -284,7 +278,7 @@ def test_iterating_a_campaign_pairs_each_batch_with_its_own_records_past_the_rea
 
 def test_a_campaign_with_nothing_parked_has_no_window_opening(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(300), window=4)
+    cid = store.create("x", accented_frame(300), window=4)
     assert store.next_window_opening(cid) is None
     ops.park(cid, 2, until=2000.0, unknown=False, token=ops.claim(cid, 2, lease_s=60).token)
     ops.park(cid, 1, until=1000.0, unknown=False, token=ops.claim(cid, 1, lease_s=60).token)
@@ -317,7 +311,7 @@ def test_a_campaign_hash_without_its_state_reads_as_incomplete_and_one_with_it_r
 def test_every_field_of_a_campaign_reads_back_as_written(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
     window = Window(dtime(9), dtime(21), frozenset({0, 1, 2, 3, 4}))
-    messages = frame(3).assign(sender=["ACME", "Shop", "X"], unicode=[False, True, False],
+    messages = accented_frame(3).assign(sender=["ACME", "Shop", "X"], unicode=[False, True, False],
                                country=["ES", "PT", "FR"])
     cid = store.create("x", messages, window=4, options={"text": "Hola"}, send_window=window,
                        zones=["Europe/Lisbon", "Europe/Madrid", "Europe/Madrid"])
@@ -341,7 +335,7 @@ def test_every_field_of_a_campaign_reads_back_as_written(store: CampaignStore) -
 
 def test_cancelling_idle_batches_marks_their_messages_and_frees_the_queue(store: CampaignStore) -> None:
     ops = BatchOps(store.redis, Keys("dsptest"))
-    cid = store.create("x", frame(400), window=3)
+    cid = store.create("x", accented_frame(400), window=3)
     assert ops.reserve(cid) == range(0, 3)
     ops.claim(cid, 1, lease_s=60)  # in flight: left alone
     assert ops.cancel(cid, [0, 2]) == 200

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import pandas as pd
 import pytest
 import redis
 
@@ -16,6 +15,7 @@ from dispatcher.sending.context import SendContext
 from dispatcher.sending.durability import Epoch, check_persistence
 from dispatcher.sending.outcome import Action
 from dispatcher.sending.watchdog import Watchdog
+from tests.helpers import plain_frame, wait_until
 
 
 class Queue:
@@ -26,14 +26,8 @@ class Queue:
         self.items += [(campaign_id, n) for n in numbers]
 
 
-def frame(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"row": range(2, n + 2), "to": [f"+3460000{i:04d}" for i in range(n)], "text": ["x"] * n,
-                         "sender": ["ACME"] * n, "parts": [1] * n, "unicode": [False] * n, "price": [0.05] * n,
-                         "country": ["ES"] * n})
-
-
 def running_campaign(sender: SendContext, n: int = 500) -> str:
-    campaign_id = sender.store.create("test", frame(n), window=3)
+    campaign_id = sender.store.create("test", plain_frame(n), window=3)
     sender.ops.reserve(campaign_id)  # batches 0..2 reserved; their tasks were "lost"
     send_batch(sender, campaign_id, 0)  # the campaign runs; batch 0 done, batch 3 reserved
     return campaign_id
@@ -122,6 +116,26 @@ def test_a_redis_with_an_append_only_file_is_accepted(sender: SendContext) -> No
         client = redis.Redis.from_url(service.url)
         client.config_set("appendonly", "yes")
         check_persistence(client, sender.settings)
+        # Redis refuses SIGTERM while it writes its first AOF, so stop() would wait 10 s to SIGKILL it.
+        wait_until(lambda: (i := client.info("persistence"))["aof_rewrite_in_progress"] == 0
+                   == i["aof_rewrite_scheduled"], 10, "the first AOF to be written")
         client.close()
     finally:
         service.stop()
+
+
+def test_a_sweep_takes_over_a_lock_taken_before_a_restart_or_failover(sender: SendContext) -> None:
+    dog = Watchdog(sender.store, sender.ops, Queue(), sender.settings)
+    sender.store.redis.set(sender.store.keys.watchdog_lock(), "an-older-era/0123456789abcdef", px=30_000)
+    assert dog.sweep() is not None  # its holder's connection died with that server: no 30 s stall
+
+
+def test_a_sweep_in_a_new_era_requeues_batches_at_once_quiet_or_not(sender: SendContext) -> None:
+    campaign_id = running_campaign(sender)
+    queue = Queue()
+    dog = Watchdog(sender.store, sender.ops, queue, sender.settings)
+    dog.sweep()
+    assert (campaign_id, 1) not in queue.items  # the campaign moved a moment ago: its tasks may live
+    dog.era = "the-era-before-a-failover"
+    dog.sweep()
+    assert (campaign_id, 1) in queue.items

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
 import pandas as pd
@@ -12,44 +10,14 @@ import pytest
 from bench.whole_list import submit_prepared
 from dispatcher.errors import InputError
 from dispatcher.sending import campaigns
-from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.windows import Window, is_open, next_open, parse_days, parse_duration, parse_window, zones_for
 from tests.fakes import FakeInstasent
+from tests.helpers import Clock, Queue
 
 MADRID = "+34612345678"  # Europe/Madrid and Atlantic/Canary
 NEW_YORK = "+12015550123"  # America/New_York
 TOKYO = "+819012345678"  # Asia/Tokyo
-MONDAY_3AM_UTC = datetime(2026, 11, 23, 3, 0, tzinfo=UTC).timestamp()
-
-
-@dataclass
-class Clock:
-    now: float = MONDAY_3AM_UTC
-
-    def __call__(self) -> float:
-        return self.now
-
-    def at(self, hour: int, minute: int = 0) -> None:
-        self.now = datetime(2026, 11, 23, hour, minute, tzinfo=UTC).timestamp()
-
-
-@dataclass
-class Queue:
-    """An enqueuer that keeps the batches instead of sending them to a broker."""
-
-    items: list[tuple[str, int]] = field(default_factory=list)
-
-    def enqueue(self, campaign_id: str, numbers: Sequence[int]) -> None:
-        self.items += [(campaign_id, n) for n in numbers]
-
-    def drain(self, sender: SendContext, log: list[tuple[float, str]], fake: FakeInstasent) -> None:
-        while self.items:
-            cid, n = self.items.pop(0)
-            before = set(fake.accepted)
-            outcome = send_batch(sender, cid, n)
-            log += [(sender.clock(), c) for c in set(fake.accepted) - before]
-            self.enqueue(cid, outcome.enqueue)
 
 
 def three_zones(per_zone: int = 150) -> pd.DataFrame:

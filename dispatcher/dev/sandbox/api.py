@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 
 from dispatcher.dev.sandbox.clock import now
-from dispatcher.dev.sandbox.state import SandboxState, SmsRow, sms_entity
+from dispatcher.dev.sandbox.state import Organization, SandboxState, SmsRow, sms_entity
 from dispatcher.dev.sandbox.validation import check_to
 
 #: Most items in one bulk, and default/most entities per page of a list.
@@ -52,6 +52,12 @@ NOT_FOUND = "Not found"
 BAD_JSON = "Problems parsing JSON"
 NO_FUNDS = "Insufficient balance"
 SERVER_ERROR = "Internal server error"
+
+
+def payer(request: Request) -> Organization:
+    """The organization of the request's token (the app set it once the token was accepted)."""
+    org: Organization = request.state.org
+    return org
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -113,10 +119,11 @@ async def post_bulk(state: SandboxState, request: Request, _: str) -> Reply:
     if count > MAX_BULK_ITEMS:
         return message_reply(413, f"Too many items: {count} (at most {MAX_BULK_ITEMS} per bulk)", count)
     staged = state.stage(items)
-    if staged.cost_micros > state.balance_micros:
+    org = payer(request)
+    if staged.cost_micros > org.balance_micros:
         state.stats.insufficient_balance += 1
         return message_reply(402, NO_FUNDS, count)
-    accepted = state.accept(staged)
+    accepted = state.accept(staged, org)
     body = orjson.dumps({"entities": [sms_entity(row) for row in accepted], "errors": staged.errors})
     return await _finish_send(state, accepted, Reply(201, body, count))
 
@@ -134,10 +141,11 @@ async def post_sms(state: SandboxState, request: Request, _: str) -> Reply:
     staged = state.stage([item])
     if staged.errors:
         return json_reply(400, {"message": "Validation failed", "errors": staged.errors[0]["errors"]}, 1)
-    if staged.cost_micros > state.balance_micros:
+    org = payer(request)
+    if staged.cost_micros > org.balance_micros:
         state.stats.insufficient_balance += 1
         return message_reply(402, NO_FUNDS, 1)
-    accepted = state.accept(staged)
+    accepted = state.accept(staged, org)
     return await _finish_send(state, accepted, json_reply(201, {"entity": sms_entity(accepted[0])}, 1))
 
 
@@ -207,10 +215,11 @@ async def post_lookup(state: SandboxState, request: Request, _: str) -> Reply:
     region, error = check_to(to)
     if error is not None or region is None or not isinstance(to, str):
         return json_reply(400, {"message": "Validation failed", "errors": {"to": [error]}}, 1)
-    if state.lookup_price_micros > state.balance_micros:
+    org = payer(request)
+    if state.lookup_price_micros > org.balance_micros:
         state.stats.insufficient_balance += 1
         return message_reply(402, NO_FUNDS, 1)
-    return json_reply(201, {"entity": state.lookup(to, region)}, 1)
+    return json_reply(201, {"entity": state.lookup(to, region, org)}, 1)
 
 
 async def list_lookups(state: SandboxState, request: Request, _: str) -> Reply:
@@ -230,8 +239,13 @@ async def get_lookup(state: SandboxState, request: Request, lookup_id: str) -> R
 
 
 async def account(state: SandboxState, request: Request, _: str) -> Reply:
-    """``GET /organization/account``."""
-    return json_reply(200, {"entity": {"available": state.balance, "currency": state.config.currency}})
+    """``GET /organization/account``: the balance of the token's organization; a sandbox with projects
+    also names it (``entity.organization``: ``{"id", "name"}``), one without answers as it always has."""
+    org = payer(request)
+    entity: dict[str, Any] = {"available": org.balance, "currency": state.config.currency}
+    if org.name is not None:
+        entity["organization"] = {"id": org.name, "name": org.name}
+    return json_reply(200, {"entity": entity})
 
 
 async def sms_prices(state: SandboxState, request: Request, _: str) -> Reply:

@@ -1,9 +1,11 @@
 """The sandbox as a Starlette app: the Instasent API plus the ``/_sandbox/`` control endpoints.
 
 Every API request goes through :func:`create_app`'s one endpoint, in this order: added latency
-(fault), routing, token check (401), the per-endpoint rate limit (429, empty body), the handler.
+(fault), routing, token check (401), the per-endpoint rate limit of the token's organization (429,
+empty body), the handler.
 Every API response carries the ``X-RateLimit-*`` headers, and every API request is logged in the
-request log. The token is never logged.
+request log with its organization (None for a refused token or a sandbox without projects). The
+token is never logged.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dispatcher.dev.sandbox.clock import now
 from dispatcher.dev.sandbox.config import SandboxConfig
 from dispatcher.dev.sandbox.control import control_routes
 from dispatcher.dev.sandbox.routes import resolve
-from dispatcher.dev.sandbox.state import SandboxState
+from dispatcher.dev.sandbox.state import Organization, SandboxState
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,14 @@ def create_app(config: SandboxConfig) -> Starlette:
     """Build the sandbox app; its state lives in ``app.state.sandbox``."""
     state = SandboxState(config)
 
-    def authorized(request: Request) -> bool:
-        expected = state.config.token.encode()
-        return any(hmac.compare_digest(token.encode(), expected) for token in presented_tokens(request))
+    def organization(request: Request) -> Organization | None:
+        """The organization of the first accepted token the request presents, or None (401)."""
+        for token in presented_tokens(request):
+            offered = token.encode()
+            for known, org in state.token_orgs.items():
+                if hmac.compare_digest(offered, known.encode()):
+                    return org
+        return None
 
     async def instasent(request: Request) -> Response:
         latency_ms = state.config.faults.latency_ms
@@ -59,12 +66,14 @@ def create_app(config: SandboxConfig) -> Starlette:
             await asyncio.sleep(latency_ms / 1000)
         arrived = now()
         endpoint, handler, item_id = resolve(request.method, request.scope["path"])
-        if not authorized(request):
+        org = organization(request)
+        if org is None:
             state.stats.unauthorized += 1
-            verdict = state.limiter.peek(endpoint, arrived)
+            verdict = state.anonymous.limiter.peek(endpoint, arrived)
             reply = message_reply(401, UNAUTHORIZED)
         else:
-            verdict = state.limiter.hit(endpoint, arrived)
+            request.state.org = org  # the handlers charge and answer for this organization
+            verdict = org.limiter.hit(endpoint, arrived)
             if not verdict.allowed:
                 state.stats.rate_limited += 1
                 reply = Reply(429)
@@ -75,7 +84,7 @@ def create_app(config: SandboxConfig) -> Starlette:
                     log.exception("sandbox handler for %s failed", endpoint)
                     reply = message_reply(500, SERVER_ERROR)
         state.stats.requests += 1
-        state.request_log.add(arrived, endpoint, reply.status, reply.items)
+        state.request_log.add(arrived, endpoint, reply.status, reply.items, None if org is None else org.name)
         headers = verdict.headers()
         if reply.status == 429 and verdict.allowed:
             # An injected throttle is not tied to the minute window: its window resets in a second,

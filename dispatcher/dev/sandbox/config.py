@@ -39,10 +39,17 @@ class SandboxConfig:
     """Everything the sandbox app needs; defaults match ``dispatcher sandbox`` with no options."""
 
     token: str = "sandbox-token"
-    #: Starting balance in ``currency``.
+    #: ``(organization, token)`` pairs (``dispatcher sandbox --project ORG:TOKEN``). Empty: the sandbox
+    #: plays one nameless organization whose only token is :attr:`token`, as it always has. Otherwise
+    #: only these tokens are accepted (:attr:`token` is not), and the tokens of one organization share
+    #: its balance and its rate limits, each organization starting from :attr:`balance` and
+    #: :attr:`rate_limit_per_min`, as Instasent scopes its limits by organization.
+    projects: tuple[tuple[str, str], ...] = ()
+    #: Starting balance in ``currency`` (of each organization, with :attr:`projects`).
     balance: float = 100000.0
     currency: str = "EUR"
-    #: Requests per minute per endpoint; 0 disables the limit (headers are still sent).
+    #: Requests per minute per endpoint (per organization, with :attr:`projects`); 0 disables the
+    #: limit (headers are still sent).
     rate_limit_per_min: int = 6000
     seed: int | None = None
     enforce_unique_client_id: bool = True
@@ -59,3 +66,29 @@ class SandboxConfig:
     #: ISO country codes with no SMS price (their messages are rejected).
     unpriced_countries: tuple[str, ...] = ()
     faults: Faults = field(default_factory=Faults)
+
+
+def parse_project(text: str) -> tuple[str, str]:
+    """``"ORG:TOKEN"`` as ``(organization, token)``; the token may itself hold colons.
+
+    Raises:
+        ValueError: when either side is empty.
+    """
+    org, sep, token = text.partition(":")
+    if not sep or not org.strip() or not token:
+        raise ValueError("a project is ORG:TOKEN, both non-empty")
+    return org.strip(), token
+
+
+def parse_projects(texts: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Every ``"ORG:TOKEN"`` of ``texts`` parsed (see :func:`parse_project`); no message names a token.
+
+    Raises:
+        ValueError: when one is malformed, or one token is given to two organizations.
+    """
+    projects = tuple(parse_project(text) for text in texts)
+    owners: dict[str, str] = {}
+    for org, token in projects:
+        if owners.setdefault(token, org) != org:
+            raise ValueError(f"a project token is given to two organizations ({owners[token]} and {org})")
+    return projects

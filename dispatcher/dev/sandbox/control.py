@@ -2,11 +2,13 @@
 
 They need no token and are never rate limited or logged:
 
-- ``GET /_sandbox/stats``: counters, balance and pending reports.
+- ``GET /_sandbox/stats``: counters, balance (summed over the organizations) and pending reports;
+  with projects, ``organizations`` gives each one's balance.
 - ``GET /_sandbox/messages?offset=&limit=``: accepted messages, oldest first, with how many times
   their clientId was submitted and accepted.
-- ``GET /_sandbox/requests?since=&offset=&limit=``: the request log, oldest first.
-- ``GET /_sandbox/config``: the config in force (without the token).
+- ``GET /_sandbox/requests?since=&offset=&limit=``: the request log, oldest first; each row names
+  the organization of its token in ``org`` (null for a refused token or a sandbox without projects).
+- ``GET /_sandbox/config``: the config in force (without any token).
 - ``GET|POST /_sandbox/faults``: read or change fault options (unknown fields: 400).
 - ``POST /_sandbox/reset``: forget everything, then apply optional config overrides.
 - ``POST /_sandbox/inbound``: POST an inbound message (``{"from", "to", "message"}``) to ``dlr_url``.
@@ -64,9 +66,12 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 def public_config(state: SandboxState) -> dict[str, Any]:
-    """The config in force, as JSON, without the token."""
+    """The config in force, as JSON, without any token: with projects, ``organizations`` names each
+    organization once in place of ``projects`` (whose tokens are not shown)."""
     config = dataclasses.asdict(state.config)
     config.pop("token", None)
+    if config.pop("projects", None):
+        config["organizations"] = list(dict.fromkeys(org for org, _ in state.config.projects))
     return config
 
 
@@ -77,6 +82,8 @@ def control_routes(state: SandboxState) -> list[Route]:
         data = state.stats.as_dict()
         data.update(balance=state.balance, currency=state.config.currency, messages=state.sms_count,
                     dlr_pending=state.dlr.pending, requests_logged=len(state.request_log))
+        if state.config.projects:
+            data["organizations"] = {org.name: {"balance": org.balance} for org in state.orgs.values()}
         return _json(data)
 
     async def messages(request: Request) -> Response:
@@ -104,7 +111,7 @@ def control_routes(state: SandboxState) -> list[Route]:
             limit = _int_param(request, "limit", None)
         except ValueError:
             return _error("since, offset and limit must be numbers")
-        return _json({"requests": state.request_log.rows(since, offset, limit)})
+        return _json({"requests": state.request_log.rows(since, offset, limit, with_org=True)})
 
     async def config(request: Request) -> Response:
         return _json(public_config(state))

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from dispatcher.dev.sandbox.clock import iso_utc, now
-from dispatcher.dev.sandbox.config import Faults, SandboxConfig
+from dispatcher.dev.sandbox.config import Faults, SandboxConfig, parse_projects
 from dispatcher.dev.sandbox.dlr import STATUS_CODES, DlrSender, Report
 from dispatcher.dev.sandbox.hlr import hlr_answer
 from dispatcher.dev.sandbox.prices import LOOKUP_PRICE, MICROS, price_profile, sms_price_micros, to_micros
@@ -78,6 +78,21 @@ def sms_entity(row: SmsRow) -> dict[str, Any]:
     }
 
 
+class Organization:
+    """One organization the sandbox plays: its balance and its per-endpoint rate limits, shared by
+    every token (project) of it. ``name`` is None for the nameless one of a sandbox without projects."""
+
+    def __init__(self, name: str | None, balance_micros: int, limit_per_min: int) -> None:
+        self.name = name
+        self.balance_micros = balance_micros
+        self.limiter = FixedWindowLimiter(limit_per_min)
+
+    @property
+    def balance(self) -> float:
+        """Available balance in the account currency."""
+        return self.balance_micros / MICROS
+
+
 @dataclass(slots=True)
 class Staged:
     """A request's items after validation: what would be accepted, what is refused, the total cost."""
@@ -93,7 +108,6 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.initial = copy.deepcopy(config)
         self.stats = Stats()
-        self.limiter = FixedWindowLimiter(config.rate_limit_per_min)
         self.request_log = RequestLog()
         self.dlr = DlrSender(self.stats)
         self.config = copy.deepcopy(config)
@@ -125,14 +139,23 @@ class SandboxState:
 
     def _apply_config(self) -> None:
         config = self.config
-        self.balance_micros = to_micros(config.balance)
+        balance, limit = to_micros(config.balance), config.rate_limit_per_min
+        #: Each organization by name, and the organization of each accepted token.
+        self.orgs: dict[str | None, Organization] = {}
+        self.token_orgs: dict[str, Organization] = {}
+        for name, token in config.projects or ((None, config.token),):
+            if name not in self.orgs:
+                self.orgs[name] = Organization(name, balance, limit)
+            self.token_orgs[token] = self.orgs[name]
+        #: Whose rate-limit headers a refused token is shown: the one organization of a sandbox
+        #: without projects (as before), else none of the real ones (a stranger learns nothing).
+        self.anonymous = next(iter(self.orgs.values())) if not config.projects else Organization(None, 0, limit)
         self.prices = sms_price_micros(config.unpriced_countries)
         self.lookup_price_micros = to_micros(LOOKUP_PRICE)
         lookup_prices = dict.fromkeys(REGION_CODES, self.lookup_price_micros)
         #: Serialised price-profile answers (they change only on reset).
         self.sms_profile = orjson.dumps({"entities": price_profile(self.prices, config.currency)})
         self.lookup_profile = orjson.dumps({"entities": price_profile(lookup_prices, config.currency)})
-        self.limiter.clear(config.rate_limit_per_min)
         self.fault_dice = random.Random(None if config.seed is None else f"faults:{config.seed}")
         self.dlr_dice = random.Random(None if config.seed is None else f"dlr:{config.seed}")
         self._sms_rows: list[SmsRow] = []
@@ -146,8 +169,8 @@ class SandboxState:
 
     @property
     def balance(self) -> float:
-        """Available balance in the account currency."""
-        return self.balance_micros / MICROS
+        """Available balance in the account currency, summed over the organizations."""
+        return sum(org.balance_micros for org in self.orgs.values()) / MICROS
 
     def roll(self, rate: float) -> bool:
         """True with probability ``rate``, from the seeded fault dice."""
@@ -188,8 +211,8 @@ class SandboxState:
         self.stats.rejected += len(errors)
         return Staged(valid, errors, cost)
 
-    def accept(self, staged: Staged) -> list[SmsRow]:
-        """Record and charge every valid item of ``staged`` (the caller checked the balance).
+    def accept(self, staged: Staged, org: Organization) -> list[SmsRow]:
+        """Record every valid item of ``staged`` and charge ``org`` (the caller checked its balance).
 
         Returns the new rows (see :class:`StoredSms` for their fields).
         """
@@ -213,7 +236,7 @@ class SandboxState:
                 else:
                     by_client[client_id] = seq
             seq += 1
-        self.balance_micros -= staged.cost_micros
+        org.balance_micros -= staged.cost_micros
         self.stats.accepted += seq - first
         self.stats.duplicate_accepted += duplicates
         return rows[first:]
@@ -283,8 +306,8 @@ class SandboxState:
         return self.sms_slice(end - per_page, end)[::-1] if end > 0 else []
 
     # -- lookups --------------------------------------------------------------------------------
-    def lookup(self, to: str, region: str) -> dict[str, Any]:
-        """Perform and charge one lookup of ``to`` (the caller checked the number and the balance)."""
+    def lookup(self, to: str, region: str, org: Organization) -> dict[str, Any]:
+        """Perform one lookup of ``to`` and charge ``org`` (the caller checked the number and its balance)."""
         answer = hlr_answer(to, region)
         entity: dict[str, Any] = {
             "id": new_id(), "to": to, "status": answer.status, "country": region, "mcc": answer.mcc,
@@ -293,7 +316,7 @@ class SandboxState:
         }
         self.lookups.append(entity)
         self.lookups_by_id[entity["id"]] = entity
-        self.balance_micros -= self.lookup_price_micros
+        org.balance_micros -= self.lookup_price_micros
         self.stats.lookups += 1
         return entity
 
@@ -312,6 +335,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be a string or null")
         return value or None
+    if name == "projects":
+        if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
+            raise ValueError(f"{name} must be a list of ORG:TOKEN strings")
+        return parse_projects(value)
     if name == "unpriced_countries":
         if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
             raise ValueError(f"{name} must be a list of ISO country codes")

@@ -12,9 +12,13 @@
 -- only when it is not empty and has grown since the campaign's preflight checked it.
 --
 -- Redis restarted from its append-only file may have lost its last second of writes, including
--- a claim whose POST went out. So a batch last touched by an earlier Redis process (its `inc` is
--- not this server's run_id) is reconciled before anything is sent again, and is not claimed
--- until a lease has passed since the restart (a POST begun before the crash has ended by then).
+-- a claim whose POST went out; so may a replica promoted by a failover (replication is
+-- asynchronous). So a batch last touched in another era (its `inc` is not `server_era()`, see the
+-- prelude) is reconciled before anything is sent again, and is not claimed until a lease has
+-- passed since the restart or the promotion (a POST begun before it has ended by then). A restart
+-- is dated by the server's uptime; a promotion, which INFO does not date, by the first claim of
+-- the campaign that saw the new era (kept in the campaign's `era` and `era_at`): never earlier
+-- than the promotion itself, so the wait is never short.
 local campaign, batch, ledger, payload = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local request_tat, message_tat, pause, suppressed, suppressed_version = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local lease_us = tonumber(ARGV[1])
@@ -27,11 +31,18 @@ local st, lease, rc, attempts, reserved, fails = b[1], tonumber(b[2] or '0'), b[
 if not state or not st then return {'missing'} end
 if st == ST.DONE then return {'done', reserved or ''} end
 if st == ST.IN_FLIGHT and lease > now then return {'busy', lease - now} end
-local info = redis.call('INFO', 'server')
-local run_id = string.match(info, 'run_id:(%w+)')
+local run_id, uptime_us, promoted = server_era()
 if b[7] ~= run_id then
-  local since_restart_us = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000000
-  if since_restart_us < lease_us then return {'busy', lease_us - since_restart_us} end
+  local since_us = uptime_us
+  if promoted then
+    local seen = redis.call('HMGET', campaign, 'era', 'era_at')
+    if seen[1] ~= run_id then
+      seen[2] = string.format('%d', now)
+      redis.call('HSET', campaign, 'era', run_id, 'era_at', seen[2])
+    end
+    since_us = now - tonumber(seen[2])
+  end
+  if since_us < lease_us then return {'busy', lease_us - since_us} end
   rc = '1'
 end
 local mode

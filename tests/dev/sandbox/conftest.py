@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 
 @pytest.fixture()

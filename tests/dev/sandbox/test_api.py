@@ -9,7 +9,7 @@ import httpx
 import phonenumbers
 import pytest
 
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 ES_PRICE = 0.045
 LOOKUP_PRICE = 0.004

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from dispatcher.instasent.segments import count_segments
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 ES_PRICE, PT_PRICE, US_PRICE = 0.045, 0.040, 0.010
 

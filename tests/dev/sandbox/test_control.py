@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle
 
 STARTING_BALANCE = 100000.0
 

@@ -6,7 +6,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from dispatcher.dev.services import free_port
-from tests.conftest import SandboxHandle
+from tests.helpers import SandboxHandle, wait_until
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 FAST = {"dlr_delay_s": 0.05}
@@ -49,7 +49,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dlr?secret=s3"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next poll: 0.5 s by default, after every test.
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        daemon=True)
         self._thread.start()
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
@@ -83,13 +85,6 @@ def send(api: httpx.Client, n: int) -> dict[str, str]:
     response = api.post("/sms/bulk", json=[sms(i) for i in range(n)])
     assert response.status_code == 201
     return {e["clientId"]: e["id"] for e in response.json()["entities"]}
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_each_accepted_message_gets_one_delivered_report(api: httpx.Client, sandbox: SandboxHandle,

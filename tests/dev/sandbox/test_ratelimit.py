@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from dispatcher.dev.sandbox.ratelimit import UNLIMITED, FixedWindowLimiter
-from tests.conftest import SANDBOX_TOKEN, SandboxHandle
+from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 

@@ -86,3 +86,15 @@ def test_the_request_log_pages_filters_and_drops_the_oldest_rows_when_full() -> 
     assert [r["items"] for r in log.rows(since=1022.0, offset=1, limit=1)] == [23]
     log.clear()
     assert log.rows() == []
+
+
+def test_the_request_log_names_each_rows_organization_when_asked() -> None:
+    log = RequestLog(max_rows=10)
+    for i, org in enumerate(["acme", None, "beta", "acme"]):
+        log.add(1000.0 + i, "GET /sms", 200, 0, org)
+    assert [r["org"] for r in log.rows(with_org=True)] == ["acme", None, "beta", "acme"]
+    assert [r["org"] for r in log.rows(since=1002.0, with_org=True)] == ["beta", "acme"]
+    assert "org" not in log.rows()[0]
+    for i in range(20):  # dropping the oldest rows keeps each row's organization with it
+        log.add(2000.0 + i, "GET /sms", 200, i, "beta" if i % 2 else "acme")
+    assert [(r["items"], r["org"]) for r in log.rows(with_org=True)[-2:]] == [(18, "acme"), (19, "beta")]

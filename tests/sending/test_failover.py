@@ -1,0 +1,119 @@
+"""Redis that fails over (issue 23), with real processes: a master, two replicas and three
+sentinels on loopback, the store and the broker both given the ``redis+sentinel://`` URL. The
+master is SIGKILLed a third of the way into a campaign and comes back as a replica; the campaign
+completes by itself with every clientId accepted exactly once. The full-size run (30,000 messages
+at 1,200 requests/min, three failovers) runs with ``DISPATCHER_FULL_FAILOVER=1``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from dispatcher.dev.ha import HighAvailability, start_ha
+from dispatcher.keys import Keys
+from dispatcher.resources import connect_redis
+from dispatcher.sending.batches import BatchOps, ClaimKind
+from dispatcher.sending.store import CampaignStore
+from dispatcher.settings import Settings
+from tests.helpers import SANDBOX_TOKEN, Harness, SandboxHandle, assert_exactly_once, finished, recipients
+from tests.helpers import wait_through_restarts as _wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def ha() -> Iterator[HighAvailability]:
+    with start_ha() as servers:
+        yield servers
+
+
+def harness_on(ha: HighAvailability, sandbox: SandboxHandle, rate_per_min: int) -> Harness:
+    settings = Settings.from_env(environ={}, env_file=None).with_overrides(
+        instasent_token=SANDBOX_TOKEN, instasent_base_url=sandbox.url, redis_url=ha.url(),
+        key_prefix="dspha", queue_name=f"dispatcher-test-{secrets.token_hex(4)}",
+        rate_limit_per_min=rate_per_min, queue_window=8, redis_min_replicas=1)
+    return Harness(settings, connect_redis(ha.url()), sandbox)
+
+
+def wait_for(h: Harness, check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """``helpers.wait_through_restarts``, with the workers' last log lines when it times out."""
+    try:
+        _wait_for(check, timeout_s, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(w.log_tail(30) for w in h.workers)) from None
+
+
+def ha_worker_env(h: Harness) -> dict[str, str]:
+    return {"DISPATCHER_QUEUE": h.settings.queue_name, "DISPATCHER_WATCHDOG_EVERY": "1",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "0", "DISPATCHER_REDIS_MIN_REPLICAS": "1"}
+
+
+def run_through_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,
+                          every_sent: int, down_s: float) -> None:
+    """Submit ``messages``; at each ``every_sent`` more sent, SIGKILL the master and bring it back
+    ``down_s`` seconds later (as a replica); then wait for the campaign to finish by itself."""
+    cid = h.submit(recipients(messages))
+    for k in range(1, failovers + 1):
+        wait_for(h, lambda k=k: h.store.get(cid).counts["sent"] >= k * every_sent, 60, f"{k * every_sent} sent")
+        old = ha.kill_master()
+        ha.wait_for_failover(old)
+        time.sleep(max(0.0, down_s - 2))
+        ha.restart(old)
+    wait_for(h, lambda: finished(h.store.get(cid)), 300, "the campaign to finish by itself")
+    info = h.store.get(cid)
+    assert info.state == "completed", info
+    assert_exactly_once(h, cid, info)
+    assert info.counts["sent"] == messages
+
+
+def test_the_master_killed_a_third_of_the_way_in_fails_over_and_the_campaign_completes_exactly_once(
+        ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    # 3,000 messages at 120 requests/min: a 15 s campaign, the Done-when's 30,000 at 1,200 scaled down.
+    h = harness_on(ha, sandbox, rate_per_min=120)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        run_through_failovers(ha, h, messages=3000, failovers=1, every_sent=1000, down_s=10)
+    finally:
+        h.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("DISPATCHER_FULL_FAILOVER"), reason="set DISPATCHER_FULL_FAILOVER=1: minutes")
+def test_failovers_every_twenty_seconds_until_the_campaign_ends_send_nothing_twice(
+        ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    h = harness_on(ha, sandbox, rate_per_min=1200)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        run_through_failovers(ha, h, messages=30000, failovers=3, every_sent=7500, down_s=10)
+    finally:
+        h.stop()
+
+
+def test_a_promoted_replica_makes_a_claimed_batch_wait_a_lease_and_reconcile(ha: HighAvailability) -> None:
+    """The era check of claim.lua after a promotion (no uptime involved: the replica has been up
+    as long as the master)."""
+    client = connect_redis(ha.url())
+    keys = Keys(f"dspera{secrets.token_hex(2)}")
+    store, ops = CampaignStore(client, keys), BatchOps(client, keys)
+    cid = store.create("era", recipients(300), window=4)
+    ops.reserve(cid)
+    assert ops.claim(cid, 0, 3.0).kind == ClaimKind.SEND  # a claim, then the master dies
+    assert client.wait(2, 2000) == 2
+    old = ha.kill_master()
+    ha.wait_for_failover(old)
+    _wait_for(lambda: bool(client.ping()), 30, "the new master")
+    first = ops.claim(cid, 1, 3.0)
+    assert first.kind == ClaimKind.BUSY and 2.0 < first.wait_s <= 3.0  # a lease since the promotion
+    time.sleep(first.wait_s + 0.1)
+    claim = ops.claim(cid, 1, 3.0)
+    assert claim.kind == ClaimKind.SEND and claim.must_reconcile  # reconciled before any send
+    with pytest.raises(redis.exceptions.RedisError):
+        old.client(0.2).ping()  # the old master is really gone
