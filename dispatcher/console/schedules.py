@@ -288,7 +288,8 @@ async def _received_maybe(console: Console, request: Request) -> uploads.Upload:
             await measured(console, upload)
         return upload
     try:
-        body = await uploads.read_capped(request, _MAX_EDIT, uploads.TooLarge("an edit without a file is at most 64 KB."))
+        body = await uploads.read_capped(request, _MAX_EDIT,
+                                         uploads.TooLarge("an edit without a file is at most 64 KB."))
     except uploads.TooLarge as exc:
         raise ApiError(413, str(exc)) from None
     return uploads.Upload(fields={k: v for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)})
