@@ -99,7 +99,10 @@ def spec() -> dict[str, Any]:
         "/api/campaigns/{cid}/rejects": {"get": _op(
             "The rows the preflight rejected, a page at a time (offset, limit: 1000 by default, at most 10000), "
             "with the count of every reason over all of them; with format=csv|xlsx|parquet, all of them as a "
-            "file (row, value, reason).", ok_body=_REJECTS, errors=(400, 404), parameters=[
+            "file (row, value, reason).", ok_body={"content": {
+                **_REJECTS["content"], "text/csv": {}, "application/vnd.apache.parquet": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
+            errors=(400, 404), parameters=[
                 *_ID, *_PAGING,
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10_000}},
                 {"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx", "parquet"]}}])},
