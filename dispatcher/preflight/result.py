@@ -3,7 +3,6 @@ and the guards the CLI applies to the answer: the budget, and a list that leaves
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -125,7 +124,17 @@ class PreflightResult:
         HTTP stays small however bad the file is); ``rejects_listed`` says how many are listed and
         ``rejected`` how many there are.
         """
-        listed = [r.to_json() for r in itertools.islice(self.rejects, max_rejects)]
+        # One pass over the rejects (a spill on disk may be read only once at a time): the listed
+        # ones, the sample and the count of every reason.
+        listed: list[dict[str, Any]] = []
+        sample: list[dict[str, Any]] = []
+        reasons: Counter[str] = Counter()
+        for reject in self.rejects:
+            reasons[reject.reason] += 1
+            if max_rejects is None or len(listed) < max_rejects:
+                listed.append(reject.to_json())
+            if len(sample) < SAMPLE_REJECTS:
+                sample.append(reject.to_json())
         return {
             "file": self.file, "rows": self.rows, "valid": self.valid, "rejected": self.rejected,
             "duplicates": self.duplicates, "suppressed": self.suppressed, "messages": self.valid,
@@ -142,13 +151,16 @@ class PreflightResult:
                            "cost": _round(s.cost),
                            "unit_price": _round(s.cost / s.parts) if s.parts and not s.lookups else None}
                           for c, s in sorted(self.by_country.items(), key=lambda kv: (-kv[1].messages, kv[0]))],
-            "sample_rejects": [r.to_json() for r in itertools.islice(self.rejects, SAMPLE_REJECTS)],
-            "reject_reasons": dict(Counter(r.reason for r in self.rejects).most_common()),
+            "sample_rejects": sample, "reject_reasons": dict(reasons.most_common()),
         }
 
 
 #: Rejected rows shown as a sample in the preflight's answer.
 SAMPLE_REJECTS = 10
+#: Keys of the preflight's answer that a campaign's stored summary leaves out: the rows (rejected
+#: or previewed) and what repeats ``by_country`` (the one-pass summary is made without the rejects).
+ANSWER_ONLY = frozenset({"rejects", "by_country", "countries", "sample_rejects", "reject_reasons", "preview",
+                         "unicode_chars"})
 
 
 def _round(amount: float) -> float:

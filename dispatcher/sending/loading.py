@@ -46,7 +46,7 @@ from dispatcher.preflight.bound import CostBound
 from dispatcher.preflight.check import PreflightClient
 from dispatcher.preflight.hlr import Progress
 from dispatcher.preflight.lookups import Confirm
-from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget, check_sendable
+from dispatcher.preflight.result import ANSWER_ONLY, PreflightOptions, PreflightResult, check_budget, check_sendable
 from dispatcher.preflight.spill import RejectSpill
 from dispatcher.preflight.stream import STREAM_WORKERS, Priced, StreamedPreflight, Totals, empty_messages
 from dispatcher.schema.names import FINAL, State
@@ -188,7 +188,7 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
         on_counted(result)
     check_sendable(result)
     check_budget(result, max_cost)
-    summary = {k: v for k, v in result.to_json(max_rejects=0).items() if k not in ("rejects", "by_country")}
+    summary = {k: v for k, v in result.to_json(max_rejects=0).items() if k not in ANSWER_ONLY}
     campaign_id = campaign.create(store, settings, preflight, cost=result.cost, summary=summary,
                           fields={"expected": result.valid}, one_pass=False, approved=result.message_cost)
     if on_created is not None:
@@ -364,7 +364,7 @@ class _Storing:
         summary, expected, cost = None, 0, 0.0
         if self.exact_at_end:
             result = self.preflight.result(self.totals)
-            summary = {k: v for k, v in result.to_json(max_rejects=0).items() if k not in ("rejects", "by_country")}
+            summary = {k: v for k, v in result.to_json(max_rejects=0).items() if k not in ANSWER_ONLY}
             expected, cost = result.valid, result.cost
         if not self.writer.finish(self.rows_read, summary, expected, cost):
             return Loaded("lost")
