@@ -27,7 +27,8 @@ CLI = ("dispatcher.cli",)
 #: the CLI and the demo print, over the library's results; it sits under the fronts so that
 #: ``dispatcher.dev`` shows the same screens without importing the CLI (it imports no front itself).
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ground", ("dispatcher.settings", "dispatcher.keys", "dispatcher.errors", "dispatcher.schema")),
+    ("ground", ("dispatcher.settings", "dispatcher.keys", "dispatcher.errors", "dispatcher.schema",
+                "dispatcher.money")),
     ("instasent", ("dispatcher.instasent",)),
     ("preflight", ("dispatcher.preflight",)),
     ("sending", ("dispatcher.sending",)),

@@ -28,13 +28,16 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.resources import Resources
-from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
+from dispatcher.screens import both_zones, campaign_table, out, print_status, show_progress, wait_for
 from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
 from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
+
+#: Who a change made here is recorded as, on the campaign's timeline.
+BY_CLI = "command line"
 
 
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
@@ -63,15 +66,16 @@ def status(
     registry = _registry(settings)
     if watch and not as_json:
         show_progress(store, registry, campaign_id)
-    data = campaigns.status(store, campaign_id)
+    data = campaigns.status(store, campaign_id, settings)
     if as_json:
         _print_json(data)
         return
     info = store.get(campaign_id)
-    print_status(info, data["last_error"] or "", loading.progress(store, campaign_id))
+    print_status(info, data["last_error"] or "", loading.progress(store, campaign_id), data)
     opening = data["next_window_opens_at"]
     if opening:
-        out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        zone = data["waiting_for"].get("zone") if data["waiting_for"]["kind"] == "window" else None
+        out.print(f"Next send window opens at {both_zones(opening, zone)}.")
     print_watchdog(info, data["last_sweep"])
     if data["no_worker"]:
         echo_warning(f"{health.NO_WORKER}.")
@@ -132,7 +136,7 @@ def report(
 def pause(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Pause a campaign; batches already with Instasent finish, the rest wait for `resume`."""
     store, _ = _store(load_settings())
-    campaigns.pause(store, campaign_id)
+    campaigns.pause(store, campaign_id, by=BY_CLI)
     out.print(f"Campaign {campaign_id} paused.")
 
 
@@ -142,7 +146,7 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     settings = load_settings()
     store, ops = _store(settings)
     enqueuer = load_enqueuer(settings)
-    queued = campaigns.resume(store, ops, enqueuer, campaign_id)
+    queued = campaigns.resume(store, ops, enqueuer, campaign_id, by=BY_CLI)
     out.print(f"Campaign {campaign_id} resumed; {len(queued)} batches queued.")
     _continue_loading(store, ops, enqueuer, settings, campaign_id)
 
@@ -169,7 +173,7 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Cancel a campaign: every message not yet sent becomes `cancelled`."""
     settings = load_settings()
     store, ops = _store(settings)
-    n = campaigns.cancel(store, ops, campaign_id, settings.campaign_ttl_s)
+    n = campaigns.cancel(store, ops, campaign_id, settings.campaign_ttl_s, by=BY_CLI)
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
@@ -259,7 +263,7 @@ def submit(
     registry = _registry(settings)
     if not wait or loaded.outcome != "complete":
         if as_json:
-            _print_json(campaigns.status(store, campaign_id))
+            _print_json(campaigns.status(store, campaign_id, settings))
         if not registry.alive():
             echo_warning(f"{health.NO_WORKER}.")
         return
@@ -267,7 +271,7 @@ def submit(
     if health.stopped_badly(info):
         _refuse_bad_end(store, info, as_json)
     if as_json:
-        _print_json(campaigns.status(store, campaign_id))
+        _print_json(campaigns.status(store, campaign_id, settings))
     else:
         print_status(info, health.last_error(store, campaign_id) if _has_failures(info) else "")
 

@@ -27,10 +27,10 @@ from starlette.routing import Route
 
 from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
-from dispatcher.console.series import pace_limit_per_s, pace_per_s, read_series
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import campaigns, submission
+from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
 from dispatcher.sending.report import build_report, rejects_page, write_report
 from dispatcher.sending.submission import SubmitOptions
 
@@ -216,7 +216,7 @@ def routes(console: Console) -> list[Route]:
                 if not counted:  # HLR lookups refused before the count ended: no preflight to show
                     raise
                 raise _refused(console, exc, counted[0]) from None
-            body = await run_in_threadpool(campaigns.status, console.store, campaign_id)
+            body = await run_in_threadpool(campaigns.status, console.store, campaign_id, console.settings)
             return JSON(body, status_code=201)
         finally:
             upload.close()
@@ -226,28 +226,29 @@ def routes(console: Console) -> list[Route]:
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", PAGE, 1, MAX_PAGE)
         infos = console.store.recent(limit, offset)
+        limit_per_s, source = lane_limit(console.store, console.settings)
         return JSON({
-            "campaigns": [i.to_json() for i in infos], "offset": offset, "limit": limit,
-            "total": console.store.count(), "pace_limit_per_s": pace_limit_per_s(console.settings),
+            "campaigns": [campaigns.listed(console.store, i) for i in infos], "offset": offset, "limit": limit,
+            "total": console.store.count(), "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
             "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
         })
 
     def show(request: Request) -> Response:
         console.authorize(request)
-        return JSON(campaigns.status(console.store, request.path_params["cid"]))
+        return JSON(campaigns.status(console.store, request.path_params["cid"], console.settings))
 
     def act(request: Request) -> Response:
-        console.authorize(request)
+        who = console.authorize(request).name
         campaign_id, action = request.path_params["cid"], request.path_params["action"]
         if action == "pause":
-            campaigns.pause(console.store, campaign_id)
+            campaigns.pause(console.store, campaign_id, by=who)
         elif action == "resume":
-            campaigns.resume(console.store, console.ops, console.enqueuer, campaign_id)
+            campaigns.resume(console.store, console.ops, console.enqueuer, campaign_id, by=who)
         elif action == "cancel":
-            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s)
+            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s, by=who)
         else:
             raise ApiError(404, f"no action {action!r}: use pause, resume or cancel.")
-        return JSON(campaigns.status(console.store, campaign_id))
+        return JSON(campaigns.status(console.store, campaign_id, console.settings))
 
     def report(request: Request) -> Response:
         console.authorize(request)
@@ -284,7 +285,7 @@ def routes(console: Console) -> list[Route]:
         samples = read_series(console.store, campaign_id)
         return JSON({"fields": ["t", "sent", "failed", "delivered", "undelivered", "processed"],
                              "samples": samples, "pace_per_s": pace_per_s(samples[-10:]),
-                             "pace_limit_per_s": pace_limit_per_s(console.settings)})
+                             "pace_limit_per_s": lane_limit(console.store, console.settings)[0]})
 
     return [
         Route("/api/preflight", preflight, methods=["POST"]),
