@@ -311,7 +311,8 @@ async function loadSummary(cid, finished) {
 
 function kv(tableNode, rows, prefix) {
   tableNode.replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row", text: k }),
-    el("td", { "data-testid": `${prefix}-${k}`, text: typeof v === "number" ? fmt(v) : String(v ?? "-") }))));
+    el("td", { "data-testid": `${prefix}-${k}`, class: typeof v === "string" && v.length > 30 ? "long" : null,
+      text: typeof v === "number" ? fmt(v) : String(v ?? "-") }))));
 }
 
 function table(tableNode, head, rows, empty) {
