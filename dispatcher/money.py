@@ -8,7 +8,7 @@ or multiplied, so ``2 x 1.08`` is ``2.16`` and never ``2.1600000000000006``.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 #: ISO 4217 minor-unit exponents that are not 2 (every other currency has 2).
 _EXPONENTS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3, "CLP": 0, "ISK": 0,
@@ -45,13 +45,14 @@ def dec(value: float | int | str | Decimal | None) -> Decimal:
 def total(amount: Decimal | float | int | None, currency: str) -> str:
     """A total as a decimal string in the currency's exponent: ``"2.16"`` (EUR), ``"216"`` (JPY)."""
     places = Decimal(1).scaleb(-exponent(currency))
-    return str(dec(amount).quantize(places, rounding=ROUND_HALF_EVEN))
+    # Half up, as an invoice rounds (0.225 EUR shows as 0.23), once, on the exact Decimal sum.
+    return str(dec(amount).quantize(places, rounding=ROUND_HALF_UP))
 
 
 def unit(amount: Decimal | float | int | None, currency: str = "") -> str:
     """A unit price as a decimal string with at least the currency's exponent and at most 4 decimals
     (``"0.045"`` -> ``"0.045"``, ``"0.05"`` -> ``"0.05"``, ``"0.04567"`` -> ``"0.0457"``)."""
-    value = dec(amount).quantize(Decimal(1).scaleb(-UNIT_DECIMALS), rounding=ROUND_HALF_EVEN)
+    value = dec(amount).quantize(Decimal(1).scaleb(-UNIT_DECIMALS), rounding=ROUND_HALF_UP)
     text = f"{value:f}"
     if "." in text:
         text = text.rstrip("0")
@@ -67,3 +68,29 @@ def shown(amount: Decimal | float | int | None, currency: str) -> str:
     value = Decimal(total(amount, currency))
     places = exponent(currency)
     return f"{value:,.{places}f} {currency}".strip()
+
+
+#: Keys whose values are money totals in the JSON objects this project answers with.
+TOTAL_KEYS = frozenset({"cost", "message_cost", "lookup_cost", "balance", "cost_bound", "unicode_extra_cost",
+                        "estimated_cost", "actual_cost"})
+#: Keys whose values are unit prices.
+UNIT_KEYS = frozenset({"unit_price", "price_per_part"})
+
+
+def as_strings(data: object, currency: str) -> object:
+    """``data`` (JSON-like) with every number under a money key (:data:`TOTAL_KEYS`,
+    :data:`UNIT_KEYS`) turned into a decimal string in ``currency``, at any depth; other values as
+    they are. Strings already there are kept."""
+    if isinstance(data, dict):
+        out: dict[object, object] = {}
+        for key, value in data.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and key in TOTAL_KEYS:
+                out[key] = total(value, currency)
+            elif isinstance(value, int | float) and not isinstance(value, bool) and key in UNIT_KEYS:
+                out[key] = unit(value, currency)
+            else:
+                out[key] = as_strings(value, currency)
+        return out
+    if isinstance(data, list):
+        return [as_strings(item, currency) for item in data]
+    return data

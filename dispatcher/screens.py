@@ -115,6 +115,48 @@ def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | 
     out.print(table)
 
 
+def print_campaign_summary(data: dict[str, Any]) -> None:
+    """The campaign report (:func:`dispatcher.sending.summary.campaign_summary`) as tables."""
+    totals, rate, cost = data["totals"], data["delivery_rate"], data["cost"]
+    head = Table(title=f"Campaign {data['id']} — {data['name']} ({data['state']})", show_header=False)
+    head.add_row("sender", Text(str(data.get("sender") or "(account default)")))
+    head.add_row("text", Text(str(data.get("text") or (f"from column {data['text_column']}"
+                                                        if data.get("text_column") else ""))))
+    head.add_row("messages", f"{totals['messages']:,} ({totals['sent']:,} sent, {totals['failed']:,} failed, "
+                             f"{totals['rejected']:,} rejected, {totals['cancelled']:,} cancelled)")
+    head.add_row("delivered", f"{totals['delivered']:,} of {totals['reported']:,} reported "
+                              f"({_pct(rate['of_reported'])}), of {totals['sent']:,} sent ({_pct(rate['of_sent'])})")
+    head.add_row("cost", f"{cost['actual']} {cost['currency']} actual (accepted parts x price), "
+                         f"{cost['estimated']} {cost['currency']} estimated")
+    out.print(head)
+    if data["undelivered"]:
+        table = Table(title="Undelivered by report code")
+        for name in ("status", "code", "count", "reason"):
+            table.add_column(name, justify="right" if name == "count" else "left")
+        for row in data["undelivered"]:
+            table.add_row(row["status"], row["code"] or "-", f"{row['count']:,}", row["reason"])
+        out.print(table)
+    table = Table(title="Countries")
+    for name in ("country", "messages", "sent", "parts", "unit price", "estimated", "actual", "delivered",
+                 "undelivered", "rate"):
+        table.add_column(name, justify="left" if name == "country" else "right")
+    for row in data["countries"]:
+        table.add_row(row["country"], f"{row['messages']:,}", f"{row['sent']:,}", f"{row['parts']:,}",
+                      row["unit_price"] or "-", row["estimated_cost"], row["actual_cost"], f"{row['delivered']:,}",
+                      f"{row['undelivered']:,}", _pct(row["delivery_rate"]))
+    out.print(table)
+    timeline = Table(title="Timeline (UTC)")
+    for name in ("at", "event", "by", "reason"):
+        timeline.add_column(name)
+    for event in data["timeline"]["events"]:
+        timeline.add_row(str(event["at_iso"]), event["kind"], event["by"] or "", event["reason"] or "")
+    out.print(timeline)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def both_zones(ts: float, zone: str | None) -> str:
     """``ts`` (Unix s) in ``zone`` (the recipients'), then in this machine's zone, each named:
     ``2026-12-07 09:00 Europe/Madrid (08:00 UTC here)``; only this machine's without ``zone``."""
@@ -303,10 +345,13 @@ def _first_rejects(result: PreflightResult) -> Table:
 
 def print_schedules(rows: list[dict[str, Any]]) -> None:
     """The schedule table, from :func:`schedule_rows`."""
-    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
+    table = Table("name", "when", "window", "text", "next run", "last run", "outcome", "campaign / reason")
     for r in rows:
         when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
+        window = f"{r['window']} {r.get('days') or ''}".strip() if r.get("window") else "-"
+        text = r.get("text") or (f"column {r['text_column']}" if r.get("text_column") else "")
+        next_run = "paused" if r.get("paused") else _when(r["next_run"], str(r["tz"]))
+        table.add_row(str(r["name"]), when, window, Text(str(text)), next_run, _when(r["last_run"], str(r["tz"])),
                       str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
     out.print(table)
 

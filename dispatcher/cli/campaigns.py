@@ -28,7 +28,15 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.resources import Resources
-from dispatcher.screens import both_zones, campaign_table, out, print_status, show_progress, wait_for
+from dispatcher.screens import (
+    both_zones,
+    campaign_table,
+    out,
+    print_campaign_summary,
+    print_status,
+    show_progress,
+    wait_for,
+)
 from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
@@ -115,10 +123,24 @@ def report(
     output: Path | None = typer.Option(
         None, "-o", "--output",
         help="Report file: .csv (for scripts), .xlsx (for spreadsheets) or .parquet. Without it: CSV on stdout."),
+    summary: bool = typer.Option(False, "--summary", help="Show the campaign report: text, sender, delivery "
+                                 "rates, undelivered by code, actual cost, countries, timeline."),
+    as_json: bool = typer.Option(False, "--json", help="Print the campaign report as one JSON object."),
 ) -> None:
-    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery)."""
+    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery,
+    report code); with --summary, the campaign report instead (rates, costs, countries, timeline)."""
     from dispatcher.sending.report import iter_report_csv, report_format, stream_report
 
+    if summary or as_json:
+        from dispatcher.sending.summary import campaign_summary
+
+        store, _ = _store(load_settings())
+        data = campaign_summary(store, campaign_id)
+        if as_json:
+            _print_json(data)
+        else:
+            print_campaign_summary(data)
+        return
     if output is not None:
         report_format(output)  # refuse an unknown format before reading anything
         writable_output(output)
@@ -130,6 +152,21 @@ def report(
         return
     kind, count = stream_report(store, campaign_id, output)
     out.print(f"Wrote {count} messages to {output} ({kind}).")
+
+
+@app.command()
+def rejects(
+    campaign_id: str = typer.Argument(..., help="Campaign id."),
+    output: Path = typer.Option(..., "-o", "--output", help="File for the rejected rows: .csv, .xlsx or .parquet."),
+) -> None:
+    """Write the rows of a submitted campaign's list that were not sent (row, value, reason)."""
+    from dispatcher.sending.report import campaign_rejects_format, write_campaign_rejects
+
+    campaign_rejects_format(output)  # refuse an unknown format before reading anything
+    writable_output(output)
+    store, _ = _store(load_settings())
+    kind, count = write_campaign_rejects(store, campaign_id, output)
+    out.print(f"Wrote {count:,} rejected rows to {output} ({kind}).")
 
 
 @app.command()
@@ -213,6 +250,8 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=100,
                                    help="Rows read, checked and stored at a time (memory grows with it)."),
+    rejects_out: Path | None = typer.Option(None, "--rejects-out",
+                                            help="Also write the rows that will not be sent: .csv, .xlsx or .parquet."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
 
@@ -231,6 +270,11 @@ def submit(
     options = submission.SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
         name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
+    if rejects_out is not None:
+        from dispatcher.sending.report import campaign_rejects_format
+
+        campaign_rejects_format(rejects_out)
+        writable_output(rejects_out)
     settings = load_settings()
     store, ops = _store(settings)
     check_persistence(store.redis, settings)
@@ -260,6 +304,12 @@ def submit(
             chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(campaign_id, loaded))
+    if rejects_out is not None:
+        from dispatcher.sending.report import write_campaign_rejects
+
+        kind, count = write_campaign_rejects(store, campaign_id, rejects_out)
+        if not as_json:
+            out.print(f"Wrote {count:,} rejected rows to {rejects_out} ({kind}).")
     registry = _registry(settings)
     if not wait or loaded.outcome != "complete":
         if as_json:

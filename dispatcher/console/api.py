@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -25,14 +26,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from dispatcher import money
 from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.sending import campaigns, submission
 from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
-from dispatcher.sending.report import build_report, rejects_page, write_report
+from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
 from dispatcher.sending.submission import SubmitOptions
+from dispatcher.sending.summary import campaign_summary
 
 #: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
 PAGE = 20
@@ -117,6 +120,17 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     if upload.path is None:
         upload.close()
         raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
+    await measured(console, upload)
+    return upload
+
+
+async def measured(console: Console, upload: uploads.Upload) -> None:
+    """Check an uploaded file against the expanded-size, row and ratio caps (deleted when over one).
+
+    Raises:
+        ApiError: 413 over a cap.
+    """
+    assert upload.path is not None
     settings = console.settings
     try:
         await run_in_threadpool(uploads.measure, upload.path, upload.filename,
@@ -128,7 +142,6 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     except BaseException:
         upload.close()
         raise
-    return upload
 
 
 @contextlib.contextmanager
@@ -168,7 +181,15 @@ async def _preflight(console: Console, upload: uploads.Upload, options: Prefligh
 
 
 def _refused(console: Console, exc: BudgetExceeded, result: PreflightResult) -> ApiError:
-    return ApiError(422, str(exc), preflight=result.to_json(max_rejects=console.settings.max_answer_rejects))
+    return ApiError(422, str(exc), preflight=preflight_answer(console, result))
+
+
+def preflight_answer(console: Console, result: PreflightResult) -> dict[str, Any]:
+    """The preflight as the API answers it: its rejects capped, every money figure a decimal string
+    (totals in the currency's exponent, unit prices with up to 4 decimals) and ``currency_exponent``."""
+    body = money.as_strings(result.to_json(max_rejects=console.settings.max_answer_rejects), result.currency)
+    assert isinstance(body, dict)
+    return {**body, "currency_exponent": money.exponent(result.currency)}
 
 
 def _authorize_preflight(console: Console, request: Request, options: PreflightOptions) -> None:
@@ -196,7 +217,7 @@ def routes(console: Console) -> list[Route]:
                 check_budget(result, options.max_cost)
             except BudgetExceeded as exc:
                 raise _refused(console, exc, result) from None
-            return JSON(result.to_json(max_rejects=console.settings.max_answer_rejects))
+            return JSON(preflight_answer(console, result))
         finally:
             upload.close()
 
@@ -274,9 +295,16 @@ def routes(console: Console) -> list[Route]:
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", REJECTS_PAGE, 1, MAX_REJECTS_PAGE)
         console.store.get(campaign_id)  # 404 for an unknown campaign, not an empty list
+        kind = request.query_params.get("format")
+        if kind is not None:
+            return _rejects_file(console, campaign_id, kind.lower())
         page = rejects_page(console.store, campaign_id, offset, limit)
         return JSON({"total": page.total, "reasons": page.reasons, "offset": offset, "limit": limit,
                      "rejects": page.rows})
+
+    def summary(request: Request) -> Response:
+        console.authorize(request)
+        return JSON(campaign_summary(console.store, request.path_params["cid"]))
 
     def series(request: Request) -> Response:
         console.authorize(request)
@@ -295,9 +323,30 @@ def routes(console: Console) -> list[Route]:
         Route("/api/campaigns/{cid}", show, methods=["GET"]),
         Route("/api/campaigns/{cid}/report", report, methods=["GET"]),
         Route("/api/campaigns/{cid}/rejects", rejects, methods=["GET"]),
+        Route("/api/campaigns/{cid}/summary", summary, methods=["GET"]),
         Route("/api/campaigns/{cid}/series", series, methods=["GET"]),
         Route("/api/campaigns/{cid}/{action}", act, methods=["POST"]),
     ]
+
+
+def _rejects_file(console: Console, campaign_id: str, kind: str) -> Response:
+    """The campaign's rejected rows as a ``csv``, ``xlsx`` or ``parquet`` download.
+
+    Raises:
+        ApiError: 400 for another format.
+    """
+    if kind not in _REPORT_TYPES:
+        raise ApiError(400, f"format is csv, xlsx or parquet, got {kind!r}.")
+    handle, name = tempfile.mkstemp(prefix="dispatcher-rejects-", suffix=f".{kind}")
+    os.close(handle)
+    path = Path(name)
+    try:
+        write_campaign_rejects(console.store, campaign_id, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(path, media_type=_REPORT_TYPES[kind], filename=f"campaign-{campaign_id}-rejects.{kind}",
+                        background=BackgroundTask(_unlink, path))
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

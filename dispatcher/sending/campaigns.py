@@ -60,7 +60,7 @@ def costs(store: CampaignStore, info: CampaignInfo, compute: bool = True) -> dic
     price; None when not ``compute``d and not yet known), and ``currency_exponent``."""
     actual = actual_cost(store, info) if compute else cached_actual_cost(store, info)
     estimate = money.total(info.cost, info.currency)
-    return {"cost": estimate, "estimated_cost": estimate,
+    return {"cost": estimate, "estimated_cost": estimate, "preflight": money.as_strings(info.preflight, info.currency),
             "actual_cost": money.total(actual, info.currency) if actual is not None else None,
             "currency_exponent": money.exponent(info.currency)}
 

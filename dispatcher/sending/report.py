@@ -20,14 +20,18 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
 from dispatcher.errors import InputError
-from dispatcher.preflight.rejects import FORMULA_STARTS, safe_cell
+from dispatcher.preflight.rejects import FORMULA_STARTS, Reject, rejects_format, safe_cell, write_rejects
+from dispatcher.schema.names import DELIVERED, UNDELIVERED
 from dispatcher.sending import ledger
 from dispatcher.sending.payload import client_id
 from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.summary import reason_of
 
-#: Report columns, in order.
+#: Report columns, in order. ``delivery`` is the last delivery report's status, ``report_code``
+#: its code and ``report_at`` its time; ``delivered_at`` is that time only when it says delivered
+#: (a failed delivery keeps its code and time, and ``error`` says why it was not delivered).
 COLUMNS = ("row", "to", "clientId", "status", "instasent_id", "parts", "price", "attempts", "error", "delivery",
-           "delivered_at")
+           "report_code", "report_at", "delivered_at")
 
 
 #: Messages per streamed piece (CSV write or Parquet row group) of a report.
@@ -38,7 +42,7 @@ READ_BATCHES = 200
 SCHEMA = pa.schema([("row", pa.int64()), ("to", pa.string()), ("clientId", pa.string()), ("status", pa.string()),
                     ("instasent_id", pa.string()), ("parts", pa.int64()), ("price", pa.float64()),
                     ("attempts", pa.int64()), ("error", pa.string()), ("delivery", pa.string()),
-                    ("delivered_at", pa.string())])
+                    ("report_code", pa.string()), ("report_at", pa.string()), ("delivered_at", pa.string())])
 
 
 def build_report(store: CampaignStore, campaign_id: str) -> pd.DataFrame:
@@ -67,20 +71,29 @@ def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator
         columns["price"] += messages.price
         status, instasent_id, attempts, error = (columns[c] for c in ("status", "instasent_id", "attempts", "error"))
         delivery, delivered_at = columns["delivery"], columns["delivered_at"]
+        report_code, report_at = columns["report_code"], columns["report_at"]
         for i in range(size):
             state, tries, detail = ledger.fields(records.get(str(i).encode()))
             status.append(state)
             attempts.append(tries)
             instasent_id.append(detail if state == "sent" else "")
-            error.append("" if state in ("sent", "pending") else detail)
             report = deliveries.get(str(i).encode())
             if report is None:
+                error.append("" if state in ("sent", "pending") else detail)
                 delivery.append("")
+                report_code.append("")
+                report_at.append("")
                 delivered_at.append("")
-            else:  # status|eventAt|code|micros|rank (see dispatcher.delivery.reports)
-                parts = report.decode().split("|", 2)
-                delivery.append(parts[0])
-                delivered_at.append(parts[1] if len(parts) > 1 else "")
+                continue
+            # status|eventAt|code|micros|rank (see dispatcher.delivery.reports)
+            said, at, code = [*report.decode().split("|", 3), "", ""][:3]
+            delivery.append(said)
+            report_code.append(code)
+            report_at.append(at)
+            delivered_at.append(at if said.lower() in DELIVERED else "")
+            undelivered = state == "sent" and said.lower() in UNDELIVERED
+            error.append(f"undelivered: {reason_of(said.lower(), code)}" if undelivered
+                         else "" if state in ("sent", "pending") else detail)
         if len(columns["row"]) >= piece_rows:
             yield columns
             columns = {name: [] for name in COLUMNS}
@@ -212,7 +225,7 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 #: Extension -> format (``.csv.gz`` before anything shorter that it ends with).
 _FORMATS = {".csv": "csv", ".csv.gz": "csv", ".xlsx": "xlsx", ".parquet": "parquet", ".pq": "parquet"}
 #: Columns whose values come from outside (the recipient file, Instasent, delivery reports).
-_OUTSIDE = ("to", "clientId", "instasent_id", "error", "delivery", "delivered_at")
+_OUTSIDE = ("to", "clientId", "instasent_id", "error", "delivery", "report_code", "report_at", "delivered_at")
 #: First characters that make a spreadsheet run a cell (see :func:`safe_cell`).
 _STARTS = frozenset(FORMULA_STARTS)
 #: Columns written as text cells with the text number format in ``.xlsx``.
@@ -284,3 +297,46 @@ def rejects_page(store: CampaignStore, campaign_id: str, offset: int, limit: int
             reasons[str(orjson.loads(raw).get("reason", ""))] += 1
     rows = [orjson.loads(raw) for raw in store.redis.lrange(key, offset, offset + limit - 1)] if offset < total else []
     return RejectsPage(total=total, reasons=dict(reasons.most_common()), rows=rows)
+
+
+def iter_stored_rejects(store: CampaignStore, campaign_id: str) -> Iterator[Reject]:
+    """The rejected rows stored with campaign ``campaign_id``, in order, :data:`REJECT_READ` per read."""
+    key = store.keys.rejects(campaign_id)
+    start = 0
+    while True:
+        raws = store.redis.lrange(key, start, start + REJECT_READ - 1)
+        for raw in raws:
+            item = orjson.loads(raw)
+            yield Reject(int(item.get("row", 0)), str(item.get("value", "")), str(item.get("reason", "")))
+        if len(raws) < REJECT_READ:
+            return
+        start += REJECT_READ
+
+
+def write_campaign_rejects(store: CampaignStore, campaign_id: str, path: Path) -> tuple[str, int]:
+    """Write the rejected rows of campaign ``campaign_id`` to ``path`` (``.csv``, ``.xlsx`` or
+    ``.parquet``, as ``preflight --rejects-out`` writes them); returns ``(format, rows written)``.
+
+    Raises:
+        UnknownItem: when no campaign has that id.
+        InputError: for another extension, or when the file cannot be written.
+    """
+    kind = campaign_rejects_format(path)
+    store.get(campaign_id)
+    try:
+        return kind, write_rejects(path, iter_stored_rejects(store, campaign_id))
+    except OSError as exc:
+        raise InputError(f"cannot write the rejected rows to {path}: {exc.strerror or exc}.") from None
+
+
+def campaign_rejects_format(path: Path) -> str:
+    """``csv``, ``xlsx`` or ``parquet`` from the extension of ``path``.
+
+    Raises:
+        InputError: for any other extension.
+    """
+    try:
+        return rejects_format(path)
+    except ValueError:
+        raise InputError(f"cannot write rejected rows as {path.name}: give a file name ending in .csv, .xlsx or "
+                         ".parquet.") from None
