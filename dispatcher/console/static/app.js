@@ -445,11 +445,14 @@ function showPreflight(p, sendable) {
     ["SMS parts", fmt(p.parts)], ["Rejected rows", fmt(p.rejected)], ["Duplicates (kept once)", fmt(p.duplicates)],
     ["Suppressed", fmt(p.suppressed)]];
   if (p.message_cost !== undefined) rows.push(["Messages cost", total(p.message_cost, currency, exp)]);
-  if (hlr && hlr.applies !== false) {
-    rows.push(["HLR lookups", `${fmt(hlr.lookups)}${hlr.cached ? ` (${fmt(hlr.cached)} cached)` : ""}`],
-      ["HLR cost", total(hlr.cost, currency, exp)]);
+  if (p.hlr) {
+    rows.push(["HLR lookups", `${fmt(p.lookups)}${p.lookups_cached ? ` (+${fmt(p.lookups_cached)} from the cache)` : ""}`],
+      ["HLR cost", total(p.lookup_cost, currency, exp)]);
+  } else if (hlr) { // not done: what checking the numbers first would cost
+    rows.push(["HLR (not done)", `${fmt(hlr.to_pay)} lookups would cost ${total(hlr.cost, hlr.currency || currency, exp)}`
+      + (hlr.cached ? ` (${fmt(hlr.cached)} more answered by the cache)` : "")]);
   } else {
-    rows.push(["HLR lookups", p.lookups ? fmt(p.lookups) : "none (HLR off)"]);
+    rows.push(["HLR lookups", "none (HLR off)"]);
   }
   rows.push(["Total cost", total(p.cost, currency, exp)], ["Balance", total(p.balance, currency, exp)]);
   kv($("pf-totals"), rows, "pf");
@@ -457,10 +460,12 @@ function showPreflight(p, sendable) {
     [m.row, m.to, m.country || "-", m.parts, m.encoding === "UCS2" || m.encoding === "UCS-2" ? "Unicode" : (m.encoding || "-"),
       m.text]), "no preview");
   const chars = p.unicode_chars || [];
-  const forced = chars.reduce((n, ch) => Math.max(n, ch.messages || 0), 0);
+  const unicodeCount = p.unicode ?? chars.reduce((n, ch) => Math.max(n, ch.messages || 0), 0);
+  const extra = Number(p.unicode_extra_parts || 0);
   $("pf-unicode-note").textContent = chars.length
-    ? `Unicode: these characters force Unicode (70 characters a part instead of 160) in ${fmt(forced)}+ messages; `
-      + `they add ${fmt(p.unicode_extra_parts)} parts and ${total(p.unicode_extra_cost, currency, exp)}.`
+    ? `${fmt(unicodeCount)} messages need Unicode (70 characters a part instead of 160) because of the characters below: `
+      + (extra ? `they add ${fmt(extra)} parts and ${total(p.unicode_extra_cost, currency, exp)}.`
+        : "they still fit in as many parts, so they cost nothing extra.")
     : "Every message fits GSM-7: no character forces Unicode.";
   $("pf-unicode-note").className = chars.length ? "warn" : "muted";
   table($("pf-unicode"), ["Character", "Code point", "Messages"], chars.map((ch) => [ch.char, ch.codepoint, fmt(ch.messages)]), "none");
