@@ -203,6 +203,7 @@ def test_a_campaign_without_a_worker_a_paused_one_and_one_waiting_for_its_window
     page.click("#c-actions [data-action=pause]")
     waiting(page).to_contain_text(re.compile(r"paused", re.I), timeout=15_000)
     waiting(page).to_contain_text("browser")  # by whom: the signed-in token's name
+    expect(page.locator("#c-events")).to_contain_text("paused by browser")  # on the timeline too
     expect(page.locator("#c-actions [data-action=resume]")).to_be_enabled()
 
     stack.worker()
@@ -215,12 +216,13 @@ def test_a_campaign_without_a_worker_a_paused_one_and_one_waiting_for_its_window
     waiting(page).to_contain_text(re.compile(r"window", re.I), timeout=30_000)
     waiting(page).to_contain_text(re.compile(r"opens at .*\d\d:\d\d"))  # in the recipients' zone...
     waiting(page).to_contain_text("your time")  # ...and in the viewer's
+    expect(page.locator("[data-testid=estimated-finish]")).to_contain_text("Estimated finish")
     expect(page.locator("#c-actions [data-action=resume]")).to_be_disabled()
     shoot(page, shots, "campaign-waiting")
 
     page.click("[data-testid=nav-campaigns]")
     expect(page.locator(f"[data-testid=waiting-{idle}]")).to_contain_text(re.compile("paused", re.I))
-    expect(page.locator("#pace-note")).to_contain_text("msg/s")
+    expect(page.locator("#pace-note")).to_contain_text("the workers' limit")
     shoot(page, shots, "list")
 
 

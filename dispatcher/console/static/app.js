@@ -70,6 +70,12 @@ function inZone(t, zone) {
       month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(t * 1000));
   } catch (_) { return when(t); }
 }
+function inZoneExact(t, zone) {
+  try {
+    return new Intl.DateTimeFormat("en-GB", { timeZone: zone || "UTC", day: "numeric", month: "short", hour: "2-digit",
+      minute: "2-digit", second: "2-digit", hourCycle: "h23" }).format(new Date(t * 1000));
+  } catch (_) { return when(t); }
+}
 function bothZones(t, zone) {
   if (!t) return "-";
   const there = zone || "UTC";
@@ -285,7 +291,7 @@ async function loadCampaign(cid) {
     ["Estimated cost", total(s.cost?.estimated ?? c.estimated_cost ?? c.cost, currency, exp)],
     ["Pace (msg/s)", finished ? "-" : `${fmt(Math.round(series.ok ? series.data.pace_per_s : 0))} of ${fmt(Math.round(state.paceLimit))}`
       + (state.paceSource === "workers" ? " (workers' limit)" : "")],
-    ["Created", when(c.created_at)], ["Finished", when(c.finished_at)]];
+    [`Created (${viewerZone()})`, when(c.created_at)], [`Finished (${viewerZone()})`, when(c.finished_at)]];
   kv($("c-summary"), summaryRows, "summary");
   const counts = [["Messages", c.total], ...Object.entries(c.counts), ["Delivered", c.delivered], ["Undelivered", c.undelivered]];
   kv($("c-counts"), counts, "count");
@@ -519,9 +525,9 @@ function scheduleCard(s) {
   const next = s.paused ? [el("li", { text: "none: the schedule is paused" })]
     : (s.next_runs || (s.next_run ? [{ at: s.next_run }] : [])).map((r) => el("li", { text: bothZones(r.at, zone) }));
   const runs = el("table", { class: "list" });
-  table(runs, ["Fired at", "Outcome", "Campaign / reason"], (s.runs || (s.last_run ? [{ at: s.last_run, outcome: s.last_outcome,
+  table(runs, [`Fired at (${zone})`, "Outcome", "Campaign / reason"], (s.runs || (s.last_run ? [{ at: s.last_run, outcome: s.last_outcome,
     campaign: s.last_campaign, reason: s.last_reason }] : [])).slice(0, 5).map((r) =>
-    [bothZones(r.at, zone), r.outcome || "-", r.campaign || r.reason || ""]), "not fired yet");
+    [inZoneExact(r.at, zone), r.outcome || "-", r.campaign || r.reason || ""]), "not fired yet");
   const buttons = admin ? el("div", { class: "actions" },
     el("button", { type: "button", text: "Edit", "data-testid": `edit-${s.name}`, onclick: () => editSchedule(s) }),
     el("button", { type: "button", text: s.paused ? "Resume" : "Pause", "data-testid": `toggle-${s.name}`,
