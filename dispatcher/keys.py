@@ -192,6 +192,10 @@ class Keys:
         with each heartbeat and expiring with it, so readers show the workers' limit, not their own."""
         return f"{self.prefix}:workers:limits"
 
+    def kept_columns(self, campaign_id: str) -> str:
+        """Hash of the list's own columns kept for the report: row number -> JSON list of cells."""
+        return f"{self.prefix}:campaign:{campaign_id}:kept"
+
     # -- campaign events ----------------------------------------------------------------------
     def campaign_events(self, campaign_id: str) -> str:
         """List of a campaign's timeline events (JSON: ``at``, ``kind``, ``by``, ``reason``), oldest first."""

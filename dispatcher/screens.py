@@ -33,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dispatcher.money import shown as shown_money
+from dispatcher.money import unit as unit_price
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.pricing import money
 from dispatcher.preflight.result import PreflightResult
@@ -268,6 +269,11 @@ def lookup_progress() -> Iterator[ProgressCallback]:
 def print_summary(result: PreflightResult, rejects_out: Path | None = None) -> None:
     """The readable summary: totals, the countries, the reasons and the first rejected rows."""
     out.print(_totals(result))
+    if result.insight.get("preview"):
+        out.print(_preview(result))
+    unicode_note = _unicode_note(result)
+    if unicode_note is not None:
+        out.print(unicode_note)
     if result.by_country:
         out.print(_countries(result))
     if result.rejects:
@@ -301,6 +307,35 @@ def _totals(result: PreflightResult) -> Table:
     return table
 
 
+def _preview(result: PreflightResult) -> Table:
+    """The first messages as they will be sent."""
+    table = Table(title="First messages, as they will be sent", title_justify="left")
+    for name in ("Row", "To", "Text", "Parts", "Encoding"):
+        table.add_column(name, justify="right" if name in ("Row", "Parts") else "left")
+    for row in result.insight["preview"]:
+        table.add_row(str(row["row"]), str(row["to"]), Text(str(row["text"])), str(row["parts"]), str(row["encoding"]))
+    return table
+
+
+def _unicode_note(result: PreflightResult) -> Text | None:
+    """Which characters force Unicode, and the parts and cost that adds; the parts per message."""
+    insight = result.insight
+    if not insight:
+        return None
+    lines = []
+    chars = insight.get("unicode_chars") or []
+    if chars:
+        listed = ", ".join(f"{c['char']} ({c['codepoint']}, {c['messages']:,} messages)" for c in chars[:8])
+        lines.append(f"Characters forcing Unicode: {listed}.")
+        lines.append(f"Unicode adds {insight['unicode_extra_parts']:,} parts, "
+                     f"{money(insight['unicode_extra_cost'], result.currency)} (--gsm-only rejects those rows).")
+    per = insight.get("parts_per_message") or {}
+    if per:
+        lines.append("Parts per message: " + ", ".join(f"{n} part{'s' if n != '1' else ''}: {count:,}"
+                                                       for n, count in per.items()) + ".")
+    return Text("\n".join(lines)) if lines else None
+
+
 def _lookups_line(result: PreflightResult) -> Text:
     """What the HLR step did, or what it would have cost: lookups are paid for only when asked."""
     if result.hlr_done:
@@ -312,10 +347,12 @@ def _lookups_line(result: PreflightResult) -> Text:
 
 def _countries(result: PreflightResult) -> Table:
     table = Table(title="By country", title_justify="left")
-    for name in ("Country", "Messages", "Parts", "Lookups", "Cost"):
+    for name in ("Country", "Messages", "Parts", "Price per part", "Lookups", "Cost"):
         table.add_column(name, justify="left" if name == "Country" else "right")
     for country, summary in sorted(result.by_country.items(), key=lambda item: -item[1].cost):
-        table.add_row(country, f"{summary.messages:,}", f"{summary.parts:,}", f"{summary.lookups:,}",
+        priced = summary.parts and not summary.lookups  # with lookups, the cost is no longer parts x price
+        unit = unit_price(summary.cost / summary.parts, result.currency) if priced else "-"
+        table.add_row(country, f"{summary.messages:,}", f"{summary.parts:,}", unit, f"{summary.lookups:,}",
                       money(summary.cost, result.currency))
     return table
 

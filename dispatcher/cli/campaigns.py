@@ -250,6 +250,9 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=100,
                                    help="Rows read, checked and stored at a time (memory grows with it)."),
+    keep_columns: str | None = typer.Option(None, "--keep-columns",
+                                            help="Carry these columns of the list into the report: name,name "
+                                                 "or all."),
     rejects_out: Path | None = typer.Option(None, "--rejects-out",
                                             help="Also write the rows that will not be sent: .csv, .xlsx or .parquet."),
 ) -> None:
@@ -269,7 +272,8 @@ def submit(
 
     options = submission.SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
-        name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
+        name=name or file.name, window=window, days=days, expire_after=expire_after,
+        keep_columns=keep_columns).validated()
     if rejects_out is not None:
         from dispatcher.sending.report import campaign_rejects_format
 

@@ -292,6 +292,7 @@ class CampaignStore:
             pipe.expire(key, ttl_s)
         pipe.expire(self.keys.inbound(campaign_id), ttl_s)
         pipe.expire(self.keys.campaign_events(campaign_id), ttl_s)
+        pipe.expire(self.keys.kept_columns(campaign_id), ttl_s)
         pipe.expire(self.keys.parked_in(campaign_id), ttl_s)
         for n in range(info.batches):
             pipe.expire(self.keys.batch(campaign_id, n), ttl_s)

@@ -176,3 +176,13 @@ def test_errors_carry_the_sentence_under_error_and_message(api: ConsoleHandle) -
     assert missing.status_code == 404 and missing.json()["error"] == missing.json()["message"]
     page = api.http.get("/no/such/page")
     assert page.json() == {"error": "no such page", "message": "no such page"}
+
+
+def test_the_keep_columns_form_field_carries_the_lists_columns_into_the_report(api: ConsoleHandle) -> None:
+    cid = submit(api, small_csv(3, bad=0), keep_columns="name")["id"]
+    report = rows_of(api.http.get(f"/api/campaigns/{cid}/report?format=csv", headers=api.as_viewer()).text)
+    assert [r["name"] for r in report] == ["Cliente 0", "Cliente 1", "Cliente 2"]
+    refused = api.http.post("/api/campaigns", headers=api.as_admin(), data={**OPTIONS, "keep_columns": "nope"},
+                            files={"file": ("list.csv", small_csv(3, bad=0), "text/csv")})
+    assert refused.status_code == 422 and "'nope'" in refused.json()["error"]
+    assert "list.csv" in refused.json()["error"] and "dispatcher-upload" not in refused.json()["error"]
