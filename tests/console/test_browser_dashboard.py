@@ -42,11 +42,13 @@ from tests.conftest import SandboxHandle
 from tests.console.test_browser import CHROMIUM, launch
 from tests.sending.test_dispatch_integration import worker_env
 
-pytestmark = pytest.mark.slow
+pytestmark: Any = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "browser-webhook-path-0123456789"
-WIDE, NARROW = {"width": 1366, "height": 900}, {"width": 420, "height": 900}
+# Playwright's ViewportSize is a TypedDict of width and height (px).
+WIDE: Any = {"width": 1366, "height": 900}
+NARROW: Any = {"width": 420, "height": 900}
 # The viewer sits in another zone than the recipients (Spain), so times show in both.
 VIEWER_ZONE = "America/New_York"
 

@@ -373,7 +373,8 @@ function charts(allSamples, c, timeline) {
     rates.push([samples[i - 1][0], samples[i][0], dt > 0 ? Math.max(0, (samples[i][5] - samples[i - 1][5]) / dt) : 0]);
   }
   const pauses = (timeline?.pauses || []).map((p) => [p.from, p.to || (samples.at(-1) || [0])[0]]);
-  drawChart($("c-chart-rate"), samples, pauses, (frame) => {
+  const note = c.finished_at ? "finished before two samples (a second apart) were taken" : "waiting for samples...";
+  drawChart($("c-chart-rate"), samples, pauses, note, (frame) => {
     const max = Math.max(1, ...rates.map((r) => r[2]));
     for (const [ta, tb, r] of rates) {
       const h = frame.h * (r / max);
@@ -382,7 +383,7 @@ function charts(allSamples, c, timeline) {
     }
     return [`${fmt(Math.round(max))}/s`, "0/s"];
   });
-  drawChart($("c-chart-dlr"), samples, pauses, (frame) => {
+  drawChart($("c-chart-dlr"), samples, pauses, note, (frame) => {
     const max = Math.max(1, ...samples.map((s) => Math.max(s[3], s[4])));
     const line = (i, cls) => frame.nodes.push(make("polyline", { class: cls,
       points: samples.map((s) => `${frame.x(s[0]).toFixed(1)},${(frame.bottom - frame.h * (s[i] / max)).toFixed(1)}`).join(" ") }));
@@ -395,13 +396,13 @@ function charts(allSamples, c, timeline) {
   });
 }
 
-function drawChart(svg, samples, pauses, plot) {
+function drawChart(svg, samples, pauses, note, plot) {
   const W = 600, H = 170, L = 56, R = 8, B = 20, T = 18;
   const frame = { nodes: [], bottom: H - B, h: H - B - T, right: W - R };
   frame.nodes.push(make("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }),
     make("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
   if (samples.length < 2) {
-    frame.nodes.push(make("text", { x: L + 10, y: H / 2 }, "waiting for samples..."));
+    frame.nodes.push(make("text", { x: L + 10, y: H / 2 }, note));
     svg.replaceChildren(...frame.nodes);
     return;
   }
