@@ -280,6 +280,12 @@ def test_the_campaign_page_reports_text_sender_delivery_rate_cost_countries_and_
     assert {"nombre", "importe"} <= set(report.columns)  # the columns kept from the list
 
 
+def closed_window() -> str:
+    """A four-hour send window opening three hours from now in Madrid (and so in the Canaries too)."""
+    opens = datetime.now(ZoneInfo("Europe/Madrid")) + timedelta(hours=3)
+    return f"{opens:%H:%M}-{opens + timedelta(hours=4):%H:%M}"
+
+
 def test_a_schedule_made_in_the_dashboard_fires_and_is_edited_paused_and_removed_there(
         stack: Stack, browser_page: Callable[..., Page], tmp_path: Path, shots: Path) -> None:
     stack.worker()
@@ -294,15 +300,18 @@ def test_a_schedule_made_in_the_dashboard_fires_and_is_edited_paused_and_removed
     page.fill("#sf-tz", "Europe/Madrid")
     page.fill("#sf-from", "Tienda")
     page.fill("#sf-country", "ES")
-    page.fill("#sf-window", "00:00-23:59")
+    window = closed_window()  # its campaign waits, so the schedule has a current campaign to ask about
+    page.fill("#sf-window", window)
+    page.fill("#sf-expire", "12h")
     page.click("#sf-save")
     expect(page.locator("#schedule-error")).to_have_text("")
     card = page.locator("[data-testid=schedule-diario]")
     expect(card).to_contain_text("Hola {nombre}")
-    expect(card).to_contain_text("00:00-23:59")
-    expect(card).to_contain_text("Europe/Madrid")
-    outcome = card.locator("table.list tbody tr").first.locator("td").nth(1)
-    expect(outcome).to_have_text(re.compile("^(created|fired)$"), timeout=60_000)  # it fired: a campaign
+    expect(card).to_contain_text(f"{window} (Europe/Madrid)")
+    expect(card.locator("ul.events li")).to_have_count(5)  # the next runs
+    firings = card.locator("table.list tbody tr")
+    expect(firings.last.locator("td").nth(1)).to_have_text(re.compile("^(created|fired)$"), timeout=60_000)
+    expect(card).to_contain_text("skipped", timeout=30_000)  # later firings skip: its campaign still runs
 
     page.click("[data-testid=edit-diario]")
     page.fill("#sf-text", "Buenos días {nombre}")
@@ -314,8 +323,11 @@ def test_a_schedule_made_in_the_dashboard_fires_and_is_edited_paused_and_removed
     expect(card).to_contain_text("none: the schedule is paused")
     shoot(page, shots, "schedules")
 
+    current = card.locator("[data-testid='sched-diario-Current campaign']").inner_text().split()[0]
     page.click("[data-testid=remove-diario]")
-    dialog = page.locator("#remove-dialog")
-    if dialog.is_visible():  # its last campaign had not finished: keep it
-        page.click("#rd-keep")
+    expect(page.locator("#remove-dialog")).to_be_visible()
+    expect(page.locator("#rd-text")).to_contain_text(current)
+    page.click("#rd-cancel")
     expect(card).to_have_count(0)
+    answer = page.request.get(f"{stack.url}/api/campaigns/{current}").json()
+    assert answer["state"] == "cancelled", answer

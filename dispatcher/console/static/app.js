@@ -523,12 +523,16 @@ function scheduleCard(s) {
   if (current) facts.push(["Current campaign", `${current.id} (${current.state})`]);
   const factsTable = el("table", { class: "kv" });
   kv(factsTable, facts, `sched-${s.name}`);
+  if (current) {
+    const cell = factsTable.querySelector("tr:last-child td");
+    cell.replaceChildren(el("a", { href: `#/campaign/${current.id}`, text: current.id }), ` (${current.state})`);
+  }
   const next = s.paused ? [el("li", { text: "none: the schedule is paused" })]
     : (s.next_runs || (s.next_run ? [{ at: s.next_run }] : [])).map((r) => el("li", { text: bothZones(r.at, zone) }));
   const runs = el("table", { class: "list" });
   table(runs, [`Fired at (${zone})`, "Outcome", "Campaign / reason"], (s.runs || (s.last_run ? [{ at: s.last_run, outcome: s.last_outcome,
     campaign: s.last_campaign, reason: s.last_reason }] : [])).slice(0, 5).map((r) =>
-    [inZoneExact(r.at, zone), r.outcome || "-", r.campaign || r.reason || ""]), "not fired yet");
+    [inZoneExact(r.at, zone), r.outcome || "-", [r.campaign, r.reason].filter(Boolean).join(": ")]), "not fired yet");
   const buttons = admin ? el("div", { class: "actions" },
     el("button", { type: "button", text: "Edit", "data-testid": `edit-${s.name}`, onclick: () => editSchedule(s) }),
     el("button", { type: "button", text: s.paused ? "Resume" : "Pause", "data-testid": `toggle-${s.name}`,
