@@ -264,6 +264,8 @@ def test_the_campaign_page_reports_text_sender_delivery_rate_cost_countries_and_
     actual = page.locator("[data-testid='summary-Actual cost']").inner_text()
     assert re.fullmatch(r"[\d,]+\.\d\d EUR", actual), actual
     expect(page.locator("#c-countries")).to_contain_text("ES")
+    # Totals in EUR's two decimals, the unit price with up to four.
+    expect(page.locator("#c-countries tbody")).to_contain_text(re.compile(r"\b0\.\d{2,4} EUR.*\b\d+\.\d\d EUR"))
     expect(page.locator("#c-undelivered thead")).to_contain_text("Code")
     expect(page.locator("#c-rejects")).to_contain_text("phone")
     page.wait_for_timeout(1500)  # the charts' last samples
