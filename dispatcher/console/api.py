@@ -31,7 +31,7 @@ from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
-from dispatcher.sending import campaigns, submission
+from dispatcher.sending import campaigns, health, submission
 from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
 from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
 from dispatcher.sending.submission import SubmitOptions
@@ -249,8 +249,9 @@ def routes(console: Console) -> list[Route]:
         limit = _int_param(request, "limit", PAGE, 1, MAX_PAGE)
         infos = console.store.recent(limit, offset)
         limit_per_s, source = lane_limit(console.store, console.settings)
+        workers = len(health.WorkerRegistry(console.store.redis, console.store.keys).alive())
         return JSON({
-            "campaigns": [campaigns.listed(console.store, i) for i in infos], "offset": offset, "limit": limit,
+            "campaigns": [campaigns.listed(console.store, i, workers) for i in infos], "offset": offset, "limit": limit,
             "total": console.store.count(), "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
             "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
         })

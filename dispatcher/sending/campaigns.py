@@ -46,10 +46,11 @@ def status(store: CampaignStore, campaign_id: str, settings: Settings | None = N
             **costs(store, info)}
 
 
-def listed(store: CampaignStore, info: CampaignInfo) -> dict[str, Any]:
+def listed(store: CampaignStore, info: CampaignInfo, workers: int | None = None) -> dict[str, Any]:
     """A campaign as ``GET /api/campaigns`` lists it: its ``status`` fields but the costly ones
-    (no last error, no estimated finish: a page lists up to 200), with what it waits for."""
-    checked = health.campaign_health(store, info, with_error=False)
+    (no last error, no estimated finish: a page lists up to 200), with what it waits for.
+    ``workers``: the live workers, counted once for a whole page."""
+    checked = health.campaign_health(store, info, with_error=False, workers=workers)
     return {**info.to_json(), **checked, "waiting_for": explain.waiting_for(store, info, checked),
             **costs(store, info, compute=False)}
 

@@ -116,12 +116,14 @@ def stopped_badly(info: CampaignInfo) -> bool:
             and counts.get("failed", 0) + counts.get("rejected", 0) > 0)
 
 
-def campaign_health(store: CampaignStore, info: CampaignInfo, with_error: bool = True) -> dict[str, Any]:
+def campaign_health(store: CampaignStore, info: CampaignInfo, with_error: bool = True,
+                    workers: int | None = None) -> dict[str, Any]:
     """What ``status`` adds to a campaign: ``workers`` alive for this install, ``no_worker`` (True
     when the campaign has messages only a worker can move and none runs) and ``last_error`` (the
     last error a batch recorded, when some message failed or the campaign stopped badly; else None;
-    not looked for without ``with_error``)."""
-    workers = len(WorkerRegistry(store.redis, store.keys).alive())
+    not looked for without ``with_error``). ``workers``: the live workers when already counted."""
+    if workers is None:
+        workers = len(WorkerRegistry(store.redis, store.keys).alive())
     if not with_error:
         return {"workers": workers, "no_worker": workers == 0 and needs_worker(info)}
     counts = info.counts

@@ -29,6 +29,9 @@ from dispatcher.sending.schedules.store import Firing, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 
+#: Why a paused schedule's firing did nothing.
+PAUSED = "the schedule is paused"
+
 
 @dataclass
 class Firer:
@@ -75,7 +78,13 @@ class Firer:
             return self.schedules.record(Firing(name, now, due, "missed",
                                                 reason=f"{now - due:.0f} s late (grace {definition.grace_s:.0f} s)"))
         if not manual and state.get("paused") == "1":
-            return self.schedules.record(Firing(name, now, due, "skipped", reason="the schedule is paused"))
+            paused = Firing(name, now, due, "skipped", reason=PAUSED)
+            last = self.schedules.runs(name, 1)
+            # One record for a pause, not one per trigger: a 5 s schedule paused for a day would
+            # otherwise push every real firing out of the kept records.
+            if last and last[0].outcome == "skipped" and last[0].reason == PAUSED:
+                return paused
+            return self.schedules.record(paused)
         previous = state.get("last_campaign", "")
         held = self.schedules.held(name)
         hold = bool(held) or (bool(previous) and self._still_sending(previous))
