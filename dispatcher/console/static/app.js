@@ -170,10 +170,8 @@ function waitingText(c) {
   if (!w.kind || w.kind === "none") return "";
   let text = w.sentence || w.kind;
   const zone = w.zone || "UTC";
-  if (w.at && ["window", "rate_limited"].includes(w.kind) && zone !== viewerZone()) {
-    text += ` That is ${inZone(w.at, viewerZone())} your time (${viewerZone()}).`;
-  }
-  if (w.kind === "paused" && w.at && !/ at \d|\d:\d\d/.test(text)) text += ` Paused at ${bothZones(w.at, viewerZone())}.`;
+  // The sentence names the recipients' zone (or UTC); a viewer elsewhere also gets their own time.
+  if (w.at && zone !== viewerZone()) text += ` That is ${inZone(w.at, viewerZone())} your time (${viewerZone()}).`;
   return text;
 }
 
@@ -239,7 +237,8 @@ async function loadCampaigns() {
       el("td", { text: fmt(counts.sent) }), el("td", { text: fmt(counts.failed + counts.rejected) }),
       el("td", { text: fmt(c.delivered) }),
       el("td", { text: pace }),
-      el("td", { text: total(c.actual_cost ?? c.cost, c.currency, exponentOf(c)) }),
+      el("td", { text: total(c.actual_cost ?? c.cost, c.currency, exponentOf(c)) },
+        el("div", { class: "muted small", text: `est. ${total(c.estimated_cost ?? c.cost, c.currency, exponentOf(c))}` })),
       el("td", { text: when(c.created_at) }));
   });
   $("campaign-rows").replaceChildren(...rows);
