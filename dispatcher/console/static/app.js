@@ -284,7 +284,7 @@ async function loadCampaign(cid) {
   const summaryRows = [
     ["Text", c.text ?? s.text ?? (c.text_column ? `from column ${c.text_column}` : "-")],
     ["Sender", c.sender ?? s.sender ?? "-"],
-    ["Delivery rate", rate.of_reported === undefined ? "-"
+    ["Delivery rate", rate.of_reported === undefined ? "-" : rate.of_reported === null ? "no delivery reports yet"
       : `${pct(rate.of_reported)} of reported (${fmt(tot.delivered)} of ${fmt(tot.reported)}); ${pct(rate.of_sent)} of sent`],
     ["Actual cost", total(s.cost?.actual ?? c.actual_cost, currency, exp)],
     ["Estimated cost", total(s.cost?.estimated ?? c.estimated_cost ?? c.cost, currency, exp)],
