@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from dispatcher import money
-from dispatcher.schema.names import BatchState, State
+from dispatcher.schema.names import FINAL, BatchState, State
 from dispatcher.sending import explain, health, ledger
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.enqueuer import Enqueuer
@@ -59,41 +59,56 @@ def costs(store: CampaignStore, info: CampaignInfo, compute: bool = True) -> dic
     """The campaign's money as decimal strings in its currency's exponent: ``cost`` and
     ``estimated_cost`` (the preflight's estimate), ``actual_cost`` (parts Instasent accepted x their
     price; None when not ``compute``d and not yet known), and ``currency_exponent``."""
-    actual = actual_cost(store, info) if compute else cached_actual_cost(store, info)
+    actual = actual_cost(store, info) if compute else cached_actual_cost(store, info, stale_ok=True)
     estimate = money.total(info.cost, info.currency)
     return {"cost": estimate, "estimated_cost": estimate, "preflight": money.as_strings(info.preflight, info.currency),
             "actual_cost": money.total(actual, info.currency) if actual is not None else None,
             "currency_exponent": money.exponent(info.currency)}
 
 
-def cached_actual_cost(store: CampaignStore, info: CampaignInfo) -> Decimal | None:
+def cached_actual_cost(store: CampaignStore, info: CampaignInfo, stale_ok: bool = False) -> Decimal | None:
     """The actual cost last worked out for the campaign's present counters, or None (0 with
-    nothing sent, which needs no reading)."""
+    nothing sent, which needs no reading). With ``stale_ok``, a value read for earlier counters of
+    a campaign still sending is good for a while (see :func:`actual_cost`)."""
     if info.counts.get("sent", 0) == 0:
         return Decimal(0)
     raw = store.redis.hget(store.keys.campaign(info.id), "actual_cost")
     if raw is None:
         return None
-    stamp, _, amount = raw.decode().partition("|")
-    return Decimal(amount) if stamp == _cost_stamp(info) else None
+    stamp, amount, at, took = [*raw.decode().split("|"), "0", "0"][:4]
+    if stamp == _cost_stamp(info):
+        return Decimal(amount)
+    fresh_for = max(ACTUAL_COST_REFRESH_S, 20 * float(took or 0))
+    if stale_ok and info.state not in FINAL and time.time() - float(at or 0) < fresh_for:
+        return Decimal(amount)
+    return None
+
+
+#: Seconds an actual cost read while the campaign sends is shown before it is read again (longer
+#: when a read takes long: a million messages take seconds, and a page asks every two).
+ACTUAL_COST_REFRESH_S = 15.0
 
 
 def actual_cost(store: CampaignStore, info: CampaignInfo) -> Decimal:
     """Parts Instasent accepted (messages recorded ``sent``) times their price, summed in Decimal.
 
-    Reads every batch once for each change of the campaign's sent count, then answers from the
-    value kept in the campaign's hash (``actual_cost``, stamped with the counts it was read at).
+    Reads every batch, then answers from the value kept in the campaign's hash (``actual_cost``,
+    stamped with the counts it was read at): exact once the campaign is final; while it sends, read
+    again at most every :data:`ACTUAL_COST_REFRESH_S` seconds (or 20 times a read's duration).
     """
-    cached = cached_actual_cost(store, info)
+    cached = cached_actual_cost(store, info, stale_ok=True)
     if cached is not None:
         return cached
+    started = time.monotonic()
     amount = Decimal(0)
     for _, messages, records, _ in store.iter_raw_batches(info.id, 200):
         for i, price in enumerate(messages.price):
             raw = records.get(str(i).encode())
             if raw is not None and ledger.fields(raw)[0] == "sent":
                 amount += money.dec(price)
-    store.redis.hset(store.keys.campaign(info.id), "actual_cost", f"{_cost_stamp(info)}|{amount}")
+    took = time.monotonic() - started
+    store.redis.hset(store.keys.campaign(info.id), "actual_cost",
+                     f"{_cost_stamp(info)}|{amount}|{time.time()}|{took:.3f}")
     return amount
 
 
