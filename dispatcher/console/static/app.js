@@ -308,7 +308,10 @@ async function loadCampaign(cid) {
 async function loadSummary(cid, finished) {
   const cached = state.summary;
   const now = Date.now();
-  if (cached.cid === cid && cached.data && (cached.final || now - cached.at < SUMMARY_MS)) return cached.data;
+  // A live campaign's summary is kept a few seconds; once it has finished, it is read once more and kept.
+  if (cached.cid === cid && cached.data && (cached.final || (!finished && now - cached.at < SUMMARY_MS))) {
+    return cached.data;
+  }
   const { ok, data } = await api("GET", `/api/campaigns/${cid}/summary`);
   state.summary = { cid, at: now, data: ok ? data : null, final: ok && finished };
   return state.summary.data;
