@@ -264,6 +264,9 @@ def test_the_campaign_page_reports_text_sender_delivery_rate_cost_countries_and_
     expect(page.locator("[data-testid='summary-Delivery rate']")).to_contain_text("% of reported")
     actual = page.locator("[data-testid='summary-Actual cost']").inner_text()
     assert re.fullmatch(r"[\d,]+\.\d\d EUR", actual), actual
+    # Every message was sent in one part: what it cost is what was estimated, read after the end.
+    estimated = page.locator("[data-testid='summary-Estimated cost']").inner_text()
+    expect(page.locator("[data-testid='summary-Actual cost']")).to_have_text(estimated)
     expect(page.locator("#c-countries")).to_contain_text("ES")
     # Totals in EUR's two decimals, the unit price with up to four.
     spain = page.locator("#c-countries tbody tr").first.locator("td")
