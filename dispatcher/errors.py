@@ -134,3 +134,10 @@ class InvalidTransition(PermanentError):
     """A campaign cannot move from its current state to the requested one."""
 
     exit_code = 2
+
+
+def error_body(sentence: str) -> dict[str, object]:
+    """An error's JSON body, the same in both servers (the console and the webhook receiver):
+    ``error`` is the key to read (the console's routes, its dashboard and its OpenAPI spec use it);
+    ``message``, the same sentence, stays for the clients that read the receiver's old key."""
+    return {"error": sentence, "message": sentence}

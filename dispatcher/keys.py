@@ -197,6 +197,20 @@ class Keys:
         """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""
         return f"{self.prefix}:workers"
 
+    def worker_limits(self) -> str:
+        """Hash of the rate limits the workers run with (``per_min``, ``messages_per_s``, ``at``), written
+        with each heartbeat and expiring with it, so readers show the workers' limit, not their own."""
+        return f"{self.prefix}:workers:limits"
+
+    def kept_columns(self, campaign_id: str) -> str:
+        """Hash of the list's own columns kept for the report: row number -> JSON list of cells."""
+        return f"{self.prefix}:campaign:{campaign_id}:kept"
+
+    # -- campaign events ----------------------------------------------------------------------
+    def campaign_events(self, campaign_id: str) -> str:
+        """List of a campaign's timeline events (JSON: ``at``, ``kind``, ``by``, ``reason``), oldest first."""
+        return f"{self.prefix}:campaign:{campaign_id}:events"
+
     def queue(self) -> str:
         """The Celery queue of this install: prefixed too, so two installs on one broker stay apart."""
         return f"{self.prefix}:tasks"

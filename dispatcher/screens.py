@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -31,6 +32,8 @@ from rich.progress import Task as ProgressTask
 from rich.table import Table
 from rich.text import Text
 
+from dispatcher.money import shown as shown_money
+from dispatcher.money import unit as unit_price
 from dispatcher.preflight.hlr import Progress as ProgressCallback
 from dispatcher.preflight.pricing import money
 from dispatcher.preflight.result import PreflightResult
@@ -60,34 +63,112 @@ def redact_url(url: str) -> str:
 # -- campaigns -----------------------------------------------------------------------------------
 
 
-def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | None = None) -> None:
+def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | None = None,
+                 data: dict[str, Any] | None = None) -> None:
     """A readable summary of one campaign, with the last error a batch recorded when there is one
-    and how its list is loading while it loads."""
+    and how its list is loading while it loads; with ``data`` (``campaigns.status``'s object) also
+    what it waits for, when it should finish (in the recipients' zone and this machine's) and its
+    actual cost beside the estimate."""
     table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
     table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    waiting = (data or {}).get("waiting_for") or {}
+    if waiting.get("sentence"):
+        table.add_row("waiting for", Text(str(waiting["sentence"]), style="yellow"))
     if load is not None:
         table.add_row("list", load.describe().replace("ID", info.id))
     if last_error:
         table.add_row("last error", Text(last_error, style="red"))
+    if info.options.get("sender"):
+        table.add_row("sender", Text(str(info.options["sender"])))
+    if info.options.get("text"):
+        table.add_row("text", Text(str(info.options["text"])))
+    elif info.options.get("text_column"):
+        table.add_row("text", Text(f"from column {info.options['text_column']}"))
     table.add_row("messages", str(info.total))
     for name, value in info.counts.items():
         table.add_row(f"  {name}", str(value))
     if info.started_at and info.processed:
         end = info.finished_at or info.updated_at or time.time()
-        elapsed = max(1e-3, end - info.started_at)
-        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.1f} s")
+        elapsed = end - info.started_at
+        # Under a second (a sandbox run) the division says nothing: "2,703 messages/s over 0.0 s".
+        table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.0f} s" if elapsed >= 1
+                      else f"{info.processed:,} messages in under a second")
     if info.send_window is not None:
         window = info.send_window.to_json()
-        table.add_row("send window", f"{window['start']}-{window['end']} local time")
+        table.add_row("send window", f"{window['start']}-{window['end']} in each recipient's local time")
     if info.waiting:
         table.add_row("waiting for window", f"{info.waiting} messages")
+    finish = (data or {}).get("estimated_finish")
+    if finish:
+        table.add_row("estimated finish", f"{both_zones(finish['at'], finish.get('zone'))} "
+                                          f"(at {finish['pace_per_s']:,.1f} messages/s)")
     if info.expires_at:
-        table.add_row("expires", time.strftime("%Y-%m-%d %H:%M", time.localtime(info.expires_at)))
+        table.add_row("expires", both_zones(info.expires_at, None))
     if info.delivery_rate is not None:
-        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported)")
+        table.add_row("delivered", f"{info.delivery['delivered']} ({info.delivery_rate:.1%} of reported"
+                                   + (f", {info.delivery_rate_of_sent:.1%} of sent)" if info.delivery_rate_of_sent
+                                      is not None else ")"))
         table.add_row("undelivered", str(info.delivery["undelivered"]))
-    table.add_row("estimated cost", f"{info.cost:.4f} {info.currency}")
+    table.add_row("estimated cost", shown_money(info.cost, info.currency))
+    actual = (data or {}).get("actual_cost")
+    if actual is not None:
+        table.add_row("actual cost", f"{shown_money(Decimal(actual), info.currency)} (accepted parts x price)")
     out.print(table)
+
+
+def print_campaign_summary(data: dict[str, Any]) -> None:
+    """The campaign report (:func:`dispatcher.sending.summary.campaign_summary`) as tables."""
+    totals, rate, cost = data["totals"], data["delivery_rate"], data["cost"]
+    head = Table(title=f"Campaign {data['id']} — {data['name']} ({data['state']})", show_header=False)
+    head.add_row("sender", Text(str(data.get("sender") or "(account default)")))
+    head.add_row("text", Text(str(data.get("text") or (f"from column {data['text_column']}"
+                                                        if data.get("text_column") else ""))))
+    head.add_row("messages", f"{totals['messages']:,} ({totals['sent']:,} sent, {totals['failed']:,} failed, "
+                             f"{totals['rejected']:,} rejected, {totals['cancelled']:,} cancelled)")
+    head.add_row("delivered", f"{totals['delivered']:,} of {totals['reported']:,} reported "
+                              f"({_pct(rate['of_reported'])}), of {totals['sent']:,} sent ({_pct(rate['of_sent'])})")
+    head.add_row("cost", f"{cost['actual']} {cost['currency']} actual (accepted parts x price), "
+                         f"{cost['estimated']} {cost['currency']} estimated")
+    out.print(head)
+    if data["undelivered"]:
+        table = Table(title="Undelivered by report code")
+        for name in ("status", "code", "count", "reason"):
+            table.add_column(name, justify="right" if name == "count" else "left")
+        for row in data["undelivered"]:
+            table.add_row(row["status"], row["code"] or "-", f"{row['count']:,}", row["reason"])
+        out.print(table)
+    table = Table(title="Countries")
+    for name in ("country", "messages", "sent", "parts", "unit price", "estimated", "actual", "delivered",
+                 "undelivered", "rate"):
+        table.add_column(name, justify="left" if name == "country" else "right")
+    for row in data["countries"]:
+        table.add_row(row["country"], f"{row['messages']:,}", f"{row['sent']:,}", f"{row['parts']:,}",
+                      row["unit_price"] or "-", row["estimated_cost"], row["actual_cost"], f"{row['delivered']:,}",
+                      f"{row['undelivered']:,}", _pct(row["delivery_rate"]))
+    out.print(table)
+    timeline = Table(title="Timeline (UTC)")
+    for name in ("at", "event", "by", "reason"):
+        timeline.add_column(name)
+    for event in data["timeline"]["events"]:
+        timeline.add_row(str(event["at_iso"]), event["kind"], event["by"] or "", event["reason"] or "")
+    out.print(timeline)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def both_zones(ts: float, zone: str | None) -> str:
+    """``ts`` (Unix s) in ``zone`` (the recipients'), then in this machine's zone, each named:
+    ``2026-12-07 09:00 Europe/Madrid (08:00 UTC here)``; only this machine's without ``zone``."""
+    here = datetime.fromtimestamp(ts).astimezone()
+    mine = f"{here:%Y-%m-%d %H:%M} {here.tzname()}"
+    if not zone:
+        return mine
+    there = datetime.fromtimestamp(ts, ZoneInfo(zone))
+    if there.utcoffset() == here.utcoffset() and zone == here.tzname():
+        return f"{there:%Y-%m-%d %H:%M} {zone}"
+    return f"{there:%Y-%m-%d %H:%M} {zone} ({here:%Y-%m-%d %H:%M} {here.tzname()} here)"
 
 
 def campaign_table(infos: list[CampaignInfo]) -> Table:
@@ -188,6 +269,11 @@ def lookup_progress() -> Iterator[ProgressCallback]:
 def print_summary(result: PreflightResult, rejects_out: Path | None = None) -> None:
     """The readable summary: totals, the countries, the reasons and the first rejected rows."""
     out.print(_totals(result))
+    if result.insight.get("preview"):
+        out.print(_preview(result))
+    unicode_note = _unicode_note(result)
+    if unicode_note is not None:
+        out.print(unicode_note)
     if result.by_country:
         out.print(_countries(result))
     if result.rejects:
@@ -221,6 +307,35 @@ def _totals(result: PreflightResult) -> Table:
     return table
 
 
+def _preview(result: PreflightResult) -> Table:
+    """The first messages as they will be sent."""
+    table = Table(title="First messages, as they will be sent", title_justify="left")
+    for name in ("Row", "To", "Text", "Parts", "Encoding"):
+        table.add_column(name, justify="right" if name in ("Row", "Parts") else "left")
+    for row in result.insight["preview"]:
+        table.add_row(str(row["row"]), str(row["to"]), Text(str(row["text"])), str(row["parts"]), str(row["encoding"]))
+    return table
+
+
+def _unicode_note(result: PreflightResult) -> Text | None:
+    """Which characters force Unicode, and the parts and cost that adds; the parts per message."""
+    insight = result.insight
+    if not insight:
+        return None
+    lines = []
+    chars = insight.get("unicode_chars") or []
+    if chars:
+        listed = ", ".join(f"{c['char']} ({c['codepoint']}, {c['messages']:,} messages)" for c in chars[:8])
+        lines.append(f"Characters forcing Unicode: {listed}.")
+        lines.append(f"Unicode adds {insight['unicode_extra_parts']:,} parts, "
+                     f"{money(insight['unicode_extra_cost'], result.currency)} (--gsm-only rejects those rows).")
+    per = insight.get("parts_per_message") or {}
+    if per:
+        lines.append("Parts per message: " + ", ".join(f"{n} part{'s' if n != '1' else ''}: {count:,}"
+                                                       for n, count in per.items()) + ".")
+    return Text("\n".join(lines)) if lines else None
+
+
 def _lookups_line(result: PreflightResult) -> Text:
     """What the HLR step did, or what it would have cost: lookups are paid for only when asked."""
     if result.hlr_done:
@@ -232,10 +347,12 @@ def _lookups_line(result: PreflightResult) -> Text:
 
 def _countries(result: PreflightResult) -> Table:
     table = Table(title="By country", title_justify="left")
-    for name in ("Country", "Messages", "Parts", "Lookups", "Cost"):
+    for name in ("Country", "Messages", "Parts", "Price per part", "Lookups", "Cost"):
         table.add_column(name, justify="left" if name == "Country" else "right")
     for country, summary in sorted(result.by_country.items(), key=lambda item: -item[1].cost):
-        table.add_row(country, f"{summary.messages:,}", f"{summary.parts:,}", f"{summary.lookups:,}",
+        priced = summary.parts and not summary.lookups  # with lookups, the cost is no longer parts x price
+        unit = unit_price(summary.cost / summary.parts, result.currency) if priced else "-"
+        table.add_row(country, f"{summary.messages:,}", f"{summary.parts:,}", unit, f"{summary.lookups:,}",
                       money(summary.cost, result.currency))
     return table
 
@@ -265,10 +382,13 @@ def _first_rejects(result: PreflightResult) -> Table:
 
 def print_schedules(rows: list[dict[str, Any]]) -> None:
     """The schedule table, from :func:`schedule_rows`."""
-    table = Table("name", "when", "next run", "last run", "outcome", "campaign / reason")
+    table = Table("name", "when", "window", "text", "next run", "last run", "outcome", "campaign / reason")
     for r in rows:
         when = f"{r['cron']} {r['tz']}" if r["cron"] else f"every {r['every_s']:g}s"
-        table.add_row(str(r["name"]), when, _when(r["next_run"], str(r["tz"])), _when(r["last_run"], str(r["tz"])),
+        window = f"{r['window']} {r.get('days') or ''}".strip() if r.get("window") else "-"
+        text = r.get("text") or (f"column {r['text_column']}" if r.get("text_column") else "")
+        next_run = "paused" if r.get("paused") else _when(r["next_run"], str(r["tz"]))
+        table.add_row(str(r["name"]), when, window, Text(str(text)), next_run, _when(r["last_run"], str(r["tz"])),
                       str(r["last_outcome"] or "-"), str(r["last_campaign"] or r["last_reason"] or ""))
     out.print(table)
 

@@ -138,6 +138,7 @@ class Heartbeat:
         client = connect_redis(settings.redis_url, connect_timeout_s=HEARTBEAT_EVERY_S, timeout_s=HEARTBEAT_EVERY_S,
                                ca_file=settings.redis_ca_file)
         self._registry = WorkerRegistry(client, Keys(settings.key_prefix))
+        self._limits = (settings.rate_limit_per_min, settings.message_rate_per_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher-heartbeat", daemon=True)
 
@@ -159,6 +160,7 @@ class Heartbeat:
     def _beat(self) -> None:
         try:
             self._registry.beat(self.worker)
+            self._registry.publish_limits(*self._limits)  # what the console's "Pace N of M" shows
         except redis.exceptions.RedisError:
             logging.getLogger(__name__).warning("cannot write the worker heartbeat to Redis; retrying")
 

@@ -89,7 +89,10 @@ def fire_schedule(name: str) -> dict[str, Any] | None:
     return firing.to_json() if firing else None
 
 
-@app.task(name=RELEASE_WINDOWS)
+# No task events: beat runs it every 5 s, so Flower's task list (which shows what sends events)
+# was mostly this housekeeping and buried the campaigns' tasks (129 of them in 10 min). What it
+# does is in the campaigns' own status (batches released, ``waiting_for``), and its log line stays.
+@app.task(name=RELEASE_WINDOWS, send_events=False)
 def release_windows() -> dict[str, Any]:
     """Queue batches whose send window opened, and campaigns queued behind a finished run."""
     s = send_context()

@@ -29,7 +29,8 @@ CLI = ("dispatcher.cli",)
 #: ``serving`` runs an ASGI app under uvicorn with read deadlines: the console and the webhook use it,
 #: and it knows neither.
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ground", ("dispatcher.settings", "dispatcher.keys", "dispatcher.errors", "dispatcher.schema")),
+    ("ground", ("dispatcher.settings", "dispatcher.keys", "dispatcher.errors", "dispatcher.schema",
+                "dispatcher.money")),
     ("instasent", ("dispatcher.instasent",)),
     ("preflight", ("dispatcher.preflight",)),
     ("sending", ("dispatcher.sending",)),

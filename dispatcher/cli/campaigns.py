@@ -28,13 +28,24 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.resources import Resources
-from dispatcher.screens import campaign_table, out, print_status, show_progress, wait_for
+from dispatcher.screens import (
+    both_zones,
+    campaign_table,
+    out,
+    print_campaign_summary,
+    print_status,
+    show_progress,
+    wait_for,
+)
 from dispatcher.sending import campaigns, health, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
 from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
+
+#: Who a change made here is recorded as, on the campaign's timeline.
+BY_CLI = "command line"
 
 
 def _store(settings: Settings) -> tuple[CampaignStore, BatchOps]:
@@ -63,15 +74,16 @@ def status(
     registry = _registry(settings)
     if watch and not as_json:
         show_progress(store, registry, campaign_id)
-    data = campaigns.status(store, campaign_id)
+    data = campaigns.status(store, campaign_id, settings)
     if as_json:
         _print_json(data)
         return
     info = store.get(campaign_id)
-    print_status(info, data["last_error"] or "", loading.progress(store, campaign_id))
+    print_status(info, data["last_error"] or "", loading.progress(store, campaign_id), data)
     opening = data["next_window_opens_at"]
     if opening:
-        out.print(f"Next send window opens at {time.strftime('%Y-%m-%d %H:%M', time.localtime(opening))}.")
+        zone = data["waiting_for"].get("zone") if data["waiting_for"]["kind"] == "window" else None
+        out.print(f"Next send window opens at {both_zones(opening, zone)}.")
     print_watchdog(info, data["last_sweep"])
     if data["no_worker"]:
         echo_warning(f"{health.NO_WORKER}.")
@@ -111,10 +123,24 @@ def report(
     output: Path | None = typer.Option(
         None, "-o", "--output",
         help="Report file: .csv (for scripts), .xlsx (for spreadsheets) or .parquet. Without it: CSV on stdout."),
+    summary: bool = typer.Option(False, "--summary", help="Show the campaign report: text, sender, delivery "
+                                 "rates, undelivered by code, actual cost, countries, timeline."),
+    as_json: bool = typer.Option(False, "--json", help="Print the campaign report as one JSON object."),
 ) -> None:
-    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery)."""
+    """Write one row per message (row, to, clientId, status, Instasent id, parts, price, error, delivery,
+    report code); with --summary, the campaign report instead (rates, costs, countries, timeline)."""
     from dispatcher.sending.report import iter_report_csv, report_format, stream_report
 
+    if summary or as_json:
+        from dispatcher.sending.summary import campaign_summary
+
+        store, _ = _store(load_settings())
+        data = campaign_summary(store, campaign_id)
+        if as_json:
+            _print_json(data)
+        else:
+            print_campaign_summary(data)
+        return
     if output is not None:
         report_format(output)  # refuse an unknown format before reading anything
         writable_output(output)
@@ -129,10 +155,25 @@ def report(
 
 
 @app.command()
+def rejects(
+    campaign_id: str = typer.Argument(..., help="Campaign id."),
+    output: Path = typer.Option(..., "-o", "--output", help="File for the rejected rows: .csv, .xlsx or .parquet."),
+) -> None:
+    """Write the rows of a submitted campaign's list that were not sent (row, value, reason)."""
+    from dispatcher.sending.report import campaign_rejects_format, write_campaign_rejects
+
+    campaign_rejects_format(output)  # refuse an unknown format before reading anything
+    writable_output(output)
+    store, _ = _store(load_settings())
+    kind, count = write_campaign_rejects(store, campaign_id, output)
+    out.print(f"Wrote {count:,} rejected rows to {output} ({kind}).")
+
+
+@app.command()
 def pause(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Pause a campaign; batches already with Instasent finish, the rest wait for `resume`."""
     store, _ = _store(load_settings())
-    campaigns.pause(store, campaign_id)
+    campaigns.pause(store, campaign_id, by=BY_CLI)
     out.print(f"Campaign {campaign_id} paused.")
 
 
@@ -142,7 +183,7 @@ def resume(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     settings = load_settings()
     store, ops = _store(settings)
     enqueuer = load_enqueuer(settings)
-    queued = campaigns.resume(store, ops, enqueuer, campaign_id)
+    queued = campaigns.resume(store, ops, enqueuer, campaign_id, by=BY_CLI)
     out.print(f"Campaign {campaign_id} resumed; {len(queued)} batches queued.")
     _continue_loading(store, ops, enqueuer, settings, campaign_id)
 
@@ -169,7 +210,7 @@ def cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Cancel a campaign: every message not yet sent becomes `cancelled`."""
     settings = load_settings()
     store, ops = _store(settings)
-    n = campaigns.cancel(store, ops, campaign_id, settings.campaign_ttl_s)
+    n = campaigns.cancel(store, ops, campaign_id, settings.campaign_ttl_s, by=BY_CLI)
     out.print(f"Campaign {campaign_id} cancelled; {n} messages will not be sent.")
 
 
@@ -209,6 +250,11 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the campaign's status)."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=100,
                                    help="Rows read, checked and stored at a time (memory grows with it)."),
+    keep_columns: str | None = typer.Option(None, "--keep-columns",
+                                            help="Carry these columns of the list into the report: name,name "
+                                                 "or all."),
+    rejects_out: Path | None = typer.Option(None, "--rejects-out",
+                                            help="Also write the rows that will not be sent: .csv, .xlsx or .parquet."),
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
 
@@ -226,7 +272,13 @@ def submit(
 
     options = submission.SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
-        name=name or file.name, window=window, days=days, expire_after=expire_after).validated()
+        name=name or file.name, window=window, days=days, expire_after=expire_after,
+        keep_columns=keep_columns).validated()
+    if rejects_out is not None:
+        from dispatcher.sending.report import campaign_rejects_format
+
+        campaign_rejects_format(rejects_out)
+        writable_output(rejects_out)
     settings = load_settings()
     store, ops = _store(settings)
     check_persistence(store.redis, settings)
@@ -256,10 +308,16 @@ def submit(
             chunk_rows=chunk_rows)
     if not as_json:
         out.print(_loaded_sentence(campaign_id, loaded))
+    if rejects_out is not None:
+        from dispatcher.sending.report import write_campaign_rejects
+
+        kind, count = write_campaign_rejects(store, campaign_id, rejects_out)
+        if not as_json:
+            out.print(f"Wrote {count:,} rejected rows to {rejects_out} ({kind}).")
     registry = _registry(settings)
     if not wait or loaded.outcome != "complete":
         if as_json:
-            _print_json(campaigns.status(store, campaign_id))
+            _print_json(campaigns.status(store, campaign_id, settings))
         if not registry.alive():
             echo_warning(f"{health.NO_WORKER}.")
         return
@@ -267,7 +325,7 @@ def submit(
     if health.stopped_badly(info):
         _refuse_bad_end(store, info, as_json)
     if as_json:
-        _print_json(campaigns.status(store, campaign_id))
+        _print_json(campaigns.status(store, campaign_id, settings))
     else:
         print_status(info, health.last_error(store, campaign_id) if _has_failures(info) else "")
 

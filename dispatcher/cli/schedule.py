@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import orjson
 import typer
 
 from dispatcher.cli._app import app
-from dispatcher.cli._common import load_settings
+from dispatcher.cli._common import echo_warning, load_settings
 from dispatcher.cli._options import (
     Country,
     Days,
@@ -24,9 +25,11 @@ from dispatcher.cli._options import (
     Sender,
     SendWindow,
 )
+from dispatcher.errors import InputError, UnknownItem
 from dispatcher.resources import Resources
 from dispatcher.screens import out, print_schedules
-from dispatcher.sending.schedules.admin import add_schedule, remove_schedule, schedule_rows
+from dispatcher.sending import campaigns
+from dispatcher.sending.schedules.admin import add_schedule, current_campaign, remove_schedule, schedule_rows
 from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.windows import parse_duration
@@ -88,8 +91,9 @@ def add(
 
 @schedule_app.command("list")
 def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
-    """Show every schedule with its next run, its last run and that run's outcome."""
-    rows = schedule_rows(_store(load_settings()))
+    """Show every schedule with its window, text, next runs, last run and that run's outcome."""
+    resources = Resources.from_settings(load_settings())
+    rows = schedule_rows(resources.schedules, store=resources.store)
     if as_json:
         typer.echo(orjson.dumps(rows).decode())
         return
@@ -97,10 +101,62 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print a J
 
 
 @schedule_app.command("remove")
-def remove(name: str = typer.Argument(..., help="Schedule name.")) -> None:
-    """Delete a schedule; it never fires again (campaigns it created are kept)."""
-    remove_schedule(_store(load_settings()), _glue(), name)
-    out.print(f"Schedule {name} removed.")
+def remove(name: str = typer.Argument(..., help="Schedule name."),
+           cancel_current: bool = typer.Option(False, "--cancel-current",
+                                               help="Also cancel the campaign it created that has not finished."),
+           keep_current: bool = typer.Option(False, "--keep-current",
+                                             help="Keep the campaign it created that has not finished (it sends "
+                                                  "as planned).")) -> None:
+    """Delete a schedule; it never fires again. Its unfinished campaign is kept or cancelled: asked
+    at a terminal, else told by --keep-current or --cancel-current (kept, with a warning, when neither)."""
+    if cancel_current and keep_current:
+        raise InputError("give --cancel-current or --keep-current, not both.")
+    settings = load_settings()
+    resources = Resources.from_settings(settings)
+    current: str | None = "cancel" if cancel_current else "keep" if keep_current else None
+    if current is None:
+        found = current_campaign(resources.schedules, resources.store, name) if _known(resources, name) else None
+        if found is None:
+            current = "keep"
+        elif sys.stdin.isatty() and sys.stdout.isatty():
+            cancel = typer.confirm(f"Schedule {name} has campaign {found['id']} still {found['state']}. Cancel it "
+                                   "too? (No keeps it: it sends as planned.)", default=False)
+            current = "cancel" if cancel else "keep"
+        else:
+            # A script that says nothing keeps the campaign, as removal always did, but is told.
+            current = "keep"
+            echo_warning(f"campaign {found['id']} of schedule {name} is still {found['state']} and is kept: it "
+                         f"sends as planned (`dispatcher cancel {found['id']}` stops it; --cancel-current "
+                         "cancels it with the schedule).")
+    done = remove_schedule(resources.schedules, _glue(), name, store=resources.store, current=current,
+                           cancel=lambda cid: campaigns.cancel(resources.store, resources.ops, cid,
+                                                               settings.campaign_ttl_s, by="command line"))
+    tail = ""
+    if done is not None:
+        tail = f"; campaign {done['id']} {done['action']}"
+    out.print(f"Schedule {name} removed{tail}.")
+
+
+def _known(resources: Resources, name: str) -> bool:
+    try:
+        resources.schedules.get(name)
+    except UnknownItem:
+        return False
+    return True
+
+
+@schedule_app.command("pause")
+def pause(name: str = typer.Argument(..., help="Schedule name.")) -> None:
+    """Pause a schedule: its firings are recorded as skipped until `schedule resume`."""
+    _store(load_settings()).set_paused(name, True)
+    out.print(f"Schedule {name} paused; `dispatcher schedule resume {name}` resumes it.")
+
+
+@schedule_app.command("resume")
+def resume(name: str = typer.Argument(..., help="Schedule name.")) -> None:
+    """Resume a paused schedule from its next due time (the firings it skipped are not made up)."""
+    _store(load_settings()).set_paused(name, False)
+    out.print(f"Schedule {name} resumed.")
 
 
 @schedule_app.command("run")

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -25,14 +26,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from dispatcher import money
 from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
-from dispatcher.console.series import pace_limit_per_s, pace_per_s, read_series
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
-from dispatcher.sending import campaigns, submission
-from dispatcher.sending.report import build_report, rejects_page, write_report
+from dispatcher.sending import campaigns, health, submission
+from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
+from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
 from dispatcher.sending.submission import SubmitOptions
+from dispatcher.sending.summary import campaign_summary
 
 #: Campaigns per page of ``GET /api/campaigns`` unless ``limit`` says otherwise, and the most allowed.
 PAGE = 20
@@ -98,7 +101,8 @@ def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
     """
     return SubmitOptions(preflight_options(fields), name=_text(fields, "name") or filename,
                          window=_text(fields, "window"), days=_text(fields, "days"),
-                         expire_after=_text(fields, "expire_after")).validated()
+                         expire_after=_text(fields, "expire_after"),
+                         keep_columns=_text(fields, "keep_columns")).validated()
 
 
 async def _received(console: Console, request: Request) -> uploads.Upload:
@@ -117,6 +121,17 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     if upload.path is None:
         upload.close()
         raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
+    await measured(console, upload)
+    return upload
+
+
+async def measured(console: Console, upload: uploads.Upload) -> None:
+    """Check an uploaded file against the expanded-size, row and ratio caps (deleted when over one).
+
+    Raises:
+        ApiError: 413 over a cap.
+    """
+    assert upload.path is not None
     settings = console.settings
     try:
         await run_in_threadpool(uploads.measure, upload.path, upload.filename,
@@ -128,7 +143,6 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
     except BaseException:
         upload.close()
         raise
-    return upload
 
 
 @contextlib.contextmanager
@@ -168,7 +182,15 @@ async def _preflight(console: Console, upload: uploads.Upload, options: Prefligh
 
 
 def _refused(console: Console, exc: BudgetExceeded, result: PreflightResult) -> ApiError:
-    return ApiError(422, str(exc), preflight=result.to_json(max_rejects=console.settings.max_answer_rejects))
+    return ApiError(422, str(exc), preflight=preflight_answer(console, result))
+
+
+def preflight_answer(console: Console, result: PreflightResult) -> dict[str, Any]:
+    """The preflight as the API answers it: its rejects capped, every money figure a decimal string
+    (totals in the currency's exponent, unit prices with up to 4 decimals) and ``currency_exponent``."""
+    body = money.as_strings(result.to_json(max_rejects=console.settings.max_answer_rejects), result.currency)
+    assert isinstance(body, dict)
+    return {**body, "currency_exponent": money.exponent(result.currency)}
 
 
 def _authorize_preflight(console: Console, request: Request, options: PreflightOptions) -> None:
@@ -196,7 +218,7 @@ def routes(console: Console) -> list[Route]:
                 check_budget(result, options.max_cost)
             except BudgetExceeded as exc:
                 raise _refused(console, exc, result) from None
-            return JSON(result.to_json(max_rejects=console.settings.max_answer_rejects))
+            return JSON(preflight_answer(console, result))
         finally:
             upload.close()
 
@@ -216,7 +238,7 @@ def routes(console: Console) -> list[Route]:
                 if not counted:  # HLR lookups refused before the count ended: no preflight to show
                     raise
                 raise _refused(console, exc, counted[0]) from None
-            body = await run_in_threadpool(campaigns.status, console.store, campaign_id)
+            body = await run_in_threadpool(campaigns.status, console.store, campaign_id, console.settings)
             return JSON(body, status_code=201)
         finally:
             upload.close()
@@ -226,28 +248,30 @@ def routes(console: Console) -> list[Route]:
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", PAGE, 1, MAX_PAGE)
         infos = console.store.recent(limit, offset)
+        limit_per_s, source = lane_limit(console.store, console.settings)
+        workers = len(health.WorkerRegistry(console.store.redis, console.store.keys).alive())
         return JSON({
-            "campaigns": [i.to_json() for i in infos], "offset": offset, "limit": limit,
-            "total": console.store.count(), "pace_limit_per_s": pace_limit_per_s(console.settings),
+            "campaigns": [campaigns.listed(console.store, i, workers) for i in infos], "offset": offset, "limit": limit,
+            "total": console.store.count(), "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
             "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
         })
 
     def show(request: Request) -> Response:
         console.authorize(request)
-        return JSON(campaigns.status(console.store, request.path_params["cid"]))
+        return JSON(campaigns.status(console.store, request.path_params["cid"], console.settings))
 
     def act(request: Request) -> Response:
-        console.authorize(request)
+        who = console.authorize(request).name
         campaign_id, action = request.path_params["cid"], request.path_params["action"]
         if action == "pause":
-            campaigns.pause(console.store, campaign_id)
+            campaigns.pause(console.store, campaign_id, by=who)
         elif action == "resume":
-            campaigns.resume(console.store, console.ops, console.enqueuer, campaign_id)
+            campaigns.resume(console.store, console.ops, console.enqueuer, campaign_id, by=who)
         elif action == "cancel":
-            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s)
+            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s, by=who)
         else:
             raise ApiError(404, f"no action {action!r}: use pause, resume or cancel.")
-        return JSON(campaigns.status(console.store, campaign_id))
+        return JSON(campaigns.status(console.store, campaign_id, console.settings))
 
     def report(request: Request) -> Response:
         console.authorize(request)
@@ -273,9 +297,16 @@ def routes(console: Console) -> list[Route]:
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", REJECTS_PAGE, 1, MAX_REJECTS_PAGE)
         console.store.get(campaign_id)  # 404 for an unknown campaign, not an empty list
+        kind = request.query_params.get("format")
+        if kind is not None:
+            return _rejects_file(console, campaign_id, kind.lower())
         page = rejects_page(console.store, campaign_id, offset, limit)
         return JSON({"total": page.total, "reasons": page.reasons, "offset": offset, "limit": limit,
                      "rejects": page.rows})
+
+    def summary(request: Request) -> Response:
+        console.authorize(request)
+        return JSON(campaign_summary(console.store, request.path_params["cid"]))
 
     def series(request: Request) -> Response:
         console.authorize(request)
@@ -284,7 +315,7 @@ def routes(console: Console) -> list[Route]:
         samples = read_series(console.store, campaign_id)
         return JSON({"fields": ["t", "sent", "failed", "delivered", "undelivered", "processed"],
                              "samples": samples, "pace_per_s": pace_per_s(samples[-10:]),
-                             "pace_limit_per_s": pace_limit_per_s(console.settings)})
+                             "pace_limit_per_s": lane_limit(console.store, console.settings)[0]})
 
     return [
         Route("/api/preflight", preflight, methods=["POST"]),
@@ -294,9 +325,30 @@ def routes(console: Console) -> list[Route]:
         Route("/api/campaigns/{cid}", show, methods=["GET"]),
         Route("/api/campaigns/{cid}/report", report, methods=["GET"]),
         Route("/api/campaigns/{cid}/rejects", rejects, methods=["GET"]),
+        Route("/api/campaigns/{cid}/summary", summary, methods=["GET"]),
         Route("/api/campaigns/{cid}/series", series, methods=["GET"]),
         Route("/api/campaigns/{cid}/{action}", act, methods=["POST"]),
     ]
+
+
+def _rejects_file(console: Console, campaign_id: str, kind: str) -> Response:
+    """The campaign's rejected rows as a ``csv``, ``xlsx`` or ``parquet`` download.
+
+    Raises:
+        ApiError: 400 for another format.
+    """
+    if kind not in _REPORT_TYPES:
+        raise ApiError(400, f"format is csv, xlsx or parquet, got {kind!r}.")
+    handle, name = tempfile.mkstemp(prefix="dispatcher-rejects-", suffix=f".{kind}")
+    os.close(handle)
+    path = Path(name)
+    try:
+        write_campaign_rejects(console.store, campaign_id, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(path, media_type=_REPORT_TYPES[kind], filename=f"campaign-{campaign_id}-rejects.{kind}",
+                        background=BackgroundTask(_unlink, path))
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

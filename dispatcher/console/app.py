@@ -1,9 +1,10 @@
 """The console's ASGI app: API, dashboard and metrics in one Starlette application.
 
-Errors become ``{"error": "one sentence"}`` with a fitting status: 400 a malformed request, 401
-no valid token, 403 not allowed, 404 no such campaign or schedule, 409 a state change the
-campaign's state refuses, 413 an upload over the cap, 422 options or a file the preflight
-refuses (with the preflight object when the budget guard refused), 503 Redis or Instasent away.
+Errors become ``{"error": "one sentence", "message": "the same"}`` (the webhook receiver's shape
+too, see ``dispatcher.errors.error_body``) with a fitting status: 400 a malformed request, 401 no
+valid token, 403 not allowed, 404 no such campaign or schedule, 409 a state change the campaign's
+state refuses, 413 an upload over the cap, 422 options or a file the preflight refuses (with the
+preflight object when the budget guard refused), 503 Redis or Instasent away.
 A background task samples live campaigns once a second for the charts.
 """
 
@@ -36,6 +37,7 @@ from dispatcher.errors import (
     InvalidTransition,
     RetryableError,
     UnknownItem,
+    error_body,
 )
 
 log = logging.getLogger(__name__)
@@ -100,12 +102,12 @@ def create_app(console: Console, sample: bool = True) -> Starlette:
         if status >= 500:
             log.error("%s %s failed", request.method, request.url.path, exc_info=status == 500)
         extra = exc.extra if isinstance(exc, ApiError) else {}
-        return JSON({"error": message, **extra}, status_code=status)
+        return JSON({**error_body(message), **extra}, status_code=status)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = "no such page" if exc.status_code == 404 else str(exc.detail)
-        return JSON({"error": message}, status_code=exc.status_code)
+        return JSON(error_body(message), status_code=exc.status_code)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -51,7 +51,7 @@ class ApiError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.message, **self.extra}
+        return {"error": self.message, "message": self.message, **self.extra}
 
 
 @dataclass

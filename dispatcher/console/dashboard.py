@@ -87,5 +87,5 @@ def routes(console: Console) -> list[Route | Mount]:
 
 
 def _who(console: Console, token: dict[str, object], csrf: str) -> dict[str, object]:
-    return {**token, "csrf": csrf, "pace_limit_per_s": pace_limit_per_s(console.settings),
+    return {**token, "csrf": csrf, "pace_limit_per_s": pace_limit_per_s(console.settings, console.store),
             "max_upload_mb": console.settings.max_upload_mb}

@@ -132,7 +132,7 @@ def spec() -> dict[str, Any]:
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {
-                    "error": {"type": "string"}, "preflight": {"type": "object"}}},
+                    "error": {"type": "string"}, "message": {"type": "string"}, "preflight": {"type": "object"}}},
                 "Status": {"type": "object", "required": ["id", "state", "counts"], "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "state": {"type": "string"},
                     "total": {"type": "integer"}, "counts": {"type": "object"}, "cost": {"type": "number"}}},

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,13 +20,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.console import uploads
-from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, preflight_options
-from dispatcher.console.context import JSON, Console
+from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, measured, preflight_options
+from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import InputError, UnknownItem
+from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
-from dispatcher.sending.schedules.admin import add_schedule, remove_schedule, schedule_rows
+from dispatcher.sending import campaigns
+from dispatcher.sending.schedules.admin import (
+    CurrentCampaign,
+    add_schedule,
+    remove_schedule,
+    schedule_row,
+    schedule_rows,
+)
 from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
+from dispatcher.sending.schedules.firing import Firer
 from dispatcher.sending.windows import parse_duration
 
 
@@ -115,9 +125,57 @@ def _replace_schedule(console: Console, upload: uploads.Upload, definition: Sche
             previous.unlink(missing_ok=True)
 
 
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    """A schedule row as the API shows it: its file by its name only, as no answer names a server path."""
+    return {**row, "file": Path(row["file"]).name}
+
+
 def _public_rows(console: Console) -> list[dict[str, Any]]:
-    """The schedule rows the API shows: each file by its name only, as no answer names a server path."""
-    return [{**row, "file": Path(row["file"]).name} for row in schedule_rows(console.schedules)]
+    """The schedule rows the API shows (see :func:`_public`)."""
+    return [_public(row) for row in schedule_rows(console.schedules, store=console.store)]
+
+
+def _row(console: Console, name: str) -> dict[str, Any]:
+    """One schedule as the API shows it.
+
+    Raises:
+        UnknownItem: when there is no such schedule (404).
+    """
+    return _public(schedule_row(console.schedules, name, store=console.store))
+
+
+#: Form fields of an edit, and the definition field each one sets.
+_EDITABLE = ("cron", "tz", "every", "overlap", "grace", "window", "days", "expire_after", "text", "text_column",
+             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost")
+
+
+def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> ScheduleDef:
+    """``old`` with the fields sent changed (an empty value clears an optional one); the file is
+    ``file`` when a new one was uploaded. ``cron`` and ``every`` replace each other.
+
+    Raises:
+        InputError: for a malformed field, in one sentence.
+    """
+    unknown = sorted(set(fields) - set(_EDITABLE) - {"name"})
+    if unknown:
+        raise InputError(f"a schedule has no field {unknown[0]!r}; it takes {', '.join(_EDITABLE)} and a file.")
+    options = dict(old.options)
+    base = {"text": options.get("text") or "", "text_column": options.get("text_column") or "",
+            "from": options.get("sender") or "", "country": options.get("country") or "",
+            "phone_column": options.get("phone_column") or "",
+            "gsm_only": "1" if options.get("gsm_only") else "",
+            "max_cost": "" if options.get("max_cost") is None else repr(options["max_cost"]),
+            "cron": old.cron or "", "tz": old.tz, "every": f"{old.every_s:g}s" if old.every_s else "",
+            "overlap": old.overlap, "grace": repr(old.grace_s), "window": old.window or "", "days": old.days or "",
+            "expire_after": f"{old.expire_after_s:g}s" if old.expire_after_s else ""}
+    if options.get("hlr") is not None and "hlr" not in fields and "no_hlr" not in fields:
+        base["hlr"] = "1" if options["hlr"] else "0"
+    merged = {**base, **fields}
+    if "cron" in fields and fields["cron"].strip():
+        merged["every"] = ""
+    elif "every" in fields and fields["every"].strip():
+        merged["cron"] = ""
+    return definition_from({**merged, "name": old.name}, file if file is not None else Path(old.file))
 
 
 def routes(console: Console) -> list[Route]:
@@ -126,6 +184,10 @@ def routes(console: Console) -> list[Route]:
     def listing(request: Request) -> Response:
         console.authorize(request)
         return JSON({"schedules": _public_rows(console)})
+
+    def show(request: Request) -> Response:
+        console.authorize(request)
+        return JSON(_row(console, request.path_params["name"]))
 
     async def create(request: Request) -> Response:
         console.authorize(request)
@@ -141,19 +203,85 @@ def routes(console: Console) -> list[Route]:
         rows = [r for r in _public_rows(console) if r["name"] == definition.name]
         return JSON(rows[0] if rows else {"name": definition.name}, status_code=201)
 
-    def remove(request: Request) -> Response:
+    async def edit(request: Request) -> Response:
         console.authorize(request)
         name = request.path_params["name"]
+        old = console.schedules.get(name)  # 404 for an unknown name
+        upload = await _received_maybe(console, request)
+        try:
+            if upload.path is not None:
+                target = schedule_dir(console) / f"{name}{uploads.suffix_of(upload.filename)}"
+                definition = edited(old, upload.fields, target)
+                with _named_as_uploaded(upload):
+                    await run_in_threadpool(_replace_schedule, console, upload, definition)
+            else:
+                definition = edited(old, upload.fields, None)
+                await run_in_threadpool(add_schedule, console.schedules, console.entries, definition)
+        finally:
+            upload.close()
+        return JSON(await run_in_threadpool(_row, console, name))
+
+    def pause(request: Request) -> Response:
+        console.authorize(request)
+        name, action = request.path_params["name"], request.path_params["action"]
+        if action not in ("pause", "resume"):
+            raise ApiError(404, f"no action {action!r}: use pause, resume or run.")
+        console.schedules.set_paused(name, action == "pause")
+        return JSON(_row(console, name))
+
+    def run_now(request: Request) -> Response:
+        console.authorize(request)
+        name = request.path_params["name"]
+        console.schedules.get(name)
+        settings = console.settings
+        firer = Firer(settings=settings, schedules=console.schedules, store=console.store, ops=console.ops,
+                      enqueuer=console.enqueuer, client_factory=lambda: InstasentClient.from_settings(settings))
+        firing = firer.fire(name, manual=True)
+        return JSON({"firing": firing.to_json() if firing else None, "schedule": _row(console, name)})
+
+    def remove(request: Request) -> Response:
+        who = console.authorize(request).name
+        name = request.path_params["name"]
         definition = console.schedules.get(name)  # 404 for an unknown name
-        remove_schedule(console.schedules, console.entries, name)
+        current = request.query_params.get("current")
+        try:
+            done = remove_schedule(
+                console.schedules, console.entries, name, store=console.store, current=current,
+                cancel=lambda cid: campaigns.cancel(console.store, console.ops, cid, console.settings.campaign_ttl_s,
+                                                    by=who))
+        except CurrentCampaign as exc:
+            raise ApiError(409, str(exc), current_campaign=exc.campaign) from None
         kept = Path(definition.file)
         if kept.parent == schedule_dir(console):
             kept.unlink(missing_ok=True)
-        return JSON({"removed": name})
+        return JSON({"removed": name, "current": done})
 
     return [
         Route("/api/schedules", listing, methods=["GET"]),
         Route("/api/schedules", create, methods=["POST"]),
+        Route("/api/schedules/{name}", show, methods=["GET"]),
+        Route("/api/schedules/{name}", edit, methods=["PATCH"]),
         Route("/api/schedules/{name}", remove, methods=["DELETE"]),
+        Route("/api/schedules/{name}/run", run_now, methods=["POST"]),
+        Route("/api/schedules/{name}/{action:str}", pause, methods=["POST"]),
     ]
 
+
+async def _received_maybe(console: Console, request: Request) -> uploads.Upload:
+    """The fields of an edit, as multipart (with or without a new file) or URL-encoded.
+
+    Raises:
+        ApiError: as :func:`dispatcher.console.api._received` for a multipart body.
+    """
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        try:
+            upload = await uploads.receive(request, console.upload_limit_bytes)
+        except uploads.TooLarge as exc:
+            raise ApiError(413, str(exc)) from None
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
+        if upload.path is not None:
+            await measured(console, upload)
+        return upload
+    body = await uploads.read_capped(request, 64 * 1024, uploads.TooLarge("an edit without a file is at most 64 KB."))
+    return uploads.Upload(fields={k: v for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)})

@@ -9,22 +9,23 @@ of them take each second's samples. The charts cover the time a console was runn
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 
 from dispatcher.schema.names import FINAL
+from dispatcher.sending.pace import MAX_SAMPLES, lane_limit, settings_limit_per_s
+
+# Re-exported: the console's modules and tests read the series from here.
+from dispatcher.sending.pace import PER_REQUEST as PER_REQUEST
+from dispatcher.sending.pace import pace_per_s as pace_per_s
+from dispatcher.sending.pace import read_series as read_series
 from dispatcher.sending.store import CampaignInfo, CampaignStore
 from dispatcher.settings import Settings
 
-#: Samples kept per campaign (two hours at one a second); older ones are dropped.
-MAX_SAMPLES = 7200
 #: Campaigns looked at per sampling tick (the newest ones).
 SAMPLED_CAMPAIGNS = 100
 #: A finished campaign is still sampled this many seconds after its last change, to catch the end.
 SETTLE_S = 60.0
-#: Messages per bulk request (the store's batch size), to turn a request rate into messages.
-PER_REQUEST = 100
 
 
 def _sample(info: CampaignInfo, now: float) -> list[float]:
@@ -57,23 +58,9 @@ def take_samples(store: CampaignStore, ttl_s: int, now: float | None = None) -> 
     return taken
 
 
-def read_series(store: CampaignStore, campaign_id: str, last: int = MAX_SAMPLES) -> list[list[float]]:
-    """The newest ``last`` samples of a campaign, oldest first: ``[t, sent, failed, delivered,
-    undelivered, processed]`` with ``t`` in Unix seconds."""
-    raw = store.redis.lrange(store.keys.campaign_series(campaign_id), -last, -1)
-    return [orjson.loads(r) for r in raw]
-
-
-def pace_per_s(samples: list[Any]) -> float:
-    """Messages settled per second over ``samples`` (0.0 with fewer than two)."""
-    if len(samples) < 2:
-        return 0.0
-    first, last = samples[0], samples[-1]
-    elapsed = float(last[0]) - float(first[0])
-    return max(0.0, (float(last[5]) - float(first[5])) / elapsed) if elapsed > 0 else 0.0
-
-
-def pace_limit_per_s(settings: Settings) -> float:
-    """The configured ceiling in messages per second: the message rate, else full bulks at the request rate."""
-    by_requests = settings.rate_limit_per_min / 60 * PER_REQUEST
-    return min(settings.message_rate_per_s, by_requests) if settings.message_rate_per_s else by_requests
+def pace_limit_per_s(settings: Settings, store: CampaignStore | None = None) -> float:
+    """The ceiling in messages per second: the one the workers publish (with ``store``), else the
+    configured one (see :func:`dispatcher.sending.pace.lane_limit`)."""
+    if store is not None:
+        return lane_limit(store, settings)[0]
+    return settings_limit_per_s(settings)

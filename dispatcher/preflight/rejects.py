@@ -35,7 +35,8 @@ def safe_cell(value: object) -> str:
 
 def write_rejects(path: str | Path, rejects: Iterable[Reject]) -> int:
     """Write ``row,value,reason`` rows as UTF-8 CSV with a byte-order mark (Excel reads it right),
-    or as Parquet when ``path`` ends in ``.parquet``; returns the number of rows written. Rows are
+    as Parquet when ``path`` ends in ``.parquet``, or as one ``.xlsx`` sheet (every cell text, so
+    no value is ever run or turned into a number); returns the number of rows written. Rows are
     written as they come (Parquet in row groups), so memory does not grow with their number.
 
     Raises:
@@ -43,6 +44,8 @@ def write_rejects(path: str | Path, rejects: Iterable[Reject]) -> int:
     """
     if str(path).lower().endswith((".parquet", ".pq")):
         return _write_parquet(path, rejects)
+    if str(path).lower().endswith(".xlsx"):
+        return _write_xlsx(path, rejects)
     count = 0
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f)
@@ -72,6 +75,53 @@ def _write_parquet(path: str | Path, rejects: Iterable[Reject]) -> int:
         if count == 0:
             writer.write_table(schema.empty_table())
     return count
+
+
+#: Rows an ``.xlsx`` sheet holds, header included.
+XLSX_MAX_ROWS = 1_048_576
+
+
+def _write_xlsx(path: str | Path, rejects: Iterable[Reject]) -> int:
+    """One sheet in openpyxl's write-only mode (memory stays flat); rows past a sheet's capacity are
+    not written, and the last row says so.
+
+    Raises:
+        OSError: when the file cannot be written.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("rejects")
+    sheet.append(["row", "value", "reason"])
+    count = 0
+    for reject in rejects:
+        if count + 2 >= XLSX_MAX_ROWS:
+            sheet.append([None, None, "more rejected rows than a sheet holds: write .csv or .parquet for all"])
+            break
+        cells = []
+        for value in (reject.value, reject.reason):
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.data_type = "s"  # a string cell: never evaluated, even when it starts with '='
+            cell.number_format = "@"
+            cells.append(cell)
+        sheet.append([reject.row, *cells])
+        count += 1
+    book.save(str(path))
+    return count
+
+
+def rejects_format(path: str | Path) -> str:
+    """``csv``, ``xlsx`` or ``parquet`` from the extension of ``path``.
+
+    Raises:
+        ValueError: for any other extension (the caller words it for its user).
+    """
+    name = str(path).lower()
+    for suffix, kind in ((".csv", "csv"), (".xlsx", "xlsx"), (".parquet", "parquet"), (".pq", "parquet")):
+        if name.endswith(suffix):
+            return kind
+    raise ValueError(name)
 
 
 def batched(items: Iterable[Reject], size: int) -> Iterable[list[Reject]]:

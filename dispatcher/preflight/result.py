@@ -104,6 +104,9 @@ class PreflightResult:
     #: The suppression list's version (``SuppressionList.version``) before the numbers were checked
     #: against it: batches skip the check while it has not changed. None: unknown, always check.
     suppression_version: int | None = None
+    #: The preview, the characters forcing Unicode and the parts histogram
+    #: (:meth:`dispatcher.preflight.insight.Insight.to_json`); empty when not counted.
+    insight: dict[str, Any] = field(default_factory=dict)
 
     @property
     def message_count(self) -> int:
@@ -134,7 +137,18 @@ class PreflightResult:
             "empty_values": self.empty_values, "hlr": self.hlr_done,
             "hlr_estimate": self.hlr_estimate.to_json() if self.hlr_estimate is not None else None,
             "rejects": listed, "rejects_listed": len(listed),
+            **self.insight,
+            "countries": [{"country": c, "messages": s.messages, "parts": s.parts, "lookups": s.lookups,
+                           "cost": _round(s.cost),
+                           "unit_price": _round(s.cost / s.parts) if s.parts and not s.lookups else None}
+                          for c, s in sorted(self.by_country.items(), key=lambda kv: (-kv[1].messages, kv[0]))],
+            "sample_rejects": [r.to_json() for r in itertools.islice(self.rejects, SAMPLE_REJECTS)],
+            "reject_reasons": dict(Counter(r.reason for r in self.rejects).most_common()),
         }
+
+
+#: Rejected rows shown as a sample in the preflight's answer.
+SAMPLE_REJECTS = 10
 
 
 def _round(amount: float) -> float:

@@ -42,6 +42,7 @@ from dispatcher.preflight.bound import CostBound, cost_bound
 from dispatcher.preflight.check import EMPTY_VALUE_PREFIX, PreflightClient, Pricing
 from dispatcher.preflight.dedup import SeenNumbers
 from dispatcher.preflight.hlr import HlrCache, Progress, check_numbers
+from dispatcher.preflight.insight import Insight
 from dispatcher.preflight.lookups import Confirm, HlrStep, LookupEstimate
 from dispatcher.preflight.phones import Phone
 from dispatcher.preflight.pricing import PriceList
@@ -109,6 +110,8 @@ class Totals:
     missing: dict[str, int] = field(default_factory=dict)
     empty_values: int = 0
     rejected: int = 0
+    #: The preview, the characters that force Unicode and the parts histogram (see ``insight``).
+    insight: Insight = field(default_factory=Insight)
 
     def add(self, chunk: Priced) -> None:
         """Count one chunk."""
@@ -126,6 +129,7 @@ class Totals:
         if not table.num_rows:
             return
         self.messages += table.num_rows
+        self.insight.add(table)
         self.parts += int(pc.sum(table.column("parts")).as_py() or 0)
         self.unicode += int(pc.sum(table.column("unicode")).as_py() or 0)
         grouped = table.group_by("country").aggregate([("row", "count"), ("parts", "sum"), ("price", "sum")])
@@ -357,7 +361,7 @@ class StreamedPreflight:
             lookups_cached=0 if probed else totals.lookups_cached, lookup_cost=sum(lookup_costs.values()),
             currency=self.pricing.currency, balance=self.pricing.account.available, by_country=by_country,
             rejects=rejects if rejects is not None else [], messages=empty_messages(), empty_values=totals.empty_values,
-            hlr_done=self.hlr_done, hlr_estimate=estimate)
+            hlr_done=self.hlr_done, hlr_estimate=estimate, insight=totals.insight.to_json())
 
 
 def _drop(alive: np.ndarray, flags_of_alive: np.ndarray) -> int:

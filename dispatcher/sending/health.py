@@ -45,6 +45,22 @@ class WorkerRegistry:
         """Say that ``worker`` is alive for the next ``ttl_s`` seconds."""
         self._beat(keys=[self.keys.workers()], args=[worker, ttl_s])
 
+    def publish_limits(self, per_min: int, messages_per_s: float, ttl_s: float = HEARTBEAT_TTL_S) -> None:
+        """Say which rate limits the workers send with (requests per minute, messages per second, 0
+        for none); they expire with the heartbeat, so a console never shows a limit nobody runs."""
+        key = self.keys.worker_limits()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={"per_min": per_min, "messages_per_s": messages_per_s, "at": time.time()})
+        pipe.expire(key, max(1, int(ttl_s)))
+        pipe.execute()
+
+    def limits(self) -> tuple[int, float] | None:
+        """``(requests per minute, messages per second)`` the workers last published, or None."""
+        raw = self.redis.hmget(self.keys.worker_limits(), "per_min", "messages_per_s")
+        if raw[0] is None:
+            return None
+        return int(float(raw[0])), float(raw[1] or 0)
+
     def leave(self, worker: str) -> None:
         """Remove ``worker`` at once (a clean shutdown)."""
         self.redis.zrem(self.keys.workers(), worker)
@@ -100,11 +116,16 @@ def stopped_badly(info: CampaignInfo) -> bool:
             and counts.get("failed", 0) + counts.get("rejected", 0) > 0)
 
 
-def campaign_health(store: CampaignStore, info: CampaignInfo) -> dict[str, Any]:
+def campaign_health(store: CampaignStore, info: CampaignInfo, with_error: bool = True,
+                    workers: int | None = None) -> dict[str, Any]:
     """What ``status`` adds to a campaign: ``workers`` alive for this install, ``no_worker`` (True
     when the campaign has messages only a worker can move and none runs) and ``last_error`` (the
-    last error a batch recorded, when some message failed or the campaign stopped badly; else None)."""
-    workers = len(WorkerRegistry(store.redis, store.keys).alive())
+    last error a batch recorded, when some message failed or the campaign stopped badly; else None;
+    not looked for without ``with_error``). ``workers``: the live workers when already counted."""
+    if workers is None:
+        workers = len(WorkerRegistry(store.redis, store.keys).alive())
+    if not with_error:
+        return {"workers": workers, "no_worker": workers == 0 and needs_worker(info)}
     counts = info.counts
     failures = bool(counts.get("failed") or counts.get("unknown") or counts.get("rejected")) or stopped_badly(info)
     return {"workers": workers, "no_worker": workers == 0 and needs_worker(info),

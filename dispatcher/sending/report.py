@@ -20,14 +20,19 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
 from dispatcher.errors import InputError
-from dispatcher.preflight.rejects import FORMULA_STARTS, safe_cell
+from dispatcher.preflight.rejects import FORMULA_STARTS, Reject, rejects_format, safe_cell, write_rejects
+from dispatcher.schema.names import DELIVERED, UNDELIVERED
 from dispatcher.sending import ledger
+from dispatcher.sending.kept import kept_names, kept_rows
 from dispatcher.sending.payload import client_id
 from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.summary import reason_of
 
-#: Report columns, in order.
+#: Report columns, in order. ``delivery`` is the last delivery report's status, ``report_code``
+#: its code and ``report_at`` its time; ``delivered_at`` is that time only when it says delivered
+#: (a failed delivery keeps its code and time, and ``error`` says why it was not delivered).
 COLUMNS = ("row", "to", "clientId", "status", "instasent_id", "parts", "price", "attempts", "error", "delivery",
-           "delivered_at")
+           "report_code", "report_at", "delivered_at")
 
 
 #: Messages per streamed piece (CSV write or Parquet row group) of a report.
@@ -38,28 +43,47 @@ READ_BATCHES = 200
 SCHEMA = pa.schema([("row", pa.int64()), ("to", pa.string()), ("clientId", pa.string()), ("status", pa.string()),
                     ("instasent_id", pa.string()), ("parts", pa.int64()), ("price", pa.float64()),
                     ("attempts", pa.int64()), ("error", pa.string()), ("delivery", pa.string()),
-                    ("delivered_at", pa.string())])
+                    ("report_code", pa.string()), ("report_at", pa.string()), ("delivered_at", pa.string())])
 
 
 def build_report(store: CampaignStore, campaign_id: str) -> pd.DataFrame:
-    """Every message of campaign ``campaign_id`` with its status, Instasent id, parts, price and error."""
-    columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
+    """Every message of campaign ``campaign_id`` with its status, Instasent id, parts, price and error
+    (and the list's kept columns, see :mod:`dispatcher.sending.kept`)."""
+    names = report_columns(store, campaign_id)
+    columns: dict[str, list[object]] = {name: [] for name in names}
     for piece in _pieces(store, campaign_id, PIECE_ROWS):
-        for name in COLUMNS:
+        for name in names:
             columns[name] += piece[name]
     return pd.DataFrame(columns)
 
 
+def report_columns(store: CampaignStore, campaign_id: str) -> tuple[str, ...]:
+    """:data:`COLUMNS`, then the list's kept columns (a name already used gets ``list:`` in front)."""
+    return COLUMNS + tuple(f"list:{name}" if name in COLUMNS else name for name in kept_names(store, campaign_id))
+
+
 def iter_report(store: CampaignStore, campaign_id: str, piece_rows: int = PIECE_ROWS) -> Iterator[pa.Table]:
     """:func:`build_report` in pieces of about ``piece_rows`` messages, in order (bounded memory)."""
+    schema = _schema(report_columns(store, campaign_id))
     for piece in _pieces(store, campaign_id, piece_rows):
-        yield pa.table(piece, schema=SCHEMA)
+        yield pa.table(piece, schema=schema)
+
+
+def _schema(names: tuple[str, ...]) -> pa.Schema:
+    """:data:`SCHEMA` with a string column for each kept list column."""
+    return pa.schema([*SCHEMA, *((name, pa.string()) for name in names[len(COLUMNS):])])
 
 
 def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator[dict[str, list[object]]]:
-    columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
+    names = report_columns(store, campaign_id)
+    extra = names[len(COLUMNS):]
+    columns: dict[str, list[object]] = {name: [] for name in names}
     for n, messages, records, deliveries in store.iter_raw_batches(campaign_id, READ_BATCHES, deliveries=True):
         size = len(messages)
+        if extra:
+            cells = kept_rows(store, campaign_id, list(messages.row), len(extra))
+            for j, name in enumerate(extra):
+                columns[name] += [row[j] for row in cells]
         columns["row"] += messages.row
         columns["to"] += messages.to
         columns["clientId"] += [client_id(campaign_id, n, i) for i in range(size)]
@@ -67,23 +91,32 @@ def _pieces(store: CampaignStore, campaign_id: str, piece_rows: int) -> Iterator
         columns["price"] += messages.price
         status, instasent_id, attempts, error = (columns[c] for c in ("status", "instasent_id", "attempts", "error"))
         delivery, delivered_at = columns["delivery"], columns["delivered_at"]
+        report_code, report_at = columns["report_code"], columns["report_at"]
         for i in range(size):
             state, tries, detail = ledger.fields(records.get(str(i).encode()))
             status.append(state)
             attempts.append(tries)
             instasent_id.append(detail if state == "sent" else "")
-            error.append("" if state in ("sent", "pending") else detail)
             report = deliveries.get(str(i).encode())
             if report is None:
+                error.append("" if state in ("sent", "pending") else detail)
                 delivery.append("")
+                report_code.append("")
+                report_at.append("")
                 delivered_at.append("")
-            else:  # status|eventAt|code|micros|rank (see dispatcher.delivery.reports)
-                parts = report.decode().split("|", 2)
-                delivery.append(parts[0])
-                delivered_at.append(parts[1] if len(parts) > 1 else "")
+                continue
+            # status|eventAt|code|micros|rank (see dispatcher.delivery.reports)
+            said, at, code = [*report.decode().split("|", 3), "", ""][:3]
+            delivery.append(said)
+            report_code.append(code)
+            report_at.append(at)
+            delivered_at.append(at if said.lower() in DELIVERED else "")
+            undelivered = state == "sent" and said.lower() in UNDELIVERED
+            error.append(f"undelivered: {reason_of(said.lower(), code)}" if undelivered
+                         else "" if state in ("sent", "pending") else detail)
         if len(columns["row"]) >= piece_rows:
             yield columns
-            columns = {name: [] for name in COLUMNS}
+            columns = {name: [] for name in names}
     if columns["row"]:
         yield columns
 
@@ -92,7 +125,7 @@ def iter_report_csv(store: CampaignStore, campaign_id: str, piece_rows: int = PI
     """:func:`report_csv` in pieces of CSV text (the header in the first), for standard output."""
     buffer = io.StringIO()
     writer = _csv_writer(buffer)
-    writer.writerow(COLUMNS)
+    writer.writerow(report_columns(store, campaign_id))
     for piece in _pieces(store, campaign_id, piece_rows):
         _write_csv_piece(writer, piece)
         yield buffer.getvalue()
@@ -117,17 +150,18 @@ def stream_report(store: CampaignStore, campaign_id: str, path: Path, piece_rows
     count = 0
     try:
         if kind == "parquet":
-            with pq.ParquetWriter(str(path), SCHEMA) as writer:
+            schema = _schema(report_columns(store, campaign_id))
+            with pq.ParquetWriter(str(path), schema) as writer:
                 for table in iter_report(store, campaign_id, piece_rows):
                     writer.write_table(table)
                     count += table.num_rows
                 if count == 0:
-                    writer.write_table(SCHEMA.empty_table())
+                    writer.write_table(schema.empty_table())
             return kind, count
         opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "wt", encoding="utf-8", newline="") as f:
             csv_writer = _csv_writer(f)
-            csv_writer.writerow(COLUMNS)
+            csv_writer.writerow(report_columns(store, campaign_id))
             for piece in _pieces(store, campaign_id, piece_rows):
                 count += _write_csv_piece(csv_writer, piece)
         return kind, count
@@ -144,9 +178,10 @@ def _csv_writer(f: IO[str]) -> Any:
 def _write_csv_piece(writer: Any, piece: dict[str, list[object]]) -> int:
     """Write one piece's rows, cells from outside neutralised as :func:`csv_cell` does; returns
     how many. Python's C csv writer: several times faster than a frame's ``to_csv``."""
-    safe = {name: _safe_column(cast(list[str], piece[name]), phone=name in _PHONE_COLUMNS) if name in _OUTSIDE
-            else piece[name] for name in COLUMNS}
-    writer.writerows(zip(*(safe[name] for name in COLUMNS), strict=True))
+    # The list's kept columns (every name past COLUMNS) came from outside too.
+    safe = {name: _safe_column(cast(list[str], values), phone=name in _PHONE_COLUMNS)
+            if name in _OUTSIDE or name not in COLUMNS else values for name, values in piece.items()}
+    writer.writerows(zip(*safe.values(), strict=True))
     return len(piece["row"])
 
 
@@ -212,7 +247,7 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 #: Extension -> format (``.csv.gz`` before anything shorter that it ends with).
 _FORMATS = {".csv": "csv", ".csv.gz": "csv", ".xlsx": "xlsx", ".parquet": "parquet", ".pq": "parquet"}
 #: Columns whose values come from outside (the recipient file, Instasent, delivery reports).
-_OUTSIDE = ("to", "clientId", "instasent_id", "error", "delivery", "delivered_at")
+_OUTSIDE = ("to", "clientId", "instasent_id", "error", "delivery", "report_code", "report_at", "delivered_at")
 #: First characters that make a spreadsheet run a cell (see :func:`safe_cell`).
 _STARTS = frozenset(FORMULA_STARTS)
 #: Columns written as text cells with the text number format in ``.xlsx``.
@@ -223,8 +258,8 @@ XLSX_MAX_ROWS = 1_048_576
 
 def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     safe = frame.copy()
-    for name in _OUTSIDE:
-        if name in safe.columns:
+    for name in safe.columns:
+        if name in _OUTSIDE or name not in COLUMNS:  # the list's kept columns came from outside too
             safe[name] = [csv_cell(v) for v in safe[name]]
     return safe
 
@@ -242,7 +277,8 @@ def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
     sheet = book.create_sheet("messages")
     columns = list(frame.columns)
     sheet.append(columns)
-    text_columns = [name in _OUTSIDE or not pd.api.types.is_numeric_dtype(frame[name]) for name in columns]
+    text_columns = [name in _OUTSIDE or name not in COLUMNS or not pd.api.types.is_numeric_dtype(frame[name])
+                    for name in columns]
     for values in frame.itertuples(index=False, name=None):
         row = []
         for name, value, as_text in zip(columns, values, text_columns, strict=True):
@@ -284,3 +320,46 @@ def rejects_page(store: CampaignStore, campaign_id: str, offset: int, limit: int
             reasons[str(orjson.loads(raw).get("reason", ""))] += 1
     rows = [orjson.loads(raw) for raw in store.redis.lrange(key, offset, offset + limit - 1)] if offset < total else []
     return RejectsPage(total=total, reasons=dict(reasons.most_common()), rows=rows)
+
+
+def iter_stored_rejects(store: CampaignStore, campaign_id: str) -> Iterator[Reject]:
+    """The rejected rows stored with campaign ``campaign_id``, in order, :data:`REJECT_READ` per read."""
+    key = store.keys.rejects(campaign_id)
+    start = 0
+    while True:
+        raws = store.redis.lrange(key, start, start + REJECT_READ - 1)
+        for raw in raws:
+            item = orjson.loads(raw)
+            yield Reject(int(item.get("row", 0)), str(item.get("value", "")), str(item.get("reason", "")))
+        if len(raws) < REJECT_READ:
+            return
+        start += REJECT_READ
+
+
+def write_campaign_rejects(store: CampaignStore, campaign_id: str, path: Path) -> tuple[str, int]:
+    """Write the rejected rows of campaign ``campaign_id`` to ``path`` (``.csv``, ``.xlsx`` or
+    ``.parquet``, as ``preflight --rejects-out`` writes them); returns ``(format, rows written)``.
+
+    Raises:
+        UnknownItem: when no campaign has that id.
+        InputError: for another extension, or when the file cannot be written.
+    """
+    kind = campaign_rejects_format(path)
+    store.get(campaign_id)
+    try:
+        return kind, write_rejects(path, iter_stored_rejects(store, campaign_id))
+    except OSError as exc:
+        raise InputError(f"cannot write the rejected rows to {path}: {exc.strerror or exc}.") from None
+
+
+def campaign_rejects_format(path: Path) -> str:
+    """``csv``, ``xlsx`` or ``parquet`` from the extension of ``path``.
+
+    Raises:
+        InputError: for any other extension.
+    """
+    try:
+        return rejects_format(path)
+    except ValueError:
+        raise InputError(f"cannot write rejected rows as {path.name}: give a file name ending in .csv, .xlsx or "
+                         ".parquet.") from None

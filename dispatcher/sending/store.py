@@ -61,12 +61,20 @@ class CampaignInfo:
     send_window: Window | None = None
     #: The watchdog's last re-drive of this campaign: ``at`` (Unix s) and ``batches``, or empty.
     watchdog: dict[str, float] = field(default_factory=dict)
+    #: The schedule whose firing created the campaign, or empty.
+    schedule: str = ""
 
     @property
     def delivery_rate(self) -> float | None:
         """Delivered share of the messages with a final delivery report; None before any."""
         final = self.delivery.get("delivered", 0) + self.delivery.get("undelivered", 0)
         return self.delivery.get("delivered", 0) / final if final else None
+
+    @property
+    def delivery_rate_of_sent(self) -> float | None:
+        """Delivered share of the messages Instasent accepted (``sent``); None before any."""
+        sent = self.counts.get("sent", 0)
+        return self.delivery.get("delivered", 0) / sent if sent else None
 
     @property
     def pending(self) -> int:
@@ -89,6 +97,9 @@ class CampaignInfo:
             "delivery_rate": self.delivery_rate, "waiting_for_window": self.waiting,
             "expires_at": self.expires_at, "send_window": self.send_window.to_json() if self.send_window else None,
             "preflight": self.preflight, "watchdog": self.watchdog,
+            "text": self.options.get("text"), "text_column": self.options.get("text_column"),
+            "sender": self.options.get("sender"), "schedule": self.schedule or None,
+            "delivery_rate_of_sent": self.delivery_rate_of_sent,
         }
 
 
@@ -280,6 +291,8 @@ class CampaignStore:
         for key in (self.keys.campaign(campaign_id), self.keys.rejects(campaign_id), self.keys.client_ids(campaign_id)):
             pipe.expire(key, ttl_s)
         pipe.expire(self.keys.inbound(campaign_id), ttl_s)
+        pipe.expire(self.keys.campaign_events(campaign_id), ttl_s)
+        pipe.expire(self.keys.kept_columns(campaign_id), ttl_s)
         pipe.expire(self.keys.parked_in(campaign_id), ttl_s)
         for n in range(info.batches):
             pipe.expire(self.keys.batch(campaign_id, n), ttl_s)
@@ -287,6 +300,21 @@ class CampaignStore:
             pipe.expire(self.keys.ledger(campaign_id, n), ttl_s)
             pipe.expire(self.keys.delivery(campaign_id, n), ttl_s)
         pipe.execute()
+
+    def add_event(self, campaign_id: str, kind: str, by: str = "", reason: str = "",
+                  at: float | None = None) -> None:
+        """Append one timeline event (``paused``, ``resumed``, ``cancelled``...) to the campaign:
+        when (Unix s), who (a token's name, ``command line``, ``dispatcher``) and why."""
+        event = {"at": time.time() if at is None else at, "kind": kind, "by": by, "reason": reason}
+        key = self.keys.campaign_events(campaign_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(key, orjson.dumps(event))
+        pipe.ltrim(key, -1000, -1)  # a campaign paused and resumed forever keeps its last 1,000 events
+        pipe.execute()
+
+    def events(self, campaign_id: str) -> list[dict[str, Any]]:
+        """The campaign's timeline events, oldest first (see :meth:`add_event`)."""
+        return [orjson.loads(x) for x in self.redis.lrange(self.keys.campaign_events(campaign_id), 0, -1)]
 
     def store_rejects(self, campaign_id: str, rejects: Sequence[dict[str, Any]]) -> None:
         """Keep the preflight's rejects with the campaign (for ``report``)."""
@@ -350,6 +378,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
         watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
+        schedule=h.get("schedule", ""),
     )
 
 

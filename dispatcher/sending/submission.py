@@ -24,7 +24,7 @@ from dispatcher.preflight.hlr import Progress
 from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult
 from dispatcher.preflight.stream import PREFLIGHT_CHUNK_ROWS, PREFLIGHT_WORKERS, StreamedPreflight
-from dispatcher.sending import loading
+from dispatcher.sending import kept, loading
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
 from dispatcher.sending.enqueuer import Enqueuer
@@ -49,6 +49,8 @@ class SubmitOptions:
     expire_after: str | None = None
     send_window: Window | None = None
     expire_after_s: float | None = None
+    #: The list's columns carried into the report: ``all`` or ``a,b`` (see ``dispatcher.sending.kept``).
+    keep_columns: str | None = None
 
     def validated(self) -> SubmitOptions:
         """The options checked, with the window and expiry parsed.
@@ -108,6 +110,9 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
         DispatcherError: Instasent or Redis trouble.
     """
     checked = options.validated()  # idempotent: parsing twice costs nothing and keeps one path
+    keep = kept.parse_keep_columns(checked.keep_columns)
+    if keep is not None:
+        kept.chosen_columns(path, keep)  # a wrong name is refused before anything is stored
 
     def counted(result: PreflightResult) -> None:
         if shown_as is not None:
@@ -123,6 +128,8 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
             on_created=on_created, confirm=confirm, chunk_rows=chunk_rows)
     if shown_as is not None:
         _record_file_name(store, campaign_id, shown_as)
+    if keep is not None:
+        kept.store_kept_columns(store, campaign_id, path, keep)
     return campaign_id, result, loaded
 
 

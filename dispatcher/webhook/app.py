@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dispatcher.delivery.optout import handle_optout, keep_inbound
 from dispatcher.delivery.reports import AsyncDeliveryBook, DeliveryBook, Report, UnknownStatus, parse_reports
-from dispatcher.errors import InputError
+from dispatcher.errors import InputError, error_body
 from dispatcher.keys import Keys
 from dispatcher.schema.names import REFUSED_REPORTS
 from dispatcher.settings import IPNetwork
@@ -184,9 +184,9 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
             reports = parse_reports(body)
         except UnknownStatus as exc:
             await refused("status")
-            return 400, {"message": str(exc)}
+            return 400, error_body(str(exc))
         except InputError as exc:
-            return 400, {"message": str(exc)}
+            return 400, error_body(str(exc))
         outcomes = []
         for report in reports:
             if report.is_inbound:
@@ -205,17 +205,17 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
         # routing and Response cost about as much as applying the report does.
         if allow and not allowed(scope.get("client"), allow):
             await refused("source")
-            await _answer(send, 403, {"message": "this address may not post delivery reports"}, close=True)
+            await _answer(send, 403, error_body("this address may not post delivery reports"), close=True)
             return
         given = scope["path"][len(DLR_PREFIX):].encode()
         if not expected or not hmac.compare_digest(given, expected):
-            await _answer(send, 401, {"message": "unknown webhook secret"}, close=True)
+            await _answer(send, 401, error_body("unknown webhook secret"), close=True)
             return
         try:
             body = await receive_capped(scope, receive)
         except BodyTooLarge:
-            await _answer(send, 413, {"message": f"the body is over {MAX_BODY_BYTES // 1024} KB; "
-                                                 "a delivery report is far smaller"}, close=True)
+            await _answer(send, 413, error_body(f"the body is over {MAX_BODY_BYTES // 1024} KB; "
+                                                "a delivery report is far smaller"), close=True)
             return
         except ClientDisconnect:
             return

@@ -96,3 +96,52 @@ def test_a_wrong_token_is_a_configuration_error_without_the_token(env: dict[str,
     message = one_sentence_error(result)
     assert result.returncode == 2 and "INSTASENT_TOKEN" in message
     assert "wrong-secret-token" not in result.stderr + result.stdout
+
+
+def test_rejects_writes_a_submitted_campaigns_rejected_rows_and_status_and_report_explain_it(
+        env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("phone,name\n+34611000001,Ana\n12,bad\n+34611000002,Luis\nnope,worse\n")
+    early = tmp_path / "early.csv"
+    submitted = run(env, "submit", str(path), "--text", "Hola {name}", "--from", "ACME", "--country", "ES",
+                    "--no-hlr", "--json", "--rejects-out", str(early))
+    assert submitted.returncode == 0, submitted.stderr
+    cid = json_of(submitted)["id"]
+    written = run(env, "rejects", cid, "-o", str(tmp_path / "r.csv"))
+    assert written.returncode == 0, written.stderr
+    assert "Wrote 2 rejected rows" in written.stdout
+    frame = pd.read_csv(tmp_path / "r.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(frame.columns) == ["row", "value", "reason"] and list(frame["value"]) == ["12", "nope"]
+    assert list(frame["row"]) == ["3", "5"] and (tmp_path / "early.csv").read_text() == (tmp_path / "r.csv").read_text()
+    assert run(env, "rejects", cid, "-o", str(tmp_path / "r.xlsx")).returncode == 0
+    assert len(pd.read_excel(tmp_path / "r.xlsx", dtype=str)) == 2
+    wrong = run(env, "rejects", cid, "-o", str(tmp_path / "r.pdf"))
+    assert wrong.returncode == 2 and ".xlsx" in one_sentence_error(wrong)
+    status = run({**env, "COLUMNS": "200"}, "status", cid)  # no worker runs in this test
+    assert status.returncode == 0 and "waiting for" in status.stdout and "none is running" in status.stdout
+    assert "Hola {name}" in status.stdout and "ACME" in status.stdout
+    summary = json_of(run(env, "report", cid, "--json"))
+    assert summary["text"] == "Hola {name}" and summary["cost"]["actual"] == "0.00"
+    assert summary["totals"]["messages"] == 2 and summary["countries"][0]["country"] == "ES"
+    shown = run({**env, "COLUMNS": "200"}, "report", cid, "--summary")
+    assert shown.returncode == 0 and "Countries" in shown.stdout and "Timeline (UTC)" in shown.stdout
+
+
+def test_keep_columns_carries_the_lists_own_columns_into_the_report(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("phone,nombre,importe,status\n+34611000001,Ana,\"45,90\",vip\n12,bad,1,x\n"
+                    "+34611000002,=cmd,3,new\n")
+    wrong = run(env, "submit", str(path), "--text", "Hola {nombre}", "--from", "ACME", "--country", "ES",
+                "--no-hlr", "--keep-columns", "nombre,apellido")
+    assert wrong.returncode == 2 and "apellido" in one_sentence_error(wrong) and "nombre" in one_sentence_error(wrong)
+    submitted = run(env, "submit", str(path), "--text", "Hola {nombre}", "--from", "ACME", "--country", "ES",
+                    "--no-hlr", "--json", "--keep-columns", "nombre,importe,status")
+    assert submitted.returncode == 0, submitted.stderr
+    cid = json_of(submitted)["id"]
+    assert run(env, "report", cid, "-o", str(tmp_path / "r.csv")).returncode == 0
+    frame = pd.read_csv(tmp_path / "r.csv", dtype=str, keep_default_na=False)
+    assert list(frame.columns)[-3:] == ["nombre", "importe", "list:status"]  # 'status' is the report's own
+    assert list(frame["nombre"]) == ["Ana", "'=cmd"] and list(frame["importe"]) == ["45,90", "3"]
+    assert list(frame["list:status"]) == ["vip", "new"] and list(frame["row"]) == ["2", "4"]
+    assert run(env, "report", cid, "-o", str(tmp_path / "r.parquet")).returncode == 0
+    assert list(pd.read_parquet(tmp_path / "r.parquet")["nombre"]) == ["Ana", "=cmd"]  # Parquet: untouched

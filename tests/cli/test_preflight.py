@@ -229,3 +229,16 @@ def test_at_a_terminal_the_lookups_are_paid_for_only_after_a_yes(
     assert "Check 2 numbers: 2 lookups for 0.008 EUR, 0 answered by the cache." in shown
     assert "Total cost" in shown
     assert sandbox.stats()["lookups"] == lookups
+
+
+def test_the_summary_shows_the_first_messages_the_unicode_characters_and_the_price_per_part(
+        sandbox: SandboxHandle, redis_url: str, redis_client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "l.csv"
+    path.write_text("phone,name\n+34611000001,Ana\n+34611000002,Zoé 😀\n12,bad\n")
+    done = run(sandbox, redis_url, tmp_path, str(path), "--text", "Hola {name}", "--from", "Shop", "--no-hlr")
+    assert done.returncode == 0, done.stderr
+    assert "First messages, as they will be sent" in done.stdout and "Hola Zoé 😀" in done.stdout
+    assert "Characters forcing Unicode: 😀 (U+1F600, 1 messages)" in done.stdout
+    assert "Parts per message: 1 part: 2." in done.stdout and "0.045" in done.stdout

@@ -67,3 +67,61 @@ def test_an_interval_schedule_shows_its_real_next_run_during_its_first_interval(
     assert added.returncode == 0, added.stderr
     (row,) = listed(env)
     assert before + 600 <= float(row["next_run"]) <= time.time() + 600  # type: ignore[arg-type]
+
+
+def _with_current_campaign(env: dict[str, str], redis_client: redis.Redis, tmp_path: Path, name: str) -> str:
+    """A schedule whose last firing's campaign is still queued (stored, not sent)."""
+    from dispatcher.keys import Keys
+    from dispatcher.sending.store import CampaignStore
+    from tests.sending.test_report import frame
+
+    added = run(env, "schedule", "add", name, str(recipients(tmp_path / "l.csv", 3)), "--cron", "0 9 * * *",
+                "--tz", "Europe/Madrid", "--text", "Hola {name}", "--from", "ACME", "--window", "09:00-21:00")
+    assert added.returncode == 0, added.stderr
+    keys = Keys("dsptest")
+    cid = CampaignStore(redis_client, keys).create("daily @ x", frame(3), window=4)
+    redis_client.hset(keys.schedule(name), "last_campaign", cid)
+    return cid
+
+
+def test_removing_a_schedule_with_cancel_current_cancels_its_unfinished_campaign(
+        env: dict[str, str], redis_client: redis.Redis, tmp_path: Path) -> None:
+    from dispatcher.keys import Keys
+    from dispatcher.sending.store import CampaignStore
+
+    cid = _with_current_campaign(env, redis_client, tmp_path, "daily")
+    (row,) = listed(env)
+    assert row["current_campaign"]["id"] == cid and row["window"] == "09:00-21:00"  # type: ignore[index]
+    assert row["text"] == "Hola {name}" and row["sender"] == "ACME" and len(row["next_runs"]) == 5  # type: ignore[arg-type]
+    removed = run(env, "schedule", "remove", "daily", "--cancel-current")
+    assert removed.returncode == 0, removed.stderr
+    assert f"campaign {cid} cancelled" in removed.stdout
+    assert CampaignStore(redis_client, Keys("dsptest")).get(cid).state == "cancelled"
+    assert listed(env) == []
+
+
+def test_removing_a_schedule_from_a_script_without_a_choice_keeps_its_campaign_and_says_so(
+        env: dict[str, str], redis_client: redis.Redis, tmp_path: Path) -> None:
+    from dispatcher.keys import Keys
+    from dispatcher.sending.store import CampaignStore
+
+    cid = _with_current_campaign(env, redis_client, tmp_path, "daily")
+    removed = run(env, "schedule", "remove", "daily")
+    assert removed.returncode == 0, removed.stderr
+    assert cid in removed.stderr and "--cancel-current" in removed.stderr
+    assert CampaignStore(redis_client, Keys("dsptest")).get(cid).state == "queued"
+    both = run(env, "schedule", "remove", "daily", "--cancel-current", "--keep-current")
+    assert both.returncode == 2 and "not both" in one_sentence_error(both)
+
+
+def test_a_paused_schedule_lists_no_next_run_and_resumes(env: dict[str, str], tmp_path: Path) -> None:
+    added = run(env, "schedule", "add", "p", str(recipients(tmp_path / "l.csv", 3)), "--every", "10m",
+                "--text", "Hola {name}", "--from", "ACME")
+    assert added.returncode == 0, added.stderr
+    assert run(env, "schedule", "pause", "p").returncode == 0
+    (row,) = listed(env)
+    assert row["paused"] is True and row["next_run"] is None and row["next_runs"] == []
+    assert "paused" in run({**env, "COLUMNS": "200"}, "schedule", "list").stdout
+    assert run(env, "schedule", "resume", "p").returncode == 0
+    (row,) = listed(env)
+    assert row["paused"] is False and row["next_run"] is not None

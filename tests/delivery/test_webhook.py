@@ -63,6 +63,14 @@ def test_a_wrong_or_missing_secret_is_401_and_bad_json_is_400_and_nothing_change
     assert SECRET not in receiver.log_tail(200)
 
 
+def test_the_receivers_error_bodies_have_the_consoles_shape(receiver: Service) -> None:
+    # One error shape for both servers (issue 22): "error", with "message" kept for older clients.
+    for answer in (httpx.post(f"{receiver.url}/dlr/wrong", json={}),
+                   httpx.post(f"{receiver.url}/dlr/{SECRET}", content=b"{not json")):
+        body = answer.json()
+        assert set(body) == {"error", "message"} and body["error"] == body["message"] and body["error"]
+
+
 def test_every_accepted_message_ends_with_a_delivery_status_despite_duplicates_and_early_reports(
         harness: Harness, receiver: Service) -> None:
     harness.sandbox.reset(dlr_url=f"{receiver.url}/dlr/{SECRET}", dlr_delay_s=0.05, dlr_failed_rate=0.1,

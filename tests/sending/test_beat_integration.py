@@ -130,3 +130,28 @@ def test_an_overlapping_firing_is_skipped_and_a_missed_one_is_recorded(
     assert "missed while beat was not running" in missed.reason
     listed = run(worker_env(harness.settings), "schedule", "list", "--json")
     assert listed.returncode == 0 and '"name":"slow"' in listed.stdout and '"next_run"' in listed.stdout
+
+
+def test_a_schedule_run_by_hand_leaves_the_beat_firings_on_their_ladder(
+        harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
+    # Issue 22: a hand run moved the schedule's anchor, so the next beat firing recorded nothing
+    # and every later one came as late as the hand run was off the ladder.
+    path = recipients(tmp_path / "l.csv", 5)
+    add(harness, path, "steady", "--every", "4s", "--overlap", "queue")
+    beats()
+    first = runs_until(harness, "steady", lambda r: len([x for x in r if x.due is not None]) >= 1)
+    anchor = min(float(x.due) for x in first if x.due is not None)
+    time.sleep(1.3)  # off the ladder by more than a second
+    manual = run(worker_env(harness.settings), "schedule", "run", "steady", "--json")
+    assert manual.returncode == 0, manual.stderr
+    hand = time.time()
+    runs = runs_until(harness, "steady", lambda r: sum(x.at > hand and x.outcome != "missed" for x in r) >= 2,
+                      timeout_s=30)
+    later = [x for x in runs if x.at > hand]
+    assert later and all(x.outcome in ("created", "waiting") for x in later), [x.to_json() for x in runs]
+    for firing in later:  # due times stay k x 4 s after the first one, not after the hand run
+        assert firing.due is not None
+        steps = (float(firing.due) - anchor) / 4
+        assert abs(steps - round(steps)) < 0.01, (firing.to_json(), anchor)
+    state = schedules(harness).state("steady")
+    assert abs((float(state["last_due"]) - anchor) / 4 - round((float(state["last_due"]) - anchor) / 4)) < 0.01

@@ -71,7 +71,9 @@ def test_csv_leaves_e164_numbers_unquoted_for_scripts(report: pd.DataFrame) -> N
 def test_csv_neutralises_every_other_cell_that_came_from_outside(report: pd.DataFrame) -> None:
     rows = read_csv(report_csv(report))
     assert rows[0]["delivery"] == "'" + EVIL
-    assert rows[0]["delivered_at"] == "'+1+1"
+    # The report's time is under report_at: delivered_at holds it only for a delivered message (issue 22).
+    assert rows[0]["report_at"] == "'+1+1" and rows[0]["delivered_at"] == ""
+    assert rows[0]["report_code"] == "'-3"
     assert rows[1]["error"].startswith("'@SUM")
     assert rows[0]["instasent_id"] == "abc123" and rows[2]["status"] == "pending"
 
@@ -113,3 +115,19 @@ def test_an_unknown_extension_is_refused_and_nothing_is_written(report: pd.DataF
         write_report(report, tmp_path / name)
     assert caught.value.exit_code == 2
     assert not (tmp_path / name).exists()
+
+
+def test_a_failed_delivery_keeps_its_report_code_and_time_and_says_why_in_error(redis_client: redis.Redis) -> None:
+    keys = Keys("dsptest")
+    store = CampaignStore(redis_client, keys)
+    cid = store.create("x", frame(2), window=4)
+    redis_client.hset(keys.ledger(cid, 0), mapping={"0": ledger.encode("sent", 1, "aa11"),
+                                                    "1": ledger.encode("sent", 1, "bb22")})
+    redis_client.hset(keys.delivery(cid, 0), mapping={"0": "failed|2026-11-23T10:00:05Z|1|1795939205000000|14",
+                                                      "1": "delivered|2026-11-23T10:00:06Z|0|1795939206000000|15"})
+    rows = read_csv(report_csv(build_report(store, cid)))
+    assert (rows[0]["delivery"], rows[0]["report_code"], rows[0]["report_at"], rows[0]["delivered_at"]) == (
+        "failed", "1", "2026-11-23T10:00:05Z", "")
+    error = rows[0]["error"]
+    assert error.startswith("undelivered: the network could not deliver it") and "(code 1)" in error
+    assert (rows[1]["delivered_at"], rows[1]["report_code"], rows[1]["error"]) == ("2026-11-23T10:00:06Z", "0", "")

@@ -250,3 +250,26 @@ def test_a_firing_whose_loading_breaks_off_is_an_error_naming_the_campaign_to_re
     assert load is not None and load.interrupted  # says so, and the next tick does not start another
     later = firer.fire("weekly", now=T0 + 60)
     assert later is not None and later.outcome == "skipped" and firing.campaign in later.reason
+
+
+def test_a_run_by_hand_leaves_an_interval_schedules_next_timed_firing_due_on_its_ladder(
+        firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    assert firer.fire("weekly", now=T0).outcome == "created"  # type: ignore[union-attr]
+    hand = firer.fire("weekly", now=T0 + 20, manual=True)
+    assert hand is not None and hand.outcome in ("created", "waiting")
+    assert float(firer.schedules.state("weekly")["last_due"]) == T0  # the anchor did not move
+    timed = firer.fire("weekly", now=T0 + 60.5)
+    assert timed is not None and timed.due == T0 + 60 and timed.outcome in ("created", "waiting")
+
+
+def test_a_paused_schedule_records_one_skip_and_fires_again_once_resumed(firer: Firer, tmp_path: Path) -> None:
+    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    firer.schedules.set_paused("weekly", True)
+    first = firer.fire("weekly", now=T0)
+    assert first is not None and (first.outcome, first.reason) == ("skipped", "the schedule is paused")
+    assert firer.fire("weekly", now=T0 + 60) is not None
+    assert [r.reason for r in firer.schedules.runs("weekly")] == ["the schedule is paused"]  # one record
+    assert firer.store.recent() == []
+    firer.schedules.set_paused("weekly", False)
+    assert firer.fire("weekly", now=T0 + 120).outcome == "created"  # type: ignore[union-attr]

@@ -29,6 +29,9 @@ from dispatcher.sending.schedules.store import Firing, ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
 
+#: Why a paused schedule's firing did nothing.
+PAUSED = "the schedule is paused"
+
 
 @dataclass
 class Firer:
@@ -57,9 +60,14 @@ class Firer:
             if since is not None and latest < since:
                 return None  # due before the schedule (or this edit of it) existed: never "missed"
             due = latest
-        if not self.schedules.claim_due(name, due):
-            return None
-        self.schedules.set_state(name, last_due=due)
+        # A run by hand is off the beat: it neither claims a due time nor moves ``last_due``, the
+        # anchor of the timed firings. Setting ``last_due`` to the moment of a hand run hid the
+        # next cron firing (its due time was then "already fired") and shifted an interval's
+        # ladder onto the hand run, so every later firing came that far after its listed time.
+        if not manual:
+            if not self.schedules.claim_due(name, due):
+                return None
+            self.schedules.set_state(name, last_due=due)
         # A cron schedule's misses count from when it was saved; an interval's first due is its first trigger.
         starts = [t for t in (last_due, since if definition.cron is not None else None) if t is not None]
         skipped = 0 if manual else definition.missed_between(max(starts) if starts else None, due)
@@ -69,6 +77,14 @@ class Firer:
         if not manual and now - due > definition.grace_s:
             return self.schedules.record(Firing(name, now, due, "missed",
                                                 reason=f"{now - due:.0f} s late (grace {definition.grace_s:.0f} s)"))
+        if not manual and state.get("paused") == "1":
+            paused = Firing(name, now, due, "skipped", reason=PAUSED)
+            last = self.schedules.runs(name, 1)
+            # One record for a pause, not one per trigger: a 5 s schedule paused for a day would
+            # otherwise push every real firing out of the kept records.
+            if last and last[0].outcome == "skipped" and last[0].reason == PAUSED:
+                return paused
+            return self.schedules.record(paused)
         previous = state.get("last_campaign", "")
         held = self.schedules.held(name)
         hold = bool(held) or (bool(previous) and self._still_sending(previous))
@@ -79,6 +95,8 @@ class Firer:
 
         def on_created(campaign_id: str) -> None:
             created.append(campaign_id)
+            # The campaign names its schedule, so its status can say why a firing skipped or held it.
+            self.store.redis.hset(self.store.keys.campaign(campaign_id), "schedule", name)
             if not hold:  # a tick while it loads sees it running
                 self.schedules.set_state(name, last_campaign=campaign_id)
 

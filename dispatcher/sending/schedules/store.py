@@ -89,6 +89,18 @@ class ScheduleStore:
     def set_state(self, name: str, **values: Any) -> None:
         self.redis.hset(self.keys.schedule(name), mapping={k: str(v) for k, v in values.items()})
 
+    def set_paused(self, name: str, paused: bool, now: float | None = None) -> None:
+        """Pause a schedule (its timed firings are recorded as skipped) or resume it.
+
+        Raises:
+            UnknownItem: when there is no such schedule.
+        """
+        self.get(name)
+        if paused:
+            self.set_state(name, paused=1, paused_at=repr(time.time() if now is None else now))
+        else:
+            self.redis.hdel(self.keys.schedule(name), "paused", "paused_at")
+
     def record(self, firing: Firing) -> Firing:
         pipe = self.redis.pipeline()
         pipe.lpush(self.keys.schedule_runs(firing.schedule), orjson.dumps(firing.to_json()))
