@@ -73,9 +73,9 @@ def _with_current_campaign(env: dict[str, str], redis_client: redis.Redis, tmp_p
     """A schedule whose last firing's campaign is still queued (stored, not sent)."""
     from dispatcher.keys import Keys
     from dispatcher.sending.store import CampaignStore
-    from tests.sending.test_report import frame
+    from tests.helpers import accented_frame as frame
 
-    added = run(env, "schedule", "add", name, str(recipients(tmp_path / "l.csv", 3)), "--cron", "0 9 * * *",
+    added = run(env, "schedule", "add", name, str(schedule_csv(tmp_path / "l.csv", 3)), "--cron", "0 9 * * *",
                 "--tz", "Europe/Madrid", "--text", "Hola {name}", "--from", "ACME", "--window", "09:00-21:00")
     assert added.returncode == 0, added.stderr
     keys = Keys("dsptest")
@@ -115,7 +115,7 @@ def test_removing_a_schedule_from_a_script_without_a_choice_keeps_its_campaign_a
 
 
 def test_a_paused_schedule_lists_no_next_run_and_resumes(env: dict[str, str], tmp_path: Path) -> None:
-    added = run(env, "schedule", "add", "p", str(recipients(tmp_path / "l.csv", 3)), "--every", "10m",
+    added = run(env, "schedule", "add", "p", str(schedule_csv(tmp_path / "l.csv", 3)), "--every", "10m",
                 "--text", "Hola {name}", "--from", "ACME")
     assert added.returncode == 0, added.stderr
     assert run(env, "schedule", "pause", "p").returncode == 0

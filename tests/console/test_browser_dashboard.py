@@ -38,9 +38,8 @@ from dispatcher.dev.services import (
 )
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
 from tests.console.test_browser import CHROMIUM, launch
-from tests.sending.test_dispatch_integration import worker_env
+from tests.helpers import SandboxHandle, worker_env
 
 pytestmark: Any = pytest.mark.slow
 

@@ -14,10 +14,9 @@ import redis
 
 from dispatcher.dev.services import Service, start_webhook
 from dispatcher.settings import Settings
-from tests.conftest import SandboxHandle
-from tests.console.conftest import ConsoleHandle
-from tests.console.test_api import OPTIONS, small_csv, submit
-from tests.sending.test_dispatch_integration import Harness
+from tests.helpers import UPLOAD_OPTIONS as OPTIONS
+from tests.helpers import ConsoleHandle, Harness, SandboxHandle, small_csv
+from tests.helpers import upload_campaign as submit
 
 SECRET = "s3cret-report-api-0123456789abcdef"
 

@@ -136,7 +136,7 @@ def test_a_schedule_run_by_hand_leaves_the_beat_firings_on_their_ladder(
         harness: Harness, beats: Callable[[], Service], tmp_path: Path) -> None:
     # Issue 22: a hand run moved the schedule's anchor, so the next beat firing recorded nothing
     # and every later one came as late as the hand run was off the ladder.
-    path = recipients(tmp_path / "l.csv", 5)
+    path = schedule_csv(tmp_path / "l.csv", 5)
     add(harness, path, "steady", "--every", "4s", "--overlap", "queue")
     beats()
     first = runs_until(harness, "steady", lambda r: len([x for x in r if x.due is not None]) >= 1)

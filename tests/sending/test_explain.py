@@ -23,7 +23,7 @@ from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.windows import parse_window
 from dispatcher.settings import Settings
-from tests.sending.test_store import frame
+from tests.helpers import accented_frame as frame
 
 KEYS = Keys("dsptest")
 

@@ -120,7 +120,7 @@ def test_an_unknown_extension_is_refused_and_nothing_is_written(report: pd.DataF
 def test_a_failed_delivery_keeps_its_report_code_and_time_and_says_why_in_error(redis_client: redis.Redis) -> None:
     keys = Keys("dsptest")
     store = CampaignStore(redis_client, keys)
-    cid = store.create("x", frame(2), window=4)
+    cid = store.create("x", accented_frame(2), window=4)
     redis_client.hset(keys.ledger(cid, 0), mapping={"0": ledger.encode("sent", 1, "aa11"),
                                                     "1": ledger.encode("sent", 1, "bb22")})
     redis_client.hset(keys.delivery(cid, 0), mapping={"0": "failed|2026-11-23T10:00:05Z|1|1795939205000000|14",

@@ -254,7 +254,7 @@ def test_a_firing_whose_loading_breaks_off_is_an_error_naming_the_campaign_to_re
 
 def test_a_run_by_hand_leaves_an_interval_schedules_next_timed_firing_due_on_its_ladder(
         firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60, overlap="queue")
     assert firer.fire("weekly", now=T0).outcome == "created"  # type: ignore[union-attr]
     hand = firer.fire("weekly", now=T0 + 20, manual=True)
     assert hand is not None and hand.outcome in ("created", "waiting")
@@ -264,7 +264,7 @@ def test_a_run_by_hand_leaves_an_interval_schedules_next_timed_firing_due_on_its
 
 
 def test_a_paused_schedule_records_one_skip_and_fires_again_once_resumed(firer: Firer, tmp_path: Path) -> None:
-    define(firer, recipients(tmp_path / "l.csv"), every_s=60, overlap="queue")
+    define(firer, schedule_csv(tmp_path / "l.csv"), every_s=60, overlap="queue")
     firer.schedules.set_paused("weekly", True)
     first = firer.fire("weekly", now=T0)
     assert first is not None and (first.outcome, first.reason) == ("skipped", "the schedule is paused")
