@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_ERROR = {"description": "{\"error\": \"one sentence\"}",
+_ERROR = {"description": "{\"error\": \"one sentence\", \"message\": \"the same\"}",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
 _STATUS = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}
@@ -23,6 +23,8 @@ _SUBMIT_FIELDS: dict[str, Any] = {
     "gsm_only": {"type": "boolean"}, "max_cost": {"type": "number"}, "name": {"type": "string"},
     "window": {"type": "string", "example": "09:00-21:00"}, "days": {"type": "string", "example": "mon-fri"},
     "expire_after": {"type": "string", "example": "6h"},
+    "keep_columns": {"type": "string", "example": "nombre,importe",
+                     "description": "The list's columns carried into the report: names, or all."},
 }
 _SCHEDULE_FIELDS: dict[str, Any] = {
     **_SUBMIT_FIELDS, "name": {"type": "string", "description": "Schedule name."},
@@ -48,6 +50,7 @@ def _op(summary: str, ok: str = "200", ok_body: dict[str, Any] | None = None, er
 
 
 _ID = [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}]
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 #: What every cookie-authenticated change can be refused for besides the role (CSRF, Origin).
 _CHANGE = (403,)
 #: A route that reads a body: malformed (400), over a cap (413).
@@ -95,9 +98,17 @@ def spec() -> dict[str, Any]:
             parameters=[*_ID, {"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx", "parquet"]}}])},
         "/api/campaigns/{cid}/rejects": {"get": _op(
             "The rows the preflight rejected, a page at a time (offset, limit: 1000 by default, at most 10000), "
-            "with the count of every reason over all of them.", ok_body=_REJECTS, errors=(400, 404), parameters=[
+            "with the count of every reason over all of them; with format=csv|xlsx|parquet, all of them as a "
+            "file (row, value, reason).", ok_body={"content": {
+                **_REJECTS["content"], "text/csv": {}, "application/vnd.apache.parquet": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
+            errors=(400, 404), parameters=[
                 *_ID, *_PAGING,
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10_000}}])},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10_000}},
+                {"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx", "parquet"]}}])},
+        "/api/campaigns/{cid}/summary": {"get": _op(
+            "The campaign report: text, sender, delivery rates, undelivered by report code, actual and "
+            "estimated cost (decimal strings), countries, timeline with pauses.", errors=(404,), parameters=_ID)},
         "/api/campaigns/{cid}/series": {"get": _op("Samples of the campaign's counters over time (charts).",
                                                    errors=(404,), parameters=_ID)},
         "/api/schedules": {
@@ -106,13 +117,28 @@ def spec() -> dict[str, Any]:
                         "changes no file.", ok="201", errors=(*_BODY, *_CHANGE, 422),
                         requestBody=_form(_SCHEDULE_FIELDS)),
         },
-        "/api/schedules/{name}": {"delete": _op("Remove a schedule (admin).", errors=(*_CHANGE, 404), parameters=[
-            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/api/schedules/{name}": {
+            "get": _op("One schedule: window, text, next runs, last firings, current campaign.", errors=(404,),
+                       parameters=_NAME),
+            "patch": _op("Edit a schedule (admin): the fields sent change, a file part replaces the file.",
+                         errors=(*_BODY, *_CHANGE, 404, 422), parameters=_NAME, requestBody={
+                             "content": {"multipart/form-data": {"schema": {"type": "object",
+                                                                            "properties": _SCHEDULE_FIELDS}},
+                                         "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}),
+            "delete": _op("Remove a schedule (admin). With an unfinished campaign it created, say current=keep or "
+                          "current=cancel (409 without).", errors=(*_CHANGE, 404, 409, 422), parameters=[
+                              *_NAME, {"name": "current", "in": "query", "schema": {"enum": ["keep", "cancel"]}}]),
+        },
+        "/api/schedules/{name}/run": {"post": _op("Fire a schedule now (admin); the beat's times stay as they are.",
+                                                  errors=(*_CHANGE, 404, 422), parameters=_NAME)},
         "/metrics": {"get": _op("Prometheus metrics (public with --public-metrics).",
                                 ok_body={"content": {"text/plain": {}}})},
         "/healthz": {"get": {"summary": "Liveness: {\"ok\": true}, no token needed.", "security": [],
                              "responses": {"200": {"description": "alive", **_JSON}}}},
     }
+    for action in ("pause", "resume"):
+        paths[f"/api/schedules/{{name}}/{action}"] = {"post": _op(
+            f"{action.capitalize()} a schedule (admin).", errors=(*_CHANGE, 404), parameters=_NAME)}
     for action in ("pause", "resume", "cancel"):
         paths[f"/api/campaigns/{{cid}}/{action}"] = {"post": _op(
             f"{action.capitalize()} a campaign (admin); 409 when its state does not allow it.", ok_body=_STATUS,
@@ -120,7 +146,8 @@ def spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "dispatcher console", "version": "1",
-                 "description": "Submit, follow and stop SMS campaigns. Errors are {\"error\": \"one sentence\"}."},
+                 "description": "Submit, follow and stop SMS campaigns. Errors are "
+                                "{\"error\": \"one sentence\", \"message\": the same}."},
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
         "components": {
@@ -135,7 +162,10 @@ def spec() -> dict[str, Any]:
                     "error": {"type": "string"}, "message": {"type": "string"}, "preflight": {"type": "object"}}},
                 "Status": {"type": "object", "required": ["id", "state", "counts"], "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "state": {"type": "string"},
-                    "total": {"type": "integer"}, "counts": {"type": "object"}, "cost": {"type": "number"}}},
+                    "total": {"type": "integer"}, "counts": {"type": "object"},
+                    "cost": {"type": "string", "description": "Estimated cost, a decimal string."},
+                    "actual_cost": {"type": ["string", "null"]}, "waiting_for": {"type": "object"},
+                    "estimated_finish": {"type": ["object", "null"]}}},
             },
         },
     }

@@ -267,6 +267,10 @@ def routes(console: Console) -> list[Route]:
     ]
 
 
+#: Largest edit without a file (bytes of URL-encoded fields).
+_MAX_EDIT = 64 * 1024
+
+
 async def _received_maybe(console: Console, request: Request) -> uploads.Upload:
     """The fields of an edit, as multipart (with or without a new file) or URL-encoded.
 
@@ -283,5 +287,9 @@ async def _received_maybe(console: Console, request: Request) -> uploads.Upload:
         if upload.path is not None:
             await measured(console, upload)
         return upload
-    body = await uploads.read_capped(request, 64 * 1024, uploads.TooLarge("an edit without a file is at most 64 KB."))
+    try:
+        body = await uploads.read_capped(request, _MAX_EDIT,
+                                         uploads.TooLarge("an edit without a file is at most 64 KB."))
+    except uploads.TooLarge as exc:
+        raise ApiError(413, str(exc)) from None
     return uploads.Upload(fields={k: v for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)})
