@@ -17,6 +17,8 @@ import redis
 from dispatcher.dev.services import Service, start_sandbox
 from tests.helpers import SANDBOX_TOKEN, one_sentence_error, recipients_csv, run
 
+pytestmark = pytest.mark.slow  # CLI processes against a sandbox process of its own: seconds each
+
 PASSPHRASE = "an agency's passphrase of 40 characters!"
 TOKENS = {"a1": "tA1-4b7e1d9c2a6f38e0b5c3", "a2": "tA2-9e2c6a1f4d8b37c0a5e7", "b": "tB-3f8d1b6e9a2c45d7e0b4"}
 PROJECTS = {"a1": "acme", "a2": "acme", "b": "beta"}

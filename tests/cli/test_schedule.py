@@ -84,6 +84,7 @@ def _with_current_campaign(env: dict[str, str], redis_client: redis.Redis, tmp_p
     return cid
 
 
+@pytest.mark.slow  # several CLI processes: seconds
 def test_removing_a_schedule_with_cancel_current_cancels_its_unfinished_campaign(
         env: dict[str, str], redis_client: redis.Redis, tmp_path: Path) -> None:
     from dispatcher.keys import Keys
@@ -100,6 +101,7 @@ def test_removing_a_schedule_with_cancel_current_cancels_its_unfinished_campaign
     assert listed(env) == []
 
 
+@pytest.mark.slow  # several CLI processes: seconds
 def test_removing_a_schedule_from_a_script_without_a_choice_keeps_its_campaign_and_says_so(
         env: dict[str, str], redis_client: redis.Redis, tmp_path: Path) -> None:
     from dispatcher.keys import Keys
@@ -114,6 +116,7 @@ def test_removing_a_schedule_from_a_script_without_a_choice_keeps_its_campaign_a
     assert both.returncode == 2 and "not both" in one_sentence_error(both)
 
 
+@pytest.mark.slow  # several CLI processes: seconds
 def test_a_paused_schedule_lists_no_next_run_and_resumes(env: dict[str, str], tmp_path: Path) -> None:
     added = run(env, "schedule", "add", "p", str(schedule_csv(tmp_path / "l.csv", 3)), "--every", "10m",
                 "--text", "Hola {name}", "--from", "ACME")

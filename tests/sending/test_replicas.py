@@ -32,6 +32,8 @@ from dispatcher.sending.store import CampaignStore
 from tests.fakes import FakeInstasent
 from tests.sending.test_fencing import create, messages
 
+pytestmark = pytest.mark.slow  # a Redis master and replicas of its own: seconds each
+
 
 def with_replicas(sender: SendContext, client: redis.Redis, needed: int) -> SendContext:
     settings = sender.settings.with_overrides(redis_min_replicas=needed, redis_replica_wait_s=0.05)
