@@ -38,10 +38,9 @@ from dispatcher.dev.services import (
 )
 from dispatcher.keys import Keys
 from dispatcher.settings import Settings
-from tests.console.test_browser import CHROMIUM, launch
+from tests.console.test_browser import Page, expect, launch, sync_playwright
+from tests.console.test_browser import pytestmark as browser_marks
 from tests.helpers import SandboxHandle, worker_env
-
-pytestmark: Any = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "browser-webhook-path-0123456789"
@@ -51,15 +50,8 @@ NARROW: Any = {"width": 420, "height": 900}
 # The viewer sits in another zone than the recipients (Spain), so times show in both.
 VIEWER_ZONE = "America/New_York"
 
-try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - the dev extras install it
-    sync_playwright = None  # type: ignore[assignment]
-
-if CHROMIUM is None:
-    pytestmark = [pytestmark, pytest.mark.skip(reason="no chromium on PATH: apt-get install -y chromium")]
-elif sync_playwright is None:
-    pytestmark = [pytestmark, pytest.mark.skip(reason="playwright is not installed: pip install -e '.[dev]'")]
+# The same marks as test_browser: slow, and skipped without chromium or playwright.
+pytestmark = browser_marks
 
 
 @pytest.fixture()
