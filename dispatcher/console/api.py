@@ -112,16 +112,28 @@ async def _received(console: Console, request: Request) -> uploads.Upload:
         ApiError: 413 over a cap, 400 a malformed form or no file part, 422 a file that cannot be
             inflated.
     """
+    upload = await received_form(console, request)
+    if upload.path is None:
+        upload.close()
+        raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
+    return upload
+
+
+async def received_form(console: Console, request: Request) -> uploads.Upload:
+    """The multipart form of ``request`` within the body cap, its file (when it has one) checked
+    against the expanded-size, row and ratio caps.
+
+    Raises:
+        ApiError: 413 over a cap, 400 a malformed form, 422 a file that cannot be inflated.
+    """
     try:
         upload = await uploads.receive(request, console.upload_limit_bytes)
     except uploads.TooLarge as exc:
         raise ApiError(413, str(exc)) from None
     except InputError as exc:
         raise ApiError(400, str(exc)) from None
-    if upload.path is None:
-        upload.close()
-        raise ApiError(400, "attach the recipient file in a multipart part named 'file'.")
-    await measured(console, upload)
+    if upload.path is not None:
+        await measured(console, upload)
     return upload
 
 

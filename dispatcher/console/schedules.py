@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.console import uploads
-from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, measured, preflight_options
+from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, preflight_options, received_form
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import InputError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
@@ -278,15 +278,7 @@ async def _received_maybe(console: Console, request: Request) -> uploads.Upload:
         ApiError: as :func:`dispatcher.console.api._received` for a multipart body.
     """
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        try:
-            upload = await uploads.receive(request, console.upload_limit_bytes)
-        except uploads.TooLarge as exc:
-            raise ApiError(413, str(exc)) from None
-        except InputError as exc:
-            raise ApiError(400, str(exc)) from None
-        if upload.path is not None:
-            await measured(console, upload)
-        return upload
+        return await received_form(console, request)
     try:
         body = await uploads.read_capped(request, _MAX_EDIT,
                                          uploads.TooLarge("an edit without a file is at most 64 KB."))
