@@ -25,14 +25,17 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry
 
+from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.resources import Resources
 from dispatcher.schema.names import FINAL, State
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.outcome import Action, BatchOutcome
 from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
 from dispatcher.sending.telemetry import Telemetry
+from dispatcher.sending.tenancy import AccountClients
 from dispatcher.settings import Settings
 from tasks.app import app
 from tasks.enqueue import SEND_BATCH, SEND_BATCHES, CeleryEnqueuer
@@ -82,17 +85,26 @@ def send_context() -> SendContext:
     """
     current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        gate, tls, _ = _process_parts()
         settings = Settings.from_env()
         resources = Resources.from_settings(settings, single_connection=True)
-        # Two connections: one spare, so a request never waits for a slot behind a slow answer.
-        http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
-        http.on_round_trip = gate.observe
-        http.on_answer(_count_bulk_answer)
+        http = _http_client(settings)
+        # Other accounts' clients are made the same way, on first use, with their own token.
+        accounts = AccountClients(AccountBook(resources.redis, resources.keys, resources.settings), http,
+                                  _http_client)
         current = SendContext(settings=resources.settings, client=http, store=resources.store,
-                              ops=resources.ops, limiter=resources.limiter)
+                              ops=resources.ops, limiter=resources.limiter, accounts=accounts)
         _local.context = current
     return current
+
+
+def _http_client(settings: Settings) -> InstasentClient:
+    """A thread's Instasent client for ``settings`` (an account's token and base URL), timed for the pump."""
+    gate, tls, _ = _process_parts()
+    # Two connections: one spare, so a request never waits for a slot behind a slow answer.
+    http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
+    http.on_round_trip = gate.observe
+    http.on_answer(_count_bulk_answer)
+    return http
 
 
 def _count_bulk_answer(endpoint: str, status: int) -> None:

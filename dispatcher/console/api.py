@@ -31,6 +31,7 @@ from dispatcher.console import uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.sending import campaigns, health, submission
 from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
 from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
@@ -90,7 +91,8 @@ def preflight_options(fields: dict[str, str]) -> PreflightOptions:
                             sender=_text(fields, "from"), country=_text(fields, "country"),
                             phone_column=_text(fields, "phone_column"), hlr=hlr,
                             gsm_only=truthy(fields.get("gsm_only")),
-                            max_cost=_number(fields, "max_cost")).validated()
+                            max_cost=_number(fields, "max_cost"),
+                            account=_text(fields, "account") or DEFAULT_ACCOUNT).validated()
 
 
 def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:

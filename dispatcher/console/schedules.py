@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,6 +28,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending import campaigns
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.schedules.admin import (
     CurrentCampaign,
     add_schedule,
@@ -37,6 +39,11 @@ from dispatcher.sending.schedules.admin import (
 from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
 from dispatcher.sending.schedules.firing import Firer
 from dispatcher.sending.windows import parse_duration
+
+
+def _accounts(console: Console) -> list[str]:
+    """The names of the install's accounts (a schedule's must be one of them)."""
+    return AccountBook(console.store.redis, console.store.keys, console.settings).names()
 
 
 def schedule_dir(console: Console) -> Path:
@@ -60,7 +67,7 @@ def definition_from(fields: dict[str, str], file: Path) -> ScheduleDef:
         tz=_text(fields, "tz") or "UTC", every_s=parse_duration(every) if every else None,
         options={"text": options.text, "text_column": options.text_column, "sender": options.sender,
                  "country": options.country, "phone_column": options.phone_column, "hlr": options.hlr,
-                 "gsm_only": options.gsm_only, "max_cost": options.max_cost},
+                 "gsm_only": options.gsm_only, "max_cost": options.max_cost, "account": options.account},
         window=_text(fields, "window"), days=_text(fields, "days"),
         expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=_text(fields, "overlap") or "skip", grace_s=DEFAULT_GRACE_S if grace is None else grace,
@@ -107,7 +114,7 @@ def _replace_schedule(console: Console, upload: uploads.Upload, definition: Sche
             raise InputError(f"cannot keep the uploaded file in the console's data directory: "
                              f"{exc.strerror or type(exc).__name__}.") from None
         try:
-            add_schedule(console.schedules, console.entries, definition)
+            add_schedule(console.schedules, console.entries, definition, known_accounts=_accounts(console))
         except BaseException:
             if aside is not None:
                 os.replace(aside, final)
@@ -146,7 +153,7 @@ def _row(console: Console, name: str) -> dict[str, Any]:
 
 #: Form fields of an edit, and the definition field each one sets.
 _EDITABLE = ("cron", "tz", "every", "overlap", "grace", "window", "days", "expire_after", "text", "text_column",
-             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost")
+             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost", "account")
 
 
 def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> ScheduleDef:
@@ -165,6 +172,7 @@ def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> Sched
             "phone_column": options.get("phone_column") or "",
             "gsm_only": "1" if options.get("gsm_only") else "",
             "max_cost": "" if options.get("max_cost") is None else repr(options["max_cost"]),
+            "account": options.get("account") or "",
             "cron": old.cron or "", "tz": old.tz, "every": f"{old.every_s:g}s" if old.every_s else "",
             "overlap": old.overlap, "grace": repr(old.grace_s), "window": old.window or "", "days": old.days or "",
             "expire_after": f"{old.expire_after_s:g}s" if old.expire_after_s else ""}
@@ -216,7 +224,8 @@ def routes(console: Console) -> list[Route]:
                     await run_in_threadpool(_replace_schedule, console, upload, definition)
             else:
                 definition = edited(old, upload.fields, None)
-                await run_in_threadpool(add_schedule, console.schedules, console.entries, definition)
+                await run_in_threadpool(partial(add_schedule, console.schedules, console.entries, definition,
+                                                known_accounts=_accounts(console)))
         finally:
             upload.close()
         return JSON(await run_in_threadpool(_row, console, name))

@@ -109,6 +109,10 @@ MESSAGE_FIELDS = ("row", "to", "text", "sender", "parts", "unicode", "price", "c
 #: part) comes last because the preflight adds it last.
 MESSAGE_COLUMNS = (*(column for column in MESSAGE_FIELDS if column != "price"), "price")
 
+# -- accounts -----------------------------------------------------------------------------------------
+#: The account ``INSTASENT_TOKEN`` stands for, and that of every campaign stored before accounts existed.
+DEFAULT_ACCOUNT = "default"
+
 # -- hash fields --------------------------------------------------------------------------------------
 #: Fields of a batch's hash (``Keys.batch``). Only short values, so Redis keeps the hash compact.
 BATCH_FIELDS = {
@@ -144,6 +148,8 @@ CAMPAIGN_FIELDS = {
     "loaded_row": "last spreadsheet row stored", "rows_read": "rows read", "expected": "messages expected",
     "wd_at": "Unix s of the watchdog's last drive", "wd_batches": "batches it drove",
     "era": "the Redis era (after a promotion) its claims last saw", "era_at": "Unix µs that era was first seen",
+    "account": "the account it sends for (absent: default)",
+    "organization": "that account's organization at submit time ('' or absent: unknown)",
 }
 #: Fields of a schedule's hash (``Keys.schedule``).
 SCHEDULE_FIELDS = {

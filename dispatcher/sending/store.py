@@ -22,7 +22,7 @@ import redis
 from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
-from dispatcher.schema.names import COUNTERS, State
+from dispatcher.schema.names import COUNTERS, DEFAULT_ACCOUNT, State
 from dispatcher.schema.scripts import era, script
 from dispatcher.sending import payload
 from dispatcher.sending.ledger import Record, decode
@@ -63,6 +63,10 @@ class CampaignInfo:
     watchdog: dict[str, float] = field(default_factory=dict)
     #: The schedule whose firing created the campaign, or empty.
     schedule: str = ""
+    #: The account it sends for (campaigns stored before accounts existed: ``default``).
+    account: str = DEFAULT_ACCOUNT
+    #: That account's organization at submit time ("" when unknown); with the endpoint, its rate-limit lane.
+    organization: str = ""
 
     @property
     def delivery_rate(self) -> float | None:
@@ -100,6 +104,7 @@ class CampaignInfo:
             "text": self.options.get("text"), "text_column": self.options.get("text_column"),
             "sender": self.options.get("sender"), "schedule": self.schedule or None,
             "delivery_rate_of_sent": self.delivery_rate_of_sent,
+            "account": self.account, "organization": self.organization,
         }
 
 
@@ -118,7 +123,7 @@ class CampaignStore:
                options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
                send_window: Window | None = None, expires_at: float | None = None,
                zones: list[str] | None = None, suppression_version: int | None = None,
-               loading: bool = False) -> str:
+               loading: bool = False, account: str = DEFAULT_ACCOUNT, organization: str = "") -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of :data:`dispatcher.schema.names.MESSAGE_COLUMNS`, one row per
@@ -126,7 +131,8 @@ class CampaignStore:
         With ``zones`` (one time-zone key per message, equal keys contiguous), batches never mix
         keys, so a batch's send window is one question. ``window`` is the queue window (batches). With
         ``loading``, the campaign's list is still being stored (see :mod:`dispatcher.sending.loading`):
-        it is never completed before that ends.
+        it is never completed before that ends. ``account`` is the account it sends for and
+        ``organization`` that account's organization ("" when unknown).
         """
         campaign_id = secrets.token_hex(5)
         total = len(messages)
@@ -142,6 +148,7 @@ class CampaignStore:
             "created_at": now, "cost": cost, "currency": currency,
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
             "parked": 0, "waiting": 0, **{f: 0 for f in COUNTERS.values()},
+            "account": account, "organization": organization,
         }
         if loading:
             fields["loading"] = 1
@@ -378,7 +385,8 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
         watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
-        schedule=h.get("schedule", ""),
+        schedule=h.get("schedule", ""), account=h.get("account") or DEFAULT_ACCOUNT,
+        organization=h.get("organization", ""),
     )
 
 

@@ -143,14 +143,15 @@ def allowed(client: tuple[str, int] | list[object] | None, networks: Sequence[IP
 
 
 def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
-               held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = ()) -> ASGIApp:
+               held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = (), global_optout: bool = False) -> ASGIApp:
     """The receiver for reports POSTed to ``/dlr/{secret}``.
 
     ``aio`` applies delivery reports on the event loop; ``client`` (same server) serves the rare
     blocking work, opt-outs and inbound messages, in worker threads, and retries the held reports
     every ``held_retry_s`` seconds (0: never), so nobody has to; with several receiver processes
     one of them does it each round (a short Redis lock decides). With ``allow``, only clients in
-    those networks may post (see the module docstring).
+    those networks may post (see the module docstring). A STOP suppresses the number for the
+    account whose campaign it answers, or for every account with ``global_optout``.
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
     expected = secret.encode()
@@ -177,7 +178,7 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
 
     def inbound(report: Report) -> None:
         keep_inbound(client, keys, report)
-        handle_optout(client, keys, report)
+        handle_optout(client, keys, report, global_optout)
 
     async def apply(body: bytes) -> tuple[int, dict[str, object]]:
         try:
@@ -197,7 +198,7 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
             outcomes.append(outcome)
             # A stop report whose id is not the one we sent under is refused whole: it may not opt a number out.
             if report.status == "stop" and outcome != "mismatch":
-                await anyio.to_thread.run_sync(handle_optout, client, keys, report)
+                await anyio.to_thread.run_sync(handle_optout, client, keys, report, global_optout)
         return 200, {"ok": True, "outcomes": outcomes}
 
     async def dlr(scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -32,17 +32,22 @@ class ScheduleEntries(Protocol):
         """Remove the trigger of a schedule (missing is fine)."""
 
 
-def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef) -> ScheduleDef:
+def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef,
+                 known_accounts: Collection[str] | None = None) -> ScheduleDef:
     """Validate, store and arm a schedule (a new one or a replacement); returns it validated.
 
     The file is checked now (it can be read, has a phone column and every column the text names);
-    each firing checks it again, since it may change.
+    each firing checks it again, since it may change. With ``known_accounts``, its account must be
+    one of them (each firing resolves it again).
 
     Raises:
-        InputError: when the definition is malformed or its file unusable.
+        InputError: when the definition is malformed, its account unknown or its file unusable.
     """
     checked = definition.validated()
-    check_file(checked.file, PreflightOptions(**checked.options))
+    options = PreflightOptions(**checked.options).validated()
+    if known_accounts is not None and options.account not in known_accounts:
+        raise InputError(f"no account is named {options.account[:70]!r}: see dispatcher account list.")
+    check_file(checked.file, options)
     schedules.save(checked)
     entries.save_entry(checked)
     return checked
