@@ -45,22 +45,23 @@ class DispatcherCollector:
         yield from self._workers(telemetry.read(self.console.store.redis, self.console.store.keys))
 
     def _campaigns(self) -> Iterator[Metric]:
+        # Every per-campaign series names the campaign's account: sums by account need no join.
         messages = GaugeMetricFamily("dispatcher_campaign_messages", "Messages of a campaign by status.",
-                                     labels=["campaign", "name", "status"])
+                                     labels=["campaign", "name", "account", "status"])
         delivery = GaugeMetricFamily("dispatcher_campaign_deliveries",
                                      "Messages of a campaign by final delivery report (delivered, undelivered).",
-                                     labels=["campaign", "name", "outcome"])
+                                     labels=["campaign", "name", "account", "outcome"])
         states = GaugeMetricFamily("dispatcher_campaigns", "Campaigns kept in Redis by state.", labels=["state"])
         cost = GaugeMetricFamily("dispatcher_campaign_cost", "Estimated cost of a campaign.",
-                                 labels=["campaign", "name", "currency"])
+                                 labels=["campaign", "name", "account", "currency"])
         by_state: dict[str, int] = {}
         for info in self.console.store.recent(EXPORTED_CAMPAIGNS):
             by_state[info.state] = by_state.get(info.state, 0) + 1
             for status, n in info.counts.items():
-                messages.add_metric([info.id, info.name, status], n)
+                messages.add_metric([info.id, info.name, info.account, status], n)
             for outcome in ("delivered", "undelivered"):
-                delivery.add_metric([info.id, info.name, outcome], info.delivery.get(outcome, 0))
-            cost.add_metric([info.id, info.name, info.currency], info.cost)
+                delivery.add_metric([info.id, info.name, info.account, outcome], info.delivery.get(outcome, 0))
+            cost.add_metric([info.id, info.name, info.account, info.currency], info.cost)
         for state, n in sorted(by_state.items()):
             states.add_metric([state], n)
         yield from (messages, delivery, states, cost)
