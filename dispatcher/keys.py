@@ -22,8 +22,9 @@ class Keys:
 
     def account_suppression(self, account: str) -> str:
         """Set of E.164 numbers one account's campaigns never send to (its replies' STOPs), besides
-        :meth:`suppression`, which every account's campaigns respect."""
-        return f"{self.prefix}:suppressed:a:{account}"
+        :meth:`suppression`, which every account's campaigns respect. The ``default`` account's is
+        :meth:`suppression` itself: an install of one account keeps its one list, as before accounts."""
+        return self.suppression() if account == "default" else f"{self.prefix}:suppressed:a:{account}"
 
     def suppression_version(self) -> str:
         """Counter of additions to the suppression list (a campaign remembers the one its preflight saw)."""

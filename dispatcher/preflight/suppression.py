@@ -2,7 +2,9 @@
 
 The global list (``dispatcher suppress``) applies to every campaign; each account has a list of its
 own besides (its replies' STOPs, unless ``DISPATCHER_GLOBAL_OPTOUT``), which applies to that
-account's campaigns only. One version counter grows with an addition to any of them.
+account's campaigns only. The ``default`` account's own list is the global one (see
+:meth:`dispatcher.keys.Keys.account_suppression`). One version counter grows with an addition to
+any of them.
 
 Numbers are stored exactly as :mod:`dispatcher.preflight.phones` writes them (``+34612345678``), so a number
 suppressed in one format matches every other format of it. :meth:`SuppressionList.flags` answers
@@ -53,7 +55,7 @@ class SuppressionList:
     @property
     def _respected(self) -> list[str]:
         """The sets a campaign of this list's account respects (the global one first)."""
-        return [self.keys.suppression()] + ([self.key] if self.account is not None else [])
+        return list(dict.fromkeys([self.keys.suppression(), self.key]))
 
     def add(self, numbers: Iterable[str]) -> int:
         """Add E.164 numbers; returns how many were not there yet. The list's :meth:`version` grows

@@ -64,7 +64,8 @@ local c = redis.call('HMGET', campaign, 'send_window', 'expires_at', 'supp_v')
 local check, slot = '1', ''
 if suppressed_version then
   local empty = redis.call('SCARD', suppressed) == 0 and
-                (not account_suppressed or redis.call('SCARD', account_suppressed) == 0)
+                (not account_suppressed or account_suppressed == suppressed or
+                 redis.call('SCARD', account_suppressed) == 0)
   if empty or (c[3] and (redis.call('GET', suppressed_version) or '0') == c[3]) then
     check = '0'
   end
