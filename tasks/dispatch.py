@@ -35,7 +35,7 @@ from dispatcher.sending.context import SendContext
 from dispatcher.sending.outcome import Action, BatchOutcome
 from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
 from dispatcher.sending.telemetry import Telemetry
-from dispatcher.sending.tenancy import AccountClients
+from dispatcher.sending.tenancy import AccountClients, organizations
 from dispatcher.settings import Settings
 from tasks.app import app
 from tasks.enqueue import SEND_BATCH, SEND_BATCHES, CeleryEnqueuer
@@ -59,9 +59,11 @@ def _process_parts() -> tuple[Pump, ssl.SSLContext, Telemetry]:
     with _shared_lock:
         if _shared is None or _shared[0] != os.getpid():
             settings = Settings.from_env()
-            gate = Pump(requests_per_s(settings), fixed=fixed_in_flight)
             # Its own Redis client (a pool): the threads' connections are each one thread's.
             resources = Resources.from_settings(settings)
+            # Each organization has lanes of its own: enough in flight to fill all of them.
+            lanes = organizations(resources.redis, resources.keys, settings)
+            gate = Pump(requests_per_s(settings) * lanes, fixed=fixed_in_flight)
             _shared = (os.getpid(), gate, httpx.create_ssl_context(), Telemetry(resources.redis, resources.keys))
         return _shared[1], _shared[2], _shared[3]
 
