@@ -141,8 +141,8 @@ def test_an_unknown_account_is_refused_in_one_sentence_naming_the_command_that_l
     path = tmp_path / "list.csv"
     path.write_text("phone\n+34610000001\n")
     with pytest.raises(InputError, match=r"no account is named 'nope': see dispatcher account list\.$"):
-        submission.preflight(path, PreflightOptions(text="x", sender="ACME", country="ES", account="nope"), settings=settings,
-                             redis=redis_client)
+        options = PreflightOptions(text="x", sender="ACME", country="ES", account="nope")
+        submission.preflight(path, options, settings=settings, redis=redis_client)
 
 
 class Made:
