@@ -41,6 +41,14 @@ class Run:
     stamps: dict[str, list[float]]
     order: dict[str, list[str]]
     statuses: list[int]
+    #: Account -> (first, last) Unix s one of its messages was accepted.
+    span: dict[str, tuple[float, float]]
+
+    def both_run(self) -> list[float]:
+        """acme's bulk times while a1 and a2 both send."""
+        start = max(self.span["a1"][0], self.span["a2"][0])
+        end = min(self.span["a1"][1], self.span["a2"][1])
+        return sorted(t for t in self.stamps["acme"] if start <= t <= end)
 
 
 def start(h: Harness, sandbox: SandboxHandle, per_minute: int, size: int) -> dict[str, str]:
@@ -72,13 +80,16 @@ def observed(sandbox: SandboxHandle, campaigns: dict[str, str]) -> Run:
     # Accepted messages come oldest first; a bulk's messages are together, so each change of
     # batch is one request (a clean run neither splits nor resends).
     order: dict[str, list[str]] = {"acme": [], "beta": []}
+    span: dict[str, tuple[float, float]] = {}
     last = ""
     for message in sandbox.messages():
         cid, batch, _ = str(message["clientId"]).split("-")
+        account, at = campaigns[cid], float(message["acceptedAt"])
+        span[account] = (min(span.get(account, (at, at))[0], at), at)
         if f"{cid}-{batch}" != last:
             last = f"{cid}-{batch}"
-            order[ORGS[campaigns[cid]]].append(campaigns[cid])
-    return Run(stamps, order, [int(r["status"]) for r in rows])
+            order[ORGS[account]].append(account)
+    return Run(stamps, order, [int(r["status"]) for r in rows], span)
 
 
 def shares_while_both_run(order: list[str]) -> dict[str, float]:
@@ -126,7 +137,7 @@ def test_two_organizations_send_at_once_each_in_its_own_lane_and_one_organizatio
     run = observed(sandbox, campaigns)
     assert (len(run.stamps["acme"]), len(run.stamps["beta"])) == (60, 30)
     check(harness, run, per_minute)
-    print(f"acme {pace(sorted(run.stamps['acme'])):.0f}/min, beta {pace(sorted(run.stamps['beta'])):.0f}/min, "
+    print(f"acme {pace(run.both_run()):.0f}/min while both run, beta {pace(sorted(run.stamps['beta'])):.0f}/min, "
           f"a1/a2 shares {shares_while_both_run(run.order['acme'])}")
     lanes = {k.decode() for k in harness.store.redis.scan_iter(f"{harness.settings.key_prefix}:rl:*")}
     assert {Keys(harness.settings.key_prefix).rate(f"{org}:{BULK}") for org in ("acme", "beta")} <= lanes
@@ -144,6 +155,6 @@ def test_the_issues_three_campaigns_of_30000_reach_each_organizations_limit_with
     for org in ("acme", "beta"):
         stamps = sorted(run.stamps[org])
         assert max(sum(1 for t in stamps if s <= t < s + 60.0) for s in stamps) <= per_minute
-        assert pace(stamps) >= 0.95 * per_minute, (org, pace(stamps))
-    print(f"acme {pace(sorted(run.stamps['acme'])):.0f}/min, beta {pace(sorted(run.stamps['beta'])):.0f}/min, "
-          f"a1/a2 shares {shares_while_both_run(run.order['acme'])}")
+    paces = {"acme": pace(run.both_run()), "beta": pace(sorted(run.stamps["beta"]))}
+    print(f"paces {paces} per minute, a1/a2 shares {shares_while_both_run(run.order['acme'])}")
+    assert all(p >= 0.95 * per_minute for p in paces.values()), paces
