@@ -33,6 +33,7 @@ from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
 from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.sending import campaigns, health, submission
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
 from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
 from dispatcher.sending.submission import SubmitOptions
@@ -93,6 +94,16 @@ def preflight_options(fields: dict[str, str]) -> PreflightOptions:
                             gsm_only=truthy(fields.get("gsm_only")),
                             max_cost=_number(fields, "max_cost"),
                             account=_text(fields, "account") or DEFAULT_ACCOUNT).validated()
+
+
+def check_account(console: Console, name: str) -> None:
+    """Refuse an account the install does not have, before any file is read.
+
+    Raises:
+        ApiError: 400 naming the command that lists the accounts.
+    """
+    if name not in AccountBook(console.store.redis, console.store.keys, console.settings).names():
+        raise ApiError(400, f"no account is named {name[:70]!r}: see dispatcher account list.")
 
 
 def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
@@ -226,6 +237,7 @@ def routes(console: Console) -> list[Route]:
         upload = await _received(console, request)
         try:
             options = preflight_options(upload.fields)
+            check_account(console, options.account)
             _authorize_preflight(console, request, options)
             result = await _preflight(console, upload, options)
             try:
@@ -241,6 +253,7 @@ def routes(console: Console) -> list[Route]:
         upload = await _received(console, request)
         try:
             options = submit_options(upload.fields, upload.filename)
+            check_account(console, options.preflight.account)
             assert upload.path is not None
             counted: list[PreflightResult] = []  # the preflight, for a refusal's answer
             try:

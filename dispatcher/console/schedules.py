@@ -21,12 +21,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.console import uploads
-from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, preflight_options, received_form
+from dispatcher.console.api import (
+    _named_as_uploaded,
+    _number,
+    _received,
+    _text,
+    check_account,
+    preflight_options,
+    received_form,
+)
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import InputError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.sending import campaigns
 from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.schedules.admin import (
@@ -204,6 +213,7 @@ def routes(console: Console) -> list[Route]:
             name = upload.fields.get("name", "").strip()
             directory = schedule_dir(console)
             definition = definition_from(upload.fields, directory / f"{name}{uploads.suffix_of(upload.filename)}")
+            check_account(console, str(definition.options.get("account") or DEFAULT_ACCOUNT))
             with _named_as_uploaded(upload):
                 await run_in_threadpool(_replace_schedule, console, upload, definition)
         finally:
@@ -217,6 +227,8 @@ def routes(console: Console) -> list[Route]:
         old = console.schedules.get(name)  # 404 for an unknown name
         upload = await _received_maybe(console, request)
         try:
+            if "account" in upload.fields:
+                check_account(console, upload.fields["account"].strip() or DEFAULT_ACCOUNT)
             if upload.path is not None:
                 target = schedule_dir(console) / f"{name}{uploads.suffix_of(upload.filename)}"
                 definition = edited(old, upload.fields, target)
