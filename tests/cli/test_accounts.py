@@ -183,7 +183,7 @@ def test_an_unknown_account_is_one_sentence_naming_the_command_that_lists_them(
     for args in (("preflight", csv, *message), ("submit", csv, *message),
                  ("schedule", "add", "weekly", csv, "--every", "1h", *message)):
         result = outputs.run(env, *args)
-        assert result.returncode != 0
+        assert result.returncode == 2
         assert "no account is named 'nope': see dispatcher account list." in one_sentence_error(result), args
     assert orjson.loads(outputs.run(env, "list", "--json").stdout) == []
     outputs.assert_no_token()

@@ -22,11 +22,19 @@ from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending import submission
 from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.attempt import send_batch
+from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
+from dispatcher.sending.schedules.admin import add_schedule
+from dispatcher.sending.schedules.definition import ScheduleDef
+from dispatcher.sending.schedules.firing import Firer
+from dispatcher.sending.schedules.store import ScheduleStore
+from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.tenancy import AccountClients, campaign_account, pause_organization
 from dispatcher.settings import Settings
+from tasks.schedules import Entries
 from tests.fakes import FakeInstasent
+from tests.helpers import SANDBOX_TOKEN, Queue, SandboxHandle, schedule_csv
 
 PASSPHRASE = "correct horse battery staple, twice over"
 KEYS = Keys("dsptest")
@@ -193,3 +201,26 @@ def test_a_campaign_whose_account_was_removed_fails_as_a_configuration_error_and
     assert outcome.retry_in is None and info.state == "failed"
     assert info.reason == "configuration error: no account is named 'gone': see dispatcher account list."
     assert fake.bulk_requests == 0 and info.counts["pending"] == 10
+
+
+def test_a_schedule_of_an_account_fires_campaigns_of_that_account_with_its_token(
+        settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandle, tmp_path: Path) -> None:
+    token = "tA1-2c8e5a0d7b3f41e9a6c4"
+    sandbox.reset(projects=[f"acme:{token}", f"beta:{SANDBOX_TOKEN}"])
+    chosen = settings.with_overrides(secret_key=PASSPHRASE)
+    AccountBook(redis_client, KEYS, chosen).add("a1", token)
+    firer = Firer(settings=chosen, schedules=ScheduleStore(redis_client, KEYS), store=CampaignStore(redis_client, KEYS),
+                  ops=BatchOps(redis_client, KEYS), enqueuer=Queue(),
+                  client_factory=lambda: InstasentClient.from_settings(chosen))
+    definition = ScheduleDef(name="weekly", file=str(schedule_csv(tmp_path / "l.csv")), every_s=3600,
+                             options={"text": "Hola {name}", "sender": "ACME", "hlr": False, "account": "a1"})
+    add_schedule(firer.schedules, Entries(chosen), definition, known_accounts=["default", "a1"])
+    firing = firer.fire("weekly", manual=True)
+    assert firing is not None and firing.outcome == "created", firing
+    info = firer.store.get(firing.campaign)
+    assert (info.account, info.organization) == ("a1", "acme")
+    asked = {r["org"] for r in sandbox.http.get("/_sandbox/requests").json()["requests"]}
+    assert asked == {"acme"}  # prices and balance with a1's token, not the default one's
+    with pytest.raises(InputError, match="no account is named 'nope'"):
+        add_schedule(firer.schedules, Entries(chosen), replace(definition, options={
+            **definition.options, "account": "nope"}), known_accounts=["default", "a1"])
