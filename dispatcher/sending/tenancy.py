@@ -52,9 +52,9 @@ def campaign_account(client: redis.Redis, keys: Keys, campaign_id: str) -> tuple
     known = _campaigns.get(key)
     if known is not None:
         return known
-    account, organization = client.hmget(keys.campaign(campaign_id), "account", "organization")
+    exists, account, organization = client.hmget(keys.campaign(campaign_id), "id", "account", "organization")
     found = (_text(account) or DEFAULT_ACCOUNT, _text(organization))
-    if account is not None:
+    if exists is not None:
         with _lock:
             if len(_campaigns) >= _MAX_REMEMBERED:
                 _campaigns.clear()
