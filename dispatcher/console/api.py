@@ -97,12 +97,14 @@ def preflight_options(fields: dict[str, str]) -> PreflightOptions:
 
 
 def check_account(console: Console, name: str) -> None:
-    """Refuse an account the install does not have, before any file is read.
+    """Refuse an account the install does not have, before any file is read (``default`` is
+    always known: without ``INSTASENT_TOKEN`` its preflight says so, as before accounts).
 
     Raises:
         ApiError: 400 naming the command that lists the accounts.
     """
-    if name not in AccountBook(console.store.redis, console.store.keys, console.settings).names():
+    if name != DEFAULT_ACCOUNT and name not in AccountBook(console.store.redis, console.store.keys,
+                                                           console.settings).names():
         raise ApiError(400, f"no account is named {name[:70]!r}: see dispatcher account list.")
 
 

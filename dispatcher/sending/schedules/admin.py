@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from dispatcher.errors import InputError, InvalidTransition, UnknownItem
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
-from dispatcher.schema.names import FINAL
+from dispatcher.schema.names import DEFAULT_ACCOUNT, FINAL
 from dispatcher.sending.schedules.definition import ScheduleDef
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
@@ -38,14 +38,15 @@ def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition:
 
     The file is checked now (it can be read, has a phone column and every column the text names);
     each firing checks it again, since it may change. With ``known_accounts``, its account must be
-    one of them (each firing resolves it again).
+    ``default`` (``INSTASENT_TOKEN`` of whatever process fires it) or one of them (each firing
+    resolves it again).
 
     Raises:
         InputError: when the definition is malformed, its account unknown or its file unusable.
     """
     checked = definition.validated()
     options = PreflightOptions(**checked.options).validated()
-    if known_accounts is not None and options.account not in known_accounts:
+    if known_accounts is not None and options.account not in {*known_accounts, DEFAULT_ACCOUNT}:
         raise InputError(f"no account is named {options.account[:70]!r}: see dispatcher account list.")
     check_file(checked.file, options)
     schedules.save(checked)
