@@ -59,9 +59,13 @@ def in_flight_for(rate_per_s: float, latency_s: float, margin: float = MARGIN,
 
 
 class Pump:
-    """A thread pool with a gate that holds about ``rate × latency × margin`` batches in flight.
+    """A thread pool with a gate that holds about ``rate × latency × margin`` batches in flight
+    per lane (an organization's: each has its own limit, see :mod:`dispatcher.sending.tenancy`).
 
-    ``fixed`` > 0 pins the gate to that many (no estimate). Thread-safe; one per process.
+    A batch waiting for a slot of a busy lane holds its place in the gate while it sleeps; with
+    one gate for all, the batches of one organization's crowded lane would hold every place and
+    starve another organization's idle one. ``fixed`` > 0 pins each lane's gate to that many (no
+    estimate). Thread-safe; one per process.
     """
 
     def __init__(self, rate_per_s: float, fixed: int = 0, ceiling: int = CEILING) -> None:
@@ -69,7 +73,8 @@ class Pump:
         self.fixed = fixed
         self.ceiling = max(fixed, ceiling)
         self.latency_s = FIRST_LATENCY_S
-        self._active = 0
+        #: Batches in flight by lane.
+        self._active: dict[str, int] = {}
         self._cond = threading.Condition()
         self._executor = ThreadPoolExecutor(max_workers=self.ceiling, thread_name_prefix="pump")
 
@@ -92,38 +97,42 @@ class Pump:
             with self._cond:
                 self._cond.notify_all()  # a longer latency opened the gate wider
 
-    def map(self, fn: Callable[[int], T], numbers: Sequence[int]) -> list[Future[T]]:
-        """Run ``fn(n)`` for every number, at most :attr:`limit` at once across the process.
+    def map(self, fn: Callable[[int], T], numbers: Sequence[int], lane: str = "") -> list[Future[T]]:
+        """Run ``fn(n)`` for every number, at most :attr:`limit` of ``lane`` at once across the process.
 
         Blocks until every call has passed the gate (not until they finish); returns their futures
         in order. A call's exception is kept in its future.
         """
         futures: list[Future[T]] = []
         for n in numbers:
-            self._enter()
+            self._enter(lane)
             try:
-                futures.append(self._executor.submit(self._run, fn, n))
+                futures.append(self._executor.submit(self._run, fn, n, lane))
             except BaseException:
-                self._leave()
+                self._leave(lane)
                 raise
         return futures
 
-    def _run(self, fn: Callable[[int], T], n: int) -> T:
+    def _run(self, fn: Callable[[int], T], n: int, lane: str) -> T:
         try:
             return fn(n)
         finally:
-            self._leave()
+            self._leave(lane)
 
-    def _enter(self) -> None:
+    def _enter(self, lane: str) -> None:
         with self._cond:
-            while self._active >= self.limit:
+            while self._active.get(lane, 0) >= self.limit:
                 self._cond.wait(0.5)
-            self._active += 1
+            self._active[lane] = self._active.get(lane, 0) + 1
 
-    def _leave(self) -> None:
+    def _leave(self, lane: str) -> None:
         with self._cond:
-            self._active -= 1
-            self._cond.notify()
+            left = self._active[lane] - 1
+            if left:
+                self._active[lane] = left
+            else:
+                del self._active[lane]
+            self._cond.notify_all()  # the waiters may be of several lanes
 
     def shutdown(self) -> None:
         """Stop the threads once the calls in progress finish."""

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
 import redis
 
 from dispatcher.errors import DispatcherError
@@ -135,15 +134,6 @@ class AccountClients:
         """Close every client but the default one (its owner closes it)."""
         for account in list(self._held):
             self._drop(account)
-
-
-def organizations(client: redis.Redis, keys: Keys, settings: Settings) -> int:
-    """How many rate-limit lanes of each endpoint the install's accounts may fill at once: their
-    distinct organizations (the ``default`` account counts as one of its own), at least 1. Read
-    without decrypting any token."""
-    orgs = {str(orjson.loads(raw).get("organization") or "") or f"?{name!r}"
-            for name, raw in client.hgetall(keys.accounts()).items()}
-    return max(1, len(orgs) + (1 if settings.instasent_token else 0))
 
 
 def same_money(account: str, organization: str, other_account: str, other_organization: str) -> bool:

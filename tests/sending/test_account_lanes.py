@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from dispatcher.dev.services import start_worker
 from dispatcher.keys import Keys
 from dispatcher.sending.accounts import AccountBook
 from dispatcher.settings import Settings
-from tests.helpers import Harness, SandboxHandle, finished, over_the_limit, recipients
+from tests.helpers import Harness, SandboxHandle, finished, over_the_limit, recipients, worker_env
 from tests.sending.test_accounts import every_value
 
 pytestmark = pytest.mark.slow
@@ -65,7 +66,8 @@ def start(h: Harness, sandbox: SandboxHandle, per_minute: int, size: int) -> dic
         campaigns[cid] = name
     for cid in campaigns:
         h.enqueuer.enqueue(cid, h.ops.reserve(cid))
-    h.start_worker(concurrency=2, DISPATCHER_SECRET_KEY=PASSPHRASE)
+    # A worker as `dispatcher worker` starts it (no tuning): task slots enough for every lane.
+    h.workers.append(start_worker(worker_env(h.settings, DISPATCHER_SECRET_KEY=PASSPHRASE), concurrency=None))
     for cid in campaigns:
         assert h.wait(cid, finished, timeout_s=max(120, size // 50)).state == "completed"
     return campaigns
@@ -117,8 +119,13 @@ def check(h: Harness, run: Run, per_minute: int) -> None:
     """The properties that hold on any machine, however loaded."""
     assert 429 not in run.statuses
     for org in ("acme", "beta"):
-        # +-50 ms of transit on each stamp, as in the single-lane test; every window up to 60 s.
-        assert over_the_limit([(t - 0.05, t + 0.05) for t in run.stamps[org]], per_minute)[:5] == [], org
+        # Every window up to 60 s, each stamp taken as uncertain by +-250 ms: the sandbox stamps a
+        # request when it arrives, and a default worker's dozens of threads on a loaded 2-core
+        # machine delay some by 100 ms or more. A lane per account instead of per organization
+        # (twice acme's rate) would still overflow every window longer than a second or two.
+        assert over_the_limit([(t - 0.25, t + 0.25) for t in run.stamps[org]], per_minute)[:5] == [], org
+        stamps = sorted(run.stamps[org])
+        assert max(sum(1 for t in stamps if s <= t < s + 60.0) for s in stamps) <= per_minute
     shares = shares_while_both_run(run.order["acme"])
     assert all(0.4 <= share <= 0.6 for share in shares.values()), shares
     assert set(run.order["beta"]) == {"b"}
@@ -152,9 +159,6 @@ def test_the_issues_three_campaigns_of_30000_reach_each_organizations_limit_with
     campaigns = start(harness, sandbox, per_minute, size=30_000)
     run = observed(sandbox, campaigns)
     check(harness, run, per_minute)
-    for org in ("acme", "beta"):
-        stamps = sorted(run.stamps[org])
-        assert max(sum(1 for t in stamps if s <= t < s + 60.0) for s in stamps) <= per_minute
     paces = {"acme": pace(run.both_run()), "beta": pace(sorted(run.stamps["beta"]))}
     print(f"paces {paces} per minute, a1/a2 shares {shares_while_both_run(run.order['acme'])}")
     assert all(p >= 0.95 * per_minute for p in paces.values()), paces
