@@ -9,9 +9,10 @@ completes or is cancelled, every key of it expires ``campaign_ttl_s`` later.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +26,14 @@ from dispatcher.keys import Keys
 from dispatcher.schema.names import COUNTERS, State
 from dispatcher.schema.scripts import era, script
 from dispatcher.sending import payload
+from dispatcher.sending.accounts import DEFAULT_ACCOUNT
 from dispatcher.sending.ledger import Record, decode
 from dispatcher.sending.windows import Window
 
 #: Batches written per script call when a campaign is created.
 _WRITE_CHUNK = 500
+#: Campaign ids whose account one round trip reads when listing the campaigns of some accounts.
+_SCAN_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class CampaignInfo:
     watchdog: dict[str, float] = field(default_factory=dict)
     #: The schedule whose firing created the campaign, or empty.
     schedule: str = ""
+    #: The account (Instasent project) it sends for; campaigns older than accounts are ``default``'s.
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def delivery_rate(self) -> float | None:
@@ -182,12 +188,17 @@ class CampaignStore:
         """
         raw = self.redis.hgetall(self.keys.campaign(campaign_id))
         if not raw:
-            raise UnknownItem(f"no campaign with id {campaign_id!r}{self._loss_note()}; "
-                             "`dispatcher list` shows the campaigns.")
+            raise self.missing(campaign_id)
         if b"id" not in raw or b"state" not in raw:
             raise UnknownItem(f"campaign {campaign_id}'s data in Redis is incomplete{self._loss_note()}; "
                              "it cannot be shown or resumed.")
         return _info(raw)
+
+    def missing(self, campaign_id: str) -> UnknownItem:
+        """The error :meth:`get` raises for an id no campaign has (also what a token outside a
+        campaign's accounts is told, word for word, so that it cannot tell the two apart)."""
+        return UnknownItem(f"no campaign with id {campaign_id!r}{self._loss_note()}; "
+                           "`dispatcher list` shows the campaigns.")
 
     def _loss_note(self) -> str:
         """`` (Redis lost its data at ...)`` when a loss was recorded (see ``durability``), else empty."""
@@ -213,6 +224,32 @@ class CampaignStore:
         for campaign_id in ids:
             pipe.hgetall(self.keys.campaign(campaign_id.decode()))
         return [_info(raw) for raw in pipe.execute() if b"id" in raw and b"state" in raw]
+
+    def recent_in(self, accounts: Collection[str], limit: int = 50,
+                  offset: int = 0) -> tuple[list[CampaignInfo], int]:
+        """The newest ``limit`` campaigns of ``accounts`` after skipping ``offset`` of them, newest
+        first, and how many such campaigns are kept (expired ones are neither listed nor counted).
+
+        The listing has no index by account: every listed id's ``account`` is read, a chunk of
+        :data:`_SCAN_CHUNK` per round trip (about a millisecond per thousand campaigns).
+        """
+        wanted = set(accounts)
+        matching: list[str] = []
+        for start in itertools.count(0, _SCAN_CHUNK):
+            ids = self.redis.zrevrange(self.keys.campaigns(), start, start + _SCAN_CHUNK - 1)
+            if not ids:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for campaign_id in ids:
+                pipe.hmget(self.keys.campaign(campaign_id.decode()), "id", "account")
+            for campaign_id, (stored_id, account) in zip(ids, pipe.execute(), strict=True):
+                if stored_id is not None and (account.decode() if account else DEFAULT_ACCOUNT) in wanted:
+                    matching.append(campaign_id.decode())
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign_id in matching[offset:offset + limit]:
+            pipe.hgetall(self.keys.campaign(campaign_id))
+        page = [_info(raw) for raw in pipe.execute() if b"id" in raw and b"state" in raw]
+        return page, len(matching)
 
     def count(self) -> int:
         """How many campaigns are listed (some may have expired since)."""
@@ -378,7 +415,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
         watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
-        schedule=h.get("schedule", ""),
+        schedule=h.get("schedule", ""), account=h.get("account") or DEFAULT_ACCOUNT,
     )
 
 
