@@ -9,7 +9,6 @@ completes or is cancelled, every key of it expires ``campaign_ttl_s`` later.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -32,7 +31,7 @@ from dispatcher.sending.windows import Window
 
 #: Batches written per script call when a campaign is created.
 _WRITE_CHUNK = 500
-#: Campaign ids whose account one round trip reads when listing the campaigns of some accounts.
+#: Campaigns whose account one round trip reads when listing the campaigns of some accounts.
 _SCAN_CHUNK = 1000
 
 
@@ -118,6 +117,8 @@ class CampaignStore:
         self.keys = keys
         self._transition = client.register_script(script("transition"))
         self._store_batches = client.register_script(script("batch", "store_batches"))
+        # Campaign id -> its account (None: expired), learnt by recent_in: an account never changes.
+        self._account_of: dict[bytes, str | None] = {}
 
     # -- creation -----------------------------------------------------------------------------
     def create(self, name: str, messages: pd.DataFrame, *, window: int, cost: float = 0.0, currency: str = "",
@@ -230,26 +231,35 @@ class CampaignStore:
         """The newest ``limit`` campaigns of ``accounts`` after skipping ``offset`` of them, newest
         first, and how many such campaigns are kept (expired ones are neither listed nor counted).
 
-        The listing has no index by account: every listed id's ``account`` is read, a chunk of
-        :data:`_SCAN_CHUNK` per round trip (about a millisecond per thousand campaigns).
+        The listing has no index by account: each call reads every listed id (one ``ZRANGE``,
+        20-50 ms per 100,000 campaigns), and each campaign's account once (it never changes, so
+        this store remembers it).
         """
         wanted = set(accounts)
-        matching: list[str] = []
-        for start in itertools.count(0, _SCAN_CHUNK):
-            ids = self.redis.zrevrange(self.keys.campaigns(), start, start + _SCAN_CHUNK - 1)
-            if not ids:
-                break
-            pipe = self.redis.pipeline(transaction=False)
-            for campaign_id in ids:
-                pipe.hmget(self.keys.campaign(campaign_id.decode()), "id", "account")
-            for campaign_id, (stored_id, account) in zip(ids, pipe.execute(), strict=True):
-                if stored_id is not None and (account.decode() if account else DEFAULT_ACCOUNT) in wanted:
-                    matching.append(campaign_id.decode())
+        ids: list[bytes] = self.redis.zrevrange(self.keys.campaigns(), 0, -1)
+        known = self._accounts_of(ids)
+        matching = [campaign_id for campaign_id in ids if known[campaign_id] in wanted]
         pipe = self.redis.pipeline(transaction=False)
         for campaign_id in matching[offset:offset + limit]:
-            pipe.hgetall(self.keys.campaign(campaign_id))
+            pipe.hgetall(self.keys.campaign(campaign_id.decode()))
         page = [_info(raw) for raw in pipe.execute() if b"id" in raw and b"state" in raw]
         return page, len(matching)
+
+    def _accounts_of(self, ids: Sequence[bytes]) -> dict[bytes, str | None]:
+        """The account of each campaign in ``ids`` (None once its data expired), read from Redis for
+        the ones not seen before, :data:`_SCAN_CHUNK` per round trip."""
+        unknown = [campaign_id for campaign_id in ids if campaign_id not in self._account_of]
+        for start in range(0, len(unknown), _SCAN_CHUNK):
+            chunk = unknown[start:start + _SCAN_CHUNK]
+            pipe = self.redis.pipeline(transaction=False)
+            for campaign_id in chunk:
+                pipe.hmget(self.keys.campaign(campaign_id.decode()), "id", "account")
+            for campaign_id, (stored_id, account) in zip(chunk, pipe.execute(), strict=True):
+                # The id and the account are written in one transaction with the listing: a hash
+                # without its id has expired (or is incomplete) and stays out of every list.
+                self._account_of[campaign_id] = (
+                    (account.decode() if account else DEFAULT_ACCOUNT) if stored_id is not None else None)
+        return self._account_of
 
     def count(self) -> int:
         """How many campaigns are listed (some may have expired since)."""
