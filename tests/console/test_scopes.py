@@ -99,6 +99,10 @@ def test_a_scoped_list_is_paged_within_the_scope(api: ConsoleHandle, fleet: dict
     assert [c["id"] for c in first["campaigns"]] == [more] and first["total"] == 2
     assert [c["id"] for c in second["campaigns"]] == [fleet["ids"]["b"]]
     assert api.http.get("/api/campaigns?offset=2", headers=bearer(token)).json()["campaigns"] == []
+    api.console.store.redis.delete(api.console.store.keys.campaign(more))  # its data expired
+    assert [c["id"] for c in api.http.get("/api/campaigns", headers=bearer(token)).json()["campaigns"]] == [
+        fleet["ids"]["b"]]
+    assert api.http.get("/api/campaigns", headers=bearer(token)).json()["total"] == 1
 
 
 def test_a_scoped_admin_may_not_submit_or_preflight_for_another_account(
