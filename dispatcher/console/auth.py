@@ -4,9 +4,10 @@ A token is 32 random bytes shown once by ``dispatcher token create``; Redis keep
 SHA-256 (a token has far more entropy than a password, so a fast hash is enough) with a name and
 a role: ``admin`` may change things, ``viewer`` may only read. A token may also be scoped to some
 accounts: it then reaches only their campaigns, schedules, reports and metrics (see
-:mod:`dispatcher.console.scope`); a token without accounts reaches everything. The dashboard exchanges a token for
-a session: a random id in an HttpOnly, SameSite=Strict cookie, stored (hashed) with a CSRF token
-that every state change must echo in ``X-CSRF-Token``. Revoking a token ends its sessions.
+:mod:`dispatcher.console.scope`); a token without accounts reaches everything. The dashboard
+exchanges a token for a session: a random id in an HttpOnly, SameSite=Strict cookie, stored
+(hashed) with a CSRF token that every state change must echo in ``X-CSRF-Token``. A session has its
+token's role and scope. Revoking a token ends its sessions.
 """
 
 from __future__ import annotations
