@@ -5,6 +5,10 @@ Campaign gauges come from the campaign store (the newest campaigns still kept); 
 workers add to (``dispatcher.sending.telemetry``), where the receiver and the Lua scripts also count the
 delivery reports they refused (``REFUSED_REPORTS``). A custom collector reads both at scrape time,
 so every console replica exposes the same numbers and nothing is double-counted.
+
+A token scoped to some accounts (``dispatcher token create --account``) sees the gauges of those
+accounts' campaigns only, and of the workers' counters only the series labelled with one of its
+accounts (``account``); a counter without that label sums every account's traffic, so it is left out.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dispatcher.console.auth import TokenInfo
 from dispatcher.console.context import Console
 from dispatcher.schema.names import REFUSED_REPORTS
 from dispatcher.sending import telemetry
@@ -32,17 +37,25 @@ REDRIVES_FIELD = "watchdog:redriven"
 
 
 class DispatcherCollector:
-    """Reads the campaign store and the workers' telemetry at every scrape."""
+    """Reads the campaign store and the workers' telemetry at every scrape, for ``token`` (None:
+    everything, as for an unscoped token or ``--public-metrics``)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, token: TokenInfo | None = None) -> None:
         self.console = console
+        self.token = token if token is not None and token.scoped else None
 
     def describe(self) -> list[Metric]:
         return []  # metrics are built at collect time from Redis; nothing to pre-declare
 
     def collect(self) -> Iterator[Metric]:
         yield from self._campaigns()
-        yield from self._workers(telemetry.read(self.console.store.redis, self.console.store.keys))
+        workers = self._workers(telemetry.read(self.console.store.redis, self.console.store.keys))
+        if self.token is None:
+            yield from workers
+            return
+        for metric in workers:
+            if _only_accounts(metric, self.token):
+                yield metric
 
     def _campaigns(self) -> Iterator[Metric]:
         messages = GaugeMetricFamily("dispatcher_campaign_messages", "Messages of a campaign by status.",
@@ -54,7 +67,11 @@ class DispatcherCollector:
         cost = GaugeMetricFamily("dispatcher_campaign_cost", "Estimated cost of a campaign.",
                                  labels=["campaign", "name", "currency"])
         by_state: dict[str, int] = {}
-        for info in self.console.store.recent(EXPORTED_CAMPAIGNS):
+        if self.token is None:
+            infos = self.console.store.recent(EXPORTED_CAMPAIGNS)
+        else:
+            infos, _ = self.console.store.recent_in(self.token.accounts, EXPORTED_CAMPAIGNS)
+        for info in infos:
             by_state[info.state] = by_state.get(info.state, 0) + 1
             for status, n in info.counts.items():
                 messages.add_metric([info.id, info.name, status], n)
@@ -91,6 +108,12 @@ class DispatcherCollector:
                                       value=counters[REDRIVES_FIELD])
 
 
+def _only_accounts(metric: Metric, token: TokenInfo) -> bool:
+    """Keep only the samples of ``metric`` labelled with one of ``token``'s accounts; True when any is left."""
+    metric.samples = [s for s in metric.samples if "account" in s.labels and token.sees(s.labels["account"])]
+    return bool(metric.samples)
+
+
 def _histogram(counters: dict[str, float]) -> HistogramMetricFamily:
     buckets: list[tuple[str, float]] = []
     cumulative = 0.0
@@ -103,21 +126,26 @@ def _histogram(counters: dict[str, float]) -> HistogramMetricFamily:
                                  buckets=buckets, sum_value=counters.get("batch:sum", 0.0))
 
 
-def registry_for(console: Console) -> CollectorRegistry:
-    """A registry holding only the dispatcher collector (no process metrics of the console itself)."""
+def registry_for(console: Console, token: TokenInfo | None = None) -> CollectorRegistry:
+    """A registry holding only the dispatcher collector (no process metrics of the console itself),
+    showing what ``token`` may see (None: everything)."""
     registry = CollectorRegistry(auto_describe=False)
-    collector: Any = DispatcherCollector(console)
+    collector: Any = DispatcherCollector(console, token)
     registry.register(collector)
     return registry
 
 
 def routes(console: Console) -> list[Route]:
-    """``GET /metrics``, behind the bearer token unless the console runs with ``--public-metrics``."""
-    registry = registry_for(console)
+    """``GET /metrics``, behind the bearer token unless the console runs with ``--public-metrics``;
+    a scoped token's scrape shows only its accounts' series."""
+    everything = registry_for(console)
 
     async def metrics(request: Request) -> Response:
+        registry = everything
         if not console.public_metrics:
-            console.authorize(request, change=False)
+            token = console.authorize(request, change=False)
+            if token.scoped:  # a registry per scrape: the collector reads Redis at each one anyway
+                registry = registry_for(console, token)
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

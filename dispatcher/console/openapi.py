@@ -153,7 +153,10 @@ def spec() -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "`dispatcher token create NAME --role admin|viewer`"},
+                           "description": "`dispatcher token create NAME --role admin|viewer [--account A]...`; "
+                                          "a token scoped to accounts gets 404 for other accounts' campaigns and "
+                                          "schedules (as for missing ones) and 403 for a form naming another "
+                                          "account."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "dsp_session",
                             "description": "Dashboard session; state changes also need X-CSRF-Token."},
             },
