@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio
 from starlette.testclient import TestClient
 
 from dispatcher.console.app import create_app as console_app
+from dispatcher.dev.ha import start_ha
 from dispatcher.keys import Keys
-from dispatcher.resources import readiness_probe
+from dispatcher.resources import connect_redis, parse_redis_url, readiness_probe
 from dispatcher.sending.health import WorkerRegistry
 from dispatcher.sending.readiness import PROBE_DEADLINE_S, ReadinessProbe, check_health
 from dispatcher.settings import Settings
 from dispatcher.webhook.app import create_app as webhook_app
-from tests.helpers import build_console
+from tests.helpers import build_console, wait_until
 
 #: Builds a server's test client for ``settings``, with the probe given (or the server's own).
 Server = Callable[[Settings, ReadinessProbe | None], AbstractContextManager[TestClient]]
@@ -30,7 +30,7 @@ Server = Callable[[Settings, ReadinessProbe | None], AbstractContextManager[Test
 
 @contextmanager
 def _console(settings: Settings, probe: ReadinessProbe | None) -> Iterator[TestClient]:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect_redis(settings.redis_url)
     with TestClient(console_app(build_console(settings, client), sample=False, probe=probe)) as http:
         yield http
     client.close()
@@ -38,8 +38,8 @@ def _console(settings: Settings, probe: ReadinessProbe | None) -> Iterator[TestC
 
 @contextmanager
 def _webhook(settings: Settings, probe: ReadinessProbe | None) -> Iterator[TestClient]:
-    client = redis.Redis.from_url(settings.redis_url)
-    aio = redis.asyncio.Redis.from_url(settings.redis_url)
+    client = connect_redis(settings.redis_url)
+    aio = parse_redis_url(settings.redis_url).async_client(connect_timeout_s=1, timeout_s=5)
     app = webhook_app(client, aio, Keys(settings.key_prefix), "s" * 32, held_retry_s=0,
                       probe=probe or readiness_probe(settings))
     with TestClient(app) as http:
@@ -151,3 +151,25 @@ def test_the_default_probe_gives_up_on_a_hung_redis_by_its_reply_timeout(
         took = time.monotonic() - started
     assert answer.status_code == 503 and took <= PROBE_DEADLINE_S + 0.5
     assert answer.json()["error"] == "not ready: redis (Redis does not answer (TimeoutError))."
+
+
+@pytest.mark.slow  # a master, two replicas and three sentinels, and one failover: about 6 s
+def test_readyz_follows_sentinel_through_a_failover_and_counts_the_replicas(probe_settings: Settings) -> None:
+    server = _webhook  # the console's probe is the same object (the tests above run both)
+    with start_ha() as ha:
+        on_ha = probe_settings.with_overrides(redis_url=ha.url(), redis_min_replicas=2)
+        with server(on_ha, None) as http:
+            body = http.get("/readyz?workers=0").json()
+            assert body["ready"], body
+            assert body["checks"]["redis"]["detail"] == "Redis answers (through Sentinel)"
+            assert body["checks"]["replicas"]["detail"].startswith("2 replica(s) connected, 2 needed")
+            ha.kill_master()
+            started = time.monotonic()
+            answer = http.get("/readyz?workers=0")  # during the switch: not ready, and said at once
+            assert answer.status_code == 503 and time.monotonic() - started <= PROBE_DEADLINE_S + 0.5
+            # The promoted replica has the one other replica left: ready again, by itself, once
+            # fewer replicas are needed than before; with two needed it stays 503 naming the replicas.
+            wait_until(lambda: "replicas (1 replica(s) connected, 2 needed" in http.get("/readyz?workers=0").text,
+                       30, "the probe to reach the promoted master")
+        with server(on_ha.with_overrides(redis_min_replicas=1), None) as http:
+            wait_until(lambda: http.get("/readyz?workers=0").status_code == 200, 30, "ready after the failover")
