@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import typer.main
 import yaml
 
 from dispatcher.cli import app
+from dispatcher.dev.services import free_port, redis_server_binary, spawn, start_redis
 from dispatcher.resources import parse_redis_url
 from dispatcher.settings import ENV_VARS
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The services of the `ha` profile.
@@ -134,3 +137,36 @@ def test_docker_compose_accepts_the_ha_profile_and_points_every_part_at_the_sent
         if not is_redis(service):
             assert service["environment"]["REDIS_URL"] == url, name
             assert service["environment"]["DISPATCHER_REDIS_MIN_REPLICAS"] == "1", name
+
+
+@pytest.mark.slow  # starts a redis-server and a sentinel (about a second)
+def test_redis_server_runs_deploy_sentinel_conf_and_it_finds_its_master(tmp_path: Path) -> None:
+    master = start_redis()
+    sentinel = None
+    try:
+        port = free_port()
+        master_port = int(master.url.rsplit(":", 1)[1].split("/")[0])
+        text = (ROOT / "deploy" / "redis" / "sentinel.conf").read_text(encoding="utf-8")
+        # Only the addresses change: the container's port, directory and the master's host name.
+        text = (text.replace("port 26379", f"port {port}").replace("dir /data", f"dir {tmp_path}")
+                .replace("redis-master 6379", f"127.0.0.1 {master_port}")) + "bind 127.0.0.1\n"
+        (tmp_path / "sentinel.conf").write_text(text, encoding="utf-8")
+        sentinel = spawn("sentinel", [redis_server_binary(), str(tmp_path / "sentinel.conf"), "--sentinel"],
+                         f"redis://127.0.0.1:{port}", log_dir=tmp_path)
+        client: Any = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+
+        def found() -> Any:
+            try:
+                return client.sentinel_get_master_addr_by_name("dispatcher")
+            except redis.exceptions.RedisError:
+                return None
+
+        assert wait_until(found, 15, lambda: sentinel.log_tail() if sentinel else "") == (b"127.0.0.1", master_port)
+        state = client.sentinel_master("dispatcher")
+        assert state["is_master"] and not state["is_sdown"]
+        assert int(state["down-after-milliseconds"]) == 5000 and int(state["quorum"]) == 2
+        client.close()
+    finally:
+        if sentinel is not None:
+            sentinel.stop()
+        master.stop()
