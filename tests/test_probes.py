@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from starlette.testclient import TestClient
 
 from dispatcher.console.app import create_app as console_app
 from dispatcher.dev.ha import start_ha
+from dispatcher.dev.services import start_webhook
 from dispatcher.keys import Keys
 from dispatcher.resources import connect_redis, parse_redis_url, readiness_probe
 from dispatcher.sending.health import WorkerRegistry
@@ -173,3 +175,18 @@ def test_readyz_follows_sentinel_through_a_failover_and_counts_the_replicas(prob
                        30, "the probe to reach the promoted master")
         with server(on_ha.with_overrides(redis_min_replicas=1), None) as http:
             wait_until(lambda: http.get("/readyz?workers=0").status_code == 200, 30, "ready after the failover")
+
+
+@pytest.mark.slow  # starts `dispatcher webhook`
+def test_the_receiver_processes_answer_readyz_without_the_secret(settings: Settings) -> None:
+    env = {"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
+           "DISPATCHER_WEBHOOK_SECRET": "s" * 32, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1",
+           "DISPATCHER_WEBHOOK_ALLOW": "10.9.9.0/24"}  # the allow list guards /dlr/ only
+    service = start_webhook(env)
+    try:
+        answers = [httpx.get(f"{service.url}/readyz?workers=0", timeout=5) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4, answers[0].text
+        missing = httpx.get(f"{service.url}/readyz", timeout=5)
+        assert missing.status_code == 503 and "workers (no worker heartbeat" in missing.json()["error"]
+    finally:
+        service.stop()
