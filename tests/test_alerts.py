@@ -1,6 +1,7 @@
 """The Prometheus alert rules (deploy/prometheus/alerts.yml) pass `promtool check rules` (Debian's
 `prometheus` package ships promtool; the test is skipped where it is not installed), and each has a
-line in the README's runbook. tests/console/test_alert_metrics.py checks the series they read."""
+line in the README's runbook; `promtool test rules` runs their unit tests (alerts_test.yml).
+tests/console/test_alert_metrics.py checks the series they read."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def test_the_alert_rules_pass_promtool_check_rules() -> None:
     result = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
+def test_each_alert_fires_on_its_situation_and_not_on_its_look_alike() -> None:
+    # deploy/prometheus/alerts_test.yml: synthetic series (a campaign waiting for its send window, a
+    # paused one, one making progress must not page as stalled), checked by `promtool test rules`.
+    result = subprocess.run(["promtool", "test", "rules", str(RULES.with_name("alerts_test.yml"))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def rules() -> list[dict[str, Any]]:

@@ -59,6 +59,9 @@ class DispatcherCollector:
                                      "Messages of a campaign by final delivery report (delivered, undelivered).",
                                      labels=["campaign", "name", "outcome"])
         states = GaugeMetricFamily("dispatcher_campaigns", "Campaigns kept in Redis by state.", labels=["state"])
+        window = GaugeMetricFamily("dispatcher_campaign_window_waiting",
+                                   "Messages of a campaign waiting for their send window to open.",
+                                   labels=["campaign", "name"])
         # 1 per campaign, its state a label: lets a rule keep paused or finished campaigns out.
         state_of = GaugeMetricFamily("dispatcher_campaign_info", "A campaign's state (the value is always 1).",
                                      labels=["campaign", "name", "state"])
@@ -68,6 +71,7 @@ class DispatcherCollector:
         for info in self.console.store.recent(EXPORTED_CAMPAIGNS):
             by_state[info.state] = by_state.get(info.state, 0) + 1
             state_of.add_metric([info.id, info.name, info.state], 1)
+            window.add_metric([info.id, info.name], info.waiting)
             for status, n in info.counts.items():
                 messages.add_metric([info.id, info.name, status], n)
             for outcome in ("delivered", "undelivered"):
@@ -75,7 +79,7 @@ class DispatcherCollector:
             cost.add_metric([info.id, info.name, info.currency], info.cost)
         for state, n in sorted(by_state.items()):
             states.add_metric([state], n)
-        yield from (messages, delivery, states, cost, state_of)
+        yield from (messages, delivery, states, cost, state_of, window)
 
     def _operations(self) -> Iterator[Metric]:
         client, keys = self.console.store.redis, self.console.store.keys
