@@ -160,7 +160,9 @@ def test_readyz_follows_sentinel_through_a_failover_and_counts_the_replicas(prob
     server = _webhook  # the console's probe is the same object (the tests above run both)
     with start_ha() as ha:
         on_ha = probe_settings.with_overrides(redis_url=ha.url(), redis_min_replicas=2)
-        with server(on_ha, None) as http:
+        probe = readiness_probe(on_ha)
+        probe.fresh_s = 0  # every request asks Redis: the switch must show at once
+        with server(on_ha, probe) as http:
             body = http.get("/readyz?workers=0").json()
             assert body["ready"], body
             assert body["checks"]["redis"]["detail"] == "Redis answers (through Sentinel)"
@@ -190,3 +192,17 @@ def test_the_receiver_processes_answer_readyz_without_the_secret(settings: Setti
         assert missing.status_code == 503 and "workers (no worker heartbeat" in missing.json()["error"]
     finally:
         service.stop()
+
+
+def test_a_fresh_readiness_answer_is_reused_so_polling_does_not_drive_redis(
+        server: Server, probe_settings: Settings, redis_client: redis.Redis) -> None:
+    probe = readiness_probe(probe_settings)
+    probe.fresh_s = 60
+    with server(probe_settings, probe) as http:
+        assert http.get("/readyz").status_code == 503  # no worker yet
+        WorkerRegistry(redis_client, Keys(probe_settings.key_prefix)).beat("w1@host")
+        assert http.get("/readyz").status_code == 503  # the same answer, within its minute
+        assert http.get("/readyz?workers=0").status_code == 200  # each flag has its own
+    probe.fresh_s = 0
+    with server(probe_settings, probe) as http:
+        assert http.get("/readyz").status_code == 200

@@ -138,7 +138,8 @@ def spec() -> dict[str, Any]:
         "/readyz": {"get": {
             "summary": "Readiness, no token needed: Redis answers and takes writes, the replicas POSTs wait for "
                        "(DISPATCHER_REDIS_MIN_REPLICAS) are connected and a worker's heartbeat is alive "
-                       "(workers=0 leaves that out); answered within about 3 s even when Redis is down.",
+                       "(workers=0 leaves that out); answered within about 3 s even when Redis is down; an answer is "
+                       "reused for 1 s.",
             "security": [],
             "parameters": [{"name": "workers", "in": "query", "schema": {"enum": ["0", "1"]}}],
             "responses": {"200": {"description": "ready: {ready, live, checks: {name: {ok, detail}}}", **_JSON},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ PROBE_CONNECT_TIMEOUT_S = 1.0
 PROBE_REPLY_TIMEOUT_S = 1.5
 #: Seconds one readiness answer may take in all; past it the probe answers "not ready".
 PROBE_DEADLINE_S = 3.0
+#: Seconds a readiness answer is reused: probes that need no token may come as fast as anyone likes.
+PROBE_FRESH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,35 +149,46 @@ def _timed_out(deadline_s: float) -> Health:
 
 class ReadinessProbe:
     """:func:`check_health` for an HTTP readiness route: run in a thread, answered within
-    ``deadline_s`` seconds, and one run at a time (per ``workers`` flag) however many probes ask.
+    ``deadline_s`` seconds, one run at a time (per ``workers`` flag) however many probes ask, and
+    an answer reused for ``fresh_s`` seconds.
 
     A probe that asks while a run is under way waits for that run instead of starting another,
-    so a load balancer polling a stuck Redis ties up one thread, not one per request. Give it a
-    client with short timeouts (:data:`PROBE_CONNECT_TIMEOUT_S`, :data:`PROBE_REPLY_TIMEOUT_S`) so
-    that a run past the deadline ends soon after it too.
+    so a load balancer polling a stuck Redis ties up one thread, not one per request; and since
+    the route needs no token, reusing a fresh answer keeps anyone who polls it from making Redis
+    work more than once per ``fresh_s``. Give it a client with short timeouts
+    (:data:`PROBE_CONNECT_TIMEOUT_S`, :data:`PROBE_REPLY_TIMEOUT_S`) so that a run past the deadline
+    ends soon after it too.
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings,
-                 deadline_s: float = PROBE_DEADLINE_S) -> None:
+                 deadline_s: float = PROBE_DEADLINE_S, fresh_s: float = PROBE_FRESH_S) -> None:
         self.client = client
         self.keys = keys
         self.settings = settings
         self.deadline_s = deadline_s
+        self.fresh_s = fresh_s
         self._running: dict[bool, asyncio.Future[Health]] = {}
+        #: The last finished run per ``workers`` flag: when it finished (monotonic s) and its result.
+        self._last: dict[bool, tuple[float, Health]] = {}
 
     def _start(self, workers: bool) -> asyncio.Future[Health]:
-        running = self._running.get(workers)
-        if running is not None and not running.done():
-            return running
         loop = asyncio.get_running_loop()
+        running = self._running.get(workers)
+        # A run started on another event loop (a server restarted in the same process) cannot be awaited here.
+        if running is not None and not running.done() and running.get_loop() is loop:
+            return running
         running = loop.run_in_executor(None, check_health, self.client, self.keys, self.settings, workers)
         self._running[workers] = running
 
         def finished(done: asyncio.Future[Health]) -> None:
             if self._running.get(workers) is done:
                 del self._running[workers]
-            if not done.cancelled() and done.exception() is not None:  # read here, or asyncio logs it at exit
+            if done.cancelled():
+                return
+            if done.exception() is not None:  # read here, or asyncio logs it at exit
                 log.error("the readiness checks failed: %s", type(done.exception()).__name__)
+                return
+            self._last[workers] = (time.monotonic(), done.result())
 
         running.add_done_callback(finished)
         return running
@@ -182,6 +196,9 @@ class ReadinessProbe:
     async def check(self, workers: bool = True) -> Health:
         """The checks' result, or a failed ``redis`` check when they take over ``deadline_s`` seconds
         (they go on in their thread and end by their client's timeouts). Never raises."""
+        last = self._last.get(workers)
+        if last is not None and time.monotonic() - last[0] < self.fresh_s:
+            return last[1]
         try:
             return await asyncio.wait_for(asyncio.shield(self._start(workers)), self.deadline_s)
         except TimeoutError:
