@@ -160,6 +160,11 @@ def test_readyz_follows_sentinel_through_a_failover_and_counts_the_replicas(prob
     server = _webhook  # the console's probe is the same object (the tests above run both)
     with start_ha() as ha:
         on_ha = probe_settings.with_overrides(redis_url=ha.url(), redis_min_replicas=2)
+        replica = next(node for node in ha.nodes if node is not ha.master())
+        with server(probe_settings.with_overrides(redis_url=f"redis://{replica.address}/0"), None) as http:
+            refused = http.get("/readyz?workers=0").json()  # pointed at a replica by mistake
+        assert refused["checks"]["writable"] == {
+            "ok": False, "detail": "Redis refuses writes (ReadOnlyError: You can't write against a read only replica.)"}
         probe = readiness_probe(on_ha)
         probe.fresh_s = 0  # every request asks Redis: the switch must show at once
         with server(on_ha, probe) as http:

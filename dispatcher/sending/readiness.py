@@ -105,11 +105,13 @@ def check_health(client: redis.Redis, keys: Keys, settings: Settings, workers: b
         r.set(keys.health_probe(), secrets.token_hex(4), px=PROBE_TTL_MS)
         checks.append(Check("writable", True, "Redis takes writes"))
     except redis.exceptions.RedisError as exc:
-        # READONLY (a replica), OOM, or min-replicas-to-write unmet: each names itself. Any other
-        # error is named by its type only: a connection error's text carries the host and port.
-        reason = (str(exc).split(chr(10))[0][:120] if isinstance(exc, redis.exceptions.ResponseError)
-                  else type(exc).__name__)
-        checks.append(Check("writable", False, f"Redis refuses writes: {reason}"))
+        # READONLY (a replica), OOM, or min-replicas-to-write unmet: redis-py drops the error code,
+        # so the type names it (ReadOnlyError) beside Redis' sentence. Any other error is named by
+        # its type only: a connection error's text carries the host and port.
+        reason = type(exc).__name__
+        if isinstance(exc, redis.exceptions.ResponseError):
+            reason += f": {str(exc).splitlines()[0][:120]}" if str(exc) else ""
+        checks.append(Check("writable", False, f"Redis refuses writes ({reason})"))
     try:
         replicas = connected_replicas(client)
         needed = settings.redis_min_replicas
