@@ -1,6 +1,9 @@
 """``GET /metrics``: Prometheus text through ``prometheus_client``, read from Redis at each scrape.
 
-Campaign gauges come from the campaign store (the newest campaigns still kept); worker counters
+Campaign gauges come from the campaign store (the newest campaigns still kept); the gauges the alert
+rules of ``deploy/prometheus/alerts.yml`` watch come from where ``dispatcher health`` reads them (live
+worker heartbeats, Redis' connected replicas against ``DISPATCHER_REDIS_MIN_REPLICAS``), the held
+delivery reports and the balance each organization's last preflight read; worker counters
 (bulk answers by status, 429s, slot waits, the batch-duration histogram) from the hash the
 workers add to (``dispatcher.sending.telemetry``), where the receiver and the Lua scripts also count the
 delivery reports they refused (``REFUSED_REPORTS``). A custom collector reads both at scrape time,
@@ -26,8 +29,12 @@ from starlette.routing import Route
 
 from dispatcher.console.auth import TokenInfo
 from dispatcher.console.context import Console
+from dispatcher.delivery.held import HeldReports
+from dispatcher.preflight.pricing import seen_balances
 from dispatcher.schema.names import REFUSED_REPORTS
 from dispatcher.sending import telemetry
+from dispatcher.sending.health import WorkerRegistry
+from dispatcher.sending.readiness import connected_replicas
 from dispatcher.sending.telemetry import BATCH_BUCKETS
 
 #: Campaigns whose per-message gauges are exported (the newest ones; older ones are in ``report``).
@@ -51,8 +58,11 @@ class DispatcherCollector:
         yield from self._campaigns()
         workers = self._workers(telemetry.read(self.console.store.redis, self.console.store.keys))
         if self.token is None:
+            yield from self._operations()
             yield from workers
             return
+        # A scoped token sees its accounts' series only: the install-wide operations gauges
+        # (workers, held reports, balances, replicas) say nothing of one account.
         for metric in workers:
             if _only_accounts(metric, self.token):
                 yield metric
@@ -64,6 +74,12 @@ class DispatcherCollector:
                                      "Messages of a campaign by final delivery report (delivered, undelivered).",
                                      labels=["campaign", "name", "outcome"])
         states = GaugeMetricFamily("dispatcher_campaigns", "Campaigns kept in Redis by state.", labels=["state"])
+        window = GaugeMetricFamily("dispatcher_campaign_window_waiting",
+                                   "Messages of a campaign waiting for their send window to open.",
+                                   labels=["campaign", "name"])
+        # 1 per campaign, its state a label: lets a rule keep paused or finished campaigns out.
+        state_of = GaugeMetricFamily("dispatcher_campaign_info", "A campaign's state (the value is always 1).",
+                                     labels=["campaign", "name", "state"])
         cost = GaugeMetricFamily("dispatcher_campaign_cost", "Estimated cost of a campaign.",
                                  labels=["campaign", "name", "currency"])
         by_state: dict[str, int] = {}
@@ -73,6 +89,8 @@ class DispatcherCollector:
             infos, _ = self.console.store.recent_in(self.token.accounts, EXPORTED_CAMPAIGNS)
         for info in infos:
             by_state[info.state] = by_state.get(info.state, 0) + 1
+            state_of.add_metric([info.id, info.name, info.state], 1)
+            window.add_metric([info.id, info.name], info.waiting)
             for status, n in info.counts.items():
                 messages.add_metric([info.id, info.name, status], n)
             for outcome in ("delivered", "undelivered"):
@@ -80,7 +98,26 @@ class DispatcherCollector:
             cost.add_metric([info.id, info.name, info.currency], info.cost)
         for state, n in sorted(by_state.items()):
             states.add_metric([state], n)
-        yield from (messages, delivery, states, cost)
+        yield from (messages, delivery, states, cost, state_of, window)
+
+    def _operations(self) -> Iterator[Metric]:
+        client, keys = self.console.store.redis, self.console.store.keys
+        yield GaugeMetricFamily("dispatcher_workers_alive", "Workers whose heartbeat has not run out.",
+                                value=len(WorkerRegistry(client, keys).alive()))
+        yield GaugeMetricFamily("dispatcher_dlr_held",
+                                "Delivery reports held until their campaign or send record is found.",
+                                value=HeldReports(client, keys).count())
+        yield GaugeMetricFamily("dispatcher_redis_replicas", "Replicas connected to the Redis master.",
+                                value=connected_replicas(client))
+        yield GaugeMetricFamily("dispatcher_redis_min_replicas",
+                                "Replicas each POST waits for (DISPATCHER_REDIS_MIN_REPLICAS); 0 for none.",
+                                value=self.console.settings.redis_min_replicas)
+        balance = GaugeMetricFamily("dispatcher_balance",
+                                    "Instasent balance available, as each organization's last preflight read it.",
+                                    labels=["organization", "currency"])
+        for seen in seen_balances(client, keys):
+            balance.add_metric([seen.organization, seen.currency], seen.available)
+        yield balance
 
     def _workers(self, counters: dict[str, float]) -> Iterator[Metric]:
         bulk = CounterMetricFamily("dispatcher_bulk_requests", "POST /sms/bulk answers by HTTP status.",
