@@ -81,8 +81,8 @@ def add(
         name=name, file=str(file.resolve()), cron=cron, tz=tz,
         every_s=parse_duration(every_spec) if every_spec else None,
         options={"text": text, "text_column": text_column, "sender": sender, "country": country,
-                 "phone_column": phone_column, "hlr": hlr, "gsm_only": gsm_only, "max_cost": max_cost,
-                 "account": account},
+                 "phone_column": phone_column, "hlr": hlr, "gsm_only": gsm_only, "max_cost": max_cost},
+        account=account,
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=overlap, grace_s=grace,
     ).validated()

@@ -213,7 +213,7 @@ def test_a_schedule_of_an_account_fires_campaigns_of_that_account_with_its_token
                   ops=BatchOps(redis_client, KEYS), enqueuer=Queue(),
                   client_factory=lambda: InstasentClient.from_settings(chosen))
     definition = ScheduleDef(name="weekly", file=str(schedule_csv(tmp_path / "l.csv")), every_s=3600,
-                             options={"text": "Hola {name}", "sender": "ACME", "hlr": False, "account": "a1"})
+                             options={"text": "Hola {name}", "sender": "ACME", "hlr": False}, account="a1")
     add_schedule(firer.schedules, Entries(chosen), definition, known_accounts=["default", "a1"])
     firing = firer.fire("weekly", manual=True)
     assert firing is not None and firing.outcome == "created", firing
@@ -222,5 +222,5 @@ def test_a_schedule_of_an_account_fires_campaigns_of_that_account_with_its_token
     asked = {r["org"] for r in sandbox.http.get("/_sandbox/requests").json()["requests"]}
     assert asked == {"acme"}  # prices and balance with a1's token, not the default one's
     with pytest.raises(InputError, match="no account is named 'nope'"):
-        add_schedule(firer.schedules, Entries(chosen), replace(definition, options={
-            **definition.options, "account": "nope"}), known_accounts=["default", "a1"])
+        add_schedule(firer.schedules, Entries(chosen), replace(definition, account="nope"),
+                     known_accounts=["default", "a1"])

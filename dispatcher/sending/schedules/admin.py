@@ -45,10 +45,9 @@ def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition:
         InputError: when the definition is malformed, its account unknown or its file unusable.
     """
     checked = definition.validated()
-    options = PreflightOptions(**checked.options).validated()
-    if known_accounts is not None and options.account not in {*known_accounts, DEFAULT_ACCOUNT}:
-        raise InputError(f"no account is named {options.account[:70]!r}: see dispatcher account list.")
-    check_file(checked.file, options)
+    if known_accounts is not None and checked.account not in {*known_accounts, DEFAULT_ACCOUNT}:
+        raise InputError(f"no account is named {checked.account[:70]!r}: see dispatcher account list.")
+    check_file(checked.file, PreflightOptions(**checked.options))
     schedules.save(checked)
     entries.save_entry(checked)
     return checked

@@ -159,7 +159,8 @@ class Firer:
         stamp = datetime.fromtimestamp(now, ZoneInfo(definition.tz)).strftime("%Y-%m-%d %H:%M")
         # Validated before the client opens, so a bad definition is refused before Instasent is asked.
         options = submission.SubmitOptions(
-            PreflightOptions(**definition.options), name=f"{definition.name} @ {stamp}", window=definition.window,
+            PreflightOptions(**{**definition.options, "account": definition.account}),
+            name=f"{definition.name} @ {stamp}", window=definition.window,
             days=definition.days, expire_after_s=definition.expire_after_s).validated()
         enqueuer = _Holding() if hold else self.enqueuer
         # ``client_factory`` makes the default account's client; another account's is made (its
