@@ -77,10 +77,10 @@ class DispatcherCollector:
         states = GaugeMetricFamily("dispatcher_campaigns", "Campaigns kept in Redis by state.", labels=["state"])
         window = GaugeMetricFamily("dispatcher_campaign_window_waiting",
                                    "Messages of a campaign waiting for their send window to open.",
-                                   labels=["campaign", "name"])
+                                   labels=["campaign", "name", "account"])
         # 1 per campaign, its state a label: lets a rule keep paused or finished campaigns out.
         state_of = GaugeMetricFamily("dispatcher_campaign_info", "A campaign's state (the value is always 1).",
-                                     labels=["campaign", "name", "state"])
+                                     labels=["campaign", "name", "account", "state"])
         cost = GaugeMetricFamily("dispatcher_campaign_cost", "Estimated cost of a campaign.",
                                  labels=["campaign", "name", "account", "currency"])
         by_state: dict[str, int] = {}
@@ -90,8 +90,8 @@ class DispatcherCollector:
             infos, _ = self.console.store.recent_in(self.token.accounts, EXPORTED_CAMPAIGNS)
         for info in infos:
             by_state[info.state] = by_state.get(info.state, 0) + 1
-            state_of.add_metric([info.id, info.name, info.state], 1)
-            window.add_metric([info.id, info.name], info.waiting)
+            state_of.add_metric([info.id, info.name, info.account, info.state], 1)
+            window.add_metric([info.id, info.name, info.account], info.waiting)
             for status, n in info.counts.items():
                 messages.add_metric([info.id, info.name, info.account, status], n)
             for outcome in ("delivered", "undelivered"):
