@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -64,8 +65,9 @@ class Pump:
 
     A batch waiting for a slot of a busy lane holds its place in the gate while it sleeps; with
     one gate for all, the batches of one organization's crowded lane would hold every place and
-    starve another organization's idle one. ``fixed`` > 0 pins each lane's gate to that many (no
-    estimate). Thread-safe; one per process.
+    starve another organization's idle one. Within a lane, batches pass in the order they came
+    (tasks of two campaigns take turns rather than one holding the places it frees). ``fixed`` > 0
+    pins each lane's gate to that many (no estimate). Thread-safe; one per process.
     """
 
     def __init__(self, rate_per_s: float, fixed: int = 0, ceiling: int = CEILING) -> None:
@@ -73,8 +75,9 @@ class Pump:
         self.fixed = fixed
         self.ceiling = max(fixed, ceiling)
         self.latency_s = FIRST_LATENCY_S
-        #: Batches in flight by lane.
+        #: Batches in flight by lane, and the batches waiting to pass each lane's gate, in order.
         self._active: dict[str, int] = {}
+        self._waiting: dict[str, deque[object]] = {}
         self._cond = threading.Condition()
         self._executor = ThreadPoolExecutor(max_workers=self.ceiling, thread_name_prefix="pump")
 
@@ -84,6 +87,11 @@ class Pump:
         if self.fixed:
             return self.fixed
         return in_flight_for(self.rate_per_s, self.latency_s, ceiling=self.ceiling)
+
+    def waiting(self, lane: str = "") -> int:
+        """Batches waiting to pass the gate of ``lane``."""
+        with self._cond:
+            return len(self._waiting.get(lane, ()))
 
     def observe(self, round_trip_s: float) -> None:
         """Fold one POST round trip (seconds) into the latency estimate."""
@@ -121,9 +129,16 @@ class Pump:
 
     def _enter(self, lane: str) -> None:
         with self._cond:
-            while self._active.get(lane, 0) >= self.limit:
+            ticket = object()
+            line = self._waiting.setdefault(lane, deque())
+            line.append(ticket)
+            while line[0] is not ticket or self._active.get(lane, 0) >= self.limit:
                 self._cond.wait(0.5)
+            line.popleft()
+            if not line:
+                del self._waiting[lane]
             self._active[lane] = self._active.get(lane, 0) + 1
+            self._cond.notify_all()  # the next in line may fit too
 
     def _leave(self, lane: str) -> None:
         with self._cond:

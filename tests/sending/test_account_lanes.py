@@ -138,11 +138,11 @@ def check(h: Harness, run: Run, per_minute: int) -> None:
 
 def test_two_organizations_send_at_once_each_in_its_own_lane_and_one_organizations_accounts_share_it(
         harness: Harness, sandbox: SandboxHandle) -> None:
-    per_minute = 240
+    per_minute = 300
     harness.settings = harness.settings.with_overrides(rate_limit_per_min=per_minute)
-    campaigns = start(harness, sandbox, per_minute, size=3000)
+    campaigns = start(harness, sandbox, per_minute, size=4000)
     run = observed(sandbox, campaigns)
-    assert (len(run.stamps["acme"]), len(run.stamps["beta"])) == (60, 30)
+    assert (len(run.stamps["acme"]), len(run.stamps["beta"])) == (80, 40)
     check(harness, run, per_minute)
     print(f"acme {pace(run.both_run()):.0f}/min while both run, beta {pace(sorted(run.stamps['beta'])):.0f}/min, "
           f"a1/a2 shares {shares_while_both_run(run.order['acme'])}")

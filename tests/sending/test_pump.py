@@ -95,3 +95,27 @@ def test_a_full_gate_of_one_organizations_lane_lets_another_organizations_batche
     finally:
         release.set()
         pump.shutdown()
+
+
+def test_within_a_lane_batches_pass_the_gate_in_the_order_they_came() -> None:
+    pump = Pump(rate_per_s=1e6, fixed=1)
+    release = threading.Event()
+    order: list[str] = []
+    try:
+        first = pump.map(lambda n: release.wait(10), [0], lane="acme")  # holds acme's one place
+        feeders = []
+        for name in ("a1", "a2"):
+            feeder = threading.Thread(target=lambda name=name: pump.map(lambda n: order.append(f"{name}{n}"),
+                                                                      range(3), lane="acme"))
+            feeder.start()
+            wait_until(lambda: pump.waiting("acme") >= len(feeders) + 1)
+            feeders.append(feeder)
+        release.set()
+        for feeder in feeders:
+            feeder.join(5)
+        first[0].result(timeout=5)
+        wait_until(lambda: len(order) == 6)
+        assert order[:2] == ["a10", "a20"]  # each waiting task's first batch before anyone's second
+    finally:
+        release.set()
+        pump.shutdown()
