@@ -102,7 +102,8 @@ def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
     return SubmitOptions(preflight_options(fields), name=_text(fields, "name") or filename,
                          window=_text(fields, "window"), days=_text(fields, "days"),
                          expire_after=_text(fields, "expire_after"),
-                         keep_columns=_text(fields, "keep_columns")).validated()
+                         keep_columns=_text(fields, "keep_columns"),
+                         priority=_text(fields, "priority")).validated()
 
 
 async def _received(console: Console, request: Request) -> uploads.Upload:

@@ -276,6 +276,8 @@ class _Attempt:
         index = dict(zip(client_ids, self.todo, strict=True))
         posted = post_splitting(self.context.client, items, self._before_post)
         self.posted = posted.requests > 0
+        if posted.requests:  # counted in the campaign's share of its lane (``sending.fairshare``)
+            self.summary["requests"] = posted.requests
         self.context.limiter.observe(self.context.bulk_lane, self.context.client.rate_limits.get(SMS_BULK))
         left_ids = {item["clientId"] for item in posted.left}
         missing = self._record_result(posted.result, [(c, i) for c, i in index.items() if c not in left_ids])

@@ -17,7 +17,7 @@ from typing import Any
 
 from dispatcher import money
 from dispatcher.schema.names import FINAL, BatchState, State
-from dispatcher.sending import explain, health, ledger
+from dispatcher.sending import explain, fairshare, health, ledger
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.loading import progress
@@ -30,7 +30,8 @@ def status(store: CampaignStore, campaign_id: str, settings: Settings | None = N
     the watchdog's last sweep, the workers alive, whether it waits for a worker none runs, and its
     last error (see ``health``), while its list still loads ``loading`` (see
     :func:`dispatcher.sending.loading.progress`), what it waits for and when it should finish
-    (see :mod:`dispatcher.sending.explain`), and its money as decimal strings (see :func:`money`).
+    (see :mod:`dispatcher.sending.explain`), its money as decimal strings (see :func:`money`), and
+    while it sends its ``share`` of its lane (see :func:`dispatcher.sending.fairshare.share`).
 
     Raises:
         UnknownItem: when no campaign has that id.
@@ -43,7 +44,14 @@ def status(store: CampaignStore, campaign_id: str, settings: Settings | None = N
     return {**info.to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
             "last_sweep": store.last_sweep(), **checked,
             "loading": load.to_json() if load else None, "waiting_for": waiting, "estimated_finish": finish,
-            **costs(store, info)}
+            **costs(store, info), "share": lane_share(store, info)}
+
+
+def lane_share(store: CampaignStore, info: CampaignInfo) -> dict[str, Any] | None:
+    """The campaign's share of its lane while it is queued or running, else None."""
+    if info.state not in (State.QUEUED, State.RUNNING):
+        return None
+    return fairshare.share(store.redis, store.keys, info.id)
 
 
 def listed(store: CampaignStore, info: CampaignInfo, workers: int | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from croniter import croniter
 
 from dispatcher.errors import InputError
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.sending.fairshare import DEFAULT_PRIORITY, parse_priority
 from dispatcher.sending.windows import parse_window
 
 #: Default seconds a firing may be late before it counts as missed.
@@ -37,6 +38,8 @@ class ScheduleDef:
     expire_after_s: float | None = None
     overlap: str = "skip"
     grace_s: float = DEFAULT_GRACE_S
+    #: The weight of its campaigns in their lane: low, normal or high (see ``sending.fairshare``).
+    priority: str = DEFAULT_PRIORITY
 
     def validated(self) -> ScheduleDef:
         """Check the definition.
@@ -60,6 +63,7 @@ class ScheduleDef:
             raise InputError("--overlap is skip or queue.")
         if self.window:
             parse_window(self.window, self.days)
+        parse_priority(self.priority)
         PreflightOptions(**self.options).validated()
         return self
 
