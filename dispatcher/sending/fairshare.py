@@ -208,10 +208,10 @@ def share(redis: Any, keys: Keys, campaign_id: str, now: float | None = None) ->
     members = {k.decode(): int(v) for k, v in redis.hgetall(keys.fair_lane(organization)).items()}
     pipe = redis.pipeline(transaction=False)
     for cid in members:
-        pipe.hmget(keys.campaign(cid), "state", "created_at")
+        pipe.hmget(keys.campaign(cid), "state", "created_at", "organization")
     now_s = time.time() if now is None else now
-    lane_weight = sum(w for (cid, w), (st, created) in zip(members.items(), pipe.execute(), strict=True)
-                      if _counts(_text(st), float(_text(created) or 0), now_s))
+    lane_weight = sum(w for w, (st, created, org) in zip(members.values(), pipe.execute(), strict=True)
+                      if _text(org) == organization and _counts(_text(st), float(_text(created) or 0), now_s))
     return {"priority": priority or DEFAULT_PRIORITY, "weight": weight(priority),
             "lane_weight": lane_weight if _counts(state, now_s, now_s) else None,
             "fraction": round(own / lane_total, 4) if lane_total else None, "requests": own,
