@@ -9,6 +9,11 @@ spaces every request; the gate only keeps the number of waiting threads, claimed
 open connections near what the limit can use. A fixed ``in_flight`` (``dispatcher worker
 --concurrency N``) replaces the estimate.
 
+The gate lets batches through in the order their tasks arrived (first come, first served, a
+task's batches one after another), not round-robin between tasks: every batch then waits about
+as long as any other, so a campaign's share of the lane follows its share of the batches queued,
+which is what its fair-share window sets (see :mod:`dispatcher.sending.fairshare`).
+
 Each batch goes through :func:`dispatcher.sending.attempt.send_batch`, unchanged: claims,
 fencing, the ledger and pause/cancel (checked at every claim) behave as with one batch per task.
 """
@@ -70,6 +75,11 @@ class Pump:
         self.ceiling = max(fixed, ceiling)
         self.latency_s = FIRST_LATENCY_S
         self._active = 0
+        #: Tickets of the gate's queue: the next one handed out, and the one let through next.
+        self._issued = 0
+        self._serving = 0
+        #: Tickets given up (their ``map`` failed) not yet reached by ``_serving``.
+        self._skipped: set[int] = set()
         self._cond = threading.Condition()
         self._executor = ThreadPoolExecutor(max_workers=self.ceiling, thread_name_prefix="pump")
 
@@ -96,15 +106,24 @@ class Pump:
         """Run ``fn(n)`` for every number, at most :attr:`limit` at once across the process.
 
         Blocks until every call has passed the gate (not until they finish); returns their futures
-        in order. A call's exception is kept in its future.
+        in order. The calls queue at the gate behind those of earlier ``map`` calls (one ticket
+        each, taken together). A call's exception is kept in its future.
         """
         futures: list[Future[T]] = []
-        for n in numbers:
-            self._enter()
+        with self._cond:
+            first = self._issued
+            self._issued += len(numbers)
+        for i, n in enumerate(numbers):
+            try:
+                self._enter(first + i)
+            except BaseException:
+                self._skip(first + i, first + len(numbers))
+                raise
             try:
                 futures.append(self._executor.submit(self._run, fn, n))
             except BaseException:
                 self._leave()
+                self._skip(first + i + 1, first + len(numbers))
                 raise
         return futures
 
@@ -114,16 +133,32 @@ class Pump:
         finally:
             self._leave()
 
-    def _enter(self) -> None:
+    def _enter(self, ticket: int) -> None:
         with self._cond:
-            while self._active >= self.limit:
+            while self._serving < ticket or self._active >= self.limit:
                 self._cond.wait(0.5)
             self._active += 1
+            self._serving = ticket + 1
+            self._past_skipped()
+            self._cond.notify_all()  # the next ticket's holder may pass too, if there is room
+
+    def _skip(self, start: int, end: int) -> None:
+        """Give up tickets ``start..end-1`` of a ``map`` that failed, so the queue behind them moves."""
+        with self._cond:
+            self._skipped.update(range(start, end))
+            self._past_skipped()
+            self._cond.notify_all()
+
+    def _past_skipped(self) -> None:
+        """Move the queue past tickets given up (the caller holds the lock)."""
+        while self._serving in self._skipped:
+            self._skipped.discard(self._serving)
+            self._serving += 1
 
     def _leave(self) -> None:
         with self._cond:
             self._active -= 1
-            self._cond.notify()
+            self._cond.notify_all()  # only the holder of the next ticket goes on
 
     def shutdown(self) -> None:
         """Stop the threads once the calls in progress finish."""
