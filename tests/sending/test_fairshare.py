@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
@@ -20,7 +22,19 @@ from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
 from dispatcher.sending.watchdog import Watchdog
 from dispatcher.settings import Settings
-from tests.helpers import Harness, SandboxHandle, plain_frame, recipients, wait_until, worker_env
+from tests.helpers import (
+    SANDBOX_TOKEN,
+    Harness,
+    SandboxHandle,
+    json_of,
+    one_sentence_error,
+    plain_frame,
+    recipients,
+    recipients_csv,
+    run,
+    wait_until,
+    worker_env,
+)
 
 KEYS = Keys("dsptest")
 
@@ -262,3 +276,30 @@ def test_full_size_high_and_normal_split_two_to_one(limited: Harness) -> None:
 def test_full_size_1000_messages_10_s_into_200000_complete_within_15_s(limited: Harness) -> None:
     first_bulk_s, complete_s = _small_behind_large(limited, 200_000, 10.0)
     assert first_bulk_s < 2.0 and complete_s < 15.0, (first_bulk_s, complete_s)
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+@pytest.fixture()
+def cli_env(redis_url: str, sandbox: SandboxHandle, redis_client: redis.Redis) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url,
+            "DISPATCHER_KEY_PREFIX": "dsptest", "DISPATCHER_RATE_LIMIT": "600000",
+            "DISPATCHER_ALLOW_VOLATILE_REDIS": "1"}
+
+
+@pytest.mark.slow
+def test_submit_and_schedule_add_take_a_priority_and_refuse_a_bad_one_in_one_sentence(
+        cli_env: dict[str, str], tmp_path: Path, redis_client: redis.Redis) -> None:
+    path = recipients_csv(tmp_path / "list.csv", 300)
+    common = ("--text", "Hola", "--from", "ACME", "--country", "ES", "--no-hlr")
+    bad = run(cli_env, "submit", str(path), *common, "--priority", "urgent")
+    assert bad.returncode == 2
+    assert one_sentence_error(bad) == "error: priority 'urgent' is not one of low, normal or high."
+    status = json_of(run(cli_env, "submit", str(path), *common, "--priority", "high", "--json"))
+    assert status["priority"] == "high" and status["share"]["weight"] == 4
+    schedule = ("schedule", "add", "s", str(path), "--every", "1h", *common, "--priority")
+    refused = run(cli_env, *schedule, "nope")
+    assert refused.returncode == 2 and "priority 'nope' is not one of" in one_sentence_error(refused)
+    assert run(cli_env, *schedule, "low").returncode == 0
+    listed = orjson.loads(run(cli_env, "schedule", "list", "--json").stdout)
+    assert [s["priority"] for s in listed] == ["low"]
