@@ -159,7 +159,7 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
     gate = pump()
     context = send_context()
     enqueuer = CeleryEnqueuer(context.settings)
-    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers)
+    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers, key=campaign_id)
     follow_ons: list[int] = []
     #: (batch numbers, countdown, tries) of the batches queued again alone.
     again: list[tuple[list[int], float, int]] = []
