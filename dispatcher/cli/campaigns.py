@@ -113,7 +113,8 @@ def list_campaigns(
     store, _ = _store(load_settings())
     infos = store.recent(limit)
     if as_json:
-        _print_json([i.to_json() for i in infos])
+        shares = campaigns.lane_shares(store, infos)
+        _print_json([{**i.to_json(), "share": shares.get(i.id)} for i in infos])
         return
     out.print(campaign_table(infos))
 

@@ -263,8 +263,10 @@ def routes(console: Console) -> list[Route]:
         infos = console.store.recent(limit, offset)
         limit_per_s, source = lane_limit(console.store, console.settings)
         workers = len(health.WorkerRegistry(console.store.redis, console.store.keys).alive())
+        shares = campaigns.lane_shares(console.store, infos)
         return JSON({
-            "campaigns": [campaigns.listed(console.store, i, workers) for i in infos], "offset": offset, "limit": limit,
+            "campaigns": [campaigns.listed(console.store, i, workers, shares) for i in infos],
+            "offset": offset, "limit": limit,
             "total": console.store.count(), "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
             "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
         })

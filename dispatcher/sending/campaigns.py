@@ -49,18 +49,24 @@ def status(store: CampaignStore, campaign_id: str, settings: Settings | None = N
 
 def lane_share(store: CampaignStore, info: CampaignInfo) -> dict[str, Any] | None:
     """The campaign's share of its lane while it is queued or running, else None."""
-    if info.state not in (State.QUEUED, State.RUNNING):
-        return None
-    return fairshare.share(store.redis, store.keys, info.id)
+    return lane_shares(store, [info]).get(info.id)
 
 
-def listed(store: CampaignStore, info: CampaignInfo, workers: int | None = None) -> dict[str, Any]:
+def lane_shares(store: CampaignStore, infos: list[CampaignInfo]) -> dict[str, dict[str, Any]]:
+    """Each queued or running campaign's share of its lane (see ``fairshare.share``), by id."""
+    sending = [i.id for i in infos if i.state in (State.QUEUED, State.RUNNING)]
+    return fairshare.shares(store.redis, store.keys, sending) if sending else {}
+
+
+def listed(store: CampaignStore, info: CampaignInfo, workers: int | None = None,
+           shares: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """A campaign as ``GET /api/campaigns`` lists it: its ``status`` fields but the costly ones
     (no last error, no estimated finish: a page lists up to 200), with what it waits for.
-    ``workers``: the live workers, counted once for a whole page."""
+    ``workers``: the live workers, counted once for a whole page; ``shares``: the page's
+    :func:`lane_shares`, read once for it."""
     checked = health.campaign_health(store, info, with_error=False, workers=workers)
     return {**info.to_json(), **checked, "waiting_for": explain.waiting_for(store, info, checked),
-            **costs(store, info, compute=False)}
+            **costs(store, info, compute=False), "share": (shares or {}).get(info.id)}
 
 
 def costs(store: CampaignStore, info: CampaignInfo, compute: bool = True) -> dict[str, Any]:

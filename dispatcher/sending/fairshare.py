@@ -192,27 +192,46 @@ def share(redis: Any, keys: Keys, campaign_id: str, now: float | None = None) ->
     ``fraction`` is its part of the lane's bulk requests over the last minute (None when the lane
     sent none); ``requests`` and ``lane_requests`` those counts; ``weight`` its weight and
     ``lane_weight`` the weights of the campaigns sending in the lane now; ``window`` the batches
-    it keeps queued.
+    it keeps queued; ``span_s`` the span of the counts (s).
     """
-    organization, priority, window, state = (_text(v) for v in redis.hmget(
-        keys.campaign(campaign_id), "organization", "priority", "window", "state"))
+    return shares(redis, keys, [campaign_id], now)[campaign_id]
+
+
+def shares(redis: Any, keys: Keys, campaign_ids: Iterable[str], now: float | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`share` of each of ``campaign_ids``, with one read of the counts for all (a page of the API)."""
+    now = time.time() if now is None else now
+    wanted = list(dict.fromkeys(campaign_ids))
     counts = recent_requests(redis, keys, now)
-    others = [cid for cid in counts if cid != campaign_id]
+    rows = _rows(redis, keys, [*wanted, *counts])
+    lanes = {rows[cid][0] for cid in wanted}
     pipe = redis.pipeline(transaction=False)
-    for cid in others:
-        pipe.hget(keys.campaign(cid), "organization")
-    lane_counts = {cid: n for cid, n, org in zip(others, (counts[c] for c in others), pipe.execute(), strict=True)
-                   if _text(org) == organization}
-    own = counts.get(campaign_id, 0)
-    lane_total = own + sum(lane_counts.values())
-    members = {k.decode(): int(v) for k, v in redis.hgetall(keys.fair_lane(organization)).items()}
+    for organization in lanes:
+        pipe.hkeys(keys.fair_lane(organization))
+    members = {org: [m.decode() for m in found] for org, found in zip(lanes, pipe.execute(), strict=True)}
+    rows.update(_rows(redis, keys, [m for found in members.values() for m in found if m not in rows]))
+    lane_requests: dict[str, int] = {}
+    for cid, n in counts.items():
+        lane_requests[rows[cid][0]] = lane_requests.get(rows[cid][0], 0) + n
+    answer = {}
+    for cid in wanted:
+        organization, priority, window, _, _ = rows[cid]
+        lane_weight = sum(weight(rows[m][1]) for m in members[organization]
+                          if rows[m][0] == organization and _counts(rows[m][3], rows[m][4], now))
+        own, total = counts.get(cid, 0), lane_requests.get(organization, 0)
+        answer[cid] = {"priority": priority or DEFAULT_PRIORITY, "weight": weight(priority),
+                       "lane_weight": lane_weight, "fraction": round(own / total, 4) if total else None,
+                       "requests": own, "lane_requests": total, "window": window, "span_s": SHARE_SPAN_S}
+    return answer
+
+
+def _rows(redis: Any, keys: Keys, campaign_ids: Iterable[str]) -> dict[str, tuple[str, str, int, str, float]]:
+    """(organization, priority, window, state, created_at) of each campaign (empty when it is gone)."""
+    ids = list(dict.fromkeys(campaign_ids))
     pipe = redis.pipeline(transaction=False)
-    for cid in members:
-        pipe.hmget(keys.campaign(cid), "state", "created_at", "organization")
-    now_s = time.time() if now is None else now
-    lane_weight = sum(w for w, (st, created, org) in zip(members.values(), pipe.execute(), strict=True)
-                      if _text(org) == organization and _counts(_text(st), float(_text(created) or 0), now_s))
-    return {"priority": priority or DEFAULT_PRIORITY, "weight": weight(priority),
-            "lane_weight": lane_weight if _counts(state, now_s, now_s) else None,
-            "fraction": round(own / lane_total, 4) if lane_total else None, "requests": own,
-            "lane_requests": lane_total, "window": int(window or 0), "span_s": SHARE_SPAN_S}
+    for cid in ids:
+        pipe.hmget(keys.campaign(cid), "organization", "priority", "window", "state", "created_at")
+    rows = {}
+    for cid, raw in zip(ids, pipe.execute(), strict=True):
+        org, priority, window, state, created = (_text(v) for v in raw)
+        rows[cid] = (org, priority, int(window or 0), state, float(created or 0))
+    return rows

@@ -165,6 +165,8 @@ def test_the_share_is_the_campaigns_part_of_its_lanes_recent_bulk_requests(store
     assert share["fraction"] == 0.8 and (share["requests"], share["lane_requests"]) == (80, 100)
     assert (share["priority"], share["weight"], share["lane_weight"], share["window"]) == ("high", 4, 6, 20)
     assert campaigns.status(store, b, Settings.from_env(environ={}, env_file=None))["share"]["fraction"] == 0.2
+    page = campaigns.lane_shares(store, [store.get(x) for x in (a, b, c)])  # a page of the list: one read
+    assert {x: (s["fraction"], s["lane_weight"]) for x, s in page.items()} == {a: (0.8, 6), b: (0.2, 6), c: (1.0, 2)}
 
 
 def test_a_finished_campaign_shows_no_share(store: CampaignStore) -> None:
