@@ -117,7 +117,7 @@ def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutco
         if outcome is None or "attempt" in outcome.summary:
             counts.batch_done(time.monotonic() - started)
         if outcome is not None:
-            counts.requests_made(campaign_id, int(outcome.summary.get("requests", 0)))
+            counts.requests_made(campaign_id, outcome.requests)
 
 
 def _send_one(campaign_id: str, batch: int) -> BatchOutcome:

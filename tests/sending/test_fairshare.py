@@ -20,6 +20,7 @@ from dispatcher.schema.names import State
 from dispatcher.sending import campaigns, fairshare
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.store import CampaignStore
+from dispatcher.sending.telemetry import Telemetry
 from dispatcher.sending.watchdog import Watchdog
 from dispatcher.settings import Settings
 from tests.helpers import (
@@ -167,6 +168,19 @@ def test_the_share_is_the_campaigns_part_of_its_lanes_recent_bulk_requests(store
     assert campaigns.status(store, b, Settings.from_env(environ={}, env_file=None))["share"]["fraction"] == 0.2
     page = campaigns.lane_shares(store, [store.get(x) for x in (a, b, c)])  # a page of the list: one read
     assert {x: (s["fraction"], s["lane_weight"]) for x, s in page.items()} == {a: (0.8, 6), b: (0.2, 6), c: (1.0, 2)}
+
+
+def test_the_workers_telemetry_adds_each_campaigns_bulk_requests_to_the_share_counts(store: CampaignStore) -> None:
+    telemetry = Telemetry(store.redis, KEYS)
+    telemetry.requests_made("c1", 3)
+    telemetry.requests_made("c2", 1)
+    telemetry.requests_made("c1", 2)
+    telemetry.requests_made("c3", 0)
+    telemetry.flush()
+    telemetry.flush()  # nothing new: nothing added
+    assert fairshare.recent_requests(store.redis, KEYS) == {"c1": 5, "c2": 1}
+    buckets = list(store.redis.scan_iter(match=KEYS.bulk_share(0).removesuffix("0") + "*"))
+    assert buckets and all(0 < store.redis.ttl(b) <= fairshare.SHARE_TTL_S for b in buckets)  # they expire
 
 
 def test_a_finished_campaign_shows_no_share(store: CampaignStore) -> None:
