@@ -86,11 +86,21 @@ def _text(value: bytes | None) -> str:
     return value.decode() if value else ""
 
 
-def _counts(state: str, created_at: float, now: float) -> bool:
-    """Whether a member in ``state`` takes part in its lane's share now."""
+def _counts(state: str, created_at: float, now: float, queued: int = 1) -> bool:
+    """Whether a member in ``state`` with ``queued`` batches in the queue (reserved, not settled,
+    not parked) takes part in its lane's share now: a running one whose every batch waits for its
+    send window does not."""
     if state == State.RUNNING.value:
-        return True
+        return queued > 0
     return state == State.QUEUED.value and now - created_at < QUEUED_COUNTS_S
+
+
+def _queued(enqueued: str, settled: str, parked: str) -> int:
+    """Batches of a campaign in the queue, from its hash's counters, when some are parked for
+    their send window (else 1: a campaign with none parked always takes part while it runs)."""
+    if not int(parked or 0):
+        return 1
+    return int(enqueued or 0) - int(settled or 0) - int(parked or 0)
 
 
 def join(redis: Any, keys: Keys, campaign_id: str) -> dict[str, int]:
@@ -117,16 +127,16 @@ def rebalance(redis: Any, keys: Keys, organization: str, now: float | None = Non
     pipe = redis.pipeline(transaction=False)
     for campaign_id in members:
         pipe.hmget(keys.campaign(campaign_id), "state", "organization", "priority", "window", "window_base",
-                   "created_at")
+                   "created_at", "enqueued", "settled", "parked")
     rows = dict(zip(members, pipe.execute(), strict=True))
     final = {s.value for s in FINAL}
     gone: list[str] = []
     taking: dict[str, tuple[int, int, int]] = {}  # id -> (weight, base, current window)
     for campaign_id, raw in rows.items():
-        state, org, priority, window, stored_base, created = (_text(v) for v in raw)
+        state, org, priority, window, stored_base, created, enqueued, settled, parked = (_text(v) for v in raw)
         if not state or state in final or org != organization:
             gone.append(campaign_id)
-        elif _counts(state, float(created or 0), now):
+        elif _counts(state, float(created or 0), now, _queued(enqueued, settled, parked)):
             current = int(window or 0)
             taking[campaign_id] = (weight(priority), int(stored_base or 0) or current, current)
     lane_weight = sum(w for w, _, _ in taking.values())
@@ -214,9 +224,9 @@ def shares(redis: Any, keys: Keys, campaign_ids: Iterable[str], now: float | Non
         lane_requests[rows[cid][0]] = lane_requests.get(rows[cid][0], 0) + n
     answer = {}
     for cid in wanted:
-        organization, priority, window, _, _ = rows[cid]
+        organization, priority, window, _, _, _ = rows[cid]
         lane_weight = sum(weight(rows[m][1]) for m in members[organization]
-                          if rows[m][0] == organization and _counts(rows[m][3], rows[m][4], now))
+                          if rows[m][0] == organization and _counts(rows[m][3], rows[m][4], now, rows[m][5]))
         own, total = counts.get(cid, 0), lane_requests.get(organization, 0)
         answer[cid] = {"priority": priority or DEFAULT_PRIORITY, "weight": weight(priority),
                        "lane_weight": lane_weight, "fraction": round(own / total, 4) if total else None,
@@ -224,14 +234,16 @@ def shares(redis: Any, keys: Keys, campaign_ids: Iterable[str], now: float | Non
     return answer
 
 
-def _rows(redis: Any, keys: Keys, campaign_ids: Iterable[str]) -> dict[str, tuple[str, str, int, str, float]]:
-    """(organization, priority, window, state, created_at) of each campaign (empty when it is gone)."""
+def _rows(redis: Any, keys: Keys, campaign_ids: Iterable[str]) -> dict[str, tuple[str, str, int, str, float, int]]:
+    """(organization, priority, window, state, created_at, batches queued) of each campaign (empty
+    when it is gone)."""
     ids = list(dict.fromkeys(campaign_ids))
     pipe = redis.pipeline(transaction=False)
     for cid in ids:
-        pipe.hmget(keys.campaign(cid), "organization", "priority", "window", "state", "created_at")
+        pipe.hmget(keys.campaign(cid), "organization", "priority", "window", "state", "created_at", "enqueued",
+                   "settled", "parked")
     rows = {}
     for cid, raw in zip(ids, pipe.execute(), strict=True):
-        org, priority, window, state, created = (_text(v) for v in raw)
-        rows[cid] = (org, priority, int(window or 0), state, float(created or 0))
+        org, priority, window, state, created, enqueued, settled, parked = (_text(v) for v in raw)
+        rows[cid] = (org, priority, int(window or 0), state, float(created or 0), _queued(enqueued, settled, parked))
     return rows

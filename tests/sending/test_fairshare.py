@@ -132,6 +132,17 @@ def test_a_queued_campaign_that_never_started_stops_counting(store: CampaignStor
     assert fairshare.rebalance(store.redis, KEYS, "", now=later) == {first: 30}
 
 
+def test_a_running_campaign_whose_every_queued_batch_waits_for_its_window_stops_counting(
+        store: CampaignStore) -> None:
+    first = store.create("a", plain_frame(5000), window=30)
+    night = store.create("night", plain_frame(5000), window=30)
+    for cid in (first, night):
+        store.redis.hset(KEYS.campaign(cid), mapping={"state": State.RUNNING.value, "enqueued": 30})
+    assert fairshare.rebalance(store.redis, KEYS, "") == {first: 15, night: 15}
+    store.redis.hset(KEYS.campaign(night), mapping={"parked": 30})  # all its batches wait for 09:00
+    assert fairshare.rebalance(store.redis, KEYS, "") == {first: 30}
+
+
 def test_the_watchdog_puts_a_campaign_stored_before_fair_share_in_its_lane(store: CampaignStore,
                                                                            settings: Settings) -> None:
     old = store.create("old", plain_frame(5000), window=30)
@@ -242,6 +253,9 @@ def _high_and_normal(h: Harness, size: int) -> None:
     _start_workers(h)
     normal = h.submit(recipients(size), name="normal")
     high = h.submit(recipients(size, start=size), name="high", priority="high")
+    h.wait(high, lambda i: i.counts["sent"] >= size // 2, 300)
+    shown = campaigns.status(h.store, high, h.settings)["share"]  # what `status` says meanwhile
+    assert shown["weight"] == 4 and shown["lane_weight"] == 6 and 0.55 <= shown["fraction"] <= 0.8, shown
     for cid in (high, normal):
         assert h.wait(cid, lambda i: i.state in ("completed", "paused", "failed"), 300).state == "completed"
     got_high, got_normal = split_while_both_run(_accepted(h), high, normal, settle=size // 10)
