@@ -146,6 +146,7 @@ CAMPAIGN_FIELDS = {
     "era": "the Redis era (after a promotion) its claims last saw", "era_at": "Unix µs that era was first seen",
     "priority": "low, normal or high: its weight in its lane's fair share",
     "window_base": "queue window (batches) the campaign would keep alone in its lane",
+    "account": "the account it sends for (absent: default)",
 }
 #: Fields of a schedule's hash (``Keys.schedule``).
 SCHEDULE_FIELDS = {

@@ -14,6 +14,7 @@ from croniter import croniter
 
 from dispatcher.errors import InputError
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.sending.accounts import DEFAULT_ACCOUNT
 from dispatcher.sending.fairshare import DEFAULT_PRIORITY, parse_priority
 from dispatcher.sending.windows import parse_window
 
@@ -40,6 +41,8 @@ class ScheduleDef:
     grace_s: float = DEFAULT_GRACE_S
     #: The weight of its campaigns in their lane: low, normal or high (see ``sending.fairshare``).
     priority: str = DEFAULT_PRIORITY
+    #: The account its campaigns send for; definitions older than accounts are ``default``'s.
+    account: str = DEFAULT_ACCOUNT
 
     def validated(self) -> ScheduleDef:
         """Check the definition.
