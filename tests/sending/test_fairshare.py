@@ -255,10 +255,12 @@ def _high_and_normal(h: Harness, size: int) -> None:
     high = h.submit(recipients(size, start=size), name="high", priority="high")
     h.wait(high, lambda i: i.counts["sent"] >= size // 2, 300)
     shown = campaigns.status(h.store, high, h.settings)["share"]  # what `status` says meanwhile
-    assert shown["weight"] == 4 and shown["lane_weight"] == 6 and 0.55 <= shown["fraction"] <= 0.8, shown
+    # Over the last minute, so with the start (when the normal one had the lane to itself): over half.
+    assert shown["weight"] == 4 and shown["lane_weight"] == 6 and 0.5 < shown["fraction"] <= 0.8, shown
     for cid in (high, normal):
         assert h.wait(cid, lambda i: i.state in ("completed", "paused", "failed"), 300).state == "completed"
-    got_high, got_normal = split_while_both_run(_accepted(h), high, normal, settle=size // 10)
+    # From when each had 20 % accepted: the normal one's first window, queued alone, has drained.
+    got_high, got_normal = split_while_both_run(_accepted(h), high, normal, settle=size // 5)
     assert got_normal > 0 and 1.8 <= got_high / got_normal <= 2.2, (got_high, got_normal)
     assert h.sandbox.stats()["rate_limited"] == 0
 
