@@ -26,6 +26,8 @@ MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Refuse if the
 SendWindow = Annotated[str | None, typer.Option("--window", help="Local send window of each recipient: 09:00-21:00.")]
 Days = Annotated[str | None, typer.Option("--days", help="Days of the send window: mon-fri.")]
 ExpireAfter = Annotated[str | None, typer.Option("--expire-after", help="Unsent messages expire after: 6h.")]
+Priority = Annotated[str | None, typer.Option(
+    "--priority", help="Share of its lane against other campaigns: low, normal or high (1:2:4); default normal.")]
 
 
 def confirm_lookups(as_json: bool = False) -> Confirm | None:

@@ -22,6 +22,7 @@ from dispatcher.cli._options import (
     MessageText,
     MessageTextColumn,
     PhoneColumn,
+    Priority,
     Sender,
     SendWindow,
 )
@@ -71,6 +72,7 @@ def add(
     expire_after: ExpireAfter = None,
     overlap: str = typer.Option("skip", "--overlap", help="When the previous run still sends: skip or queue."),
     grace: float = typer.Option(DEFAULT_GRACE_S, "--grace", help="Seconds late before a firing counts as missed."),
+    priority: Priority = None,
 ) -> None:
     """Add or replace a schedule; beat picks it up without a restart."""
     definition = ScheduleDef(
@@ -79,7 +81,7 @@ def add(
         options={"text": text, "text_column": text_column, "sender": sender, "country": country,
                  "phone_column": phone_column, "hlr": hlr, "gsm_only": gsm_only, "max_cost": max_cost},
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
-        overlap=overlap, grace_s=grace,
+        overlap=overlap, grace_s=grace, priority=priority or "normal",
     ).validated()
     settings = load_settings()
     add_schedule(_store(settings), _glue(), definition)

@@ -25,6 +25,8 @@ _SUBMIT_FIELDS: dict[str, Any] = {
     "expire_after": {"type": "string", "example": "6h"},
     "keep_columns": {"type": "string", "example": "nombre,importe",
                      "description": "The list's columns carried into the report: names, or all."},
+    "priority": {"type": "string", "enum": ["low", "normal", "high"],
+                 "description": "Its share of its lane beside other campaigns (1:2:4); normal by default."},
 }
 _SCHEDULE_FIELDS: dict[str, Any] = {
     **_SUBMIT_FIELDS, "name": {"type": "string", "description": "Schedule name."},
@@ -179,7 +181,10 @@ def spec() -> dict[str, Any]:
                     "total": {"type": "integer"}, "counts": {"type": "object"},
                     "cost": {"type": "string", "description": "Estimated cost, a decimal string."},
                     "actual_cost": {"type": ["string", "null"]}, "waiting_for": {"type": "object"},
-                    "estimated_finish": {"type": ["object", "null"]}}},
+                    "estimated_finish": {"type": ["object", "null"]},
+                    "priority": {"type": "string", "enum": ["low", "normal", "high"]},
+                    "share": {"type": ["object", "null"], "description": "While it sends: its part of its "
+                              "lane's bulk requests in the last minute (fraction), its weight and the lane's."}}},
             },
         },
     }

@@ -128,6 +128,7 @@ class _Campaign:
     send_window: Window | None
     expires_at: float | None
     suppression_version: int
+    priority: str = "normal"
 
     def create(self, store: CampaignStore, settings: Settings, preflight: StreamedPreflight, *, cost: float,
                summary: dict[str, Any], fields: dict[str, Any], one_pass: bool, approved: float) -> str:
@@ -138,7 +139,7 @@ class _Campaign:
         campaign_id = store.create(self.name, empty_messages(), window=settings.effective_queue_window, cost=cost,
                            currency=preflight.pricing.currency, options=recorded, preflight=summary,
                            send_window=self.send_window, expires_at=self.expires_at, loading=True,
-                           suppression_version=self.suppression_version)
+                           suppression_version=self.suppression_version, priority=self.priority)
         saved = _load_options(options, self.path, self.chunk_rows, preflight, one_pass, approved)
         store.redis.hset(store.keys.campaign(campaign_id), mapping={**fields, "load": orjson.dumps(saved)})
         return campaign_id
@@ -151,7 +152,7 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
                 on_created: Callable[[str], None] | None = None, confirm: Confirm | None = None,
                 chunk_rows: int = LOAD_CHUNK_ROWS,
                 on_bound: Callable[[CostBound, float, str], None] | None = None,
-                one_pass: bool = True) -> tuple[str, PreflightResult, Loaded]:
+                one_pass: bool = True, priority: str = "normal") -> tuple[str, PreflightResult, Loaded]:
     """Bound or count, guard, create and load a campaign from the file at ``path`` (see the module
     docstring for the two orders).
 
@@ -159,8 +160,9 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     first), or once the list is loaded (one pass; not when loading stopped early, when the
     returned preflight covers only the rows read). ``on_bound(bound, balance, currency)`` runs when
     the one pass is chosen, before anything is stored. ``on_created(campaign_id)`` runs once the
-    campaign exists. ``one_pass=False`` always counts first. Returns ``(campaign id, the exact
-    preflight, how loading ended)``.
+    campaign exists. ``one_pass=False`` always counts first. ``priority`` weighs the campaign in its
+    lane (see :mod:`dispatcher.sending.fairshare`). Returns ``(campaign id, the exact preflight, how
+    loading ended)``.
 
     Raises:
         InputError: a file or option the user must fix, or a list with no message to send (no
@@ -172,7 +174,7 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     campaign = _Campaign(name, path, chunk_rows, send_window, time.time() + expire_after_s if expire_after_s else None,
                          # Read before the storing pass checks the list: a number suppressed later
                          # changes it, and then every batch checks the list again before it is sent.
-                         preflight.suppression.version())
+                         preflight.suppression.version(), priority)
     max_cost = preflight.options.max_cost
     # HLR on auto (hlr None) looks up only when free or confirmed: with nobody to ask and a first
     # chunk that already needs a paid lookup, it surely looks nothing up, as with hlr False.

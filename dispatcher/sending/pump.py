@@ -9,6 +9,13 @@ spaces every request; the gate only keeps the number of waiting threads, claimed
 open connections near what the limit can use. A fixed ``in_flight`` (``dispatcher worker
 --concurrency N``) replaces the estimate.
 
+The gate lets batches through in the order their tasks arrived (first come, first served, a
+task's batches one after another), not round-robin between tasks: every batch then waits about
+as long as any other, so a campaign's share of the lane follows its share of the batches queued,
+which is what its fair-share window sets (see :mod:`dispatcher.sending.fairshare`). One
+exception: the task of a campaign the gate has not seen for ``FRESH_S`` seconds (one just
+submitted, or resumed) goes first, so its first bulk does not wait behind the lane's queue.
+
 Each batch goes through :func:`dispatcher.sending.attempt.send_batch`, unchanged: claims,
 fencing, the ledger and pause/cancel (checked at every claim) behave as with one batch per task.
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -38,6 +46,8 @@ MARGIN = 1.5
 FIRST_LATENCY_S = 0.25
 #: Weight of a new round trip in the mean.
 ALPHA = 0.2
+#: Seconds without a batch of a campaign at the gate after which its next task goes first.
+FRESH_S = 10.0
 #: Longest round trip (seconds) the mean takes in: a timeout says nothing about the usual latency.
 MAX_SAMPLE_S = 5.0
 
@@ -70,6 +80,11 @@ class Pump:
         self.ceiling = max(fixed, ceiling)
         self.latency_s = FIRST_LATENCY_S
         self._active = 0
+        #: The gate's queue: tickets of the calls waiting to pass, in the order they pass.
+        self._queue: deque[int] = deque()
+        self._issued = 0
+        #: key -> when (``time.monotonic()``) a ``map`` of it last came to the gate.
+        self._seen: dict[str, float] = {}
         self._cond = threading.Condition()
         self._executor = ThreadPoolExecutor(max_workers=self.ceiling, thread_name_prefix="pump")
 
@@ -79,6 +94,12 @@ class Pump:
         if self.fixed:
             return self.fixed
         return in_flight_for(self.rate_per_s, self.latency_s, ceiling=self.ceiling)
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting at the gate."""
+        with self._cond:
+            return len(self._queue)
 
     def observe(self, round_trip_s: float) -> None:
         """Fold one POST round trip (seconds) into the latency estimate."""
@@ -92,21 +113,45 @@ class Pump:
             with self._cond:
                 self._cond.notify_all()  # a longer latency opened the gate wider
 
-    def map(self, fn: Callable[[int], T], numbers: Sequence[int]) -> list[Future[T]]:
+    def map(self, fn: Callable[[int], T], numbers: Sequence[int], key: str | None = None) -> list[Future[T]]:
         """Run ``fn(n)`` for every number, at most :attr:`limit` at once across the process.
 
         Blocks until every call has passed the gate (not until they finish); returns their futures
-        in order. A call's exception is kept in its future.
+        in order. The calls queue at the gate behind those of earlier ``map`` calls, except when
+        ``key`` (a campaign id) has not been through the gate for :data:`FRESH_S` seconds: then
+        they go first, so a campaign that just started sends its first bulk at once. A call's
+        exception is kept in its future.
         """
         futures: list[Future[T]] = []
-        for n in numbers:
-            self._enter()
+        with self._cond:
+            tickets = list(range(self._issued, self._issued + len(numbers)))
+            self._issued += len(numbers)
+            now = time.monotonic()
+            if key is not None and now - self._seen.get(key, -FRESH_S) >= FRESH_S:
+                self._queue.extendleft(reversed(tickets))
+            else:
+                self._queue.extend(tickets)
+            if key is not None:
+                self._remember(key, now)
+        for i, n in enumerate(numbers):
+            try:
+                self._enter(tickets[i])
+            except BaseException:
+                self._drop(tickets[i:])
+                raise
             try:
                 futures.append(self._executor.submit(self._run, fn, n))
             except BaseException:
                 self._leave()
+                self._drop(tickets[i + 1:])
                 raise
         return futures
+
+    def _remember(self, key: str, now: float) -> None:
+        """Note that ``key`` went through the gate at ``now`` (the caller holds the lock)."""
+        self._seen[key] = now
+        if len(self._seen) > 1000:  # forget keys not seen lately: a process runs for months
+            self._seen = {k: t for k, t in self._seen.items() if now - t < FRESH_S}
 
     def _run(self, fn: Callable[[int], T], n: int) -> T:
         try:
@@ -114,16 +159,27 @@ class Pump:
         finally:
             self._leave()
 
-    def _enter(self) -> None:
+    def _enter(self, ticket: int) -> None:
         with self._cond:
-            while self._active >= self.limit:
+            while self._queue[0] != ticket or self._active >= self.limit:
                 self._cond.wait(0.5)
+            self._queue.popleft()
             self._active += 1
+            self._cond.notify_all()  # the next ticket's holder may pass too, if there is room
+
+    def _drop(self, tickets: Sequence[int]) -> None:
+        """Take the tickets of a ``map`` that failed out of the queue, so the ones behind them move."""
+        if not tickets:
+            return
+        with self._cond:
+            gone = set(tickets)
+            self._queue = deque(t for t in self._queue if t not in gone)
+            self._cond.notify_all()
 
     def _leave(self) -> None:
         with self._cond:
             self._active -= 1
-            self._cond.notify()
+            self._cond.notify_all()  # only the holder of the next ticket goes on
 
     def shutdown(self) -> None:
         """Stop the threads once the calls in progress finish."""

@@ -82,3 +82,32 @@ def test_an_exception_stays_in_its_future_and_frees_its_place() -> None:
         assert futures[1].result(10) == 1
     finally:
         pump.shutdown()
+
+
+def test_the_gate_lets_tasks_through_in_arrival_order_and_a_new_campaigns_first() -> None:
+    pump = Pump(1.0, fixed=1)
+    release = threading.Event()
+    order: list[int] = []
+
+    def send(n: int) -> int:
+        order.append(n)
+        if n == 0:
+            release.wait(10)
+        return n
+
+    def mapping(numbers: list[int], key: str) -> threading.Thread:
+        thread = threading.Thread(target=pump.map, args=(send, numbers), kwargs={"key": key})
+        thread.start()
+        return thread
+
+    threads = [mapping([0], "a")]
+    wait_until(lambda: order == [0], 5, "the first batch to hold the only place")
+    for numbers, key, waiting in (([1, 2], "a", 2), ([3, 4], "b", 4), ([5], "a", 5)):
+        threads.append(mapping(numbers, key))
+        wait_until(lambda w=waiting: pump.waiting == w, 5, "the task to queue at the gate")
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    wait_until(lambda: len(order) == 6, 5, "every batch to run")  # map returns once they passed the gate
+    # "a" was seen: its second task waits its turn; "b" is new: it goes first; "a" again: last.
+    assert order == [0, 3, 4, 1, 2, 5]

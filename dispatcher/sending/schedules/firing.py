@@ -159,7 +159,8 @@ class Firer:
         # Validated before the client opens, so a bad definition is refused before Instasent is asked.
         options = submission.SubmitOptions(
             PreflightOptions(**definition.options), name=f"{definition.name} @ {stamp}", window=definition.window,
-            days=definition.days, expire_after_s=definition.expire_after_s).validated()
+            days=definition.days, expire_after_s=definition.expire_after_s,
+            priority=definition.priority).validated()
         enqueuer = _Holding() if hold else self.enqueuer
         with self.client_factory() as client:
             campaign_id, _, loaded = submission.submit(self.store, self.ops, enqueuer, self.settings, definition.file,
