@@ -250,7 +250,7 @@ def submit_prepared(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
            messages: pd.DataFrame, cost: float = 0.0, currency: str = "", options: dict[str, Any] | None = None,
            preflight: dict[str, Any] | None = None, rejects: Sequence[dict[str, Any]] = (),
            send_window: Window | None = None, expire_after_s: float | None = None,
-           now: float | None = None, suppression_version: int | None = None) -> str:
+           now: float | None = None, suppression_version: int | None = None, priority: str = "normal") -> str:
     """Store a campaign of prepared messages (a frame with the columns of
     :data:`~dispatcher.schema.names.MESSAGE_COLUMNS`, no preflight) and queue its first window
     of batches; returns the campaign id. Benchmarks and tests use it to have a campaign to send.
@@ -260,6 +260,7 @@ def submit_prepared(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
 
     With a ``send_window``, messages are grouped by their numbers' time zones so that every batch
     is homogeneous; ``expire_after_s`` (seconds from now) turns what is unsent by then ``expired``.
+    ``priority`` (low, normal, high) weighs it in its lane (``dispatcher.sending.fairshare``).
     """
     zones = None
     if send_window is not None and len(messages):
@@ -270,7 +271,7 @@ def submit_prepared(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     expires_at = (time.time() if now is None else now) + expire_after_s if expire_after_s else None
     campaign_id = store.create(name, messages, window=settings.effective_queue_window, cost=cost, currency=currency,
                        options=options, preflight=preflight, send_window=send_window, expires_at=expires_at,
-                       zones=zones, suppression_version=suppression_version)
+                       zones=zones, suppression_version=suppression_version, priority=priority)
     store.store_rejects(campaign_id, rejects)
     enqueuer.enqueue(campaign_id, ops.reserve(campaign_id))
     return campaign_id

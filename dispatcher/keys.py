@@ -201,6 +201,17 @@ class Keys:
         """Marker letting one console process take the samples of one second."""
         return f"{self.prefix}:console:tick:{second}"
 
+    # -- fair share ---------------------------------------------------------------------------
+    def fair_lane(self, organization: str) -> str:
+        """Hash of the campaigns sharing one organization's bulk lane: campaign id -> weight
+        (``sending.fairshare``); ``""`` is the default lane."""
+        return f"{self.prefix}:fair:{organization}"
+
+    def bulk_share(self, bucket: int) -> str:
+        """Hash of bulk requests per campaign in one 10 s bucket (Unix s // 10), expiring after a
+        few minutes: the share each campaign took of its lane lately (``sending.fairshare``)."""
+        return f"{self.prefix}:share:{bucket}"
+
     # -- telemetry ----------------------------------------------------------------------------
     def telemetry(self) -> str:
         """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""

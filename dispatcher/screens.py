@@ -94,6 +94,16 @@ def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | 
         # Under a second (a sandbox run) the division says nothing: "2,703 messages/s over 0.0 s".
         table.add_row("rate", f"{info.processed / elapsed:,.0f} messages/s over {elapsed:,.0f} s" if elapsed >= 1
                       else f"{info.processed:,} messages in under a second")
+    share = (data or {}).get("share")
+    if share:
+        table.add_row("priority", f"{info.priority} (weight {share['weight']}"
+                      + (f" of {share['lane_weight']} sending in its lane)" if share.get("lane_weight") else ")"))
+        taken = (f"{share['fraction']:.0%} of its lane's bulk requests in the last {share['span_s']} s "
+                 f"({share['requests']:,} of {share['lane_requests']:,})" if share["fraction"] is not None
+                 else f"no bulk request in its lane in the last {share['span_s']} s")
+        table.add_row("share", taken)
+    elif info.priority != "normal":
+        table.add_row("priority", info.priority)
     if info.send_window is not None:
         window = info.send_window.to_json()
         table.add_row("send window", f"{window['start']}-{window['end']} in each recipient's local time")

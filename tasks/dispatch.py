@@ -29,6 +29,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.resources import Resources
 from dispatcher.schema.names import FINAL, State
+from dispatcher.sending import fairshare
 from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.context import SendContext
@@ -137,6 +138,8 @@ def timed_send(context: SendContext, campaign_id: str, batch: int) -> BatchOutco
         # Only real attempts (a sent batch's action is DONE too; "already done" has no attempt number).
         if outcome is None or "attempt" in outcome.summary:
             counts.batch_done(time.monotonic() - started)
+        if outcome is not None:
+            counts.requests_made(campaign_id, outcome.requests)
 
 
 def _send_one(campaign_id: str, batch: int) -> BatchOutcome:
@@ -148,6 +151,8 @@ def _settle(context: SendContext, campaign_id: str, outcome: BatchOutcome) -> fl
     if outcome.action not in (Action.SKIP, Action.BUSY) and outcome.campaign_state in FINAL:
         # This call settled the campaign's last batch: start the TTL of all its keys (once, not per task).
         context.store.expire(campaign_id, context.settings.campaign_ttl_s)
+        # It no longer takes part in its lane's share: the others' windows grow at once.
+        fairshare.rebalance_campaign(context.store.redis, context.store.keys, campaign_id)
     if outcome.retry_in is not None and outcome.campaign_state not in (State.PAUSED, State.FAILED):
         return max(0.05, outcome.retry_in)
     return None
@@ -176,7 +181,8 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
     gate = pump()
     context = send_context()
     enqueuer = CeleryEnqueuer(context.settings)
-    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers, lane=_lane_of(context, campaign_id))
+    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers, key=campaign_id,
+                       lane=_lane_of(context, campaign_id))
     follow_ons: list[int] = []
     #: (batch numbers, countdown, tries) of the batches queued again alone.
     again: list[tuple[list[int], float, int]] = []

@@ -303,8 +303,9 @@ class Harness:
         self.workers.append(service)
         return service
 
-    def submit(self, frame: pd.DataFrame, name: str = "test") -> str:
-        return submit_prepared(self.store, self.ops, self.enqueuer, self.settings, name=name, messages=frame)
+    def submit(self, frame: pd.DataFrame, name: str = "test", priority: str = "normal") -> str:
+        return submit_prepared(self.store, self.ops, self.enqueuer, self.settings, name=name, messages=frame,
+                               priority=priority)
 
     def wait(self, cid: str, until: Callable[[CampaignInfo], bool], timeout_s: float = 120) -> CampaignInfo:
         deadline = time.monotonic() + timeout_s

@@ -29,6 +29,8 @@ Days = Annotated[str | None, typer.Option("--days", help="Days of the send windo
 ExpireAfter = Annotated[str | None, typer.Option("--expire-after", help="Unsent messages expire after: 6h.")]
 AccountName = Annotated[str, typer.Option("--account", help="The account to send for (see `dispatcher account "
                                                             "list`); default: INSTASENT_TOKEN's.")]
+Priority = Annotated[str | None, typer.Option(
+    "--priority", help="Share of its lane against other campaigns: low, normal or high (1:2:4); default normal.")]
 
 
 def confirm_lookups(as_json: bool = False) -> Confirm | None:

@@ -23,6 +23,7 @@ from dispatcher.cli._options import (
     MessageText,
     MessageTextColumn,
     PhoneColumn,
+    Priority,
     Sender,
     SendWindow,
     confirm_lookups,
@@ -114,7 +115,8 @@ def list_campaigns(
     store, _ = _store(load_settings())
     infos = store.recent(limit)
     if as_json:
-        _print_json([i.to_json() for i in infos])
+        shares = campaigns.lane_shares(store, infos)
+        _print_json([{**i.to_json(), "share": shares.get(i.id)} for i in infos])
         return
     out.print(campaign_table(infos))
 
@@ -260,6 +262,7 @@ def submit(
                                                  "or all."),
     rejects_out: Path | None = typer.Option(None, "--rejects-out",
                                             help="Also write the rows that will not be sent: .csv, .xlsx or .parquet."),
+    priority: Priority = None,
 ) -> None:
     """Preflight a recipient list, refuse as the preflight does, then store and dispatch the campaign.
 
@@ -278,7 +281,7 @@ def submit(
     options = submission.SubmitOptions(
         preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost, account),
         name=name or file.name, window=window, days=days, expire_after=expire_after,
-        keep_columns=keep_columns).validated()
+        keep_columns=keep_columns, priority=priority).validated()
     if rejects_out is not None:
         from dispatcher.sending.report import campaign_rejects_format
 

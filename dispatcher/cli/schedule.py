@@ -23,6 +23,7 @@ from dispatcher.cli._options import (
     MessageText,
     MessageTextColumn,
     PhoneColumn,
+    Priority,
     Sender,
     SendWindow,
 )
@@ -75,6 +76,7 @@ def add(
     expire_after: ExpireAfter = None,
     overlap: str = typer.Option("skip", "--overlap", help="When the previous run still sends: skip or queue."),
     grace: float = typer.Option(DEFAULT_GRACE_S, "--grace", help="Seconds late before a firing counts as missed."),
+    priority: Priority = None,
 ) -> None:
     """Add or replace a schedule; beat picks it up without a restart."""
     definition = ScheduleDef(
@@ -84,7 +86,7 @@ def add(
                  "phone_column": phone_column, "hlr": hlr, "gsm_only": gsm_only, "max_cost": max_cost},
         account=account,
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
-        overlap=overlap, grace_s=grace,
+        overlap=overlap, grace_s=grace, priority=priority or "normal",
     ).validated()
     settings = load_settings()
     resources = Resources.from_settings(settings)

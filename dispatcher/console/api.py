@@ -117,7 +117,8 @@ def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
     return SubmitOptions(preflight_options(fields), name=_text(fields, "name") or filename,
                          window=_text(fields, "window"), days=_text(fields, "days"),
                          expire_after=_text(fields, "expire_after"),
-                         keep_columns=_text(fields, "keep_columns")).validated()
+                         keep_columns=_text(fields, "keep_columns"),
+                         priority=_text(fields, "priority")).validated()
 
 
 async def _received(console: Console, request: Request) -> uploads.Upload:
@@ -281,8 +282,10 @@ def routes(console: Console) -> list[Route]:
         infos, total = scope.campaigns_page(console, token, limit, offset)
         limit_per_s, source = lane_limit(console.store, console.settings)
         workers = len(health.WorkerRegistry(console.store.redis, console.store.keys).alive())
+        shares = campaigns.lane_shares(console.store, infos)
         return JSON({
-            "campaigns": [campaigns.listed(console.store, i, workers) for i in infos], "offset": offset, "limit": limit,
+            "campaigns": [campaigns.listed(console.store, i, workers, shares) for i in infos],
+            "offset": offset, "limit": limit,
             "total": total, "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
             "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
         })

@@ -27,6 +27,8 @@ _SUBMIT_FIELDS: dict[str, Any] = {
                      "description": "The list's columns carried into the report: names, or all."},
     "account": {"type": "string", "example": "default",
                 "description": "The account to send for (`dispatcher account list`); default: default."},
+    "priority": {"type": "string", "enum": ["low", "normal", "high"],
+                 "description": "Its share of its lane beside other campaigns (1:2:4); normal by default."},
 }
 _SCHEDULE_FIELDS: dict[str, Any] = {
     **_SUBMIT_FIELDS, "name": {"type": "string", "description": "Schedule name."},
@@ -181,7 +183,10 @@ def spec() -> dict[str, Any]:
                     "total": {"type": "integer"}, "counts": {"type": "object"},
                     "cost": {"type": "string", "description": "Estimated cost, a decimal string."},
                     "actual_cost": {"type": ["string", "null"]}, "waiting_for": {"type": "object"},
-                    "estimated_finish": {"type": ["object", "null"]}}},
+                    "estimated_finish": {"type": ["object", "null"]},
+                    "priority": {"type": "string", "enum": ["low", "normal", "high"]},
+                    "share": {"type": ["object", "null"], "description": "While it sends: its part of its "
+                              "lane's bulk requests in the last minute (fraction), its weight and the lane's."}}},
             },
         },
     }

@@ -80,6 +80,7 @@ def definition_from(fields: dict[str, str], file: Path) -> ScheduleDef:
         window=_text(fields, "window"), days=_text(fields, "days"),
         expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=_text(fields, "overlap") or "skip", grace_s=DEFAULT_GRACE_S if grace is None else grace,
+        priority=_text(fields, "priority") or "normal",
         account=scope.form_account(fields),
     ).validated()
 
@@ -171,7 +172,7 @@ def _row(console: Console, name: str) -> dict[str, Any]:
 
 #: Form fields of an edit, and the definition field each one sets.
 _EDITABLE = ("cron", "tz", "every", "overlap", "grace", "window", "days", "expire_after", "text", "text_column",
-             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost", "account")
+             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost", "account", "priority")
 
 
 def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> ScheduleDef:
@@ -192,7 +193,8 @@ def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> Sched
             "max_cost": "" if options.get("max_cost") is None else repr(options["max_cost"]),
             "cron": old.cron or "", "tz": old.tz, "every": f"{old.every_s:g}s" if old.every_s else "",
             "overlap": old.overlap, "grace": repr(old.grace_s), "window": old.window or "", "days": old.days or "",
-            "expire_after": f"{old.expire_after_s:g}s" if old.expire_after_s else "", "account": old.account}
+            "expire_after": f"{old.expire_after_s:g}s" if old.expire_after_s else "", "priority": old.priority,
+            "account": old.account}
     if options.get("hlr") is not None and "hlr" not in fields and "no_hlr" not in fields:
         base["hlr"] = "1" if options["hlr"] else "0"
     merged = {**base, **fields}

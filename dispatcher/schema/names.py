@@ -148,6 +148,8 @@ CAMPAIGN_FIELDS = {
     "loaded_row": "last spreadsheet row stored", "rows_read": "rows read", "expected": "messages expected",
     "wd_at": "Unix s of the watchdog's last drive", "wd_batches": "batches it drove",
     "era": "the Redis era (after a promotion) its claims last saw", "era_at": "Unix µs that era was first seen",
+    "priority": "low, normal or high: its weight in its lane's fair share",
+    "window_base": "queue window (batches) the campaign would keep alone in its lane",
     "account": "the account it sends for (absent: default)",
     "organization": "that account's organization at submit time ('' or absent: unknown)",
 }

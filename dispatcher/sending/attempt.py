@@ -82,7 +82,10 @@ def send_batch(context: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     if not claim.claimed:
         return BatchOutcome(Action.SKIP, summary={"batch": n, "note": f"campaign {claim.state or 'expired'}"},
                             campaign_state=claim.state)
-    return _Attempt(context, campaign_id, n, claim).run()
+    attempt = _Attempt(context, campaign_id, n, claim)
+    outcome = attempt.run()
+    outcome.requests = attempt.requests
+    return outcome
 
 
 def _account_unusable(context: SendContext, campaign_id: str, n: int, exc: DispatcherError) -> BatchOutcome:
@@ -116,6 +119,8 @@ class _Attempt:
         self.search_gap = ""
         self.lane = context.bulk_lane
         self.posted = False
+        #: Bulk requests this attempt made (its campaign's share of the lane, ``sending.fairshare``).
+        self.requests = 0
 
     # -- the attempt --------------------------------------------------------------------------
     def run(self) -> BatchOutcome:
@@ -303,6 +308,7 @@ class _Attempt:
         index = dict(zip(client_ids, self.todo, strict=True))
         posted = post_splitting(self.context.client, items, self._before_post)
         self.posted = posted.requests > 0
+        self.requests += posted.requests
         self.context.limiter.observe(self.context.bulk_lane, self.context.client.rate_limits.get(SMS_BULK))
         left_ids = {item["clientId"] for item in posted.left}
         missing = self._record_result(posted.result, [(c, i) for c, i in index.items() if c not in left_ids])

@@ -17,7 +17,7 @@ from typing import Any
 
 from dispatcher import money
 from dispatcher.schema.names import FINAL, BatchState, State
-from dispatcher.sending import explain, health, ledger
+from dispatcher.sending import explain, fairshare, health, ledger
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.enqueuer import Enqueuer
 from dispatcher.sending.loading import progress
@@ -30,7 +30,8 @@ def status(store: CampaignStore, campaign_id: str, settings: Settings | None = N
     the watchdog's last sweep, the workers alive, whether it waits for a worker none runs, and its
     last error (see ``health``), while its list still loads ``loading`` (see
     :func:`dispatcher.sending.loading.progress`), what it waits for and when it should finish
-    (see :mod:`dispatcher.sending.explain`), and its money as decimal strings (see :func:`money`).
+    (see :mod:`dispatcher.sending.explain`), its money as decimal strings (see :func:`money`), and
+    while it sends its ``share`` of its lane (see :func:`dispatcher.sending.fairshare.share`).
 
     Raises:
         UnknownItem: when no campaign has that id.
@@ -43,16 +44,29 @@ def status(store: CampaignStore, campaign_id: str, settings: Settings | None = N
     return {**info.to_json(), "next_window_opens_at": store.next_window_opening(campaign_id),
             "last_sweep": store.last_sweep(), **checked,
             "loading": load.to_json() if load else None, "waiting_for": waiting, "estimated_finish": finish,
-            **costs(store, info)}
+            **costs(store, info), "share": lane_share(store, info)}
 
 
-def listed(store: CampaignStore, info: CampaignInfo, workers: int | None = None) -> dict[str, Any]:
+def lane_share(store: CampaignStore, info: CampaignInfo) -> dict[str, Any] | None:
+    """The campaign's share of its lane while it is queued or running, else None."""
+    return lane_shares(store, [info]).get(info.id)
+
+
+def lane_shares(store: CampaignStore, infos: list[CampaignInfo]) -> dict[str, dict[str, Any]]:
+    """Each queued or running campaign's share of its lane (see ``fairshare.share``), by id."""
+    sending = [i.id for i in infos if i.state in (State.QUEUED, State.RUNNING)]
+    return fairshare.shares(store.redis, store.keys, sending) if sending else {}
+
+
+def listed(store: CampaignStore, info: CampaignInfo, workers: int | None = None,
+           shares: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """A campaign as ``GET /api/campaigns`` lists it: its ``status`` fields but the costly ones
     (no last error, no estimated finish: a page lists up to 200), with what it waits for.
-    ``workers``: the live workers, counted once for a whole page."""
+    ``workers``: the live workers, counted once for a whole page; ``shares``: the page's
+    :func:`lane_shares`, read once for it."""
     checked = health.campaign_health(store, info, with_error=False, workers=workers)
     return {**info.to_json(), **checked, "waiting_for": explain.waiting_for(store, info, checked),
-            **costs(store, info, compute=False)}
+            **costs(store, info, compute=False), "share": (shares or {}).get(info.id)}
 
 
 def costs(store: CampaignStore, info: CampaignInfo, compute: bool = True) -> dict[str, Any]:

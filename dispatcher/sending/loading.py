@@ -131,6 +131,7 @@ class _Campaign:
     #: The account it sends for and that account's organization ("" when unknown).
     account: str
     organization: str
+    priority: str = "normal"
 
     def create(self, store: CampaignStore, settings: Settings, preflight: StreamedPreflight, *, cost: float,
                summary: dict[str, Any], fields: dict[str, Any], one_pass: bool, approved: float) -> str:
@@ -142,7 +143,7 @@ class _Campaign:
                            currency=preflight.pricing.currency, options=recorded, preflight=summary,
                            send_window=self.send_window, expires_at=self.expires_at, loading=True,
                            suppression_version=self.suppression_version, account=self.account,
-                           organization=self.organization)
+                           organization=self.organization, priority=self.priority)
         saved = _load_options(options, self.path, self.chunk_rows, preflight, one_pass, approved)
         store.redis.hset(store.keys.campaign(campaign_id), mapping={**fields, "load": orjson.dumps(saved)})
         return campaign_id
@@ -155,7 +156,8 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
                 on_created: Callable[[str], None] | None = None, confirm: Confirm | None = None,
                 chunk_rows: int = LOAD_CHUNK_ROWS,
                 on_bound: Callable[[CostBound, float, str], None] | None = None,
-                one_pass: bool = True, organization: str = "") -> tuple[str, PreflightResult, Loaded]:
+                one_pass: bool = True, organization: str = "",
+                priority: str = "normal") -> tuple[str, PreflightResult, Loaded]:
     """Bound or count, guard, create and load a campaign from the file at ``path`` (see the module
     docstring for the two orders).
 
@@ -165,7 +167,8 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     the one pass is chosen, before anything is stored. ``on_created(campaign_id)`` runs once the
     campaign exists. ``one_pass=False`` always counts first. The campaign sends for
     ``options.account`` (whose client ``client`` is), of organization ``organization`` ("" when
-    unknown). Returns ``(campaign id, the exact preflight, how loading ended)``.
+    unknown); ``priority`` weighs it in its lane (see :mod:`dispatcher.sending.fairshare`). Returns
+    ``(campaign id, the exact preflight, how loading ended)``.
 
     Raises:
         InputError: a file or option the user must fix, or a list with no message to send (no
@@ -177,7 +180,7 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     campaign = _Campaign(name, path, chunk_rows, send_window, time.time() + expire_after_s if expire_after_s else None,
                          # Read before the storing pass checks the list: a number suppressed later
                          # changes it, and then every batch checks the list again before it is sent.
-                         preflight.suppression.version(), preflight.options.account, organization)
+                         preflight.suppression.version(), preflight.options.account, organization, priority)
     max_cost = preflight.options.max_cost
     # HLR on auto (hlr None) looks up only when free or confirmed: with nobody to ask and a first
     # chunk that already needs a paid lookup, it surely looks nothing up, as with hlr False.

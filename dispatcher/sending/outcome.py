@@ -36,6 +36,8 @@ class BatchOutcome:
     enqueue: list[int] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     campaign_state: str = ""
+    #: Bulk requests the attempt made (counted in its campaign's share of its lane).
+    requests: int = 0
 
 
 def backoff(fails: int, base_s: float, cap_s: float) -> float:

@@ -9,6 +9,13 @@ spaces every request; the gate only keeps the number of waiting threads, claimed
 open connections near what the limit can use. A fixed ``in_flight`` (``dispatcher worker
 --concurrency N``) replaces the estimate.
 
+The gate lets batches through in the order their tasks arrived (first come, first served, a
+task's batches one after another), not round-robin between tasks: every batch then waits about
+as long as any other, so a campaign's share of the lane follows its share of the batches queued,
+which is what its fair-share window sets (see :mod:`dispatcher.sending.fairshare`). One
+exception: the task of a campaign the gate has not seen for ``FRESH_S`` seconds (one just
+submitted, or resumed) goes first, so its first bulk does not wait behind the lane's queue.
+
 Each batch goes through :func:`dispatcher.sending.attempt.send_batch`, unchanged: claims,
 fencing, the ledger and pause/cancel (checked at every claim) behave as with one batch per task.
 """
@@ -39,6 +46,8 @@ MARGIN = 1.5
 FIRST_LATENCY_S = 0.25
 #: Weight of a new round trip in the mean.
 ALPHA = 0.2
+#: Seconds without a batch of a campaign at the gate after which its next task goes first.
+FRESH_S = 10.0
 #: Longest round trip (seconds) the mean takes in: a timeout says nothing about the usual latency.
 MAX_SAMPLE_S = 5.0
 
@@ -65,9 +74,8 @@ class Pump:
 
     A batch waiting for a slot of a busy lane holds its place in the gate while it sleeps; with
     one gate for all, the batches of one organization's crowded lane would hold every place and
-    starve another organization's idle one. Within a lane, batches pass in the order they came
-    (tasks of two campaigns take turns rather than one holding the places it frees). ``fixed`` > 0
-    pins each lane's gate to that many (no estimate). Thread-safe; one per process.
+    starve another organization's idle one. ``fixed`` > 0 pins each lane's gate to that many (no
+    estimate). Thread-safe; one per process.
     """
 
     def __init__(self, rate_per_s: float, fixed: int = 0, ceiling: int = CEILING) -> None:
@@ -75,9 +83,13 @@ class Pump:
         self.fixed = fixed
         self.ceiling = max(fixed, ceiling)
         self.latency_s = FIRST_LATENCY_S
-        #: Batches in flight by lane, and the batches waiting to pass each lane's gate, in order.
+        #: Batches in flight by lane.
         self._active: dict[str, int] = {}
-        self._waiting: dict[str, deque[object]] = {}
+        #: Each lane's queue: tickets of the calls waiting to pass, in the order they pass.
+        self._queues: dict[str, deque[int]] = {}
+        self._issued = 0
+        #: key -> when (``time.monotonic()``) a ``map`` of it last came to the gate.
+        self._seen: dict[str, float] = {}
         self._cond = threading.Condition()
         self._executor = ThreadPoolExecutor(max_workers=self.ceiling, thread_name_prefix="pump")
 
@@ -88,10 +100,11 @@ class Pump:
             return self.fixed
         return in_flight_for(self.rate_per_s, self.latency_s, ceiling=self.ceiling)
 
-    def waiting(self, lane: str = "") -> int:
-        """Batches waiting to pass the gate of ``lane``."""
+    @property
+    def waiting(self) -> int:
+        """Calls waiting at the gate (of every lane)."""
         with self._cond:
-            return len(self._waiting.get(lane, ()))
+            return sum(len(queue) for queue in self._queues.values())
 
     def observe(self, round_trip_s: float) -> None:
         """Fold one POST round trip (seconds) into the latency estimate."""
@@ -105,21 +118,47 @@ class Pump:
             with self._cond:
                 self._cond.notify_all()  # a longer latency opened the gate wider
 
-    def map(self, fn: Callable[[int], T], numbers: Sequence[int], lane: str = "") -> list[Future[T]]:
+    def map(self, fn: Callable[[int], T], numbers: Sequence[int], key: str | None = None,
+            lane: str = "") -> list[Future[T]]:
         """Run ``fn(n)`` for every number, at most :attr:`limit` of ``lane`` at once across the process.
 
         Blocks until every call has passed the gate (not until they finish); returns their futures
-        in order. A call's exception is kept in its future.
+        in order. The calls queue at the gate behind those of earlier ``map`` calls, except when
+        ``key`` (a campaign id) has not been through the gate for :data:`FRESH_S` seconds: then
+        they go first, so a campaign that just started sends its first bulk at once. A call's
+        exception is kept in its future.
         """
         futures: list[Future[T]] = []
-        for n in numbers:
-            self._enter(lane)
+        with self._cond:
+            tickets = list(range(self._issued, self._issued + len(numbers)))
+            self._issued += len(numbers)
+            now = time.monotonic()
+            queue = self._queues.setdefault(lane, deque())
+            if key is not None and now - self._seen.get(key, -FRESH_S) >= FRESH_S:
+                queue.extendleft(reversed(tickets))
+            else:
+                queue.extend(tickets)
+            if key is not None:
+                self._remember(key, now)
+        for i, n in enumerate(numbers):
+            try:
+                self._enter(lane, tickets[i])
+            except BaseException:
+                self._drop(lane, tickets[i:])
+                raise
             try:
                 futures.append(self._executor.submit(self._run, fn, n, lane))
             except BaseException:
                 self._leave(lane)
+                self._drop(lane, tickets[i + 1:])
                 raise
         return futures
+
+    def _remember(self, key: str, now: float) -> None:
+        """Note that ``key`` went through the gate at ``now`` (the caller holds the lock)."""
+        self._seen[key] = now
+        if len(self._seen) > 1000:  # forget keys not seen lately: a process runs for months
+            self._seen = {k: t for k, t in self._seen.items() if now - t < FRESH_S}
 
     def _run(self, fn: Callable[[int], T], n: int, lane: str) -> T:
         try:
@@ -127,18 +166,29 @@ class Pump:
         finally:
             self._leave(lane)
 
-    def _enter(self, lane: str) -> None:
+    def _enter(self, lane: str, ticket: int) -> None:
         with self._cond:
-            ticket = object()
-            line = self._waiting.setdefault(lane, deque())
-            line.append(ticket)
-            while line[0] is not ticket or self._active.get(lane, 0) >= self.limit:
+            while self._queues[lane][0] != ticket or self._active.get(lane, 0) >= self.limit:
                 self._cond.wait(0.5)
-            line.popleft()
-            if not line:
-                del self._waiting[lane]
+            queue = self._queues[lane]
+            queue.popleft()
+            if not queue:
+                del self._queues[lane]
             self._active[lane] = self._active.get(lane, 0) + 1
-            self._cond.notify_all()  # the next in line may fit too
+            self._cond.notify_all()  # the next ticket's holder may pass too, if there is room
+
+    def _drop(self, lane: str, tickets: Sequence[int]) -> None:
+        """Take the tickets of a ``map`` that failed out of its lane's queue, so the ones behind them move."""
+        if not tickets:
+            return
+        with self._cond:
+            gone = set(tickets)
+            left = deque(t for t in self._queues.get(lane, ()) if t not in gone)
+            if left:
+                self._queues[lane] = left
+            else:
+                self._queues.pop(lane, None)
+            self._cond.notify_all()
 
     def _leave(self, lane: str) -> None:
         with self._cond:
@@ -147,7 +197,7 @@ class Pump:
                 self._active[lane] = left
             else:
                 del self._active[lane]
-            self._cond.notify_all()  # the waiters may be of several lanes
+            self._cond.notify_all()  # only the holder of the next ticket (in each lane) goes on
 
     def shutdown(self) -> None:
         """Stop the threads once the calls in progress finish."""

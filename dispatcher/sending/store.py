@@ -24,7 +24,7 @@ from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
 from dispatcher.schema.names import COUNTERS, DEFAULT_ACCOUNT, State
 from dispatcher.schema.scripts import era, script
-from dispatcher.sending import payload
+from dispatcher.sending import fairshare, payload
 from dispatcher.sending.ledger import Record, decode
 from dispatcher.sending.windows import Window
 
@@ -65,6 +65,8 @@ class CampaignInfo:
     watchdog: dict[str, float] = field(default_factory=dict)
     #: The schedule whose firing created the campaign, or empty.
     schedule: str = ""
+    #: Its weight in its lane's fair share: ``low``, ``normal`` or ``high`` (see ``sending.fairshare``).
+    priority: str = "normal"
     #: The account it sends for (campaigns stored before accounts existed: ``default``).
     account: str = DEFAULT_ACCOUNT
     #: That account's organization at submit time ("" when unknown); with the endpoint, its rate-limit lane.
@@ -105,7 +107,7 @@ class CampaignInfo:
             "preflight": self.preflight, "watchdog": self.watchdog,
             "text": self.options.get("text"), "text_column": self.options.get("text_column"),
             "sender": self.options.get("sender"), "schedule": self.schedule or None,
-            "delivery_rate_of_sent": self.delivery_rate_of_sent,
+            "delivery_rate_of_sent": self.delivery_rate_of_sent, "priority": self.priority,
             "account": self.account, "organization": self.organization,
         }
 
@@ -127,7 +129,8 @@ class CampaignStore:
                options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
                send_window: Window | None = None, expires_at: float | None = None,
                zones: list[str] | None = None, suppression_version: int | None = None,
-               loading: bool = False, account: str = DEFAULT_ACCOUNT, organization: str = "") -> str:
+               loading: bool = False, priority: str = fairshare.DEFAULT_PRIORITY, account: str = DEFAULT_ACCOUNT,
+               organization: str = "") -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of :data:`dispatcher.schema.names.MESSAGE_COLUMNS`, one row per
@@ -135,9 +138,15 @@ class CampaignStore:
         With ``zones`` (one time-zone key per message, equal keys contiguous), batches never mix
         keys, so a batch's send window is one question. ``window`` is the queue window (batches). With
         ``loading``, the campaign's list is still being stored (see :mod:`dispatcher.sending.loading`):
-        it is never completed before that ends. ``account`` is the account it sends for and
-        ``organization`` that account's organization ("" when unknown).
+        it is never completed before that ends. ``priority`` (low, normal, high) weighs it in its lane's
+        fair share: it joins the lane and the lane's windows are set again (``sending.fairshare``).
+        ``account`` is the account it sends for and ``organization`` that account's organization
+        ("" when unknown).
+
+        Raises:
+            InputError: when ``priority`` is not low, normal or high.
         """
+        priority = fairshare.parse_priority(priority)
         campaign_id = secrets.token_hex(5)
         total = len(messages)
         bounds = batch_bounds(total, zones)
@@ -148,7 +157,8 @@ class CampaignStore:
         now = time.time()
         fields: dict[str, Any] = {
             "id": campaign_id, "name": name, "state": State.QUEUED.value, "reason": "", "total": total,
-            "batches": batches, "enqueued": 0, "settled": 0, "window": window, "consec_fail": 0,
+            "batches": batches, "enqueued": 0, "settled": 0, "window": window, "window_base": window,
+            "priority": priority, "consec_fail": 0,
             "created_at": now, "cost": cost, "currency": currency,
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
             "parked": 0, "waiting": 0, **{f: 0 for f in COUNTERS.values()},
@@ -166,6 +176,7 @@ class CampaignStore:
         pipe.hset(self.keys.campaign(campaign_id), mapping=fields)
         pipe.zadd(self.keys.campaigns(), {campaign_id: now})
         pipe.execute()
+        fairshare.join(self.redis, self.keys, campaign_id)
         if batches == 0 and not loading:
             self.transition(campaign_id, State.COMPLETED, "nothing to send")
         return campaign_id
@@ -340,6 +351,8 @@ class CampaignStore:
         old = result[1].decode()
         if outcome == "refused" and old != target.value:
             raise InvalidTransition(f"campaign {campaign_id} is {old} and cannot become {target.value}.")
+        if outcome == "ok":  # it joined or left the campaigns sending in its lane
+            fairshare.rebalance_campaign(self.redis, self.keys, campaign_id)
         return old
 
     def expire(self, campaign_id: str, ttl_s: int) -> None:
@@ -436,8 +449,8 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         waiting=int(h.get("waiting", 0)), expires_at=num("expires_at"),
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
         watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
-        schedule=h.get("schedule", ""), account=h.get("account") or DEFAULT_ACCOUNT,
-        organization=h.get("organization", ""),
+        schedule=h.get("schedule", ""), priority=h.get("priority") or fairshare.DEFAULT_PRIORITY,
+        account=h.get("account") or DEFAULT_ACCOUNT, organization=h.get("organization", ""),
     )
 
 

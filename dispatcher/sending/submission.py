@@ -26,7 +26,7 @@ from dispatcher.preflight.hlr import Progress
 from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult
 from dispatcher.preflight.stream import PREFLIGHT_CHUNK_ROWS, PREFLIGHT_WORKERS, StreamedPreflight
-from dispatcher.sending import kept, loading
+from dispatcher.sending import fairshare, kept, loading
 from dispatcher.sending.accounts import AccountBook, ResolvedAccount
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
@@ -54,6 +54,8 @@ class SubmitOptions:
     expire_after_s: float | None = None
     #: The list's columns carried into the report: ``all`` or ``a,b`` (see ``dispatcher.sending.kept``).
     keep_columns: str | None = None
+    #: Its weight in its lane's fair share: ``low``, ``normal`` (None: normal) or ``high``.
+    priority: str | None = None
 
     def validated(self) -> SubmitOptions:
         """The options checked, with the window and expiry parsed.
@@ -61,7 +63,7 @@ class SubmitOptions:
         Raises:
             InputError: for malformed or contradictory options, in one sentence.
         """
-        return replace(self, preflight=self.preflight.validated(),
+        return replace(self, preflight=self.preflight.validated(), priority=fairshare.parse_priority(self.priority),
                        send_window=parse_window(self.window, self.days) if self.window else self.send_window,
                        expire_after_s=parse_duration(self.expire_after) if self.expire_after else self.expire_after_s)
 
@@ -147,7 +149,8 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
             organization=account.organization or "",
             name=checked.name or shown_as or Path(path).name, send_window=checked.send_window,
             expire_after_s=checked.expire_after_s, progress_cb=progress, on_counted=counted, on_bound=on_bound,
-            on_created=on_created, confirm=confirm, chunk_rows=chunk_rows)
+            on_created=on_created, confirm=confirm, chunk_rows=chunk_rows,
+            priority=checked.priority or fairshare.DEFAULT_PRIORITY)
     if shown_as is not None:
         _record_file_name(store, campaign_id, shown_as)
     if keep is not None:

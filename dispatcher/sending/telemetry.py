@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from dispatcher.keys import Keys
+from dispatcher.sending import fairshare
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class Telemetry:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis: Any = client
         self._key = keys.telemetry()
+        self._keys = keys
+        #: Bulk requests per campaign since the last flush (the lanes' fair shares).
+        self._requests: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
         self._seconds: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -39,6 +43,12 @@ class Telemetry:
         """Count one ``POST /sms/bulk`` answered with HTTP ``status``."""
         with self._lock:
             self._counts[f"bulk:{status}"] += 1
+
+    def requests_made(self, campaign_id: str, requests: int) -> None:
+        """Count ``requests`` bulk requests made for campaign ``campaign_id``."""
+        if requests > 0:
+            with self._lock:
+                self._requests[campaign_id] += requests
 
     def waited(self, seconds: float) -> None:
         """Add seconds spent waiting for a rate-limit slot."""
@@ -58,9 +68,9 @@ class Telemetry:
     def flush(self) -> None:
         """Add the counts to Redis and start again from zero."""
         with self._lock:
-            counts, seconds = self._counts, self._seconds
-            self._counts, self._seconds = Counter(), {}
-        if not counts and not seconds:
+            counts, seconds, requests = self._counts, self._seconds, self._requests
+            self._counts, self._seconds, self._requests = Counter(), {}, Counter()
+        if not counts and not seconds and not requests:
             return
         try:
             pipe = self._redis.pipeline(transaction=False)
@@ -68,6 +78,7 @@ class Telemetry:
                 pipe.hincrby(self._key, name, n)
             for name, value in seconds.items():
                 pipe.hincrbyfloat(self._key, name, value)
+            fairshare.record_requests(pipe, self._keys, requests)
             pipe.execute()
         except redis.exceptions.RedisError as exc:  # telemetry must never fail or retry a batch
             log.warning("telemetry not recorded: %s", type(exc).__name__)

@@ -6,6 +6,7 @@ Each worker runs :meth:`Watchdog.sweep` periodically (see ``tasks.watchdog``); a
 sweep run at a time. A sweep
 
 * queues parked batches whose send window opened (beat is optional);
+* sets every lane's fair-share windows again (``sending.fairshare``: a backstop for missed events);
 * tops up each running campaign's queue window (and completes a campaign whose batches all settled);
 * re-queues every batch of a running (or cancelled, still unsettled) campaign that is not done, not
   settled, not parked, not held under a live lease, and quiet for ``stale_after_s``: the batch's
@@ -30,7 +31,7 @@ import orjson
 
 from dispatcher.schema.names import BatchState, State
 from dispatcher.schema.scripts import era
-from dispatcher.sending import campaigns
+from dispatcher.sending import campaigns, fairshare
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.durability import Epoch
 from dispatcher.sending.enqueuer import Enqueuer
@@ -99,7 +100,10 @@ class Watchdog:
             self.era = current
             done = Sweep(at=now, data_lost=self.epoch.check(self.name))
             done.released = campaigns.release_parked(self.ops, self.enqueuer, now)
-            for info in self.store.recent(SCAN_LIMIT):
+            recent = self.store.recent(SCAN_LIMIT)
+            # Before the re-drive tops windows up: every sending campaign counted in its lane.
+            fairshare.sweep(redis, keys, [(info.id, info.state.value) for info in recent])
+            for info in recent:
                 numbers = self._redrive(info, now, at_once=new_era)
                 if numbers:
                     done.redriven[info.id] = numbers

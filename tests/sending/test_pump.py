@@ -97,25 +97,30 @@ def test_a_full_gate_of_one_organizations_lane_lets_another_organizations_batche
         pump.shutdown()
 
 
-def test_within_a_lane_batches_pass_the_gate_in_the_order_they_came() -> None:
-    pump = Pump(rate_per_s=1e6, fixed=1)
+def test_the_gate_lets_tasks_through_in_arrival_order_and_a_new_campaigns_first() -> None:
+    pump = Pump(1.0, fixed=1)
     release = threading.Event()
-    order: list[str] = []
-    try:
-        first = pump.map(lambda n: release.wait(10), [0], lane="acme")  # holds acme's one place
-        feeders = []
-        for name in ("a1", "a2"):
-            feeder = threading.Thread(target=lambda name=name: pump.map(lambda n: order.append(f"{name}{n}"),
-                                                                      range(3), lane="acme"))
-            feeder.start()
-            wait_until(lambda: pump.waiting("acme") >= len(feeders) + 1)
-            feeders.append(feeder)
-        release.set()
-        for feeder in feeders:
-            feeder.join(5)
-        first[0].result(timeout=5)
-        wait_until(lambda: len(order) == 6)
-        assert order[:2] == ["a10", "a20"]  # each waiting task's first batch before anyone's second
-    finally:
-        release.set()
-        pump.shutdown()
+    order: list[int] = []
+
+    def send(n: int) -> int:
+        order.append(n)
+        if n == 0:
+            release.wait(10)
+        return n
+
+    def mapping(numbers: list[int], key: str) -> threading.Thread:
+        thread = threading.Thread(target=pump.map, args=(send, numbers), kwargs={"key": key})
+        thread.start()
+        return thread
+
+    threads = [mapping([0], "a")]
+    wait_until(lambda: order == [0], 5, "the first batch to hold the only place")
+    for numbers, key, waiting in (([1, 2], "a", 2), ([3, 4], "b", 4), ([5], "a", 5)):
+        threads.append(mapping(numbers, key))
+        wait_until(lambda w=waiting: pump.waiting == w, 5, "the task to queue at the gate")
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    wait_until(lambda: len(order) == 6, 5, "every batch to run")  # map returns once they passed the gate
+    # "a" was seen: its second task waits its turn; "b" is new: it goes first; "a" again: last.
+    assert order == [0, 3, 4, 1, 2, 5]

@@ -573,6 +573,7 @@ function editSchedule(s) {
   for (const [key, id] of Object.entries(FIELDS)) $(id).value = values[key] ?? "";
   $("sf-every").value = values.every;
   $("sf-expire").value = s.expire_after_s ? `${s.expire_after_s}s` : "";
+  $("sf-priority").value = s.priority || "normal";
   $("sf-name").readOnly = true;
   $("sf-title").textContent = `Edit schedule ${s.name}`;
   $("sf-save").textContent = "Save changes";

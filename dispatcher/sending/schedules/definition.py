@@ -15,6 +15,7 @@ from croniter import croniter
 from dispatcher.errors import InputError
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending.accounts import DEFAULT_ACCOUNT
+from dispatcher.sending.fairshare import DEFAULT_PRIORITY, parse_priority
 from dispatcher.sending.windows import parse_window
 
 #: Default seconds a firing may be late before it counts as missed.
@@ -38,6 +39,8 @@ class ScheduleDef:
     expire_after_s: float | None = None
     overlap: str = "skip"
     grace_s: float = DEFAULT_GRACE_S
+    #: The weight of its campaigns in their lane: low, normal or high (see ``sending.fairshare``).
+    priority: str = DEFAULT_PRIORITY
     #: The account its campaigns send for; definitions older than accounts are ``default``'s.
     account: str = DEFAULT_ACCOUNT
 
@@ -63,6 +66,7 @@ class ScheduleDef:
             raise InputError("--overlap is skip or queue.")
         if self.window:
             parse_window(self.window, self.days)
+        parse_priority(self.priority)
         PreflightOptions(**self.options).validated()
         return self
 

@@ -161,7 +161,8 @@ class Firer:
         options = submission.SubmitOptions(
             PreflightOptions(**{**definition.options, "account": definition.account}),
             name=f"{definition.name} @ {stamp}", window=definition.window,
-            days=definition.days, expire_after_s=definition.expire_after_s).validated()
+            days=definition.days, expire_after_s=definition.expire_after_s,
+            priority=definition.priority).validated()
         enqueuer = _Holding() if hold else self.enqueuer
         # ``client_factory`` makes the default account's client; another account's is made (its
         # token decrypted) by ``submit`` itself.
