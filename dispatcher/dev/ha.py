@@ -128,6 +128,23 @@ class HighAvailability:
         current master (its config still names the old one, which the sentinels correct)."""
         _start_node(node, self.log_dir)
 
+    def wait_until_replica(self, node: Node, timeout_s: float = 60.0) -> None:
+        """Wait until ``node`` (restarted) follows the current master with its link up and the
+        master sees all its replicas: the next failover then has every replica to choose from.
+
+        Raises:
+            ConfigurationError: when that takes over ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.exceptions.RedisError, ConfigurationError):
+                if (node.client().info("replication").get("master_link_status") == "up"
+                        and self.master().client().info("replication").get("connected_slaves", 0)
+                        == len(self.nodes) - 1):
+                    return
+            time.sleep(0.1)
+        raise ConfigurationError(f"the server on port {node.port} did not follow the master within {timeout_s:g} s")
+
     def close(self) -> None:
         """Stop every sentinel and server and remove their directories."""
         if self._closed:
