@@ -84,11 +84,10 @@ class FaultProxy:
             asyncio.start_server(self._accept, "127.0.0.1", self.port))
         self._ready.set()
         self._loop.run_forever()
-        # Let the connections' tasks end (their sockets are closed) rather than be destroyed pending.
+        # Let the connections' tasks see their aborted sockets and end, rather than be destroyed pending.
         pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if pending:
+            self._loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
         self._loop.close()
 
     def _close_all(self) -> None:
