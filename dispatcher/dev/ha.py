@@ -123,10 +123,19 @@ class HighAvailability:
             time.sleep(0.1)
         raise ConfigurationError(f"no replica was promoted within {timeout_s:g} s")
 
-    def restart(self, node: Node) -> None:
+    def restart(self, node: Node, as_replica: bool = False) -> None:
         """Start a stopped node again from its own AOF; the sentinels turn it into a replica of the
-        current master (its config still names the old one, which the sentinels correct)."""
-        _start_node(node, self.log_dir)
+        current master (its config still names the old one, which the sentinels correct).
+
+        A returning old master first reports itself a master, and the sentinels convert it only
+        after about 8 s (their guard against flapping); ``as_replica`` starts it as a replica of
+        the current master at once instead, as an operator's config would, so that a test can
+        fail over again seconds later with every replica following.
+        """
+        follow = []
+        if as_replica:
+            follow = ["--replicaof", "127.0.0.1", str(self.master().port)]
+        _start_node(node, self.log_dir, follow)
 
     def wait_until_replica(self, node: Node, timeout_s: float = 60.0) -> None:
         """Wait until ``node`` (restarted) follows the current master with its link up and the
@@ -164,9 +173,9 @@ class HighAvailability:
         self.close()
 
 
-def _start_node(node: Node, log_dir: Path) -> None:
+def _start_node(node: Node, log_dir: Path, extra: list[str] | None = None) -> None:
     name = f"redis-{node.port}"
-    argv = [redis_server_binary(), str(node.workdir / "redis.conf")]
+    argv = [redis_server_binary(), str(node.workdir / "redis.conf"), *(extra or [])]
     node.service = spawn(name, argv, f"redis://{node.address}/0", log_dir=log_dir)
 
     def answers() -> bool:

@@ -102,8 +102,9 @@ def test_the_master_killed_a_third_of_the_way_in_fails_over_and_the_campaign_com
 def run_through_timed_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,
                                 every_s: float, down_s: float) -> None:
     """Submit ``messages``; once the first are sent, SIGKILL the master every ``every_s`` seconds
-    (``failovers`` times), each old master back ``down_s`` seconds after its kill, as a replica in
-    sync before the next kill; then wait for the campaign to finish by itself."""
+    (``failovers`` times), each old master back ``down_s`` seconds after its kill, started as a
+    replica of the new master and in sync before the next kill; then wait for the campaign to
+    finish by itself."""
     cid = h.submit(recipients(messages))
     wait_for(h, lambda: h.store.get(cid).counts["sent"] >= 200, 60, "the first messages sent")
     for k in range(failovers):
@@ -114,7 +115,7 @@ def run_through_timed_failovers(ha: HighAvailability, h: Harness, messages: int,
         old = ha.kill_master()
         ha.wait_for_failover(old)
         time.sleep(max(0.0, down_s - (time.monotonic() - started)))
-        ha.restart(old)
+        ha.restart(old, as_replica=True)
         ha.wait_until_replica(old)  # the next kill must find every replica following
         if k < failovers - 1:
             time.sleep(max(0.0, every_s - (time.monotonic() - started)))
@@ -138,16 +139,31 @@ def test_the_master_killed_a_third_of_the_way_in_with_rabbitmq_as_the_broker_com
         h.stop()
 
 
+@pytest.mark.skipif(not os.environ.get("DISPATCHER_FULL_FAILOVER"), reason="set DISPATCHER_FULL_FAILOVER=1: minutes")
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_thirty_thousand_messages_with_rabbitmq_as_the_broker_and_the_master_killed_a_third_in_send_nothing_twice(
+        ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    h = harness_on(ha, sandbox, rate_per_min=1200, broker_url=RABBITMQ)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        run_through_failovers(ha, h, messages=30000, failovers=1, every_sent=10000, down_s=10)
+    finally:
+        h.stop()
+
+
 def test_three_failovers_seconds_apart_during_one_campaign_send_nothing_twice(
         ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
     sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
     # The Done-when's failover every 20 s, scaled down: one every 6 s, each old master back after 3 s.
-    # 4,000 messages at 120 requests/min is 20 s of sending, longer than the three failovers take.
+    # 3,000 messages at 120 requests/min is 15 s of sending; sending pauses about 10 s after each
+    # kill, so the three kills, 6 s apart, all fall inside the campaign.
     h = harness_on(ha, sandbox, rate_per_min=120)
     try:
         for _ in range(2):
             h.start_worker(concurrency=2, **ha_worker_env(h))
-        run_through_timed_failovers(ha, h, messages=4000, failovers=3, every_s=6, down_s=3)
+        run_through_timed_failovers(ha, h, messages=3000, failovers=3, every_s=6, down_s=3)
     finally:
         h.stop()
 
