@@ -106,6 +106,23 @@ class HighAvailability:
         node.service.process.wait(10)
         return node
 
+    def replicas(self) -> list[Node]:
+        """The running nodes other than the master."""
+        master = self.master()
+        return [n for n in self.nodes if n is not master and n.alive()]
+
+    def freeze(self, nodes: list[Node]) -> None:
+        """SIGSTOP ``nodes``: they stop taking the replication stream (a replica lagging behind)."""
+        for node in nodes:
+            assert node.service is not None
+            node.service.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self, nodes: list[Node]) -> None:
+        """SIGCONT ``nodes`` frozen by :meth:`freeze`."""
+        for node in nodes:
+            if node.service is not None and node.service.process.poll() is None:
+                node.service.process.send_signal(signal.SIGCONT)
+
     def wait_for_failover(self, old: Node, timeout_s: float = 60.0) -> Node:
         """Wait until the sentinels agree on a master other than ``old`` and it answers as one.
 
