@@ -197,6 +197,10 @@ class Keys:
         """Hash of counters the workers add to (bulk requests by status, limiter waits, batch durations)."""
         return f"{self.prefix}:telemetry"
 
+    def balances(self) -> str:
+        """Hash of the Instasent balance each organization's preflight last read (for ``/metrics`` only)."""
+        return f"{self.prefix}:balances"
+
     # -- workers ------------------------------------------------------------------------------
     def workers(self) -> str:
         """Sorted set of live workers, scored by when their heartbeat runs out (Redis time, Unix s)."""

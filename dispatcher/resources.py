@@ -29,6 +29,7 @@ from dispatcher.preflight.suppression import SuppressionList
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
+from dispatcher.sending.readiness import PROBE_CONNECT_TIMEOUT_S, PROBE_REPLY_TIMEOUT_S, ReadinessProbe
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings, redact_url
@@ -242,6 +243,19 @@ def connect_redis(url: str, *, connect_timeout_s: float = REDIS_CONNECT_TIMEOUT_
     """
     return parse_redis_url(url, ca_file=ca_file).client(connect_timeout_s=connect_timeout_s, timeout_s=timeout_s,
                                                         single_connection=single_connection)
+
+
+def readiness_probe(settings: Settings) -> ReadinessProbe:
+    """The ``GET /readyz`` checks of a server, on a Redis client of their own whose timeouts are
+    seconds, not the 30 s of the others: a probe of a Redis that hangs answers "not ready" at once
+    and the thread asking it is free soon after (nothing connects until the first probe).
+
+    Raises:
+        ConfigurationError: when ``REDIS_URL`` is not a Redis URL (one sentence).
+    """
+    client = parse_redis_url(settings.redis_url, ca_file=settings.redis_ca_file).client(
+        connect_timeout_s=PROBE_CONNECT_TIMEOUT_S, timeout_s=PROBE_REPLY_TIMEOUT_S)
+    return ReadinessProbe(client, Keys(settings.key_prefix), settings)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dispatcher.cli._server_options import (
 from dispatcher.console.auth import TokenStore
 from dispatcher.resources import Resources
 from dispatcher.screens import err, out
+from dispatcher.sending.accounts import DEFAULT_ACCOUNT, AccountBook
 
 token_app = typer.Typer(help="API tokens of the console: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -65,23 +66,30 @@ def console(
 def create(
     name: str = typer.Argument(..., help="A name for the token (who or what uses it)."),
     role: str = typer.Option("viewer", "--role", help="admin (may change things) or viewer (reads only)."),
+    accounts: list[str] = typer.Option(
+        [], "--account",
+        help="Reach only this account's campaigns, schedules, reports and metrics (repeatable; default: all)."),
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
-    token = _tokens(load_resources()).create(name, role)
+    resources = load_resources()
+    known = [DEFAULT_ACCOUNT, *AccountBook(resources.redis, resources.keys, resources.settings).names()]
+    token = _tokens(resources).create(name, role, accounts=accounts, known=known)
     typer.echo(token)
-    err.print(f"Token {name!r} ({role}) created. Keep it now: it cannot be shown again.", style="dim")
+    scope = f"accounts {', '.join(sorted(set(accounts)))}" if accounts else "every account"
+    err.print(f"Token {name!r} ({role}, {scope}) created. Keep it now: it cannot be shown again.", style="dim")
 
 
 @token_app.command("list")
 def list_tokens(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
-    """List the tokens' names, roles and creation times (never the tokens)."""
+    """List the tokens' names, roles, accounts and creation times (never the tokens)."""
     tokens = _tokens(load_resources()).list()
     if as_json:
         typer.echo(orjson.dumps([t.to_json() for t in tokens]).decode())
         return
-    table = Table("name", "role", "created")
+    table = Table("name", "role", "accounts", "created")
     for t in tokens:
-        table.add_row(t.name, t.role, time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created_at)))
+        table.add_row(t.name, t.role, ", ".join(t.accounts) or "all",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created_at)))
     out.print(table)
 
 

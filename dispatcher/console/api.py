@@ -27,7 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from dispatcher import money
-from dispatcher.console import uploads
+from dispatcher.console import scope, uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
@@ -220,9 +220,10 @@ def routes(console: Console) -> list[Route]:
 
     async def preflight(request: Request) -> Response:
         # Checks a file and changes nothing, so a viewer may; but paid lookups (hlr=1) are a change.
-        console.authorize(request, change=False)
+        token = console.authorize(request, change=False)
         upload = await _received(console, request)
         try:
+            scope.check_account(token, scope.form_account(upload.fields))
             options = preflight_options(upload.fields)
             _authorize_preflight(console, request, options)
             result = await _preflight(console, upload, options)
@@ -235,9 +236,10 @@ def routes(console: Console) -> list[Route]:
             upload.close()
 
     async def create(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         upload = await _received(console, request)
         try:
+            scope.check_account(token, scope.form_account(upload.fields))
             options = submit_options(upload.fields, upload.filename)
             assert upload.path is not None
             counted: list[PreflightResult] = []  # the preflight, for a refusal's answer
@@ -256,41 +258,45 @@ def routes(console: Console) -> list[Route]:
             upload.close()
 
     def listing(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", PAGE, 1, MAX_PAGE)
-        infos = console.store.recent(limit, offset)
+        infos, total = scope.campaigns_page(console, token, limit, offset)
         limit_per_s, source = lane_limit(console.store, console.settings)
         workers = len(health.WorkerRegistry(console.store.redis, console.store.keys).alive())
         return JSON({
             "campaigns": [campaigns.listed(console.store, i, workers) for i in infos], "offset": offset, "limit": limit,
-            "total": console.store.count(), "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
+            "total": total, "pace_limit_per_s": limit_per_s, "pace_limit_source": source,
             "pace": {i.id: pace_per_s(read_series(console.store, i.id, last=10)) for i in infos},
         })
 
     def show(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
+        scope.campaign(console, token, request.path_params["cid"])
         return JSON(campaigns.status(console.store, request.path_params["cid"], console.settings))
 
     def act(request: Request) -> Response:
-        who = console.authorize(request).name
+        token = console.authorize(request)
+        who = token.name
         campaign_id, action = request.path_params["cid"], request.path_params["action"]
+        if action not in ("pause", "resume", "cancel"):
+            raise ApiError(404, f"no action {action!r}: use pause, resume or cancel.")
+        scope.campaign(console, token, campaign_id)
         if action == "pause":
             campaigns.pause(console.store, campaign_id, by=who)
         elif action == "resume":
             campaigns.resume(console.store, console.ops, console.enqueuer, campaign_id, by=who)
-        elif action == "cancel":
-            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s, by=who)
         else:
-            raise ApiError(404, f"no action {action!r}: use pause, resume or cancel.")
+            campaigns.cancel(console.store, console.ops, campaign_id, console.settings.campaign_ttl_s, by=who)
         return JSON(campaigns.status(console.store, campaign_id, console.settings))
 
     def report(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         campaign_id = request.path_params["cid"]
         kind = request.query_params.get("format", "csv").lower()
         if kind not in _REPORT_TYPES:
             raise ApiError(400, f"format is csv, xlsx or parquet, got {kind!r}.")
+        scope.campaign(console, token, campaign_id)
         frame = build_report(console.store, campaign_id)
         handle, name = tempfile.mkstemp(prefix="dispatcher-report-", suffix=f".{kind}")
         os.close(handle)
@@ -304,11 +310,11 @@ def routes(console: Console) -> list[Route]:
                             background=BackgroundTask(_unlink, path))
 
     def rejects(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         campaign_id = request.path_params["cid"]
         offset = _int_param(request, "offset", 0, 0, 10**9)
         limit = _int_param(request, "limit", REJECTS_PAGE, 1, MAX_REJECTS_PAGE)
-        console.store.get(campaign_id)  # 404 for an unknown campaign, not an empty list
+        scope.campaign(console, token, campaign_id)  # 404 for an unknown campaign, not an empty list
         kind = request.query_params.get("format")
         if kind is not None:
             return _rejects_file(console, campaign_id, kind.lower())
@@ -317,13 +323,14 @@ def routes(console: Console) -> list[Route]:
                      "rejects": page.rows})
 
     def summary(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
+        scope.campaign(console, token, request.path_params["cid"])
         return JSON(campaign_summary(console.store, request.path_params["cid"]))
 
     def series(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         campaign_id = request.path_params["cid"]
-        console.store.get(campaign_id)
+        scope.campaign(console, token, campaign_id)
         samples = read_series(console.store, campaign_id)
         return JSON({"fields": ["t", "sent", "failed", "delivered", "undelivered", "processed"],
                              "samples": samples, "pace_per_s": pace_per_s(samples[-10:]),

@@ -39,6 +39,8 @@ from dispatcher.errors import (
     UnknownItem,
     error_body,
 )
+from dispatcher.resources import readiness_probe
+from dispatcher.sending.readiness import ReadinessProbe, workers_required
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +81,31 @@ def _without_paths(message: str, directories: tuple[str, ...]) -> str:
     return message
 
 
-def create_app(console: Console, sample: bool = True) -> Starlette:
-    """The console app for ``console``; ``sample`` runs the once-a-second sampler."""
+def create_app(console: Console, sample: bool = True, probe: ReadinessProbe | None = None) -> Starlette:
+    """The console app for ``console``; ``sample`` runs the once-a-second sampler.
+
+    ``GET /healthz`` (liveness: the process answers, Redis is not asked) and ``GET /readyz``
+    (``probe``'s checks, by default on a short-timeout client of the console's Redis: the same as
+    ``dispatcher health``) need no token: a load balancer asks them.
+
+    Raises:
+        ConfigurationError: when the settings' ``REDIS_URL`` is not a Redis URL (building the probe).
+    """
+    readiness = probe or readiness_probe(console.settings)
 
     async def openapi(request: Request) -> Response:
         return JSON(spec())
 
     async def health(_: Request) -> Response:
         return JSON({"ok": True})
+
+    async def ready(request: Request) -> Response:
+        try:
+            workers = workers_required(request.query_params.get("workers"))
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
+        status, body = (await readiness.check(workers)).http_answer()
+        return JSON(body, status_code=status)
 
     # Directories whose paths an answer never names: temporary files and the console's data.
     private = tuple(sorted({tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()),
@@ -123,6 +142,7 @@ def create_app(console: Console, sample: bool = True) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
         *api.routes(console), *schedules.routes(console), *metrics.routes(console), *dashboard.routes(console),
     ]
     # Known errors are answered by the exception middleware; only a bug reaches the 500 handler.

@@ -2,9 +2,12 @@
 
 A token is 32 random bytes shown once by ``dispatcher token create``; Redis keeps only its
 SHA-256 (a token has far more entropy than a password, so a fast hash is enough) with a name and
-a role: ``admin`` may change things, ``viewer`` may only read. The dashboard exchanges a token for
-a session: a random id in an HttpOnly, SameSite=Strict cookie, stored (hashed) with a CSRF token
-that every state change must echo in ``X-CSRF-Token``. Revoking a token ends its sessions.
+a role: ``admin`` may change things, ``viewer`` may only read. A token may also be scoped to some
+accounts: it then reaches only their campaigns, schedules, reports and metrics (see
+:mod:`dispatcher.console.scope`); a token without accounts reaches everything. The dashboard
+exchanges a token for a session: a random id in an HttpOnly, SameSite=Strict cookie, stored
+(hashed) with a CSRF token that every state change must echo in ``X-CSRF-Token``. A session has its
+token's role and scope. Revoking a token ends its sessions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,19 +46,32 @@ def token_hash(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
-    """A stored token, without the token: its name, role and creation time (Unix s)."""
+    """A stored token, without the token: its name, role, creation time (Unix s) and the accounts
+    it is scoped to (empty: every account)."""
 
     name: str
     role: str
     created_at: float
+    accounts: tuple[str, ...] = ()
 
     @property
     def can_change(self) -> bool:
         """True for admins: they may submit, pause, resume, cancel and edit schedules."""
         return self.role == "admin"
 
+    @property
+    def scoped(self) -> bool:
+        """True when the token reaches only some accounts."""
+        return bool(self.accounts)
+
+    def sees(self, account: str) -> bool:
+        """True when the token reaches the campaigns and schedules of ``account``."""
+        return not self.accounts or account in self.accounts
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "created_at": self.created_at}
+        """Name, role, creation time and ``accounts`` (a list, or null for every account)."""
+        return {"name": self.name, "role": self.role, "created_at": self.created_at,
+                "accounts": list(self.accounts) or None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,26 +93,35 @@ class TokenStore:
         self.redis: Any = client
         self.keys = keys
 
-    def create(self, name: str, role: str = "viewer", now: float | None = None) -> str:
+    def create(self, name: str, role: str = "viewer", now: float | None = None, *, accounts: Sequence[str] = (),
+               known: Collection[str] | None = None) -> str:
         """Store a new token called ``name`` and return it; it cannot be shown again.
 
+        With ``accounts``, the token reaches only those accounts' campaigns and schedules; each
+        must be in ``known`` (the install's account names) when that is given.
+
         Raises:
-            InputError: for a malformed name, an unknown role or a name already in use.
+            InputError: for a malformed name, an unknown role, an account not in ``known``, or a
+                name already in use.
         """
         if not _NAME.fullmatch(name):
             raise InputError("a token name uses 1 to 64 letters, digits, '.', '-' and '_'.")
         if role not in ROLES:
             raise InputError(f"--role is admin or viewer, got {role!r}.")
+        unknown = [a for a in accounts if known is not None and a not in known]
+        if unknown:
+            raise InputError(f"there is no account named {unknown[0][:70]!r}; `dispatcher account list` shows them.")
         token = "dsp_" + secrets.token_urlsafe(32)
         digest = token_hash(token)
-        record = orjson.dumps({"hash": digest, "role": role, "created_at": time.time() if now is None else now})
+        record = orjson.dumps({"hash": digest, "role": role, "created_at": time.time() if now is None else now,
+                               "accounts": sorted(set(accounts))})
         if not self.redis.hsetnx(self.keys.console_tokens(), name, record):
             raise InputError(f"a token named {name!r} exists; revoke it first or choose another name.")
         self.redis.hset(self.keys.console_token_hashes(), digest, name)
         return token
 
     def list(self) -> list[TokenInfo]:
-        """Every token's name, role and creation time, by name."""
+        """Every token's name, role, creation time and accounts, by name."""
         raw = self.redis.hgetall(self.keys.console_tokens())
         return sorted((_info(k.decode(), v) for k, v in raw.items()), key=lambda t: t.name)
 
@@ -158,4 +184,6 @@ class TokenStore:
 
 def _info(name: str, raw: bytes) -> TokenInfo:
     record = orjson.loads(raw)
-    return TokenInfo(name=name, role=str(record["role"]), created_at=float(record["created_at"]))
+    # Tokens created before scopes have no "accounts": they reach every account, as they always did.
+    return TokenInfo(name=name, role=str(record["role"]), created_at=float(record["created_at"]),
+                     accounts=tuple(str(a) for a in record.get("accounts") or ()))

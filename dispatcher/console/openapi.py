@@ -135,6 +135,17 @@ def spec() -> dict[str, Any]:
                                 ok_body={"content": {"text/plain": {}}})},
         "/healthz": {"get": {"summary": "Liveness: {\"ok\": true}, no token needed.", "security": [],
                              "responses": {"200": {"description": "alive", **_JSON}}}},
+        "/readyz": {"get": {
+            "summary": "Readiness, no token needed: Redis answers and takes writes, the replicas POSTs wait for "
+                       "(DISPATCHER_REDIS_MIN_REPLICAS) are connected and a worker's heartbeat is alive "
+                       "(workers=0 leaves that out); answered within about 3 s even when Redis is down; an answer is "
+                       "reused for 1 s.",
+            "security": [],
+            "parameters": [{"name": "workers", "in": "query", "schema": {"enum": ["0", "1"]}}],
+            "responses": {"200": {"description": "ready: {ready, live, checks: {name: {ok, detail}}}", **_JSON},
+                          "400": {"description": "a workers value other than 0 or 1", **_JSON},
+                          "503": {"description": "not ready: the same body, and error naming the failed checks",
+                                  **_JSON}}}},
     }
     for action in ("pause", "resume"):
         paths[f"/api/schedules/{{name}}/{action}"] = {"post": _op(
@@ -153,7 +164,10 @@ def spec() -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "`dispatcher token create NAME --role admin|viewer`"},
+                           "description": "`dispatcher token create NAME --role admin|viewer [--account A]...`; "
+                                          "a token scoped to accounts gets 404 for other accounts' campaigns and "
+                                          "schedules (as for missing ones) and 403 for a form naming another "
+                                          "account."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "dsp_session",
                             "description": "Dashboard session; state changes also need X-CSRF-Token."},
             },

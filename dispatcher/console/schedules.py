@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher.console import uploads
+from dispatcher.console import scope, uploads
 from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, preflight_options, received_form
+from dispatcher.console.auth import TokenInfo
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import InputError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
@@ -64,6 +65,7 @@ def definition_from(fields: dict[str, str], file: Path) -> ScheduleDef:
         window=_text(fields, "window"), days=_text(fields, "days"),
         expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=_text(fields, "overlap") or "skip", grace_s=DEFAULT_GRACE_S if grace is None else grace,
+        account=scope.form_account(fields),
     ).validated()
 
 
@@ -130,9 +132,17 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "file": Path(row["file"]).name}
 
 
-def _public_rows(console: Console) -> list[dict[str, Any]]:
-    """The schedule rows the API shows (see :func:`_public`)."""
-    return [_public(row) for row in schedule_rows(console.schedules, store=console.store)]
+def _public_rows(console: Console, token: TokenInfo) -> list[dict[str, Any]]:
+    """The schedule rows the API shows ``token`` (see :func:`_public`): those of its accounts."""
+    if not token.scoped:
+        return [_public(row) for row in schedule_rows(console.schedules, store=console.store)]
+    rows: list[dict[str, Any]] = []
+    for name in scope.schedule_names(console, token):
+        try:
+            rows.append(_row(console, name))
+        except UnknownItem:  # removed while listing
+            continue
+    return rows
 
 
 def _row(console: Console, name: str) -> dict[str, Any]:
@@ -167,7 +177,7 @@ def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> Sched
             "max_cost": "" if options.get("max_cost") is None else repr(options["max_cost"]),
             "cron": old.cron or "", "tz": old.tz, "every": f"{old.every_s:g}s" if old.every_s else "",
             "overlap": old.overlap, "grace": repr(old.grace_s), "window": old.window or "", "days": old.days or "",
-            "expire_after": f"{old.expire_after_s:g}s" if old.expire_after_s else ""}
+            "expire_after": f"{old.expire_after_s:g}s" if old.expire_after_s else "", "account": old.account}
     if options.get("hlr") is not None and "hlr" not in fields and "no_hlr" not in fields:
         base["hlr"] = "1" if options["hlr"] else "0"
     merged = {**base, **fields}
@@ -182,33 +192,38 @@ def routes(console: Console) -> list[Route]:
     """The schedule routes bound to ``console``."""
 
     def listing(request: Request) -> Response:
-        console.authorize(request)
-        return JSON({"schedules": _public_rows(console)})
+        token = console.authorize(request)
+        return JSON({"schedules": _public_rows(console, token)})
 
     def show(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
+        scope.schedule(console, token, request.path_params["name"])
         return JSON(_row(console, request.path_params["name"]))
 
     async def create(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         upload = await _received(console, request)
         try:
+            scope.check_account(token, scope.form_account(upload.fields))
             name = upload.fields.get("name", "").strip()
+            _check_replaceable(console, token, name)
             directory = schedule_dir(console)
             definition = definition_from(upload.fields, directory / f"{name}{uploads.suffix_of(upload.filename)}")
             with _named_as_uploaded(upload):
                 await run_in_threadpool(_replace_schedule, console, upload, definition)
         finally:
             upload.close()
-        rows = [r for r in _public_rows(console) if r["name"] == definition.name]
+        rows = [r for r in _public_rows(console, token) if r["name"] == definition.name]
         return JSON(rows[0] if rows else {"name": definition.name}, status_code=201)
 
     async def edit(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         name = request.path_params["name"]
-        old = console.schedules.get(name)  # 404 for an unknown name
+        old = scope.schedule(console, token, name)  # 404 for an unknown name
         upload = await _received_maybe(console, request)
         try:
+            if "account" in upload.fields:
+                scope.check_account(token, scope.form_account(upload.fields))
             if upload.path is not None:
                 target = schedule_dir(console) / f"{name}{uploads.suffix_of(upload.filename)}"
                 definition = edited(old, upload.fields, target)
@@ -222,17 +237,18 @@ def routes(console: Console) -> list[Route]:
         return JSON(await run_in_threadpool(_row, console, name))
 
     def pause(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         name, action = request.path_params["name"], request.path_params["action"]
         if action not in ("pause", "resume"):
             raise ApiError(404, f"no action {action!r}: use pause, resume or run.")
+        scope.schedule(console, token, name)
         console.schedules.set_paused(name, action == "pause")
         return JSON(_row(console, name))
 
     def run_now(request: Request) -> Response:
-        console.authorize(request)
+        token = console.authorize(request)
         name = request.path_params["name"]
-        console.schedules.get(name)
+        scope.schedule(console, token, name)
         settings = console.settings
         firer = Firer(settings=settings, schedules=console.schedules, store=console.store, ops=console.ops,
                       enqueuer=console.enqueuer, client_factory=lambda: InstasentClient.from_settings(settings))
@@ -240,9 +256,10 @@ def routes(console: Console) -> list[Route]:
         return JSON({"firing": firing.to_json() if firing else None, "schedule": _row(console, name)})
 
     def remove(request: Request) -> Response:
-        who = console.authorize(request).name
+        token = console.authorize(request)
+        who = token.name
         name = request.path_params["name"]
-        definition = console.schedules.get(name)  # 404 for an unknown name
+        definition = scope.schedule(console, token, name)  # 404 for an unknown name
         current = request.query_params.get("current")
         try:
             done = remove_schedule(
@@ -265,6 +282,23 @@ def routes(console: Console) -> list[Route]:
         Route("/api/schedules/{name}/run", run_now, methods=["POST"]),
         Route("/api/schedules/{name}/{action:str}", pause, methods=["POST"]),
     ]
+
+
+def _check_replaceable(console: Console, token: TokenInfo, name: str) -> None:
+    """A scoped token may add a schedule, but not replace another account's of the same name.
+
+    Raises:
+        ApiError: 403 when a schedule of that name belongs to an account outside the token's scope
+            (its name was given by the caller; the answer says only that the name is taken).
+    """
+    if not token.scoped or not name:
+        return
+    try:
+        existing = console.schedules.get(name)
+    except UnknownItem:
+        return
+    if not token.sees(existing.account):
+        raise ApiError(403, f"token {token.name!r} may not use the schedule name {name[:70]!r}; choose another.")
 
 
 #: Largest edit without a file (bytes of URL-encoded fields).

@@ -30,6 +30,7 @@ the summary.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,7 +42,7 @@ from dispatcher.instasent.models import Account
 from dispatcher.keys import Keys
 from dispatcher.preflight import fileformat, render
 from dispatcher.preflight.hlr import LookupClient
-from dispatcher.preflight.pricing import PriceClient, PriceList, balance, check_currency, price_list
+from dispatcher.preflight.pricing import PriceClient, PriceList, balance, check_currency, note_balance, price_list
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.preflight.rows import plan_columns
 
@@ -70,6 +71,7 @@ class Pricing:
         """
         sms = price_list("sms", client, redis_client, keys)
         account = balance(client)
+        note_balance(redis_client, keys, account, time.time())
         lookup = price_list("lookup", client, redis_client, keys) if lookups else None
         check_currency(account, sms, *([lookup] if lookup is not None else []))
         return cls(sms=sms, lookup=lookup, account=account)

@@ -2,7 +2,9 @@
 
 Price profiles (SMS per part, and per lookup, per destination country) change rarely, so each is
 cached in Redis under ``Keys.price_cache(kind)`` for :data:`PRICE_CACHE_TTL_S` seconds. The balance
-is never cached. All amounts are in the account's currency.
+is never cached: each preflight asks for it, and notes what it read for the console's
+``dispatcher_balance`` gauge (:func:`note_balance`), which nothing decides on. All amounts are in the
+account's currency.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from dispatcher.keys import Keys
 
 #: Seconds a price profile stays cached.
 PRICE_CACHE_TTL_S = 3600
+#: Seconds the balances noted for ``/metrics`` are kept after the last one noted: a week, so an
+#: install that stops sending stops alerting on an old balance.
+BALANCE_SEEN_TTL_S = 7 * 86400
+#: Organization field of a balance whose answer named none.
+UNNAMED_ORGANIZATION = "default"
 
 Kind = Literal["sms", "lookup"]
 
@@ -95,6 +102,39 @@ def _parse_cache(raw: bytes | str) -> list[dict[str, Any]] | None:
 def balance(client: PriceClient) -> Account:
     """The account's available balance, fresh from Instasent."""
     return client.account()
+
+
+@dataclass(frozen=True, slots=True)
+class SeenBalance:
+    """A balance a preflight read: ``available`` in ``currency`` at ``at`` (Unix seconds)."""
+
+    organization: str
+    available: float
+    currency: str
+    at: float
+
+
+def note_balance(redis_client: redis.Redis, keys: Keys, account: Account, now: float) -> None:
+    """Keep ``account``'s balance, read at ``now`` (Unix seconds), for ``/metrics``, one per organization."""
+    entry = {"available": account.available, "currency": account.currency, "at": now}
+    pipe: Any = redis_client.pipeline(transaction=False)
+    pipe.hset(keys.balances(), account.organization or UNNAMED_ORGANIZATION, orjson.dumps(entry))
+    pipe.expire(keys.balances(), BALANCE_SEEN_TTL_S)
+    pipe.execute()
+
+
+def seen_balances(redis_client: redis.Redis, keys: Keys) -> list[SeenBalance]:
+    """The balances :func:`note_balance` kept, by organization (unreadable entries skipped)."""
+    raw: dict[bytes, bytes] = redis_client.hgetall(keys.balances())  # type: ignore[assignment]
+    seen = []
+    for organization, blob in sorted(raw.items()):
+        try:
+            entry = orjson.loads(blob)
+            seen.append(SeenBalance(organization.decode(), float(entry["available"]), str(entry["currency"]),
+                                    float(entry["at"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return seen
 
 
 def check_currency(account: Account, *price_lists: PriceList) -> None:

@@ -144,6 +144,7 @@ CAMPAIGN_FIELDS = {
     "loaded_row": "last spreadsheet row stored", "rows_read": "rows read", "expected": "messages expected",
     "wd_at": "Unix s of the watchdog's last drive", "wd_batches": "batches it drove",
     "era": "the Redis era (after a promotion) its claims last saw", "era_at": "Unix µs that era was first seen",
+    "account": "the account it sends for (absent: default)",
 }
 #: Fields of a schedule's hash (``Keys.schedule``).
 SCHEDULE_FIELDS = {

@@ -55,6 +55,7 @@ from dispatcher.delivery.reports import AsyncDeliveryBook, DeliveryBook, Report,
 from dispatcher.errors import InputError, error_body
 from dispatcher.keys import Keys
 from dispatcher.schema.names import REFUSED_REPORTS
+from dispatcher.sending.readiness import ReadinessProbe, workers_required
 from dispatcher.settings import IPNetwork
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,12 @@ def allowed(client: tuple[str, int] | list[object] | None, networks: Sequence[IP
 
 
 def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
-               held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = (), replicas: int = 0,
-               replica_wait_s: float = 0.5) -> ASGIApp:
-    """The receiver for reports POSTed to ``/dlr/{secret}``.
+               held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = (), *,
+               probe: ReadinessProbe, replicas: int = 0, replica_wait_s: float = 0.5) -> ASGIApp:
+    """The receiver for reports POSTed to ``/dlr/{secret}``, with ``GET /healthz`` (liveness: the
+    process answers, Redis is not asked) and ``GET /readyz`` (``probe``'s checks, the same as
+    ``dispatcher health``; ``?workers=0`` leaves out the workers' heartbeats), neither behind the
+    secret nor the allow list: a load balancer asks them, and their bodies name no host or secret.
 
     ``aio`` applies delivery reports on the event loop; ``client`` (same server) serves the rare
     blocking work, opt-outs and inbound messages, in worker threads, and retries the held reports
@@ -245,7 +249,16 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    rest = Starlette(routes=[Route("/healthz", health, methods=["GET"])], lifespan=lifespan)
+    async def ready(request: Request) -> JSONResponse:
+        try:
+            workers = workers_required(request.query_params.get("workers"))
+        except InputError as exc:
+            return JSONResponse(error_body(str(exc)), status_code=400)
+        status, body = (await probe.check(workers)).http_answer()
+        return JSONResponse(body, status_code=status)
+
+    rest = Starlette(routes=[Route("/healthz", health, methods=["GET"]), Route("/readyz", ready, methods=["GET"])],
+                     lifespan=lifespan)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(DLR_PREFIX):

@@ -12,7 +12,13 @@ import sys
 
 from starlette.types import ASGIApp
 
-from dispatcher.resources import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, Resources, parse_redis_url
+from dispatcher.resources import (
+    REDIS_CONNECT_TIMEOUT_S,
+    REDIS_SOCKET_TIMEOUT_S,
+    Resources,
+    parse_redis_url,
+    readiness_probe,
+)
 from dispatcher.serving import ServerLimits, guard, handed_down_limits, speedups_installed
 from dispatcher.serving import serve as serve_app
 from dispatcher.settings import Settings
@@ -27,7 +33,8 @@ def build_app(resources: Resources) -> ASGIApp:
         connect_timeout_s=REDIS_CONNECT_TIMEOUT_S, timeout_s=REDIS_SOCKET_TIMEOUT_S)
     return create_app(resources.redis, aio, resources.keys, settings.webhook_secret.reveal(),
                       held_retry_s=settings.held_retry_s, allow=settings.webhook_allow_networks,
-                      replicas=settings.redis_min_replicas, replica_wait_s=settings.redis_replica_wait_s)
+                      replicas=settings.redis_min_replicas, replica_wait_s=settings.redis_replica_wait_s,
+                      probe=readiness_probe(settings))
 
 
 def app_from_env() -> ASGIApp:
@@ -43,7 +50,7 @@ def serve(resources: Resources, host: str, port: int, workers: int = 1, limits: 
     """
     limits = limits or ServerLimits.from_settings(resources.settings)
     fast = speedups_installed()
-    print(f"dispatcher webhook listening on http://{host}:{port}/dlr/<secret>"
+    print(f"dispatcher webhook listening on http://{host}:{port}/dlr/<secret> (probes: /healthz, /readyz)"
           + (f" with {workers} processes" if workers > 1 else ""), file=sys.stderr, flush=True)
     app: ASGIApp | str = f"{__name__}:app_from_env" if workers > 1 else build_app(resources)
     serve_app(app, limits, host, port, workers=workers, fast=fast, access_log=False, log_level="warning")

@@ -24,6 +24,7 @@ import redis
 from dispatcher.console.auth import TokenStore
 from dispatcher.dev.services import free_port, http_ready, spawn, wait_until
 from dispatcher.keys import Keys
+from dispatcher.sending.health import WorkerRegistry
 from dispatcher.settings import Settings
 from tests.helpers import SandboxHandle, small_csv, worker_env
 
@@ -48,6 +49,9 @@ def running_console(settings: Settings, redis_client: redis.Redis, sandbox: Sand
     try:
         wait_until(http_ready(f"{url}/healthz"), console, timeout_s=30)
         tokens = TokenStore(redis_client, Keys(settings.key_prefix))
+        # A live worker heartbeat, so that GET /readyz is 200 here (its 503 means "not ready", by design)
+        # and the fuzzer still checks it never answers 5xx to any query.
+        WorkerRegistry(redis_client, Keys(settings.key_prefix)).beat("fuzz-worker@test", ttl_s=3600)
         admin = tokens.create("fuzz-admin", "admin")
         # One real campaign (with a reject) so that the {cid} routes are reached past their 404.
         created = httpx.post(f"{url}/api/campaigns", headers={"Authorization": f"Bearer {admin}"}, timeout=60,

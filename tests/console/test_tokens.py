@@ -34,3 +34,25 @@ def test_a_token_is_printed_once_stored_only_as_a_hash_listed_and_revoked(
     assert missing.returncode == 2 and "no token named" in one_sentence_error(missing)
     bad_role = run(env, "token", "create", "x", "--role", "root")
     assert bad_role.returncode == 2 and "Traceback" not in bad_role.stderr
+
+
+@pytest.mark.slow
+def test_a_token_scoped_to_accounts_is_listed_with_them_and_an_unknown_account_is_one_sentence(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    env = {"REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dspscope"}
+    keys = Keys("dspscope")
+    redis_client.hset(keys.accounts(), "b", orjson.dumps({}))  # an account as `account add` lists it
+    created = run(env, "token", "create", "agency-b", "--role", "admin", "--account", "b", "--account", "default")
+    assert created.returncode == 0, created.stderr
+    info = TokenStore(redis_client, keys).authenticate(created.stdout.strip())
+    assert info is not None and info.accounts == ("b", "default")
+    TokenStore(redis_client, keys).create("everyone")
+    listed = orjson.loads(run(env, "token", "list", "--json").stdout)
+    assert [(t["name"], t["accounts"]) for t in listed] == [("agency-b", ["b", "default"]), ("everyone", None)]
+    table = run(env, "token", "list").stdout
+    assert "b, default" in table and "all" in table
+    unknown = run(env, "token", "create", "x", "--account", "nope")
+    assert unknown.returncode == 2
+    assert one_sentence_error(unknown) == ("error: there is no account named 'nope'; `dispatcher account list` "
+                                           "shows them.")
+    assert [t.name for t in TokenStore(redis_client, keys).list()] == ["agency-b", "everyone"]

@@ -15,7 +15,9 @@ from starlette.testclient import TestClient
 from dispatcher.delivery.batched import BatchedScript
 from dispatcher.delivery.replicated import NotReplicated, barrier
 from dispatcher.keys import Keys
+from dispatcher.resources import readiness_probe
 from dispatcher.sending.store import CampaignStore
+from dispatcher.settings import Settings
 from dispatcher.webhook.app import create_app
 from tests.helpers import record_sent, stored_campaign
 
@@ -30,11 +32,11 @@ def report(cid: str, index: int) -> dict[str, object]:
 
 
 @pytest.fixture()
-def receiver(redis_url: str, redis_client: redis.Redis, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+def receiver(settings: Settings, redis_client: redis.Redis, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     replicas, reachable = request.param
-    url = redis_url if reachable else "redis://127.0.0.1:1/0"
+    url = settings.redis_url if reachable else "redis://127.0.0.1:1/0"
     app = create_app(redis_client, aioredis.Redis.from_url(url, socket_connect_timeout=1), KEYS, SECRET,
-                     held_retry_s=0, replicas=replicas, replica_wait_s=0.05)
+                     held_retry_s=0, probe=readiness_probe(settings), replicas=replicas, replica_wait_s=0.05)
     with TestClient(app) as http:
         yield http
 

@@ -109,7 +109,9 @@ function signedIn(data) {
   state.csrf = data.csrf;
   state.role = data.role;
   state.paceLimit = data.pace_limit_per_s;
-  $("who").textContent = `${data.name} (${data.role})`;
+  // A scoped token says whose campaigns it sees; the server filters them, the page only says so.
+  const scope = data.accounts ? `, accounts ${data.accounts.join(", ")}` : "";
+  $("who").textContent = `${data.name} (${data.role}${scope})`;
   $("nav").hidden = false;
   document.body.classList.toggle("viewer", data.role !== "admin");
   route();

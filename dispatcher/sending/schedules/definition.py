@@ -14,6 +14,7 @@ from croniter import croniter
 
 from dispatcher.errors import InputError
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.sending.accounts import DEFAULT_ACCOUNT
 from dispatcher.sending.windows import parse_window
 
 #: Default seconds a firing may be late before it counts as missed.
@@ -37,6 +38,8 @@ class ScheduleDef:
     expire_after_s: float | None = None
     overlap: str = "skip"
     grace_s: float = DEFAULT_GRACE_S
+    #: The account its campaigns send for; definitions older than accounts are ``default``'s.
+    account: str = DEFAULT_ACCOUNT
 
     def validated(self) -> ScheduleDef:
         """Check the definition.

@@ -64,8 +64,14 @@ class ScheduleStore:
         """
         raw = self.redis.hget(self.keys.schedule(name), "def")
         if raw is None:
-            raise UnknownItem(f"no schedule named {name!r}; `dispatcher schedule list` shows them.")
+            raise self.missing(name)
         return ScheduleDef(**orjson.loads(raw))
+
+    @staticmethod
+    def missing(name: str) -> UnknownItem:
+        """The error :meth:`get` raises for a name no schedule has (also what a token outside a
+        schedule's account is told, word for word)."""
+        return UnknownItem(f"no schedule named {name!r}; `dispatcher schedule list` shows them.")
 
     def names(self) -> list[str]:
         return sorted(n.decode() for n in self.redis.smembers(self.keys.schedules()))
