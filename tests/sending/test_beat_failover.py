@@ -70,10 +70,14 @@ def test_a_schedule_fires_once_per_due_time_across_a_failover_and_keeps_firing_a
         runs = [r for r in schedules.runs(NAME) if r.due is not None and r.outcome != "missed"]
         dues = [r.due for r in runs]
         assert len(dues) == len(set(dues)), f"a due time fired twice: {[r.to_json() for r in runs]}"
-        campaigns = {c.id for c in h.store.recent(100) if c.name.startswith(f"{NAME} @ ")}
+        campaigns = {c.id: c for c in h.store.recent(100) if c.name.startswith(f"{NAME} @ ")}
         fired = {r.campaign for r in creating(schedules.runs(NAME))}
         assert len(fired) == len(creating(schedules.runs(NAME)))  # one campaign per firing
-        assert campaigns == fired, "a campaign no firing accounts for, or a firing without its campaign"
+        assert fired <= campaigns.keys(), "a firing without its campaign"
+        # A firing's record is written after its campaign: only a write lost with the old master
+        # (asynchronous replication) can leave a campaign without one, and only from before the switch.
+        unaccounted = [c for c in campaigns.keys() - fired if campaigns[c].created_at >= switched]
+        assert not unaccounted, f"campaigns no firing accounts for: {unaccounted}"
         assert len(after) >= 5
         # The lock moved with the data set: the beat that fires still holds it on the new master.
         assert client.exists(f"{Keys(settings.key_prefix).redbeat_prefix()}::lock")
