@@ -4,7 +4,10 @@ redbeat extends its lock at every tick, and a tick that cannot reach Redis raise
 beat loop, which ends the process: every beat died with the master it was talking to. This
 scheduler (``celery beat -S tasks.beat.Scheduler``, what ``dispatcher beat`` runs) turns a Redis
 that cannot be reached into "try again in :data:`RETRY_S` seconds": the next tick asks Sentinel
-for the master again (redis-py's Sentinel pool does, on each new connection).
+for the master again (redis-py's Sentinel pool does, on each new connection). The same holds at
+start-up: Celery builds the scheduler after logging "beat: Starting", and redbeat then writes its
+static entries to Redis; a beat starting during a switch waited for nothing and died there. It
+now tries again every :data:`RETRY_S` seconds for up to :data:`START_WAIT_S`.
 
 The lock lives in the data set, so it moves with a failover, TTL included. A beat that finds on
 its return that the lock is no longer its own (it expired during a long outage and another beat
@@ -18,6 +21,7 @@ never fire at once for longer than a tick, and a due time fires once whatever th
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -27,6 +31,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a tick that could not reach Redis is tried again.
 RETRY_S = 1.0
+#: Seconds a starting beat waits for Redis before it gives up (a failover takes seconds; a Redis
+#: that is simply not there should end the process, for its supervisor to see).
+START_WAIT_S = 60.0
+#: What a Redis that cannot be reached (yet) raises; Sentinel's MasterNotFoundError is a ConnectionError.
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class Scheduler(RedBeatScheduler):
@@ -34,6 +43,26 @@ class Scheduler(RedBeatScheduler):
 
     #: redbeat's lock (a redis-py ``Lock``); None while this beat holds none.
     lock: Any
+
+    def setup_schedule(self) -> None:
+        """redbeat's start-up (store the static entries in Redis), tried again while Redis cannot be
+        reached, for up to :data:`START_WAIT_S` seconds (it is idempotent).
+
+        Raises:
+            redis.exceptions.ConnectionError: when Redis stays unreachable that long.
+            redis.exceptions.TimeoutError: likewise.
+        """
+        deadline = time.monotonic() + START_WAIT_S
+        while True:
+            try:
+                super().setup_schedule()
+                return
+            except UNREACHABLE as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("beat: Redis cannot be reached at start-up (%s); trying again in %g s",
+                            type(exc).__name__, RETRY_S)
+                time.sleep(RETRY_S)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """One beat tick: take the lock if this beat holds none, then redbeat's tick (extend the lock,
@@ -45,7 +74,7 @@ class Scheduler(RedBeatScheduler):
             if self.lock_key and self.lock is None:
                 self._take_lock()
             return float(super().tick(*args, **kwargs))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except UNREACHABLE as exc:
             log.warning("beat: Redis cannot be reached (%s); trying again in %g s", type(exc).__name__, RETRY_S)
             return RETRY_S
         except redis.exceptions.LockNotOwnedError:
