@@ -3,7 +3,8 @@ worker on the ``redis+sentinel://`` URL of a master, two replicas and three sent
 and a schedule due every two seconds. The master is SIGKILLed between firings and comes back as a
 replica: redbeat's lock, which lives in the data set, moves with it (one beat keeps firing, the
 other keeps waiting), no due time fires twice, every firing is one campaign, and the schedule
-keeps firing after the switch."""
+keeps firing after the switch. And a beat started while the master is down waits for the
+promotion instead of dying."""
 
 from __future__ import annotations
 
@@ -85,3 +86,22 @@ def test_a_schedule_fires_once_per_due_time_across_a_failover_and_keeps_firing_a
         for beat in beats:
             beat.stop()
         h.stop()
+
+
+def test_a_beat_started_while_the_master_is_down_waits_for_the_promotion_and_takes_the_lock(
+        ha: HighAvailability, sandbox: SandboxHandle) -> None:
+    # Celery builds the scheduler after "beat: Starting", and redbeat then writes to Redis: a beat
+    # started during a switch used to die there.
+    settings = Settings.from_env(environ={}, env_file=None).with_overrides(
+        instasent_token=SANDBOX_TOKEN, instasent_base_url=sandbox.url, redis_url=ha.url(),
+        key_prefix=f"dspbeatha{secrets.token_hex(2)}")
+    old = ha.kill_master()
+    beat = start_beat(worker_env(settings, DISPATCHER_ALLOW_VOLATILE_REDIS="0"))
+    try:
+        ha.wait_for_failover(old)
+        wait_through_restarts(lambda: "Acquired lock" in beat.log_tail(400) or not beat.alive(), 60,
+                              "the beat to take redbeat's lock")
+        assert beat.alive(), beat.log_tail(60)
+        assert connect_redis(ha.url()).exists(f"{Keys(settings.key_prefix).redbeat_prefix()}::lock")
+    finally:
+        beat.stop()
