@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_preflight.py", "bench_sandbox.py", "bench_dispatch.py", "bench_webhook.py", "bench_scale.py"]
+BENCHES = ["bench_preflight.py", "bench_sandbox.py", "bench_dispatch.py", "bench_webhook.py", "bench_scale.py",
+           "bench_faults.py"]
 
 
 def main() -> int:

@@ -121,6 +121,11 @@ class Keys:
         """String ``dispatcher health`` writes (with a short TTL) to prove Redis takes writes."""
         return f"{self.prefix}:health"
 
+    def replication_barrier(self) -> str:
+        """String a receiver writes (with a short TTL) to ``WAIT`` on: the replicas that have it have
+        every write this process made before it (one replication stream, in order)."""
+        return f"{self.prefix}:replicated"
+
     def watchdog_lock(self) -> str:
         """Lock held by the one worker running a watchdog sweep (value: a random token)."""
         return f"{self.prefix}:watchdog:lock"

@@ -165,8 +165,10 @@ class Settings:
     #: Replicas that must acknowledge (``WAIT``) a batch's claim and lease before its POST goes out;
     #: 0 sends without waiting. With fewer acknowledgements in time the batch does not POST and is
     #: retried. With a Sentinel URL and at least 1, a master with that many replicas counts as durable.
+    #: The webhook receiver answers a delivery report 2xx only once that many replicas have it (503 else).
     redis_min_replicas: int = 0
-    #: Seconds to wait for those acknowledgements before a POST (taken from the lease).
+    #: Seconds to wait for those acknowledgements before a POST (taken from the lease), or before
+    #: the receiver answers a report.
     redis_replica_wait_s: float = 0.5
     #: CA bundle (PEM file) that verifies the server of a ``rediss://`` or ``rediss+sentinel://`` URL;
     #: empty uses the system's CAs.

@@ -107,6 +107,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         redbeat_key_prefix=Keys(settings.key_prefix).redbeat_prefix() + ":",
         redbeat_lock_timeout=RELEASE_EVERY_S * 5,
         beat_max_loop_interval=1,
+        # redbeat's scheduler, kept alive through a Redis failover (tasks/beat.py).
+        beat_scheduler="tasks.beat.Scheduler",
         beat_schedule={
             "release-windows": {"task": "dispatcher.release_windows", "schedule": RELEASE_EVERY_S},
         },

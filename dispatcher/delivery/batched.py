@@ -9,6 +9,11 @@ others. At most :data:`MAX_IN_FLIGHT` batches are in flight; the calls that arri
 meanwhile wait and go together in the next one, so the batches grow with the load by themselves
 and nothing waits on a timer when the load is light. Each caller still gets its own result (or
 its own error), so it reads like a plain call; it returns only after Redis ran its call.
+
+With ``replicas``, the script call goes in one pipeline with a ``WAIT`` for that many replicas
+(the same connection, so it counts the call's writes): a caller gets its reply only once the
+replicas have it, or :class:`~dispatcher.delivery.replicated.NotReplicated` (see
+:mod:`dispatcher.delivery.replicated`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from dispatcher.delivery.replicated import require, wait_ms
 from dispatcher.schema.scripts import batched
 
 Call = tuple[Sequence[str], Sequence[str | int]]
@@ -34,8 +40,10 @@ class BatchedScript:
     """``await script(keys, args)`` for one Lua script (``source``, its text without the prelude),
     sent in one script call with the calls waiting with it."""
 
-    def __init__(self, client: aioredis.Redis, source: str) -> None:
+    def __init__(self, client: aioredis.Redis, source: str, replicas: int = 0, wait_s: float = 0.5) -> None:
         self.client = client
+        self.replicas = replicas
+        self.wait_s = wait_s
         self.source = batched(source)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self._waiting: list[tuple[Call, asyncio.Future[Any]]] = []
@@ -47,6 +55,7 @@ class BatchedScript:
         """The script's reply for ``keys`` and ``args``.
 
         Raises:
+            NotReplicated: when fewer than ``replicas`` replicas acknowledged the call within ``wait_s`` s.
             redis.exceptions.RedisError: when Redis cannot be reached or the script fails.
         """
         loop = asyncio.get_running_loop()
@@ -99,5 +108,12 @@ class BatchedScript:
         for call_keys, call_args in calls:
             keys.extend(call_keys)
             args.extend((len(call_keys), len(call_args), *call_args))
-        replies = await self.client.evalsha(self.sha, len(keys), *keys, *args)
-        return list(replies)  # a failed call's reply is a ResponseError instance in the list
+        if not self.replicas:
+            replies = await self.client.evalsha(self.sha, len(keys), *keys, *args)
+            return list(replies)  # a failed call's reply is a ResponseError instance in the list
+        pipe = self.client.pipeline(transaction=False)
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        pipe.wait(self.replicas, wait_ms(self.wait_s))
+        replies, acks = await pipe.execute()
+        require(int(acks), self.replicas)
+        return list(replies)

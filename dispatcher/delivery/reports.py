@@ -42,6 +42,7 @@ import redis.asyncio as aioredis
 
 from dispatcher.delivery.batched import BatchedScript
 from dispatcher.delivery.held import HeldReports
+from dispatcher.delivery.replicated import barrier
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.schema.names import DELIVERED, REPORT_STATUSES, UNDELIVERED
@@ -216,23 +217,34 @@ class AsyncDeliveryBook:
 
     The same script on the same keys, pipelined with the other reports of the same event-loop
     turn (``dispatcher.delivery.batched``); the rare hold of a report that cannot be matched yet
-    goes through ``book`` (blocking) in a worker thread.
+    goes through ``book`` (blocking) in a worker thread. With ``replicas``, a report returns only
+    once that many replicas have its writes (``dispatcher.delivery.replicated``).
     """
 
-    def __init__(self, client: aioredis.Redis, book: DeliveryBook) -> None:
+    def __init__(self, client: aioredis.Redis, book: DeliveryBook, replicas: int = 0, wait_s: float = 0.5) -> None:
         self.book = book
-        self._apply = BatchedScript(client, source("apply_report"))
+        self.replicas, self.wait_s = replicas, wait_s
+        self._apply = BatchedScript(client, source("apply_report"), replicas, wait_s)
 
     async def apply(self, report: Report) -> str:
-        """Apply one delivery report; returns what :meth:`DeliveryBook.apply` would."""
+        """Apply one delivery report; returns what :meth:`DeliveryBook.apply` would.
+
+        Raises:
+            NotReplicated: when too few replicas acknowledged its writes in time (see the class).
+            redis.exceptions.RedisError: when Redis cannot be reached.
+        """
         call = apply_call(self.book.keys, report)
         if call is None:
             return "foreign"
         outcome = str((await self._apply(keys=call[0], args=call[1])).decode())
         if outcome in HOLD:
-            await anyio.to_thread.run_sync(self.book.hold, report)
+            await anyio.to_thread.run_sync(self._hold, report)
             return "held"
         return outcome
+
+    def _hold(self, report: Report) -> None:
+        self.book.hold(report)
+        barrier(self.book.redis, self.book.keys, self.replicas, self.wait_s)
 
 
 def _as_dict(report: Report) -> dict[str, Any]:

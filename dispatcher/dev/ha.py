@@ -106,6 +106,23 @@ class HighAvailability:
         node.service.process.wait(10)
         return node
 
+    def replicas(self) -> list[Node]:
+        """The running nodes other than the master."""
+        master = self.master()
+        return [n for n in self.nodes if n is not master and n.alive()]
+
+    def freeze(self, nodes: list[Node]) -> None:
+        """SIGSTOP ``nodes``: they stop taking the replication stream (a replica lagging behind)."""
+        for node in nodes:
+            assert node.service is not None
+            node.service.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self, nodes: list[Node]) -> None:
+        """SIGCONT ``nodes`` frozen by :meth:`freeze`."""
+        for node in nodes:
+            if node.service is not None and node.service.process.poll() is None:
+                node.service.process.send_signal(signal.SIGCONT)
+
     def wait_for_failover(self, old: Node, timeout_s: float = 60.0) -> Node:
         """Wait until the sentinels agree on a master other than ``old`` and it answers as one.
 
@@ -123,10 +140,36 @@ class HighAvailability:
             time.sleep(0.1)
         raise ConfigurationError(f"no replica was promoted within {timeout_s:g} s")
 
-    def restart(self, node: Node) -> None:
+    def restart(self, node: Node, as_replica: bool = False) -> None:
         """Start a stopped node again from its own AOF; the sentinels turn it into a replica of the
-        current master (its config still names the old one, which the sentinels correct)."""
-        _start_node(node, self.log_dir)
+        current master (its config still names the old one, which the sentinels correct).
+
+        A returning old master first reports itself a master, and the sentinels convert it only
+        after about 8 s (their guard against flapping); ``as_replica`` starts it as a replica of
+        the current master at once instead, as an operator's config would, so that a test can
+        fail over again seconds later with every replica following.
+        """
+        follow = []
+        if as_replica:
+            follow = ["--replicaof", "127.0.0.1", str(self.master().port)]
+        _start_node(node, self.log_dir, follow)
+
+    def wait_until_replica(self, node: Node, timeout_s: float = 60.0) -> None:
+        """Wait until ``node`` (restarted) follows the current master with its link up and the
+        master sees all its replicas: the next failover then has every replica to choose from.
+
+        Raises:
+            ConfigurationError: when that takes over ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.exceptions.RedisError, ConfigurationError):
+                if (node.client().info("replication").get("master_link_status") == "up"
+                        and self.master().client().info("replication").get("connected_slaves", 0)
+                        == len(self.nodes) - 1):
+                    return
+            time.sleep(0.1)
+        raise ConfigurationError(f"the server on port {node.port} did not follow the master within {timeout_s:g} s")
 
     def close(self) -> None:
         """Stop every sentinel and server and remove their directories."""
@@ -147,9 +190,9 @@ class HighAvailability:
         self.close()
 
 
-def _start_node(node: Node, log_dir: Path) -> None:
+def _start_node(node: Node, log_dir: Path, extra: list[str] | None = None) -> None:
     name = f"redis-{node.port}"
-    argv = [redis_server_binary(), str(node.workdir / "redis.conf")]
+    argv = [redis_server_binary(), str(node.workdir / "redis.conf"), *(extra or [])]
     node.service = spawn(name, argv, f"redis://{node.address}/0", log_dir=log_dir)
 
     def answers() -> bool:

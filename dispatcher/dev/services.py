@@ -267,8 +267,9 @@ def start_flower(env: dict[str, str], port: int | None = None, log_dir: Path | N
 
 
 def beat_argv(loglevel: str = "INFO") -> list[str]:
-    """The ``celery beat`` command line with the redbeat scheduler (its lock allows one active beat)."""
-    return [sys.executable, "-m", "celery", "-A", "tasks.app", "beat", "-S", "redbeat.RedBeatScheduler",
+    """The ``celery beat`` command line with the redbeat scheduler (its lock allows one active beat), in
+    the subclass that outlives a Redis failover (``tasks/beat.py``)."""
+    return [sys.executable, "-m", "celery", "-A", "tasks.app", "beat", "-S", "tasks.beat.Scheduler",
             "--loglevel", loglevel, "--max-interval", "1"]
 
 

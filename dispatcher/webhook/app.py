@@ -22,6 +22,11 @@ client, pipelined with the other reports of the same event-loop turn, and the ra
 and a slow Redis cannot stall the other connections. The answer goes back in about a millisecond,
 far inside Instasent's 5 s. Instasent retries anything that is not 2xx, and applying is
 idempotent, so a retry is harmless.
+
+A report is answered 2xx only once it is stored: when Redis cannot be reached (a failover, a
+restart) the answer is 503, so that Instasent retries, and with ``DISPATCHER_REDIS_MIN_REPLICAS``
+only once that many replicas have its writes (``dispatcher.delivery.replicated``): a failover
+cannot lose a report that was answered 2xx.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dispatcher.delivery.optout import handle_optout, keep_inbound
+from dispatcher.delivery.replicated import barrier
 from dispatcher.delivery.reports import AsyncDeliveryBook, DeliveryBook, Report, UnknownStatus, parse_reports
 from dispatcher.errors import InputError, error_body
 from dispatcher.keys import Keys
@@ -145,7 +151,8 @@ def allowed(client: tuple[str, int] | list[object] | None, networks: Sequence[IP
 
 def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
                held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = (), *,
-               probe: ReadinessProbe, global_optout: bool = False) -> ASGIApp:
+               probe: ReadinessProbe, replicas: int = 0, replica_wait_s: float = 0.5,
+               global_optout: bool = False) -> ASGIApp:
     """The receiver for reports POSTed to ``/dlr/{secret}``, with ``GET /healthz`` (liveness: the
     process answers, Redis is not asked) and ``GET /readyz`` (``probe``'s checks, the same as
     ``dispatcher health``; ``?workers=0`` leaves out the workers' heartbeats), neither behind the
@@ -155,10 +162,12 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     blocking work, opt-outs and inbound messages, in worker threads, and retries the held reports
     every ``held_retry_s`` seconds (0: never), so nobody has to; with several receiver processes
     one of them does it each round (a short Redis lock decides). With ``allow``, only clients in
-    those networks may post (see the module docstring). A STOP suppresses the number for the
-    account whose campaign it answers, or for every account with ``global_optout``.
+    those networks may post (see the module docstring). With ``replicas``, a report is answered
+    2xx only once that many replicas acknowledged its writes, waiting ``replica_wait_s`` seconds
+    at most (else 503). A STOP suppresses the number for the account whose campaign it answers,
+    or for every account with ``global_optout``.
     """
-    book = AsyncDeliveryBook(aio, DeliveryBook(client, keys))
+    book = AsyncDeliveryBook(aio, DeliveryBook(client, keys), replicas, replica_wait_s)
     expected = secret.encode()
     counters = keys.telemetry()
 
@@ -184,6 +193,11 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     def inbound(report: Report) -> None:
         keep_inbound(client, keys, report)
         handle_optout(client, keys, report, global_optout)
+        barrier(client, keys, replicas, replica_wait_s)
+
+    def optout(report: Report) -> None:
+        handle_optout(client, keys, report, global_optout)
+        barrier(client, keys, replicas, replica_wait_s)
 
     async def apply(body: bytes) -> tuple[int, dict[str, object]]:
         try:
@@ -203,7 +217,7 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
             outcomes.append(outcome)
             # A stop report whose id is not the one we sent under is refused whole: it may not opt a number out.
             if report.status == "stop" and outcome != "mismatch":
-                await anyio.to_thread.run_sync(handle_optout, client, keys, report, global_optout)
+                await anyio.to_thread.run_sync(optout, report)
         return 200, {"ok": True, "outcomes": outcomes}
 
     async def dlr(scope: Scope, receive: Receive, send: Send) -> None:
@@ -225,7 +239,13 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
             return
         except ClientDisconnect:
             return
-        status, answer = await apply(body)
+        try:
+            status, answer = await apply(body)
+        except redis.exceptions.RedisError as exc:
+            # Not stored (or not on enough replicas): 503, never 2xx, so that Instasent retries it.
+            log.warning("could not store a delivery report (%s): answered 503 so that it is retried",
+                        type(exc).__name__)
+            status, answer = 503, error_body("delivery reports cannot be stored right now; retry later")
         await _answer(send, status, answer)
 
     async def health(_: Request) -> JSONResponse:

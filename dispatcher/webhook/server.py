@@ -33,6 +33,7 @@ def build_app(resources: Resources) -> ASGIApp:
         connect_timeout_s=REDIS_CONNECT_TIMEOUT_S, timeout_s=REDIS_SOCKET_TIMEOUT_S)
     return create_app(resources.redis, aio, resources.keys, settings.webhook_secret.reveal(),
                       held_retry_s=settings.held_retry_s, allow=settings.webhook_allow_networks,
+                      replicas=settings.redis_min_replicas, replica_wait_s=settings.redis_replica_wait_s,
                       probe=readiness_probe(settings), global_optout=settings.global_optout)
 
 

@@ -1,8 +1,10 @@
 """Redis that fails over (issue 23), with real processes: a master, two replicas and three
 sentinels on loopback, the store and the broker both given the ``redis+sentinel://`` URL. The
 master is SIGKILLed a third of the way into a campaign and comes back as a replica; the campaign
-completes by itself with every clientId accepted exactly once. The full-size run (30,000 messages
-at 1,200 requests/min, three failovers) runs with ``DISPATCHER_FULL_FAILOVER=1``."""
+completes by itself with every clientId accepted exactly once. The same with RabbitMQ as the broker
+(the store still on the sentinels), and with a failover every few seconds until the campaign ends.
+The full-size run (30,000 messages at 1,200 requests/min, three failovers) runs with
+``DISPATCHER_FULL_FAILOVER=1``."""
 
 from __future__ import annotations
 
@@ -20,7 +22,16 @@ from dispatcher.resources import connect_redis
 from dispatcher.sending.batches import BatchOps, ClaimKind
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
-from tests.helpers import SANDBOX_TOKEN, Harness, SandboxHandle, assert_exactly_once, finished, recipients
+from tests.helpers import (
+    RABBITMQ,
+    SANDBOX_TOKEN,
+    Harness,
+    SandboxHandle,
+    assert_exactly_once,
+    finished,
+    rabbitmq_up,
+    recipients,
+)
 from tests.helpers import wait_through_restarts as _wait_for
 
 pytestmark = pytest.mark.slow
@@ -32,9 +43,10 @@ def ha() -> Iterator[HighAvailability]:
         yield servers
 
 
-def harness_on(ha: HighAvailability, sandbox: SandboxHandle, rate_per_min: int) -> Harness:
+def harness_on(ha: HighAvailability, sandbox: SandboxHandle, rate_per_min: int, broker_url: str = "") -> Harness:
+    """Settings on the sentinels (and on ``broker_url`` for the broker when given) with a private queue."""
     settings = Settings.from_env(environ={}, env_file=None).with_overrides(
-        instasent_token=SANDBOX_TOKEN, instasent_base_url=sandbox.url, redis_url=ha.url(),
+        instasent_token=SANDBOX_TOKEN, instasent_base_url=sandbox.url, redis_url=ha.url(), broker_url=broker_url,
         key_prefix="dspha", queue_name=f"dispatcher-test-{secrets.token_hex(4)}",
         rate_limit_per_min=rate_per_min, queue_window=8, redis_min_replicas=1)
     return Harness(settings, connect_redis(ha.url()), sandbox)
@@ -49,8 +61,11 @@ def wait_for(h: Harness, check: Callable[[], bool], timeout_s: float, what: str)
 
 
 def ha_worker_env(h: Harness) -> dict[str, str]:
-    return {"DISPATCHER_QUEUE": h.settings.queue_name, "DISPATCHER_WATCHDOG_EVERY": "1",
-            "DISPATCHER_ALLOW_VOLATILE_REDIS": "0", "DISPATCHER_REDIS_MIN_REPLICAS": "1"}
+    env = {"DISPATCHER_QUEUE": h.settings.queue_name, "DISPATCHER_WATCHDOG_EVERY": "1",
+           "DISPATCHER_ALLOW_VOLATILE_REDIS": "0", "DISPATCHER_REDIS_MIN_REPLICAS": "1"}
+    if h.settings.broker_url:
+        env["CELERY_BROKER_URL"] = h.settings.broker_url
+    return env
 
 
 def run_through_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,
@@ -80,6 +95,75 @@ def test_the_master_killed_a_third_of_the_way_in_fails_over_and_the_campaign_com
         for _ in range(2):
             h.start_worker(concurrency=2, **ha_worker_env(h))
         run_through_failovers(ha, h, messages=3000, failovers=1, every_sent=1000, down_s=10)
+    finally:
+        h.stop()
+
+
+def run_through_timed_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,
+                                every_s: float, down_s: float) -> None:
+    """Submit ``messages``; once the first are sent, SIGKILL the master every ``every_s`` seconds
+    (``failovers`` times), each old master back ``down_s`` seconds after its kill, started as a
+    replica of the new master and in sync before the next kill; then wait for the campaign to
+    finish by itself."""
+    cid = h.submit(recipients(messages))
+    wait_for(h, lambda: h.store.get(cid).counts["sent"] >= 200, 60, "the first messages sent")
+    for k in range(failovers):
+        # Each failover must fall inside the campaign, or the test tests less than it says.
+        assert not finished(_wait_for(lambda: h.store.get(cid), 30, "the campaign")), \
+            f"the campaign ended before failover {k + 1} of {failovers}"
+        started = time.monotonic()
+        old = ha.kill_master()
+        ha.wait_for_failover(old)
+        time.sleep(max(0.0, down_s - (time.monotonic() - started)))
+        ha.restart(old, as_replica=True)
+        ha.wait_until_replica(old)  # the next kill must find every replica following
+        if k < failovers - 1:
+            time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+    wait_for(h, lambda: finished(h.store.get(cid)), 300, "the campaign to finish by itself")
+    info = h.store.get(cid)
+    assert info.state == "completed", info
+    assert_exactly_once(h, cid, info)
+    assert info.counts["sent"] == messages
+
+
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_the_master_killed_a_third_of_the_way_in_with_rabbitmq_as_the_broker_completes_exactly_once(
+        ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    h = harness_on(ha, sandbox, rate_per_min=120, broker_url=RABBITMQ)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        run_through_failovers(ha, h, messages=3000, failovers=1, every_sent=1000, down_s=10)
+    finally:
+        h.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("DISPATCHER_FULL_FAILOVER"), reason="set DISPATCHER_FULL_FAILOVER=1: minutes")
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_thirty_thousand_messages_with_rabbitmq_as_the_broker_and_the_master_killed_a_third_in_send_nothing_twice(
+        ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    h = harness_on(ha, sandbox, rate_per_min=1200, broker_url=RABBITMQ)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        run_through_failovers(ha, h, messages=30000, failovers=1, every_sent=10000, down_s=10)
+    finally:
+        h.stop()
+
+
+def test_three_failovers_seconds_apart_during_one_campaign_send_nothing_twice(
+        ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    # The Done-when's failover every 20 s, scaled down: one every 6 s, each old master back after 3 s.
+    # 3,000 messages at 120 requests/min is 15 s of sending; sending pauses about 10 s after each
+    # kill, so the three kills, 6 s apart, all fall inside the campaign.
+    h = harness_on(ha, sandbox, rate_per_min=120)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        run_through_timed_failovers(ha, h, messages=3000, failovers=3, every_s=6, down_s=3)
     finally:
         h.stop()
 
