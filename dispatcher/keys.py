@@ -20,6 +20,12 @@ class Keys:
         """Set of E.164 numbers that must never receive a message."""
         return f"{self.prefix}:suppressed"
 
+    def account_suppression(self, account: str) -> str:
+        """Set of E.164 numbers one account's campaigns never send to (its replies' STOPs), besides
+        :meth:`suppression`, which every account's campaigns respect. The ``default`` account's is
+        :meth:`suppression` itself: an install of one account keeps its one list, as before accounts."""
+        return self.suppression() if account == "default" else f"{self.prefix}:suppressed:a:{account}"
+
     def suppression_version(self) -> str:
         """Counter of additions to the suppression list (a campaign remembers the one its preflight saw)."""
         return f"{self.prefix}:suppressed:v"
@@ -28,9 +34,10 @@ class Keys:
         """Cached HLR answer for one number (JSON string, with a TTL)."""
         return f"{self.prefix}:hlr:{e164}"
 
-    def price_cache(self, kind: str) -> str:
-        """Cached price profile (``sms`` or ``lookup``), JSON string with a TTL."""
-        return f"{self.prefix}:prices:{kind}"
+    def price_cache(self, kind: str, account: str = "default") -> str:
+        """Cached price profile (``sms`` or ``lookup``) of an account (each project has its own),
+        JSON string with a TTL; the ``default`` account's keeps the name it had before accounts."""
+        return f"{self.prefix}:prices:{kind}" if account == "default" else f"{self.prefix}:prices:{kind}:a:{account}"
 
     # -- campaigns ----------------------------------------------------------------------------
     def campaigns(self) -> str:
@@ -153,6 +160,13 @@ class Keys:
         return f"{self.prefix}:redbeat"
 
     # -- rate limiting ------------------------------------------------------------------------
+    @staticmethod
+    def lane(organization: str, endpoint: str) -> str:
+        """The name of the rate-limit lane of ``endpoint`` for ``organization`` (Instasent limits
+        each organization and endpoint apart): ``acme:POST /sms/bulk``; with no organization known
+        (the ``default`` account), the endpoint alone, as before accounts existed."""
+        return f"{organization}:{endpoint}" if organization else endpoint
+
     def rate(self, lane: str) -> str:
         """GCRA state (theoretical arrival time, µs) of one rate-limit lane."""
         return f"{self.prefix}:rl:{lane}"

@@ -71,6 +71,7 @@ def print_status(info: CampaignInfo, last_error: str = "", load: LoadProgress | 
     actual cost beside the estimate."""
     table = Table(title=f"Campaign {info.id} — {info.name}", show_header=False)
     table.add_row("state", info.state + (f" ({info.reason})" if info.reason else ""))
+    table.add_row("account", Text(info.account + (f" (organization {info.organization})" if info.organization else "")))
     waiting = (data or {}).get("waiting_for") or {}
     if waiting.get("sentence"):
         table.add_row("waiting for", Text(str(waiting["sentence"]), style="yellow"))
@@ -130,6 +131,7 @@ def print_campaign_summary(data: dict[str, Any]) -> None:
     """The campaign report (:func:`dispatcher.sending.summary.campaign_summary`) as tables."""
     totals, rate, cost = data["totals"], data["delivery_rate"], data["cost"]
     head = Table(title=f"Campaign {data['id']} — {data['name']} ({data['state']})", show_header=False)
+    head.add_row("account", Text(str(data.get("account") or "default")))
     head.add_row("sender", Text(str(data.get("sender") or "(account default)")))
     head.add_row("text", Text(str(data.get("text") or (f"from column {data['text_column']}"
                                                         if data.get("text_column") else ""))))
@@ -189,9 +191,9 @@ def campaign_table(infos: list[CampaignInfo]) -> Table:
         c = i.counts
         rows.append((i.id, i.state, str(i.total), str(c["sent"]), str(c["rejected"]), str(c["failed"]),
                      str(c["unknown"]), str(c["pending"]), time.strftime("%m-%d %H:%M", time.localtime(i.created_at)),
-                     i.name))
+                     i.account, i.name))
     table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
-    headings = ("id", "state", "total", "sent", "rej", "failed", "unk", "pending", "created")
+    headings = ("id", "state", "total", "sent", "rej", "failed", "unk", "pending", "created", "account")
     for j, heading in enumerate(headings):
         width = max([len(heading), *(len(r[j]) for r in rows)])
         table.add_column(heading, no_wrap=True, min_width=width, justify="right" if 2 <= j <= 7 else "left")

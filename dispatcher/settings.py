@@ -179,6 +179,9 @@ class Settings:
     #: rest; the Fernet key is derived from it with HKDF (see ``dispatcher.sending.accounts``). Changing
     #: it makes the stored tokens unreadable: add the accounts again.
     secret_key: Secret = field(default_factory=lambda: Secret(""))
+    #: True: a reply's STOP suppresses the number for every account (the global list); False (the
+    #: default): only for the account whose campaign it answers.
+    global_optout: bool = False
 
     def __repr__(self) -> str:
         # The URLs may carry a Redis or broker password; the secrets show themselves as stars already.
@@ -349,6 +352,7 @@ _ENV_NAMES = {
     "redis_replica_wait_s": "DISPATCHER_REDIS_REPLICA_WAIT",
     "redis_ca_file": "DISPATCHER_REDIS_CA_FILE",
     "secret_key": "DISPATCHER_SECRET_KEY",
+    "global_optout": "DISPATCHER_GLOBAL_OPTOUT",
 }
 
 #: Every environment variable the code reads, for docs and the compose-file test.

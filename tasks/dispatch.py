@@ -25,15 +25,18 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry
 
+from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.resources import Resources
 from dispatcher.schema.names import FINAL, State
 from dispatcher.sending import fairshare
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.attempt import send_batch
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.outcome import Action, BatchOutcome
 from dispatcher.sending.pump import Pump, TimedClient, requests_per_s
 from dispatcher.sending.telemetry import Telemetry
+from dispatcher.sending.tenancy import AccountClients
 from dispatcher.settings import Settings
 from tasks.app import app
 from tasks.enqueue import SEND_BATCH, SEND_BATCHES, CeleryEnqueuer
@@ -57,9 +60,9 @@ def _process_parts() -> tuple[Pump, ssl.SSLContext, Telemetry]:
     with _shared_lock:
         if _shared is None or _shared[0] != os.getpid():
             settings = Settings.from_env()
-            gate = Pump(requests_per_s(settings), fixed=fixed_in_flight)
             # Its own Redis client (a pool): the threads' connections are each one thread's.
             resources = Resources.from_settings(settings)
+            gate = Pump(requests_per_s(settings), fixed=fixed_in_flight)
             _shared = (os.getpid(), gate, httpx.create_ssl_context(), Telemetry(resources.redis, resources.keys))
         return _shared[1], _shared[2], _shared[3]
 
@@ -83,17 +86,36 @@ def send_context() -> SendContext:
     """
     current: SendContext | None = getattr(_local, "context", None)
     if current is None:
-        gate, tls, _ = _process_parts()
         settings = Settings.from_env()
         resources = Resources.from_settings(settings, single_connection=True)
-        # Two connections: one spare, so a request never waits for a slot behind a slow answer.
-        http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
-        http.on_round_trip = gate.observe
-        http.on_answer(_count_bulk_answer)
+        http = _http_client(settings)
+        # Other accounts' clients are made the same way, on first use, with their own token.
+        accounts = AccountClients(AccountBook(resources.redis, resources.keys, resources.settings), http,
+                                  _http_client)
         current = SendContext(settings=resources.settings, client=http, store=resources.store,
-                              ops=resources.ops, limiter=resources.limiter)
+                              ops=resources.ops, limiter=resources.limiter, accounts=accounts)
         _local.context = current
     return current
+
+
+def _http_client(settings: Settings) -> InstasentClient:
+    """A thread's Instasent client for ``settings`` (an account's token and base URL), timed for the pump."""
+    gate, tls, _ = _process_parts()
+    # Two connections: one spare, so a request never waits for a slot behind a slow answer.
+    http = cast(TimedClient, TimedClient.from_settings(settings, max_connections=2, verify=tls))
+    http.on_round_trip = gate.observe
+    http.on_answer(_count_bulk_answer)
+    return http
+
+
+def _lane_of(context: SendContext, campaign_id: str) -> str:
+    """The organization whose lanes the campaign's batches take: each has its own place in the
+    pump's gate, so a crowded lane never starves another. Redis away: the shared place (each
+    batch then meets the error itself and is retried)."""
+    try:
+        return context.accounts.campaign(campaign_id)[1] if context.accounts is not None else ""
+    except redis.exceptions.RedisError:
+        return ""
 
 
 def _count_bulk_answer(endpoint: str, status: int) -> None:
@@ -159,7 +181,8 @@ def send_batches_task(self: Task, campaign_id: str, numbers: list[int], tries: i
     gate = pump()
     context = send_context()
     enqueuer = CeleryEnqueuer(context.settings)
-    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers, key=campaign_id)
+    futures = gate.map(lambda n: _send_one(campaign_id, int(n)), numbers, key=campaign_id,
+                       lane=_lane_of(context, campaign_id))
     follow_ons: list[int] = []
     #: (batch numbers, countdown, tries) of the batches queued again alone.
     again: list[tuple[list[int], float, int]] = []

@@ -10,6 +10,7 @@ import typer
 
 from dispatcher.preflight.lookups import Confirm, LookupEstimate
 from dispatcher.preflight.result import PreflightOptions
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 
 File = Annotated[Path, typer.Argument(help="Recipient list: CSV (also .csv.gz) or Excel .xlsx.")]
 MessageText = Annotated[str | None, typer.Option("--text", help="Message text; {column} is replaced per row.")]
@@ -26,6 +27,8 @@ MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Refuse if the
 SendWindow = Annotated[str | None, typer.Option("--window", help="Local send window of each recipient: 09:00-21:00.")]
 Days = Annotated[str | None, typer.Option("--days", help="Days of the send window: mon-fri.")]
 ExpireAfter = Annotated[str | None, typer.Option("--expire-after", help="Unsent messages expire after: 6h.")]
+AccountName = Annotated[str, typer.Option("--account", help="The account to send for (see `dispatcher account "
+                                                            "list`); default: INSTASENT_TOKEN's.")]
 Priority = Annotated[str | None, typer.Option(
     "--priority", help="Share of its lane against other campaigns: low, normal or high (1:2:4); default normal.")]
 
@@ -44,7 +47,7 @@ def confirm_lookups(as_json: bool = False) -> Confirm | None:
 
 def preflight_options(text: str | None, text_column: str | None, sender: str | None, country: str | None,
                       phone_column: str | None, hlr: bool | None, gsm_only: bool,
-                      max_cost: float | None) -> PreflightOptions:
+                      max_cost: float | None, account: str = DEFAULT_ACCOUNT) -> PreflightOptions:
     """The validated preflight options of a command line.
 
     Raises:
@@ -52,4 +55,4 @@ def preflight_options(text: str | None, text_column: str | None, sender: str | N
     """
     return PreflightOptions(text=text, text_column=text_column, sender=sender, country=country,
                             phone_column=phone_column, hlr=hlr, gsm_only=gsm_only,
-                            max_cost=max_cost).validated()
+                            max_cost=max_cost, account=account).validated()

@@ -12,6 +12,7 @@ import typer
 from dispatcher.cli._app import app
 from dispatcher.cli._common import echo_error, echo_warning, load_enqueuer, load_settings, writable_output
 from dispatcher.cli._options import (
+    AccountName,
     Country,
     Days,
     ExpireAfter,
@@ -29,6 +30,7 @@ from dispatcher.cli._options import (
     preflight_options,
 )
 from dispatcher.resources import Resources
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.screens import (
     both_zones,
     campaign_table,
@@ -194,6 +196,7 @@ def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, s
                       campaign_id: str) -> None:
     """Load the rest of a campaign's list here when nobody is loading it (an interrupted submit)."""
     from dispatcher.instasent.client import InstasentClient
+    from dispatcher.sending import submission
 
     load = loading.progress(store, campaign_id)
     if load is None:
@@ -202,8 +205,9 @@ def _continue_loading(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, s
         out.print(f"Its list is still loading in another process ({load.describe()}).")
         return
     out.print(f"Loading its list from row {load.loaded_row + 1:,} ({load.stored:,} messages already stored).")
-    with InstasentClient.from_settings(settings) as client:
-        loaded = loading.load(store, ops, enqueuer, campaign_id, client=client, settings=settings)
+    account = submission.account_of(settings, store.redis, store.get(campaign_id).account).settings
+    with InstasentClient.from_settings(account) as client:
+        loaded = loading.load(store, ops, enqueuer, campaign_id, client=client, settings=account)
     out.print(_loaded_sentence(campaign_id, loaded))
 
 
@@ -244,6 +248,7 @@ def submit(
     hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
+    account: AccountName = DEFAULT_ACCOUNT,
     name: str | None = typer.Option(None, "--name", help="Campaign name (default: the file name)."),
     window: SendWindow = None,
     days: Days = None,
@@ -274,7 +279,7 @@ def submit(
     from dispatcher.sending.durability import Epoch, check_persistence
 
     options = submission.SubmitOptions(
-        preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost),
+        preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost, account),
         name=name or file.name, window=window, days=days, expire_after=expire_after,
         keep_columns=keep_columns, priority=priority).validated()
     if rejects_out is not None:

@@ -10,6 +10,7 @@ import typer
 from dispatcher.cli._app import app
 from dispatcher.cli._common import load_resources, writable_output
 from dispatcher.cli._options import (
+    AccountName,
     Country,
     File,
     GsmOnly,
@@ -24,6 +25,7 @@ from dispatcher.cli._options import (
 )
 from dispatcher.preflight.rejects import write_rejects
 from dispatcher.preflight.result import check_budget
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.screens import lookup_progress, print_summary
 from dispatcher.sending import submission
 
@@ -39,6 +41,7 @@ def preflight(
     hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
+    account: AccountName = DEFAULT_ACCOUNT,
     rejects_out: Path | None = typer.Option(None, "--rejects-out",
                                             help="Write rejected rows to this file: .csv or .parquet."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
@@ -47,7 +50,7 @@ def preflight(
 
     Exits 0 when the campaign can go, 2 on bad input, 3 when the cost exceeds the balance or --max-cost.
     """
-    options = preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost)
+    options = preflight_options(text, text_column, sender, country, phone_column, hlr, gsm_only, max_cost, account)
     if rejects_out is not None:
         writable_output(rejects_out)
     resources = load_resources()

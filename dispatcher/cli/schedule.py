@@ -12,6 +12,7 @@ import typer
 from dispatcher.cli._app import app
 from dispatcher.cli._common import echo_warning, load_settings
 from dispatcher.cli._options import (
+    AccountName,
     Country,
     Days,
     ExpireAfter,
@@ -28,8 +29,10 @@ from dispatcher.cli._options import (
 )
 from dispatcher.errors import InputError, UnknownItem
 from dispatcher.resources import Resources
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.screens import out, print_schedules
 from dispatcher.sending import campaigns
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.schedules.admin import add_schedule, current_campaign, remove_schedule, schedule_rows
 from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
 from dispatcher.sending.schedules.store import ScheduleStore
@@ -67,6 +70,7 @@ def add(
     hlr: Hlr = None,
     gsm_only: GsmOnly = False,
     max_cost: MaxCost = None,
+    account: AccountName = DEFAULT_ACCOUNT,
     window: SendWindow = None,
     days: Days = None,
     expire_after: ExpireAfter = None,
@@ -80,11 +84,14 @@ def add(
         every_s=parse_duration(every_spec) if every_spec else None,
         options={"text": text, "text_column": text_column, "sender": sender, "country": country,
                  "phone_column": phone_column, "hlr": hlr, "gsm_only": gsm_only, "max_cost": max_cost},
+        account=account,
         window=window, days=days, expire_after_s=parse_duration(expire_after) if expire_after else None,
         overlap=overlap, grace_s=grace, priority=priority or "normal",
     ).validated()
     settings = load_settings()
-    add_schedule(_store(settings), _glue(), definition)
+    resources = Resources.from_settings(settings)
+    add_schedule(resources.schedules, _glue(), definition, known_accounts=AccountBook(
+        resources.redis, resources.keys, settings).names())
     when = f"cron '{cron}' ({tz})" if cron else f"every {every_spec}"
     lookups = {True: "HLR lookups at each firing", False: "no HLR lookups",
                None: "HLR lookups only when cached (add --hlr to pay for them)"}[hlr]

@@ -31,7 +31,9 @@ from dispatcher.console import scope, uploads
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import BudgetExceeded, DispatcherError, InputError
 from dispatcher.preflight.result import PreflightOptions, PreflightResult, check_budget
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.sending import campaigns, health, submission
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.pace import lane_limit, pace_per_s, read_series
 from dispatcher.sending.report import build_report, rejects_page, write_campaign_rejects, write_report
 from dispatcher.sending.submission import SubmitOptions
@@ -90,7 +92,20 @@ def preflight_options(fields: dict[str, str]) -> PreflightOptions:
                             sender=_text(fields, "from"), country=_text(fields, "country"),
                             phone_column=_text(fields, "phone_column"), hlr=hlr,
                             gsm_only=truthy(fields.get("gsm_only")),
-                            max_cost=_number(fields, "max_cost")).validated()
+                            max_cost=_number(fields, "max_cost"),
+                            account=_text(fields, "account") or DEFAULT_ACCOUNT).validated()
+
+
+def known_account(console: Console, name: str) -> None:
+    """Refuse an account the install does not have, before any file is read (``default`` is
+    always known: without ``INSTASENT_TOKEN`` its preflight says so, as before accounts).
+
+    Raises:
+        ApiError: 400 naming the command that lists the accounts.
+    """
+    if name != DEFAULT_ACCOUNT and name not in AccountBook(console.store.redis, console.store.keys,
+                                                           console.settings).names():
+        raise ApiError(400, f"no account is named {name[:70]!r}: see dispatcher account list.")
 
 
 def submit_options(fields: dict[str, str], filename: str) -> SubmitOptions:
@@ -226,6 +241,7 @@ def routes(console: Console) -> list[Route]:
         try:
             scope.check_account(token, scope.form_account(upload.fields))
             options = preflight_options(upload.fields)
+            known_account(console, options.account)
             _authorize_preflight(console, request, options)
             result = await _preflight(console, upload, options)
             try:
@@ -242,6 +258,7 @@ def routes(console: Console) -> list[Route]:
         try:
             scope.check_account(token, scope.form_account(upload.fields))
             options = submit_options(upload.fields, upload.filename)
+            known_account(console, options.preflight.account)
             assert upload.path is not None
             counted: list[PreflightResult] = []  # the preflight, for a refusal's answer
             try:

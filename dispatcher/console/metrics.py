@@ -68,20 +68,21 @@ class DispatcherCollector:
                 yield metric
 
     def _campaigns(self) -> Iterator[Metric]:
+        # Every per-campaign series names the campaign's account: sums by account need no join.
         messages = GaugeMetricFamily("dispatcher_campaign_messages", "Messages of a campaign by status.",
-                                     labels=["campaign", "name", "status"])
+                                     labels=["campaign", "name", "account", "status"])
         delivery = GaugeMetricFamily("dispatcher_campaign_deliveries",
                                      "Messages of a campaign by final delivery report (delivered, undelivered).",
-                                     labels=["campaign", "name", "outcome"])
+                                     labels=["campaign", "name", "account", "outcome"])
         states = GaugeMetricFamily("dispatcher_campaigns", "Campaigns kept in Redis by state.", labels=["state"])
         window = GaugeMetricFamily("dispatcher_campaign_window_waiting",
                                    "Messages of a campaign waiting for their send window to open.",
-                                   labels=["campaign", "name"])
+                                   labels=["campaign", "name", "account"])
         # 1 per campaign, its state a label: lets a rule keep paused or finished campaigns out.
         state_of = GaugeMetricFamily("dispatcher_campaign_info", "A campaign's state (the value is always 1).",
-                                     labels=["campaign", "name", "state"])
+                                     labels=["campaign", "name", "account", "state"])
         cost = GaugeMetricFamily("dispatcher_campaign_cost", "Estimated cost of a campaign.",
-                                 labels=["campaign", "name", "currency"])
+                                 labels=["campaign", "name", "account", "currency"])
         by_state: dict[str, int] = {}
         if self.token is None:
             infos = self.console.store.recent(EXPORTED_CAMPAIGNS)
@@ -89,13 +90,13 @@ class DispatcherCollector:
             infos, _ = self.console.store.recent_in(self.token.accounts, EXPORTED_CAMPAIGNS)
         for info in infos:
             by_state[info.state] = by_state.get(info.state, 0) + 1
-            state_of.add_metric([info.id, info.name, info.state], 1)
-            window.add_metric([info.id, info.name], info.waiting)
+            state_of.add_metric([info.id, info.name, info.account, info.state], 1)
+            window.add_metric([info.id, info.name, info.account], info.waiting)
             for status, n in info.counts.items():
-                messages.add_metric([info.id, info.name, status], n)
+                messages.add_metric([info.id, info.name, info.account, status], n)
             for outcome in ("delivered", "undelivered"):
-                delivery.add_metric([info.id, info.name, outcome], info.delivery.get(outcome, 0))
-            cost.add_metric([info.id, info.name, info.currency], info.cost)
+                delivery.add_metric([info.id, info.name, info.account, outcome], info.delivery.get(outcome, 0))
+            cost.add_metric([info.id, info.name, info.account, info.currency], info.cost)
         for state, n in sorted(by_state.items()):
             states.add_metric([state], n)
         yield from (messages, delivery, states, cost, state_of, window)

@@ -25,6 +25,8 @@ _SUBMIT_FIELDS: dict[str, Any] = {
     "expire_after": {"type": "string", "example": "6h"},
     "keep_columns": {"type": "string", "example": "nombre,importe",
                      "description": "The list's columns carried into the report: names, or all."},
+    "account": {"type": "string", "example": "default",
+                "description": "The account to send for (`dispatcher account list`); default: default."},
     "priority": {"type": "string", "enum": ["low", "normal", "high"],
                  "description": "Its share of its lane beside other campaigns (1:2:4); normal by default."},
 }

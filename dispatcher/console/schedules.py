@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,7 +21,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.console import scope, uploads
-from dispatcher.console.api import _named_as_uploaded, _number, _received, _text, preflight_options, received_form
+from dispatcher.console.api import (
+    _named_as_uploaded,
+    _number,
+    _received,
+    _text,
+    known_account,
+    preflight_options,
+    received_form,
+)
 from dispatcher.console.auth import TokenInfo
 from dispatcher.console.context import JSON, ApiError, Console
 from dispatcher.errors import InputError, UnknownItem
@@ -28,6 +37,7 @@ from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.sending import campaigns
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.schedules.admin import (
     CurrentCampaign,
     add_schedule,
@@ -38,6 +48,11 @@ from dispatcher.sending.schedules.admin import (
 from dispatcher.sending.schedules.definition import DEFAULT_GRACE_S, ScheduleDef
 from dispatcher.sending.schedules.firing import Firer
 from dispatcher.sending.windows import parse_duration
+
+
+def _accounts(console: Console) -> list[str]:
+    """The names of the install's accounts (a schedule's must be one of them)."""
+    return AccountBook(console.store.redis, console.store.keys, console.settings).names()
 
 
 def schedule_dir(console: Console) -> Path:
@@ -110,7 +125,7 @@ def _replace_schedule(console: Console, upload: uploads.Upload, definition: Sche
             raise InputError(f"cannot keep the uploaded file in the console's data directory: "
                              f"{exc.strerror or type(exc).__name__}.") from None
         try:
-            add_schedule(console.schedules, console.entries, definition)
+            add_schedule(console.schedules, console.entries, definition, known_accounts=_accounts(console))
         except BaseException:
             if aside is not None:
                 os.replace(aside, final)
@@ -157,7 +172,7 @@ def _row(console: Console, name: str) -> dict[str, Any]:
 
 #: Form fields of an edit, and the definition field each one sets.
 _EDITABLE = ("cron", "tz", "every", "overlap", "grace", "window", "days", "expire_after", "text", "text_column",
-             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost", "priority")
+             "from", "country", "phone_column", "hlr", "no_hlr", "gsm_only", "max_cost", "account", "priority")
 
 
 def edited(old: ScheduleDef, fields: dict[str, str], file: Path | None) -> ScheduleDef:
@@ -211,6 +226,7 @@ def routes(console: Console) -> list[Route]:
             _check_replaceable(console, token, name)
             directory = schedule_dir(console)
             definition = definition_from(upload.fields, directory / f"{name}{uploads.suffix_of(upload.filename)}")
+            known_account(console, definition.account)
             with _named_as_uploaded(upload):
                 await run_in_threadpool(_replace_schedule, console, upload, definition)
         finally:
@@ -226,6 +242,7 @@ def routes(console: Console) -> list[Route]:
         try:
             if "account" in upload.fields:
                 scope.check_account(token, scope.form_account(upload.fields))
+                known_account(console, scope.form_account(upload.fields))
             if upload.path is not None:
                 target = schedule_dir(console) / f"{name}{uploads.suffix_of(upload.filename)}"
                 definition = edited(old, upload.fields, target)
@@ -233,7 +250,8 @@ def routes(console: Console) -> list[Route]:
                     await run_in_threadpool(_replace_schedule, console, upload, definition)
             else:
                 definition = edited(old, upload.fields, None)
-                await run_in_threadpool(add_schedule, console.schedules, console.entries, definition)
+                await run_in_threadpool(partial(add_schedule, console.schedules, console.entries, definition,
+                                                known_accounts=_accounts(console)))
         finally:
             upload.close()
         return JSON(await run_in_threadpool(_row, console, name))

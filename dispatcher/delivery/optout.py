@@ -1,5 +1,7 @@
-"""Opt-outs: a ``stop`` report or an inbound stop word puts the number on the suppression list at
-once; inbound messages are kept per campaign. (A batch skips numbers suppressed since its
+"""Opt-outs: a ``stop`` report or an inbound stop word puts the number on a suppression list at
+once: that of the account whose campaign it answers (found by the clientId, whatever the account),
+or the global list with ``DISPATCHER_GLOBAL_OPTOUT=1`` or when it names no campaign of ours.
+Inbound messages are kept per campaign. (A batch skips numbers suppressed since its
 preflight: ``sending.attempt`` asks :meth:`~dispatcher.preflight.suppression.SuppressionList.ask`.)
 """
 
@@ -16,6 +18,7 @@ from dispatcher.delivery.reports import Report
 from dispatcher.keys import Keys
 from dispatcher.preflight import phones
 from dispatcher.preflight.suppression import SuppressionList
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 from dispatcher.sending import payload
 from dispatcher.sending.store import blob_of
 
@@ -66,8 +69,25 @@ def sender_e164(client: redis.Redis, keys: Keys, report: Report) -> str:
     return raw
 
 
-def handle_optout(client: redis.Redis, keys: Keys, report: Report) -> str | None:
-    """Suppress the number behind a ``stop`` report or an inbound stop word; returns it, else None."""
+def account_of(client: redis.Redis, keys: Keys, client_id: str) -> str | None:
+    """The account of the campaign a ``clientId`` of ours names (``default`` for a campaign stored
+    before accounts), or None when it names none that is still here."""
+    where = payload.parse_client_id(client_id)
+    if where is None:
+        return None
+    fields = client.hmget(keys.campaign(where[0]), "id", "account")
+    if fields[0] is None:
+        return None
+    account = fields[1]
+    return (account.decode() if isinstance(account, bytes) else account) or DEFAULT_ACCOUNT
+
+
+def handle_optout(client: redis.Redis, keys: Keys, report: Report, global_optout: bool = False) -> str | None:
+    """Suppress the number behind a ``stop`` report or an inbound stop word; returns it, else None.
+
+    It goes on the list of the account whose campaign the report answers; on the global list
+    with ``global_optout`` (``DISPATCHER_GLOBAL_OPTOUT``), or when the report names no campaign.
+    """
     if report.is_inbound:
         wants_out = is_stop(report.message or "") or report.status == "stop"
         number = sender_e164(client, keys, report) if wants_out else None
@@ -76,7 +96,8 @@ def handle_optout(client: redis.Redis, keys: Keys, report: Report) -> str | None
     else:
         number = None
     if number:
-        SuppressionList(client, keys).add([number])
+        account = None if global_optout else account_of(client, keys, report.client_id)
+        SuppressionList(client, keys, account=account).add([number])
     return number
 
 

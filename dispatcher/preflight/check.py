@@ -45,6 +45,7 @@ from dispatcher.preflight.hlr import LookupClient
 from dispatcher.preflight.pricing import PriceClient, PriceList, balance, check_currency, note_balance, price_list
 from dispatcher.preflight.result import PreflightOptions
 from dispatcher.preflight.rows import plan_columns
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 
 #: How every "empty value for {name}" reject reason starts.
 EMPTY_VALUE_PREFIX = render.REASON_EMPTY_VALUE.partition("{{")[0]
@@ -63,18 +64,19 @@ class Pricing:
     account: Account
 
     @classmethod
-    def fetch(cls, client: PreflightClient, redis_client: redis.Redis, keys: Keys, *, lookups: bool) -> Pricing:
-        """Read them (profiles through the cache).
+    def fetch(cls, client: PreflightClient, redis_client: redis.Redis, keys: Keys, *, lookups: bool,
+              account: str = DEFAULT_ACCOUNT) -> Pricing:
+        """Read them (profiles through the cache of ``account``, whose client ``client`` is).
 
         Raises:
             PermanentError: when the prices and the balance are in different currencies.
         """
-        sms = price_list("sms", client, redis_client, keys)
-        account = balance(client)
-        note_balance(redis_client, keys, account, time.time())
-        lookup = price_list("lookup", client, redis_client, keys) if lookups else None
-        check_currency(account, sms, *([lookup] if lookup is not None else []))
-        return cls(sms=sms, lookup=lookup, account=account)
+        sms = price_list("sms", client, redis_client, keys, account=account)
+        answer = balance(client)
+        note_balance(redis_client, keys, answer, time.time())
+        lookup = price_list("lookup", client, redis_client, keys, account=account) if lookups else None
+        check_currency(answer, sms, *([lookup] if lookup is not None else []))
+        return cls(sms=sms, lookup=lookup, account=answer)
 
     @property
     def currency(self) -> str:

@@ -21,6 +21,7 @@ import redis
 from dispatcher.errors import PermanentError
 from dispatcher.instasent.models import Account, Price
 from dispatcher.keys import Keys
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 
 #: Seconds a price profile stays cached.
 PRICE_CACHE_TTL_S = 3600
@@ -70,13 +71,13 @@ class PriceList:
 
 
 def price_list(kind: Kind, client: PriceClient, redis_client: redis.Redis, keys: Keys,
-               ttl_s: int = PRICE_CACHE_TTL_S) -> PriceList:
+               ttl_s: int = PRICE_CACHE_TTL_S, account: str = DEFAULT_ACCOUNT) -> PriceList:
     """The ``sms`` or ``lookup`` price profile, from the cache or from Instasent (then cached).
 
     Raises:
         DispatcherError: as the client raises it when the profile must be fetched.
     """
-    key = keys.price_cache(kind)
+    key = keys.price_cache(kind, account)
     raw = redis_client.get(key)
     cached = _parse_cache(raw) if raw is not None else None
     if cached is None:

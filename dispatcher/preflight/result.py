@@ -18,6 +18,7 @@ from dispatcher.preflight.lookups import LookupEstimate
 from dispatcher.preflight.phones import parse_region
 from dispatcher.preflight.pricing import money
 from dispatcher.preflight.rejects import Reject
+from dispatcher.schema.names import DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class PreflightOptions:
     hlr: bool | None = None
     gsm_only: bool = False
     max_cost: float | None = None
+    #: The account whose client asks Instasent (prices, balance, HLR) and whose campaigns' opt-outs apply.
+    account: str = DEFAULT_ACCOUNT
 
     def validated(self) -> PreflightOptions:
         """The options checked and normalised (country upper-cased, sender trimmed).
@@ -48,7 +51,8 @@ class PreflightOptions:
             render.Template.parse(self.text)
         if self.max_cost is not None and not (math.isfinite(self.max_cost) and self.max_cost >= 0):
             raise InputError(f"--max-cost must be a number of at least 0, got {self.max_cost}.")
-        return replace(self, country=parse_region(self.country), sender=render.check_sender(self.sender))
+        return replace(self, country=parse_region(self.country), sender=render.check_sender(self.sender),
+                       account=(self.account or "").strip() or DEFAULT_ACCOUNT)
 
 
 @dataclass(frozen=True, slots=True)

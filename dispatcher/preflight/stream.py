@@ -158,8 +158,10 @@ class StreamedPreflight:
         self.settings, self.redis, self.client, self.progress = settings, redis, client, progress
         self.chunk_rows = chunk_rows
         self.keys = Keys(settings.key_prefix)
-        self.pricing = Pricing.fetch(client, redis, self.keys, lookups=self.options.hlr is not False)
-        self.suppression = SuppressionList(redis, self.keys)
+        self.pricing = Pricing.fetch(client, redis, self.keys, lookups=self.options.hlr is not False,
+                                     account=self.options.account)
+        # The account's own list (its replies' STOPs) and the global one.
+        self.suppression = SuppressionList(redis, self.keys, account=self.options.account)
         self.cache = HlrCache(redis, self.keys, settings.hlr_cache_ttl_s)
         currency = self.pricing.currency
         self.step = HlrStep(hlr=self.options.hlr, prices=self.pricing.lookup or PriceList({}, currency),

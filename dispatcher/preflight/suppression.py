@@ -1,4 +1,10 @@
-"""The suppression list: E.164 numbers that must never receive a message, kept in one Redis set.
+"""The suppression lists: E.164 numbers that must never receive a message, each kept in a Redis set.
+
+The global list (``dispatcher suppress``) applies to every campaign; each account has a list of its
+own besides (its replies' STOPs, unless ``DISPATCHER_GLOBAL_OPTOUT``), which applies to that
+account's campaigns only. The ``default`` account's own list is the global one (see
+:meth:`dispatcher.keys.Keys.account_suppression`). One version counter grows with an addition to
+any of them.
 
 Numbers are stored exactly as :mod:`dispatcher.preflight.phones` writes them (``+34612345678``), so a number
 suppressed in one format matches every other format of it. :meth:`SuppressionList.flags` answers
@@ -29,15 +35,27 @@ BATCH = 10_000
 
 @dataclass(frozen=True, slots=True)
 class SuppressionList:
-    """The suppression set of one key prefix."""
+    """The global suppression set of one key prefix or, with ``account``, that account's own.
+
+    :meth:`add`, :meth:`remove`, :meth:`count`, :meth:`members` and ``in`` act on that one set;
+    :meth:`flags` and :meth:`ask` answer for what the campaigns concerned respect: the global set
+    and, with ``account``, that account's too.
+    """
 
     redis: redis.Redis
     keys: Keys
+    #: The account whose own list this is; None: the global list.
+    account: str | None = None
 
     @property
     def key(self) -> str:
         """The Redis key of the set."""
-        return self.keys.suppression()
+        return self.keys.suppression() if self.account is None else self.keys.account_suppression(self.account)
+
+    @property
+    def _respected(self) -> list[str]:
+        """The sets a campaign of this list's account respects (the global one first)."""
+        return list(dict.fromkeys([self.keys.suppression(), self.key]))
 
     def add(self, numbers: Iterable[str]) -> int:
         """Add E.164 numbers; returns how many were not there yet. The list's :meth:`version` grows
@@ -65,29 +83,44 @@ class SuppressionList:
             yield member.decode() if isinstance(member, bytes) else str(member)
 
     def flags(self, numbers: Sequence[str] | pa.Array) -> np.ndarray:
-        """For each number, True when it is suppressed."""
+        """For each number, True when it is suppressed (on the global list or the account's)."""
         values = numbers if isinstance(numbers, pa.Array) else pa.array(list(numbers), pa.large_string())
+        out = np.zeros(len(values), dtype=bool)
+        for key in self._respected:
+            out |= self._flags_in(key, values)
+        return out
+
+    def _flags_in(self, key: str, values: pa.Array) -> np.ndarray:
+        """For each number of ``values``, True when it is in the set ``key``."""
         if len(values) == 0:
             return np.zeros(0, dtype=bool)
-        size = self.count()
+        size = int(self.redis.scard(key))
         if size == 0:
             return np.zeros(len(values), dtype=bool)
         if size <= max(len(values), BATCH):
-            listed = pa.array(list(self.members()), pa.large_string())
+            members = (m.decode() if isinstance(m, bytes) else str(m) for m in self.redis.sscan_iter(key, count=BATCH))
+            listed = pa.array(list(members), pa.large_string())
             found = pc.is_in(values.cast(pa.large_string()), value_set=listed)
             return arrow.as_numpy(found)
-        return self.ask(values.to_pylist())
+        return self._ask_in(key, values.to_pylist())
 
     def ask(self, numbers: list[str]) -> np.ndarray:
         """For each number, True when it is suppressed, asked with ``SMISMEMBER`` (one command per
         :data:`BATCH` numbers, pipelined): for a few numbers against a list of any size, such as a
-        batch checked again just before it is sent."""
+        batch checked again just before it is sent (on the global list or the account's)."""
+        out = np.zeros(len(numbers), dtype=bool)
+        for key in self._respected:
+            out |= self._ask_in(key, numbers)
+        return out
+
+    def _ask_in(self, key: str, numbers: list[str]) -> np.ndarray:
+        """For each number, True when it is in the set ``key`` (``SMISMEMBER``, pipelined)."""
         out = np.zeros(len(numbers), dtype=bool)
         if not numbers:
             return out
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(numbers), BATCH):
-            pipe.smismember(self.key, numbers[start:start + BATCH])
+            pipe.smismember(key, numbers[start:start + BATCH])
         position = 0
         for answer in pipe.execute():
             out[position:position + len(answer)] = np.asarray(answer, dtype=bool)

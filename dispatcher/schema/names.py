@@ -109,6 +109,10 @@ MESSAGE_FIELDS = ("row", "to", "text", "sender", "parts", "unicode", "price", "c
 #: part) comes last because the preflight adds it last.
 MESSAGE_COLUMNS = (*(column for column in MESSAGE_FIELDS if column != "price"), "price")
 
+# -- accounts -----------------------------------------------------------------------------------------
+#: The account ``INSTASENT_TOKEN`` stands for, and that of every campaign stored before accounts existed.
+DEFAULT_ACCOUNT = "default"
+
 # -- hash fields --------------------------------------------------------------------------------------
 #: Fields of a batch's hash (``Keys.batch``). Only short values, so Redis keeps the hash compact.
 BATCH_FIELDS = {
@@ -147,6 +151,7 @@ CAMPAIGN_FIELDS = {
     "priority": "low, normal or high: its weight in its lane's fair share",
     "window_base": "queue window (batches) the campaign would keep alone in its lane",
     "account": "the account it sends for (absent: default)",
+    "organization": "that account's organization at submit time ('' or absent: unknown)",
 }
 #: Fields of a schedule's hash (``Keys.schedule``).
 SCHEDULE_FIELDS = {

@@ -41,10 +41,9 @@ from dispatcher.errors import (
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.instasent.models import Account
 from dispatcher.keys import Keys
+from dispatcher.schema.names import DEFAULT_ACCOUNT as DEFAULT_ACCOUNT  # defined with the names Redis data shares
 from dispatcher.settings import Secret, Settings
 
-#: The account ``INSTASENT_TOKEN`` stands for.
-DEFAULT_ACCOUNT = "default"
 #: Fewest characters of ``DISPATCHER_SECRET_KEY``.
 MIN_SECRET_CHARS = 32
 #: Hex digits of a token's fingerprint.

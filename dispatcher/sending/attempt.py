@@ -12,7 +12,12 @@ Outcomes by error (see :mod:`dispatcher.errors`):
   before any resend; a reconciliation that cannot prove absence (see
   ``InstasentClient.search_client_ids``) keeps them ``unknown``; each such round is a failed attempt;
 * 413: the batch is split in halves, and an item too large on its own is ``rejected``; 402 pauses
-  the campaign (``insufficient_funds``); 401 fails it (configuration error).
+  the campaign and every other sending campaign of its organization (``insufficient_funds``: the
+  balance is the organization's); 401 fails it (configuration error).
+
+Each campaign is sent with its account's client, on its organization's lanes
+(:meth:`SendContext.for_campaign`); a campaign whose account was removed, or whose token cannot be
+decrypted, fails (configuration error) without claiming anything, and ``resume`` tries it again.
 
 Fencing: every request to Instasent is preceded by a renewal of the claim's lease under its token
 (:meth:`BatchOps.renew`); when the token is stale or too little lease is left, the attempt stops
@@ -29,7 +34,15 @@ from typing import Any
 
 import orjson
 
-from dispatcher.errors import AuthenticationFailed, DispatcherError, InsufficientFunds, PermanentError, RateLimited
+from dispatcher.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    DispatcherError,
+    InsufficientFunds,
+    PermanentError,
+    RateLimited,
+    UnknownItem,
+)
 from dispatcher.instasent.models import BulkIds
 from dispatcher.instasent.wire import SMS_BULK
 from dispatcher.preflight.suppression import SuppressionList
@@ -39,6 +52,7 @@ from dispatcher.sending.batches import Claim, ClaimKind, Streak
 from dispatcher.sending.context import SendContext
 from dispatcher.sending.outcome import Action, BatchOutcome, backoff
 from dispatcher.sending.posting import LeaseLost, NoSlot, NotReplicated, post_splitting
+from dispatcher.sending.tenancy import pause_organization
 from dispatcher.sending.windows import Window, is_open, next_open
 from dispatcher.settings import LEASE_MARGIN_S
 
@@ -48,8 +62,12 @@ NOT_REPLICATED_RETRY_S = 1.0
 
 def send_batch(context: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     """Do whatever batch ``n`` of campaign ``campaign_id`` needs next, at most one POST's worth."""
+    try:
+        context = context.for_campaign(campaign_id)
+    except (UnknownItem, ConfigurationError) as exc:
+        return _account_unusable(context, campaign_id, n, exc)
     slot = context.limiter.slot_request(context.bulk_lane, context.settings.max_slot_wait_s)
-    claim = context.ops.claim(campaign_id, n, context.settings.lease_s, slot=slot)
+    claim = context.ops.claim(campaign_id, n, context.settings.lease_s, slot=slot, account=context.account)
     if claim.kind == ClaimKind.DONE:
         # A redelivered task: re-enqueue what this batch reserved but nobody has started.
         reserved = range(*claim.reserved) if claim.reserved else range(0)
@@ -68,6 +86,14 @@ def send_batch(context: SendContext, campaign_id: str, n: int) -> BatchOutcome:
     outcome = attempt.run()
     outcome.requests = attempt.requests
     return outcome
+
+
+def _account_unusable(context: SendContext, campaign_id: str, n: int, exc: DispatcherError) -> BatchOutcome:
+    """Fail a campaign whose account cannot send (removed, or its token unreadable); nothing is
+    claimed, so ``resume`` (once the account is back) sends the batch."""
+    with contextlib.suppress(DispatcherError):  # already failed, paused or finished by someone else
+        context.store.transition(campaign_id, State.FAILED, f"configuration error: {exc}")
+    return BatchOutcome(Action.SKIP, summary={"batch": n, "note": "account unusable"}, campaign_state=State.FAILED)
 
 
 class _Attempt:
@@ -147,7 +173,8 @@ class _Attempt:
         if not self.claim.check_suppression:
             return
         numbers = [self.messages.to[i] for i in self.todo]
-        flags = SuppressionList(self.context.store.redis, self.context.store.keys).ask(numbers)
+        store = self.context.store
+        flags = SuppressionList(store.redis, store.keys, account=self.context.account).ask(numbers)
         skipped = {self.todo[i] for i in flags.nonzero()[0].tolist()}
         if skipped:
             self.records += [(i, ledger.encode("suppressed", self.attempt - 1, "opted out")) for i in skipped]
@@ -344,6 +371,9 @@ class _Attempt:
         if isinstance(exc, InsufficientFunds):
             outcome = self._finish(Action.PAUSED, otherwise=self._pending_state(), error=error, posted=posted)
             self._set_state(State.PAUSED, "insufficient_funds")
+            # The balance is the organization's: its other campaigns stop too (others go on).
+            pause_organization(self.context.store, self.context.account, self.context.organization,
+                               "insufficient_funds", skip=self.campaign_id)
             return outcome
         if isinstance(exc, AuthenticationFailed):
             outcome = self._finish(Action.FAILED, otherwise=self._pending_state(), error=error, posted=posted)

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from dispatcher.keys import Keys
-from dispatcher.schema.names import BatchState
+from dispatcher.schema.names import DEFAULT_ACCOUNT, BatchState
 from dispatcher.schema.scripts import script
 from dispatcher.sending.ratelimit import SlotRequest
 
@@ -131,16 +131,19 @@ class BatchOps:
         self._cancel = client.register_script(script("cancel_rest", "cancel"))
         self._renew = client.register_script(script("renew"))
 
-    def claim(self, campaign_id: str, n: int, lease_s: float, slot: SlotRequest | None = None) -> Claim:
+    def claim(self, campaign_id: str, n: int, lease_s: float, slot: SlotRequest | None = None,
+              account: str = DEFAULT_ACCOUNT) -> Claim:
         """Try to take batch ``n`` for sending or reconciling, holding it for ``lease_s`` seconds.
 
         With ``slot`` (the bulk lane's), a claim that can send at once takes its rate-limit slot in
-        the same call and says whether the suppression list needs checking (see ``lua/claim.lua``).
+        the same call and says whether the suppression lists (the global one and that of
+        ``account``, the campaign's) need checking (see ``lua/claim.lua``).
         """
         keys = [*self._batch_keys(campaign_id, n), self.keys.payload(campaign_id, n)]
         args = [int(lease_s * 1e6)]
         if slot is not None:
-            keys += [*slot.keys, self.keys.suppression(), self.keys.suppression_version()]
+            keys += [*slot.keys, self.keys.suppression(), self.keys.suppression_version(),
+                     self.keys.account_suppression(account)]
             args += slot.args
         raw = self._claim(keys=keys, args=args)
         kind = ClaimKind(raw[0].decode())

@@ -82,8 +82,9 @@ def _last_event(store: CampaignStore, campaign_id: str, kind: str) -> dict[str, 
     return None
 
 
-def _lane_paused_until(store: CampaignStore) -> float | None:
-    raw = store.redis.get(store.keys.lane_pause(SMS_BULK))
+def _lane_paused_until(store: CampaignStore, info: CampaignInfo) -> float | None:
+    """Until when (Unix s) the bulk lane of the campaign's organization is paused, or None."""
+    raw = store.redis.get(store.keys.lane_pause(store.keys.lane(info.organization, SMS_BULK)))
     if raw is None:
         return None
     until = int(raw) / 1_000_000
@@ -139,7 +140,7 @@ def waiting_for(store: CampaignStore, info: CampaignInfo, health: dict[str, Any]
     if state not in SENDING:
         return answer
     unsettled = info.pending + info.counts.get("unknown", 0)
-    until = _lane_paused_until(store)
+    until = _lane_paused_until(store, info)
     if until is not None and unsettled > info.waiting:
         answer.update(kind="rate_limited", at=until, at_iso=iso(until), zone="UTC",
                       sentence=f"Rate-limited by Instasent: sending resumes at {spoken(until, 'UTC')}.")

@@ -128,6 +128,9 @@ class _Campaign:
     send_window: Window | None
     expires_at: float | None
     suppression_version: int
+    #: The account it sends for and that account's organization ("" when unknown).
+    account: str
+    organization: str
     priority: str = "normal"
 
     def create(self, store: CampaignStore, settings: Settings, preflight: StreamedPreflight, *, cost: float,
@@ -139,7 +142,8 @@ class _Campaign:
         campaign_id = store.create(self.name, empty_messages(), window=settings.effective_queue_window, cost=cost,
                            currency=preflight.pricing.currency, options=recorded, preflight=summary,
                            send_window=self.send_window, expires_at=self.expires_at, loading=True,
-                           suppression_version=self.suppression_version, priority=self.priority)
+                           suppression_version=self.suppression_version, account=self.account,
+                           organization=self.organization, priority=self.priority)
         saved = _load_options(options, self.path, self.chunk_rows, preflight, one_pass, approved)
         store.redis.hset(store.keys.campaign(campaign_id), mapping={**fields, "load": orjson.dumps(saved)})
         return campaign_id
@@ -152,7 +156,8 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
                 on_created: Callable[[str], None] | None = None, confirm: Confirm | None = None,
                 chunk_rows: int = LOAD_CHUNK_ROWS,
                 on_bound: Callable[[CostBound, float, str], None] | None = None,
-                one_pass: bool = True, priority: str = "normal") -> tuple[str, PreflightResult, Loaded]:
+                one_pass: bool = True, organization: str = "",
+                priority: str = "normal") -> tuple[str, PreflightResult, Loaded]:
     """Bound or count, guard, create and load a campaign from the file at ``path`` (see the module
     docstring for the two orders).
 
@@ -160,9 +165,10 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     first), or once the list is loaded (one pass; not when loading stopped early, when the
     returned preflight covers only the rows read). ``on_bound(bound, balance, currency)`` runs when
     the one pass is chosen, before anything is stored. ``on_created(campaign_id)`` runs once the
-    campaign exists. ``one_pass=False`` always counts first. ``priority`` weighs the campaign in its
-    lane (see :mod:`dispatcher.sending.fairshare`). Returns ``(campaign id, the exact preflight, how
-    loading ended)``.
+    campaign exists. ``one_pass=False`` always counts first. The campaign sends for
+    ``options.account`` (whose client ``client`` is), of organization ``organization`` ("" when
+    unknown); ``priority`` weighs it in its lane (see :mod:`dispatcher.sending.fairshare`). Returns
+    ``(campaign id, the exact preflight, how loading ended)``.
 
     Raises:
         InputError: a file or option the user must fix, or a list with no message to send (no
@@ -174,7 +180,7 @@ def create_and_load(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, set
     campaign = _Campaign(name, path, chunk_rows, send_window, time.time() + expire_after_s if expire_after_s else None,
                          # Read before the storing pass checks the list: a number suppressed later
                          # changes it, and then every batch checks the list again before it is sent.
-                         preflight.suppression.version(), priority)
+                         preflight.suppression.version(), preflight.options.account, organization, priority)
     max_cost = preflight.options.max_cost
     # HLR on auto (hlr None) looks up only when free or confirmed: with nobody to ask and a first
     # chunk that already needs a paid lookup, it surely looks nothing up, as with hlr False.
@@ -385,4 +391,4 @@ def _load_options(options: PreflightOptions, path: str | Path, chunk_rows: int, 
             "one_pass": one_pass, "approved": approved,
             "options": {"text": options.text, "text_column": options.text_column, "sender": options.sender,
                         "country": options.country, "phone_column": options.phone_column, "hlr": options.hlr,
-                        "gsm_only": options.gsm_only, "max_cost": options.max_cost}}
+                        "gsm_only": options.gsm_only, "max_cost": options.max_cost, "account": options.account}}

@@ -69,9 +69,13 @@ def in_flight_for(rate_per_s: float, latency_s: float, margin: float = MARGIN,
 
 
 class Pump:
-    """A thread pool with a gate that holds about ``rate × latency × margin`` batches in flight.
+    """A thread pool with a gate that holds about ``rate × latency × margin`` batches in flight
+    per lane (an organization's: each has its own limit, see :mod:`dispatcher.sending.tenancy`).
 
-    ``fixed`` > 0 pins the gate to that many (no estimate). Thread-safe; one per process.
+    A batch waiting for a slot of a busy lane holds its place in the gate while it sleeps; with
+    one gate for all, the batches of one organization's crowded lane would hold every place and
+    starve another organization's idle one. ``fixed`` > 0 pins each lane's gate to that many (no
+    estimate). Thread-safe; one per process.
     """
 
     def __init__(self, rate_per_s: float, fixed: int = 0, ceiling: int = CEILING) -> None:
@@ -79,9 +83,10 @@ class Pump:
         self.fixed = fixed
         self.ceiling = max(fixed, ceiling)
         self.latency_s = FIRST_LATENCY_S
-        self._active = 0
-        #: The gate's queue: tickets of the calls waiting to pass, in the order they pass.
-        self._queue: deque[int] = deque()
+        #: Batches in flight by lane.
+        self._active: dict[str, int] = {}
+        #: Each lane's queue: tickets of the calls waiting to pass, in the order they pass.
+        self._queues: dict[str, deque[int]] = {}
         self._issued = 0
         #: key -> when (``time.monotonic()``) a ``map`` of it last came to the gate.
         self._seen: dict[str, float] = {}
@@ -97,9 +102,9 @@ class Pump:
 
     @property
     def waiting(self) -> int:
-        """Calls waiting at the gate."""
+        """Calls waiting at the gate (of every lane)."""
         with self._cond:
-            return len(self._queue)
+            return sum(len(queue) for queue in self._queues.values())
 
     def observe(self, round_trip_s: float) -> None:
         """Fold one POST round trip (seconds) into the latency estimate."""
@@ -113,8 +118,9 @@ class Pump:
             with self._cond:
                 self._cond.notify_all()  # a longer latency opened the gate wider
 
-    def map(self, fn: Callable[[int], T], numbers: Sequence[int], key: str | None = None) -> list[Future[T]]:
-        """Run ``fn(n)`` for every number, at most :attr:`limit` at once across the process.
+    def map(self, fn: Callable[[int], T], numbers: Sequence[int], key: str | None = None,
+            lane: str = "") -> list[Future[T]]:
+        """Run ``fn(n)`` for every number, at most :attr:`limit` of ``lane`` at once across the process.
 
         Blocks until every call has passed the gate (not until they finish); returns their futures
         in order. The calls queue at the gate behind those of earlier ``map`` calls, except when
@@ -127,23 +133,24 @@ class Pump:
             tickets = list(range(self._issued, self._issued + len(numbers)))
             self._issued += len(numbers)
             now = time.monotonic()
+            queue = self._queues.setdefault(lane, deque())
             if key is not None and now - self._seen.get(key, -FRESH_S) >= FRESH_S:
-                self._queue.extendleft(reversed(tickets))
+                queue.extendleft(reversed(tickets))
             else:
-                self._queue.extend(tickets)
+                queue.extend(tickets)
             if key is not None:
                 self._remember(key, now)
         for i, n in enumerate(numbers):
             try:
-                self._enter(tickets[i])
+                self._enter(lane, tickets[i])
             except BaseException:
-                self._drop(tickets[i:])
+                self._drop(lane, tickets[i:])
                 raise
             try:
-                futures.append(self._executor.submit(self._run, fn, n))
+                futures.append(self._executor.submit(self._run, fn, n, lane))
             except BaseException:
-                self._leave()
-                self._drop(tickets[i + 1:])
+                self._leave(lane)
+                self._drop(lane, tickets[i + 1:])
                 raise
         return futures
 
@@ -153,33 +160,44 @@ class Pump:
         if len(self._seen) > 1000:  # forget keys not seen lately: a process runs for months
             self._seen = {k: t for k, t in self._seen.items() if now - t < FRESH_S}
 
-    def _run(self, fn: Callable[[int], T], n: int) -> T:
+    def _run(self, fn: Callable[[int], T], n: int, lane: str) -> T:
         try:
             return fn(n)
         finally:
-            self._leave()
+            self._leave(lane)
 
-    def _enter(self, ticket: int) -> None:
+    def _enter(self, lane: str, ticket: int) -> None:
         with self._cond:
-            while self._queue[0] != ticket or self._active >= self.limit:
+            while self._queues[lane][0] != ticket or self._active.get(lane, 0) >= self.limit:
                 self._cond.wait(0.5)
-            self._queue.popleft()
-            self._active += 1
+            queue = self._queues[lane]
+            queue.popleft()
+            if not queue:
+                del self._queues[lane]
+            self._active[lane] = self._active.get(lane, 0) + 1
             self._cond.notify_all()  # the next ticket's holder may pass too, if there is room
 
-    def _drop(self, tickets: Sequence[int]) -> None:
-        """Take the tickets of a ``map`` that failed out of the queue, so the ones behind them move."""
+    def _drop(self, lane: str, tickets: Sequence[int]) -> None:
+        """Take the tickets of a ``map`` that failed out of its lane's queue, so the ones behind them move."""
         if not tickets:
             return
         with self._cond:
             gone = set(tickets)
-            self._queue = deque(t for t in self._queue if t not in gone)
+            left = deque(t for t in self._queues.get(lane, ()) if t not in gone)
+            if left:
+                self._queues[lane] = left
+            else:
+                self._queues.pop(lane, None)
             self._cond.notify_all()
 
-    def _leave(self) -> None:
+    def _leave(self, lane: str) -> None:
         with self._cond:
-            self._active -= 1
-            self._cond.notify_all()  # only the holder of the next ticket goes on
+            left = self._active[lane] - 1
+            if left:
+                self._active[lane] = left
+            else:
+                del self._active[lane]
+            self._cond.notify_all()  # only the holder of the next ticket (in each lane) goes on
 
     def shutdown(self) -> None:
         """Stop the threads once the calls in progress finish."""

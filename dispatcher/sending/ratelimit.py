@@ -25,6 +25,16 @@ from dispatcher.schema.scripts import script
 #: Share of the configured limit we aim for: spacing jitter must not tip a minute over it.
 HEADROOM = 0.98
 
+#: Lane name -> the latest ``X-RateLimit-Limit`` Instasent answered on it, in this process.
+_learned: dict[str, int] = {}
+
+
+def learned_limit(lane: str) -> int | None:
+    """The requests per minute Instasent last said ``lane`` allows (``X-RateLimit-Limit``), in
+    this process; None before any answer said."""
+    return _learned.get(lane)
+
+
 @dataclass(frozen=True, slots=True)
 class SlotRequest:
     """A lane's slot, as the keys and arguments of ``take_slot`` in ``lua/slot.lua``:
@@ -124,7 +134,10 @@ class RateLimiter:
         self._pause(keys=[self._keys.lane_pause(lane.name)], args=[int(until_unix_s * 1_000_000)])
 
     def observe(self, lane: Lane, info: RateLimitInfo | None) -> None:
-        """Pause the lane until the window resets when Instasent says none are left."""
+        """Remember the lane's limit, and pause the lane until the window resets when Instasent
+        says none are left."""
+        if info is not None and info.limit > 0:
+            _learned[lane.name] = info.limit
         if info is not None and info.remaining <= 0 and info.reset > time.time():
             self.pause_until(lane, info.reset)
 

@@ -22,10 +22,9 @@ import redis
 from dispatcher.errors import InvalidTransition, UnknownItem
 from dispatcher.instasent.client import MAX_BULK_ITEMS
 from dispatcher.keys import Keys
-from dispatcher.schema.names import COUNTERS, State
+from dispatcher.schema.names import COUNTERS, DEFAULT_ACCOUNT, State
 from dispatcher.schema.scripts import era, script
 from dispatcher.sending import fairshare, payload
-from dispatcher.sending.accounts import DEFAULT_ACCOUNT
 from dispatcher.sending.ledger import Record, decode
 from dispatcher.sending.windows import Window
 
@@ -68,8 +67,10 @@ class CampaignInfo:
     schedule: str = ""
     #: Its weight in its lane's fair share: ``low``, ``normal`` or ``high`` (see ``sending.fairshare``).
     priority: str = "normal"
-    #: The account (Instasent project) it sends for; campaigns older than accounts are ``default``'s.
+    #: The account it sends for (campaigns stored before accounts existed: ``default``).
     account: str = DEFAULT_ACCOUNT
+    #: That account's organization at submit time ("" when unknown); with the endpoint, its rate-limit lane.
+    organization: str = ""
 
     @property
     def delivery_rate(self) -> float | None:
@@ -107,6 +108,7 @@ class CampaignInfo:
             "text": self.options.get("text"), "text_column": self.options.get("text_column"),
             "sender": self.options.get("sender"), "schedule": self.schedule or None,
             "delivery_rate_of_sent": self.delivery_rate_of_sent, "priority": self.priority,
+            "account": self.account, "organization": self.organization,
         }
 
 
@@ -127,7 +129,8 @@ class CampaignStore:
                options: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
                send_window: Window | None = None, expires_at: float | None = None,
                zones: list[str] | None = None, suppression_version: int | None = None,
-               loading: bool = False, priority: str = fairshare.DEFAULT_PRIORITY) -> str:
+               loading: bool = False, priority: str = fairshare.DEFAULT_PRIORITY, account: str = DEFAULT_ACCOUNT,
+               organization: str = "") -> str:
         """Store a campaign and its batches in state ``queued``; returns its new id.
 
         ``messages`` has the columns of :data:`dispatcher.schema.names.MESSAGE_COLUMNS`, one row per
@@ -137,6 +140,8 @@ class CampaignStore:
         ``loading``, the campaign's list is still being stored (see :mod:`dispatcher.sending.loading`):
         it is never completed before that ends. ``priority`` (low, normal, high) weighs it in its lane's
         fair share: it joins the lane and the lane's windows are set again (``sending.fairshare``).
+        ``account`` is the account it sends for and ``organization`` that account's organization
+        ("" when unknown).
 
         Raises:
             InputError: when ``priority`` is not low, normal or high.
@@ -157,6 +162,7 @@ class CampaignStore:
             "created_at": now, "cost": cost, "currency": currency,
             "options": orjson.dumps(options or {}), "preflight": orjson.dumps(preflight or {}),
             "parked": 0, "waiting": 0, **{f: 0 for f in COUNTERS.values()},
+            "account": account, "organization": organization,
         }
         if loading:
             fields["loading"] = 1
@@ -444,7 +450,7 @@ def _info(raw: dict[bytes, bytes]) -> CampaignInfo:
         send_window=Window.from_json(orjson.loads(h["send_window"])) if h.get("send_window") else None,
         watchdog={"at": float(h["wd_at"]), "batches": int(h.get("wd_batches", 0))} if h.get("wd_at") else {},
         schedule=h.get("schedule", ""), priority=h.get("priority") or fairshare.DEFAULT_PRIORITY,
-        account=h.get("account") or DEFAULT_ACCOUNT,
+        account=h.get("account") or DEFAULT_ACCOUNT, organization=h.get("organization", ""),
     )
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import orjson
 import redis
 
+from dispatcher.errors import InputError, UnknownItem
 from dispatcher.instasent.client import InstasentClient
+from dispatcher.keys import Keys
 from dispatcher.preflight.bound import CostBound
 from dispatcher.preflight.check import PreflightClient
 from dispatcher.preflight.hlr import Progress
@@ -25,6 +27,7 @@ from dispatcher.preflight.lookups import Confirm
 from dispatcher.preflight.result import PreflightOptions, PreflightResult
 from dispatcher.preflight.stream import PREFLIGHT_CHUNK_ROWS, PREFLIGHT_WORKERS, StreamedPreflight
 from dispatcher.sending import fairshare, kept, loading
+from dispatcher.sending.accounts import AccountBook, ResolvedAccount
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
 from dispatcher.sending.enqueuer import Enqueuer
@@ -65,11 +68,25 @@ class SubmitOptions:
                        expire_after_s=parse_duration(self.expire_after) if self.expire_after else self.expire_after_s)
 
 
+def account_of(settings: Settings, client: redis.Redis, name: str) -> ResolvedAccount:
+    """The account ``name`` ready to send with (its token decrypted, never shown).
+
+    Raises:
+        InputError: when no account has that name (naming the command that lists them).
+        ConfigurationError: for ``default`` without ``INSTASENT_TOKEN``, or when its token cannot be
+            decrypted (``DISPATCHER_SECRET_KEY``).
+    """
+    try:
+        return AccountBook(client, Keys(settings.key_prefix), settings).resolve(name)
+    except UnknownItem as exc:
+        raise InputError(str(exc)) from None
+
+
 def preflight(path: str | Path, options: PreflightOptions, *, settings: Settings, redis: redis.Redis,
               client: PreflightClient | None = None, progress: Progress | None = None,
               confirm: Confirm | None = None, chunk_rows: int = PREFLIGHT_CHUNK_ROWS) -> PreflightResult:
-    """Preflight the file at ``path``: with ``client``, else a fresh Instasent client (prices,
-    balance, HLR) closed at the end.
+    """Preflight the file at ``path`` for the account ``options.account``: with ``client``, else a
+    fresh Instasent client of that account (prices, balance, HLR) closed at the end.
 
     It reads the file ``chunk_rows`` rows at a time in bounded memory
     (:mod:`dispatcher.preflight.stream`): ``rejects`` spill to a temporary file and ``messages`` is
@@ -82,6 +99,8 @@ def preflight(path: str | Path, options: PreflightOptions, *, settings: Settings
         BudgetExceeded: when lookups asked for, with the messages, would exceed the balance or ``max_cost``.
         DispatcherError: Instasent or Redis trouble.
     """
+    options = options.validated()
+    settings = account_of(settings, redis, options.account).settings if client is None else settings
     with _client(settings, client) as instasent:
         return StreamedPreflight(path, options, settings=settings, redis=redis, client=instasent, progress=progress,
                                  chunk_rows=chunk_rows, confirm=confirm).count(workers=PREFLIGHT_WORKERS)
@@ -94,8 +113,9 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
            on_bound: Callable[[CostBound, float, str], None] | None = None,
            on_created: Callable[[str], None] | None = None,
            chunk_rows: int = loading.LOAD_CHUNK_ROWS) -> tuple[str, PreflightResult, Loaded]:
-    """Count, guard, create and load a campaign from the file at ``path``, asking Instasent through
-    ``client``, else a fresh client closed at the end (:func:`dispatcher.sending.loading.create_and_load`):
+    """Count, guard, create and load a campaign from the file at ``path`` for the account
+    ``options.preflight.account``, asking Instasent through ``client`` (that account's), else a
+    fresh client of the account closed at the end (:func:`dispatcher.sending.loading.create_and_load`):
     sending starts with the first chunk.
 
     ``shown_as`` is the user's name for the file when ``path`` is a temporary copy (an upload): the
@@ -122,9 +142,11 @@ def submit(store: CampaignStore, ops: BatchOps, enqueuer: Enqueuer, settings: Se
         if on_counted is not None:
             on_counted(result)
 
-    with _client(settings, client) as instasent:
+    account = account_of(settings, store.redis, checked.preflight.account)
+    with _client(account.settings, client) as instasent:
         campaign_id, result, loaded = loading.create_and_load(
-            store, ops, enqueuer, settings, path=path, options=checked.preflight, client=instasent,
+            store, ops, enqueuer, account.settings, path=path, options=checked.preflight, client=instasent,
+            organization=account.organization or "",
             name=checked.name or shown_as or Path(path).name, send_window=checked.send_window,
             expire_after_s=checked.expire_after_s, progress_cb=progress, on_counted=counted, on_bound=on_bound,
             on_created=on_created, confirm=confirm, chunk_rows=chunk_rows,

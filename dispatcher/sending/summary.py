@@ -101,6 +101,7 @@ def _assemble(store: CampaignStore, info: CampaignInfo, countries: dict[str, _Co
         "id": info.id, "name": info.name, "state": info.state, "reason": info.reason,
         "text": info.options.get("text"), "text_column": info.options.get("text_column"),
         "sender": info.options.get("sender"), "schedule": info.schedule or None,
+        "account": info.account, "organization": info.organization,
         "currency": currency, "currency_exponent": money.exponent(currency),
         "totals": {"messages": info.total, **{k: counts.get(k, 0) for k in
                                               ("sent", "failed", "rejected", "cancelled", "unknown", "suppressed",

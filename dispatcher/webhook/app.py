@@ -151,7 +151,8 @@ def allowed(client: tuple[str, int] | list[object] | None, networks: Sequence[IP
 
 def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str,
                held_retry_s: float = 30.0, allow: Sequence[IPNetwork] = (), *,
-               probe: ReadinessProbe, replicas: int = 0, replica_wait_s: float = 0.5) -> ASGIApp:
+               probe: ReadinessProbe, replicas: int = 0, replica_wait_s: float = 0.5,
+               global_optout: bool = False) -> ASGIApp:
     """The receiver for reports POSTed to ``/dlr/{secret}``, with ``GET /healthz`` (liveness: the
     process answers, Redis is not asked) and ``GET /readyz`` (``probe``'s checks, the same as
     ``dispatcher health``; ``?workers=0`` leaves out the workers' heartbeats), neither behind the
@@ -163,7 +164,8 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
     one of them does it each round (a short Redis lock decides). With ``allow``, only clients in
     those networks may post (see the module docstring). With ``replicas``, a report is answered
     2xx only once that many replicas acknowledged its writes, waiting ``replica_wait_s`` seconds
-    at most (else 503).
+    at most (else 503). A STOP suppresses the number for the account whose campaign it answers,
+    or for every account with ``global_optout``.
     """
     book = AsyncDeliveryBook(aio, DeliveryBook(client, keys), replicas, replica_wait_s)
     expected = secret.encode()
@@ -190,11 +192,11 @@ def create_app(client: redis.Redis, aio: aioredis.Redis, keys: Keys, secret: str
 
     def inbound(report: Report) -> None:
         keep_inbound(client, keys, report)
-        handle_optout(client, keys, report)
+        handle_optout(client, keys, report, global_optout)
         barrier(client, keys, replicas, replica_wait_s)
 
     def optout(report: Report) -> None:
-        handle_optout(client, keys, report)
+        handle_optout(client, keys, report, global_optout)
         barrier(client, keys, replicas, replica_wait_s)
 
     async def apply(body: bytes) -> tuple[int, dict[str, object]]:

@@ -34,7 +34,7 @@ def build_app(resources: Resources) -> ASGIApp:
     return create_app(resources.redis, aio, resources.keys, settings.webhook_secret.reveal(),
                       held_retry_s=settings.held_retry_s, allow=settings.webhook_allow_networks,
                       replicas=settings.redis_min_replicas, replica_wait_s=settings.redis_replica_wait_s,
-                      probe=readiness_probe(settings))
+                      probe=readiness_probe(settings), global_optout=settings.global_optout)
 
 
 def app_from_env() -> ASGIApp:

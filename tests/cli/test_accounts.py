@@ -149,3 +149,41 @@ def test_existing_commands_still_use_instasent_token_without_a_passphrase(env: d
                "--from", "Shop", "--country", "ES", "--no-hlr", "--json")
     assert done.returncode == 0, done.stderr
     assert orjson.loads(done.stdout)["balance"] == 250.0  # acme's balance: the default token's organization
+
+
+def test_a_campaign_submitted_for_an_account_shows_it_in_status_list_and_report(
+        env: dict[str, str], tmp_path: Path) -> None:
+    outputs = Outputs()
+    assert outputs.run(env, "account", "add", "a1", "--token", TOKENS["a1"]).returncode == 0
+    csv = str(recipients_csv(tmp_path / "list.csv", 5))
+    message = ("--text", "Hola {name}", "--from", "Shop", "--country", "ES", "--no-hlr")
+    checked = outputs.run(env, "preflight", csv, *message, "--account", "a1", "--json")
+    assert checked.returncode == 0 and orjson.loads(checked.stdout)["valid"] == 5, checked.stderr
+    submitted = outputs.run(env, "submit", csv, *message, "--account", "a1", "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    data = orjson.loads(submitted.stdout.strip().splitlines()[-1])
+    assert (data["account"], data["organization"]) == ("a1", "acme")
+    status = orjson.loads(outputs.run(env, "status", data["id"], "--json").stdout)
+    assert (status["account"], status["organization"]) == ("a1", "acme")
+    default = orjson.loads(outputs.run(env, "submit", csv, *message, "--json").stdout.strip().splitlines()[-1])
+    assert (default["account"], default["organization"]) == ("default", "")
+    rows = orjson.loads(outputs.run(env, "list", "--json").stdout)
+    assert {row["id"]: row["account"] for row in rows} == {data["id"]: "a1", default["id"]: "default"}
+    assert orjson.loads(outputs.run(env, "report", data["id"], "--summary", "--json").stdout)["account"] == "a1"
+    table = outputs.run(env, "status", data["id"])
+    assert "a1 (organization acme)" in table.stdout
+    outputs.assert_no_token()
+
+
+def test_an_unknown_account_is_one_sentence_naming_the_command_that_lists_them(
+        env: dict[str, str], tmp_path: Path) -> None:
+    outputs = Outputs()
+    csv = str(recipients_csv(tmp_path / "list.csv", 5))
+    message = ("--text", "Hola {name}", "--from", "Shop", "--country", "ES", "--no-hlr", "--account", "nope")
+    for args in (("preflight", csv, *message), ("submit", csv, *message),
+                 ("schedule", "add", "weekly", csv, "--every", "1h", *message)):
+        result = outputs.run(env, *args)
+        assert result.returncode == 2
+        assert "no account is named 'nope': see dispatcher account list." in one_sentence_error(result), args
+    assert orjson.loads(outputs.run(env, "list", "--json").stdout) == []
+    outputs.assert_no_token()

@@ -16,11 +16,15 @@ from dispatcher.console.app import create_app
 from dispatcher.settings import Settings
 from tests.helpers import ConsoleHandle, build_console
 
+#: The console's DISPATCHER_SECRET_KEY: the accounts tests add are encrypted with it.
+SECRET_KEY = "the console tests' passphrase, 40 chars!"
+
 
 @pytest.fixture()
 def console_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings.with_overrides(max_upload_mb=1.0,
-                                   console_data_dir=str(tmp_path_factory.mktemp("console-data")))
+                                   console_data_dir=str(tmp_path_factory.mktemp("console-data")),
+                                   secret_key=SECRET_KEY)
 
 
 @pytest.fixture()

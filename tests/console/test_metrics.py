@@ -32,7 +32,7 @@ def test_metrics_carry_campaign_messages_bulk_statuses_429s_waits_and_batch_dura
     response = api.http.get("/metrics", headers=api.as_viewer())
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     got = samples(response.text)
-    who = (("campaign", cid), ("name", "spring"))
+    who = (("account", "default"), ("campaign", cid), ("name", "spring"))
     assert got[("dispatcher_campaign_messages", (*who, ("status", "pending")))] == 120
     assert got[("dispatcher_campaign_deliveries", (*who, ("outcome", "delivered")))] == 0
     assert got[("dispatcher_bulk_requests_total", (("status", "200"),))] == 2

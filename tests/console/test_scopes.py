@@ -19,8 +19,9 @@ from dispatcher.console.auth import TokenInfo
 from dispatcher.console.metrics import _only_accounts
 from dispatcher.console.schedules import schedule_dir
 from dispatcher.errors import InputError
+from dispatcher.sending.accounts import AccountBook
 from dispatcher.sending.schedules.definition import ScheduleDef
-from tests.helpers import UPLOAD_OPTIONS, ConsoleHandle, small_csv, upload_campaign
+from tests.helpers import SANDBOX_TOKEN, UPLOAD_OPTIONS, ConsoleHandle, small_csv, upload_campaign
 
 #: A campaign id no campaign has, as long as a real one (the 404 bodies are compared word for word).
 MISSING = "0123456789"
@@ -28,7 +29,11 @@ MISSING = "0123456789"
 
 @pytest.fixture()
 def fleet(api: ConsoleHandle) -> Iterator[dict[str, Any]]:
-    """Campaigns of accounts a1, b and default (old, no field), and tokens scoped to b."""
+    """Campaigns of accounts a1, b and default (old, no field), and tokens scoped to b. The accounts
+    exist (with the sandbox's token), so forms may name them."""
+    book = AccountBook(api.console.store.redis, api.console.store.keys, api.console.settings)
+    for account, organization in (("a1", "acme"), ("b", "beta")):
+        book.add(account, SANDBOX_TOKEN, organization=organization)
     ids = {}
     for account in ("a1", "b", "default"):
         cid = upload_campaign(api, name=f"of-{account}")["id"]

@@ -121,3 +121,26 @@ def test_errors_after_accept_leave_no_unknown_after_reconciliation_and_nothing_a
     assert info.counts["sent"] == 3000
     assert_exactly_once(harness, cid, info)
     assert harness.sandbox.stats()["errors_after_accept"] > 0
+
+
+@pytest.mark.parametrize("global_optout", ["0", "1"])
+def test_a_stop_reply_to_an_accounts_campaign_suppresses_the_number_for_that_account_or_everywhere(
+        settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandle, global_optout: str) -> None:
+    env = {"REDIS_URL": settings.redis_url, "DISPATCHER_KEY_PREFIX": settings.key_prefix,
+           "DISPATCHER_WEBHOOK_SECRET": SECRET, "DISPATCHER_ALLOW_VOLATILE_REDIS": "1",
+           "DISPATCHER_GLOBAL_OPTOUT": global_optout}
+    service = start_webhook(env)
+    try:
+        keys = Keys(settings.key_prefix)
+        cid = Harness(settings, redis_client, sandbox).store.create("of-a1", recipients(3), window=1, account="a1",
+                                                                    organization="acme")
+        sandbox.reset(dlr_url=f"{service.url}/dlr/{SECRET}")
+        sandbox.http.post("/_sandbox/inbound", json={"from": "+34612345678", "to": "ACME", "message": "BAJA",
+                                                     "clientId": f"{cid}-0-0"}).raise_for_status()
+        a1, b = SuppressionList(redis_client, keys, account="a1"), SuppressionList(redis_client, keys, account="b")
+        wait_until(lambda: a1.flags(["+34612345678"]).tolist() == [True], 10, "the opt-out")
+        everywhere = global_optout == "1"
+        assert ("+34612345678" in SuppressionList(redis_client, keys)) is everywhere
+        assert b.flags(["+34612345678"]).tolist() == [everywhere]
+    finally:
+        service.stop()

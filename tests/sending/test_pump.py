@@ -84,6 +84,19 @@ def test_an_exception_stays_in_its_future_and_frees_its_place() -> None:
         pump.shutdown()
 
 
+def test_a_full_gate_of_one_organizations_lane_lets_another_organizations_batches_through() -> None:
+    pump = Pump(rate_per_s=1e6, fixed=2)
+    release = threading.Event()
+    try:
+        crowded = pump.map(lambda n: release.wait(10), range(2), lane="acme")  # the acme gate is full
+        done = pump.map(lambda n: n, range(3), lane="beta")  # returns: beta has places of its own
+        assert [f.result(timeout=5) for f in done] == [0, 1, 2]
+        assert not any(f.done() for f in crowded)
+    finally:
+        release.set()
+        pump.shutdown()
+
+
 def test_the_gate_lets_tasks_through_in_arrival_order_and_a_new_campaigns_first() -> None:
     pump = Pump(1.0, fixed=1)
     release = threading.Event()

@@ -1,6 +1,7 @@
 -- Claim a batch for sending or reconciling, holding it for a lease, under a new fencing token.
 -- KEYS: campaign, batch, ledger, payload (the batch's compressed messages), and optionally the bulk
---       lane's request TAT, message TAT and pause, the suppression set and its version.
+--       lane's request TAT, message TAT and pause, the global suppression set and the version of
+--       the suppression sets, and (optionally) the campaign's account's own suppression set.
 -- ARGV: lease (µs), and with the lane: µs between requests, µs per message, µs a slot may be booked ahead.
 -- -> {'missing'} | {'done', reserved 'a:b'} | {'busy', µs left} | {'skip', campaign state}
 --    | {mode, rc, attempts, payload, fails, ledger pairs, send_window, expires_at, time zones, token,
@@ -8,8 +9,8 @@
 --
 -- With the lane, a claim that will send at once (no reconciliation, no send window, not expired)
 -- takes its rate-limit slot here, saving a round trip; a slot so taken and then not used (every
--- number opted out) only leaves the lane a little slower. The suppression list needs checking
--- only when it is not empty and has grown since the campaign's preflight checked it.
+-- number opted out) only leaves the lane a little slower. The suppression lists need checking
+-- only when one of them is not empty and they have grown since the campaign's preflight checked them.
 --
 -- Redis restarted from its append-only file may have lost its last second of writes, including
 -- a claim whose POST went out; so may a replica promoted by a failover (replication is
@@ -21,6 +22,7 @@
 -- than the promotion itself, so the wait is never short.
 local campaign, batch, ledger, payload = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local request_tat, message_tat, pause, suppressed, suppressed_version = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local account_suppressed = KEYS[10]
 local lease_us = tonumber(ARGV[1])
 local req_step, msg_step, ahead_us = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 
@@ -61,7 +63,10 @@ redis.call('HSET', batch, 'st', ST.IN_FLIGHT, 'lease', string.format('%d', now +
 local c = redis.call('HMGET', campaign, 'send_window', 'expires_at', 'supp_v')
 local check, slot = '1', ''
 if suppressed_version then
-  if redis.call('SCARD', suppressed) == 0 or (c[3] and (redis.call('GET', suppressed_version) or '0') == c[3]) then
+  local empty = redis.call('SCARD', suppressed) == 0 and
+                (not account_suppressed or account_suppressed == suppressed or
+                 redis.call('SCARD', account_suppressed) == 0)
+  if empty or (c[3] and (redis.call('GET', suppressed_version) or '0') == c[3]) then
     check = '0'
   end
   if mode == 'send' and rc == '0' and not c[1] and not (c[2] and tonumber(c[2]) * 1000000 <= now) then

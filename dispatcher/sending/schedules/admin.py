@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from dispatcher.errors import InputError, InvalidTransition, UnknownItem
 from dispatcher.preflight.check import check_file
 from dispatcher.preflight.result import PreflightOptions
-from dispatcher.schema.names import FINAL
+from dispatcher.schema.names import DEFAULT_ACCOUNT, FINAL
 from dispatcher.sending.schedules.definition import ScheduleDef
 from dispatcher.sending.schedules.store import ScheduleStore
 from dispatcher.sending.store import CampaignStore
@@ -32,16 +32,21 @@ class ScheduleEntries(Protocol):
         """Remove the trigger of a schedule (missing is fine)."""
 
 
-def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef) -> ScheduleDef:
+def add_schedule(schedules: ScheduleStore, entries: ScheduleEntries, definition: ScheduleDef,
+                 known_accounts: Collection[str] | None = None) -> ScheduleDef:
     """Validate, store and arm a schedule (a new one or a replacement); returns it validated.
 
     The file is checked now (it can be read, has a phone column and every column the text names);
-    each firing checks it again, since it may change.
+    each firing checks it again, since it may change. With ``known_accounts``, its account must be
+    ``default`` (``INSTASENT_TOKEN`` of whatever process fires it) or one of them (each firing
+    resolves it again).
 
     Raises:
-        InputError: when the definition is malformed or its file unusable.
+        InputError: when the definition is malformed, its account unknown or its file unusable.
     """
     checked = definition.validated()
+    if known_accounts is not None and checked.account not in {*known_accounts, DEFAULT_ACCOUNT}:
+        raise InputError(f"no account is named {checked.account[:70]!r}: see dispatcher account list.")
     check_file(checked.file, PreflightOptions(**checked.options))
     schedules.save(checked)
     entries.save_entry(checked)

@@ -9,6 +9,7 @@ what it holds, is told in ``tasks.schedules``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 from dispatcher.errors import DispatcherError, InputError, PermanentError
 from dispatcher.instasent.client import InstasentClient
 from dispatcher.preflight.result import PreflightOptions
-from dispatcher.schema.names import SENDING, State
+from dispatcher.schema.names import DEFAULT_ACCOUNT, SENDING, State
 from dispatcher.sending import submission
 from dispatcher.sending.batches import BatchOps
 from dispatcher.sending.chunkstore import Loaded
@@ -158,11 +159,15 @@ class Firer:
         stamp = datetime.fromtimestamp(now, ZoneInfo(definition.tz)).strftime("%Y-%m-%d %H:%M")
         # Validated before the client opens, so a bad definition is refused before Instasent is asked.
         options = submission.SubmitOptions(
-            PreflightOptions(**definition.options), name=f"{definition.name} @ {stamp}", window=definition.window,
+            PreflightOptions(**{**definition.options, "account": definition.account}),
+            name=f"{definition.name} @ {stamp}", window=definition.window,
             days=definition.days, expire_after_s=definition.expire_after_s,
             priority=definition.priority).validated()
         enqueuer = _Holding() if hold else self.enqueuer
-        with self.client_factory() as client:
+        # ``client_factory`` makes the default account's client; another account's is made (its
+        # token decrypted) by ``submit`` itself.
+        other = options.preflight.account != DEFAULT_ACCOUNT
+        with contextlib.nullcontext(None) if other else self.client_factory() as client:
             campaign_id, _, loaded = submission.submit(self.store, self.ops, enqueuer, self.settings, definition.file,
                                                        options, client=client, on_created=on_created)
         return campaign_id, loaded
