@@ -21,11 +21,22 @@ from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
+from tests import forkserver
 from tests.fakes import FakeInstasent
 
 # Test modules import these from tests.helpers; tests/instasent's modules still import them from here.
 from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 from tests.loopback import Handler, HandlerServer, loopback_client
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fresh-cli", action="store_true",
+                     help="run every CLI command of the tests in a fresh interpreter instead of forking it "
+                          "from tests.forkserver (slower; what a user runs)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    forkserver.FRESH = bool(config.getoption("--fresh-cli"))
 
 
 @pytest.fixture(autouse=True)
