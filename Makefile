@@ -23,8 +23,13 @@ run: install
 
 demo: run
 
+# pytest-xdist workers: each starts its own Redis and sandbox (session fixtures), so tests in different
+# workers share nothing but the machine. Most slow tests wait on processes, not CPU: more workers
+# than cores pays. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -39,6 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
     forkserver.FRESH = bool(config.getoption("--fresh-cli"))
 
 
+@pytest.hookimpl(trylast=True)  # after any hook that marks tests
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (in their files' order), then the rest: with ``-n``, the long ones start
+    while every worker is busy and the short ones fill the end, so no worker finishes long after the
+    others. Every worker collects in the same order, as pytest-xdist requires."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     random.seed(1337)

@@ -119,6 +119,7 @@ def _become(request: dict[str, Any]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # the C library's local zone from the command's TZ, as a fresh interpreter starts with
     for fd, name, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY),
                             (2, request["stderr"], os.O_WRONLY)):
         opened = os.open(name, flags)
@@ -151,9 +152,11 @@ class ForkServer:
             if self._process is None or self._process.poll() is not None:
                 self._dir = tempfile.mkdtemp(prefix="dispatcher-forkserver-")
                 path = str(Path(self._dir) / "socket")
-                # Started without the settings of whichever test came first: the children get theirs.
+                # Started without the settings of whichever test came first (the children get theirs),
+                # and without a terminal size: rich's consoles, made at import, would keep it, where
+                # unset they read COLUMNS from the child's environment when they print.
                 env = {k: v for k, v in os.environ.items() if not k.startswith(("INSTASENT_", "DISPATCHER_"))
-                       and k not in ("REDIS_URL", "CELERY_BROKER_URL")}
+                       and k not in ("REDIS_URL", "CELERY_BROKER_URL", "COLUMNS", "LINES")}
                 root = str(Path(__file__).resolve().parent.parent)
                 env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
                 self._process = subprocess.Popen([sys.executable, "-m", "tests.forkserver", path], env=env,
