@@ -31,8 +31,9 @@ TEST_WORKERS ?= 4
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
+# The fast tests use CPU, not waits: one worker a core.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 lint: install
 	$(BIN)/ruff check dispatcher tasks tests bench tools
