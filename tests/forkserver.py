@@ -9,9 +9,13 @@ directory, standard streams (stdin ``/dev/null``, stdout and stderr to files) an
 gives the exit status, any other exception a traceback on stderr and status 1, atexit handlers and
 non-daemon threads are waited for.
 
-Nothing the commands read is imported ahead: :mod:`dispatcher` reads its settings from the environment
-when a command runs, and :mod:`tasks.app` (configured from the environment at import) is not preloaded.
-Only the Celery library itself is.
+No preloaded module keeps anything of the server's environment: :mod:`dispatcher` reads its settings
+from the environment when a command runs; :mod:`tasks.app`, configured from the environment at import,
+is not preloaded (the Celery library is); the server starts without ``COLUMNS`` and ``LINES``, so the
+rich consoles :mod:`dispatcher.screens` makes at import read the terminal size from the child's
+environment when they print; the child calls ``time.tzset()`` for its ``TZ``. What differs from a fresh
+interpreter: the hash seed (shared with the server) and ``sys.path`` (the server's, with the working
+directory first). ``pytest --fresh-cli`` runs every command in a fresh interpreter instead.
 
 The server is single-threaded (it forks, so no thread of its own may hold a lock in a child): it
 accepts one request a connection (a JSON line), answers the child's PID, and, once the child has
