@@ -1,7 +1,7 @@
 """``python -m dispatcher ARGS`` for the tests, forked from a process that has already imported the CLI.
 
 A fresh ``python -m dispatcher`` spends about a second of CPU importing pandas, pyarrow, httpx and the
-CLI before it reads its arguments, and the CLI tests start a few hundred of them. The fork server
+CLI before it reads its arguments, and the CLI tests start well over a hundred of them. The fork server
 imports all that once (per pytest process) and forks a child for each command. The child is what
 ``python -m dispatcher`` would be after its imports: it takes the command's environment, working
 directory, standard streams (stdin ``/dev/null``, stdout and stderr to files) and ``sys.argv``, runs the
