@@ -23,11 +23,17 @@ run: install
 
 demo: run
 
-test: install
-	$(BIN)/python -m pytest -q
+# pytest-xdist workers: each starts its own Redis and sandbox (session fixtures), so tests in different
+# workers share nothing but the machine. Most slow tests wait on processes, not CPU: more workers
+# than cores pays. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
 
+test: install
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+# The fast tests use CPU, not waits: one worker a core.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 lint: install
 	$(BIN)/ruff check dispatcher tasks tests bench tools

@@ -21,11 +21,30 @@ from dispatcher.sending.context import SendContext
 from dispatcher.sending.ratelimit import RateLimiter
 from dispatcher.sending.store import CampaignStore
 from dispatcher.settings import Settings
+from tests import forkserver
 from tests.fakes import FakeInstasent
 
 # Test modules import these from tests.helpers; tests/instasent's modules still import them from here.
 from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 from tests.loopback import Handler, HandlerServer, loopback_client
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fresh-cli", action="store_true",
+                     help="run every CLI command of the tests in a fresh interpreter instead of forking it "
+                          "from tests.forkserver (slower; what a user runs)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    forkserver.FRESH = bool(config.getoption("--fresh-cli"))
+
+
+@pytest.hookimpl(trylast=True)  # after any hook that marks tests
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (in their files' order), then the rest: with ``-n``, the long ones start
+    while every worker is busy and the short ones fill the end, so no worker finishes long after the
+    others. Every worker collects in the same order, as pytest-xdist requires."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

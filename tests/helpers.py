@@ -14,7 +14,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from dispatcher.settings import Settings
 from tasks.enqueue import CeleryEnqueuer
 from tasks.schedules import Entries
 from tests.fakes import FakeInstasent
+from tests.forkserver import run_module
 
 if TYPE_CHECKING:  # importing it warns about httpx; only the console's tests need it at run time
     from starlette.testclient import TestClient
@@ -247,11 +247,11 @@ def messy_list(path: Path, n: int = 2500, seed: int = 3) -> Path:
 # --- The CLI in a subprocess --------------------------------------------------------------------
 
 def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m dispatcher ARGS`` with ``env`` over this process's environment minus every setting."""
+    """``python -m dispatcher ARGS`` with ``env`` over this process's environment minus every setting
+    (forked from :mod:`tests.forkserver`, which has the CLI imported already)."""
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("INSTASENT_", "DISPATCHER_")) and k not in ("REDIS_URL", "CELERY_BROKER_URL")}
-    return subprocess.run([sys.executable, "-m", "dispatcher", *args], env={**full_env, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=180)
+    return run_module("dispatcher", list(args), {**full_env, **env}, cwd, timeout_s=180)
 
 
 def one_sentence_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forkserver import run_module
 from tests.helpers import SANDBOX_TOKEN, SandboxHandle
 
 LIST = ("phone,name\n"
@@ -25,8 +26,7 @@ LIST = ("phone,name\n"
 def run(sandbox: SandboxHandle, redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "INSTASENT_TOKEN": SANDBOX_TOKEN, "INSTASENT_BASE_URL": sandbox.url, "REDIS_URL": redis_url,
            "DISPATCHER_KEY_PREFIX": "dsptest"}
-    return subprocess.run([sys.executable, "-m", "dispatcher", "preflight", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120, check=False)
+    return run_module("dispatcher", ["preflight", *args], env, cwd, timeout_s=120)
 
 
 def one_sentence(stderr: str) -> str:

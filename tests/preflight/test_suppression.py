@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -15,6 +14,7 @@ import redis
 from dispatcher.errors import InputError
 from dispatcher.keys import Keys
 from dispatcher.preflight.suppression import SuppressionList, to_e164
+from tests.forkserver import run_module
 from tests.helpers import SandboxHandle
 
 
@@ -60,8 +60,7 @@ def run_cli(redis_url: str, *args: str, cwd: Path,
             extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "DISPATCHER_KEY_PREFIX": "dsptest", "INSTASENT_TOKEN": "test-token",
            **(extra or {})}
-    return subprocess.run([sys.executable, "-m", "dispatcher", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=60, check=False)
+    return run_module("dispatcher", list(args), env, cwd, timeout_s=60)
 
 
 @pytest.mark.slow

@@ -101,6 +101,22 @@ def test_a_campaign_waiting_for_its_window_names_the_opening_in_the_recipients_z
     assert window.contains_local(datetime.fromtimestamp(finish["at"] - 1, ZoneInfo("Europe/Madrid")))
 
 
+def test_a_few_messages_at_a_high_rate_before_the_window_opens_finish_soon_after_the_opening_at_once(
+        store: CampaignStore, settings: Settings) -> None:
+    a_worker(store)
+    WorkerRegistry(store.redis, KEYS).publish_limits(600_000, 0.0, ttl_s=60)  # a million messages/s
+    window = parse_window("09:00-21:00")
+    cid = store.create("spring", frame(5), window=4, send_window=window, zones=["Europe/Madrid"] * 5)
+    # No batch parked yet (no worker has looked at it): the estimate knows no zone and counts in UTC,
+    # from now, three hours before the opening, with 5 microseconds of sending to place.
+    opens = datetime(2030, 1, 7, 9, 0, tzinfo=UTC).timestamp()
+    info = store.get(cid)
+    started = time.process_time()
+    finish = estimated_finish(store, info, settings, waiting_for(store, info), now=opens - 3 * 3600)
+    assert time.process_time() - started < 2.0
+    assert finish is not None and opens <= finish["at"] <= opens + 1
+
+
 def test_a_moving_campaign_waits_for_nothing_and_finishes_at_its_share_of_the_lane(
         store: CampaignStore, settings: Settings) -> None:
     a_worker(store)
