@@ -139,11 +139,15 @@ class _Campaign:
         options = preflight.options
         recorded = {"file": str(preflight.fmt.path), "text": options.text, "text_column": options.text_column,
                     "sender": options.sender, "country": options.country, "hlr": options.hlr}
+        # The default account's organization is never stored: take the one the balance answer just
+        # named, so its campaigns share a lane with the named accounts of the same organization
+        # (two lanes for one organization would together exceed its limit).
+        organization = self.organization or preflight.pricing.account.organization or ""
         campaign_id = store.create(self.name, empty_messages(), window=settings.effective_queue_window, cost=cost,
                            currency=preflight.pricing.currency, options=recorded, preflight=summary,
                            send_window=self.send_window, expires_at=self.expires_at, loading=True,
                            suppression_version=self.suppression_version, account=self.account,
-                           organization=self.organization, priority=self.priority)
+                           organization=organization, priority=self.priority)
         saved = _load_options(options, self.path, self.chunk_rows, preflight, one_pass, approved)
         store.redis.hset(store.keys.campaign(campaign_id), mapping={**fields, "load": orjson.dumps(saved)})
         return campaign_id

@@ -224,3 +224,15 @@ def test_a_schedule_of_an_account_fires_campaigns_of_that_account_with_its_token
     with pytest.raises(InputError, match="no account is named 'nope'"):
         add_schedule(firer.schedules, Entries(chosen), replace(definition, account="nope"),
                      known_accounts=["default", "a1"])
+
+
+def test_a_default_account_campaign_takes_the_organization_its_balance_answer_names_and_shares_that_lane(
+        settings: Settings, redis_client: redis.Redis, sandbox: SandboxHandle, tmp_path: Path) -> None:
+    """INSTASENT_TOKEN belongs to acme too: its campaigns must pace in acme's lane, not a second one."""
+    sandbox.reset(projects=["acme:tA1-2c8e5a0d7b3f41e9a6c4", f"acme:{SANDBOX_TOKEN}"])
+    store, ops = CampaignStore(redis_client, KEYS), BatchOps(redis_client, KEYS)
+    options = submission.SubmitOptions(PreflightOptions(text="Hola {name}", sender="ACME", hlr=False))
+    cid, _, _ = submission.submit(store, ops, Queue(), settings, schedule_csv(tmp_path / "l.csv"), options)
+    info = store.get(cid)
+    assert (info.account, info.organization) == ("default", "acme")
+    assert Keys.lane(info.organization, "POST /sms/bulk") == "acme:POST /sms/bulk"
