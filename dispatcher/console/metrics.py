@@ -105,7 +105,7 @@ class DispatcherCollector:
         client, keys = self.console.store.redis, self.console.store.keys
         yield GaugeMetricFamily("dispatcher_workers_alive", "Workers whose heartbeat has not run out.",
                                 value=len(WorkerRegistry(client, keys).alive()))
-        yield GaugeMetricFamily("dispatcher_dlr_held",
+        yield GaugeMetricFamily("dispatcher_delivery_reports_held",
                                 "Delivery reports held until their campaign or send record is found.",
                                 value=HeldReports(client, keys).count())
         yield GaugeMetricFamily("dispatcher_redis_replicas", "Replicas connected to the Redis master.",

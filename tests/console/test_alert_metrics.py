@@ -61,7 +61,7 @@ def test_the_ops_gauges_say_what_dispatcher_health_sees(api: ConsoleHandle, redi
                for f in text_string_to_metric_families(api.http.get("/metrics", headers=api.as_viewer()).text)
                for s in f.samples}
     assert samples[("dispatcher_workers_alive", ())] == 2
-    assert samples[("dispatcher_dlr_held", ())] == 0
+    assert samples[("dispatcher_delivery_reports_held", ())] == 0
     assert samples[("dispatcher_redis_replicas", ())] == 0
     assert samples[("dispatcher_redis_min_replicas", ())] == api.console.settings.redis_min_replicas
     balances = {labels: value for (name, labels), value in samples.items() if name == "dispatcher_balance"}
