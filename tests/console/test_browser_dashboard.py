@@ -279,6 +279,23 @@ def test_the_campaign_page_reports_text_sender_delivery_rate_cost_countries_and_
     assert {"nombre", "importe"} <= set(report.columns)  # the columns kept from the list
 
 
+def test_delivery_reports_that_arrive_after_the_campaign_finished_still_reach_its_page(
+        stack: Stack, sandbox: SandboxHandle, browser_page: Callable[..., Page], tmp_path: Path) -> None:
+    """Reports come minutes after the last send: a finished campaign's summary must not be frozen
+    at the moment it finished (it was: read once and kept)."""
+    receiver = stack.webhook()
+    sandbox.reset(dlr_url=f"{receiver.url}/dlr/{SECRET}", dlr_delay_s=3.0, dlr_failed_rate=1.0, seed=7)
+    stack.worker()
+    page = browser_page()
+    sign_in(page, stack)
+    check_list(page, spanish_list(tmp_path / "tarde.csv", rows=6, unicode_rows=0), "tarde")
+    send(page)
+    expect(page.locator("[data-testid=campaign-percent]")).to_have_text(re.compile(r"^100 % settled"),
+                                                                        timeout=120_000)
+    expect(page.locator("#c-undelivered tbody tr").first).to_contain_text("none")  # no report yet
+    expect(page.locator("#c-undelivered tbody tr").first).not_to_contain_text("none", timeout=60_000)
+
+
 def closed_window() -> str:
     """A four-hour send window opening three hours from now in Madrid (and so in the Canaries too)."""
     opens = datetime.now(ZoneInfo("Europe/Madrid")) + timedelta(hours=3)

@@ -8,7 +8,7 @@ const POLL_MS = 1000;
 // The report summary reads every row of a campaign: a live campaign's is refreshed this often (ms).
 const SUMMARY_MS = 5000;
 const state = { csrf: "", role: "", paceLimit: 0, paceSource: "", timer: null, form: null, editing: null,
-  summary: { cid: "", at: 0, data: null, final: false } };
+  summary: { cid: "", at: 0, data: null, final: false, stamp: "" } };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -256,7 +256,7 @@ async function loadCampaign(cid) {
   if (!status.ok) { $("c-error").textContent = errorOf(status.data, status.status); return; }
   const c = status.data;
   const finished = !["queued", "running", "paused"].includes(c.state);
-  const summary = await loadSummary(cid, finished);
+  const summary = await loadSummary(cid, finished, `${c.state}|${c.delivered}|${c.undelivered}`);
   $("c-title").textContent = `${c.name} (${c.id})`;
   $("c-state").textContent = c.state;
   $("c-state").className = `state ${c.state}`;
@@ -307,15 +307,17 @@ async function loadCampaign(cid) {
   if ($("c-rejects").dataset.cid !== cid) loadRejects(cid);
 }
 
-async function loadSummary(cid, finished) {
+async function loadSummary(cid, finished, stamp) {
   const cached = state.summary;
   const now = Date.now();
-  // A live campaign's summary is kept a few seconds; once it has finished, it is read once more and kept.
-  if (cached.cid === cid && cached.data && (cached.final || (!finished && now - cached.at < SUMMARY_MS))) {
+  // A live campaign's summary is kept a few seconds; a finished one's until its delivery counts
+  // move (reports keep arriving for minutes after the last send), then at most every few seconds.
+  const kept = cached.final && cached.stamp === stamp;
+  if (cached.cid === cid && cached.data && (kept || now - cached.at < SUMMARY_MS)) {
     return cached.data;
   }
   const { ok, data } = await api("GET", `/api/campaigns/${cid}/summary`);
-  state.summary = { cid, at: now, data: ok ? data : null, final: ok && finished };
+  state.summary = { cid, at: now, data: ok ? data : null, final: ok && finished, stamp };
   return state.summary.data;
 }
 
