@@ -22,6 +22,7 @@ from dispatcher.keys import Keys
 from dispatcher.resources import DIRECT_SCHEMES, SENTINEL_SCHEMES, connect_redis, parse_redis_url
 from dispatcher.sending.health import HEARTBEAT_EVERY_S, WorkerRegistry
 from dispatcher.settings import Settings
+from tasks.broker import transport_for
 
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
@@ -96,6 +97,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         # a broker never take each other's tasks.
         task_default_queue=settings.task_queue,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S, **transport_options},
+        # kombu's Redis transports, kept from exiting the worker when the broker dies (tasks/broker.py).
+        broker_transport=transport_for(broker_url),
         **({"broker_use_ssl": broker_ssl} if broker_ssl else {}),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
