@@ -166,7 +166,7 @@ def test_a_campaign_submitted_for_an_account_shows_it_in_status_list_and_report(
     status = orjson.loads(outputs.run(env, "status", data["id"], "--json").stdout)
     assert (status["account"], status["organization"]) == ("a1", "acme")
     default = orjson.loads(outputs.run(env, "submit", csv, *message, "--json").stdout.strip().splitlines()[-1])
-    assert (default["account"], default["organization"]) == ("default", "acme")  # the organization its balance answer names
+    assert (default["account"], default["organization"]) == ("default", "acme")  # its balance answer names acme
     rows = orjson.loads(outputs.run(env, "list", "--json").stdout)
     assert {row["id"]: row["account"] for row in rows} == {data["id"]: "a1", default["id"]: "default"}
     assert orjson.loads(outputs.run(env, "report", data["id"], "--summary", "--json").stdout)["account"] == "a1"

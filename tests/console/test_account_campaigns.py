@@ -28,7 +28,7 @@ def test_the_campaign_form_takes_an_account_and_the_api_listing_and_metrics_show
     created = upload_campaign(api, account="a1")
     assert (created["account"], created["organization"]) == ("a1", "acme")
     default = upload_campaign(api)
-    assert (default["account"], default["organization"]) == ("default", "beta")  # the organization its balance answer names
+    assert (default["account"], default["organization"]) == ("default", "beta")  # its balance answer names beta
     shown = api.http.get(f"/api/campaigns/{created['id']}", headers=api.as_viewer()).json()
     assert shown["account"] == "a1"
     listed = api.http.get("/api/campaigns", headers=api.as_viewer()).json()["campaigns"]
