@@ -187,3 +187,24 @@ def test_an_unknown_account_is_one_sentence_naming_the_command_that_lists_them(
         assert "no account is named 'nope': see dispatcher account list." in one_sentence_error(result), args
     assert orjson.loads(outputs.run(env, "list", "--json").stdout) == []
     outputs.assert_no_token()
+
+
+def test_an_accounts_own_suppression_list_is_edited_with_account_and_only_its_campaigns_respect_it(
+        env: dict[str, str], tmp_path: Path) -> None:
+    outputs = Outputs()
+    assert outputs.run(env, "account", "add", "a1", "--token", TOKENS["a1"]).returncode == 0
+    added = outputs.run(env, "suppress", "add", "612345678", "--country", "ES", "--account", "a1")
+    assert added.returncode == 0, added.stderr
+    assert outputs.run(env, "suppress", "list", "--account", "a1").stdout.split() == ["+34612345678"]
+    assert outputs.run(env, "suppress", "list").stdout.split() == []  # the global list is untouched
+    csv = str(recipients_csv(tmp_path / "list.csv", 5))
+    message = ("--text", "Hola {name}", "--from", "Shop", "--country", "ES", "--no-hlr", "--json")
+    for account, valid in (("a1", 4), ("default", 5)):
+        checked = outputs.run(env, "preflight", csv, *message, "--account", account)
+        assert orjson.loads(checked.stdout)["valid"] == valid, (account, checked.stderr)
+    removed = outputs.run(env, "suppress", "remove", "+34612345678", "--account", "a1")
+    assert removed.returncode == 0 and outputs.run(env, "suppress", "list", "--account", "a1").stdout == ""
+    unknown = outputs.run(env, "suppress", "add", "612345678", "--country", "ES", "--account", "nope")
+    assert unknown.returncode != 0
+    assert one_sentence_error(unknown) == "error: no account is named 'nope': see dispatcher account list."
+    outputs.assert_no_token()
