@@ -8,6 +8,7 @@ The full-size run (30,000 messages at 1,200 requests/min, three failovers) runs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -68,6 +69,30 @@ def ha_worker_env(h: Harness) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def two_workers(ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle], rate_per_min: int,
+                broker_url: str = "") -> Iterator[Harness]:
+    """A sandbox that keeps every clientId it accepts (so a second send shows) 20 ms away, and two
+    workers on the sentinels (and on ``broker_url`` when given), stopped at the end."""
+    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
+    h = harness_on(ha, sandbox, rate_per_min=rate_per_min, broker_url=broker_url)
+    try:
+        for _ in range(2):
+            h.start_worker(concurrency=2, **ha_worker_env(h))
+        yield h
+    finally:
+        h.stop()
+
+
+def completes_exactly_once(h: Harness, cid: str, messages: int) -> None:
+    """Wait for the campaign to finish by itself; every clientId accepted once, none pending."""
+    wait_for(h, lambda: finished(h.store.get(cid)), 300, "the campaign to finish by itself")
+    info = h.store.get(cid)
+    assert info.state == "completed", info
+    assert_exactly_once(h, cid, info)
+    assert info.counts["sent"] == messages
+
+
 def run_through_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,
                           every_sent: int, down_s: float) -> None:
     """Submit ``messages``; at each ``every_sent`` more sent, SIGKILL the master and bring it back
@@ -79,24 +104,14 @@ def run_through_failovers(ha: HighAvailability, h: Harness, messages: int, failo
         ha.wait_for_failover(old)
         time.sleep(max(0.0, down_s - 2))
         ha.restart(old)
-    wait_for(h, lambda: finished(h.store.get(cid)), 300, "the campaign to finish by itself")
-    info = h.store.get(cid)
-    assert info.state == "completed", info
-    assert_exactly_once(h, cid, info)
-    assert info.counts["sent"] == messages
+    completes_exactly_once(h, cid, messages)
 
 
 def test_the_master_killed_a_third_of_the_way_in_fails_over_and_the_campaign_completes_exactly_once(
         ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
-    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
     # 3,000 messages at 120 requests/min: a 15 s campaign, the Done-when's 30,000 at 1,200 scaled down.
-    h = harness_on(ha, sandbox, rate_per_min=120)
-    try:
-        for _ in range(2):
-            h.start_worker(concurrency=2, **ha_worker_env(h))
+    with two_workers(ha, start_own_sandbox, 120) as h:
         run_through_failovers(ha, h, messages=3000, failovers=1, every_sent=1000, down_s=10)
-    finally:
-        h.stop()
 
 
 def run_through_timed_failovers(ha: HighAvailability, h: Harness, messages: int, failovers: int,
@@ -119,66 +134,38 @@ def run_through_timed_failovers(ha: HighAvailability, h: Harness, messages: int,
         ha.wait_until_replica(old)  # the next kill must find every replica following
         if k < failovers - 1:
             time.sleep(max(0.0, every_s - (time.monotonic() - started)))
-    wait_for(h, lambda: finished(h.store.get(cid)), 300, "the campaign to finish by itself")
-    info = h.store.get(cid)
-    assert info.state == "completed", info
-    assert_exactly_once(h, cid, info)
-    assert info.counts["sent"] == messages
+    completes_exactly_once(h, cid, messages)
 
 
 @pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_the_master_killed_a_third_of_the_way_in_with_rabbitmq_as_the_broker_completes_exactly_once(
         ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
-    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
-    h = harness_on(ha, sandbox, rate_per_min=120, broker_url=RABBITMQ)
-    try:
-        for _ in range(2):
-            h.start_worker(concurrency=2, **ha_worker_env(h))
+    with two_workers(ha, start_own_sandbox, 120, broker_url=RABBITMQ) as h:
         run_through_failovers(ha, h, messages=3000, failovers=1, every_sent=1000, down_s=10)
-    finally:
-        h.stop()
 
 
 @pytest.mark.skipif(not os.environ.get("DISPATCHER_FULL_FAILOVER"), reason="set DISPATCHER_FULL_FAILOVER=1: minutes")
 @pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_thirty_thousand_messages_with_rabbitmq_as_the_broker_and_the_master_killed_a_third_in_send_nothing_twice(
         ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
-    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
-    h = harness_on(ha, sandbox, rate_per_min=1200, broker_url=RABBITMQ)
-    try:
-        for _ in range(2):
-            h.start_worker(concurrency=2, **ha_worker_env(h))
+    with two_workers(ha, start_own_sandbox, 1200, broker_url=RABBITMQ) as h:
         run_through_failovers(ha, h, messages=30000, failovers=1, every_sent=10000, down_s=10)
-    finally:
-        h.stop()
 
 
 def test_three_failovers_seconds_apart_during_one_campaign_send_nothing_twice(
         ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
-    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
     # The Done-when's failover every 20 s, scaled down: one every 6 s, each old master back after 3 s.
     # 3,000 messages at 120 requests/min is 15 s of sending; sending pauses about 10 s after each
     # kill, so the three kills, 6 s apart, all fall inside the campaign.
-    h = harness_on(ha, sandbox, rate_per_min=120)
-    try:
-        for _ in range(2):
-            h.start_worker(concurrency=2, **ha_worker_env(h))
+    with two_workers(ha, start_own_sandbox, 120) as h:
         run_through_timed_failovers(ha, h, messages=3000, failovers=3, every_s=6, down_s=3)
-    finally:
-        h.stop()
 
 
 @pytest.mark.skipif(not os.environ.get("DISPATCHER_FULL_FAILOVER"), reason="set DISPATCHER_FULL_FAILOVER=1: minutes")
 def test_failovers_every_twenty_seconds_until_the_campaign_ends_send_nothing_twice(
         ha: HighAvailability, start_own_sandbox: Callable[..., SandboxHandle]) -> None:
-    sandbox = start_own_sandbox("--no-enforce-unique-client-id", "--rate-limit", "0", "--latency-ms", "20")
-    h = harness_on(ha, sandbox, rate_per_min=1200)
-    try:
-        for _ in range(2):
-            h.start_worker(concurrency=2, **ha_worker_env(h))
+    with two_workers(ha, start_own_sandbox, 1200) as h:
         run_through_failovers(ha, h, messages=30000, failovers=3, every_sent=7500, down_s=10)
-    finally:
-        h.stop()
 
 
 def test_a_promoted_replica_makes_a_claimed_batch_wait_a_lease_and_reconcile(ha: HighAvailability) -> None:
