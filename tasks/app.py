@@ -22,7 +22,7 @@ from dispatcher.keys import Keys
 from dispatcher.resources import DIRECT_SCHEMES, SENTINEL_SCHEMES, connect_redis, parse_redis_url
 from dispatcher.sending.health import HEARTBEAT_EVERY_S, WorkerRegistry
 from dispatcher.settings import Settings
-from tasks.broker import transport_for
+from tasks import broker
 
 #: Seconds after which the Redis broker hands an unacknowledged task to another worker. Our
 #: retries use short countdowns (at most a minute), well under it, so nothing is redelivered early.
@@ -82,6 +82,7 @@ def campaign_name(client: Any, keys: Keys, campaign_id: str) -> str:
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
+    broker.register()
     broker_url, transport_options, broker_ssl = broker_connection(settings)
     app = Celery("dispatcher", broker=broker_url,
                  include=["tasks.dispatch", "tasks.schedules", "tasks.watchdog"])
@@ -98,7 +99,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_default_queue=settings.task_queue,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S, **transport_options},
         # kombu's Redis transports, kept from exiting the worker when the broker dies (tasks/broker.py).
-        broker_transport=transport_for(broker_url),
+        broker_transport=broker.transport_for(broker_url),
         **({"broker_use_ssl": broker_ssl} if broker_ssl else {}),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

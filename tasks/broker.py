@@ -6,31 +6,51 @@ them back builds a new pool from a connection that is already torn down (``conne
 None), the ``AttributeError`` escapes as "Unrecoverable error", and the Celery worker exits: every
 worker of a host at once, on one Redis restart (seen in ``tests/sending/test_redis_restart.py``).
 
-These subclasses, chosen through Celery's ``broker_transport`` setting (kombu's public way to name
-a transport class), only skip that give-back when it cannot be done. Nothing is lost: the
+A rejected (requeued) or acknowledged message meets the same dead connection. These subclasses,
+chosen through Celery's ``broker_transport`` setting and kombu's transport aliases (its ways to
+name a transport class), only skip what cannot be done. Nothing is lost: the
 messages stay in the broker's unacknowledged set, which kombu restores after the visibility
 timeout, and the watchdog re-queues sooner every batch that nothing carries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 
 logger = logging.getLogger(__name__)
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's Redis QoS whose give-back of unacknowledged messages survives a dead connection."""
+    """kombu's Redis QoS whose acks, rejects and give-backs survive a dead connection: each one that
+    cannot be done leaves its message unacknowledged in the broker, where kombu restores it after
+    the visibility timeout (a second delivery of a batch is harmless: its claim says it is done)."""
 
     def restore_unacked(self, client: Any = None) -> None:
-        try:
+        with _kept_unacknowledged("given back"):
             super().restore_unacked(client)
-        except AttributeError:
-            logger.warning("the broker connection was lost with messages in progress; they stay "
-                           "unacknowledged in the broker and are delivered again later")
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        with _kept_unacknowledged("requeued"):
+            super().reject(delivery_tag, requeue=requeue)
+
+    def ack(self, delivery_tag: Any) -> None:
+        with _kept_unacknowledged("acknowledged"):
+            super().ack(delivery_tag)
+
+
+@contextlib.contextmanager
+def _kept_unacknowledged(what: str) -> Iterator[None]:
+    try:
+        yield
+    except AttributeError:  # kombu's symptom of a torn-down connection (module docstring)
+        logger.warning("the broker connection was lost: a message could not be %s; it stays "
+                       "unacknowledged in the broker and is delivered again later", what)
 
 
 class Channel(kombu_redis.Channel):
@@ -62,3 +82,13 @@ def transport_for(broker_url: str) -> str | None:
     if scheme == "sentinel":
         return f"{__name__}:SentinelTransport"
     return None
+
+
+def register() -> None:
+    """Make these the transports of the ``redis``, ``rediss`` and ``sentinel`` schemes in this
+    process. ``broker_transport`` alone is not enough: when kombu reconnects, it switches to the
+    next URL of its failover list and takes the transport from that URL's scheme again, so the
+    second connection loss would meet kombu's own transport."""
+    kombu_transport.TRANSPORT_ALIASES.update({
+        "redis": f"{__name__}:Transport", "rediss": f"{__name__}:Transport",
+        "sentinel": f"{__name__}:SentinelTransport"})

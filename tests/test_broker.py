@@ -9,7 +9,7 @@ import redis
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from tasks.broker import SentinelTransport, Transport, transport_for
+from tasks.broker import SentinelTransport, Transport, register, transport_for
 
 
 def unacked_then_torn_down(redis_url: str, transport: type) -> Connection:
@@ -47,3 +47,22 @@ def test_redis_brokers_get_the_kept_alive_transports_and_rabbitmq_its_own() -> N
     assert transport_for("sentinel://h:26379/0;sentinel://g:26379/0") == "tasks.broker:SentinelTransport"
     assert transport_for("amqp://guest:guest@127.0.0.1:5672//") is None
     assert issubclass(SentinelTransport, kombu_redis.SentinelTransport)
+
+
+def test_a_message_rejected_or_acknowledged_after_its_broker_died_stays_in_the_broker(
+        redis_client: redis.Redis, redis_url: str) -> None:
+    connection = unacked_then_torn_down(redis_url, Transport)
+    channel = connection.default_channel
+    (tag,) = list(channel.qos._delivered)
+    channel.qos.reject(tag, requeue=True)  # kombu's own QoS raises AttributeError here
+    channel.qos.ack(tag)
+    assert redis_client.hlen("unacked") == 1
+
+
+def test_once_registered_a_reconnection_to_the_next_url_keeps_the_kept_alive_transport(redis_url: str) -> None:
+    """kombu takes the transport from the URL's scheme again when it switches URLs to reconnect."""
+    register()
+    connection = Connection(redis_url, transport=Transport)
+    connection.switch(redis_url)
+    assert isinstance(connection.transport, Transport)
+    assert isinstance(Connection("sentinel://127.0.0.1:26379/0").transport, SentinelTransport)
