@@ -82,6 +82,7 @@ def campaign_name(client: Any, keys: Keys, campaign_id: str) -> str:
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
+    # kombu's Redis transports, kept from exiting the worker when the broker dies (tasks/broker.py).
     broker.register()
     broker_url, transport_options, broker_ssl = broker_connection(settings)
     app = Celery("dispatcher", broker=broker_url,
@@ -98,8 +99,6 @@ def make_app(settings: Settings | None = None) -> Celery:
         # a broker never take each other's tasks.
         task_default_queue=settings.task_queue,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S, **transport_options},
-        # kombu's Redis transports, kept from exiting the worker when the broker dies (tasks/broker.py).
-        broker_transport=broker.transport_for(broker_url),
         **({"broker_use_ssl": broker_ssl} if broker_ssl else {}),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -7,8 +7,8 @@ None), the ``AttributeError`` escapes as "Unrecoverable error", and the Celery w
 worker of a host at once, on one Redis restart (seen in ``tests/sending/test_redis_restart.py``).
 
 A rejected (requeued) or acknowledged message meets the same dead connection. These subclasses,
-chosen through Celery's ``broker_transport`` setting and kombu's transport aliases (its ways to
-name a transport class), only skip what cannot be done. Nothing is lost: the
+registered as the transports of the Redis schemes (kombu's transport aliases), only skip what
+cannot be done. Nothing is lost: the
 messages stay in the broker's unacknowledged set, which kombu restores after the visibility
 timeout, and the watchdog re-queues sooner every batch that nothing carries.
 """
@@ -73,22 +73,20 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
+#: The class of each Redis URL scheme kombu knows (``redis+sentinel://`` becomes ``sentinel://``).
+_CLASSES = {"redis": "Transport", "rediss": "Transport", "sentinel": "SentinelTransport"}
+
+
 def transport_for(broker_url: str) -> str | None:
-    """The ``broker_transport`` for a broker URL: one of these classes for a Redis broker, None
-    (the URL's own) for any other, RabbitMQ included."""
-    scheme = broker_url.partition("://")[0].lower()
-    if scheme in ("redis", "rediss"):
-        return f"{__name__}:Transport"
-    if scheme == "sentinel":
-        return f"{__name__}:SentinelTransport"
-    return None
+    """The transport these classes give a broker URL, as kombu names it (``module:Class``); None
+    (kombu's own) for any other broker, RabbitMQ included."""
+    name = _CLASSES.get(broker_url.partition("://")[0].lower())
+    return f"{__name__}:{name}" if name else None
 
 
 def register() -> None:
     """Make these the transports of the ``redis``, ``rediss`` and ``sentinel`` schemes in this
-    process. ``broker_transport`` alone is not enough: when kombu reconnects, it switches to the
-    next URL of its failover list and takes the transport from that URL's scheme again, so the
-    second connection loss would meet kombu's own transport."""
-    kombu_transport.TRANSPORT_ALIASES.update({
-        "redis": f"{__name__}:Transport", "rediss": f"{__name__}:Transport",
-        "sentinel": f"{__name__}:SentinelTransport"})
+    process. Naming them in Celery's ``broker_transport`` would not be enough: when kombu
+    reconnects, it switches to the next URL of its failover list and takes the transport from that
+    URL's scheme again, so the second connection loss would meet kombu's own transport."""
+    kombu_transport.TRANSPORT_ALIASES.update({scheme: f"{__name__}:{name}" for scheme, name in _CLASSES.items()})
